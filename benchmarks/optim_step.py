@@ -1,0 +1,145 @@
+"""Time one optimizer step over 10 M float32 parameters in 10 tensors, descent vs torch.optim.
+
+For every rule: descent's default (fast) path, torch's fastest implementation of the same rule
+(fused where torch has one, else the faster of foreach and for-loop) and torch's default path,
+all measured in this one run, with descent's share of the memory-bandwidth floor (bytes moved per
+parameter, shared/spec/optimizers.md, over a copy bandwidth measured here).
+
+    python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from descent import optim
+
+# rule -> (bytes moved per fp32 parameter by one fused step, torch factory, descent kwargs)
+RULES: dict[str, tuple[int, Callable[..., torch.optim.Optimizer], dict]] = {
+    "sgd": (12, lambda p, **k: torch.optim.SGD(p, lr=0.01, **k), {"lr": 0.01}),
+    "momentum": (20, lambda p, **k: torch.optim.SGD(p, lr=0.01, momentum=0.9, **k), {}),
+    "nesterov": (
+        20,
+        lambda p, **k: torch.optim.SGD(p, lr=0.01, momentum=0.9, nesterov=True, **k),
+        {},
+    ),
+    "adagrad": (20, lambda p, **k: torch.optim.Adagrad(p, lr=0.01, **k), {}),
+    "adadelta": (28, lambda p, **k: torch.optim.Adadelta(p, **k), {}),
+    "rmsprop": (20, lambda p, **k: torch.optim.RMSprop(p, lr=1e-3, **k), {}),
+    "adam": (28, lambda p, **k: torch.optim.Adam(p, lr=1e-3, **k), {}),
+    "adamax": (28, lambda p, **k: torch.optim.Adamax(p, lr=2e-3, **k), {}),
+    "nadam": (28, lambda p, **k: torch.optim.NAdam(p, lr=1e-3, **k), {}),
+    "amsgrad": (36, lambda p, **k: torch.optim.Adam(p, lr=1e-3, amsgrad=True, **k), {}),
+    "adamw": (28, lambda p, **k: torch.optim.AdamW(p, lr=1e-3, **k), {}),
+}
+# torch.optim classes that accept fused=True on the CPU
+FUSED = {"sgd", "momentum", "nesterov", "adagrad", "adam", "amsgrad", "adamw"}
+TARGET_PEER_FASTEST = {"sgd", "momentum", "adagrad", "adam", "adamw"}
+
+
+def make_params(total: int, count: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    size = total // count
+    params = []
+    for _ in range(count):
+        param = torch.randn(size, generator=generator).requires_grad_()
+        param.grad = torch.randn(size, generator=generator) * 1e-2
+        params.append(param)
+    return params
+
+
+def time_steps(optimizer: torch.optim.Optimizer, repeats: int) -> float:
+    for _ in range(3):  # warm up: state allocation, first-step branches
+        optimizer.step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def copy_bandwidth(total: int, repeats: int) -> float:
+    """Bytes per second of dst.copy_(src) over ``total`` float32 values (read + write)."""
+    src, dst = torch.randn(total), torch.empty(total)
+    for _ in range(3):
+        dst.copy_(src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - start)
+    return 2 * 4 * total / statistics.median(times)
+
+
+def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float | str]:
+    _, torch_factory, descent_kwargs = RULES[rule]
+
+    def run(factory: Callable[[list[torch.Tensor]], torch.optim.Optimizer]) -> float:
+        params = make_params(total, count)
+        seconds = time_steps(factory(params), repeats)
+        del params
+        gc.collect()
+        return seconds
+
+    descent_s = run(lambda p: optim.create(rule, p, **descent_kwargs))
+    default_s = run(lambda p: torch_factory(p))
+    candidates = {
+        "for-loop": run(lambda p: torch_factory(p, foreach=False)),
+        "foreach": run(lambda p: torch_factory(p, foreach=True)),
+    }
+    if rule in FUSED:
+        candidates["fused"] = run(lambda p: torch_factory(p, fused=True))
+    fastest_name = min(candidates, key=candidates.get)
+    return {
+        "descent": descent_s,
+        "torch_default": default_s,
+        "torch_fastest": candidates[fastest_name],
+        "fastest_name": fastest_name,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, default=10_000_000)
+    parser.add_argument("--tensors", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--rules", default=",".join(RULES))
+    args = parser.parse_args()
+
+    bandwidth = copy_bandwidth(args.params, args.repeats)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.params:,} float32 parameters in {args.tensors} tensors; "
+        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
+    )
+    header = (
+        f"{'rule':9} {'descent ms':>10} {'torch fastest ms':>17} {'(impl)':>10} "
+        f"{'ratio':>6} {'torch default ms':>17} {'speed-up':>8} {'floor share':>11}  target"
+    )
+    print(header)
+    print("-" * len(header))
+    for rule in args.rules.split(","):
+        row = measure(rule, args.params, args.tensors, args.repeats)
+        floor_s = RULES[rule][0] * args.params / bandwidth
+        ratio = row["descent"] / row["torch_fastest"]
+        speedup = row["torch_default"] / row["descent"]
+        if rule in TARGET_PEER_FASTEST:
+            target = "ratio ≤ 1" + (" ok" if ratio <= 1.0 else " MISSED")
+        else:
+            target = "speed-up ≥ 2" + (" ok" if speedup >= 2.0 else " MISSED")
+        print(
+            f"{rule:9} {row['descent'] * 1e3:10.2f} {row['torch_fastest'] * 1e3:17.2f} "
+            f"{row['fastest_name']:>10} {ratio:6.2f} {row['torch_default'] * 1e3:17.2f} "
+            f"{speedup:8.1f} {floor_s / row['descent']:10.0%}  {target}"
+        )
+
+
+if __name__ == "__main__":
+    main()
