@@ -54,15 +54,21 @@ def make_params(total: int, count: int) -> list[torch.Tensor]:
     return params
 
 
-def time_steps(optimizer: torch.optim.Optimizer, repeats: int) -> float:
-    for _ in range(3):  # warm up: state allocation, first-step branches
-        optimizer.step()
-    times = []
+def time_interleaved(
+    optimizers: dict[str, torch.optim.Optimizer], repeats: int
+) -> dict[str, float]:
+    """Median seconds per step of each optimizer, stepping them in turn so that every one sees
+    the same machine state (cache, clock, the other core's load)."""
+    for optimizer in optimizers.values():
+        for _ in range(3):  # warm up: state allocation, first-step branches
+            optimizer.step()
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
     for _ in range(repeats):
-        start = time.perf_counter()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, optimizer in optimizers.items():
+            start = time.perf_counter()
+            optimizer.step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def copy_bandwidth(total: int, repeats: int) -> float:
@@ -80,27 +86,24 @@ def copy_bandwidth(total: int, repeats: int) -> float:
 
 def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float | str]:
     _, torch_factory, descent_kwargs = RULES[rule]
-
-    def run(factory: Callable[[list[torch.Tensor]], torch.optim.Optimizer]) -> float:
-        params = make_params(total, count)
-        seconds = time_steps(factory(params), repeats)
-        del params
-        gc.collect()
-        return seconds
-
-    descent_s = run(lambda p: optim.create(rule, p, **descent_kwargs))
-    default_s = run(lambda p: torch_factory(p))
-    candidates = {
-        "for-loop": run(lambda p: torch_factory(p, foreach=False)),
-        "foreach": run(lambda p: torch_factory(p, foreach=True)),
+    factories: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+        "descent": lambda p: optim.create(rule, p, **descent_kwargs),
+        "torch_default": lambda p: torch_factory(p),
+        "for-loop": lambda p: torch_factory(p, foreach=False),
+        "foreach": lambda p: torch_factory(p, foreach=True),
     }
     if rule in FUSED:
-        candidates["fused"] = run(lambda p: torch_factory(p, fused=True))
-    fastest_name = min(candidates, key=candidates.get)
+        factories["fused"] = lambda p: torch_factory(p, fused=True)
+    optimizers = {name: factory(make_params(total, count)) for name, factory in factories.items()}
+    seconds = time_interleaved(optimizers, repeats)
+    del optimizers
+    gc.collect()
+    peers = {name: seconds[name] for name in ("for-loop", "foreach", "fused") if name in seconds}
+    fastest_name = min(peers, key=peers.get)
     return {
-        "descent": descent_s,
-        "torch_default": default_s,
-        "torch_fastest": candidates[fastest_name],
+        "descent": seconds["descent"],
+        "torch_default": seconds["torch_default"],
+        "torch_fastest": peers[fastest_name],
         "fastest_name": fastest_name,
     }
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descent.optim import _native
 from descent.optim.base import (
     DescentOptimizer,
     Impl,
@@ -23,6 +24,7 @@ from descent.optim.base import (
     effective_grad_into,
     fit,
     fused_buckets,
+    native_split,
     pick,
     scratch_for,
     zeros_like_state,
@@ -541,10 +543,25 @@ class AdaMax(_AdamBase):
         beta1, beta2 = group["betas"]
         eps, eps_in_max = group["eps"], group["eps_in_max"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        g_buf, abs_buf = scratch_for(params, 2)
-        for param, grad, state in zip(params, grads, states, strict=True):
+        native, rest = native_split(params, grads, states)
+        step_sizes = []
+        for state in states:
             state["step"] += 1
-            step_size = lr / (1 - beta1 ** int(state["step"].item()))
+            step_sizes.append(lr / (1 - beta1 ** int(state["step"].item())))
+        sign = -1.0 if maximize else 1.0
+        _native.run(
+            "adamax",
+            [
+                (
+                    (params[i], grads[i], states[i]["exp_avg"], states[i]["exp_inf"]),
+                    (step_sizes[i], beta1, beta2, eps, wd, sign, eps_in_max),
+                )
+                for i in native
+            ],
+        )
+        g_buf, abs_buf = scratch_for(pick(params, rest), 2)
+        for i in rest:
+            param, grad, state, step_size = params[i], grads[i], states[i], step_sizes[i]
             for p, g, m, u in chunk_views([param, grad, state["exp_avg"], state["exp_inf"]]):
                 g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
@@ -657,10 +674,24 @@ class Nadam(_AdamBase):
     ) -> None:
         beta1, beta2 = group["betas"]
         eps, wd, maximize = group["eps"], group["weight_decay"], group["maximize"]
-        g_buf, den_buf = scratch_for(params, 2)
-        for param, grad, state in zip(params, grads, states, strict=True):
-            c_g, c_m = self._coefficients(group, state, lr)
-            bias2 = 1 - beta2 ** int(state["step"].item())
+        native, rest = native_split(params, grads, states)
+        coefficients = [self._coefficients(group, state, lr) for state in states]
+        biases2 = [1 - beta2 ** int(state["step"].item()) for state in states]
+        sign = -1.0 if maximize else 1.0
+        _native.run(
+            "nadam",
+            [
+                (
+                    (params[i], grads[i], states[i]["exp_avg"], states[i]["exp_avg_sq"]),
+                    (*coefficients[i], beta1, beta2, biases2[i], eps, wd, sign),
+                )
+                for i in native
+            ],
+        )
+        g_buf, den_buf = scratch_for(pick(params, rest), 2)
+        for i in rest:
+            param, grad, state = params[i], grads[i], states[i]
+            (c_g, c_m), bias2 = coefficients[i], biases2[i]
             for p, g, m, v in chunk_views([param, grad, state["exp_avg"], state["exp_avg_sq"]]):
                 g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
                 m.mul_(beta1).add_(g, alpha=1 - beta1)

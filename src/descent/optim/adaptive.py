@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descent.optim import _native
 from descent.optim.base import (
     DescentOptimizer,
     Impl,
@@ -21,6 +22,7 @@ from descent.optim.base import (
     effective_grad_into,
     fit,
     fused_buckets,
+    native_split,
     pick,
     scratch_for,
     zeros_like_state,
@@ -303,9 +305,24 @@ class Adadelta(DescentOptimizer):
     ) -> None:
         rho, eps = group["rho"], group["eps"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        g_buf, num_buf, den_buf = scratch_for(params, 3)
-        for param, grad, state in zip(params, grads, states, strict=True):
+        native, rest = native_split(params, grads, states)
+        for state in states:
             state["step"] += 1
+        sign = -1.0 if maximize else 1.0
+        _native.run(
+            "adadelta",
+            [
+                (
+                    (params[i], grads[i], states[i]["square_avg"], states[i]["acc_delta"]),
+                    (lr, rho, eps, wd, sign),
+                )
+                for i in native
+            ],
+        )
+        g_buf, num_buf, den_buf = scratch_for(pick(params, rest), 3)
+        for param, grad, state in zip(
+            pick(params, rest), pick(grads, rest), pick(states, rest), strict=True
+        ):
             for p, g, e_g, e_d in chunk_views(
                 [param, grad, state["square_avg"], state["acc_delta"]]
             ):
@@ -418,9 +435,26 @@ class RMSprop(DescentOptimizer):
         rho, eps, inside = group["rho"], group["eps"], group["eps_inside_sqrt"]
         momentum, centered = group["momentum"], group["centered"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        g_buf, den_buf = scratch_for(params, 2)
-        for param, grad, state in zip(params, grads, states, strict=True):
+        native, rest = native_split(params, grads, states)
+        for state in states:
             state["step"] += 1
+        jobs = []
+        for i in native:
+            p, state = params[i], states[i]
+            tensors = (
+                p,
+                grads[i],
+                state["square_avg"],
+                state.get("grad_avg", p),  # pointers the kernel never reads when unused
+                state.get("momentum_buffer", p),
+            )
+            scalars = (lr, rho, eps, wd, -1.0 if maximize else 1.0, inside, centered, momentum)
+            jobs.append((tensors, scalars))
+        _native.run("rmsprop", jobs)
+        g_buf, den_buf = scratch_for(pick(params, rest), 2)
+        for param, grad, state in zip(
+            pick(params, rest), pick(grads, rest), pick(states, rest), strict=True
+        ):
             tensors = [param, grad, state["square_avg"]]
             tensors += [state[name] for name in ("grad_avg", "momentum_buffer") if name in state]
             for p, g, e, *extra in chunk_views(tensors):

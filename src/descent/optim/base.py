@@ -124,7 +124,7 @@ def chunk_views(tensors: Sequence[Tensor], size: int = CHUNK_ELEMENTS) -> Iterat
 def scratch_for(tensors: Sequence[Tensor], count: int) -> list[Tensor]:
     """``count`` reusable scratch buffers big enough for one chunk of any of ``tensors``."""
     if not tensors:
-        return []
+        return [torch.empty(0) for _ in range(count)]
     largest = max(t.numel() for t in tensors)
     sample = tensors[0]
     length = min(largest, CHUNK_ELEMENTS)
@@ -353,18 +353,28 @@ def fused_buckets(
 
     The fused kernels want contiguous tensors of one device and dtype; anything else (a
     transposed view, an integer or complex leftover, an odd device) goes through the reference.
+    State tensors are made with the parameter's layout, dtype and device (and torch casts loaded
+    state to them), so checking the parameter and its gradient is enough. This runs every step:
+    it is kept to a plain loop.
     """
     buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     rest: list[int] = []
-    for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        tensors = [param, grad, *(v for k, v in state.items() if k != "step" and v.dim() > 0)]
+    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        dtype = param.dtype
+        device = param.device
         if (
-            param.dtype in FUSED_DTYPES
-            and param.device.type in ("cpu", "cuda")
-            and all(t.is_contiguous() and t.dtype == param.dtype for t in tensors)
-            and all(t.device == param.device for t in tensors)
+            dtype in FUSED_DTYPES
+            and grad.dtype == dtype
+            and param.is_contiguous()
+            and grad.is_contiguous()
+            and device.type in ("cpu", "cuda")
+            and grad.device == device
         ):
-            buckets.setdefault((param.device, param.dtype), []).append(index)
+            key = (device, dtype)
+            if key in buckets:
+                buckets[key].append(index)
+            else:
+                buckets[key] = [index]
         else:
             rest.append(index)
     return list(buckets.values()), rest
@@ -395,3 +405,20 @@ def effective_grad_into(
     if weight_decay != 0:
         out.add_(param, alpha=weight_decay)
     return out
+
+
+def native_split(
+    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[dict[str, Any]]
+) -> tuple[list[int], list[int]]:
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
+
+    As in :func:`fused_buckets`, state tensors share the parameter's layout and dtype.
+    """
+    from descent.optim import _native
+
+    if not _native.available():
+        return [], list(range(len(params)))
+    native, rest = [], []
+    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+        (native if _native.supports((param, grad)) else rest).append(index)
+    return native, rest

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from descent.optim import _native
 from descent.optim.base import (
     DescentOptimizer,
     Impl,
@@ -16,8 +17,8 @@ from descent.optim.base import (
     check_unit_interval,
     effective_grad,
     fused_buckets,
+    native_split,
     pick,
-    zeros_like_state,
 )
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
@@ -112,12 +113,11 @@ class SGD(DescentOptimizer):
         )
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        return zeros_like_state(param, ())
+        return {}  # plain descent keeps no state; the update count lives in the group
 
     def _reference_update(
         self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
     ) -> None:
-        state["step"] += 1
         param.copy_(
             sgd_reference(
                 param, grad, lr=lr, weight_decay=group["weight_decay"], maximize=group["maximize"]
@@ -133,9 +133,11 @@ class SGD(DescentOptimizer):
         lr: float,
     ) -> None:
         buckets, rest = fused_buckets(params, grads, states)
-        for state in states:
-            state["step"] += 1
         for indices in buckets:
+            if group["weight_decay"] == 0 and not group["maximize"]:
+                # θ ← θ − η g is one in-place axpy per tensor; faster than the fused kernel.
+                torch._foreach_add_(pick(params, indices), pick(grads, indices), alpha=-lr)
+                continue
             torch._fused_sgd_(
                 pick(params, indices),
                 pick(grads, indices),
@@ -195,12 +197,12 @@ class _MomentumBase(DescentOptimizer):
         check_flag(group["lr_in_buffer"], "lr_in_buffer")
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        return zeros_like_state(param, self.state_names)
+        # Only the velocity, as torch keeps it; the update count lives in the group.
+        return {"momentum_buffer": torch.zeros_like(param, memory_format=torch.preserve_format)}
 
     def _reference_update(
         self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
     ) -> None:
-        state["step"] += 1
         reference = nesterov_reference if self._nesterov else momentum_reference
         new_param, new_buffer = reference(
             param,
@@ -224,32 +226,37 @@ class _MomentumBase(DescentOptimizer):
         lr: float,
     ) -> None:
         lecture = group["lr_in_buffer"]
-        if lecture and self._nesterov and lr == 0:
-            # The fast form below divides the velocity by η.
-            for param, grad, state in zip(params, grads, states, strict=True):
-                self._reference_update(group, param, grad, state, lr)
+        if lecture and self._nesterov:
+            # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
+            # single-pass C kernel does, and what it cannot take goes through the reference.
+            native, rest = native_split(params, grads, states)
+            sign = -1.0 if group["maximize"] else 1.0
+            _native.run(
+                "nesterov",
+                [
+                    (
+                        (params[i], grads[i], states[i]["momentum_buffer"]),
+                        (lr, group["momentum"], group["weight_decay"], sign),
+                    )
+                    for i in native
+                ],
+            )
+            for i in rest:
+                self._reference_update(group, params[i], grads[i], states[i], lr)
             return
         buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
-            bucket_params = pick(params, indices)
-            buffers = [states[i]["momentum_buffer"] for i in indices]
-            for i in indices:
-                states[i]["step"] += 1
-            if not lecture:
-                # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
-                kernel_lr, dampening = lr, 0.0
-            elif not self._nesterov:
+            if lecture:
                 # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and
                 # a kernel lr of 1 makes the step θ ← θ − v: the lecture's form in one pass.
                 kernel_lr, dampening = 1.0, 1.0 - lr
             else:
-                # The kernel keeps b = v / η; rescale in and out so the state stays v.
-                torch._foreach_div_(buffers, lr)
+                # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
                 kernel_lr, dampening = lr, 0.0
             torch._fused_sgd_(
-                bucket_params,
+                pick(params, indices),
                 pick(grads, indices),
-                buffers,
+                [states[i]["momentum_buffer"] for i in indices],
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
                 lr=kernel_lr,
@@ -258,8 +265,6 @@ class _MomentumBase(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-            if lecture and self._nesterov:
-                torch._foreach_mul_(buffers, lr)
         for i in rest:
             self._reference_update(group, params[i], grads[i], states[i], lr)
 
@@ -282,8 +287,8 @@ class Momentum(_MomentumBase):
         weight_decay: λ of the L2 term g ← g + λθ.
         lr_in_buffer: True for the lecture's/Keras' form, False for torch's.
         maximize: ascend instead.
-        impl: "fast" (torch's fused SGD kernel with the hyperparameters re-expressed) or
-            "reference".
+        impl: "fast" (torch's fused SGD kernel with the hyperparameters re-expressed; for the
+            lecture's Nesterov, descent's single-pass C kernel) or "reference".
     """
 
 
