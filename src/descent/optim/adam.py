@@ -688,7 +688,7 @@ class Nadam(_AdamBase):
                 for i in native
             ],
         )
-        g_buf, den_buf = scratch_for(pick(params, rest), 2)
+        g_buf, den_buf, num_buf = scratch_for(pick(params, rest), 3)
         for i in rest:
             param, grad, state = params[i], grads[i], states[i]
             (c_g, c_m), bias2 = coefficients[i], biases2[i]
@@ -697,5 +697,5 @@ class Nadam(_AdamBase):
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
                 den = torch.div(v, bias2, out=fit(den_buf, v)).sqrt_().add_(eps)
-                p.addcdiv_(g, den, value=-c_g)
-                p.addcdiv_(m, den, value=-c_m)
+                numerator = torch.mul(g, c_g, out=fit(num_buf, g)).add_(m, alpha=c_m)
+                p.sub_(numerator.div_(den))

@@ -1,0 +1,180 @@
+"""The update rules of shared/spec/optimizers.md computed by hand: plain Python floats, one
+coordinate at a time, written from the table and not from descent's code."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+# A rule: (list of gradients for one coordinate, starting θ, hyperparameters) -> θ after each step.
+Trajectory = list[float]
+
+
+def sgd(theta: float, grads: Sequence[float], lr: float) -> Trajectory:
+    out = []
+    for g in grads:
+        theta = theta - lr * g
+        out.append(theta)
+    return out
+
+
+def momentum(theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9) -> Trajectory:
+    v, out = 0.0, []
+    for g in grads:
+        v = gamma * v + lr * g
+        theta = theta - v
+        out.append(theta)
+    return out
+
+
+def nesterov_stored(
+    theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9
+) -> Trajectory:
+    """φ ← φ − (γ v + η g) after v ← γ v + η g, g taken at φ."""
+    v, out = 0.0, []
+    for g in grads:
+        v = gamma * v + lr * g
+        theta = theta - (gamma * v + lr * g)
+        out.append(theta)
+    return out
+
+
+def adagrad(
+    theta: float, grads: Sequence[float], lr: float = 0.01, eps: float = 1e-8, g0: float = 0.0
+) -> Trajectory:
+    G, out = g0, []
+    for g in grads:
+        G = G + g * g
+        theta = theta - lr * g / math.sqrt(G + eps)
+        out.append(theta)
+    return out
+
+
+def adadelta(
+    theta: float, grads: Sequence[float], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6
+) -> Trajectory:
+    Eg, Ed, out = 0.0, 0.0, []
+    for g in grads:
+        Eg = rho * Eg + (1 - rho) * g * g
+        delta = -math.sqrt(Ed + eps) / math.sqrt(Eg + eps) * g
+        Ed = rho * Ed + (1 - rho) * delta * delta
+        theta = theta + lr * delta
+        out.append(theta)
+    return out
+
+
+def rmsprop(
+    theta: float, grads: Sequence[float], lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8
+) -> Trajectory:
+    E, out = 0.0, []
+    for g in grads:
+        E = rho * E + (1 - rho) * g * g
+        theta = theta - lr * g / math.sqrt(E + eps)
+        out.append(theta)
+    return out
+
+
+def adam(
+    theta: float,
+    grads: Sequence[float],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+) -> Trajectory:
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        theta = theta - lr * m_hat / (math.sqrt(v_hat) + eps)
+        out.append(theta)
+    return out
+
+
+def adamw(
+    theta: float, grads: Sequence[float], lr: float = 1e-3, wd: float = 0.01, **kw: float
+) -> Trajectory:
+    b1, b2, eps = kw.get("b1", 0.9), kw.get("b2", 0.999), kw.get("eps", 1e-8)
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        theta = theta - lr * wd * theta
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        theta = theta - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+        out.append(theta)
+    return out
+
+
+def adamax(
+    theta: float,
+    grads: Sequence[float],
+    lr: float = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+) -> Trajectory:
+    m = u = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        u = max(b2 * u, abs(g))
+        theta = theta - lr / (1 - b1**t) * m / (u + eps)
+        out.append(theta)
+    return out
+
+
+def nadam(
+    theta: float,
+    grads: Sequence[float],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+) -> Trajectory:
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        theta = theta - lr * (b1 * m_hat + (1 - b1) * g / (1 - b1**t)) / (math.sqrt(v_hat) + eps)
+        out.append(theta)
+    return out
+
+
+def amsgrad(
+    theta: float,
+    grads: Sequence[float],
+    lr: float = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+) -> Trajectory:
+    m = v = v_max = 0.0
+    out = []
+    for g in grads:
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        v_max = max(v_max, v)
+        theta = theta - lr * m / (math.sqrt(v_max) + eps)
+        out.append(theta)
+    return out
+
+
+#: optimizer name -> (hand formula, descent kwargs giving the same hyperparameters)
+HAND: dict[str, tuple[Callable[..., Trajectory], dict]] = {
+    "sgd": (lambda th, gs: sgd(th, gs, 0.1), {"lr": 0.1}),
+    "momentum": (lambda th, gs: momentum(th, gs, 0.1, 0.9), {"lr": 0.1}),
+    "nesterov": (lambda th, gs: nesterov_stored(th, gs, 0.1, 0.9), {"lr": 0.1}),
+    "adagrad": (adagrad, {}),
+    "adadelta": (adadelta, {}),
+    "rmsprop": (rmsprop, {}),
+    "adam": (adam, {}),
+    "adamax": (adamax, {}),
+    "nadam": (nadam, {}),
+    "amsgrad": (amsgrad, {}),
+    "adamw": (adamw, {}),
+}
