@@ -51,7 +51,7 @@ QUADRATIC: dict[str, tuple[dict[str, Any], int, float]] = {
     "momentum": ({"lr": 0.02, "momentum": 0.8}, 500, 1e-6),
     "nesterov": ({"lr": 0.02, "momentum": 0.8}, 500, 1e-6),
     "adagrad": ({"lr": 0.5}, 2000, 1e-6),
-    "adadelta": ({"lr": 1.0}, 3000, 1e-6),
+    "adadelta": ({"lr": halving(1.0, 500)}, 3000, 1e-6),
     "rmsprop": ({"lr": halving(0.05, 200)}, 2000, 1e-4),
     "adam": ({"lr": halving(0.1, 200)}, 2000, 1e-4),
     "adamax": ({"lr": halving(0.1, 200)}, 2000, 1e-4),
