@@ -54,7 +54,12 @@ PAIRS: dict[str, tuple[Factory, Factory]] = {
     ),
     "adagrad-lr-decay": (
         lambda p: optim.Adagrad(
-            p, lr=0.1, eps=1e-10, eps_inside_sqrt=False, lr_decay=0.01, initial_accumulator_value=0.1
+            p,
+            lr=0.1,
+            eps=1e-10,
+            eps_inside_sqrt=False,
+            lr_decay=0.01,
+            initial_accumulator_value=0.1,
         ),
         lambda p: torch.optim.Adagrad(p, lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1),
     ),
