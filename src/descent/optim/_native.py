@@ -60,8 +60,7 @@ def supports(tensors: Sequence[Tensor]) -> bool:
         first.dtype in _SUFFIX
         and first.device.type == "cpu"
         and all(
-            t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous()
-            for t in tensors
+            t.dtype == first.dtype and t.device.type == "cpu" and t.is_contiguous() for t in tensors
         )
     )
 

@@ -1,0 +1,116 @@
+"""`descent`: a thin command line over the library. Bad input prints one line and exits 2;
+`--debug` shows the traceback instead."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.exceptions import Abort, TyperException
+
+import descent
+
+app = typer.Typer(
+    name="descent",
+    help="Gradient descent end to end on PyTorch.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+
+EXIT_BAD_INPUT = 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"descent {descent.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback on errors.")
+    ] = False,
+) -> None:
+    """Gradient descent end to end on PyTorch."""
+
+
+@app.command()
+def demo(
+    steps: Annotated[int, typer.Option(min=1, help="Updates per rule.")] = 300,
+) -> None:
+    """Train one convex problem (bundled diabetes data) with every update rule."""
+    from descent.demo import compare_rules
+
+    results = compare_rules(steps)
+    table = Table(
+        title=f"Every update rule, full batch, {steps} steps from w₀ = 0 (diabetes, 442 × 10)",
+        caption="J(w) = mean (y − Φw)²; optimum from least squares. "
+        "Learning rates suit this problem; every other hyperparameter is the rule's default.",
+    )
+    for column in ("rule", "lr", "steps", "final J", "optimum J", "relative gap", "time"):
+        table.add_column(column, justify="left" if column == "rule" else "right")
+    for row in results:
+        table.add_row(
+            row.name,
+            f"{row.lr:g}",
+            str(row.steps),
+            f"{row.final_loss:.6f}",
+            f"{row.optimum_loss:.6f}",
+            f"{row.relative_gap:.2e}",
+            f"{row.seconds * 1e3:.0f} ms",
+        )
+    console.print(table)
+
+
+@app.command()
+def optimizers() -> None:
+    """List the update rules with their formulas."""
+    from descent.optim import OPTIMIZERS
+
+    for name, cls in OPTIMIZERS.items():
+        paragraphs = inspect.cleandoc(cls.__doc__ or "").split("\n\n")
+        console.print(f"[bold]{name}[/bold] ({cls.__name__}): {paragraphs[0]}", soft_wrap=True)
+        if len(paragraphs) > 1:
+            console.print(paragraphs[1], markup=False, highlight=False, soft_wrap=True)
+        console.print()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        code = app(args=args, prog_name="descent", standalone_mode=False)
+    except TyperException as error:  # a usage error: unknown option, bad value, no argument
+        if debug:
+            raise
+        context = getattr(error, "ctx", None)
+        command = context.command_path if context is not None else "descent"
+        if not error.format_message():  # no arguments at all: the help was already shown
+            sys.exit(EXIT_BAD_INPUT)
+        print(f"descent: error: {error.format_message()} (try '{command} --help')", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        if debug:
+            raise
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"descent: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

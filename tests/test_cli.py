@@ -1,0 +1,89 @@
+"""The `descent` command: version, help everywhere, one-line errors with exit status 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import descent
+from descent.cli.main import app, main
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0
+    assert out.strip() == f"descent {descent.__version__}"
+
+
+def subcommands() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    names = subcommands()
+    assert {"demo", "optimizers"} <= set(names)
+    for name in names:
+        code, out, _ = run([name, "--help"], capsys)
+        assert code == 0
+        assert f"descent {name}" in out
+
+
+def test_bad_option_value_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(["demo", "--steps", "lots"], capsys)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert err.startswith("descent: error:")
+    assert "--steps" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["fly"], capsys)
+    assert code == 2
+    assert "fly" in err
+    assert err.count("\n") == 1
+
+
+def test_library_errors_are_one_line_and_debug_shows_the_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(steps: int) -> None:
+        raise ValueError("lr must be a finite float ≥ 0, got -1\nsecond line")
+
+    monkeypatch.setattr("descent.demo.compare_rules", broken)
+    code, _, err = run(["demo"], capsys)
+    assert code == 2
+    assert err == "descent: error: lr must be a finite float ≥ 0, got -1\n"
+    with pytest.raises(ValueError, match="second line"):
+        main(["--debug", "demo"])
+
+
+def test_demo_prints_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["demo", "--steps", "50"], capsys)
+    assert code == 0
+    from descent.optim import OPTIMIZERS
+
+    for name in OPTIMIZERS:
+        assert f"│ {name} " in out
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "descent.cli.main", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("descent ")
