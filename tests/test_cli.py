@@ -87,3 +87,72 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert result.stdout.strip().startswith("descent ")
+
+
+def test_schedule_prints_values_and_plots(
+    capsys: pytest.CaptureFixture[str], tmp_path: pytest.TempPathFactory
+) -> None:
+    from descent import schedules
+
+    figure = tmp_path / "curves" / "lr.png"  # type: ignore[operator]
+    code, out, _ = run(
+        [
+            "schedule",
+            "exponential_decay",
+            "--initial_learning_rate",
+            "0.1",
+            "--decay-steps=10",
+            "--decay_rate",
+            "0.5",
+            "piecewise_constant",
+            "--boundaries",
+            "[10, 20]",
+            "--values",
+            "[1.0, 0.5, 1e-1]",
+            "--steps",
+            "30",
+            "--every",
+            "5",
+            "--plot",
+            str(figure),
+        ],
+        capsys,
+    )
+    assert code == 0
+    expected = schedules.ExponentialDecay(0.1, 10, 0.5)
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") == 4}
+    assert set(rows) == {"0", "5", "10", "15", "20", "25", "29"}
+    assert f"{expected(15):.6g}" in rows["15"]
+    assert rows["25"].split("│")[3].strip() == "0.1"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["schedule", "cosine", "--decay_steps", "3"], "unknown schedule 'cosine'"),
+        (["schedule", "--decay_steps", "3"], "name the schedule first"),
+        (["schedule", "constant"], "learning_rate"),
+        (["schedule", "step", "--initial_learning_rate", "0.1", "--step_size"], "needs a value"),
+        (
+            [
+                "schedule",
+                "exponential_decay",
+                "--initial_learning_rate",
+                "0.1",
+                "--decay_steps",
+                "0",
+                "--decay_rate",
+                "0.5",
+            ],
+            "decay_steps must be > 0",
+        ),
+    ],
+)
+def test_schedule_bad_input_is_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1

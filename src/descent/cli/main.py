@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -84,6 +85,40 @@ def optimizers() -> None:
         if len(paragraphs) > 1:
             console.print(paragraphs[1], markup=False, highlight=False, soft_wrap=True)
         console.print()
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    epilog="Example: descent schedule cosine_decay_restarts --initial_learning_rate 0.1 "
+    "--first_decay_steps 20 step --initial_learning_rate 0.1 --step_size 30 --steps 150 "
+    "--plot lr.png",
+)
+def schedule(
+    ctx: typer.Context,
+    steps: Annotated[int, typer.Option(min=1, help="Number of updates to show.")] = 100,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the curves (all schedules on one figure) to a PNG.")
+    ] = None,
+    every: Annotated[
+        int | None, typer.Option(min=1, help="Print every K-th step (default: about 20 rows).")
+    ] = None,
+) -> None:
+    """Print (and plot) schedules: NAME --param value … [NAME --param value …]."""
+    from descent.cli import schedule as schedule_cli
+
+    curves = schedule_cli.parse_specs(list(ctx.args))
+    table = Table(title=f"{len(curves)} schedule(s), {steps} updates")
+    table.add_column("n", justify="right")
+    for index, curve in enumerate(curves):
+        table.add_column(f"{index + 1}: {curve.name}", justify="right")
+    for n in schedule_cli.table_steps(steps, every):
+        table.add_row(str(n), *(f"{curve(n):.6g}" for curve in curves))
+    console.print(table)
+    for index, curve in enumerate(curves):
+        console.print(f"{index + 1}: {curve!r}", soft_wrap=True, highlight=False)
+    if plot is not None:
+        schedule_cli.plot(curves, steps, plot)
+        console.print(f"wrote {plot}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,101 @@
+"""`descent schedule NAME --param value … [NAME --param value …] --steps N [--plot out.png]`:
+see a schedule's values (and curve) before training with it."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+from descent import schedules
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: int, float (1e-4 included), bool, none, or a [list, of, those]."""
+    stripped = text.strip()
+    lowered = stripped.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(stripped)
+        except ValueError:
+            pass
+    if stripped.startswith("[") and stripped.endswith("]"):
+        inner = stripped[1:-1].strip()
+        return [parse_value(part) for part in inner.split(",")] if inner else []
+    return stripped
+
+
+def parse_specs(tokens: list[str]) -> list[schedules.Schedule]:
+    """NAME --key value … NAME --key=value … → schedules (validated by the schedules themselves)."""
+    specs: list[tuple[str, dict[str, Any]]] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        if token.startswith("--"):
+            if not specs:
+                raise ValueError(
+                    f"{token}: name the schedule first, e.g. 'descent schedule exponential_decay "
+                    f"{token} …'; schedules: {', '.join(schedules.names())}"
+                )
+            key, has_value, value = token[2:].partition("=")
+            if not has_value:
+                if index + 1 >= len(tokens):
+                    raise ValueError(f"{token} needs a value")
+                index += 1
+                value = tokens[index]
+            specs[-1][1][key.replace("-", "_")] = parse_value(value)
+        else:
+            specs.append((token, {}))
+        index += 1
+    if not specs:
+        raise ValueError(f"name at least one schedule: {', '.join(schedules.names())}")
+    return [schedules.create(name, **params) for name, params in specs]
+
+
+def label(schedule: schedules.Schedule) -> str:
+    """name(the parameters that differ from their defaults), short enough for a legend."""
+    defaults = {
+        item.name: item.default
+        for item in dataclasses.fields(schedule)
+        if item.default is not dataclasses.MISSING
+    }
+    params = ", ".join(
+        f"{key}={value}"
+        for key, value in schedule.to_dict().items()
+        if key != "name" and not isinstance(value, dict) and defaults.get(key, object()) != value
+    )
+    return f"{schedule.name}({params})"
+
+
+def table_steps(steps: int, every: int | None) -> list[int]:
+    stride = every or max(1, math.ceil(steps / 20))
+    chosen = list(range(0, steps, stride))
+    if chosen[-1] != steps - 1:
+        chosen.append(steps - 1)
+    return chosen
+
+
+def plot(curves: list[schedules.Schedule], steps: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), layout="constrained")
+    xs = list(range(steps))
+    for schedule in curves:
+        axes.plot(xs, [schedule(n) for n in xs], label=label(schedule), linewidth=1.6)
+    axes.set_xlabel("update n (0-based)")
+    axes.set_ylabel("learning rate")
+    axes.set_title("Learning-rate schedules")
+    axes.grid(alpha=0.3)
+    # Below the axes, so the legend never hides a curve.
+    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
