@@ -1,0 +1,42 @@
+"""Linear regression over basis functions, trained by gradient descent (the lecture, part 1)."""
+
+from descent.linear.basis import (
+    RBF,
+    Basis,
+    Custom,
+    Fourier,
+    Identity,
+    Polynomial,
+    Sigmoid,
+    parse_basis,
+)
+from descent.linear.estimator import FitReport, LinearRegressionGD
+from descent.linear.solve import (
+    Gram,
+    LeastSquares,
+    gradient,
+    largest_eigenvalue,
+    least_squares,
+    lipschitz_step,
+    loss,
+)
+
+__all__ = [
+    "RBF",
+    "Basis",
+    "Custom",
+    "FitReport",
+    "Fourier",
+    "Gram",
+    "Identity",
+    "LeastSquares",
+    "LinearRegressionGD",
+    "Polynomial",
+    "Sigmoid",
+    "gradient",
+    "largest_eigenvalue",
+    "least_squares",
+    "lipschitz_step",
+    "loss",
+    "parse_basis",
+]

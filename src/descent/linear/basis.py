@@ -1,0 +1,299 @@
+"""Basis functions φ: each maps an (n, p) input to an (n, k+1) design matrix Φ whose first column
+is the bias φ₀ = 1, so the model is ŷ = Σⱼ wⱼ φⱼ(x) = Φw."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+ArrayLike = Any
+
+
+def as_tensor(X: ArrayLike) -> Tensor:
+    """A float64 (n, p) tensor from an array, a list or a tensor."""
+    tensor = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(X, Tensor) else X)
+    tensor = tensor.to(torch.float64)
+    if tensor.dim() == 1:
+        tensor = tensor.unsqueeze(1)
+    if tensor.dim() != 2:
+        raise ValueError(
+            f"inputs must be 2-D (n examples × p features), got shape {tuple(tensor.shape)}"
+        )
+    return tensor
+
+
+def with_bias(features: Tensor) -> Tensor:
+    return torch.cat([torch.ones(len(features), 1, dtype=features.dtype), features], dim=1)
+
+
+class Basis:
+    """Base class: ``fit(X)`` learns what the basis needs from data (centers, ranges), then
+    ``transform(X)`` (or calling the basis) returns Φ with the bias column first."""
+
+    #: the name ``parse_basis`` knows it by
+    name = ""
+
+    def fit(self, X: ArrayLike) -> Basis:
+        self.n_inputs_ = as_tensor(X).shape[1]
+        return self
+
+    def features(self, X: Tensor) -> Tensor:
+        """The k basis functions (without the bias) at X."""
+        raise NotImplementedError
+
+    def transform(self, X: ArrayLike) -> Tensor:
+        tensor = as_tensor(X)
+        if not hasattr(self, "n_inputs_"):
+            raise ValueError(f"{type(self).__name__} is not fitted: call fit(X) first")
+        if tensor.shape[1] != self.n_inputs_:
+            raise ValueError(
+                f"{type(self).__name__} was fitted on {self.n_inputs_} input features, "
+                f"got {tensor.shape[1]}"
+            )
+        return with_bias(self.features(tensor))
+
+    def fit_transform(self, X: ArrayLike) -> Tensor:
+        return self.fit(X).transform(X)
+
+    def __call__(self, X: ArrayLike) -> Tensor:
+        return self.transform(X)
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        return f"{type(self).__name__}({params})"
+
+    def _params(self) -> dict[str, Any]:
+        return {}
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._params() == other._params()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self._params())))
+
+
+class Identity(Basis):
+    """φ(x) = (1, x₁, …, x_p): plain linear regression."""
+
+    name = "identity"
+
+    def features(self, X: Tensor) -> Tensor:
+        return X
+
+
+class Polynomial(Basis):
+    """Monomials up to total degree d: with interactions every x_{i1}·…·x_{im} (m ≤ d), as
+    scikit-learn's PolynomialFeatures; without, only the powers x_j^m of single features."""
+
+    name = "poly"
+
+    def __init__(self, degree: int = 2, interactions: bool = True) -> None:
+        if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
+            raise ValueError(f"polynomial degree must be an integer ≥ 1, got {degree!r}")
+        self.degree = degree
+        self.interactions = interactions
+
+    def _params(self) -> dict[str, Any]:
+        return {"degree": self.degree, "interactions": self.interactions}
+
+    def terms(self) -> list[tuple[int, ...]]:
+        """Each basis function as the tuple of input indices multiplied together."""
+        inputs = range(self.n_inputs_)
+        if not self.interactions:
+            return [(j,) * m for m in range(1, self.degree + 1) for j in inputs]
+        return [
+            combo
+            for m in range(1, self.degree + 1)
+            for combo in itertools.combinations_with_replacement(inputs, m)
+        ]
+
+    def features(self, X: Tensor) -> Tensor:
+        columns = [X[:, list(term)].prod(dim=1) for term in self.terms()]
+        return torch.stack(columns, dim=1)
+
+
+class RBF(Basis):
+    """Gaussian radial basis functions φⱼ(x) = exp(−‖x − cⱼ‖² / (2 s²)).
+
+    ``centers`` is a number k (chosen from the data at fit: evenly spaced quantiles for one input,
+    a seeded random sample of rows otherwise) or an explicit (k, p) array. ``width`` s defaults to
+    the median distance between the centers.
+    """
+
+    name = "rbf"
+
+    def __init__(self, centers: int | ArrayLike = 10, width: float | None = None, seed: int = 0):
+        if isinstance(centers, int) and centers < 1:
+            raise ValueError(f"RBF needs at least one center, got {centers!r}")
+        if width is not None and not width > 0:
+            raise ValueError(f"RBF width must be > 0, got {width!r}")
+        self.centers = centers
+        self.width = width
+        self.seed = seed
+
+    def _params(self) -> dict[str, Any]:
+        centers = (
+            self.centers if isinstance(self.centers, int) else np.asarray(self.centers).tolist()
+        )
+        return {"centers": centers, "width": self.width, "seed": self.seed}
+
+    def fit(self, X: ArrayLike) -> RBF:
+        super().fit(X)
+        data = as_tensor(X)
+        if isinstance(self.centers, int):
+            k = self.centers
+            if data.shape[1] == 1:
+                levels = torch.linspace(0, 1, k + 2, dtype=torch.float64)[1:-1]
+                self.centers_ = torch.quantile(data[:, 0], levels).unsqueeze(1)
+            else:
+                generator = torch.Generator().manual_seed(self.seed)
+                rows = torch.randperm(len(data), generator=generator)[: min(k, len(data))]
+                self.centers_ = data[rows].clone()
+        else:
+            self.centers_ = as_tensor(self.centers)
+            if self.centers_.shape[1] != data.shape[1]:
+                raise ValueError(
+                    f"RBF centers have {self.centers_.shape[1]} coordinates, the inputs "
+                    f"{data.shape[1]}"
+                )
+        if self.width is not None:
+            self.width_ = float(self.width)
+        else:
+            distances = torch.cdist(self.centers_, self.centers_)
+            upper = distances[torch.triu(torch.ones_like(distances, dtype=torch.bool), 1)]
+            positive = upper[upper > 0]
+            self.width_ = float(positive.median()) if len(positive) else 1.0
+        return self
+
+    def features(self, X: Tensor) -> Tensor:
+        squared = torch.cdist(X, self.centers_) ** 2
+        return torch.exp(-squared / (2 * self.width_**2))
+
+
+class Sigmoid(Basis):
+    """Logistic sigmoids per input feature: φ_{j,m}(x) = σ((x_j − c_{j,m}) / s_j), with k
+    centers per feature at evenly spaced quantiles and s_j the feature's spread / k."""
+
+    name = "sigmoid"
+
+    def __init__(self, centers: int = 10) -> None:
+        if isinstance(centers, bool) or not isinstance(centers, int) or centers < 1:
+            raise ValueError(f"sigmoid basis needs a number of centers ≥ 1, got {centers!r}")
+        self.centers = centers
+
+    def _params(self) -> dict[str, Any]:
+        return {"centers": self.centers}
+
+    def fit(self, X: ArrayLike) -> Sigmoid:
+        super().fit(X)
+        data = as_tensor(X)
+        levels = torch.linspace(0, 1, self.centers + 2, dtype=torch.float64)[1:-1]
+        self.centers_ = torch.quantile(data, levels, dim=0).T  # (p, k)
+        spread = data.max(0).values - data.min(0).values
+        self.scales_ = torch.where(spread > 0, spread / self.centers, torch.ones_like(spread))
+        return self
+
+    def features(self, X: Tensor) -> Tensor:
+        z = (X.unsqueeze(2) - self.centers_.unsqueeze(0)) / self.scales_.view(1, -1, 1)
+        return torch.sigmoid(z).reshape(len(X), -1)
+
+
+class Fourier(Basis):
+    """sin(2πm x_j / P_j) and cos(2πm x_j / P_j) for m = 1…M per feature, P_j the feature's range
+    at fit (or ``period``)."""
+
+    name = "fourier"
+
+    def __init__(self, frequencies: int = 5, period: float | None = None) -> None:
+        if isinstance(frequencies, bool) or not isinstance(frequencies, int) or frequencies < 1:
+            raise ValueError(f"fourier basis needs frequencies ≥ 1, got {frequencies!r}")
+        if period is not None and not period > 0:
+            raise ValueError(f"fourier period must be > 0, got {period!r}")
+        self.frequencies = frequencies
+        self.period = period
+
+    def _params(self) -> dict[str, Any]:
+        return {"frequencies": self.frequencies, "period": self.period}
+
+    def fit(self, X: ArrayLike) -> Fourier:
+        super().fit(X)
+        data = as_tensor(X)
+        if self.period is not None:
+            self.periods_ = torch.full((data.shape[1],), float(self.period), dtype=torch.float64)
+        else:
+            spread = data.max(0).values - data.min(0).values
+            self.periods_ = torch.where(spread > 0, spread, torch.ones_like(spread))
+        return self
+
+    def features(self, X: Tensor) -> Tensor:
+        m = torch.arange(1, self.frequencies + 1, dtype=torch.float64)
+        angles = 2 * math.pi * X.unsqueeze(2) * m / self.periods_.view(1, -1, 1)
+        return torch.cat([torch.sin(angles), torch.cos(angles)], dim=2).reshape(len(X), -1)
+
+
+class Custom(Basis):
+    """Any callable mapping an (n, p) float64 tensor to (n, k) features; the bias is added."""
+
+    name = "custom"
+
+    def __init__(self, function: Callable[[Tensor], Tensor]) -> None:
+        if not callable(function):
+            raise ValueError(f"a custom basis needs a callable, got {function!r}")
+        self.function = function
+
+    def _params(self) -> dict[str, Any]:
+        return {"function": self.function}
+
+    def features(self, X: Tensor) -> Tensor:
+        out = torch.as_tensor(self.function(X), dtype=torch.float64)
+        if out.dim() == 1:
+            out = out.unsqueeze(1)
+        if out.dim() != 2 or len(out) != len(X):
+            raise ValueError(
+                f"the custom basis function returned shape {tuple(out.shape)}; it must return "
+                f"({len(X)}, k)"
+            )
+        return out
+
+
+BASES: dict[str, Callable[..., Basis]] = {
+    "identity": Identity,
+    "linear": Identity,
+    "poly": Polynomial,
+    "powers": lambda degree=2: Polynomial(degree, interactions=False),
+    "rbf": RBF,
+    "sigmoid": Sigmoid,
+    "fourier": Fourier,
+}
+
+
+def parse_basis(spec: str | Basis | Callable[[Tensor], Tensor]) -> Basis:
+    """ "identity", "poly:3", "powers:3" (no interactions), "rbf:10", "sigmoid:8", "fourier:5",
+    a Basis, or a callable (a custom basis)."""
+    if isinstance(spec, Basis):
+        return spec
+    if callable(spec):
+        return Custom(spec)
+    if not isinstance(spec, str):
+        raise ValueError(f"basis must be a name like 'poly:3', a Basis or a callable, got {spec!r}")
+    name, _, argument = spec.partition(":")
+    if name not in BASES:
+        raise ValueError(
+            f"unknown basis {spec!r}; accepted: identity, poly:D, powers:D, rbf:K, sigmoid:K, "
+            "fourier:M, or a callable"
+        )
+    if not argument:
+        return BASES[name]()
+    try:
+        number = int(argument)
+    except ValueError:
+        raise ValueError(f"basis {spec!r}: '{argument}' is not an integer") from None
+    if name in ("identity", "linear"):
+        raise ValueError(f"basis {name!r} takes no argument, got {spec!r}")
+    return BASES[name](number)
