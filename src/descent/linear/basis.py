@@ -17,8 +17,10 @@ ArrayLike = Any
 
 def as_tensor(X: ArrayLike) -> Tensor:
     """A float64 (n, p) tensor from an array, a list or a tensor."""
-    tensor = torch.as_tensor(np.asarray(X, dtype=np.float64) if not isinstance(X, Tensor) else X)
-    tensor = tensor.to(torch.float64)
+    if isinstance(X, Tensor):
+        tensor = X.to(torch.float64)
+    else:  # a copy: the input may be read-only (a memory map) and is never written through
+        tensor = torch.tensor(np.asarray(X, dtype=np.float64))
     if tensor.dim() == 1:
         tensor = tensor.unsqueeze(1)
     if tensor.dim() != 2:

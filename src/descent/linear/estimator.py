@@ -148,14 +148,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     def _design(self, X: np.ndarray) -> torch.Tensor:
         """Φ for X with the fitted basis and conditioning: [1, (φ(X) − center) @ transform]."""
-        Phi = self.basis_.transform(torch.as_tensor(X, dtype=torch.float64))
+        Phi = self.basis_.transform(X)
         if self.transform_ is None:
             return Phi
         return torch.cat([Phi[:, :1], (Phi[:, 1:] - self.center_) @ self.transform_], dim=1)
 
     def _prepare(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         self.basis_ = copy.deepcopy(parse_basis(self.basis)).fit(X)
-        raw = self.basis_.transform(torch.as_tensor(X, dtype=torch.float64))[:, 1:]
+        raw = self.basis_.transform(X)[:, 1:]
         self.center_, self.transform_ = None, None
         if self.standardize in (True, "columns"):
             self.center_ = raw.mean(dim=0)
@@ -257,10 +257,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.n_iter_ += 1
             self.loss_history_.append(self._loss(Phi, target))
             previous, current = self.loss_history_[-2], self.loss_history_[-1]
-            if self._full_gradient_norm(Phi, target) <= self.tol * first_norm:
-                self.converged_ = True
-            elif self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current:
-                self.converged_ = True
+            small_gradient = self._full_gradient_norm(Phi, target) <= self.tol * first_norm
+            flat_loss = self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current
+            self.converged_ = small_gradient or flat_loss
         self._publish()
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -323,7 +322,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "weights_")
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        Phi = self.basis_.transform(torch.as_tensor(X, dtype=torch.float64))
+        Phi = self.basis_.transform(X)
         return (Phi @ torch.as_tensor(self.weights_)).numpy()
 
     def __sklearn_tags__(self) -> Any:
