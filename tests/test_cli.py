@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import descent
@@ -153,6 +155,72 @@ def test_schedule_bad_input_is_one_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run(args, capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_regress_on_bundled_diabetes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["regress", "--epochs", "20000"], capsys)
+    assert code == 0
+    assert "diabetes (442 × 10)" in out
+    gap = next(line for line in out.splitlines() if "relative gap" in line)
+    assert abs(float(gap.split("│")[2])) < 1e-8
+
+
+def test_regress_csv_with_plot(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-2, 2, 60)
+    noise = rng.normal(size=60)
+    rows = "\n".join(f"{a},{1 + a - 0.5 * a * a + 0.1 * e}" for a, e in zip(x, noise, strict=True))
+    data = tmp_path / "curve.csv"
+    data.write_text("x,y\n" + rows + "\n")
+    figure = tmp_path / "fit.png"
+    code, out, _ = run(
+        [
+            "regress",
+            str(data),
+            "--target",
+            "y",
+            "--basis",
+            "poly:2",
+            "--mode",
+            "minibatch",
+            "--batch-size",
+            "10",
+            "--epochs",
+            "50",
+            "--plot",
+            str(figure),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "poly:2" in out
+    assert "minibatch" in out
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "y"], "give the CSV file too"),
+        (["--target", "q"], "no column named 'q'"),
+        (["--target", "y", "--basis", "cubic"], "unknown basis 'cubic'"),
+        (["--target", "y", "--optimizer", "adamm"], "unknown optimizer 'adamm'"),
+        (["--target", "y", "--standardize", "yes"], "--standardize must be one of"),
+    ],
+)
+def test_regress_bad_input(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n1,2\n2,3\n3,5\n")
+    if args[:2] == ["--target", "y"] and len(args) == 2:
+        argv = ["regress", "--target", "y"]  # a target without a file
+    else:
+        argv = ["regress", str(data), *args]
+    code, _, err = run(argv, capsys)
     assert code == 2
     assert message in err
     assert err.count("\n") == 1

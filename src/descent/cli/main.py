@@ -121,6 +121,15 @@ def schedule(
         console.print(f"wrote {plot}")
 
 
+def _register() -> None:
+    from descent.cli.regress import regress
+
+    app.command()(regress)
+
+
+_register()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script."""
     args = sys.argv[1:] if argv is None else argv

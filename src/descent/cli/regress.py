@@ -1,0 +1,151 @@
+"""`descent regress [DATA.csv] --target COL --basis poly:3 --mode minibatch --optimizer adam …`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from descent.data.tables import Table as DataTable
+from descent.data.tables import diabetes, load_csv
+from descent.linear import LinearRegressionGD
+
+console = Console()
+
+
+def parse_standardize(text: str) -> bool | str:
+    accepted = {"columns": True, "orthonormal": "orthonormal", "none": False}
+    if text not in accepted:
+        raise ValueError(f"--standardize must be one of {', '.join(accepted)}, got {text!r}")
+    return accepted[text]
+
+
+def parse_lr(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--lr must be 'auto' or a number, got {text!r}") from None
+
+
+def regress(
+    data: Annotated[
+        Path | None, typer.Argument(help="A CSV with a header row (default: bundled diabetes).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="The target column of the CSV.")] = None,
+    basis: Annotated[
+        str, typer.Option(help="identity, poly:D, powers:D, rbf:K, sigmoid:K, fourier:M.")
+    ] = "identity",
+    mode: Annotated[str, typer.Option(help="full, sgd or minibatch.")] = "full",
+    batch_size: Annotated[int, typer.Option(min=1, help="B for minibatch.")] = 50,
+    optimizer: Annotated[str, typer.Option(help="Any descent update rule.")] = "sgd",
+    lr: Annotated[str, typer.Option(help="'auto' (1/L) or a number.")] = "auto",
+    epochs: Annotated[int, typer.Option(min=1, help="Most epochs.")] = 10_000,
+    standardize: Annotated[str, typer.Option(help="columns, orthonormal or none.")] = "columns",
+    reduction: Annotated[str, typer.Option(help="sum (the lecture's J) or mean.")] = "sum",
+    seed: Annotated[int, typer.Option(help="Seeds shuffling.")] = 0,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="PNG with the loss curves of the three batch modes side by side."),
+    ] = None,
+) -> None:
+    """Fit linear regression over basis functions by gradient descent; compare with the optimum."""
+    table = _load(data, target)
+    settings: dict[str, Any] = dict(
+        basis=basis,
+        mode=mode,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        learning_rate=parse_lr(lr),
+        max_epochs=epochs,
+        standardize=parse_standardize(standardize),
+        loss_reduction=reduction,
+        random_state=seed,
+    )
+    model = LinearRegressionGD(**settings).fit(table.X, table.y)
+    report = model.fit_report(table.X, table.y)
+    shown_lr = f"{model.learning_rate_:.4g} (auto)" if lr == "auto" and model.learning_rate_ else lr
+    out = Table(
+        title=f"{table.source} ({len(table.y)} × {table.X.shape[1]}): basis {basis}, mode {mode}, "
+        f"{optimizer}, lr {shown_lr}",
+        show_header=False,
+    )
+    out.add_column("", justify="left")
+    out.add_column("", justify="right")
+    rows = [
+        ("final J", f"{report.final_loss:.10g}"),
+        ("optimum J (least squares)", f"{report.optimum_loss:.10g}"),
+        ("relative gap (J − J*)/J*", f"{report.relative_gap:.2e}"),
+        ("epochs", f"{report.epochs}" + ("" if report.converged else " (budget spent)")),
+        ("R² on the data", f"{model.score(table.X, table.y):.4f}"),
+        ("time", f"{report.seconds:.2f} s"),
+    ]
+    for name, value in rows:
+        out.add_row(name, value)
+    console.print(out)
+    if plot is not None:
+        _plot(table, settings, model, plot)
+        console.print(f"wrote {plot}")
+
+
+def _load(data: Path | None, target: str | None) -> DataTable:
+    if data is None:
+        if target not in (None, "target"):
+            raise ValueError("--target names a CSV column; give the CSV file too")
+        return diabetes()
+    if target is None:
+        raise ValueError(f"{data}: name the target column with --target")
+    return load_csv(data, target)
+
+
+def _plot(
+    table: DataTable, settings: dict[str, Any], model: LinearRegressionGD, path: Path
+) -> None:
+    """Loss curves (J − J*)/J* per epoch for the three batch modes, and for one input feature the
+    fitted curve over the data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    single_feature = table.X.shape[1] == 1
+    panels = 4 if single_feature else 3
+    figure, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), layout="constrained")
+    budget = min(settings["max_epochs"], 200)
+    for axis, mode in zip(axes, ("full", "sgd", "minibatch"), strict=False):
+        curve = LinearRegressionGD(**{**settings, "mode": mode, "max_epochs": budget})
+        curve.fit(table.X, table.y)
+        optimum = curve.fit_report(table.X, table.y).optimum_loss
+        gaps = np.maximum((np.asarray(curve.loss_history_) - optimum) / optimum, 1e-16)
+        axis.semilogy(range(len(gaps)), gaps, linewidth=1.4)
+        title = {
+            "full": "gradient descent",
+            "sgd": "stochastic (B = 1)",
+            "minibatch": f"mini-batch (B = {settings['batch_size']})",
+        }[mode]
+        axis.set_title(title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("(J − J*) / J*")
+    if single_feature:
+        axis = axes[3]
+        order = np.argsort(table.X[:, 0])
+        axis.scatter(table.X[:, 0], table.y, s=6, alpha=0.5, label="data")
+        axis.plot(
+            table.X[order, 0],
+            model.predict(table.X[order]),
+            color="C3",
+            label="fit (gradient descent)",
+        )
+        axis.set_xlabel(table.feature_names[0])
+        axis.set_ylabel(table.target_name)
+        axis.legend(fontsize=8)
+    figure.suptitle(f"{table.source}: basis {settings['basis']}, {settings['optimizer']}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
