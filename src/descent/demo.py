@@ -73,3 +73,42 @@ def compare_rules(steps: int = 300) -> list[RuleResult]:
         final = float(((y - Phi @ w.detach()) ** 2).mean())
         results.append(RuleResult(name, lr, steps, final, optimum, seconds))
     return results
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    mode: str
+    updates: int
+    examples_seen: int
+    learning_rate: float
+    relative_gap: float
+    seconds: float
+
+
+def compare_batch_modes(epochs: int = 20, seed: int = 0) -> list[ModeResult]:
+    """Gradient descent, SGD and mini-batch (B = 50) on diabetes, the same budget of examples seen
+    (``epochs`` passes over the data), each with its own "auto" step 1/L from w₀ = 0."""
+    from descent.data.tables import diabetes
+    from descent.linear import LinearRegressionGD
+
+    table = diabetes()
+    # torch imports its compiler stack when the first optimizer is built (about a second): pay it
+    # before timing anything.
+    optim.SGD([torch.zeros(1, requires_grad=True)])
+    results = []
+    for mode in ("full", "sgd", "minibatch"):
+        model = LinearRegressionGD(mode=mode, max_epochs=epochs, tol=0.0, random_state=seed)
+        model.fit(table.X, table.y)
+        report = model.fit_report(table.X, table.y)
+        updates = model.n_iter_ * len(model.batches_)
+        results.append(
+            ModeResult(
+                mode,
+                updates,
+                model.n_iter_ * len(table.y),
+                float(model.learning_rate_),
+                report.relative_gap,
+                report.seconds,
+            )
+        )
+    return results

@@ -109,8 +109,8 @@ def lipschitz_step(
     Full batch: L = 2 λ_max(ΦᵀΦ) (÷ n for "mean"), λ_max by power iteration. The step 1/L is
     half the largest stable step 2/L, which leaves room for the power iteration's underestimate.
     One example or B examples: the batch Hessian 2 Φ_bᵀΦ_b has λ_max ≤ 2 min(λ_max(ΦᵀΦ),
-    Σ_{i∈b} ‖φⁱ‖²) ≤ 2 min(λ_max(ΦᵀΦ), B · maxᵢ ‖φⁱ‖²): 1/L with that bound is stable for every
-    batch (÷ B for "mean").
+    Σ_{i∈b} ‖φⁱ‖²), and Σ_{i∈b} ‖φⁱ‖² is at most the sum of the B largest ‖φⁱ‖²: 1/L with that
+    bound is stable for every batch any shuffle can draw (÷ B for "mean").
     """
     n = len(Phi)
     gram = Phi.T @ Phi if gram is None else gram
@@ -119,6 +119,7 @@ def lipschitz_step(
         lipschitz = 2.0 * top * _scale(n, reduction)
     else:
         size = 1 if mode == "sgd" else min(batch_size, n)
-        row_norm = float((Phi * Phi).sum(dim=1).max())
-        lipschitz = 2.0 * min(1.05 * top, size * row_norm) * _scale(size, reduction)
+        row_norms = (Phi * Phi).sum(dim=1)
+        heaviest_batch = float(row_norms.topk(size).values.sum())
+        lipschitz = 2.0 * min(1.05 * top, heaviest_batch) * _scale(size, reduction)
     return 1.0 / lipschitz if lipschitz > 0 else 1.0
