@@ -22,7 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Piped output (a log, a test) gets a fixed width wide enough for the tables; a terminal its own.
+console = Console(width=None if sys.stdout.isatty() else 110)
 
 EXIT_BAD_INPUT = 2
 
