@@ -19,8 +19,11 @@ def as_tensor(X: ArrayLike) -> Tensor:
     """A float64 (n, p) tensor from an array, a list or a tensor."""
     if isinstance(X, Tensor):
         tensor = X.to(torch.float64)
-    else:  # a copy: the input may be read-only (a memory map) and is never written through
-        tensor = torch.tensor(np.asarray(X, dtype=np.float64))
+    else:
+        array = np.asarray(X, dtype=np.float64)
+        # Shares memory when it can (nothing here writes to the input); a read-only array (a
+        # memory map) is copied, since torch tensors cannot be read-only.
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
     if tensor.dim() == 1:
         tensor = tensor.unsqueeze(1)
     if tensor.dim() != 2:
@@ -42,7 +45,8 @@ class Basis:
     name = ""
 
     def fit(self, X: ArrayLike) -> Basis:
-        self.n_inputs_ = as_tensor(X).shape[1]
+        shape = np.shape(X)
+        self.n_inputs_ = shape[1] if len(shape) == 2 else 1
         return self
 
     def features(self, X: Tensor) -> Tensor:
@@ -50,6 +54,10 @@ class Basis:
         raise NotImplementedError
 
     def transform(self, X: ArrayLike) -> Tensor:
+        return with_bias(self.checked_features(X))
+
+    def checked_features(self, X: ArrayLike) -> Tensor:
+        """The k basis functions at X (no bias column), after checking X against the fit."""
         tensor = as_tensor(X)
         if not hasattr(self, "n_inputs_"):
             raise ValueError(f"{type(self).__name__} is not fitted: call fit(X) first")
@@ -58,7 +66,7 @@ class Basis:
                 f"{type(self).__name__} was fitted on {self.n_inputs_} input features, "
                 f"got {tensor.shape[1]}"
             )
-        return with_bias(self.features(tensor))
+        return self.features(tensor)
 
     def fit_transform(self, X: ArrayLike) -> Tensor:
         return self.fit(X).transform(X)
@@ -116,8 +124,17 @@ class Polynomial(Basis):
         ]
 
     def features(self, X: Tensor) -> Tensor:
-        columns = [X[:, list(term)].prod(dim=1) for term in self.terms()]
-        return torch.stack(columns, dim=1)
+        terms = self.terms()
+        out = torch.empty(len(X), len(terms), dtype=torch.float64)
+        # Each monomial is a lower one times one input: one multiplication per column.
+        column_of: dict[tuple[int, ...], int] = {}
+        for index, term in enumerate(terms):
+            if len(term) == 1:
+                out[:, index] = X[:, term[0]]
+            else:
+                torch.mul(out[:, column_of[term[:-1]]], X[:, term[-1]], out=out[:, index])
+            column_of[term] = index
+        return out
 
 
 class RBF(Basis):

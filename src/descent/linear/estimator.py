@@ -24,6 +24,8 @@ from descent.schedules import Schedule, from_dict
 # Rules for which "auto" means 1/L; the adaptive rules normalize the gradient themselves, and for
 # them "auto" means their own default rate.
 _LIPSCHITZ_RULES = ("sgd", "momentum", "nesterov")
+# Keep ΦᵀΦ (k × k) only up to this many columns (128 MiB in float64).
+_MAX_GRAM = 4096
 
 
 @dataclass(frozen=True)
@@ -147,29 +149,60 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     # -- the design matrix -------------------------------------------------------------------------
 
     def _design(self, X: np.ndarray) -> torch.Tensor:
-        """Φ for X with the fitted basis and conditioning: [1, (φ(X) − center) @ transform]."""
-        Phi = self.basis_.transform(X)
-        if self.transform_ is None:
-            return Phi
-        return torch.cat([Phi[:, :1], (Phi[:, 1:] - self.center_) @ self.transform_], dim=1)
+        """Φ for X with the fitted basis and conditioning: [1, (φ(X) − center) · transform]."""
+        return self._assemble(self.basis_.checked_features(X))
 
-    def _prepare(self, X: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _assemble(self, features: torch.Tensor) -> torch.Tensor:
+        """The design matrix in one allocation: the bias column, then the conditioned features."""
+        n = len(features)
+        if self.transform_ is not None and self.transform_.dim() == 2:  # orthonormal: mixes
+            # (φ − c) T = φ T − c T, in one fused multiply-add
+            shift = -(self.center_ @ self.transform_)
+            Phi = torch.empty(n, self.transform_.shape[1] + 1, dtype=torch.float64)
+            Phi[:, 1:] = torch.addmm(shift, features, self.transform_)
+        else:
+            Phi = torch.empty(n, features.shape[1] + 1, dtype=torch.float64)
+            if self.transform_ is None:
+                Phi[:, 1:] = features
+            else:  # columns: scales each one
+                torch.sub(features, self.center_, out=Phi[:, 1:])
+                Phi[:, 1:].mul_(self.transform_)
+        Phi[:, 0] = 1.0
+        return Phi
+
+    def _prepare(
+        self, X: np.ndarray, y: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Fit the basis and the conditioning; return Φ, y and ΦᵀΦ (None when k is too large to
+        keep a k × k matrix). The data is read a fixed, small number of times: one pass for the
+        column means, one to write Φ, one matrix product for ΦᵀΦ (whose diagonal gives the
+        column variances), one in-place scaling."""
         self.basis_ = copy.deepcopy(parse_basis(self.basis)).fit(X)
-        raw = self.basis_.transform(X)[:, 1:]
+        raw = self.basis_.checked_features(X)
+        n, k = raw.shape
+        keep_gram = k + 1 <= _MAX_GRAM
         self.center_, self.transform_ = None, None
         if self.standardize in (True, "columns"):
-            self.center_ = raw.mean(dim=0)
-            spread = raw.std(dim=0, correction=0)
-            self.transform_ = torch.diag(1.0 / torch.where(spread > 0, spread, 1.0))
-        elif self.standardize == "orthonormal":
-            self.center_ = raw.mean(dim=0)
-            _, singular, vh = torch.linalg.svd(raw - self.center_, full_matrices=False)
-            keep = singular > singular.max() * len(raw) * torch.finfo(torch.float64).eps
-            # Columns of norm √n, like the bias column: ΦᵀΦ = n·I.
-            self.transform_ = vh[keep].T * (math.sqrt(len(raw)) / singular[keep])
-        return self._design(X), torch.as_tensor(y, dtype=torch.float64)
+            self.center_ = (torch.ones(n, dtype=torch.float64) @ raw) / n
+            self.transform_ = torch.ones(k, dtype=torch.float64)
+            Phi = self._assemble(raw)  # centered, not yet scaled
+            gram = Phi.T @ Phi if keep_gram else None
+            variance = (gram.diagonal()[1:] if gram is not None else (Phi[:, 1:] ** 2).sum(0)) / n
+            spread = variance.sqrt()
+            self.transform_ = 1.0 / torch.where(spread > 0, spread, 1.0)
+            Phi[:, 1:] *= self.transform_
+            if gram is not None:
+                scale = torch.cat([torch.ones(1, dtype=torch.float64), self.transform_])
+                gram = gram * torch.outer(scale, scale)
+        else:
+            if self.standardize == "orthonormal":
+                self.center_ = raw.mean(dim=0)
+                self.transform_ = _whitening(raw, self.center_)
+            Phi = self._assemble(raw)
+            gram = Phi.T @ Phi if keep_gram else None
+        return Phi, torch.as_tensor(y, dtype=torch.float64), gram
 
-    def _learning_rate(self, Phi: torch.Tensor, gram: Gram | None) -> Any:
+    def _learning_rate(self, Phi: torch.Tensor, gram: torch.Tensor | None) -> Any:
         lr = self.learning_rate
         if isinstance(lr, dict):
             return from_dict(lr)
@@ -177,12 +210,13 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             return lr
         if lr == "auto":
             if self.optimizer in _LIPSCHITZ_RULES:
-                matrix = gram.gram if gram is not None else None
-                return lipschitz_step(Phi, self.mode, self.batch_size, self.loss_reduction, matrix)
+                return lipschitz_step(Phi, self.mode, self.batch_size, self.loss_reduction, gram)
             return None  # the rule's default
         return float(lr)
 
-    def _start(self, Phi: torch.Tensor, y: torch.Tensor, seed: int) -> None:
+    def _start(
+        self, Phi: torch.Tensor, y: torch.Tensor, seed: int, gram: torch.Tensor | None
+    ) -> None:
         """Weights, optimizer and batches for a fresh fit (or the first partial_fit)."""
         k = Phi.shape[1]
         if self.init == "zeros":
@@ -191,8 +225,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             generator = torch.Generator().manual_seed(seed)
             self.w_ = 0.01 * torch.randn(k, generator=generator, dtype=torch.float64)
         self.w_.requires_grad_(True)
-        self.gram_ = Gram.of(Phi, y) if self.mode == "full" and len(Phi) > k else None
-        lr = self._learning_rate(Phi, self.gram_)
+        use_gram = gram is not None and self.mode == "full" and len(Phi) > k
+        self.gram_ = Gram(gram, Phi.T @ y, y @ y, len(y)) if use_gram else None
+        lr = self._learning_rate(Phi, gram)
         params = dict(self.optimizer_params or {})
         if lr is not None:
             params["lr"] = lr
@@ -246,8 +281,8 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=[np.float64, np.float32])
         started = time.perf_counter()
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        Phi, target = self._prepare(X, y)
-        self._start(Phi, target, seed)
+        Phi, target, gram = self._prepare(X, y)
+        self._start(Phi, target, seed, gram)
         self.loss_history_ = [self._loss(Phi, target)]
         first_norm = self._full_gradient_norm(Phi, target)
         self.converged_ = first_norm == 0.0
@@ -293,8 +328,8 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         )
         if first:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            Phi, target = self._prepare(X, y)
-            self._start(Phi, target, seed)
+            Phi, target, gram = self._prepare(X, y)
+            self._start(Phi, target, seed, gram)
             self.gram_ = None  # later calls bring other data
             self.loss_history_ = []
             self.n_iter_ = 0
@@ -313,7 +348,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         if self.transform_ is None:
             weights = w.clone()
         else:
-            coef = self.transform_ @ w[1:]
+            coef = (
+                self.transform_ * w[1:] if self.transform_.dim() == 1 else self.transform_ @ w[1:]
+            )
             weights = torch.cat([(w[0] - self.center_ @ coef).view(1), coef])
         self.weights_ = weights.numpy()
         self.intercept_ = float(self.weights_[0])
@@ -329,6 +366,24 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _whitening(raw: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """T such that the columns of (raw − center) T are orthogonal with norm √n, like the bias
+    column, so that Φᵀ Φ = n·I; directions the data does not span are dropped.
+
+    From the eigendecomposition of the k × k covariance when it is well conditioned (one pass over
+    the data), else from the SVD of the centered data itself (exact for any conditioning).
+    """
+    n = len(raw)
+    centered_gram = raw.T @ raw - n * torch.outer(center, center)
+    eigenvalues, vectors = torch.linalg.eigh(centered_gram)
+    top = float(eigenvalues[-1]) if len(eigenvalues) else 0.0
+    if top > 0 and float(eigenvalues[0]) > 1e-8 * top:
+        return vectors * (math.sqrt(n) / eigenvalues.sqrt())
+    _, singular, vh = torch.linalg.svd(raw - center, full_matrices=False)
+    keep = singular > singular.max() * n * torch.finfo(torch.float64).eps
+    return vh[keep].T * (math.sqrt(n) / singular[keep])
 
 
 def _rebatch(batches: Batches, n: int, mode: str, batch_size: int) -> Batches:

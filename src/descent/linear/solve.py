@@ -11,6 +11,7 @@ optimum, the least-squares solution.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -80,21 +81,31 @@ def least_squares(Phi: Tensor, y: Tensor, reduction: Reduction = "sum") -> Least
     return LeastSquares(weights, float(loss(Phi64, y64, weights, reduction)), int(solution.rank))
 
 
-def largest_eigenvalue(gram: Tensor, iterations: int = 50, seed: int = 0) -> float:
+def largest_eigenvalue(
+    gram: Tensor | Callable[[Tensor], Tensor],
+    iterations: int = 50,
+    seed: int = 0,
+    size: int | None = None,
+) -> float:
     """λ_max of a symmetric positive semi-definite matrix by power iteration (a lower estimate
-    that tightens with iterations; callers keep a safety margin)."""
+    that tightens with iterations; callers keep a safety margin). ``gram`` is the matrix or a
+    function v ↦ Gv (then ``size`` is its order), e.g. v ↦ Φᵀ(Φv) without forming ΦᵀΦ."""
+    apply = gram if callable(gram) else gram.__matmul__
+    order = size if callable(gram) else len(gram)
+    if order is None:
+        raise ValueError("largest_eigenvalue needs size when given a function")
     generator = torch.Generator().manual_seed(seed)
-    vector = torch.randn(len(gram), generator=generator, dtype=gram.dtype)
+    vector = torch.randn(order, generator=generator, dtype=torch.float64)
     vector /= vector.norm()
     estimate = 0.0
     for _ in range(iterations):
-        product = gram @ vector
+        product = apply(vector)
         norm = float(product.norm())
         if norm == 0.0:
             return 0.0
         estimate = float(vector @ product)
         vector = product / norm
-    return max(estimate, float(vector @ (gram @ vector)))
+    return max(estimate, float(vector @ apply(vector)))
 
 
 def lipschitz_step(
@@ -113,8 +124,10 @@ def lipschitz_step(
     bound is stable for every batch any shuffle can draw (÷ B for "mean").
     """
     n = len(Phi)
-    gram = Phi.T @ Phi if gram is None else gram
-    top = largest_eigenvalue(gram)
+    if gram is None:  # v ↦ Φᵀ(Φv): two passes over Φ per iteration, no k × k matrix
+        top = largest_eigenvalue(lambda v: Phi.T @ (Phi @ v), size=Phi.shape[1])
+    else:
+        top = largest_eigenvalue(gram)
     if mode == "full":
         lipschitz = 2.0 * top * _scale(n, reduction)
     else:
