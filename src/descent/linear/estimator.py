@@ -200,7 +200,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
                 self.transform_ = _whitening(raw, self.center_)
             Phi = self._assemble(raw)
             gram = Phi.T @ Phi if keep_gram else None
-        return Phi, torch.as_tensor(y, dtype=torch.float64), gram
+        return Phi, torch.tensor(y, dtype=torch.float64), gram
 
     def _learning_rate(self, Phi: torch.Tensor, gram: torch.Tensor | None) -> Any:
         lr = self.learning_rate
@@ -307,7 +307,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32]
         )
         Phi = self._design(X)
-        target = torch.as_tensor(y, dtype=torch.float64)
+        target = torch.tensor(y, dtype=torch.float64)
         final = float(loss(Phi, target, self.w_.detach(), self.loss_reduction))
         optimum = least_squares(Phi, target, self.loss_reduction).loss
         return FitReport(
@@ -334,7 +334,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.loss_history_ = []
             self.n_iter_ = 0
         else:
-            Phi, target = self._design(X), torch.as_tensor(y, dtype=torch.float64)
+            Phi, target = self._design(X), torch.tensor(y, dtype=torch.float64)
             self.batches_ = _rebatch(self.batches_, len(Phi), self.mode, self.batch_size)
         self._epoch(Phi, target)
         self.n_iter_ += 1
