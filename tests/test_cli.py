@@ -224,3 +224,61 @@ def test_regress_bad_input(
     assert code == 2
     assert message in err
     assert err.count("\n") == 1
+
+
+USER_MODULES = """
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(5, 3)
+        self.b = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+class Triple(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return 3 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return 2 * grad  # wrong on purpose
+
+
+class Broken(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return Triple.apply(self.a(x))
+"""
+
+
+def test_gradcheck_built_in_models_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["gradcheck", "--max-coords", "30"], capsys)
+    assert code == 0
+    assert "all 4 gradient checks passed" in out
+    for name in ("basis", "softmax", "mlp", "cnn"):
+        assert name in out
+
+
+def test_gradcheck_user_module(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    source = tmp_path / "mine.py"
+    source.write_text(USER_MODULES)
+    code, out, _ = run(["gradcheck", "--module", f"{source}:Net"], capsys)
+    assert code == 0
+    assert "PASSED" in out
+    code, out, _ = run(["gradcheck", "--module", f"{source}:Broken"], capsys)
+    assert code == 1  # a failed check is not bad input
+    assert "wrong" in out
+    assert "failed:" in out
+    code, _, err = run(["gradcheck", "--module", f"{source}:Missing"], capsys)
+    assert code == 2
+    assert "defines no 'Missing'" in err

@@ -171,17 +171,29 @@ class TensorReport:
 
     @property
     def max_error(self) -> float:
-        return max(self._errors(), default=0.0)
+        """The largest relative error, as measured (kinks and tiny gradients included)."""
+        return max((c.relative_error for c in self.coordinates), default=0.0)
 
     @property
     def median_error(self) -> float:
-        errors = sorted(self._errors())
+        errors = sorted(c.relative_error for c in self.coordinates)
         return errors[len(errors) // 2] if errors else 0.0
+
+    @property
+    def unresolved(self) -> int:
+        """Coordinates whose error exceeds 1e-7 only because the gradient is below what the
+        difference quotient resolves (their verdict counts them correct)."""
+        return sum(
+            1 for c in self.coordinates if c.relative_error > CORRECT and c.judged_error == 0.0
+        )
 
     @property
     def worst(self) -> list[Coordinate]:
         """The five coordinates with the largest relative error (kinks last)."""
-        return sorted(self.coordinates, key=lambda c: (not c.kink, c.judged_error))[::-1][:5]
+        ranked = sorted(
+            self.coordinates, key=lambda c: (not c.kink, c.judged_error, c.relative_error)
+        )
+        return ranked[::-1][:5]
 
     @property
     def verdict(self) -> str:
@@ -228,6 +240,7 @@ class GradcheckResult:
                     "max_relative_error": r.max_error,
                     "median_relative_error": r.median_error,
                     "kinks": r.kinks,
+                    "below_resolution": r.unresolved,
                     "verdict": r.verdict,
                     "worst": [
                         {
@@ -252,15 +265,17 @@ class GradcheckResult:
             title=f"gradient check ({self.method} differences, h = {self.h:g}): "
             + ("PASSED" if self.passed else "FAILED"),
         )
-        for column in (
+        columns = (
             "tensor",
             "checked",
             "max rel. error",
             "median",
             "kinks",
+            "below resolution",
             "verdict",
             "worst coordinate: analytic vs numeric",
-        ):
+        )
+        for column in columns:
             table.add_column(column, justify="left" if column in ("tensor", "verdict") else "right")
         for report in self.tensors:
             worst = report.worst[0] if report.worst else None
@@ -276,6 +291,7 @@ class GradcheckResult:
                 f"{report.max_error:.1e}",
                 f"{report.median_error:.1e}",
                 str(report.kinks),
+                str(report.unresolved),
                 report.verdict,
                 where,
             )

@@ -147,9 +147,11 @@ def schedule(
 
 
 def _register() -> None:
+    from descent.cli.gradcheck import gradcheck
     from descent.cli.regress import regress
 
     app.command()(regress)
+    app.command()(gradcheck)
 
 
 _register()
