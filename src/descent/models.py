@@ -56,7 +56,7 @@ class SmallCNN(nn.Module):
         self,
         image_shape: Sequence[int],
         classes: int,
-        channels: Sequence[int] = (16, 32),
+        channels: Sequence[int] = (32, 64),
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
