@@ -149,9 +149,12 @@ def schedule(
 def _register() -> None:
     from descent.cli.gradcheck import gradcheck
     from descent.cli.regress import regress
+    from descent.cli.train import board, train
 
     app.command()(regress)
     app.command()(gradcheck)
+    app.command()(train)
+    app.command()(board)
 
 
 _register()
@@ -172,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(EXIT_BAD_INPUT)
         print(f"descent: error: {error.format_message()} (try '{command} --help')", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+    except (ValueError, TypeError, FileNotFoundError, KeyError, RuntimeError) as error:
         if debug:
             raise
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

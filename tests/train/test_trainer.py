@@ -1,0 +1,113 @@
+"""The training engine: accuracy on digits, TensorBoard events, divergence, config errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from descent.data.images import digits
+from descent.models import MLP
+from descent.train import DivergenceError, LogOptions, Trainer
+from descent.train.config import load_config
+from descent.train.run import run
+
+
+def test_cnn_reaches_98_percent_on_digits_with_the_defaults(tmp_path: Path) -> None:
+    outcome = run(load_config(model="cnn", logdir=str(tmp_path / "cnn")))
+    assert outcome.test_accuracy >= 0.98
+    assert (tmp_path / "cnn" / "metrics.json").is_file()
+
+
+def test_mlp_reaches_96_percent_on_digits_with_the_defaults() -> None:
+    outcome = run(load_config(model="mlp"))
+    assert outcome.test_accuracy >= 0.96
+
+
+def test_event_files_hold_the_documented_tags(tmp_path: Path) -> None:
+    data = digits()
+    torch.manual_seed(0)
+    model = MLP(64, 10, hidden=(16,))
+    log = LogOptions(scalars_every=5, ratios_every=10, histograms_every=20)
+    trainer = Trainer(model, epochs=3, logdir=tmp_path, log=log)
+    result = trainer.fit(data.train, data.validation)
+    steps = result.steps  # 3 epochs of ceil(1259 / 50) = 26 steps
+    assert steps == 78
+    events = EventAccumulator(
+        str(tmp_path), size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0}
+    )
+    events.Reload()
+    tags = events.Tags()
+    per_step = math.ceil(steps / 5)
+    for tag in ("train/loss", "learning_rate", "gradient_norm"):
+        assert len(events.Scalars(tag)) == per_step, tag
+    for tag in ("train/epoch_loss", "train/accuracy", "val/loss", "val/accuracy"):
+        assert len(events.Scalars(tag)) == 3, tag
+    assert events.Scalars("val/accuracy")[-1].value == pytest.approx(result.final.val_accuracy)
+    ratio_tags = [t for t in tags["scalars"] if t.startswith("update_to_weight/")]
+    assert set(ratio_tags) == {f"update_to_weight/{n}" for n, _ in model.named_parameters()}
+    assert len(events.Scalars(ratio_tags[0])) == math.ceil(steps / 10)
+    histograms = set(tags["histograms"])
+    assert {f"weights/{n}" for n, _ in model.named_parameters()} <= histograms
+    assert {f"gradients/{n}" for n, _ in model.named_parameters()} <= histograms
+    assert any(t.startswith("activations/") for t in histograms)
+    assert len(events.Histograms("weights/layers.0.weight")) == math.ceil(steps / 20)
+    assert tags["images"] == ["first_layer_weights"]
+    assert len(events.Images("first_layer_weights")) == 3
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    data = digits()
+    torch.manual_seed(0)
+
+    def explode(n: int) -> float:
+        return 1e-3 if n < 30 else 1e30  # a learning rate that blows up in epoch 2
+
+    trainer = Trainer(
+        MLP(64, 10, hidden=(16,)), optimizer="sgd", lr=explode, epochs=5, logdir=tmp_path
+    )
+    with pytest.raises(DivergenceError, match=r"at step \d+ \(epoch 2\).*smaller learning rate"):
+        trainer.fit(data.train, data.validation)
+    saved = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert saved["state"]["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in saved["model"].values())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": -1.0}, "lr: Input should be greater than or equal to 0"),
+        ({"model": "resnet"}, "model: Input should be 'softmax', 'mlp' or 'cnn'"),
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"schedule": "cosine"}, "unknown schedule 'cosine'"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"learning_rate": 0.1}, "unknown setting 'learning_rate'"),
+    ],
+)
+def test_bad_config_values_fail_with_one_line(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        load_config(**overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: mlp\nlr: 0.01\nschedule:\n  name: exponential_decay\n"
+        "  initial_learning_rate: 0.01\n  decay_steps: 100\n  decay_rate: 0.5\n"
+    )
+    config = load_config(path, epochs=2)
+    assert (config.model, config.lr, config.epochs) == ("mlp", 0.01, 2)
+    assert config.learning_rate(10)(100) == pytest.approx(0.005)
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="a config is a mapping"):
+        load_config(path)
+
+
+def test_missing_data_folder() -> None:
+    with pytest.raises(FileNotFoundError, match="put the four IDX files"):
+        run(load_config(data="mnist:/nonexistent/mnist"))
