@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -389,8 +390,12 @@ class Trainer:
                 metrics.epoch,
                 0,
             )
-            if self.logdir is not None:
-                self.save_checkpoint(batches, self.logdir / "checkpoints" / "best.pt")
+            last = self.checkpoint_path
+            if last is not None and last.is_file():
+                # last.pt was just written for this epoch: a file copy is cheaper than pickling
+                best = last.with_name("best.pt")
+                shutil.copyfile(last, best.with_suffix(".tmp"))
+                os.replace(best.with_suffix(".tmp"), best)
         else:
             self.state.bad_epochs += 1
         return self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping
