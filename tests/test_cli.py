@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -71,9 +72,15 @@ def test_library_errors_are_one_line_and_debug_shows_the_traceback(
         main(["--debug", "demo"])
 
 
-def test_demo_prints_every_rule(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_prints_every_chapter(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     code, out, _ = run(["demo", "--steps", "50"], capsys)
     assert code == 0
+    assert "Batch modes" in out
+    assert "test accuracy" in out
+    assert (tmp_path / "runs" / "demo-cnn" / "metrics.json").is_file()
     from descent.optim import OPTIMIZERS
 
     for name in OPTIMIZERS:
@@ -282,3 +289,64 @@ def test_gradcheck_user_module(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     code, _, err = run(["gradcheck", "--module", f"{source}:Missing"], capsys)
     assert code == 2
     assert "defines no 'Missing'" in err
+
+
+def test_train_writes_the_run_folder_and_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    logdir = tmp_path / "run"
+    code, out, _ = run(
+        ["train", "--model", "softmax", "--epochs", "2", "--quiet", "--logdir", str(logdir)], capsys
+    )
+    assert code == 0
+    assert "test accuracy" in out
+    assert f"descent board {logdir}" in out
+    config = (logdir / "config.yaml").read_text()
+    assert "model: softmax" in config
+    # Resuming a finished run with a larger budget continues from epoch 2.
+    code, out, _ = run(
+        ["train", "--config", str(logdir / "config.yaml"), "--epochs", "3", "--resume", "--quiet"],
+        capsys,
+    )
+    assert code == 0
+    history = json.loads((logdir / "metrics.json").read_text())["history"]
+    assert [entry["epoch"] for entry in history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-1"], "lr: Input should be greater than or equal to 0"),
+        (["--model", "resnet"], "model: Input should be"),
+        (["--data", "mnist:/nonexistent"], "put the four IDX files"),
+        (["--schedule", "warp"], "unknown schedule 'warp'"),
+        (["--config", "/nonexistent.yaml"], "no such config file"),
+    ],
+)
+def test_train_bad_input_is_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(["train", "--quiet", "--logdir", str(tmp_path / "r"), *args], capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_board_starts_tensorboard_and_prints_its_address(tmp_path: Path) -> None:
+    (tmp_path / "runs").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "descent.cli.main", "board", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert "TensorBoard for" in line
+        address = line.split(" at ")[1].split()[0]
+        import urllib.request
+
+        with urllib.request.urlopen(address + "data/runs", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

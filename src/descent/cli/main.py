@@ -97,6 +97,24 @@ def demo(
             f"{row.seconds * 1e3:.0f} ms",
         )
     console.print(table)
+    console.print()
+
+    from descent.train.config import load_config
+    from descent.train.run import run
+
+    config = load_config(model="cnn", logdir="runs/demo-cnn")
+    outcome = run(config)
+    last = outcome.result.final
+    console.print(
+        f"[bold]3. Image classification[/bold]: a small CNN on the bundled 8×8 digits, Adam with "
+        f"a cosine-decay schedule from lr {config.lr:g}, {config.epochs} epochs of mini-batches of "
+        f"{config.batch_size}: validation accuracy {last.val_accuracy:.4f}, test accuracy "
+        f"{outcome.test_accuracy:.4f} ({outcome.result.examples_per_second:,.0f} examples/s)."
+    )
+    console.print(
+        f"   Scalars, update-to-weight ratios and first-layer filters are in {outcome.logdir}; "
+        f"open them with: descent board {outcome.logdir}"
+    )
 
 
 @app.command()

@@ -94,7 +94,8 @@ def train(
         "examples/s"
     )
     console.print(
-        f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}"
+        f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}",
+        soft_wrap=True,
     )
 
 
@@ -154,7 +155,7 @@ def board(
     if not logdir.exists():
         raise FileNotFoundError(f"{logdir}: no such folder (train first: descent train)")
     process, address = start_tensorboard(logdir, port)
-    console.print(f"TensorBoard for {logdir} at {address} (Ctrl-C to stop)")
+    console.print(f"TensorBoard for {logdir} at {address} (Ctrl-C to stop)", soft_wrap=True)
     try:
         process.wait()
     except KeyboardInterrupt:
