@@ -111,3 +111,43 @@ def test_config_file(tmp_path: Path) -> None:
 def test_missing_data_folder() -> None:
     with pytest.raises(FileNotFoundError, match="put the four IDX files"):
         run(load_config(data="mnist:/nonexistent/mnist"))
+
+
+def test_a_torch_optimizer_with_a_schedule_and_float64(tmp_path: Path) -> None:
+    from descent import schedules as sch
+
+    data = digits()
+    torch.manual_seed(0)
+    model = MLP(64, 10, hidden=(16,))
+    schedule = sch.StepDecay(0.05, 26, 0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0, momentum=0.9)
+    trainer = Trainer(
+        model,
+        optimizer=optimizer,
+        lr=schedule,
+        epochs=2,
+        dtype=torch.float64,
+        logdir=tmp_path,
+        log=LogOptions(scalars_every=1, ratios_every=0),
+    )
+    result = trainer.fit(data.train, data.validation)
+    assert next(model.parameters()).dtype == torch.float64
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    seen = [(e.step, e.value) for e in events.Scalars("learning_rate")]
+    assert len(seen) == result.steps == 52
+    assert all(value == pytest.approx(schedule(step)) for step, value in seen)
+    assert result.final.val_accuracy > 0.6  # two short epochs: it learns
+
+
+def test_early_stopping_and_max_steps() -> None:
+    data = digits()
+    torch.manual_seed(0)
+    trainer = Trainer(
+        MLP(64, 10, hidden=(16,)), lr=0.5, optimizer="sgd", epochs=50, early_stopping=2
+    )
+    result = trainer.fit(data.train, data.validation)
+    assert result.stopped == "early stopping"
+    assert len(result.history) < 50
+    result = Trainer(MLP(64, 10), epochs=50, max_steps=30).fit(data.train)
+    assert (result.stopped, result.steps) == ("max steps", 30)
