@@ -517,7 +517,7 @@ class Cyclical(Schedule):
         if self.mode == "triangular":
             scale = 1.0
         elif self.mode == "triangular2":
-            scale = 1 / 2.0 ** (cycle - 1)
+            scale = 0.5 ** (cycle - 1)  # (1 / 2.0 ** k overflows after ~1000 cycles)
         else:
             scale = self.gamma**step
         return self.base_lr + (self.max_lr - self.base_lr) * height * scale
