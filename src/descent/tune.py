@@ -4,10 +4,10 @@ A search space names RunConfig settings (``optimizer``, ``lr``, ``batch_size``, 
 ``dropout``, ``init``, …, and ``optimizer_params.X`` for a rule's own hyperparameters) with a
 domain each, optionally conditional on another setting::
 
-    optimizer: {choices: [sgd, adam]}
+    optimizer: {choices: [momentum, adam]}
     lr: {float: [1.0e-4, 1.0e-1], log: true}
     batch_size: {choices: [32, 64, 128]}
-    optimizer_params.momentum: {float: [0.5, 0.99], when: {optimizer: [sgd]}}
+    optimizer_params.momentum: {float: [0.5, 0.99], when: {optimizer: [momentum]}}
 
 Methods: ``grid`` (every combination of the discrete settings, as TensorFlow's HParams tutorial;
 conditional settings only where their condition holds), ``random`` and ``tpe`` (Optuna's
@@ -29,6 +29,7 @@ import math
 import multiprocessing
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +53,10 @@ PRUNERS = ("none", "median", "hyperband")
 DEFAULT_SPACE: dict[str, Any] = {
     "base": {"model": "cnn", "epochs": 10},
     "params": {
-        "optimizer": {"choices": ["sgd", "adam", "rmsprop"]},
+        "optimizer": {"choices": ["momentum", "adam", "rmsprop"]},
         "lr": {"float": [1.0e-4, 1.0e-1], "log": True},
         "batch_size": {"choices": [32, 64, 128]},
-        "optimizer_params.momentum": {"float": [0.5, 0.99], "when": {"optimizer": ["sgd"]}},
+        "optimizer_params.momentum": {"float": [0.5, 0.99], "when": {"optimizer": ["momentum"]}},
     },
 }
 
@@ -404,6 +405,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> Any:
             "or choose another folder"
         )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     study = optuna.create_study(
         study_name="descent",
         storage=_storage(settings),
@@ -425,9 +427,29 @@ def open_study(settings: StudySettings, *, resume: bool) -> Any:
             )
         )
         write_experiment(settings.folder, settings.space)
-    if settings.method == "grid":
+    fresh = not study.get_trials(deepcopy=False)
+    if resume:
+        # --resume means no process works on this study any more: what a killed process left
+        # RUNNING is failed now (and, for a grid, queued again).
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+    if settings.method == "grid" and (fresh or resume):
         _enqueue_grid(study, settings.space)
     return study
+
+
+def _join(settings: StudySettings) -> Any:
+    """A worker's handle on a study that :func:`open_study` already prepared."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna.load_study(
+        study_name="descent",
+        storage=_storage(settings),
+        sampler=_sampler(settings),
+        pruner=_pruner(settings),
+    )
 
 
 def _finished_states() -> tuple[Any, ...]:
@@ -446,8 +468,7 @@ def _enqueue_grid(study: Any, space: SearchSpace) -> None:
     taken = {
         key(t.params)
         for t in study.get_trials(deepcopy=False)
-        if t.state
-        in (*_finished_states(), optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+        if t.state in (*_finished_states(), optuna.trial.TrialState.WAITING)
     }
     for values in space.grid():
         params = {name: encode(v) for name, v in values.items()}
@@ -508,7 +529,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
     import torch
 
     torch.set_num_threads(threads)
-    study = open_study(settings, resume=True)
+    study = _join(settings)
     planned = len(settings.space.grid()) if settings.method == "grid" else settings.trials
     remaining = planned - len(study.get_trials(deepcopy=False, states=_finished_states()))
     if remaining <= 0:

@@ -168,11 +168,13 @@ def _register() -> None:
     from descent.cli.gradcheck import gradcheck
     from descent.cli.regress import regress
     from descent.cli.train import board, train
+    from descent.cli.tune import tune
 
     app.command()(regress)
     app.command()(gradcheck)
     app.command()(train)
     app.command()(board)
+    app.command()(tune)
 
 
 _register()

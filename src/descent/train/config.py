@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from descent import optim
 from descent import schedules as sch
@@ -73,6 +73,17 @@ class RunConfig(BaseModel):
         if isinstance(value, dict):
             sch.from_dict(value)  # validates it now, before any training
         return value
+
+    @model_validator(mode="after")
+    def _optimizer_accepts_its_params(self) -> RunConfig:
+        """Build the rule once on a dummy parameter: unknown or out-of-range optimizer_params
+        fail here, with the rule's own message, not after data and model are loaded."""
+        probe = torch.zeros(1, requires_grad=True)
+        try:
+            optim.create(self.optimizer, [probe], lr=self.lr, **self.optimizer_params)
+        except TypeError as error:  # an unknown argument
+            raise ValueError(str(error)) from None
+        return self
 
     @property
     def torch_dtype(self) -> torch.dtype:
