@@ -1,0 +1,97 @@
+"""Two workers share one study through a PostgreSQL server this test starts (Debian's
+postgresql, which .ci/run installs; on a developer machine without it the test is skipped, in CI
+it fails instead)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+
+from descent.tune import SearchSpace, StudySettings, tune
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    binaries = postgres_bin()
+    if binaries is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: .ci/run must install Debian's postgresql")
+        pytest.skip("PostgreSQL is not installed here (.ci/run installs it for CI)")
+    # Not under tmp_path: pytest's folder is private to root, and the server runs as postgres.
+    home = Path(tempfile.mkdtemp(prefix="descent-pg-"))
+    data = home / "pgdata"
+    data.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root: run it as the postgres user
+        shutil.chown(home, "postgres")
+        shutil.chown(data, "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    subprocess.run(
+        [*prefix, str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+    subprocess.run(
+        [
+            *prefix,
+            str(binaries / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-w",
+            "-l",
+            str(home / "server.log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False,
+            capture_output=True,
+        )
+
+
+def test_two_workers_share_a_postgresql_study(postgres_url: str, tmp_path: Path) -> None:
+    space = SearchSpace.from_dict(
+        {
+            "base": {"model": "softmax", "epochs": 2},
+            "params": {"lr": {"float": [0.005, 0.05], "log": True}},
+        }
+    )
+    settings = StudySettings(
+        tmp_path / "study", space, method="random", trials=4, pruner="none", storage=postgres_url
+    )
+    tune(settings, workers=2)
+    study = optuna.load_study(study_name="descent", storage=postgres_url)
+    states = [t.state for t in study.get_trials()]
+    assert states.count(optuna.trial.TrialState.COMPLETE) >= 4
+    assert optuna.trial.TrialState.FAIL not in states
+    assert len(list((tmp_path / "study").glob("trial-*"))) == len(states)
