@@ -77,6 +77,7 @@ def postgres_url() -> Iterator[str]:
             check=False,
             capture_output=True,
         )
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_two_workers_share_a_postgresql_study(postgres_url: str, tmp_path: Path) -> None:
