@@ -76,11 +76,13 @@ def test_demo_prints_every_chapter(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(["demo", "--steps", "50"], capsys)
+    code, out, _ = run(["demo", "--steps", "50", "--tune-trials", "2"], capsys)
     assert code == 0
     assert "Batch modes" in out
     assert "test accuracy" in out
     assert (tmp_path / "runs" / "demo-cnn" / "metrics.json").is_file()
+    assert "Hyperparameter tuning" in out
+    assert (tmp_path / "runs" / "demo-tune" / "study.db").is_file()
     from descent.optim import OPTIMIZERS
 
     for name in OPTIMIZERS:

@@ -50,6 +50,7 @@ def root(
 @app.command()
 def demo(
     steps: Annotated[int, typer.Option(min=1, help="Updates per rule.")] = 300,
+    tune_trials: Annotated[int, typer.Option(min=1, help="Trials of the tuning chapter.")] = 6,
 ) -> None:
     """A tour on bundled data: the three batch modes, then every update rule."""
     from descent.demo import compare_batch_modes, compare_rules
@@ -114,6 +115,26 @@ def demo(
     console.print(
         f"   Scalars, update-to-weight ratios and first-layer filters are in {outcome.logdir}; "
         f"open them with: descent board {outcome.logdir}"
+    )
+    console.print()
+
+    import shutil
+
+    from descent.tune import DEFAULT_SPACE, SearchSpace, StudySettings, summary_rows
+    from descent.tune import tune as run_study
+
+    folder = Path("runs/demo-tune")
+    shutil.rmtree(folder, ignore_errors=True)  # the demo starts its small study afresh
+    space = SearchSpace.from_dict({**DEFAULT_SPACE, "base": {"model": "cnn", "epochs": 5}})
+    study = run_study(StudySettings(folder, space, method="tpe", trials=tune_trials))
+    best = summary_rows(study)[0]
+    console.print(
+        f"[bold]4. Hyperparameter tuning[/bold]: {tune_trials} TPE trials of the digits CNN "
+        f"(optimizer × learning rate × batch size, 5 epochs each, median pruning); best "
+        f"validation accuracy {best['val_accuracy']:.4f} with {best['params']}."
+    )
+    console.print(
+        f"   Compare them in TensorBoard's HParams tab: descent board {folder}", soft_wrap=True
     )
 
 

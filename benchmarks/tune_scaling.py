@@ -1,0 +1,75 @@
+"""Tuning throughput and search quality, measured in one run.
+
+1. Completed trials per minute with 1 and 2 worker processes on the same SQLite study (this
+   machine has 2 cores), the digits softmax model with a few epochs per trial.
+2. The best validation accuracy TPE and random search find after the same number of trials,
+   averaged over seeds, on the default digits CNN space (shorter epochs).
+
+    python benchmarks/tune_scaling.py [--trials 12] [--seeds 3] [--quality-trials 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+
+from descent.tune import DEFAULT_SPACE, SearchSpace, StudySettings, tune
+
+
+def throughput(workers: int, trials: int) -> float:
+    space = SearchSpace.from_dict(
+        {
+            "base": {"model": "softmax", "epochs": 3},
+            "params": {
+                "lr": {"float": [0.001, 0.1], "log": True},
+                "batch_size": {"choices": [32, 64]},
+            },
+        }
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        study = tune(
+            StudySettings(Path(folder), space, method="random", trials=trials, pruner="none"),
+            workers=workers,
+        )
+        minutes = (time.perf_counter() - start) / 60
+        done = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    return done / minutes
+
+
+def best_found(method: str, trials: int, seed: int) -> float:
+    space = SearchSpace.from_dict({**DEFAULT_SPACE, "base": {"model": "cnn", "epochs": 4}})
+    with tempfile.TemporaryDirectory() as folder:
+        study = tune(
+            StudySettings(
+                Path(folder), space, method=method, trials=trials, pruner="none", seed=seed
+            )
+        )
+        return float(study.best_value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--quality-trials", type=int, default=12)
+    args = parser.parse_args()
+    one = throughput(1, args.trials)
+    two = throughput(2, args.trials)
+    print(f"trials per minute: 1 worker {one:.1f}, 2 workers {two:.1f}, ratio {two / one:.2f}")
+    for method in ("random", "tpe"):
+        found = [best_found(method, args.quality_trials, seed) for seed in range(args.seeds)]
+        print(
+            f"{method:6} best validation accuracy after {args.quality_trials} trials: "
+            f"mean {statistics.mean(found):.4f} over {args.seeds} seeds "
+            f"{[round(v, 4) for v in found]}"
+        )
+
+
+if __name__ == "__main__":
+    main()
