@@ -370,7 +370,9 @@ def _sampler(settings: StudySettings) -> Any:
     import optuna
 
     if settings.method == "tpe":
-        return optuna.samplers.TPESampler(seed=settings.seed)
+        # Optuna starts TPE with 10 random trials; a budget of a dozen would then be all random.
+        startup = min(10, max(3, settings.trials // 3))
+        return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
     return optuna.samplers.RandomSampler(seed=settings.seed)
 
 
