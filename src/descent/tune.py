@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from descent.train.config import RunConfig, load_config
+from descent.train.config import RunConfig, load_config, read_yaml
 
 METRICS = (
     ("val/accuracy", "validation accuracy"),
@@ -194,13 +194,7 @@ class SearchSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such search space file")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML ({error})") from None
+        data = read_yaml(path, "search space")
         try:
             return cls.from_dict(data)
         except ValueError as error:

@@ -133,17 +133,22 @@ def explain(error: ValidationError) -> str:
     return f"{where}: {message} (got {given!r})"
 
 
+def read_yaml(path: str | Path, kind: str) -> Any:
+    """A YAML file's content, with one-line errors naming the file (``kind`` says what it is)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {kind} file")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path}: not valid YAML ({error})") from None
+
+
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
     """A RunConfig from a YAML file (optional) with command-line overrides on top."""
     data: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as error:
-            raise ValueError(f"{path}: not valid YAML ({error})") from None
+        loaded = read_yaml(path, "config")
         if loaded is not None and not isinstance(loaded, dict):
             raise ValueError(
                 f"{path}: a config is a mapping of settings, got {type(loaded).__name__}"
