@@ -352,3 +352,8 @@ def test_board_starts_tensorboard_and_prints_its_address(tmp_path: Path) -> None
     finally:
         process.terminate()
         process.wait(timeout=30)
+    server = address.rsplit(":", 1)[1].rstrip("/")
+    running = subprocess.run(
+        ["pgrep", "-f", f"--port {server}"], capture_output=True, text=True, check=False
+    )
+    assert running.stdout.strip() == ""  # stopping `descent board` stopped its server

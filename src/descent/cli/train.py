@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -155,8 +156,15 @@ def board(
     if not logdir.exists():
         raise FileNotFoundError(f"{logdir}: no such folder (train first: descent train)")
     process, address = start_tensorboard(logdir, port)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # Stopped by a signal (a test, a service manager) as by Ctrl-C: the server goes too.
+    signal.signal(signal.SIGTERM, stop)
     console.print(f"TensorBoard for {logdir} at {address} (Ctrl-C to stop)", soft_wrap=True)
     try:
         process.wait()
     except KeyboardInterrupt:
         process.terminate()
+        process.wait(timeout=30)
