@@ -218,7 +218,7 @@ class Trainer:
         self._open_writer()
         started, examples = time.perf_counter(), 0
         stopped = "budget"
-        progress = self._progress_bar()
+        progress = self._progress_bar(total=(self.epochs - self.state.epoch) * len(targets))
         try:
             while self.state.epoch < self.epochs:
                 epoch_start = time.perf_counter()
@@ -231,10 +231,13 @@ class Trainer:
                     seen += len(indices)
                     examples += len(indices)
                     if progress is not None:
+                        rate = examples / max(time.perf_counter() - started, 1e-9)
                         progress.update(
                             progress.task_ids[0],
                             advance=len(indices),
-                            description=f"epoch {self.state.epoch + 1} loss {loss_value:.4f}",
+                            description=f"epoch {self.state.epoch + 1}/{self.epochs} "
+                            f"loss {total_loss / seen:.4f} acc {correct / seen:.3f} "
+                            f"{rate:,.0f} ex/s",
                         )
                     if self.max_steps is not None and self.state.step >= self.max_steps:
                         stopped = "max steps"
@@ -454,16 +457,23 @@ class Trainer:
         if grid is not None:
             self._writer.add_image("first_layer_weights", grid, step)
 
-    def _progress_bar(self) -> Any:
+    def _progress_bar(self, total: int) -> Any:
+        """Loss, accuracy and speed of the running epoch; only on a terminal (logs and pipes
+        stay clean) and only when asked for."""
         import sys
 
         if not self.progress or not sys.stderr.isatty():
             return None
+        from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
         bar = Progress(
-            TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            console=Console(stderr=True),
         )
         bar.start()
-        bar.add_task("training", total=None)
+        bar.add_task("training", total=total)
         return bar
