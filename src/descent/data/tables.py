@@ -47,16 +47,12 @@ def load_csv(path: str | Path, target: str) -> Table:
     if not data:
         raise ValueError(f"{path}: the header is there but no data rows follow")
     values = np.empty((len(data), len(header)), dtype=np.float64)
-    for index, row in enumerate(rows[1:]):
-        if any(cell.strip() for cell in row) and len(row) != len(header):
-            raise ValueError(
-                f"{path}, line {index + 2}: {len(row)} cells, the header has {len(header)}"
-            )
     filled = 0
-    for index, row in enumerate(rows[1:]):
-        line = index + 2
+    for line, row in enumerate(rows[1:], start=2):  # 1-based, the header is line 1
         if not any(cell.strip() for cell in row):
             continue
+        if len(row) != len(header):
+            raise ValueError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
         for column, (name, cell) in enumerate(zip(header, row, strict=True)):
             text = cell.strip()
             if not text:
