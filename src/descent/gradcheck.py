@@ -22,6 +22,7 @@ random, …), the check refuses with a clear message instead of reporting noise 
 from __future__ import annotations
 
 import copy
+import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -300,17 +301,9 @@ class GradcheckResult:
     def __str__(self) -> str:
         from rich.console import Console
 
-        console = Console(width=140, record=True, file=_Null())
+        console = Console(width=140, file=io.StringIO())
         console.print(self)
-        return console.export_text()
-
-
-class _Null:
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
+        return console.file.getvalue()  # type: ignore[attr-defined]
 
 
 # -- the check ---------------------------------------------------------------------------------
