@@ -549,6 +549,8 @@ def tune(
     """Run (or continue) a study; returns the Optuna study."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if callbacks and workers > 1:
+        raise ValueError("training callbacks run in this process: use them with workers=1")
     study = open_study(settings, resume=resume)
     threads = max(1, (os.cpu_count() or 1) // workers)
     if workers == 1:
