@@ -285,7 +285,7 @@ class Adam(_AdamBase):
     ) -> None:
         beta1, beta2 = group["betas"]
         kernel = torch._fused_adamw_ if self._decoupled else torch._fused_adam_
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = fused_buckets(params, grads)
         for indices in buckets:
             steps = [states[i]["step"] for i in indices]
             torch._foreach_add_(steps, 1)
@@ -434,7 +434,7 @@ class AMSGrad(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = fused_buckets(params, grads)
         for indices in buckets:
             steps = [states[i]["step"] for i in indices]
             torch._foreach_add_(steps, 1)
@@ -543,7 +543,7 @@ class AdaMax(_AdamBase):
         beta1, beta2 = group["betas"]
         eps, eps_in_max = group["eps"], group["eps_in_max"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads, states)
+        native, rest = native_split(params, grads)
         step_sizes = []
         for state in states:
             state["step"] += 1
@@ -628,7 +628,7 @@ class Nadam(_AdamBase):
         return state
 
     def _coefficients(self, group: Group, state: State, lr: float) -> tuple[float, float]:
-        state["step"] += 1
+        """c_g, c_m for the state's (already counted) step; advances the μ-product."""
         c_g, c_m, mu_product = nadam_coefficients(
             int(state["step"].item()),
             lr,
@@ -674,7 +674,9 @@ class Nadam(_AdamBase):
     ) -> None:
         beta1, beta2 = group["betas"]
         eps, wd, maximize = group["eps"], group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads, states)
+        native, rest = native_split(params, grads)
+        for state in states:
+            state["step"] += 1
         coefficients = [self._coefficients(group, state, lr) for state in states]
         biases2 = [1 - beta2 ** int(state["step"].item()) for state in states]
         sign = -1.0 if maximize else 1.0

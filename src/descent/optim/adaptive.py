@@ -216,7 +216,7 @@ class Adagrad(DescentOptimizer):
         states: list[State],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = fused_buckets(params, grads)
         for indices in buckets:
             steps = [states[i]["step"] for i in indices]
             torch._foreach_add_(steps, 1)
@@ -305,7 +305,7 @@ class Adadelta(DescentOptimizer):
     ) -> None:
         rho, eps = group["rho"], group["eps"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads, states)
+        native, rest = native_split(params, grads)
         for state in states:
             state["step"] += 1
         sign = -1.0 if maximize else 1.0
@@ -348,8 +348,6 @@ class RMSprop(DescentOptimizer):
         Keras:                rho=0.9, eps=1e-7 (inside the root).
         optax.rmsprop:        decay=ρ, eps_in_sqrt=True is this default.
     """
-
-    state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(
         self,
@@ -435,7 +433,7 @@ class RMSprop(DescentOptimizer):
         rho, eps, inside = group["rho"], group["eps"], group["eps_inside_sqrt"]
         momentum, centered = group["momentum"], group["centered"]
         wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads, states)
+        native, rest = native_split(params, grads)
         for state in states:
             state["step"] += 1
         jobs = []

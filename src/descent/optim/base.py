@@ -347,7 +347,7 @@ FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 def fused_buckets(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[dict[str, Any]]
+    params: Sequence[Tensor], grads: Sequence[Tensor]
 ) -> tuple[list[list[int]], list[int]]:
     """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest.
 
@@ -407,9 +407,7 @@ def effective_grad_into(
     return out
 
 
-def native_split(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[dict[str, Any]]
-) -> tuple[list[int], list[int]]:
+def native_split(params: Sequence[Tensor], grads: Sequence[Tensor]) -> tuple[list[int], list[int]]:
     """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
 
     As in :func:`fused_buckets`, state tensors share the parameter's layout and dtype.

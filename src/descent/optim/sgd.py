@@ -132,7 +132,7 @@ class SGD(DescentOptimizer):
         states: list[dict[str, Any]],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = fused_buckets(params, grads)
         for indices in buckets:
             if group["weight_decay"] == 0 and not group["maximize"]:
                 # θ ← θ − η g is one in-place axpy per tensor; faster than the fused kernel.
@@ -163,7 +163,6 @@ class SGD(DescentOptimizer):
 
 
 class _MomentumBase(DescentOptimizer):
-    state_names = ("momentum_buffer",)
     _nesterov = False
 
     def __init__(
@@ -229,7 +228,7 @@ class _MomentumBase(DescentOptimizer):
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
             # single-pass C kernel does, and what it cannot take goes through the reference.
-            native, rest = native_split(params, grads, states)
+            native, rest = native_split(params, grads)
             sign = -1.0 if group["maximize"] else 1.0
             _native.run(
                 "nesterov",
@@ -244,7 +243,7 @@ class _MomentumBase(DescentOptimizer):
             for i in rest:
                 self._reference_update(group, params[i], grads[i], states[i], lr)
             return
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = fused_buckets(params, grads)
         for indices in buckets:
             if lecture:
                 # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and

@@ -310,7 +310,7 @@ class Trainer:
             if log_ratios
             else None
         )
-        lr = self._current_lr()
+        lr = self._current_lr() if log_scalars else math.nan  # read before the step moves it
         self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
