@@ -1,27 +1,32 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
-# torch is installed first and pinned; override for another build, e.g.
-#   make test TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
-TORCH_SPEC ?= torch==2.13.0
+# The torch build is pinned in this constraints file, which every pip call below uses. For another
+# build, give your own file (and, for a CUDA wheel, its index):
+#   make test CONSTRAINTS=my-constraints.txt PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cu126"
+CONSTRAINTS ?= constraints.txt
+PIP_ARGS ?=
 BIN := $(VENV)/bin
+# pip is quiet unless it fails: its log is kept in .venv/pip.log and printed on failure.
+PIP = $(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) $(PIP_ARGS)
+QUIET = >>$(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench figures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip $(QUIET)
 
-$(VENV)/.torch: | $(BIN)/python
-	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+$(VENV)/.torch: $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) torch $(QUIET)
 	touch $@
 
-$(VENV)/.installed: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e .
+$(VENV)/.installed: pyproject.toml setup.py $(VENV)/.torch
+	$(PIP) -e . $(QUIET)
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+$(VENV)/.installed-dev: pyproject.toml setup.py $(VENV)/.torch
+	$(PIP) -e ".[dev]" $(QUIET)
 	touch $@ $(VENV)/.installed
 
 demo: $(VENV)/.installed

@@ -11,7 +11,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
-from typer.exceptions import Abort, TyperException
+
+try:  # typer ≥ 0.22 has its own exceptions; earlier releases (which flwr pins) raise click's
+    from typer.exceptions import Abort, TyperException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import Abort
+    from click.exceptions import ClickException as TyperException
 
 import descent
 
@@ -185,17 +190,31 @@ def schedule(
         console.print(f"wrote {plot}")
 
 
-def _register() -> None:
-    from descent.cli.gradcheck import gradcheck
-    from descent.cli.regress import regress
-    from descent.cli.train import board, train
-    from descent.cli.tune import tune
+#: Every subcommand: (name, "module:function"). A command module imports only typer and the
+#: standard library at its top, and the heavy libraries inside the command, so that `descent
+#: --help` answers without importing torch. Add new commands here, one line each.
+COMMANDS: list[tuple[str, str]] = [
+    ("regress", "descent.cli.regress:regress"),
+    ("gradcheck", "descent.cli.gradcheck:gradcheck"),
+    ("train", "descent.cli.train:train"),
+    ("board", "descent.cli.train:board"),
+    ("tune", "descent.cli.tune:tune"),
+]
+#: Command groups (a sub-app with commands of its own): (name, "module:app").
+GROUPS: list[tuple[str, str]] = [
+    ("diagnose", "descent.cli.diagnose:app"),
+]
 
-    app.command()(regress)
-    app.command()(gradcheck)
-    app.command()(train)
-    app.command()(board)
-    app.command()(tune)
+
+def _register() -> None:
+    import importlib
+
+    for name, target in COMMANDS:
+        module, attribute = target.split(":")
+        app.command(name=name)(getattr(importlib.import_module(module), attribute))
+    for name, target in GROUPS:
+        module, attribute = target.split(":")
+        app.add_typer(getattr(importlib.import_module(module), attribute), name=name)
 
 
 _register()

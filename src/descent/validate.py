@@ -1,0 +1,110 @@
+"""The argument checks every module shares: one wording, one place.
+
+Each check raises :class:`descent.errors.InputError` with one sentence of the form
+``"{name} must be {what is accepted}, got {value!r}"`` and returns the value it accepted (converted
+where that is the point of the check, e.g. ``positive_int``). Update rules, schedules, RunConfig and
+the CLI call these rather than writing their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from descent.errors import InputError
+
+Number = int | float
+
+
+def _is_number(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, Number)
+
+
+def finite(value: Any, name: str) -> float:
+    """A finite real number."""
+    if not _is_number(value) or not math.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def nonnegative(value: Any, name: str) -> float:
+    """A finite number ≥ 0."""
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
+        raise InputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+def positive(value: Any, name: str) -> float:
+    """A finite number > 0."""
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def unit_interval(value: Any, name: str) -> float:
+    """β, ρ, γ and friends: a number in [0, 1)."""
+    if not _is_number(value) or not 0.0 <= value < 1.0:
+        raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def positive_int(value: Any, name: str) -> int:
+    """An integer ≥ 1 (a bool is not an integer here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def nonnegative_int(value: Any, name: str) -> int:
+    """An integer ≥ 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InputError(f"{name} must be an integer ≥ 0, got {value!r}")
+    return value
+
+
+def flag(value: Any, name: str) -> bool:
+    """True or False, nothing that merely converts to one."""
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def normalize_name(name: str) -> str:
+    """The one spelling rule for names of rules, schedules, models and modes: case, '-', '_' and
+    spaces do not matter ("Ada-Max" → "adamax")."""
+    return "".join(ch for ch in name.lower() if ch not in "-_ ")
+
+
+def choice(
+    value: Any,
+    name: str,
+    accepted: Iterable[str],
+    aliases: Mapping[str, str] | None = None,
+) -> str:
+    """``value`` normalized by :func:`normalize_name` and looked up among ``accepted`` (and
+    ``aliases``: old or alternative spellings mapped to an accepted key).
+
+    Returns the accepted key."""
+    keys = list(accepted)
+    if not isinstance(value, str):
+        raise InputError(f"{name} must be one of {', '.join(keys)}, got {value!r}")
+    table = {normalize_name(key): key for key in keys}
+    for alias, target in (aliases or {}).items():
+        table.setdefault(normalize_name(alias), target)
+    key = table.get(normalize_name(value))
+    if key is None:
+        raise InputError(f"{name} must be one of {', '.join(keys)}, got {value!r}")
+    return key
+
+
+#: The three batch modes of the lecture, by the names used everywhere (library, CLI, RunConfig).
+#: "single" is one example per update; "sgd" is accepted as an alias for old configs, but it is not
+#: the canonical name because it collides with the update rule called "sgd".
+BATCH_MODES = ("full", "single", "minibatch")
+BATCH_MODE_ALIASES = {"sgd": "single", "stochastic": "single", "batch": "full", "mini": "minibatch"}
+
+
+def batch_mode(value: Any, name: str = "batch mode") -> str:
+    """One of :data:`BATCH_MODES` (aliases accepted), returned by its canonical name."""
+    return choice(value, name, BATCH_MODES, BATCH_MODE_ALIASES)
