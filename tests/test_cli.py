@@ -64,7 +64,7 @@ def test_library_errors_are_one_line_and_debug_shows_the_traceback(
     def broken(steps: int) -> None:
         raise ValueError("lr must be a finite float ≥ 0, got -1\nsecond line")
 
-    monkeypatch.setattr("descent.demo.compare_rules", broken)
+    monkeypatch.setattr("descent.demo.problems.compare_rules", broken)
     code, _, err = run(["demo"], capsys)
     assert code == 2
     assert err == "descent: error: lr must be a finite float ≥ 0, got -1\n"

@@ -57,90 +57,11 @@ def demo(
     steps: Annotated[int, typer.Option(min=1, help="Updates per rule.")] = 300,
     tune_trials: Annotated[int, typer.Option(min=1, help="Trials of the tuning chapter.")] = 6,
 ) -> None:
-    """A tour on bundled data: the three batch modes, then every update rule."""
-    from descent.demo import compare_batch_modes, compare_rules
+    """A tour on bundled data: the lecture chapter by chapter (batch modes, update rules,
+    training, tuning, …)."""
+    from descent.demo import DemoOptions, run
 
-    modes = Table(
-        title="1. Batch modes: regression on diabetes, 20 passes over the data each",
-        caption="J(w) = Σ (y − Φw)², w₀ = 0, standardized basis, each mode with its own "
-        "auto step 1/L (stable for every batch it can draw). Same examples seen, very "
-        "different numbers of updates; constant-step SGD stalls at its noise floor.",
-    )
-    for column in ("mode", "updates", "examples seen", "step 1/L", "(J − J*)/J*", "time"):
-        modes.add_column(column, justify="left" if column == "mode" else "right", no_wrap=True)
-    for row in compare_batch_modes(20):
-        modes.add_row(
-            {
-                "full": "gradient descent",
-                "sgd": "stochastic (B = 1)",
-                "minibatch": "mini-batch (B = 50)",
-            }[row.mode],
-            str(row.updates),
-            str(row.examples_seen),
-            f"{row.learning_rate:.3g}",
-            f"{row.relative_gap:.2e}",
-            f"{row.seconds * 1e3:.0f} ms",
-        )
-    console.print(modes)
-    console.print()
-
-    results = compare_rules(steps)
-    table = Table(
-        title=f"2. Every update rule: full batch, {steps} steps from w₀ = 0",
-        caption="J(w) = mean (y − Φw)²; optimum from least squares. "
-        "Learning rates suit this problem; every other hyperparameter is the rule's default.",
-    )
-    for column in ("rule", "lr", "steps", "final J", "optimum J", "relative gap", "time"):
-        table.add_column(column, justify="left" if column == "rule" else "right")
-    for row in results:
-        table.add_row(
-            row.name,
-            f"{row.lr:g}",
-            str(row.steps),
-            f"{row.final_loss:.6f}",
-            f"{row.optimum_loss:.6f}",
-            f"{row.relative_gap:.2e}",
-            f"{row.seconds * 1e3:.0f} ms",
-        )
-    console.print(table)
-    console.print()
-
-    from descent.train.config import load_config
-    from descent.train.run import run
-
-    config = load_config(model="cnn", logdir="runs/demo-cnn")
-    outcome = run(config)
-    last = outcome.result.final
-    console.print(
-        f"[bold]3. Image classification[/bold]: a small CNN on the bundled 8×8 digits, Adam with "
-        f"a cosine-decay schedule from lr {config.lr:g}, {config.epochs} epochs of mini-batches of "
-        f"{config.batch_size}: validation accuracy {last.val_accuracy:.4f}, test accuracy "
-        f"{outcome.test_accuracy:.4f} ({outcome.result.examples_per_second:,.0f} examples/s)."
-    )
-    console.print(
-        f"   Scalars, update-to-weight ratios and first-layer filters are in {outcome.logdir}; "
-        f"open them with: descent board {outcome.logdir}"
-    )
-    console.print()
-
-    import shutil
-
-    from descent.tune import DEFAULT_SPACE, SearchSpace, StudySettings, summary_rows
-    from descent.tune import tune as run_study
-
-    folder = Path("runs/demo-tune")
-    shutil.rmtree(folder, ignore_errors=True)  # the demo starts its small study afresh
-    space = SearchSpace.from_dict({**DEFAULT_SPACE, "base": {"model": "cnn", "epochs": 5}})
-    study = run_study(StudySettings(folder, space, method="tpe", trials=tune_trials))
-    best = summary_rows(study)[0]
-    console.print(
-        f"[bold]4. Hyperparameter tuning[/bold]: {tune_trials} TPE trials of the digits CNN "
-        f"(optimizer × learning rate × batch size, 5 epochs each, median pruning); best "
-        f"validation accuracy {best['val_accuracy']:.4f} with {best['params']}."
-    )
-    console.print(
-        f"   Compare them in TensorBoard's HParams tab: descent board {folder}", soft_wrap=True
-    )
+    run(console, DemoOptions(steps=steps, tune_trials=tune_trials))
 
 
 @app.command()
