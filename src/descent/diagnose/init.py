@@ -366,8 +366,16 @@ class _Recorder:
     tensor hooks on their outputs for ∂L/∂output. ``light`` records only the std and the dead
     and saturated fractions (for monitoring during training)."""
 
-    def __init__(self, model: nn.Module, *, sample_size: int = 0, gradients: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        sample_size: int = 0,
+        gradients: bool = False,
+        training_only: bool = False,
+    ) -> None:
         self.model = model
+        self.training_only = training_only
         self.sample_size = sample_size
         self.gradients = gradients
         self.records: list[_Record] = []
@@ -396,13 +404,20 @@ class _Recorder:
     def _pre_hook(self, module: nn.Module, inputs: tuple[Any, ...]) -> None:
         # The input, before an in-place activation overwrites it: its per-unit maximum says
         # whether the unit is on its flat side for every example.
+        if self.training_only and not module.training:
+            return
         if self.active and inputs and isinstance(inputs[0], Tensor) and inputs[0].dim() >= 1:
             unit_dim = _unit_dim(inputs[0], self.last_weights)
             self.pending_max[id(module)] = _per_unit_max(inputs[0], unit_dim)
 
     def _hook(self, name: str, role: str) -> Callable[..., None]:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            if not self.active or not isinstance(output, Tensor) or output.dim() == 0:
+            if (
+                not self.active
+                or not isinstance(output, Tensor)
+                or output.dim() == 0
+                or (self.training_only and not module.training)
+            ):
                 self.pending_max.pop(id(module), None)
                 return
             if not output.is_floating_point():
