@@ -18,7 +18,7 @@ from descent.models import MLP, initialize
 @pytest.fixture(scope="module")
 def gaussian_batch() -> torch.Tensor:
     """CS231n's experiment: standard-normal inputs of 500 features."""
-    return torch.randn(300, 500, generator=torch.Generator().manual_seed(12345))
+    return torch.randn(200, 500, generator=torch.Generator().manual_seed(12345))
 
 
 def deep_mlp(activation: str, init: str, seed: int = 0) -> MLP:

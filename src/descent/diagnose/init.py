@@ -599,30 +599,41 @@ def _symmetry(model: nn.Module) -> dict[int, float]:
     """For each unit layer: the fraction of its units whose incoming weights, bias and their
     gradients equal another unit's exactly (those units get identical updates forever).
 
-    Rows are first hashed by a random projection (float64), and only rows with equal hashes are
-    compared exactly, so the check costs a matrix-vector product, not a sort of the rows."""
+    Units are first grouped by a short exact prefix of their row (a few weights, the bias and
+    their gradients): random rows differ there already, so only the rows of a group are compared
+    in full, and the check costs far less than sorting whole rows."""
     fractions: dict[int, float] = {}
-    generator = torch.Generator().manual_seed(0)
     for module in model.modules():
         if not isinstance(module, UNIT_LAYERS) or module.weight.shape[0] < 2:
             continue
-        parts = [module.weight.detach().flatten(1)]
-        parts.append(_gradient_rows(module.weight))
+        parts = [module.weight.detach().flatten(1), _gradient_rows(module.weight)]
         if module.bias is not None:
             parts += [module.bias.detach()[:, None], _gradient_rows(module.bias)]
-        rows = torch.cat([part.to(torch.float64) for part in parts], dim=1)
-        projection = torch.randn(rows.shape[1], 2, generator=generator, dtype=torch.float64)
-        keys = rows @ projection.to(rows.device)
-        _, inverse, counts = torch.unique(keys, dim=0, return_inverse=True, return_counts=True)
+        prefix = torch.cat([part[:, :PREFIX] for part in parts], dim=1)
+        _, group, counts = torch.unique(prefix, dim=0, return_inverse=True, return_counts=True)
         duplicated = 0
-        candidates = counts[inverse] > 1
-        if bool(candidates.any()):
-            for group in torch.unique(inverse[candidates]).tolist():
-                members = rows[inverse == group]
-                same = (members == members[0]).all(dim=1)
-                duplicated += int(same.sum()) if int(same.sum()) > 1 else 0
-        fractions[id(module)] = duplicated / rows.shape[0]
+        for label in torch.nonzero(counts > 1).flatten().tolist():
+            members = torch.nonzero(group == label).flatten()
+            same = torch.ones(len(members), dtype=torch.bool, device=members.device)
+            for part in parts:
+                rows = part[members]
+                same &= (rows == rows[0]).all(dim=1)
+            # Rows equal to the group's first one; the others may still pair among themselves.
+            duplicated += int(same.sum()) if int(same.sum()) > 1 else 0
+            rest = members[~same]
+            while len(rest) > 1:
+                equal = torch.ones(len(rest), dtype=torch.bool, device=rest.device)
+                for part in parts:
+                    rows = part[rest]
+                    equal &= (rows == rows[0]).all(dim=1)
+                duplicated += int(equal.sum()) if int(equal.sum()) > 1 else 0
+                rest = rest[~equal]
+        fractions[id(module)] = duplicated / module.weight.shape[0]
     return fractions
+
+
+#: Columns of each part of a unit's row that :func:`_symmetry` groups by before comparing rows.
+PREFIX = 4
 
 
 def _gradient_rows(parameter: Tensor) -> Tensor:
