@@ -51,7 +51,8 @@ def init(
         typer.Option(
             "--init",
             help="An initialization (repeat the option to compare): default, zeros, "
-            "normal:STD, uniform:A, xavier_normal, kaiming_normal, orthogonal, lsuv, …",
+            "normal:STD, uniform:A, xavier_normal, kaiming_normal, orthogonal, lsuv, … "
+            "(none: the model as its constructor initialized it)",
         ),
     ] = None,
     module: Annotated[str | None, typer.Option(help="Your module as path.py:ClassName.")] = None,
@@ -77,7 +78,8 @@ def init(
     from descent.errors import InputError
     from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize, parse_init
 
-    schemes = [parse_init(spec) for spec in inits or ["default"]]
+    # Without --init the model is diagnosed as its constructor left it (your module's own init).
+    schemes = [parse_init(spec) for spec in inits] if inits else [None]
     validate.positive_int(batch, "--batch")
     validate.positive_int(depth, "--depth")
     validate.positive_int(width, "--width")
@@ -117,9 +119,12 @@ def init(
     for scheme in schemes:
         torch.manual_seed(seed)
         network = build()
-        generator = torch.Generator().manual_seed(seed)
-        initialize(network, scheme, generator=generator, inputs=inputs)
-        reports[str(scheme)] = init_report(network, inputs, targets)
+        if scheme is not None:
+            generator = torch.Generator().manual_seed(seed)
+            initialize(network, scheme, generator=generator, inputs=inputs)
+        reports[str(scheme) if scheme is not None else "as built"] = init_report(
+            network, inputs, targets
+        )
 
     table = Table(
         title=f"initialization report: {module or model}"
