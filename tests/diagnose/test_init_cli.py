@@ -76,9 +76,7 @@ def test_digits_and_a_user_module(capsys: pytest.CaptureFixture[str], tmp_path: 
         "        with torch.no_grad():\n"
         "            self[0].bias.fill_(-50.0)\n"
     )
-    code, out, _ = run(
-        ["diagnose", "init", "--module", f"{source}:Net", "--batch", "64"], capsys
-    )
+    code, out, _ = run(["diagnose", "init", "--module", f"{source}:Net", "--batch", "64"], capsys)
     assert code == 1
     assert "dead units" in out
     assert "100% of 8 units" in out
