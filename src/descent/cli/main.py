@@ -53,6 +53,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("demo", "descent.cli.demo:demo"),
     ("optimizers", "descent.cli.optimizers:optimizers"),
     ("schedule", "descent.cli.schedule:schedule"),
+    ("race", "descent.cli.race:race"),
 
     ("regress", "descent.cli.regress:regress"),
     ("gradcheck", "descent.cli.gradcheck:gradcheck"),

@@ -13,7 +13,7 @@ and :func:`torch_scheduler` drives torch's own optimizers with it.
 docs/schedules.md has the formulas, the peers' quirks and the test vectors.
 """
 
-from descent.schedules.base import Schedule, create, from_dict, names
+from descent.schedules.base import Schedule, create, from_dict, names, parameters
 from descent.schedules.practical import (
     Constant,
     Cyclical,
@@ -78,6 +78,7 @@ __all__ = [
     "names",
     "natural_exp_decay",
     "noisy_linear_cosine_decay",
+    "parameters",
     "piecewise_constant",
     "polynomial_decay",
     "torch_scheduler",

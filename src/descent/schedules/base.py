@@ -114,6 +114,13 @@ def create(name: str, **params: Any) -> Schedule:
     return from_dict({"name": name, **params})
 
 
+def parameters(name: str) -> list[str]:
+    """The parameters a schedule takes, in order: ``parameters("step")``."""
+    if name not in _REGISTRY:
+        raise InputError(f"unknown schedule {name!r}; accepted: {', '.join(sorted(_REGISTRY))}")
+    return [item.name for item in dataclasses.fields(_REGISTRY[name]) if item.init]
+
+
 def names() -> list[str]:
     """Every schedule name :func:`create` accepts."""
     return sorted(_REGISTRY)
