@@ -14,7 +14,8 @@ def test_momentum_and_nesterov_cross_the_ravine_sooner_than_sgd_at_their_best_ra
     assert sgd is not None
     for rule in ("momentum", "nesterov"):
         reached = result[rule].steps_to_tolerance
-        assert reached is not None and reached < sgd, result.table()
+        assert reached is not None, result.table()
+        assert reached < sgd, result.table()
 
 
 def test_nesterov_zigzags_across_the_ravine_less_than_momentum() -> None:
@@ -52,7 +53,8 @@ def test_adaptive_rules_leave_a_perturbed_saddle_sooner_than_sgd() -> None:
     assert sgd is not None
     for rule in ("rmsprop", "adam"):
         left = _steps_to_leave(result[rule].path)
-        assert left is not None and left < sgd, (rule, left, sgd)
+        assert left is not None, rule
+        assert left < sgd, (rule, left, sgd)
 
 
 def test_a_diverging_rule_is_flagged_and_frozen() -> None:
