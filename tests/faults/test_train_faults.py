@@ -316,3 +316,13 @@ def test_temporary_files_are_unique_per_process_and_call(tmp_path: Path) -> None
     assert first.parent == target.parent
     checkpoint.save({"model": {}, "state": {}}, target)
     assert [path.name for path in tmp_path.iterdir()] == ["last.pt"]  # no temporary left
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path: Path) -> None:
+    logdir = tmp_path / "never"
+    with pytest.raises(FileNotFoundError, match="put the four IDX files"):
+        run(load_config(data=f"mnist:{tmp_path / 'absent'}", logdir=str(logdir)))
+    assert not logdir.exists()
+    with pytest.raises(ValueError, match="nothing to resume"):
+        run(load_config(model="softmax", logdir=str(logdir)), resume=True)
+    assert not logdir.exists()

@@ -23,7 +23,11 @@ def train(
     ] = None,
     model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
     data: Annotated[
-        str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
+        str | None,
+        typer.Option(
+            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, or folder:DIR (one subfolder "
+            "per class; folder:DIR@64 resizes to 64×64)."
+        ),
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (the schedule's start).")] = None,
@@ -194,7 +198,9 @@ def board(
     if not logdir.exists():
         raise FileNotFoundError(f"{logdir}: no such folder (train first: descent train)")
     if not logdir.is_dir():
-        raise ValueError(f"{logdir}: a file, not a folder; give a run folder or a folder of runs")
+        from descent.errors import InputError
+
+        raise InputError(f"{logdir}: a file, not a folder; give a run folder or a folder of runs")
     process, address = start_tensorboard(logdir, port, host)
 
     def stop(signum: int, frame: object) -> None:

@@ -85,6 +85,7 @@ def run_folder(logdir: Path | None) -> Iterator[None]:
     if logdir is None:
         yield
         return
+    created = not logdir.exists()
     try:
         logdir.mkdir(parents=True, exist_ok=True)
         handle = os.open(logdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -112,6 +113,12 @@ def run_folder(logdir: Path | None) -> Iterator[None]:
             os.ftruncate(handle, 0)
             os.write(handle, str(os.getpid()).encode())
         yield
+    except BaseException:
+        if created and [path.name for path in logdir.iterdir()] == [".lock"]:
+            # a run that failed before writing anything leaves no folder behind
+            (logdir / ".lock").unlink()
+            logdir.rmdir()
+        raise
     finally:
         os.close(handle)  # releases the lock
 
