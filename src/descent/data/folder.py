@@ -79,6 +79,8 @@ def _read_image(path: Path, size: tuple[int, int]) -> np.ndarray:
             resized = converted.resize((size[1], size[0]), Image.Resampling.BILINEAR)
     except UnidentifiedImageError:
         raise DataFileError(f"{path}: not an image Pillow can read") from None
+    except Image.DecompressionBombError as error:
+        raise DataFileError(f"{path}: refused: {' '.join(str(error).split())}") from None
     except (OSError, ValueError, SyntaxError) as error:  # truncated or damaged image data
         raise DataFileError(f"{path}: a damaged image ({' '.join(str(error).split())})") from None
     pixels = np.asarray(resized, dtype=np.float32) / 255.0

@@ -283,6 +283,8 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _CIFAR_GLOBALS:
             raise _RefusedGlobal(f"{module}.{name}")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # numpy 2's name
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:
