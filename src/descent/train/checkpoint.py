@@ -121,7 +121,14 @@ def load_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
 def _torch_load(path: Path, map_location: Any, allowed: Iterable[Any] = ()) -> Any:
     import torch
 
-    with torch.serialization.safe_globals(list(allowed)):
+    allowed = list(allowed)
+    if not allowed:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    scoped = getattr(torch.serialization, "safe_globals", None)  # torch ≥ 2.5
+    if scoped is None:  # torch 2.4: allowed process-wide (descent's schedule classes only)
+        torch.serialization.add_safe_globals(allowed)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    with scoped(allowed):
         return torch.load(path, map_location=map_location, weights_only=True)
 
 
