@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from descent.errors import InputError
+
 Method = Literal["centered", "forward"]
 
 CORRECT = 1e-7
@@ -461,6 +463,13 @@ def _compare(
 ) -> list[TensorReport]:
     with torch.no_grad():
         first, second = evaluate(), evaluate()
+    if not bool(torch.isfinite(first).all()):
+        # before the determinism test: NaN ≠ NaN would read as "different values"
+        raise InputError(
+            f"the checked function's value at the given point is {first.item()!r}, not a finite "
+            "number, so it has no gradient to check there; find where it becomes non-finite "
+            "(0/0, log of 0 or a negative, an overflow) or check at another point"
+        )
     if not torch.equal(first, second):
         raise NondeterministicError(
             "the function gives different values at the same point even with torch's RNG reset "

@@ -5,22 +5,51 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import torch
 import typer
 from rich.console import Console
-from torch import nn
-from torch.nn import functional as F
 
-from descent.gradcheck import GradcheckResult, check
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from descent.gradcheck import GradcheckResult
 
 console = Console(width=None if sys.stdout.isatty() else 140)
 BUILT_IN = ("basis", "softmax", "mlp", "cnn")
 
 
+class UserCodeError(ValueError):
+    """An exception raised in the user's own file (``--module``): reported as one line with the
+    file and line where it happened, since it is the user's code, not descent's, that failed."""
+
+
+def _user_frame(error: BaseException, path: Path) -> traceback.FrameSummary | None:
+    """The innermost frame of ``error``'s traceback that lies in ``path``."""
+    target = str(path.resolve())
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if Path(frame.filename).resolve().as_posix() == Path(target).as_posix()
+    ]
+    return frames[-1] if frames else None
+
+
+def _user_error(error: BaseException, path: Path, doing: str) -> UserCodeError:
+    """One line: where in the user's file, what was being done, and the exception."""
+    if isinstance(error, SyntaxError) and error.filename and Path(error.filename) == path:
+        return UserCodeError(f"{path}:{error.lineno}: syntax error ({error.msg}) {doing}")
+    frame = _user_frame(error, path)
+    where = f"{path}:{frame.lineno}" if frame is not None else str(path)
+    message = " ".join(str(error).split())
+    return UserCodeError(f"{where}: {type(error).__name__}: {message} ({doing})")
+
+
 def _digits_batch(size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -34,6 +63,10 @@ def check_built_in(
     name: str, *, h: float, method: str, max_coords: int, seed: int
 ) -> GradcheckResult:
     """One of descent's own gradients on a small bundled batch."""
+    import torch
+    from torch.nn import functional as F
+
+    from descent.gradcheck import check
     from descent.linear import Polynomial, gradient, loss
     from descent.models import MLP, SmallCNN, SoftmaxRegression
 
@@ -62,8 +95,11 @@ def check_built_in(
     return check(model, (images, labels), loss=F.cross_entropy, **kwargs)
 
 
-def load_user_module(spec: str) -> nn.Module:
-    """Instantiate ``path.py:ClassName`` with no arguments."""
+def load_user_module(spec: str) -> tuple[nn.Module, Path]:
+    """Import ``path.py`` (this runs the user's file, as ``python path.py`` would) and instantiate
+    ``ClassName()``; an exception in the user's code is one line with its file and line."""
+    from torch import nn
+
     path_text, _, class_name = spec.rpartition(":")
     if not path_text or not class_name:
         raise ValueError(f"--module must be path.py:ClassName, got {spec!r}")
@@ -74,17 +110,25 @@ def load_user_module(spec: str) -> nn.Module:
     if module_spec is None or module_spec.loader is None:
         raise ValueError(f"{path}: cannot be imported as a Python module")
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # anything the user's file raises while it is imported
+        raise _user_error(error, path, "while importing it") from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValueError(f"{path} defines no {class_name!r}")
-    instance = cls()
+    try:
+        instance = cls()
+    except Exception as error:
+        raise _user_error(error, path, f"in {class_name}() with no arguments") from None
     if not isinstance(instance, nn.Module):
         raise ValueError(f"{spec} is not a torch.nn.Module")
-    return instance
+    return instance, path
 
 
 def _input_shape(model: nn.Module, text: str | None) -> tuple[int, ...]:
+    from torch import nn
+
     if text:
         try:
             return tuple(int(part) for part in text.split(","))
@@ -100,7 +144,13 @@ def gradcheck(
     models: Annotated[
         list[str] | None, typer.Argument(help="Built-in models: basis, softmax, mlp, cnn (all).")
     ] = None,
-    module: Annotated[str | None, typer.Option(help="Your module as path.py:ClassName.")] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(
+            help="Your module as path.py:ClassName. This imports and runs path.py (as python "
+            "would): give only a file you trust."
+        ),
+    ] = None,
     input_shape: Annotated[
         str | None, typer.Option(help="Shape of one example for --module, e.g. 1,28,28.")
     ] = None,
@@ -109,7 +159,13 @@ def gradcheck(
     max_coords: Annotated[int, typer.Option(min=1, help="Coordinates checked per tensor.")] = 200,
     seed: Annotated[int, typer.Option(help="Seeds data, weights and the coordinate sample.")] = 0,
 ) -> None:
-    """Check analytic gradients against numeric ones; exit status 1 when a check fails."""
+    """Check analytic gradients against numeric ones; exit status 1 when a check fails.
+
+    With --module, your file is imported and executed: it is your code that runs."""
+    import torch
+
+    from descent.gradcheck import check
+
     names = list(models or ([] if module else BUILT_IN))
     unknown = [name for name in names if name not in BUILT_IN]
     if unknown:
@@ -120,12 +176,18 @@ def gradcheck(
             (name, check_built_in(name, h=h, method=method, max_coords=max_coords, seed=seed))
         )
     if module:
-        model = load_user_module(module)
+        model, path = load_user_module(module)
         shape = _input_shape(model, input_shape)
         batch = torch.randn(4, *shape, generator=torch.Generator().manual_seed(seed))
-        results.append(
-            (module, check(model, (batch,), h=h, method=method, max_coords=max_coords, seed=seed))
-        )
+        try:
+            result = check(model, (batch,), h=h, method=method, max_coords=max_coords, seed=seed)
+        except Exception as error:
+            if _user_frame(error, path) is None:
+                raise  # not the user's code: descent's own error (bad input) or a bug
+            raise _user_error(
+                error, path, f"in the forward pass on a batch of shape {tuple(batch.shape)}"
+            ) from None
+        results.append((module, result))
     for name, result in results:
         console.print(f"[bold]{name}[/bold]")
         console.print(result)

@@ -23,17 +23,24 @@ def train(
     ] = None,
     model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
     data: Annotated[
-        str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
+        str | None,
+        typer.Option(
+            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, or folder:DIR (one subfolder "
+            "per class; folder:DIR@64 resizes to 64×64)."
+        ),
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate (the schedule's start).")] = None,
     schedule: Annotated[
-        str | None, typer.Option(help="A schedule name (cosine_decay, one_cycle, …) or 'none'.")
+        str | None,
+        typer.Option(help="A schedule name (cosine_decay, one_cycle, …), or 'none' for none."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Mini-batch size B.")] = None,
-    mode: Annotated[str | None, typer.Option(help="full, sgd or minibatch.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seeds everything.")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="full, single (one example per update) or minibatch.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seeds everything (an integer ≥ 0).")] = None,
     logdir: Annotated[str | None, typer.Option(help="Run folder (default runs/MODEL).")] = None,
     histograms_every: Annotated[
         int | None, typer.Option(help="Histograms every N steps (0: off).")
@@ -45,7 +52,11 @@ def train(
         int | None, typer.Option(help="Per-layer activation std and dead units every N steps.")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
+        bool, typer.Option("--resume", help="Continue the run in the run folder.")
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the run the run folder holds (else refused)."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
@@ -53,11 +64,14 @@ def train(
     from descent.train.config import load_config
     from descent.train.run import run
 
-    overrides = dict(
+    if resume and overwrite:
+        raise ValueError("--resume continues the run and --overwrite replaces it: give one")
+    given = dict(
         model=model,
         data=data,
         optimizer=optimizer,
         lr=lr,
+        schedule=schedule,  # "none" is a setting: no schedule
         epochs=epochs,
         batch_size=batch_size,
         mode=mode,
@@ -66,17 +80,18 @@ def train(
         init=init,
         diagnose_every=diagnose_every,
     )
-    settings = load_config(config, **overrides)
-    updates = {}
-    if schedule is not None:
-        updates["schedule"] = None if schedule == "none" else schedule
+    # An option left out keeps the file's value or the default; one given always wins.
+    settings = load_config(
+        config, **{key: value for key, value in given.items() if value is not None}
+    )
+    updates: dict[str, object] = {}
     if settings.logdir is None:
         updates["logdir"] = f"runs/{settings.model}"
     if histograms_every is not None:
         updates["log"] = {**settings.log.model_dump(), "histograms_every": histograms_every}
     if updates:
         settings = load_config(None, **{**settings.model_dump(), **updates})
-    outcome = run(settings, resume=resume, progress=not quiet)
+    outcome = run(settings, resume=resume, overwrite=overwrite, progress=not quiet)
     table = Table(
         title=f"{settings.model} on {settings.data}: {settings.optimizer}, "
         f"lr {settings.lr:g}, schedule {settings.schedule or 'none'}"
@@ -114,12 +129,31 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_tensorboard(logdir: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
-    """Start TensorBoard on 127.0.0.1 for ``logdir``; return the process and its address once
-    it answers."""
+def _die_with_parent(parent: int) -> None:
+    """In the child, before it runs: ask Linux to send SIGTERM when the parent dies (even by
+    SIGKILL, which runs no cleanup of ours), so no orphaned TensorBoard keeps the port."""
+    import ctypes
+    import os
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the SIGTERM handler of `board` still stops it
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def start_tensorboard(
+    logdir: Path, port: int | None = None, host: str = "127.0.0.1"
+) -> tuple[subprocess.Popen, str]:
+    """Start TensorBoard on ``host`` (this machine only, by default) for ``logdir``; return the
+    process and its address once it answers. The server dies with this process."""
+    import os
     import urllib.request
 
     port = port or free_port()
+    parent = os.getpid()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -128,7 +162,7 @@ def start_tensorboard(logdir: Path, port: int | None = None) -> tuple[subprocess
             "--logdir",
             str(logdir),
             "--host",
-            "127.0.0.1",
+            host,
             "--port",
             str(port),
             "--reload_interval",
@@ -136,8 +170,10 @@ def start_tensorboard(logdir: Path, port: int | None = None) -> tuple[subprocess
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=(lambda: _die_with_parent(parent)) if sys.platform == "linux" else None,
     )
-    address = f"http://127.0.0.1:{port}/"
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    address = f"http://{local}:{port}/"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -156,14 +192,24 @@ def board(
     logdir: Annotated[Path, typer.Argument(help="A run folder or a folder of runs.")] = Path(
         "runs"
     ),
-    port: Annotated[
-        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")
-    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: a free one).")] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. The default serves this machine only; another address "
+            "(0.0.0.0: every interface) shows your runs to anyone who can reach it."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
-    """Start TensorBoard on a run folder (localhost) and print its address; Ctrl-C stops it."""
+    """Start TensorBoard on a run folder (this machine only unless --host) and print its address;
+    Ctrl-C stops it."""
     if not logdir.exists():
         raise FileNotFoundError(f"{logdir}: no such folder (train first: descent train)")
-    process, address = start_tensorboard(logdir, port)
+    if not logdir.is_dir():
+        from descent.errors import InputError
+
+        raise InputError(f"{logdir}: a file, not a folder; give a run folder or a folder of runs")
+    process, address = start_tensorboard(logdir, port, host)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -1,25 +1,42 @@
 """Image classification data: scikit-learn's bundled 8×8 digits (no download), and MNIST,
-Fashion-MNIST (IDX files) and CIFAR-10 (python batches) read from a folder the user points to.
+Fashion-MNIST (IDX files), CIFAR-10 (python batches) and a folder of image files (one subfolder
+per class, :mod:`descent.data.folder`) read from a folder the user points to.
 
 Every loader returns an :class:`ImageData` of float32 images scaled to [0, 1] in (N, C, H, W)
 and int64 labels, split into train / validation / test.
+
+Every file is checked as it is read, before any training: a truncated, corrupt or foreign file,
+images and labels of different counts, labels outside the classes, test images of another size than
+the training images each raise :class:`DataFileError`, one line naming the file and the problem.
+CIFAR-10's batches are pickles; they are read by an unpickler that builds only what the format
+holds (dicts, lists, strings, numbers and numpy arrays through numpy's own reconstructors) and
+refuses any other Python object by name, so a crafted batch cannot run code.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from descent.errors import InputError
+
 
 class MissingDataError(FileNotFoundError):
     """A data set's files are not where the user said they are."""
+
+
+class DataFileError(InputError):
+    """A data file that is not what its format says: one line naming the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -105,28 +122,75 @@ FASHION_CLASSES = (
 )
 
 
+def _read_maybe_gzip(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip (by its magic bytes, whatever its name)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot read the file ({error.strerror})") from None
+    if raw[:2] != b"\x1f\x8b":
+        if path.suffix == ".gz":
+            raise DataFileError(f"{path}: named .gz but not a gzip file")
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataFileError(
+            f"{path}: a damaged or truncated gzip file ({' '.join(str(error).split())})"
+        ) from None
+
+
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (optionally .gz): two zero bytes, a type byte (0x08 unsigned byte), the number
     of dimensions, each dimension as a big-endian int32, then the data row-major."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:  # type: ignore[operator]
-        data = handle.read()
+    data = _read_maybe_gzip(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (it must start with two zero bytes)")
+        raise DataFileError(f"{path}: not an IDX file (it must start with two zero bytes)")
     if data[2] != 0x08:
-        raise ValueError(f"{path}: IDX type 0x{data[2]:02x} is not supported (0x08, unsigned byte)")
+        raise DataFileError(
+            f"{path}: IDX type 0x{data[2]:02x} is not supported (0x08, unsigned byte)"
+        )
     dims = data[3]
     header = 4 + 4 * dims
     if len(data) < header:
-        raise ValueError(f"{path}: truncated IDX header")
+        raise DataFileError(f"{path}: truncated IDX header")
     shape = struct.unpack(">" + "I" * dims, data[4:header])
     expected = int(np.prod(shape))
     if len(data) - header != expected:
-        raise ValueError(
+        raise DataFileError(
             f"{path}: the header promises {expected} bytes of data for shape {shape}, the file "
             f"has {len(data) - header}"
         )
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def check_labels(labels: np.ndarray, classes: int, where: Any) -> np.ndarray:
+    """Labels as int64 in 0 … classes − 1, or one line naming the file and the first bad one."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataFileError(
+            f"{where}: labels must be one number per image, got shape {labels.shape}"
+        )
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise DataFileError(f"{where}: labels must be integers, got {labels.dtype}")
+    labels = labels.astype(np.int64)
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if bad.size:
+        raise DataFileError(
+            f"{where}: label {int(labels[bad[0]])} at position {int(bad[0])} is outside the "
+            f"{classes} classes (0 … {classes - 1}); {bad.size} such label(s)"
+        )
+    return labels
+
+
+def check_same_size(train: np.ndarray, test: np.ndarray, where: Any) -> None:
+    """Test images must have the training images' size (a model trained on one cannot read the
+    other): checked when the data is read, not after training."""
+    if train.shape[1:] != test.shape[1:]:
+        raise DataFileError(
+            f"{where}: test images are {'×'.join(map(str, test.shape[1:]))} but training images "
+            f"are {'×'.join(map(str, train.shape[1:]))}; both parts must have one size"
+        )
 
 
 def _find(folder: Path, stem: str, name: str) -> Path:
@@ -150,21 +214,35 @@ def idx_dataset(
             f"{name}: the folder {folder} does not exist; create it and put the four IDX files "
             f"({', '.join(IDX_FILES.values())}) in it"
         )
-    arrays = {key: read_idx(_find(folder, stem, name)) for key, stem in IDX_FILES.items()}
+    paths = {key: _find(folder, stem, name) for key, stem in IDX_FILES.items()}
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(d) for d in range(10))
     for part in ("train", "test"):
-        if len(arrays[f"{part}_images"]) != len(arrays[f"{part}_labels"]):
-            raise ValueError(
-                f"{name}: {len(arrays[f'{part}_images'])} {part} images but "
-                f"{len(arrays[f'{part}_labels'])} labels"
+        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+        if images.ndim != 3:
+            raise DataFileError(
+                f"{paths[f'{part}_images']}: images must be 3-dimensional (count × height × "
+                f"width), the file has shape {images.shape}"
             )
+        if labels.ndim != 1:
+            raise DataFileError(
+                f"{paths[f'{part}_labels']}: labels must be 1-dimensional (one per image), the "
+                f"file has shape {labels.shape}"
+            )
+        if len(images) != len(labels):
+            raise DataFileError(
+                f"{paths[f'{part}_images']}: {len(images)} {part} images but "
+                f"{paths[f'{part}_labels'].name} has {len(labels)} labels"
+            )
+        arrays[f"{part}_labels"] = check_labels(labels, len(classes), paths[f"{part}_labels"])
+    check_same_size(arrays["train_images"], arrays["test_images"], paths["test_images"])
     train_images = (arrays["train_images"].astype(np.float32) / 255.0)[:, None]
-    train_labels = arrays["train_labels"].astype(np.int64)
+    train_labels = arrays["train_labels"]
     keep, val, _ = stratified_split(train_labels, (validation, 0.0), seed)
     test = Split(
         torch.from_numpy((arrays["test_images"].astype(np.float32) / 255.0)[:, None].copy()),
         torch.from_numpy(arrays["test_labels"].astype(np.int64)),
     )
-    classes = FASHION_CLASSES if name == "fashion-mnist" else tuple(str(d) for d in range(10))
     return ImageData(
         name,
         _split(train_images, train_labels, keep),
@@ -177,9 +255,65 @@ def idx_dataset(
 # -- CIFAR-10 ----------------------------------------------------------------------------------
 
 
+#: The globals a CIFAR-10 batch may name: numpy's array and scalar reconstructors and the codec
+#: Python uses for bytes in protocol-2 pickles. Containers, strings and numbers need no global.
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Builds dicts, lists, strings, numbers and numpy arrays; any other global is refused before
+    it is looked up (nothing it names is imported or called)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise _RefusedGlobal(f"{module}.{name}")
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            module = "numpy._core." + module.removeprefix("numpy.core.")  # numpy 2's name
+        return super().find_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _RefusedGlobal(f"persistent id {pid!r}")
+
+
 def _unpickle(path: Path) -> dict:
-    with path.open("rb") as handle:
-        raw = pickle.load(handle, encoding="latin1")
+    """A CIFAR-10 python batch through the restricted unpickler: a dict with str keys."""
+    try:
+        raw_bytes = path.read_bytes()
+    except OSError as error:
+        raise DataFileError(f"{path}: cannot read the file ({error.strerror})") from None
+    try:
+        raw = _CifarUnpickler(io.BytesIO(raw_bytes), encoding="latin1").load()
+    except _RefusedGlobal as refused:
+        raise DataFileError(
+            f"{path}: refused: the file asks for the Python object {refused.name}, and a CIFAR-10 "
+            "batch holds only dicts, lists, strings, numbers and numpy arrays"
+        ) from None
+    except Exception as error:  # truncated or random bytes fail in many ways; all say "corrupt"
+        raise DataFileError(
+            f"{path}: not a readable CIFAR-10 batch (a truncated or corrupt pickle: "
+            f"{type(error).__name__}: {' '.join(str(error).split())[:200]})"
+        ) from None
+    if not isinstance(raw, dict):
+        raise DataFileError(
+            f"{path}: a CIFAR-10 batch is a dict with 'data' and 'labels', the file holds a "
+            f"{type(raw).__name__}"
+        )
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in raw.items()}
 
 
@@ -198,11 +332,23 @@ def cifar10(folder: str | Path, validation: float = 0.1, seed: int = 0) -> Image
         )
 
     def load(name: str) -> tuple[np.ndarray, np.ndarray]:
-        batch = _unpickle(folder / name)
-        data = np.asarray(batch["data"], dtype=np.uint8)
+        path = folder / name
+        batch = _unpickle(path)
+        absent = [key for key in ("data", "labels") if key not in batch]
+        if absent:
+            raise DataFileError(
+                f"{path}: a CIFAR-10 batch needs 'data' and 'labels', no {absent[0]!r}"
+            )
+        try:
+            data = np.asarray(batch["data"], dtype=np.uint8)
+            labels = np.asarray(batch["labels"])
+        except (TypeError, ValueError) as error:
+            raise DataFileError(f"{path}: 'data' or 'labels' is not numeric ({error})") from None
         if data.ndim != 2 or data.shape[1] != 3072:
-            raise ValueError(f"{folder / name}: 'data' must be N × 3072, got {data.shape}")
-        labels = np.asarray(batch["labels"], dtype=np.int64)
+            raise DataFileError(f"{path}: 'data' must be N × 3072, got {data.shape}")
+        labels = check_labels(labels, 10, path)
+        if len(labels) != len(data):
+            raise DataFileError(f"{path}: {len(data)} images but {len(labels)} labels")
         # 3072 = the red, green, then blue planes of a 32×32 image
         return data.reshape(-1, 3, 32, 32).astype(np.float32) / 255.0, labels
 
@@ -212,11 +358,12 @@ def cifar10(folder: str | Path, validation: float = 0.1, seed: int = 0) -> Image
     keep, val, _ = stratified_split(labels, (validation, 0.0), seed)
     test_images, test_labels = load("test_batch")
     meta = folder / "batches.meta"
-    classes = (
-        tuple(_unpickle(meta)["label_names"])
-        if meta.is_file()
-        else tuple(str(i) for i in range(10))
-    )
+    classes = tuple(str(i) for i in range(10))
+    if meta.is_file():
+        names_given = _unpickle(meta).get("label_names")
+        if not isinstance(names_given, list) or len(names_given) != 10:
+            raise DataFileError(f"{meta}: 'label_names' must be a list of the 10 class names")
+        classes = tuple(str(label) for label in names_given)
     return ImageData(
         "cifar10",
         _split(images, labels, keep),
@@ -227,16 +374,23 @@ def cifar10(folder: str | Path, validation: float = 0.1, seed: int = 0) -> Image
 
 
 def load(spec: str, seed: int = 0) -> ImageData:
-    """``digits``, ``mnist:DIR``, ``fashion-mnist:DIR`` or ``cifar10:DIR``."""
+    """``digits``, ``mnist:DIR``, ``fashion-mnist:DIR``, ``cifar10:DIR`` or ``folder:DIR`` (one
+    subfolder per class; ``folder:DIR@64`` or ``@64x48`` sets the size images are resized to)."""
     name, _, folder = spec.partition(":")
     if name == "digits":
         return digits(seed=seed)
-    if name in ("mnist", "fashion-mnist", "cifar10") and not folder:
-        raise ValueError(f"{name} is read from a folder: use {name}:DIR")
+    if name in ("mnist", "fashion-mnist", "cifar10", "folder") and not folder:
+        raise InputError(f"{name} is read from a folder: use {name}:DIR")
     if name in ("mnist", "fashion-mnist"):
         return idx_dataset(folder, name, seed=seed)
     if name == "cifar10":
         return cifar10(folder, seed=seed)
-    raise ValueError(
-        f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR"
+    if name == "folder":
+        from descent.data.folder import image_folder, parse_spec
+
+        path, size = parse_spec(folder)
+        return image_folder(path, size=size, seed=seed)
+    raise InputError(
+        f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
+        "folder:DIR"
     )

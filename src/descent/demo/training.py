@@ -15,7 +15,7 @@ def chapter(console: Console, options: DemoOptions, number: int) -> None:
     from descent.train.run import run
 
     config = load_config(model="cnn", logdir="runs/demo-cnn")
-    outcome = run(config)
+    outcome = run(config, overwrite=True)  # the demo replaces its own earlier run
     last = outcome.result.final
     console.print(
         f"[bold]{number}. Image classification[/bold]: a small CNN on the bundled 8×8 digits, "

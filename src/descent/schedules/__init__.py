@@ -13,7 +13,15 @@ and :func:`torch_scheduler` drives torch's own optimizers with it.
 docs/schedules.md has the formulas, the peers' quirks and the test vectors.
 """
 
-from descent.schedules.base import Schedule, create, from_dict, names, parameters
+from descent.schedules.base import (
+    RUN_SCHEDULES,
+    Schedule,
+    create,
+    for_run,
+    from_dict,
+    names,
+    parameters,
+)
 from descent.schedules.practical import (
     Constant,
     Cyclical,
@@ -48,6 +56,7 @@ from descent.schedules.tensorflow import (
 from descent.schedules.torch_adapter import ScheduleLR, torch_scheduler
 
 __all__ = [
+    "RUN_SCHEDULES",
     "Constant",
     "CosineDecay",
     "CosineDecayRestarts",
@@ -71,6 +80,7 @@ __all__ = [
     "cosine_decay_restarts",
     "create",
     "exponential_decay",
+    "for_run",
     "from_dict",
     "inverse_time_decay",
     "join",

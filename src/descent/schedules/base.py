@@ -126,6 +126,45 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _run_parameters(lr: float, total: int) -> dict[str, dict[str, Any]]:
+    """The parameters of a schedule named without them (``schedule: cosine_decay`` in a run's
+    config): it starts at the run's ``lr`` and spans the run's ``total`` updates."""
+    return {
+        "cosine_decay": {"initial_learning_rate": lr, "decay_steps": total},
+        "exponential_decay": {
+            "initial_learning_rate": lr,
+            "decay_steps": total,
+            "decay_rate": 0.01,
+        },
+        "polynomial_decay": {"initial_learning_rate": lr, "decay_steps": total},
+        "inverse_time_decay": {
+            "initial_learning_rate": lr,
+            "decay_steps": total,
+            "decay_rate": 10.0,
+        },
+        "linear_cosine_decay": {"initial_learning_rate": lr, "decay_steps": total},
+        "one_cycle": {"max_lr": lr, "total_steps": total},
+        "constant": {"learning_rate": lr},
+    }
+
+
+#: Schedules a run may name without parameters (the others need theirs: boundaries, periods, …).
+RUN_SCHEDULES: tuple[str, ...] = tuple(_run_parameters(1.0, 1))
+
+
+def for_run(name: str, lr: float, total_steps: int) -> Schedule:
+    """The schedule ``name`` for a training run: from the run's ``lr`` over its ``total_steps``
+    updates (exponential decay to 1 % of lr, inverse-time decay to 1/11 of it, the others to their
+    own end value)."""
+    parameters = _run_parameters(lr, total_steps)
+    if name not in parameters:
+        raise InputError(
+            f"schedule {name!r} needs its parameters: give it as a mapping (name: {name}, …); "
+            f"named alone: {', '.join(RUN_SCHEDULES)}"
+        )
+    return create(name, **parameters[name])
+
+
 def _as_tuple(values: Sequence[Any] | Any, name: str) -> tuple[Any, ...]:
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise InputError(f"{name} must be a list, got {values!r}")

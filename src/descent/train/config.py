@@ -1,17 +1,43 @@
 """One configuration model for a training run: the CLI, YAML files and tuning all go through it,
-so a bad value fails in one place with one clear line."""
+so a bad value fails in one place with one clear line.
+
+A setting the user gives is never replaced by a default: ``schedule: null`` in a file and
+``--schedule none`` on the command line both mean "no schedule" (a constant ``lr``); a default
+applies only to a setting nobody gave.
+"""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from descent import optim
-from descent import schedules as sch
+from descent import validate, yamlfile
+from descent.errors import InputError
+
+#: Strings that mean "no schedule" where a schedule is named (YAML null also does).
+NO_SCHEDULE = ("none", "null", "constant_lr")
+
+
+def _strict_int(value: Any, info: Any) -> Any:
+    """Integers stay integers: ``epochs: true`` or ``epochs: 2.5`` is refused rather than read
+    as 1 or 2 (pydantic's lax mode would convert them)."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{info.field_name} must be an integer, got {value!r}")
+    return value
+
+
+def _real_number(value: Any, info: Any) -> Any:
+    """A float setting takes numbers, not ``true`` (which pydantic would read as 1.0)."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{info.field_name} must be a number, got {value!r}")
+    return value
 
 
 class LogConfig(BaseModel):
@@ -21,9 +47,22 @@ class LogConfig(BaseModel):
     histograms_every: int = Field(0, ge=0)
     weight_images: bool = True
 
+    _ints = field_validator("scalars_every", "ratios_every", "histograms_every", mode="before")(
+        _strict_int
+    )
+
+    @field_validator("weight_images", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        return validate.flag(value, "log.weight_images")
+
 
 class RunConfig(BaseModel):
-    """A training run. Unknown keys and out-of-range values are refused."""
+    """A training run. Unknown keys and out-of-range values are refused.
+
+    ``mode`` is "full", "single" (one example per update) or "minibatch" ("sgd" is read as
+    "single" in old configs); ``optimizer`` is any descent rule's name, in any spelling
+    ``descent.optim.create`` takes ("Adam", "ada-max"), stored by its key."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +79,7 @@ class RunConfig(BaseModel):
     lr: float = Field(2e-3, ge=0.0)
     schedule: str | dict[str, Any] | None = "cosine_decay"
     optimizer_params: dict[str, Any] = Field(default_factory=dict)
-    mode: Literal["full", "sgd", "minibatch"] = "minibatch"
+    mode: Literal["full", "single", "minibatch"] = "minibatch"
     batch_size: int = Field(50, ge=1)
     epochs: int = Field(40, ge=1)
     max_steps: int | None = Field(None, ge=1)
@@ -51,14 +90,10 @@ class RunConfig(BaseModel):
     logdir: str | None = None
     log: LogConfig = Field(default_factory=LogConfig)
 
-    @field_validator("optimizer")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        if value not in optim.OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {value!r}; accepted: {', '.join(optim.OPTIMIZERS)}"
-            )
-        return value
+    _ints = field_validator("batch_size", "epochs", "max_steps", "early_stopping", mode="before")(
+        _strict_int
+    )
+    _floats = field_validator("dropout", "init_std", "lr", "grad_clip", mode="before")(_real_number)
 
     @field_validator("init")
     @classmethod
@@ -75,68 +110,106 @@ class RunConfig(BaseModel):
 
         return activation_name(value)
 
-    @field_validator("hidden", "channels")
+    @field_validator("seed", mode="before")
     @classmethod
-    def _positive_sizes(cls, value: list[int]) -> list[int]:
-        if not value or any(size < 1 for size in value):
+    def _seed(cls, value: Any) -> int:
+        return validate.nonnegative_int(value, "seed")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> str:
+        return validate.batch_mode(value, "mode")
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _known_optimizer(cls, value: Any) -> str:
+        from descent.optim import OPTIMIZERS
+
+        try:
+            return validate.choice(value, "optimizer", OPTIMIZERS)
+        except InputError:
+            raise ValueError(
+                f"unknown optimizer {value!r}; accepted: {', '.join(OPTIMIZERS)}"
+            ) from None
+
+    @field_validator("hidden", "channels", mode="before")
+    @classmethod
+    def _positive_sizes(cls, value: Any) -> list[int]:
+        if (
+            not isinstance(value, list)
+            or not value
+            or any(isinstance(size, bool) or not isinstance(size, int) for size in value)
+            or any(size < 1 for size in value)
+        ):
             raise ValueError(f"layer sizes must be a non-empty list of integers ≥ 1, got {value}")
         return value
 
-    @field_validator("schedule")
+    @field_validator("schedule", mode="before")
     @classmethod
-    def _known_schedule(cls, value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
-        if isinstance(value, str) and value not in sch.names():
-            raise ValueError(f"unknown schedule {value!r}; accepted: {', '.join(sch.names())}")
+    def _known_schedule(cls, value: Any) -> str | dict[str, Any] | None:
+        from descent import schedules
+
+        if isinstance(value, str) and value.strip().lower() in NO_SCHEDULE:
+            return None
+        if isinstance(value, str) and value not in schedules.names():
+            raise ValueError(
+                f"unknown schedule {value!r}; accepted: {', '.join(schedules.names())}, or none"
+            )
+        if isinstance(value, str) and value not in schedules.RUN_SCHEDULES:
+            raise ValueError(
+                f"schedule {value!r} needs its parameters: give it as a mapping (name: {value}, "
+                f"…); named alone: {', '.join(schedules.RUN_SCHEDULES)}"
+            )
         if isinstance(value, dict):
-            sch.from_dict(value)  # validates it now, before any training
+            schedules.from_dict(value)  # validates it now, before any training
         return value
 
-    @model_validator(mode="after")
-    def _optimizer_accepts_its_params(self) -> RunConfig:
-        """Build the rule once on a dummy parameter: unknown or out-of-range optimizer_params
-        fail here, with the rule's own message, not after data and model are loaded."""
-        probe = torch.zeros(1, requires_grad=True)
-        try:
-            optim.create(self.optimizer, [probe], lr=self.lr, **self.optimizer_params)
-        except TypeError as error:  # an unknown argument
-            raise ValueError(str(error)) from None
-        return self
+    @field_validator("optimizer_params")
+    @classmethod
+    def _optimizer_takes_its_params(cls, value: dict[str, Any], info: Any) -> dict[str, Any]:
+        """The names are checked against the rule's signature here (their values are checked by
+        the rule itself when the run builds it, with the rule's own message)."""
+        name = info.data.get("optimizer")
+        if name is None:  # the optimizer itself was refused; that error is reported
+            return value
+        from descent.optim import OPTIMIZERS
+
+        accepted = _rule_arguments(OPTIMIZERS[name])
+        unknown = [key for key in value if key not in accepted]
+        if unknown:
+            raise ValueError(
+                f"{name} takes no argument {unknown[0]!r}; accepted: {', '.join(accepted)}"
+            )
+        return value
 
     @property
-    def torch_dtype(self) -> torch.dtype:
+    def torch_dtype(self) -> Any:
+        import torch
+
         return torch.float32 if self.dtype == "float32" else torch.float64
 
     def learning_rate(self, steps_per_epoch: int) -> Any:
-        """``lr`` itself, or the schedule: a dict as given, or a name completed with
-        initial_learning_rate = lr and decay_steps = the whole run's updates."""
+        """``lr`` itself (no schedule), the schedule given as a mapping, or a schedule named alone,
+        made by :func:`descent.schedules.for_run` from ``lr`` over the whole run's updates."""
+        from descent import schedules
+
         if self.schedule is None:
             return self.lr
         if isinstance(self.schedule, dict):
-            return sch.from_dict(self.schedule)
+            return schedules.from_dict(self.schedule)
         total = self.max_steps or self.epochs * steps_per_epoch
-        defaults: dict[str, dict[str, Any]] = {
-            "cosine_decay": {"initial_learning_rate": self.lr, "decay_steps": total},
-            "exponential_decay": {
-                "initial_learning_rate": self.lr,
-                "decay_steps": total,
-                "decay_rate": 0.01,
-            },
-            "polynomial_decay": {"initial_learning_rate": self.lr, "decay_steps": total},
-            "inverse_time_decay": {
-                "initial_learning_rate": self.lr,
-                "decay_steps": total,
-                "decay_rate": 10.0,
-            },
-            "linear_cosine_decay": {"initial_learning_rate": self.lr, "decay_steps": total},
-            "one_cycle": {"max_lr": self.lr, "total_steps": total},
-            "constant": {"learning_rate": self.lr},
-        }
-        if self.schedule not in defaults:
-            raise ValueError(
-                f"schedule {self.schedule!r} needs its parameters: give it as a dict "
-                f"(name: {self.schedule}, …) in the config"
-            )
-        return sch.create(self.schedule, **defaults[self.schedule])
+        return schedules.for_run(self.schedule, self.lr, total)
+
+
+def _rule_arguments(rule: type) -> list[str]:
+    """The keyword arguments an update rule's constructor names (besides params and lr)."""
+    parameters = inspect.signature(rule.__init__).parameters.values()
+    return [
+        parameter.name
+        for parameter in parameters
+        if parameter.name not in ("self", "params", "lr")
+        and parameter.kind not in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+    ]
 
 
 def explain(error: ValidationError) -> str:
@@ -146,33 +219,45 @@ def explain(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
     if first["type"] == "extra_forbidden":
-        return f"unknown setting {where!r}; accepted: {', '.join(RunConfig.model_fields)}"
+        accepted = LogConfig.model_fields if where.startswith("log.") else RunConfig.model_fields
+        return f"unknown setting {where!r}; accepted: {', '.join(accepted)}"
+    name = str(first["loc"][-1]) if first["loc"] else where
+    if message.startswith(name + " "):  # descent's own check names the setting: name it in full
+        message = message.removeprefix(name + " ")
+        return (
+            f"{where} {message}" if repr(given) in message else f"{where} {message}, got {given!r}"
+        )
+    if repr(given) in message:
+        return f"{where}: {message}"
     return f"{where}: {message} (got {given!r})"
 
 
 def read_yaml(path: str | Path, kind: str) -> Any:
-    """A YAML file's content, with one-line errors naming the file (``kind`` says what it is)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {kind} file")
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error})") from None
+    """A YAML file's content through descent's one YAML reader (1e-3 is a float; errors name the
+    file in one line)."""
+    return yamlfile.load(path, kind)
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """A RunConfig from a YAML file (optional) with command-line overrides on top."""
+    """A RunConfig from a YAML file (optional) with ``overrides`` on top.
+
+    Every override is a setting given on purpose and wins, ``None`` included (``schedule=None``
+    is "no schedule"); leave a setting out to keep the file's value or the default."""
     data: dict[str, Any] = {}
     if path is not None:
-        loaded = read_yaml(path, "config")
+        loaded = yamlfile.load(path, "config")
         if loaded is not None and not isinstance(loaded, dict):
-            raise ValueError(
+            raise InputError(
                 f"{path}: a config is a mapping of settings, got {type(loaded).__name__}"
             )
         data.update(loaded or {})
-    data.update({key: value for key, value in overrides.items() if value is not None})
+    from_file = {key for key in data if key not in overrides}
+    data.update(overrides)
     try:
         return RunConfig(**data)
     except ValidationError as error:
-        raise ValueError(explain(error)) from None
+        message = explain(error)
+        where = error.errors()[0]["loc"]
+        if path is not None and where and where[0] in from_file:
+            message = f"{path}: {message}"  # the bad value is in the file: name it
+        raise InputError(message) from None

@@ -8,25 +8,44 @@ Run folder layout (``logdir``)::
     checkpoints/last.pt           after every epoch (model, optimizer, batch order, RNG state)
     checkpoints/best.pt           the epoch with the best validation loss
     metrics.json                  per-epoch history and the final test loss and accuracy
+    .lock                         held while a process trains into the folder
+
+A folder holds one run: a new run into a folder that already holds one is refused unless it is
+resumed (``resume=True``) or replaced (``overwrite=True``); a second process training into a folder
+in use is refused (an advisory lock, released when the process ends, however it ends). A resume is
+checked before anything is written: the settings must match the run's config.yaml (except the
+budget and logging: epochs, max_steps, early_stopping, log, logdir) and the checkpoint must load
+into the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
+from descent import yamlfile
 from descent.data.images import ImageData, load
 from descent.diagnose.monitor import DIAGNOSIS_BATCH, InitDiagnosis
+from descent.errors import InputError
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
+from descent.train import checkpoint
 from descent.train.config import RunConfig
 from descent.train.trainer import LogOptions, Trainer, TrainResult
+
+#: What a run writes into its folder; any of them there means the folder holds a run.
+RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")
+#: Settings a resume may change: the budget, early stopping and logging (the rest would not
+#: continue the same run).
+RESUMABLE = ("epochs", "max_steps", "early_stopping", "log", "logdir")
 
 
 @dataclass(frozen=True)
@@ -64,31 +83,140 @@ def build_model(config: RunConfig, data: ImageData) -> nn.Module:
 
 
 def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+    checkpoint.write_bytes_atomically(path, lambda temporary: temporary.write_text(text, "utf-8"))
+
+
+@contextlib.contextmanager
+def run_folder(logdir: Path | None) -> Iterator[None]:
+    """Create ``logdir`` (one line for a path that cannot be a folder or cannot be written) and
+    hold its lock for the block: a second process training into it is refused."""
+    if logdir is None:
+        yield
+        return
+    created = not logdir.exists()
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+        handle = os.open(logdir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        if isinstance(error, FileExistsError) or (logdir.exists() and not logdir.is_dir()):
+            reason = "it is a file, not a folder"
+        elif isinstance(error, NotADirectoryError):
+            reason = "a part of the path is a file, not a folder"
+        raise InputError(f"{logdir}: cannot be the run folder ({reason})") from None
+    try:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock, the rest holds
+            fcntl = None  # type: ignore[assignment]
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(handle, 32).decode(errors="replace").strip() or "another"
+                raise InputError(
+                    f"{logdir}: another descent process (pid {holder}) is training into this run "
+                    "folder; wait for it to finish or choose another --logdir"
+                ) from None
+            os.ftruncate(handle, 0)
+            os.write(handle, str(os.getpid()).encode())
+        yield
+    except BaseException:
+        if created and [path.name for path in logdir.iterdir()] == [".lock"]:
+            # a run that failed before writing anything leaves no folder behind
+            (logdir / ".lock").unlink()
+            logdir.rmdir()
+        raise
+    finally:
+        os.close(handle)  # releases the lock
+
+
+def _check_folder(config: RunConfig, logdir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a new run over an old one, clear it with ``overwrite``, and check that a resume
+    continues the same run; nothing is written here."""
+    present = [name for name in RUN_FILES if (logdir / name).exists()]
+    if resume:
+        last = logdir / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise InputError(
+                f"{logdir}: nothing to resume (no checkpoints/last.pt); start the run without "
+                "--resume"
+            )
+        saved_path = logdir / "config.yaml"
+        if saved_path.is_file():
+            saved = yamlfile.load(saved_path, "config")
+            if not isinstance(saved, dict):
+                saved = {}
+            with contextlib.suppress(ValueError):  # normalized as the given config is
+                saved = RunConfig(**saved).model_dump()
+            given = config.model_dump()
+            differ = [
+                f"{key} {saved.get(key)!r} → {given[key]!r}"
+                for key in given
+                if key not in RESUMABLE and saved.get(key) != given[key]
+            ]
+            if differ:
+                raise InputError(
+                    f"{logdir}: a resume continues the same run, but these settings differ from "
+                    f"its config.yaml: {'; '.join(differ)}; resume with --config {saved_path} "
+                    "--resume, or start a new run in another --logdir"
+                )
+        return
+    if not present:
+        return
+    if not overwrite:
+        raise InputError(
+            f"{logdir}: already holds a run ({', '.join(present)}); continue it with --resume, "
+            "replace it with --overwrite, or choose another --logdir"
+        )
+    for name in present:
+        target = logdir / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    for events in logdir.glob("events.out.tfevents.*"):
+        events.unlink()
+
+
+def _check_resume_loads(model: nn.Module, logdir: Path) -> None:
+    """Read the checkpoint and load its weights into ``model`` before anything is written, so a
+    resume that cannot work changes nothing (the Trainer loads it again, with the rest)."""
+    last = logdir / "checkpoints" / "last.pt"
+    payload = checkpoint.load(last)
+    try:
+        model.load_state_dict(payload["model"])
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise checkpoint.CheckpointError(
+            f"{last}: does not fit this run's model ({checkpoint.one_line(error)})"
+        ) from None
 
 
 def run(
-    config: RunConfig, *, resume: bool = False, progress: bool = False, callbacks: Any = ()
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    callbacks: Any = (),
+) -> RunOutcome:
+    """Train as ``config`` says, writing the run folder (if ``config.logdir``); ``resume``
+    continues the run there, ``overwrite`` replaces it (a new run into a folder that holds one is
+    refused otherwise)."""
+    logdir = Path(config.logdir) if config.logdir else None
+    with run_folder(logdir):
+        if logdir is not None:
+            _check_folder(config, logdir, resume, overwrite)
+        return _run(config, logdir, resume, progress, callbacks)
+
+
+def _run(
+    config: RunConfig, logdir: Path | None, resume: bool, progress: bool, callbacks: Any
 ) -> RunOutcome:
     data = load(config.data, seed=config.seed)
     model = build_model(config, data)
-    steps_per_epoch = max(
-        1,
-        -(
-            -len(data.train)
-            // (
-                config.batch_size
-                if config.mode == "minibatch"
-                else 1
-                if config.mode == "sgd"
-                else len(data.train)
-            )
-        ),
-    )
-    logdir = Path(config.logdir) if config.logdir else None
+    if resume and logdir is not None:
+        _check_resume_loads(model, logdir)
+    examples = len(data.train)
+    batch = {"minibatch": config.batch_size, "single": 1, "full": examples}[config.mode]
+    steps_per_epoch = max(1, -(-examples // batch))
     if logdir is not None or config.diagnose_every:  # the initial report, and --diagnose-every
         probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
         callbacks = [*callbacks, InitDiagnosis(model, *probe, every=config.diagnose_every)]
@@ -97,7 +225,8 @@ def run(
         optimizer=config.optimizer,
         lr=config.learning_rate(steps_per_epoch),
         optimizer_params=config.optimizer_params,
-        mode=config.mode,
+        # the Trainer's batch iterator still calls one example per update "sgd"
+        mode="sgd" if config.mode == "single" else config.mode,
         batch_size=config.batch_size,
         epochs=config.epochs,
         max_steps=config.max_steps,
@@ -111,9 +240,7 @@ def run(
         callbacks=callbacks,
     )
     if logdir is not None:
-        write_atomically(
-            logdir / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False)
-        )
+        write_atomically(logdir / "config.yaml", yamlfile.dumps(config.model_dump()))
     result = trainer.fit(data.train, data.validation, resume=resume)
     test_loss, test_accuracy = trainer.evaluate(data.test)
     if logdir is not None:

@@ -5,8 +5,6 @@ gradient clipping, atomic checkpoints with exact resume, a divergence guard, Ten
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,6 +19,7 @@ from descent import optim
 from descent.data.batches import Batches
 from descent.data.images import Split
 from descent.schedules import torch_scheduler
+from descent.train import checkpoint
 
 
 class DivergenceError(RuntimeError):
@@ -178,31 +177,32 @@ class Trainer:
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scheduler": checkpoint.scheduler_state_without_schedules(self.scheduler.state_dict())
+            if self.scheduler
+            else None,
             "batches": batches.state_dict(),
             "torch_rng": torch.random.get_rng_state(),
             "state": asdict(self.state),
         }
-        temporary = path.with_suffix(".tmp")
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-        return path
+        return checkpoint.save(payload, path)
 
     def load_checkpoint(self, batches: Batches, path: Path | None = None) -> None:
         path = path or self.checkpoint_path
         if path is None or not path.is_file():
             raise FileNotFoundError(f"no checkpoint to resume from at {path}")
+        payload = checkpoint.load(path)
         try:
-            payload = torch.load(path, weights_only=False)
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.scheduler and payload["scheduler"]:
-                self.scheduler.load_state_dict(payload["scheduler"])
+                checkpoint.load_scheduler_state(self.scheduler, payload["scheduler"])
             batches.load_state_dict(payload["batches"])
             torch.random.set_rng_state(payload["torch_rng"])
             self.state = _State(**payload["state"])
         except (KeyError, RuntimeError, EOFError, ValueError, TypeError) as error:
-            raise ValueError(f"{path}: not a usable descent checkpoint ({error})") from None
+            raise checkpoint.CheckpointError(
+                f"{path}: not a usable descent checkpoint ({checkpoint.one_line(error)})"
+            ) from None
 
     # -- training ------------------------------------------------------------------------------
 
@@ -396,9 +396,7 @@ class Trainer:
             last = self.checkpoint_path
             if last is not None and last.is_file():
                 # last.pt was just written for this epoch: a file copy is cheaper than pickling
-                best = last.with_name("best.pt")
-                shutil.copyfile(last, best.with_suffix(".tmp"))
-                os.replace(best.with_suffix(".tmp"), best)
+                checkpoint.copy(last, last.with_name("best.pt"))
         else:
             self.state.bad_epochs += 1
         return self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping
