@@ -12,14 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from descent import optim
 from descent import schedules as sch
-
-
-class LogConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    scalars_every: int = Field(10, ge=1)
-    ratios_every: int = Field(50, ge=0)
-    histograms_every: int = Field(0, ge=0)
-    weight_images: bool = True
+from descent.train.device import PRECISIONS, precision_name
+from descent.train.logs import LogOptions
 
 
 class RunConfig(BaseModel):
@@ -44,10 +38,38 @@ class RunConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     early_stopping: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0.0)
-    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     logdir: str | None = None
-    log: LogConfig = Field(default_factory=LogConfig)
+    log: LogOptions = Field(default_factory=LogOptions)
+    # Where, how and on how many processes (docs/trainer.md). `dtype: float64` in older configs
+    # is read as precision "64".
+    device: str = "auto"
+    precision: Literal[PRECISIONS] = "32"  # type: ignore[valid-type]
+    compile: bool = False
+    nproc: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dtype_is_precision(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dtype" in data:
+            data = dict(data)
+            dtype = data.pop("dtype")
+            if dtype not in ("float32", "float64"):
+                raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+            data.setdefault("precision", "64" if dtype == "float64" else "32")
+        if isinstance(data, dict) and "precision" in data:
+            data["precision"] = precision_name(data["precision"])
+        return data
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        from descent.train.device import resolve_device
+
+        resolve_device(value)  # refuses a malformed or absent device now, before any work
+        return value
 
     @field_validator("optimizer")
     @classmethod
@@ -84,10 +106,6 @@ class RunConfig(BaseModel):
         except TypeError as error:  # an unknown argument
             raise ValueError(str(error)) from None
         return self
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return torch.float32 if self.dtype == "float32" else torch.float64
 
     def learning_rate(self, steps_per_epoch: int) -> Any:
         """``lr`` itself, or the schedule: a dict as given, or a name completed with

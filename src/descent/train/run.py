@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,11 @@ import torch
 import yaml
 from torch import nn
 
+from descent import validate
 from descent.data.images import ImageData, load
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
 from descent.train.config import RunConfig
-from descent.train.trainer import LogOptions, Trainer, TrainResult
+from descent.train.trainer import Trainer, TrainResult
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,6 @@ def build_model(config: RunConfig, data: ImageData) -> nn.Module:
         model = SmallCNN(
             data.image_shape, classes, channels=config.channels, dropout=config.dropout
         )
-    model.image_shape = data.image_shape  # type: ignore[assignment]
     generator = torch.Generator().manual_seed(config.seed)
     return initialize(model, config.init, std=config.init_std, generator=generator)
 
@@ -67,19 +67,9 @@ def run(
 ) -> RunOutcome:
     data = load(config.data, seed=config.seed)
     model = build_model(config, data)
-    steps_per_epoch = max(
-        1,
-        -(
-            -len(data.train)
-            // (
-                config.batch_size
-                if config.mode == "minibatch"
-                else 1
-                if config.mode == "sgd"
-                else len(data.train)
-            )
-        ),
-    )
+    mode = validate.batch_mode(config.mode)
+    batch = {"full": len(data.train), "single": 1}.get(mode, config.batch_size)
+    steps_per_epoch = -(-len(data.train) // batch)
     logdir = Path(config.logdir) if config.logdir else None
     trainer = Trainer(
         model,
@@ -92,22 +82,29 @@ def run(
         max_steps=config.max_steps,
         early_stopping=config.early_stopping,
         grad_clip=config.grad_clip,
-        dtype=config.torch_dtype,
+        precision=config.precision,
+        device=config.device,
+        compile=config.compile,
+        num_workers=config.num_workers,
+        checkpoint_every=config.checkpoint_every,
+        image_shape=data.image_shape,
         seed=config.seed,
         logdir=logdir,
-        log=LogOptions(**config.log.model_dump()),
+        log=config.log,
         progress=progress,
         callbacks=callbacks,
     )
-    if logdir is not None:
+    main = trainer.context.is_main  # rank 0 alone writes the run folder
+    if logdir is not None and main:
         write_atomically(
             logdir / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False)
         )
     result = trainer.fit(data.train, data.validation, resume=resume)
-    test_loss, test_accuracy = trainer.evaluate(data.test)
-    if logdir is not None:
+    test = trainer.evaluate(data.test)
+    test_loss, test_accuracy = test["loss"], test["accuracy"]
+    if logdir is not None and main:
         metrics = {
-            "history": [asdict(entry) for entry in result.history],
+            "history": [entry.flat() for entry in result.history],
             "stopped": result.stopped,
             "best_epoch": result.best_epoch,
             "test_loss": test_loss,
