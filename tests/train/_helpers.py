@@ -38,3 +38,46 @@ def small_mlp(
         layers.append(nn.Dropout(dropout))
     layers.append(nn.Linear(16, classes))
     return nn.Sequential(*layers)
+
+
+def data_parallel_run(settings: dict) -> dict | None:
+    """One process of a data-parallel test run (started by torch's launcher); rank 0 returns the
+    final weights. ``kill_at`` = (rank, step): that rank kills itself at that step."""
+    import os
+    import signal
+
+
+    torch.set_num_threads(1)
+    rank = int(os.environ.get("RANK", "0"))
+    callbacks = []
+    if settings.get("kill_at") and settings["kill_at"][0] == rank:
+
+        def kill(trainer, event: str, info: dict) -> None:
+            if event == "step" and info["step"] == settings["kill_at"][1]:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        callbacks.append(kill)
+    trainer = data_parallel_trainer(settings, callbacks)
+    inputs, targets = blobs(110)
+    trainer.fit((inputs, targets), (inputs, targets), resume=settings.get("resume", False))
+    if rank != 0:
+        return None
+    return {name: value.clone() for name, value in trainer.model.state_dict().items()}
+
+
+def data_parallel_trainer(settings: dict, callbacks: list = ()):
+    from descent.train import Trainer
+
+    return Trainer(
+        small_mlp(),
+        optimizer="momentum",
+        lr=0.05,
+        batch_size=20,  # 110 examples: five batches of 20 and one of 10, 5 per process
+        epochs=3,
+        precision="64",
+        device="cpu",
+        seed=2,
+        logdir=settings.get("logdir"),
+        checkpoint_every=4,
+        callbacks=callbacks,
+    )

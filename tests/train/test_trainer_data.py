@@ -160,6 +160,7 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path: Path, kind: str)
 KILLED = """
 import os, signal, sys
 import torch
+sys.path.insert(0, os.getcwd())  # the repository, for the tests' helpers
 from descent.train import Trainer
 from tests.train._helpers import PairDataset, blobs, small_mlp
 
@@ -178,6 +179,7 @@ trainer.fit(PairDataset(inputs, targets), PairDataset(inputs, targets),
 """
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_with_a_dataset_and_worker_processes(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(KILLED)
@@ -271,7 +273,13 @@ def test_a_non_finite_validation_loss_stops_before_the_checkpoint(
     inputs, targets = blobs(60)
     torch.manual_seed(0)
     trainer = Trainer(
-        MLP(6, 3, hidden=(16,)), optimizer="sgd", lr=lr, mode=mode, epochs=3, logdir=tmp_path, device="cpu"
+        MLP(6, 3, hidden=(16,)),
+        optimizer="sgd",
+        lr=lr,
+        mode=mode,
+        epochs=3,
+        logdir=tmp_path,
+        device="cpu",
     )
     with pytest.raises(DivergenceError, match="no checkpoint was written") as error:
         trainer.fit((inputs, targets), (inputs, targets))
