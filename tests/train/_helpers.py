@@ -46,7 +46,6 @@ def data_parallel_run(settings: dict) -> dict | None:
     import os
     import signal
 
-
     torch.set_num_threads(1)
     rank = int(os.environ.get("RANK", "0"))
     callbacks = []
