@@ -3,7 +3,8 @@
 from descent.train.data import BatchSampler
 from descent.train.distributed import DistributedError
 from descent.train.logs import LogOptions
-from descent.train.trainer import DivergenceError, EpochMetrics, Trainer, TrainResult
+from descent.train.records import EpochMetrics, TrainResult
+from descent.train.trainer import DivergenceError, Trainer
 
 __all__ = [
     "BatchSampler",

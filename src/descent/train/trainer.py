@@ -10,7 +10,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,122 +23,14 @@ from descent.schedules import torch_scheduler
 from descent.train import resume as saved
 from descent.train.data import TrainingData, evaluation_batches
 from descent.train.device import Precision, local_rank, precision_name, resolve_device
-from descent.train.distributed import Context, gather_to_all, join, share_from_main, sum_across
+from descent.train.distributed import gather_to_all, join, share_from_main
 from descent.train.logs import EventLog, LogOptions, activation_hooks
+from descent.train.records import EpochMetrics, Running, State, TrainResult
 from descent.train.tasks import Metric, defaults
 
 
 class DivergenceError(RuntimeError):
     """The loss, the validation loss or the weights became NaN or infinite."""
-
-
-@dataclass
-class EpochMetrics:
-    """One epoch: ``train`` and ``val`` map "loss" and each metric's name to its mean over the
-    epoch's examples (``val`` is None without validation data)."""
-
-    epoch: int
-    step: int
-    train: dict[str, float]
-    val: dict[str, float] | None
-    learning_rate: float
-    seconds: float
-
-    @property
-    def train_loss(self) -> float:
-        return self.train["loss"]
-
-    @property
-    def val_loss(self) -> float | None:
-        return self.val["loss"] if self.val is not None else None
-
-    @property
-    def train_accuracy(self) -> float | None:
-        return self.train.get("accuracy")
-
-    @property
-    def val_accuracy(self) -> float | None:
-        return self.val.get("accuracy") if self.val is not None else None
-
-    def flat(self) -> dict[str, Any]:
-        """One flat record: epoch, step, train_loss, train_<metric>…, val_loss, val_<metric>…
-        (None without validation), learning_rate, seconds: the form of metrics.json's history and
-        of the "epoch" callback's info."""
-        record: dict[str, Any] = {"epoch": self.epoch, "step": self.step}
-        record.update({f"train_{name}": value for name, value in self.train.items()})
-        for name in self.train:
-            record[f"val_{name}"] = self.val.get(name) if self.val is not None else None
-        record.update(learning_rate=self.learning_rate, seconds=self.seconds)
-        return record
-
-    @classmethod
-    def from_flat(cls, record: Mapping[str, Any]) -> EpochMetrics:
-        names = [key[len("train_") :] for key in record if key.startswith("train_")]
-        val = {name: record[f"val_{name}"] for name in names}
-        return cls(
-            record["epoch"],
-            record["step"],
-            {name: record[f"train_{name}"] for name in names},
-            None if val["loss"] is None else val,
-            record["learning_rate"],
-            record["seconds"],
-        )
-
-
-@dataclass
-class TrainResult:
-    history: list[EpochMetrics]
-    stopped: str  # "budget", "early stopping", "max steps"
-    best_epoch: int
-    steps: int
-    examples_per_second: float
-    checkpoint: Path | None = None
-    seconds: float = 0.0  # the time fit() spent, from its start to its return
-
-    @property
-    def final(self) -> EpochMetrics:
-        return self.history[-1]
-
-
-@dataclass
-class _State:
-    """The counters a checkpoint holds beyond the model and optimizer."""
-
-    epoch: int = 0
-    step: int = 0
-    best_metric: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Running:
-    """An epoch's sums so far, kept on the device: reading them is a host synchronization, done
-    only at logged steps and at the end of the epoch."""
-
-    def __init__(self, names: Sequence[str], device: torch.device) -> None:
-        self.names = list(names)
-        # "loss" first, then the metrics; float64 so an epoch of millions of examples sums exactly
-        # enough; the last entry counts the examples.
-        self.sums = torch.zeros(len(self.names) + 2, dtype=torch.float64, device=device)
-
-    def add(self, loss: Tensor, values: list[Tensor], count: int) -> None:
-        self.sums[0].add_(loss.detach(), alpha=count)
-        for index, value in enumerate(values, start=1):
-            self.sums[index].add_(value.detach(), alpha=count)
-        self.sums[-1].add_(count)
-
-    def means(self, context: Context) -> dict[str, float]:
-        total = sum_across(context, self.sums).tolist()
-        count = max(total[-1], 1.0)
-        names = ["loss", *self.names]
-        return {name: value / count for name, value in zip(names, total[:-1], strict=True)}
-
-    def state(self) -> Tensor:
-        return self.sums.detach().cpu()
-
-    def load(self, sums: Tensor) -> None:
-        self.sums.copy_(sums)
 
 
 Callback = Callable[["Trainer", str, dict[str, Any]], None]
@@ -271,7 +163,7 @@ class Trainer:
             )
         if validate.flag(compile, "compile"):
             self.network = torch.compile(self.network)  # type: ignore[assignment]
-        self.state = _State()
+        self.state = State()
         self._events: EventLog | None = None
 
     def _mark_stepped(self, *_: Any) -> None:
@@ -283,7 +175,7 @@ class Trainer:
     def checkpoint_path(self) -> Path | None:
         return self.logdir / "checkpoints" / "last.pt" if self.logdir else None
 
-    def _save_checkpoint(self, data: TrainingData, position: int, running: _Running) -> None:
+    def _save_checkpoint(self, data: TrainingData, position: int, running: Running) -> None:
         """Model, optimizer, schedule position, batch order and position in the epoch, every
         rank's random generators and running sums, counters and history; rank 0 writes."""
         if self.checkpoint_path is None:
@@ -304,7 +196,7 @@ class Trainer:
         }
         saved.write_atomically(payload, self.checkpoint_path)
 
-    def _load_checkpoint(self, data: TrainingData, running: _Running) -> int:
+    def _load_checkpoint(self, data: TrainingData, running: Running) -> int:
         """Restore everything from ``last.pt`` (read by rank 0, shared with the others); return
         the position in the epoch to continue from."""
         path = self.checkpoint_path
@@ -330,7 +222,7 @@ class Trainer:
         running.load(
             mine["running"] if len(ranks) == self.context.world_size else 0 * mine["running"]
         )
-        self.state = _State(**payload["state"])
+        self.state = State(**payload["state"])
         data_state = payload["data"]
         return int(
             data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
@@ -354,7 +246,7 @@ class Trainer:
             context=self.context,
         )
         torch.manual_seed(self.seed + self.context.rank)
-        running = _Running(list(self.metrics), self.device)
+        running = Running(list(self.metrics), self.device)
         position = self._load_checkpoint(data, running) if resume else 0
         if self.logdir is not None and self.context.is_main:
             self._events = EventLog(self.logdir, self.log, self.state.step)
@@ -389,10 +281,14 @@ class Trainer:
                         break
                 position = 0
                 metrics = self._end_epoch(running, validation, time.perf_counter() - epoch_start)
+                # The verdict first, so the checkpoint holds the counters early stopping uses.
+                improved = self._judge(metrics)
                 self._save_checkpoint(data, 0, running)
+                if improved:
+                    self._keep_as_best()
                 if stopped == "max steps":
                     break
-                if self._should_stop(metrics):
+                if self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping:
                     stopped = "early stopping"
                     break
         finally:
@@ -412,7 +308,7 @@ class Trainer:
             elapsed,
         )
 
-    def _step(self, inputs: Tensor, targets: Tensor, running: _Running, whole: int | None) -> None:
+    def _step(self, inputs: Tensor, targets: Tensor, running: Running, whole: int | None) -> None:
         step = self.state.step
         events = self._events
         log_scalars = events is not None and step % self.log.scalars_every == 0
@@ -521,7 +417,7 @@ class Trainer:
         """The mean loss and metrics over ``data`` (in evaluation mode; each rank evaluates its
         share under data-parallel training, and the sums are combined)."""
         self.network.eval()
-        running = _Running(list(self.metrics), self.device)
+        running = Running(list(self.metrics), self.device)
         batches = evaluation_batches(
             data,
             device=self.device,
@@ -540,7 +436,7 @@ class Trainer:
         self.network.train()
         return running.means(self.context)
 
-    def _end_epoch(self, running: _Running, validation: Any, seconds: float) -> EpochMetrics:
+    def _end_epoch(self, running: Running, validation: Any, seconds: float) -> EpochMetrics:
         train = running.means(self.context)
         self._guard(train["loss"], "training loss", self.state.step)
         val = self.evaluate(validation) if validation is not None else None
@@ -566,24 +462,23 @@ class Trainer:
             callback(self, "epoch", metrics.flat())
         return metrics
 
-    def _should_stop(self, metrics: EpochMetrics) -> bool:
+    def _judge(self, metrics: EpochMetrics) -> bool:
+        """Record whether the monitored loss (validation, else training) improved."""
         monitored = metrics.val_loss if metrics.val_loss is not None else metrics.train_loss
         if monitored < self.state.best_metric:
-            self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = (
-                monitored,
-                metrics.epoch,
-                0,
-            )
-            last = self.checkpoint_path
-            if last is not None and self.context.is_main and last.is_file():
-                # last.pt was just written for this epoch: a file copy is cheaper than pickling
-                best = last.with_name("best.pt")
-                temporary = last.with_name(".best.pt.tmp")
-                shutil.copyfile(last, temporary)
-                temporary.replace(best)
-        else:
-            self.state.bad_epochs += 1
-        return self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping
+            self.state.best_metric, self.state.best_epoch = monitored, metrics.epoch
+            self.state.bad_epochs = 0
+            return True
+        self.state.bad_epochs += 1
+        return False
+
+    def _keep_as_best(self) -> None:
+        """best.pt: a copy of the last.pt just written (cheaper than pickling again)."""
+        last = self.checkpoint_path
+        if last is not None and self.context.is_main and last.is_file():
+            temporary = last.with_name(".best.pt.tmp")
+            shutil.copyfile(last, temporary)
+            temporary.replace(last.with_name("best.pt"))
 
     def _progress_bar(self, total: int) -> Any:
         """Loss and speed of the running epoch; only on a terminal (logs and pipes stay clean),
