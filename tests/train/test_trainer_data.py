@@ -309,3 +309,20 @@ def test_data_that_is_not_data_is_refused() -> None:
         trainer.fit(42)
     with pytest.raises(InputError, match="same length"):
         trainer.fit((torch.zeros(5, 6), torch.zeros(4, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes", "another pickle"])
+def test_an_unreadable_checkpoint_is_one_line_naming_the_file(tmp_path: Path, damage: str) -> None:
+    inputs, targets = blobs(40)
+    Trainer(small_mlp(), epochs=1, logdir=tmp_path, device="cpu").fit((inputs, targets))
+    last = tmp_path / "checkpoints" / "last.pt"
+    if damage == "truncated":
+        last.write_bytes(last.read_bytes()[:3000])
+    elif damage == "random bytes":
+        last.write_bytes(torch.randint(0, 256, (5000,), dtype=torch.uint8).numpy().tobytes())
+    else:
+        torch.save({"model": {}, "state": {}}, last)
+    trainer = Trainer(small_mlp(), epochs=2, logdir=tmp_path, device="cpu")
+    with pytest.raises(InputError, match=f"^{last}: not a") as error:
+        trainer.fit((inputs, targets), resume=True)
+    assert "\n" not in str(error.value)

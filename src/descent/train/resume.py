@@ -13,6 +13,7 @@ update rules do with their ``lr``.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,20 @@ def read(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated, random bytes, another pickle: all unreadable here
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if not zipfile.is_zipfile(path):
+            reason = "truncated, or not a file torch.save wrote"
+        elif "Weights only load failed" in str(error):
+            reason = "it holds objects other than tensors and plain values"
+        else:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise InputError(f"{path}: not a readable descent checkpoint ({reason})") from None
-    if not isinstance(payload, dict) or "model" not in payload or "state" not in payload:
-        raise InputError(f"{path}: not a descent Trainer checkpoint")
+    if not isinstance(payload, dict) or not payload.keys() >= REQUIRED:
+        raise InputError(
+            f"{path}: not a checkpoint of this descent Trainer (it lacks "
+            f"{', '.join(sorted(REQUIRED - set(payload if isinstance(payload, dict) else ())))})"
+        )
     return payload
+
+
+#: What every checkpoint the Trainer writes holds.
+REQUIRED = {"model", "optimizer", "scheduler", "scaler", "data", "ranks", "state"}
