@@ -96,8 +96,12 @@ def train(
     if updates:
         settings = load_config(None, **{**settings.model_dump(), **updates})
     if settings.nproc > 1 or nnodes > 1:
+        import logging
+
         from descent.train.distributed import DistributedError, launch
 
+        # The launcher's own log lines repeat what the one-line error below says.
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
         try:
             outcome = launch(
                 settings.nproc,

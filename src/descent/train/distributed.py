@@ -131,10 +131,18 @@ def launch(
         start_method="spawn",
     )
     try:
-        results = elastic_launch(config, entrypoint)(*args)
+        results = elastic_launch(config, _recorded)(entrypoint, *args)
     except ChildFailedError as error:
         raise DistributedError(describe_failure(error)) from None
     return results.get(0) if results else None
+
+
+def _recorded(entrypoint: Callable[..., Any], *args: Any) -> Any:
+    """``entrypoint(*args)`` with its exception written where the launcher reads it, so the
+    message that ends the job carries the failing process's own error."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    return record(entrypoint)(*args)
 
 
 def describe_failure(error: Any) -> str:
@@ -148,8 +156,9 @@ def describe_failure(error: Any) -> str:
     else:
         how = f"exited with status {failure.exitcode}"
         message = failure.message
-        if isinstance(message, dict):
-            message = message.get("message", {}).get("message", "")
-        if message and message != "<N/A>":
-            how += f" ({str(message).strip().splitlines()[-1]})"
+        while isinstance(message, dict):  # the error file's {"message": {"message": ...}}
+            message = message.get("message", "")
+        message = str(message or "").strip()
+        if message and message != "<N/A>" and not message.startswith("To enable traceback"):
+            how += f": {message.splitlines()[-1]}"
     return f"process {rank} of the data-parallel job {how}; the job was stopped"
