@@ -183,7 +183,7 @@ def test_a_checkpoint_of_the_previous_release_is_migrated(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="Unsupported global"):
         torch.load(last, weights_only=True)
     migrated = checkpoint.load(last)
-    assert "schedules" not in migrated["scheduler"]
+    assert migrated["scheduler"]["schedules"] == [schedules.StepDecay(0.05, 26, 0.5).to_dict()]
     resumed = trainer(2)
     result = resumed.fit(data.train, data.validation, resume=True)
     assert [entry.epoch for entry in result.history] == [1, 2]

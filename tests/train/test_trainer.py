@@ -32,7 +32,7 @@ def test_event_files_hold_the_documented_tags(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = MLP(64, 10, hidden=(16,))
     log = LogOptions(scalars_every=5, ratios_every=10, histograms_every=20)
-    trainer = Trainer(model, epochs=3, logdir=tmp_path, log=log)
+    trainer = Trainer(model, epochs=3, logdir=tmp_path, log=log, image_shape=(1, 8, 8))
     result = trainer.fit(data.train, data.validation)
     steps = result.steps  # 3 epochs of ceil(1259 / 50) = 26 steps
     assert steps == 78
@@ -126,7 +126,7 @@ def test_a_torch_optimizer_with_a_schedule_and_float64(tmp_path: Path) -> None:
         optimizer=optimizer,
         lr=schedule,
         epochs=2,
-        dtype=torch.float64,
+        precision="64",
         logdir=tmp_path,
         log=LogOptions(scalars_every=1, ratios_every=0),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -59,6 +60,27 @@ def train(
         typer.Option("--overwrite", help="Replace the run the run folder holds (else refused)."),
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    # Devices, precision and processes (docs/trainer.md).
+    device: Annotated[
+        str | None, typer.Option(help="auto, cpu, cuda, cuda:N or mps (default auto).")
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="32, 64, bf16-mixed or 16-mixed (default 32).")
+    ] = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="Compile the model with torch.compile.")
+    ] = False,
+    num_workers: Annotated[
+        int | None, typer.Option(help="Processes loading examples (0: none).")
+    ] = None,
+    nproc: Annotated[
+        int | None, typer.Option(help="Data-parallel processes on this machine.")
+    ] = None,
+    nnodes: Annotated[int, typer.Option(help="Machines taking part (each runs this).")] = 1,
+    rdzv_endpoint: Annotated[
+        str | None, typer.Option(help="host:port where the machines meet (nnodes > 1).")
+    ] = None,
+    rdzv_id: Annotated[str | None, typer.Option(help="A name shared by the machines' job.")] = None,
 ) -> None:
     """Train an image classifier; logs and checkpoints go to the run folder."""
     from descent.train.config import load_config
@@ -79,6 +101,11 @@ def train(
         logdir=logdir,
         init=init,
         diagnose_every=diagnose_every,
+        device=device,
+        precision=precision,
+        compile=compile or None,
+        num_workers=num_workers,
+        nproc=nproc,
     )
     # An option left out keeps the file's value or the default; one given always wins.
     settings = load_config(
@@ -91,7 +118,38 @@ def train(
         updates["log"] = {**settings.log.model_dump(), "histograms_every": histograms_every}
     if updates:
         settings = load_config(None, **{**settings.model_dump(), **updates})
-    outcome = run(settings, resume=resume, overwrite=overwrite, progress=not quiet)
+    if settings.nproc > 1 or nnodes > 1:
+        import logging
+
+        from descent.train.distributed import DistributedError, launch
+
+        # The launcher's own log lines repeat what the one-line error below says.
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+        try:
+            outcome = launch(
+                settings.nproc,
+                train_process,
+                settings.model_dump(),
+                resume,
+                nnodes=nnodes,
+                rdzv_endpoint=rdzv_endpoint,
+                rdzv_id=rdzv_id,
+            )
+        except DistributedError as error:
+            last = Path(str(settings.logdir)) / "checkpoints" / "last.pt"
+            kept = (
+                f"; the last checkpoint, {last}, is intact: continue with --resume"
+                if last.is_file()
+                else "; no checkpoint had been written"
+            )
+            raise DistributedError(f"{error}{kept}") from None
+        if outcome is None:
+            console.print("this machine's processes are done; the machine with rank 0 reports")
+            return
+    else:
+        outcome = run(settings, resume=resume, overwrite=overwrite, progress=not quiet)
+        if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+            return
     table = Table(
         title=f"{settings.model} on {settings.data}: {settings.optimizer}, "
         f"lr {settings.lr:g}, schedule {settings.schedule or 'none'}"
@@ -121,6 +179,21 @@ def train(
         f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}",
         soft_wrap=True,
     )
+
+
+def train_process(settings: dict, resume: bool) -> object:
+    """One process of `descent train --nproc N` (started by torch's launcher): the run, with
+    this machine's cores shared among its processes; rank 0's outcome is returned."""
+    import torch
+
+    from descent.train.config import RunConfig
+    from descent.train.run import run
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
+    outcome = run(RunConfig(**settings), resume=resume)
+    return outcome if int(os.environ.get("RANK", "0")) == 0 else None
 
 
 def free_port() -> int:

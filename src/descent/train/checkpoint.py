@@ -15,9 +15,9 @@ file, two processes never share a temporary).
 Checkpoints of earlier releases: a run that drove a torch optimizer with a descent schedule saved
 the schedule object itself (``scheduler.schedules``). Those files are still read with
 ``weights_only=True``, with descent's own schedule classes allowed (frozen dataclasses of numbers:
-rebuilding one runs no code), and the schedule objects are dropped on reading: the schedule comes
-from the run's configuration, the checkpoint keeps only its position. The next save writes the
-current format. Any other object is refused.
+rebuilding one runs no code), and the schedule objects are turned into their dict forms on
+reading, as this release saves them. The next save writes the current format. Any other object is
+refused.
 """
 
 from __future__ import annotations
@@ -94,28 +94,15 @@ def _legacy_globals() -> list[Any]:
     ]
 
 
-def _drop_legacy_objects(payload: dict[str, Any]) -> dict[str, Any]:
-    """The current format of a checkpoint read from an earlier release: the torch scheduler's
-    schedule objects go (the run's configuration rebuilds them; only the position is state)."""
+def _plain_schedules(payload: dict[str, Any]) -> dict[str, Any]:
+    """The current format of a checkpoint read from an earlier release: schedule objects a torch
+    scheduler's state held become their dict forms (what this release saves)."""
     scheduler = payload.get("scheduler")
-    if isinstance(scheduler, dict):
-        payload["scheduler"] = scheduler_state_without_schedules(scheduler)
+    if isinstance(scheduler, dict) and isinstance(scheduler.get("schedules"), list):
+        scheduler["schedules"] = [
+            item.to_dict() if hasattr(item, "to_dict") else item for item in scheduler["schedules"]
+        ]
     return payload
-
-
-def scheduler_state_without_schedules(state: dict[str, Any]) -> dict[str, Any]:
-    """A torch LR scheduler's state dict with its position only: ``ScheduleLR`` keeps its
-    schedules (objects, or plain functions that cannot be saved) in the state dict, but they come
-    from the run's configuration, not from the file."""
-    return {key: value for key, value in state.items() if key != "schedules"}
-
-
-def load_scheduler_state(scheduler: Any, state: dict[str, Any]) -> None:
-    """Restore a torch LR scheduler's position, keeping the schedules it was built with."""
-    kept = getattr(scheduler, "schedules", None)
-    scheduler.load_state_dict(scheduler_state_without_schedules(state))
-    if kept is not None:
-        scheduler.schedules = kept
 
 
 def _torch_load(path: Path, map_location: Any, allowed: Iterable[Any] = ()) -> Any:
@@ -179,15 +166,13 @@ def load(
         raise CheckpointError(
             f"{path}: not a descent checkpoint (no {', '.join(map(repr, missing))} entry)"
         )
-    return _drop_legacy_objects(payload) if legacy else payload
+    return _plain_schedules(payload) if legacy else payload
 
 
 __all__ = [
     "CheckpointError",
     "copy",
     "load",
-    "load_scheduler_state",
     "one_line",
     "save",
-    "scheduler_state_without_schedules",
 ]

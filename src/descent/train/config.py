@@ -12,10 +12,12 @@ import inspect
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from descent import validate, yamlfile
 from descent.errors import InputError
+from descent.train.device import PRECISIONS, precision_name
+from descent.train.logs import LogOptions
 
 #: Strings that mean "no schedule" where a schedule is named (YAML null also does).
 NO_SCHEDULE = ("none", "null", "constant_lr")
@@ -39,22 +41,6 @@ def _real_number(value: Any, info: Any) -> Any:
         raise ValueError(f"{info.field_name} must be a number, got {value!r}")
     return value
 
-
-class LogConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    scalars_every: int = Field(10, ge=1)
-    ratios_every: int = Field(50, ge=0)
-    histograms_every: int = Field(0, ge=0)
-    weight_images: bool = True
-
-    _ints = field_validator("scalars_every", "ratios_every", "histograms_every", mode="before")(
-        _strict_int
-    )
-
-    @field_validator("weight_images", mode="before")
-    @classmethod
-    def _flag(cls, value: Any) -> bool:
-        return validate.flag(value, "log.weight_images")
 
 
 class RunConfig(BaseModel):
@@ -85,10 +71,38 @@ class RunConfig(BaseModel):
     max_steps: int | None = Field(None, ge=1)
     early_stopping: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0.0)
-    dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
     logdir: str | None = None
-    log: LogConfig = Field(default_factory=LogConfig)
+    log: LogOptions = Field(default_factory=LogOptions)
+    # Where, how and on how many processes (docs/trainer.md). `dtype: float64` in older configs
+    # is read as precision "64".
+    device: str = "auto"
+    precision: Literal[PRECISIONS] = "32"  # type: ignore[valid-type]
+    compile: bool = False
+    nproc: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)
+    checkpoint_every: int | None = Field(None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dtype_is_precision(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "dtype" in data:
+            data = dict(data)
+            dtype = data.pop("dtype")
+            if dtype not in ("float32", "float64"):
+                raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+            data.setdefault("precision", "64" if dtype == "float64" else "32")
+        if isinstance(data, dict) and "precision" in data:
+            data["precision"] = precision_name(data["precision"])
+        return data
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        from descent.train.device import resolve_device
+
+        resolve_device(value)  # refuses a malformed or absent device now, before any work
+        return value
 
     _ints = field_validator("batch_size", "epochs", "max_steps", "early_stopping", mode="before")(
         _strict_int
@@ -182,12 +196,6 @@ class RunConfig(BaseModel):
             )
         return value
 
-    @property
-    def torch_dtype(self) -> Any:
-        import torch
-
-        return torch.float32 if self.dtype == "float32" else torch.float64
-
     def learning_rate(self, steps_per_epoch: int) -> Any:
         """``lr`` itself (no schedule), the schedule given as a mapping, or a schedule named alone,
         made by :func:`descent.schedules.for_run` from ``lr`` over the whole run's updates."""
@@ -219,7 +227,7 @@ def explain(error: ValidationError) -> str:
     message = first["msg"].removeprefix("Value error, ")
     given = first.get("input")
     if first["type"] == "extra_forbidden":
-        accepted = LogConfig.model_fields if where.startswith("log.") else RunConfig.model_fields
+        accepted = LogOptions.model_fields if where.startswith("log.") else RunConfig.model_fields
         return f"unknown setting {where!r}; accepted: {', '.join(accepted)}"
     name = str(first["loc"][-1]) if first["loc"] else where
     if message.startswith(name + " "):  # descent's own check names the setting: name it in full

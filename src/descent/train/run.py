@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from descent.errors import InputError
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
 from descent.train import checkpoint
 from descent.train.config import RunConfig
-from descent.train.trainer import LogOptions, Trainer, TrainResult
+from descent.train.trainer import Trainer, TrainResult
 
 #: What a run writes into its folder; any of them there means the folder holds a run.
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")
@@ -76,7 +76,6 @@ def build_model(config: RunConfig, data: ImageData) -> nn.Module:
         model = SmallCNN(
             data.image_shape, classes, channels=config.channels, dropout=config.dropout
         )
-    model.image_shape = data.image_shape  # type: ignore[assignment]
     generator = torch.Generator().manual_seed(config.seed)
     probe = data.train.images[:DIAGNOSIS_BATCH]  # LSUV's batch
     return initialize(model, config.init, std=config.init_std, generator=generator, inputs=probe)
@@ -201,8 +200,11 @@ def run(
     continues the run there, ``overwrite`` replaces it (a new run into a folder that holds one is
     refused otherwise)."""
     logdir = Path(config.logdir) if config.logdir else None
-    with run_folder(logdir):
-        if logdir is not None:
+    # Under torch's launcher (descent train --nproc N) rank 0 alone owns the run folder: it
+    # checks it and holds its lock; the other ranks write nothing there.
+    owner = int(os.environ.get("RANK", "0")) == 0
+    with run_folder(logdir if owner else None):
+        if logdir is not None and owner:
             _check_folder(config, logdir, resume, overwrite)
         return _run(config, logdir, resume, progress, callbacks)
 
@@ -232,20 +234,27 @@ def _run(
         max_steps=config.max_steps,
         early_stopping=config.early_stopping,
         grad_clip=config.grad_clip,
-        dtype=config.torch_dtype,
+        precision=config.precision,
+        device=config.device,
+        compile=config.compile,
+        num_workers=config.num_workers,
+        checkpoint_every=config.checkpoint_every,
+        image_shape=data.image_shape,
         seed=config.seed,
         logdir=logdir,
-        log=LogOptions(**config.log.model_dump()),
+        log=config.log,
         progress=progress,
         callbacks=callbacks,
     )
-    if logdir is not None:
+    main = trainer.context.is_main  # rank 0 alone writes the run folder
+    if logdir is not None and main:
         write_atomically(logdir / "config.yaml", yamlfile.dumps(config.model_dump()))
     result = trainer.fit(data.train, data.validation, resume=resume)
-    test_loss, test_accuracy = trainer.evaluate(data.test)
-    if logdir is not None:
+    test = trainer.evaluate(data.test)
+    test_loss, test_accuracy = test["loss"], test["accuracy"]
+    if logdir is not None and main:
         metrics = {
-            "history": [asdict(entry) for entry in result.history],
+            "history": [entry.flat() for entry in result.history],
             "stopped": result.stopped,
             "best_epoch": result.best_epoch,
             "test_loss": test_loss,

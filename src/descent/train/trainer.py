@@ -1,114 +1,96 @@
-"""The training loop every later feature runs on: any nn.Module, the three batch modes, any
-descent update rule (or a torch optimizer), any schedule, validation each epoch, early stopping,
-gradient clipping, atomic checkpoints with exact resume, a divergence guard, TensorBoard logs."""
+"""The training loop every later feature runs on: any nn.Module and any task, data as tensors, a
+Dataset or a DataLoader in the three batch modes, any descent update rule (or a torch optimizer),
+any schedule, any device and precision, data-parallel training on torch.distributed, validation
+each epoch, early stopping, gradient clipping, atomic checkpoints with exact resume, a divergence
+guard, TensorBoard logs."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from descent import optim
-from descent.data.batches import Batches
-from descent.data.images import Split
+from descent import optim, validate
+from descent.errors import InputError
 from descent.schedules import torch_scheduler
 from descent.train import checkpoint
+from descent.train import resume as saved
+from descent.train.data import TrainingData, evaluation_batches
+from descent.train.device import Precision, local_rank, precision_name, resolve_device
+from descent.train.distributed import gather_to_all, join, share_from_main
+from descent.train.logs import EventLog, LogOptions, activation_hooks
+from descent.train.records import EpochMetrics, Running, State, TrainResult
+from descent.train.tasks import Metric, defaults
 
 
 class DivergenceError(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-@dataclass
-class LogOptions:
-    """What goes to TensorBoard and how often (in optimizer steps).
-
-    Scalars (train loss, learning rate, gradient norm) every ``scalars_every`` steps; the
-    update-to-weight ratio per layer every ``ratios_every`` steps; histograms of weights, gradients
-    and activations every ``histograms_every`` steps (0: off, they cost); the first layer's weights
-    as an image grid every epoch. Epoch metrics (train/val loss and accuracy) always.
-    """
-
-    scalars_every: int = 10
-    ratios_every: int = 50
-    histograms_every: int = 0
-    weight_images: bool = True
-
-
-@dataclass
-class EpochMetrics:
-    epoch: int
-    step: int
-    train_loss: float
-    train_accuracy: float
-    val_loss: float | None
-    val_accuracy: float | None
-    learning_rate: float
-    seconds: float
-
-
-@dataclass
-class TrainResult:
-    history: list[EpochMetrics]
-    stopped: str  # "budget", "early stopping", "max steps"
-    best_epoch: int
-    steps: int
-    examples_per_second: float
-    checkpoint: Path | None = None
-
-    @property
-    def final(self) -> EpochMetrics:
-        return self.history[-1]
-
-
-@dataclass
-class _State:
-    """What a checkpoint holds beyond the model and optimizer."""
-
-    epoch: int = 0
-    step: int = 0
-    best_metric: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    """The loss, the validation loss or the weights became NaN or infinite."""
 
 
 Callback = Callable[["Trainer", str, dict[str, Any]], None]
 
 
 class Trainer:
-    """Train ``model`` on in-memory tensors.
+    """Train ``model`` on tensors, a Dataset or a DataLoader.
+
+    Each step: outputs = model(inputs); loss = loss(outputs, targets); backward; optional
+    gradient clipping to a global norm; optimizer step; schedule step. Epoch by epoch: the mean
+    loss and metrics over the epoch's examples, the same on the validation data, a checkpoint
+    (``logdir/checkpoints/last.pt``, and ``best.pt`` at the best validation loss), TensorBoard.
 
     Args:
         model: any nn.Module mapping a batch of inputs to outputs ``loss`` accepts.
-        loss: a function (outputs, targets) → scalar; cross-entropy by default.
+        task: "classification" (cross-entropy, accuracy) or "regression" (MSE; MSE and MAE);
+            the defaults of ``loss`` and ``metrics``.
+        loss: a callable (outputs, targets) → the batch's mean loss.
+        metrics: names → callables (outputs, targets) → the batch's mean value.
         optimizer: a descent rule's name ("adam", "sgd", …) or a ready torch.optim.Optimizer.
-        lr: a float or a schedule of the update number (ignored for a ready optimizer unless it is a
-            schedule, which then drives it through :func:`descent.schedules.torch_scheduler`).
+        lr: a float or a schedule of the update number (for a ready optimizer, a schedule drives
+            it through :func:`descent.schedules.torch_scheduler`; a float is ignored).
         optimizer_params: the rule's other hyperparameters.
-        mode, batch_size: "full", "sgd" or "minibatch" with B examples, reshuffled each epoch.
+        mode, batch_size: "full", "single" (one example per update) or "minibatch" (B examples,
+            reshuffled each epoch from ``seed``). A DataLoader of the user's keeps its own batches.
         epochs: the budget in epochs; max_steps: an optional budget in updates.
         early_stopping: stop after this many epochs without a better validation loss (None: off).
         grad_clip: clip the gradient's global norm to this value (None: off).
-        dtype: torch.float32 or torch.float64 for the model and data.
-        seed: seeds the batch order and torch's RNG (dropout) at the start of training.
+        precision: "32", "64", "bf16-mixed" or "16-mixed" (see :mod:`descent.train.device`).
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        compile: compile the model with torch.compile.
+        num_workers: worker processes that load a Dataset's examples (0: in this process).
+        seed: seeds the batch order and torch's generators (dropout) at the start of training.
         logdir: where TensorBoard events and checkpoints go (None: nowhere).
-        log: :class:`LogOptions`. progress: show a progress bar (only on a terminal).
-        callbacks: functions (trainer, event, info) called on "step" and "epoch" events.
+        log: :class:`LogOptions` (or its fields as a dict).
+        checkpoint_every: also checkpoint every this many steps inside an epoch (None: at epoch
+            ends only); a resume continues at the batch after the checkpoint.
+        image_shape: (C, H, W) of the inputs, to draw a Linear first layer's weights as images
+            (default: the model's ``image_shape`` attribute, if it declares one).
+        progress: show a progress bar (only on a terminal). callbacks: functions
+            (trainer, event, info) called on "step" (info: step, loss as a device tensor) and
+            "epoch" (info: :meth:`EpochMetrics.flat`) events.
+
+    Under torch's launcher (``descent train --nproc N``, ``torchrun``) the Trainer joins the
+    process group and trains data-parallel: see :mod:`descent.train.distributed`.
+
+    Example::
+
+        trainer = Trainer(model, task="regression", optimizer="adam", lr=1e-3, epochs=50)
+        result = trainer.fit((x_train, y_train), (x_val, y_val))
+        result.final.val["mae"]
     """
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        loss: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        task: str = "classification",
+        loss: Metric | None = None,
+        metrics: Mapping[str, Metric] | None = None,
         optimizer: str | torch.optim.Optimizer = "adam",
         lr: Any = 1e-3,
         optimizer_params: dict[str, Any] | None = None,
@@ -118,37 +100,48 @@ class Trainer:
         max_steps: int | None = None,
         early_stopping: int | None = None,
         grad_clip: float | None = None,
-        dtype: torch.dtype = torch.float32,
+        precision: str | int = "32",
+        device: str | torch.device = "auto",
+        compile: bool = False,
+        num_workers: int = 0,
         seed: int = 0,
         logdir: str | Path | None = None,
-        log: LogOptions | None = None,
+        log: LogOptions | Mapping[str, Any] | None = None,
+        checkpoint_every: int | None = None,
+        image_shape: Sequence[int] | None = None,
         progress: bool = False,
         callbacks: Sequence[Callback] = (),
     ) -> None:
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
-            raise ValueError(f"max_steps must be a positive integer or None, got {max_steps!r}")
-        if early_stopping is not None and (
-            not isinstance(early_stopping, int) or early_stopping < 1
-        ):
-            raise ValueError(
-                f"early_stopping must be a positive integer or None, got {early_stopping!r}"
-            )
-        if grad_clip is not None and not grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip!r}")
-        self.model = model.to(dtype)
-        self.loss = loss
-        self.mode, self.batch_size = mode, batch_size
-        self.epochs, self.max_steps = epochs, max_steps
-        self.early_stopping, self.grad_clip = early_stopping, grad_clip
-        self.dtype, self.seed = dtype, seed
+        self.task, self.loss, self.metrics = defaults(task, loss, metrics)
+        self.mode = validate.batch_mode(mode, "mode")
+        self.batch_size = validate.positive_int(batch_size, "batch_size")
+        self.epochs = validate.positive_int(epochs, "epochs")
+        self.max_steps = (
+            None if max_steps is None else validate.positive_int(max_steps, "max_steps")
+        )
+        self.early_stopping = (
+            None
+            if early_stopping is None
+            else validate.positive_int(early_stopping, "early_stopping")
+        )
+        self.grad_clip = None if grad_clip is None else validate.positive(grad_clip, "grad_clip")
+        self.checkpoint_every = (
+            None
+            if checkpoint_every is None
+            else validate.positive_int(checkpoint_every, "checkpoint_every")
+        )
+        self.num_workers = validate.nonnegative_int(num_workers, "num_workers")
+        self.seed = validate.nonnegative_int(seed, "seed")
+        self.progress = validate.flag(progress, "progress")
+        self.log = log if isinstance(log, LogOptions) else LogOptions(**(log or {}))
         self.logdir = Path(logdir) if logdir is not None else None
-        self.log = log or LogOptions()
-        self.progress = progress
         self.callbacks = list(callbacks)
+        self.image_shape = image_shape or getattr(model, "image_shape", None)
+
+        self.device = resolve_device(device, local_rank())
+        self.context = join(self.device)
+        self.precision = Precision(precision_name(precision), self.device)
+        self.model = model.to(self.device, self.precision.dtype)
         self.scheduler = None
         if isinstance(optimizer, torch.optim.Optimizer):
             self.optimizer = optimizer
@@ -158,8 +151,23 @@ class Trainer:
             self.optimizer = optim.create(
                 optimizer, self.model.parameters(), lr=lr, **(optimizer_params or {})
             )
-        self.state = _State()
-        self._writer: Any = None
+        self.scaler = self.precision.scaler()
+        # A float16 step the scaler skips never calls optimizer.step: this flag tells the schedule
+        # not to advance (and torch's scheduler then never warns about the order of the calls).
+        self._stepped = False
+        self.optimizer.register_step_post_hook(self._mark_stepped)
+        self.network: nn.Module = self.model
+        if self.context.active:
+            self.network = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        if validate.flag(compile, "compile"):
+            self.network = torch.compile(self.network)  # type: ignore[assignment]
+        self.state = State()
+        self._events: EventLog | None = None
+
+    def _mark_stepped(self, *_: Any) -> None:
+        self._stepped = True
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -167,171 +175,209 @@ class Trainer:
     def checkpoint_path(self) -> Path | None:
         return self.logdir / "checkpoints" / "last.pt" if self.logdir else None
 
-    def save_checkpoint(self, batches: Batches, path: Path | None = None) -> Path | None:
-        """Model, optimizer (with its schedule position), batch order, RNG state and history,
-        written to a temporary file and renamed into place: a crash never leaves half a file."""
-        path = path or self.checkpoint_path
-        if path is None:
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def _save_checkpoint(self, data: TrainingData, position: int, running: Running) -> None:
+        """Model, optimizer, schedule position, batch order and position in the epoch, every
+        rank's random generators and running sums, counters and history; rank 0 writes."""
+        if self.checkpoint_path is None:
+            return
+        ranks = gather_to_all(
+            self.context, {"rng": saved.rng_state(self.device), "running": running.state()}
+        )
+        if not self.context.is_main:
+            return
         payload = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": checkpoint.scheduler_state_without_schedules(self.scheduler.state_dict())
-            if self.scheduler
-            else None,
-            "batches": batches.state_dict(),
-            "torch_rng": torch.random.get_rng_state(),
+            "scheduler": saved.scheduler_state(self.scheduler) if self.scheduler else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "data": data.state_dict(position),
+            "ranks": ranks,
             "state": asdict(self.state),
         }
-        return checkpoint.save(payload, path)
+        checkpoint.save(payload, self.checkpoint_path)
 
-    def load_checkpoint(self, batches: Batches, path: Path | None = None) -> None:
-        path = path or self.checkpoint_path
-        if path is None or not path.is_file():
-            raise FileNotFoundError(f"no checkpoint to resume from at {path}")
-        payload = checkpoint.load(path)
+    def _load_checkpoint(self, data: TrainingData, running: Running) -> int:
+        """Restore everything from ``last.pt`` (read by rank 0, shared with the others); return
+        the position in the epoch to continue from."""
+        path = self.checkpoint_path
+        if path is None:
+            raise InputError("resume needs logdir (the run folder holding checkpoints/last.pt)")
+        payload = share_from_main(self.context, saved.read(path) if self.context.is_main else None)
         try:
             self.model.load_state_dict(payload["model"])
             self.optimizer.load_state_dict(payload["optimizer"])
-            if self.scheduler and payload["scheduler"]:
-                checkpoint.load_scheduler_state(self.scheduler, payload["scheduler"])
-            batches.load_state_dict(payload["batches"])
-            torch.random.set_rng_state(payload["torch_rng"])
-            self.state = _State(**payload["state"])
-        except (KeyError, RuntimeError, EOFError, ValueError, TypeError) as error:
-            raise checkpoint.CheckpointError(
-                f"{path}: not a usable descent checkpoint ({checkpoint.one_line(error)})"
+        except (RuntimeError, KeyError, ValueError) as error:
+            first = str(error).strip().splitlines()
+            raise InputError(
+                f"{path}: does not fit this model and optimizer ({' '.join(first[:3])})"
             ) from None
+        if self.scheduler is not None and payload["scheduler"] is not None:
+            saved.load_scheduler_state(self.scheduler, payload["scheduler"])
+        if self.scaler is not None and payload["scaler"]:
+            self.scaler.load_state_dict(payload["scaler"])
+        data.load_state_dict(payload["data"])
+        ranks = payload["ranks"]
+        mine = ranks[self.context.rank] if len(ranks) == self.context.world_size else ranks[0]
+        saved.load_rng_state(mine["rng"], self.device)
+        running.load(
+            mine["running"] if len(ranks) == self.context.world_size else 0 * mine["running"]
+        )
+        self.state = State(**payload["state"])
+        data_state = payload["data"]
+        return int(
+            data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
+        )
 
     # -- training ------------------------------------------------------------------------------
 
-    def fit(
-        self, train: Split, validation: Split | None = None, *, resume: bool = False
-    ) -> TrainResult:
-        inputs = train.images.to(self.dtype)
-        targets = train.labels
-        batches = Batches(len(targets), self.mode, self.batch_size, seed=self.seed)  # type: ignore[arg-type]
-        torch.manual_seed(self.seed)
-        if resume:
-            self.load_checkpoint(batches)
-        self._open_writer()
-        started, examples = time.perf_counter(), 0
-        stopped = "budget"
-        progress = self._progress_bar(total=(self.epochs - self.state.epoch) * len(targets))
+    def fit(self, train: Any, validation: Any = None, *, resume: bool = False) -> TrainResult:
+        """Train on ``train`` ((inputs, targets) tensors, a Dataset or a DataLoader), evaluating
+        on ``validation`` after every epoch; ``resume`` continues from the run's last checkpoint
+        exactly where it was written (same batches, same random numbers)."""
+        started = time.perf_counter()
+        data = TrainingData(
+            train,
+            mode=self.mode,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            device=self.device,
+            dtype=self.precision.dtype,
+            num_workers=self.num_workers,
+            context=self.context,
+        )
+        torch.manual_seed(self.seed + self.context.rank)
+        running = Running(list(self.metrics), self.device)
+        position = self._load_checkpoint(data, running) if resume else 0
+        if self.logdir is not None and self.context.is_main:
+            self._events = EventLog(self.logdir, self.log, self.state.step)
+        examples, done, stopped = 0, 0, "budget"
+        progress = self._progress_bar(total=(self.epochs - self.state.epoch) * len(data))
         try:
             while self.state.epoch < self.epochs:
                 epoch_start = time.perf_counter()
-                self.model.train()
-                total_loss, correct, seen = 0.0, 0, 0
-                for indices in batches.epoch():
-                    loss_value, hits = self._step(inputs[indices], targets[indices])
-                    total_loss += loss_value * len(indices)
-                    correct += hits
-                    seen += len(indices)
-                    examples += len(indices)
-                    if progress is not None:
-                        rate = examples / max(time.perf_counter() - started, 1e-9)
-                        progress.update(
-                            progress.task_ids[0],
-                            advance=len(indices),
-                            description=f"epoch {self.state.epoch + 1}/{self.epochs} "
-                            f"loss {total_loss / seen:.4f} acc {correct / seen:.3f} "
-                            f"{rate:,.0f} ex/s",
-                        )
-                    if self.max_steps is not None and self.state.step >= self.max_steps:
+                self.network.train()
+                if position == 0:
+                    running.sums.zero_()
+                for inputs, targets in data.epoch():
+                    self._step(inputs, targets, running, data.global_batch_size(position))
+                    position += 1
+                    done += 1
+                    examples += len(targets)
+                    step = self.state.step
+                    if step % self.log.scalars_every == 0:
+                        self._guard(running.means(self.context)["loss"], "training loss", step)
+                        if progress is not None:
+                            progress.update(
+                                progress.task_ids[0],
+                                completed=done,
+                                description=f"epoch {self.state.epoch + 1}/{self.epochs} "
+                                f"loss {running.means(self.context)['loss']:.4f}",
+                            )
+                    if self.checkpoint_every and step % self.checkpoint_every == 0:
+                        self._guard_weights()
+                        self._save_checkpoint(data, position, running)
+                    if self.max_steps is not None and step >= self.max_steps:
                         stopped = "max steps"
                         break
-                metrics = self._end_epoch(
-                    total_loss / max(seen, 1),
-                    correct / max(seen, 1),
-                    validation,
-                    time.perf_counter() - epoch_start,
-                )
-                self.save_checkpoint(batches)
+                position = 0
+                metrics = self._end_epoch(running, validation, time.perf_counter() - epoch_start)
+                # The verdict first, so the checkpoint holds the counters early stopping uses.
+                improved = self._judge(metrics)
+                self._save_checkpoint(data, 0, running)
+                if improved:
+                    self._keep_as_best()
                 if stopped == "max steps":
                     break
-                if self._should_stop(metrics, batches):
+                if self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping:
                     stopped = "early stopping"
                     break
         finally:
             if progress is not None:
                 progress.stop()
-            self._close_writer()
+            if self._events is not None:
+                self._events.close()
+                self._events = None
         elapsed = time.perf_counter() - started
         return TrainResult(
-            [EpochMetrics(**entry) for entry in self.state.history],
+            [EpochMetrics.from_flat(entry) for entry in self.state.history],
             stopped,
             self.state.best_epoch,
             self.state.step,
-            examples / elapsed if elapsed > 0 else 0.0,
+            examples * self.context.world_size / elapsed if elapsed > 0 else 0.0,
             self.checkpoint_path,
+            elapsed,
         )
 
-    def _step(self, batch: Tensor, target: Tensor) -> tuple[float, int]:
+    def _step(self, inputs: Tensor, targets: Tensor, running: Running, whole: int | None) -> None:
         step = self.state.step
-        log_scalars = self._writer is not None and step % self.log.scalars_every == 0
+        events = self._events
+        log_scalars = events is not None and step % self.log.scalars_every == 0
         log_ratios = (
-            self._writer is not None and self.log.ratios_every and step % self.log.ratios_every == 0
+            events is not None and self.log.ratios_every and step % self.log.ratios_every == 0
         )
         log_histograms = (
-            self._writer is not None
+            events is not None
             and self.log.histograms_every
             and step % self.log.histograms_every == 0
         )
-        hooks = self._activation_hooks() if log_histograms else None
+        captured: dict[str, Tensor] = {}
+        hooks = activation_hooks(self.model, captured) if log_histograms else []
         self.optimizer.zero_grad(set_to_none=True)
-        output = self.model(batch)
-        loss = self.loss(output, target)
-        if not torch.isfinite(loss):
-            lr = self._current_lr()
-            raise DivergenceError(
-                f"the loss became {loss.item()} at step {step} (epoch {self.state.epoch + 1}) with "
-                f"learning rate {lr:.3g}; try a smaller learning rate"
-                + (
-                    f"; the last good checkpoint is {self.checkpoint_path}"
-                    if self.checkpoint_path
-                    else ""
-                )
-            )
-        loss.backward()
-        if self.grad_clip is not None:
-            grad_norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip))
-        elif log_scalars:
-            grad_norm = float(
-                nn.utils.get_total_norm(
-                    [p.grad for p in self.model.parameters() if p.grad is not None]
-                )
-            )
+        count = len(targets)
+        with self.precision.autocast():
+            outputs = self.network(inputs)
+            loss = self.loss(outputs, targets) if count else outputs.sum() * 0
+        for handle in hooks:
+            handle.remove()
+        # Under data-parallel training the ranks' gradients are averaged; weighting each rank's
+        # mean by its share makes the step the whole batch's mean (see descent.train.distributed).
+        share = count * self.context.world_size / whole if whole else 1.0
+        objective = loss * share if share != 1.0 else loss
+        if self.scaler is not None:
+            self.scaler.scale(objective).backward()
         else:
-            grad_norm = math.nan
+            objective.backward()
+        grad_norm: Tensor | None = None
+        if self.grad_clip is not None or log_scalars:
+            if self.scaler is not None:
+                self.scaler.unscale_(self.optimizer)
+            parameters = [p for p in self.model.parameters() if p.grad is not None]
+            if self.grad_clip is not None:
+                grad_norm = nn.utils.clip_grad_norm_(parameters, self.grad_clip)
+            else:
+                grad_norm = nn.utils.get_total_norm([p.grad for p in parameters])
         before = (
             {n: p.detach().clone() for n, p in self.model.named_parameters()}
             if log_ratios
             else None
         )
         lr = self._current_lr() if log_scalars else math.nan  # read before the step moves it
-        self.optimizer.step()
-        if self.scheduler is not None:
+        self._stepped = False
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None and self._stepped:
             self.scheduler.step()
-        loss_value = float(loss.detach())
-        if log_scalars:
-            self._writer.add_scalar("train/loss", loss_value, step)
-            self._writer.add_scalar("learning_rate", lr, step)
-            self._writer.add_scalar("gradient_norm", grad_norm, step)
-        if before is not None:
-            for name, param in self.model.named_parameters():
-                ratio = float(
-                    (param.detach() - before[name]).norm() / (before[name].norm() + 1e-12)
+        if count:
+            with torch.no_grad():
+                detached = outputs.detach()
+                running.add(
+                    loss, [metric(detached, targets) for metric in self.metrics.values()], count
                 )
-                self._writer.add_scalar(f"update_to_weight/{name}", ratio, step)
-        if log_histograms:
-            self._log_histograms(step, hooks)
-        hits = int((output.argmax(dim=1) == target).sum()) if output.dim() == 2 else 0
+        if events is not None:
+            if log_scalars:
+                events.scalar("train/loss", float(loss.detach()), step)
+                events.scalar("learning_rate", lr, step)
+                events.scalar("gradient_norm", float(grad_norm), step)  # type: ignore[arg-type]
+            if before is not None:
+                events.ratios(self.model, before, step)
+            if log_histograms:
+                events.histograms(self.model, captured, step)
         self.state.step += 1
         for callback in self.callbacks:
-            callback(self, "step", {"step": step, "loss": loss_value})
-        return loss_value, hits
+            callback(self, "step", {"step": step, "loss": loss.detach()})
 
     def _current_lr(self) -> float:
         group = self.optimizer.param_groups[0]
@@ -339,128 +385,105 @@ class Trainer:
             return self.optimizer.lr_at(group)
         return float(group["lr"])
 
-    @torch.no_grad()
-    def evaluate(self, split: Split, chunk: int = 2048) -> tuple[float, float]:
-        """Mean loss and accuracy on a split (in evaluation mode)."""
-        self.model.eval()
-        total, correct = 0.0, 0
-        for start in range(0, len(split), chunk):
-            batch = split.images[start : start + chunk].to(self.dtype)
-            target = split.labels[start : start + chunk]
-            output = self.model(batch)
-            total += float(self.loss(output, target)) * len(target)
-            correct += int((output.argmax(dim=1) == target).sum())
-        self.model.train()
-        return total / max(len(split), 1), correct / max(len(split), 1)
+    # -- the divergence guard -------------------------------------------------------------------
 
-    def _end_epoch(
-        self, train_loss: float, train_accuracy: float, validation: Split | None, seconds: float
-    ) -> EpochMetrics:
-        val_loss, val_accuracy = (
-            self.evaluate(validation) if validation is not None else (None, None)
+    def _guard(self, value: float, what: str, step: int) -> None:
+        """Stop when ``value`` is NaN or infinite. Checked at logged steps (every
+        ``log.scalars_every``), at checkpoints and at each epoch's end: the training loss summed
+        over the epoch so far, so a NaN at any step since the epoch began is caught."""
+        if math.isfinite(value):
+            return
+        last = self.checkpoint_path
+        where = (
+            f"; the last good checkpoint is {last}"
+            if last is not None and last.is_file()
+            else "; no checkpoint was written before it"
         )
+        raise DivergenceError(
+            f"the {what} became {value} at step {step} (epoch {self.state.epoch + 1}) with "
+            f"learning rate {self._current_lr():.3g}; try a smaller learning rate{where} (the "
+            f"guard looks every {self.log.scalars_every} steps and at each epoch's end)"
+        )
+
+    def _guard_weights(self) -> None:
+        finite = torch.stack([p.detach().isfinite().all() for p in self.model.parameters()])
+        if not bool(finite.all()):
+            self._guard(math.nan, "weights' value (some weights)", self.state.step)
+
+    # -- epochs ---------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, data: Any, chunk: int = 2048) -> dict[str, float]:
+        """The mean loss and metrics over ``data`` (in evaluation mode; each rank evaluates its
+        share under data-parallel training, and the sums are combined)."""
+        self.network.eval()
+        running = Running(list(self.metrics), self.device)
+        batches = evaluation_batches(
+            data,
+            device=self.device,
+            dtype=self.precision.dtype,
+            context=self.context,
+            num_workers=self.num_workers,
+            chunk=chunk,
+        )
+        for inputs, targets in batches:
+            with self.precision.autocast():
+                outputs = self.model(inputs)
+                loss = self.loss(outputs, targets)
+            running.add(
+                loss, [metric(outputs, targets) for metric in self.metrics.values()], len(targets)
+            )
+        self.network.train()
+        return running.means(self.context)
+
+    def _end_epoch(self, running: Running, validation: Any, seconds: float) -> EpochMetrics:
+        train = running.means(self.context)
+        self._guard(train["loss"], "training loss", self.state.step)
+        val = self.evaluate(validation) if validation is not None else None
+        if val is not None:
+            self._guard(val["loss"], "validation loss", self.state.step)
+        self._guard_weights()
         self.state.epoch += 1
         metrics = EpochMetrics(
-            self.state.epoch,
-            self.state.step,
-            train_loss,
-            train_accuracy,
-            val_loss,
-            val_accuracy,
-            self._current_lr(),
-            seconds,
+            self.state.epoch, self.state.step, train, val, self._current_lr(), seconds
         )
-        self.state.history.append(asdict(metrics))
-        if self._writer is not None:
+        self.state.history.append(metrics.flat())
+        events = self._events
+        if events is not None:
             step = self.state.step
-            self._writer.add_scalar("train/epoch_loss", train_loss, step)
-            self._writer.add_scalar("train/accuracy", train_accuracy, step)
-            if val_loss is not None:
-                self._writer.add_scalar("val/loss", val_loss, step)
-                self._writer.add_scalar("val/accuracy", val_accuracy, step)
+            events.scalar("train/epoch_loss", train["loss"], step)
+            events.scalars("train", {k: v for k, v in train.items() if k != "loss"}, step)
+            if val is not None:
+                events.scalars("val", val, step)
             if self.log.weight_images:
-                self._log_first_layer(step)
-            self._writer.flush()
+                events.first_layer(self.model, self.image_shape, step)
+            events.flush()
         for callback in self.callbacks:
-            callback(self, "epoch", asdict(metrics))
+            callback(self, "epoch", metrics.flat())
         return metrics
 
-    def _should_stop(self, metrics: EpochMetrics, batches: Batches) -> bool:
+    def _judge(self, metrics: EpochMetrics) -> bool:
+        """Record whether the monitored loss (validation, else training) improved."""
         monitored = metrics.val_loss if metrics.val_loss is not None else metrics.train_loss
         if monitored < self.state.best_metric:
-            self.state.best_metric, self.state.best_epoch, self.state.bad_epochs = (
-                monitored,
-                metrics.epoch,
-                0,
-            )
-            last = self.checkpoint_path
-            if last is not None and last.is_file():
-                # last.pt was just written for this epoch: a file copy is cheaper than pickling
-                checkpoint.copy(last, last.with_name("best.pt"))
-        else:
-            self.state.bad_epochs += 1
-        return self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping
+            self.state.best_metric, self.state.best_epoch = monitored, metrics.epoch
+            self.state.bad_epochs = 0
+            return True
+        self.state.bad_epochs += 1
+        return False
 
-    # -- TensorBoard ---------------------------------------------------------------------------
-
-    def _open_writer(self) -> None:
-        if self.logdir is None:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        # Events past the checkpoint's step (written before a crash) are purged on resume.
-        self._writer = SummaryWriter(str(self.logdir), purge_step=self.state.step or None)
-
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def _activation_hooks(self) -> dict[str, Any]:
-        captured: dict[str, Tensor] = {}
-        handles = []
-        for name, module in self.model.named_modules():
-            if isinstance(module, nn.Linear | nn.Conv2d | nn.ReLU | nn.Tanh | nn.Sigmoid):
-
-                def hook(
-                    _module: nn.Module, _inputs: Any, output: Tensor, name: str = name
-                ) -> None:
-                    captured[name] = output.detach()
-
-                handles.append(module.register_forward_hook(hook))
-        return {"captured": captured, "handles": handles}
-
-    def _log_histograms(self, step: int, hooks: dict[str, Any] | None) -> None:
-        for name, param in self.model.named_parameters():
-            self._writer.add_histogram(f"weights/{name}", param.detach(), step)
-            if param.grad is not None:
-                self._writer.add_histogram(f"gradients/{name}", param.grad, step)
-        if hooks is not None:
-            for handle in hooks["handles"]:
-                handle.remove()
-            for name, value in hooks["captured"].items():
-                self._writer.add_histogram(f"activations/{name}", value, step)
-
-    def _log_first_layer(self, step: int) -> None:
-        """The first layer's weights as a grid of images: one per unit (Linear on images) or per
-        filter (Conv2d)."""
-        from descent.board import image_grid
-
-        first = next(
-            (m for m in self.model.modules() if isinstance(m, nn.Linear | nn.Conv2d)), None
-        )
-        if first is None:
-            return
-        grid = image_grid(first.weight.detach().float(), getattr(self.model, "image_shape", None))
-        if grid is not None:
-            self._writer.add_image("first_layer_weights", grid, step)
+    def _keep_as_best(self) -> None:
+        """best.pt: a copy of the last.pt just written (cheaper than pickling again)."""
+        last = self.checkpoint_path
+        if last is not None and self.context.is_main and last.is_file():
+            checkpoint.copy(last, last.with_name("best.pt"))
 
     def _progress_bar(self, total: int) -> Any:
-        """Loss, accuracy and speed of the running epoch; only on a terminal (logs and pipes
-        stay clean) and only when asked for."""
+        """Loss and speed of the running epoch; only on a terminal (logs and pipes stay clean),
+        only when asked for, only on rank 0."""
         import sys
 
-        if not self.progress or not sys.stderr.isatty():
+        if not self.progress or not sys.stderr.isatty() or not self.context.is_main:
             return None
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

@@ -1,0 +1,154 @@
+"""The checks that need a CUDA GPU, as one prepared script (not part of `make test`):
+
+1. every descent update rule gives on CUDA the CPU's result within 1e-5 (float32, 20 steps);
+2. the step time of each rule on the GPU against torch.optim's fastest implementation of the same
+   rule there (fused where torch has one, else foreach), over 10 M parameters in 10 tensors;
+3. the Trainer on the digits CNN on the GPU (float32 and bf16-mixed): accuracy and fit time.
+
+    python benchmarks/gpu_check.py [--params 10000000] [--repeats 20] [--skip-trainer]
+
+Without a CUDA GPU it says so and exits with status 0. Exit status 1 when a rule's CUDA result
+differs from its CPU result by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TOLERANCE = 1e-5
+
+
+def rule_matches_cpu(name: str, device: torch.device, steps: int = 20) -> float:
+    """The largest relative difference between the CPU's and the GPU's parameters after
+    ``steps`` updates of rule ``name`` from the same start and gradients."""
+    from descent import optim
+
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(64, 33), (257,), (3, 5, 7), (1,)]
+    start = [torch.randn(shape, generator=generator) for shape in shapes]
+    grads = [[torch.randn(shape, generator=generator) for shape in shapes] for _ in range(steps)]
+    finals = []
+    for where in (torch.device("cpu"), device):
+        params = [value.clone().to(where).requires_grad_() for value in start]
+        rule = optim.create(name, params, lr=1e-2)
+        for step_grads in grads:
+            for param, grad in zip(params, step_grads, strict=True):
+                param.grad = grad.to(where)
+            rule.step()
+        finals.append([param.detach().cpu() for param in params])
+    worst = 0.0
+    for cpu, gpu in zip(*finals, strict=True):
+        scale = cpu.abs().clamp_min(1.0)
+        worst = max(worst, float(((cpu - gpu).abs() / scale).max()))
+    return worst
+
+
+def time_steps(optimizer: torch.optim.Optimizer, repeats: int) -> float:
+    """Median seconds per step, the GPU synchronized around each timed step."""
+    for _ in range(3):
+        optimizer.step()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        optimizer.step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def step_times(device: torch.device, total: int, repeats: int) -> None:
+    from descent import optim
+    from optim_step import RULES
+
+    print(f"\none step over {total:,} float32 parameters in 10 tensors on {device}")
+    print(f"{'rule':10} {'descent':>10} {'torch best':>11} {'torch path':>10} {'ratio':>7}")
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def parameters() -> list[torch.Tensor]:
+        params = []
+        for _ in range(10):
+            param = torch.randn(total // 10, device=device, generator=generator).requires_grad_()
+            param.grad = torch.randn(total // 10, device=device, generator=generator) * 1e-2
+            params.append(param)
+        return params
+
+    for name, (_bytes, factory, kwargs) in RULES.items():
+        ours = time_steps(optim.create(name, parameters(), **{"lr": 1e-3, **kwargs}), repeats)
+        best, path = float("inf"), ""
+        for variant in ({"fused": True}, {"foreach": True}):
+            try:
+                peer = factory(parameters(), **variant)
+            except (RuntimeError, TypeError, ValueError):
+                continue  # torch has no such implementation of this rule
+            seconds = time_steps(peer, repeats)
+            if seconds < best:
+                best, path = seconds, next(iter(variant))
+        print(f"{name:10} {ours * 1e3:8.3f}ms {best * 1e3:9.3f}ms {path:>10} {ours / best:6.2f}x")
+
+
+def trainer_on_gpu(device: torch.device) -> None:
+    from descent.train.config import load_config
+    from descent.train.run import run
+
+    print(f"\nthe Trainer: SmallCNN on digits, 40 epochs, mini-batches of 50, on {device}")
+    for precision in ("32", "bf16-mixed"):
+        start = time.perf_counter()
+        outcome = run(load_config(model="cnn", device=str(device), precision=precision))
+        wall = time.perf_counter() - start
+        result = outcome.result
+        print(
+            f"precision {precision:10} test accuracy {outcome.test_accuracy:.4f}; fit "
+            f"{result.seconds:.1f} s ({result.examples_per_second:,.0f} examples/s), "
+            f"run {wall:.1f} s"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--skip-trainer", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print(
+            "gpu_check: no CUDA GPU on this machine (torch.cuda.is_available() is False); "
+            "nothing to check here: run this script where a GPU is"
+        )
+        return 0
+    from descent import optim
+
+    device = torch.device("cuda", 0)
+    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}")
+    print(f"\nevery rule on {device} vs the CPU (20 steps, float32, tolerance {TOLERANCE:g})")
+    failed = []
+    for name in optim.OPTIMIZERS:
+        try:
+            worst = rule_matches_cpu(name, device)
+        except Exception as error:  # one rule's failure must not hide the others' figures
+            print(f"{name:10} ERROR {type(error).__name__}: {error}")
+            failed.append(name)
+            continue
+        verdict = "ok" if worst <= TOLERANCE else "DIFFERS"
+        print(f"{name:10} largest relative difference {worst:.2e}  {verdict}")
+        if worst > TOLERANCE:
+            failed.append(name)
+    step_times(device, args.params, args.repeats)
+    if not args.skip_trainer:
+        trainer_on_gpu(device)
+    if failed:
+        print(f"\nrules whose CUDA result differs from the CPU's: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
