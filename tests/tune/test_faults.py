@@ -372,3 +372,13 @@ def test_no_private_optuna_attribute_is_used() -> None:
         tree = ast.parse(path.read_text())
         used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} & private
         assert not used, f"{path.name} uses {used}"
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_a_study_folder_that_cannot_be_one_is_one_line(where: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    folder = blocker if where == "file" else blocker / "study"
+    with pytest.raises(InputError, match=f"--study {folder}: "):
+        tune(settings(folder, method="random", trials=1))
+    assert blocker.read_text() == "not a folder"

@@ -385,7 +385,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
     created = not folder.exists()
     try:
         if settings.storage is None:
-            folder.mkdir(parents=True, exist_ok=True)
+            _make_folder(folder)
         storage = _storage(settings)
         saved = _saved_record(storage, settings)
         if resume and saved is None:
@@ -405,7 +405,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
             settings = replace(settings, trials=len(grid))
         if not data_checked:
             _check_data(settings.space)
-        folder.mkdir(parents=True, exist_ok=True)
+        _make_folder(folder)
         study = optuna.create_study(
             study_name=settings.name,
             storage=storage,
@@ -430,6 +430,18 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
             optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped
     _queue_slots(study, settings)
     return study, settings
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".descent-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise InputError(
+            f"--study {folder}: cannot write the study folder there ({error.strerror})"
+        ) from None
 
 
 def _key(params: dict[str, Any]) -> str:
