@@ -382,3 +382,14 @@ def test_a_study_folder_that_cannot_be_one_is_one_line(where: str, tmp_path: Pat
     with pytest.raises(InputError, match=f"--study {folder}: "):
         tune(settings(folder, method="random", trials=1))
     assert blocker.read_text() == "not a folder"
+
+
+def test_an_oversized_grid_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    wide = {"base": {"model": "softmax"}, "params": {"batch_size": {"int": [1, 10**8]}}}
+    with pytest.raises(InputError, match="the grid has 100000000 points"):
+        tune(settings(tmp_path / "new", wide, method="grid"))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(InputError, match="the grid has 100000000 points"):
+        tune(settings(tmp_path / "mine", wide, method="grid"))
+    assert list((tmp_path / "mine").iterdir()) == []

@@ -48,7 +48,6 @@ from descent.tune.hparams import (
 )
 from descent.tune.space import DEFAULT_SPACE, SearchSpace, difference
 
-OBJECTIVE = "val/accuracy"
 METHODS = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
 #: Defaults of the settings a resumed study takes from its record when they are not given.
@@ -379,10 +378,12 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
             f"{folder} already holds a study: add --resume to continue it, "
             "or choose another folder"
         )
-    data_checked = settings.space is not None
-    if data_checked:  # a space given now is checked before the storage is touched
+    if not resume:  # a new study's settings are complete, and checked, before any connection
+        settings = _checked(_complete(settings, None))
+    elif settings.space is not None:
         _check_data(settings.space)
     created = not folder.exists()
+    db_created = settings.storage is None and not default_db.exists()
     try:
         if settings.storage is None:
             _make_folder(folder)
@@ -398,13 +399,10 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
                 f"storage {mask_url(storage_url(settings))} already holds a study named "
                 f"{settings.name!r}: add --resume to continue (or join) it, or give another --name"
             )
-        settings = _complete(settings, saved)
-        assert settings.space is not None
-        if settings.method == "grid":
-            grid = settings.space.grid()  # refuses a float range or an oversized grid
-            settings = replace(settings, trials=len(grid))
-        if not data_checked:
-            _check_data(settings.space)
+        if resume:
+            given_space = settings.space is not None
+            settings = _complete(settings, saved)
+            settings = _checked(settings, data=not given_space)
         _make_folder(folder)
         study = optuna.create_study(
             study_name=settings.name,
@@ -416,20 +414,36 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
         )
         study.set_user_attr(RECORD, settings.record())
     except BaseException:
+        # Leave nothing behind: what did not exist before is ours to remove.
         if created and folder.exists():
-            shutil.rmtree(folder)  # the folder is ours: it did not exist before
+            shutil.rmtree(folder)
+        elif db_created and default_db.exists():
+            default_db.unlink()
         raise
-    if not (folder / "space.yaml").exists():
-        record = {**settings.record(), "name": settings.name}
-        if settings.storage is not None:
-            record["storage"] = mask_url(settings.storage)
-        (folder / "space.yaml").write_text(yamlfile.dumps(record), encoding="utf-8")
+    assert settings.space is not None
+    first = not (folder / "space.yaml").exists()
+    record = {**settings.record(), "name": settings.name}
+    if settings.storage is not None:
+        record["storage"] = mask_url(settings.storage)
+    (folder / "space.yaml").write_text(yamlfile.dumps(record), encoding="utf-8")
+    if first:
         write_experiment(folder, settings.space)
     if resume:
         with _quiet_experimental():
             optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped
     _queue_slots(study, settings)
     return study, settings
+
+
+def _checked(settings: StudySettings, data: bool = True) -> StudySettings:
+    """A grid's size (refused when a float range or too large) becomes its number of trials;
+    the data the trials read must be there."""
+    assert settings.space is not None
+    if settings.method == "grid":
+        settings = replace(settings, trials=len(settings.space.grid()))
+    if data:
+        _check_data(settings.space)
+    return settings
 
 
 def _make_folder(folder: Path) -> None:
@@ -459,8 +473,8 @@ def _queue_slots(study: Any, settings: StudySettings) -> None:
     if settings.method == "grid":
         from descent.tune.space import encode
 
-        keys = {_key(t.params) for t in taken if t.state != TrialState.WAITING}
-        keys |= {_key(_waiting_params(t)) for t in taken if t.state == TrialState.WAITING}
+        # A slot's queued parameters: a trial just taken has not drawn its own yet.
+        keys = {_key(t.user_attrs.get(SLOT) or t.params) for t in taken}
         for values in settings.space.grid():
             params = {name: encode(v) for name, v in values.items()}
             if _key(params) not in keys:
@@ -468,11 +482,6 @@ def _queue_slots(study: Any, settings: StudySettings) -> None:
         return
     for _ in range(settings.trials - len(taken)):
         study.enqueue_trial({}, user_attrs={SLOT: {}})
-
-
-def _waiting_params(trial: Any) -> dict[str, Any]:
-    """A waiting trial's parameters: set on it (a retried trial) or queued with its slot."""
-    return trial.params or dict(trial.user_attrs.get(SLOT) or {})
 
 
 # -- trials and workers -------------------------------------------------------------------------
