@@ -36,6 +36,7 @@ def post(address: str, route: str, body: dict) -> dict:
         return json.load(response)
 
 
+@pytest.mark.slow
 def test_hparams_dashboard_lists_every_trial_with_its_own_keys(tmp_path: Path) -> None:
     space = SearchSpace.from_dict(CONDITIONAL)
     study = tune(StudySettings(tmp_path, space, method="grid", pruner="none"))
