@@ -357,10 +357,12 @@ def test_a_grid_reopened_queues_no_point_twice(tmp_path: Path) -> None:
 
 
 def test_tune_leaves_warning_filters_and_log_levels_as_it_found_them(tmp_path: Path) -> None:
+    # A first study imports what trials use (torch, tensorboard … set filters on import).
+    tune(settings(tmp_path / "warm-up", method="random", trials=1))
     optuna.logging.set_verbosity(optuna.logging.INFO)
     filters = list(warnings.filters)
     levels = {name: logging.getLogger(name).level for name in ("optuna", "sqlalchemy", "")}
-    tune(settings(tmp_path, method="random", trials=1))
+    tune(settings(tmp_path / "study", method="random", trials=1))
     assert optuna.logging.get_verbosity() == optuna.logging.INFO
     assert warnings.filters == filters
     assert {name: logging.getLogger(name).level for name in levels} == levels

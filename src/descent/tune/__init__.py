@@ -1,7 +1,8 @@
 """Hyperparameter search on Optuna, shown in TensorBoard's HParams dashboard.
 
 - :mod:`descent.tune.space`: the search space (settings, domains, conditions), checked up front.
-- :mod:`descent.tune.study`: the Optuna study, its trial slots, its storage and its workers.
+- :mod:`descent.tune.study`: the Optuna study: its storage, record and trial slots.
+- :mod:`descent.tune.workers`: the processes that run the trials.
 - :mod:`descent.tune.hparams`: the experiment, session start and session end summaries.
 
 Methods: ``grid`` (every combination of the discrete settings, as TensorFlow's HParams tutorial;
@@ -20,8 +21,8 @@ from descent.tune.study import (
     mask_url,
     open_study,
     summary_rows,
-    tune,
 )
+from descent.tune.workers import tune
 
 __all__ = [
     "DEFAULT_SPACE",
