@@ -5,6 +5,7 @@ it fails instead)."""
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+from descent.cli.main import main
 from descent.cli.train import free_port
 from descent.tune import SearchSpace, StudySettings, tune
 
@@ -74,6 +76,7 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgresql_study(postgres_url: str, tmp_path: Path) -> None:
     space = SearchSpace.from_dict(
         {
@@ -90,3 +93,52 @@ def test_two_workers_share_a_postgresql_study(postgres_url: str, tmp_path: Path)
     assert states.count(optuna.trial.TrialState.COMPLETE) >= 4
     assert optuna.trial.TrialState.FAIL not in states
     assert len(list((tmp_path / "study").glob("trial-*"))) == len(states)
+
+
+@pytest.mark.slow
+def test_a_password_in_the_storage_url_is_never_shown_or_written(
+    postgres_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The server trusts local connections, so it accepts (and ignores) any password: the URL
+    # carries one exactly as a real deployment's would.
+    secret = "s3cret-pw"
+    url = postgres_url.replace("postgres@", f"postgres:{secret}@")
+    space = tmp_path / "space.yaml"
+    space.write_text("base: {model: softmax, epochs: 1}\nparams:\n  lr: {choices: [0.01, 0.02]}\n")
+    folder = tmp_path / "study"
+    caplog.set_level(logging.DEBUG)
+    outputs = []
+    for extra in ([], ["--resume"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(
+                [
+                    "tune",
+                    str(space),
+                    "--method",
+                    "grid",
+                    "--storage",
+                    url,
+                    "--study",
+                    str(folder),
+                    "--pruner",
+                    "none",
+                    *extra,
+                ]
+            )
+        captured = capsys.readouterr()
+        assert exit_info.value.code in (0, None), captured.err
+        outputs.append(captured.out + captured.err)
+    assert "postgres:***@127.0.0.1" in outputs[0]
+    for output in outputs:
+        assert secret not in output
+    assert secret not in caplog.text
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("events.out.tfevents") for path in files)  # HParams written
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
+    study = optuna.load_study(study_name="descent", storage=postgres_url)
+    assert secret not in repr(study.user_attrs)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2

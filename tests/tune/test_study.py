@@ -36,6 +36,7 @@ def post(address: str, route: str, body: dict) -> dict:
         return json.load(response)
 
 
+@pytest.mark.slow
 def test_hparams_dashboard_lists_every_trial_with_its_own_keys(tmp_path: Path) -> None:
     space = SearchSpace.from_dict(CONDITIONAL)
     study = tune(StudySettings(tmp_path, space, method="grid", pruner="none"))
@@ -94,10 +95,14 @@ def kill(trainer, event, info):
         if len(seen) == 120:  # inside the third trial (2 epochs of 26 steps each)
             os.kill(os.getpid(), signal.SIGKILL)
 
-tune(StudySettings(Path(sys.argv[1]), space, method="grid", pruner="none"), callbacks=[kill])
+settings = StudySettings(
+    Path(sys.argv[1]), space, method="grid", pruner="none", heartbeat_interval=1, grace_period=2
+)
+tune(settings, callbacks=[kill])
 """
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_to_the_planned_trials_without_duplicates(tmp_path: Path) -> None:
     script = tmp_path / "tune_and_die.py"
     script.write_text(KILL_SCRIPT.format(space=CONDITIONAL))
@@ -115,7 +120,14 @@ def test_killed_study_resumes_to_the_planned_trials_without_duplicates(tmp_path:
     with pytest.raises(ValueError, match="already holds a study: add --resume"):
         tune(StudySettings(folder, SearchSpace.from_dict(CONDITIONAL), method="grid"))
     study = tune(
-        StudySettings(folder, SearchSpace.from_dict(CONDITIONAL), method="grid", pruner="none"),
+        StudySettings(
+            folder,
+            SearchSpace.from_dict(CONDITIONAL),
+            method="grid",
+            pruner="none",
+            heartbeat_interval=1,
+            grace_period=2,
+        ),
         resume=True,
     )
     finished = study.get_trials(states=FINISHED)
@@ -123,6 +135,7 @@ def test_killed_study_resumes_to_the_planned_trials_without_duplicates(tmp_path:
     assert len({tuple(sorted(t.params.items())) for t in finished}) == 6  # none duplicated
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     space = SearchSpace.from_dict(
         {
