@@ -77,19 +77,18 @@ class Gram:
         return self.evaluate(w, reduction)[0]
 
     def optimum(self) -> LeastSquares | None:
-        """w* and J(w*) from the statistics alone (an eigendecomposition of ΦᵀΦ, rank-deficient
-        directions dropped), or None when ΦᵀΦ is too ill-conditioned for that to be accurate
-        (κ > 1e6: the normal equations square Φ's condition number); then solve on Φ itself."""
+        """w* and J(w*) from the statistics alone (an eigendecomposition of ΦᵀΦ), or None when
+        ΦᵀΦ is too ill-conditioned for that to be accurate (κ > 1e6, rank deficiency included:
+        the normal equations square Φ's condition number); then solve on Φ itself."""
         eigenvalues, vectors = torch.linalg.eigh(self.gram)
         top = float(eigenvalues[-1])
         if top <= 0:
             return LeastSquares(torch.zeros_like(self.moment), float(self.total), 0)
-        keep = eigenvalues > top * len(eigenvalues) * torch.finfo(torch.float64).eps
-        if float(eigenvalues[keep][0]) < top * 1e-6:
+        if float(eigenvalues[0]) < top * 1e-6:
             return None
-        weights = vectors[:, keep] @ ((vectors[:, keep].T @ self.moment) / eigenvalues[keep])
+        weights = vectors @ ((vectors.T @ self.moment) / eigenvalues)
         value = self.total - 2.0 * (self.moment @ weights) + weights @ (self.gram @ weights)
-        return LeastSquares(weights, float(value.clamp_min(0.0)), int(keep.sum()))
+        return LeastSquares(weights, float(value.clamp_min(0.0)), len(eigenvalues))
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class Moments:
     def gram(self, center: Tensor | None = None, transform: Tensor | None = None) -> Gram:
         """ΦᵀΦ, Φᵀy, yᵀy for Φ = [1, F] (no arguments) or [1, (F − μ) T] with ``center`` the
         column means μ and ``transform`` T a vector (a column scaling, T = diag(t)) or a k × m
-        matrix. With centering the cross terms 1ᵀ(F − μ) are exactly 0."""
+        matrix. Centered on the means themselves, the cross terms 1ᵀ(F − μ) are exactly 0."""
         k = len(self.sums)
         if center is None:
             gram = torch.empty(k + 1, k + 1, dtype=torch.float64)
@@ -127,19 +126,24 @@ class Moments:
             gram[1:, 1:] = self.cross
             moment = torch.cat([torch.tensor([self.y_sum], dtype=torch.float64), self.moment])
             return Gram(gram, moment, torch.tensor(self.y_squares, dtype=torch.float64), self.n)
-        cross = self.centered_cross()
-        moment = self.moment - self.y_sum * center  # (F − μ)ᵀy
+        # (F − c)ᵀ(F − c) = (F − μ)ᵀ(F − μ) + n d dᵀ and 1ᵀ(F − c) = n d, with d = μ − c
+        offset = self.mean - center
+        cross = self.centered_cross() + self.n * torch.outer(offset, offset)
+        sums = self.n * offset
+        moment = self.moment - self.y_sum * center  # (F − c)ᵀy
         if transform is None:
             block, projected = cross, moment
         elif transform.dim() == 1:
             block = cross * torch.outer(transform, transform)
-            projected = moment * transform
+            projected, sums = moment * transform, sums * transform
         else:
             block = transform.T @ cross @ transform
-            projected = transform.T @ moment
+            projected, sums = transform.T @ moment, transform.T @ sums
         m = len(block)
-        gram = torch.zeros(m + 1, m + 1, dtype=torch.float64)
+        gram = torch.empty(m + 1, m + 1, dtype=torch.float64)
         gram[0, 0] = self.n
+        gram[0, 1:] = sums
+        gram[1:, 0] = sums
         gram[1:, 1:] = block
         full_moment = torch.cat([torch.tensor([self.y_sum], dtype=torch.float64), projected])
         return Gram(gram, full_moment, torch.tensor(self.y_squares, dtype=torch.float64), self.n)
