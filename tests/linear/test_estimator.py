@@ -9,6 +9,7 @@ import pytest
 from sklearn.datasets import load_diabetes
 
 from descent import schedules as sch
+from descent.errors import InputError
 from descent.linear import LinearRegressionGD
 
 DIABETES_X, DIABETES_Y = load_diabetes(return_X_y=True)
@@ -38,7 +39,9 @@ def test_full_batch_auto_reaches_the_optimum_on_synthetic_data(standardize: bool
 def test_defaults_reach_the_optimum_on_diabetes() -> None:
     model = LinearRegressionGD().fit(DIABETES_X, DIABETES_Y)
     assert abs(model.fit_report(DIABETES_X, DIABETES_Y).relative_gap) < 1e-8
-    assert model.score(DIABETES_X, DIABETES_Y) == pytest.approx(0.518, abs=1e-3)  # datasets.md
+    assert model.score(DIABETES_X, DIABETES_Y) == pytest.approx(
+        0.518, abs=1e-3
+    )  # least squares on all rows
 
 
 def test_degree_3_polynomial_on_diabetes_with_an_orthonormal_basis() -> None:
@@ -131,10 +134,10 @@ def test_any_update_rule() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"mode": "batch"}, "mode must be one of"),
+        ({"mode": "online"}, "mode must be one of full, single, minibatch"),
         ({"optimizer": "lbfgs"}, "unknown optimizer 'lbfgs'"),
         ({"learning_rate": "fast"}, "learning_rate must be 'auto'"),
-        ({"learning_rate": -1.0}, "lr must be a finite float ≥ 0"),
+        ({"learning_rate": -1.0}, "lr must be a finite"),
         ({"max_epochs": 0}, "max_epochs must be a positive integer"),
         ({"standardize": "yes"}, "standardize must be"),
         ({"loss_reduction": "median"}, "loss_reduction"),
@@ -157,3 +160,59 @@ def test_nan_in_data_is_refused() -> None:
     X[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         LinearRegressionGD().fit(X, y)
+
+
+@pytest.mark.parametrize(("old", "canonical"), [("sgd", "single"), ("Mini-Batch", "minibatch")])
+def test_batch_mode_aliases_give_the_same_fit(old: str, canonical: str) -> None:
+    X, y = synthetic(100)
+    settings = {"max_epochs": 3, "random_state": 0, "learning_rate": 0.001}
+    aliased = LinearRegressionGD(mode=old, **settings).fit(X, y)
+    named = LinearRegressionGD(mode=canonical, **settings).fit(X, y)
+    np.testing.assert_array_equal(aliased.weights_, named.weights_)
+    assert aliased.batches_.mode == canonical
+    assert aliased.get_params()["mode"] == old  # scikit-learn: parameters stay as given
+
+
+@pytest.mark.parametrize("lr", [100.0, 1e300])
+def test_a_diverging_fit_is_an_error_with_advice(lr: float) -> None:
+    """`descent regress --lr 100` used to end with J = inf and R² = −inf, exit status 0."""
+    with pytest.raises(InputError, match=r"diverged in epoch \d+ .*learning_rate='auto'"):
+        LinearRegressionGD(learning_rate=lr).fit(DIABETES_X, DIABETES_Y)
+
+
+def test_a_diverging_stochastic_fit_is_an_error_too() -> None:
+    with pytest.raises(InputError, match="diverged"):
+        LinearRegressionGD(mode="minibatch", learning_rate=100.0).fit(DIABETES_X, DIABETES_Y)
+
+
+@pytest.mark.parametrize(
+    ("basis", "inputs", "size"),
+    [
+        ("poly:50", 10, "75,394,027,565"),  # C(60, 10) − 1: once tried to enumerate them all
+        ("powers:400000", 3, "1,200,000"),
+        ("rbf:2000000", 1, "2,000,000"),
+        ("sigmoid:300000", 4, "1,200,000"),
+        ("fourier:200000", 3, "1,200,000"),
+    ],
+)
+def test_a_basis_too_large_is_refused_up_front_with_its_size(
+    basis: str, inputs: int, size: str
+) -> None:
+    X = np.random.default_rng(0).normal(size=(30, inputs))
+    with pytest.raises(InputError, match=f"has {size} functions, more than the 1,000,000"):
+        LinearRegressionGD(basis=basis).fit(X, X[:, 0])
+
+
+def test_a_basis_beyond_the_memory_is_refused_with_its_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("descent.linear.estimator.available_memory", lambda: 2**20)
+    X, y = synthetic(2000)
+    with pytest.raises(
+        InputError,
+        match=r"has 69 functions; fitting it to 2,000 examples needs about 1\.2 MiB, more than "
+        r"the 1\.0 MiB",
+    ):
+        LinearRegressionGD(basis="poly:4", mode="minibatch").fit(X, y)
+    with pytest.raises(InputError, match="has 3,000 functions"):  # a custom basis: by one row
+        LinearRegressionGD(basis=lambda X: X.repeat(1, 750)).fit(X, y)

@@ -7,7 +7,18 @@ import pytest
 import torch
 from sklearn.linear_model import LinearRegression
 
-from descent.linear import Gram, gradient, largest_eigenvalue, least_squares, lipschitz_step, loss
+from descent.linear import (
+    Basis,
+    Gram,
+    gradient,
+    largest_eigenvalue,
+    least_squares,
+    lipschitz_step,
+    loss,
+    moments,
+    parse_basis,
+)
+from descent.linear.basis import with_bias
 
 
 def problem(n: int = 40, k: int = 5, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -87,3 +98,81 @@ def test_lipschitz_step_is_stable_for_every_batch(mode: str, size: int) -> None:
     if mode == "full":
         top = 2 * float(torch.linalg.eigvalsh(Phi.T @ Phi)[-1])
         assert 0.25 / top < step <= 1.0 / top * 1.0001
+
+
+# -- the blocked one-pass statistics -------------------------------------------------------------
+
+BASES = ["identity", "poly:3", "powers:3", "rbf:7", "sigmoid:4", "fourier:3", "custom"]
+
+
+def _basis(name: str) -> Basis:
+    if name == "custom":
+        return parse_basis(lambda X: torch.cat([X.sin(), X[:, :1] * X[:, 1:2]], dim=1))
+    return parse_basis(name)
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("name", BASES)
+@pytest.mark.parametrize("rows", [37, 1000])  # blocks that do not divide n; n below one block
+def test_blocked_pass_equals_the_plain_product(name: str, rows: int) -> None:
+    rng = np.random.default_rng(1)
+    # columns of other scales and offsets, |mean| / spread up to 10: centering the k × k
+    # statistics costs about ε (mean / spread)² of relative accuracy (docs/linear.md)
+    X = rng.normal(size=(200, 3)) * [1.0, 4.0, 0.2] + [0.5, -3.0, 2.0]
+    y = rng.normal(size=200) + 7.0
+    basis = _basis(name).fit(X)
+    F = basis.checked_features(X)
+    stats = moments((F[a : a + rows], y[a : a + rows]) for a in range(0, 200, rows))
+    mean = F.mean(dim=0)
+    scale = 1.0 / (F - mean).square().mean(dim=0).sqrt()
+    rotation = torch.linalg.qr(torch.as_tensor(rng.normal(size=(F.shape[1], F.shape[1]))))[0]
+    # the plain product, in 80-bit long double so that its own rounding does not count
+    wide = [np.asarray(t.numpy(), dtype=np.longdouble) for t in (F, mean, scale, rotation)]
+    F_, mean_, scale_, rotation_ = wide
+    y_ = np.asarray(y, dtype=np.longdouble)
+    for center, transform, design in [
+        (None, None, F_),
+        (mean, scale, (F_ - mean_) * scale_),
+        (mean, rotation, (F_ - mean_) @ rotation_),
+    ]:
+        Phi = np.concatenate([np.ones((200, 1), dtype=np.longdouble), design], axis=1)
+        blocked = stats.gram(center, transform)
+        for ours, exact in [(blocked.gram, Phi.T @ Phi), (blocked.moment, Phi.T @ y_)]:
+            error = np.linalg.norm((ours.numpy() - exact).astype(np.float64))
+            assert error <= 1e-12 * np.linalg.norm(exact.astype(np.float64))
+        assert float(blocked.total) == pytest.approx(float(y_ @ y_), rel=1e-12)
+
+
+@pytest.mark.parametrize("name", BASES)
+def test_the_estimator_statistics_equal_its_design(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With blocks of a few hundred bytes the fit reads the rows in many blocks; its ΦᵀΦ and Φᵀy
+    are those of the design matrix it describes."""
+    from descent.linear import LinearRegressionGD
+
+    monkeypatch.setattr("descent.linear.estimator.BLOCK_BYTES", 64)  # 256-row blocks
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(700, 2)) * [3.0, 0.5] + [1.0, -2.0]
+    y = X @ [1.0, 2.0] + rng.normal(size=700)
+    model = LinearRegressionGD(basis=_basis(name), max_epochs=2).fit(X, y)
+    plain = Gram.of(model._design(X), torch.as_tensor(y))
+    assert _relative(model.gram_.gram, plain.gram) < 1e-12
+    assert _relative(model.gram_.moment, plain.moment) < 1e-12
+
+
+def test_gram_optimum_equals_least_squares() -> None:
+    rng = np.random.default_rng(3)
+    Phi = with_bias(torch.as_tensor(rng.normal(size=(300, 5))))
+    y = torch.as_tensor(rng.normal(size=300))
+    exact = Gram.of(Phi, y).optimum()
+    assert exact is not None
+    reference = least_squares(Phi, y)
+    assert exact.loss == pytest.approx(reference.loss, rel=1e-12)
+    torch.testing.assert_close(exact.weights, reference.weights, rtol=1e-10, atol=1e-12)
+    # nearly collinear columns: the normal equations would square κ; it declines
+    collinear = torch.cat([Phi, Phi[:, 1:2] + 1e-9 * Phi[:, 2:3]], dim=1)
+    assert Gram.of(collinear, y).optimum() is None

@@ -1,47 +1,58 @@
-"""`descent regress [DATA.csv] --target COL --basis poly:3 --mode minibatch --optimizer adam …`"""
+"""`descent regress [DATA] --target COL --basis poly:3 --mode minibatch --optimizer adam …`
+
+DATA is a CSV (also .tsv, .csv.gz, .csv.bz2, .csv.zst) or a Parquet file, read by
+:func:`descent.data.tables.load_table`; without it, scikit-learn's bundled diabetes data.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from descent.data.tables import Table as DataTable
-from descent.data.tables import diabetes, load_csv
-from descent.linear import LinearRegressionGD
+if TYPE_CHECKING:
+    from descent.data.tables import Table as DataTable
+    from descent.linear import LinearRegressionGD
 
-console = Console()
+#: --standardize's words and the estimator's values they stand for.
+STANDARDIZE = {"columns": True, "orthonormal": "orthonormal", "none": False}
+MODE_TITLES = {
+    "full": "gradient descent",
+    "single": "stochastic (B = 1)",
+    "minibatch": "mini-batch (B = {batch_size})",
+}
 
 
 def parse_standardize(text: str) -> bool | str:
-    accepted = {"columns": True, "orthonormal": "orthonormal", "none": False}
-    if text not in accepted:
-        raise ValueError(f"--standardize must be one of {', '.join(accepted)}, got {text!r}")
-    return accepted[text]
+    from descent import validate
+
+    return STANDARDIZE[validate.choice(text, "--standardize", STANDARDIZE)]
 
 
 def parse_lr(text: str) -> float | str:
+    from descent.errors import InputError
+
     if text == "auto":
         return "auto"
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"--lr must be 'auto' or a number, got {text!r}") from None
+        raise InputError(f"--lr must be 'auto' or a number, got {text!r}") from None
 
 
 def regress(
     data: Annotated[
-        Path | None, typer.Argument(help="A CSV with a header row (default: bundled diabetes).")
+        Path | None,
+        typer.Argument(help="A CSV or Parquet file with a header row (default: bundled diabetes)."),
     ] = None,
-    target: Annotated[str | None, typer.Option(help="The target column of the CSV.")] = None,
+    target: Annotated[str | None, typer.Option(help="The target column of the table.")] = None,
     basis: Annotated[
         str, typer.Option(help="identity, poly:D, powers:D, rbf:K, sigmoid:K, fourier:M.")
     ] = "identity",
-    mode: Annotated[str, typer.Option(help="full, sgd or minibatch.")] = "full",
+    mode: Annotated[
+        str, typer.Option(help="full, single (one example per update) or minibatch.")
+    ] = "full",
     batch_size: Annotated[int, typer.Option(min=1, help="B for minibatch.")] = 50,
     optimizer: Annotated[str, typer.Option(help="Any descent update rule.")] = "sgd",
     lr: Annotated[str, typer.Option(help="'auto' (1/L) or a number.")] = "auto",
@@ -49,13 +60,26 @@ def regress(
     standardize: Annotated[str, typer.Option(help="columns, orthonormal or none.")] = "columns",
     reduction: Annotated[str, typer.Option(help="sum (the lecture's J) or mean.")] = "sum",
     seed: Annotated[int, typer.Option(help="Seeds shuffling.")] = 0,
+    delimiter: Annotated[
+        str | None, typer.Option(help="CSV column separator (default: found from the header).")
+    ] = None,
+    dtype: Annotated[
+        str, typer.Option(help="float64, or float32 to halve the table's memory.")
+    ] = "float64",
     plot: Annotated[
         Path | None,
         typer.Option(help="PNG with the loss curves of the three batch modes side by side."),
     ] = None,
 ) -> None:
     """Fit linear regression over basis functions by gradient descent; compare with the optimum."""
-    table = _load(data, target)
+    from rich.table import Table
+
+    from descent import validate
+    from descent.cli.main import console
+    from descent.linear import LinearRegressionGD
+
+    mode = validate.batch_mode(mode, "--mode")
+    table = _load(data, target, delimiter, dtype)
     settings: dict[str, Any] = dict(
         basis=basis,
         mode=mode,
@@ -77,12 +101,14 @@ def regress(
     )
     out.add_column("", justify="left")
     out.add_column("", justify="right")
+    # R² compares with the mean of y, which one row cannot give
+    r2 = f"{model.score(table.X, table.y):.4f}" if len(table.y) > 1 else "undefined (one row)"
     rows = [
         ("final J", f"{report.final_loss:.10g}"),
         ("optimum J (least squares)", f"{report.optimum_loss:.10g}"),
         ("relative gap (J − J*)/J*", f"{report.relative_gap:.2e}"),
         ("epochs", f"{report.epochs}" + ("" if report.converged else " (budget spent)")),
-        ("R² on the data", f"{model.score(table.X, table.y):.4f}"),
+        ("R² on the data", r2),
         ("time", f"{report.seconds:.2f} s"),
     ]
     for name, value in rows:
@@ -93,14 +119,17 @@ def regress(
         console.print(f"wrote {plot}")
 
 
-def _load(data: Path | None, target: str | None) -> DataTable:
+def _load(data: Path | None, target: str | None, delimiter: str | None, dtype: str) -> DataTable:
+    from descent.data.tables import diabetes, load_table
+    from descent.errors import InputError
+
     if data is None:
         if target not in (None, "target"):
-            raise ValueError("--target names a CSV column; give the CSV file too")
+            raise InputError("--target names a CSV column; give the CSV file too")
         return diabetes()
     if target is None:
-        raise ValueError(f"{data}: name the target column with --target")
-    return load_csv(data, target)
+        raise InputError(f"{data}: name the target column with --target")
+    return load_table(data, target, delimiter=delimiter, dtype=dtype)
 
 
 def _plot(
@@ -109,6 +138,9 @@ def _plot(
     """Loss curves (J − J*)/J* per epoch for the three batch modes, and for one input feature the
     fitted curve over the data."""
     import matplotlib
+    import numpy as np
+
+    from descent.linear import LinearRegressionGD
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -117,18 +149,13 @@ def _plot(
     panels = 4 if single_feature else 3
     figure, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), layout="constrained")
     budget = min(settings["max_epochs"], 200)
-    for axis, mode in zip(axes, ("full", "sgd", "minibatch"), strict=False):
+    for axis, mode in zip(axes, MODE_TITLES, strict=False):
         curve = LinearRegressionGD(**{**settings, "mode": mode, "max_epochs": budget})
         curve.fit(table.X, table.y)
         optimum = curve.fit_report(table.X, table.y).optimum_loss
         gaps = np.maximum((np.asarray(curve.loss_history_) - optimum) / optimum, 1e-16)
         axis.semilogy(range(len(gaps)), gaps, linewidth=1.4)
-        title = {
-            "full": "gradient descent",
-            "sgd": "stochastic (B = 1)",
-            "minibatch": f"mini-batch (B = {settings['batch_size']})",
-        }[mode]
-        axis.set_title(title)
+        axis.set_title(MODE_TITLES[mode].format(batch_size=settings["batch_size"]))
         axis.set_xlabel("epoch")
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("(J − J*) / J*")

@@ -1,9 +1,9 @@
 """The three batch modes of the lecture as one reusable, resumable iterator.
 
 Gradient descent, stochastic gradient descent and mini-batch gradient descent differ only in
-which examples form the batch behind a gradient: all n, one, or B (the lecture uses 50). For the
-last two the order is reshuffled every epoch from a seeded generator; the last partial batch is
-kept, so every example is seen exactly once per epoch.
+which examples form the batch behind a gradient: all n ("full"), one ("single") or B
+("minibatch"; the lecture uses 50). For the last two the order is reshuffled every epoch from a
+seeded generator; the last partial batch is kept, so every example is seen exactly once per epoch.
 """
 
 from __future__ import annotations
@@ -13,8 +13,12 @@ from typing import Any, Literal
 
 import torch
 
-BatchMode = Literal["full", "sgd", "minibatch"]
-MODES: tuple[str, ...] = ("full", "sgd", "minibatch")
+from descent import validate
+
+BatchMode = Literal["full", "single", "minibatch"]
+#: The canonical names; "sgd" (and the other aliases of :func:`descent.validate.batch_mode`) are
+#: accepted wherever a mode is read.
+MODES: tuple[str, ...] = validate.BATCH_MODES
 
 
 class Batches:
@@ -22,33 +26,36 @@ class Batches:
 
     Args:
         n: number of examples.
-        mode: "full" (one batch of all n, in order), "sgd" (n batches of one example) or
-            "minibatch" (batches of ``batch_size``, the last one possibly smaller).
+        mode: "full" (one batch of all n, in order), "single" (n batches of one example; "sgd"
+            is accepted for it) or "minibatch" (batches of ``batch_size``, the last one possibly
+            smaller).
         batch_size: B for "minibatch" (default 50, the lecture's).
-        shuffle: reshuffle at every epoch ("sgd" and "minibatch"; "full" never shuffles since
+        shuffle: reshuffle at every epoch ("single" and "minibatch"; "full" never shuffles since
             the order of a sum does not change its value beyond rounding).
         seed: seeds the generator; the same seed gives the same order of every epoch.
+
+    Example::
+
+        batches = Batches(120, "minibatch", 50, seed=0)
+        [len(b) for b in batches.epoch()]  # [50, 50, 20]
     """
 
     def __init__(
         self,
         n: int,
-        mode: BatchMode = "full",
+        mode: str = "full",
         batch_size: int = 50,
         *,
         shuffle: bool = True,
         seed: int | None = 0,
     ) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"the number of examples must be a positive integer, got {n!r}")
-        if mode not in MODES:
-            raise ValueError(f"batch mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        validate.positive_int(n, "the number of examples")
+        self.mode: BatchMode = validate.batch_mode(mode)  # type: ignore[assignment]
+        validate.positive_int(batch_size, "batch_size")
         self.n = n
-        self.mode = mode
-        self.batch_size = {"full": n, "sgd": 1, "minibatch": min(batch_size, n)}[mode]
-        self.shuffle = shuffle and mode != "full"
+        self.requested_batch_size = batch_size
+        self.batch_size = {"full": n, "single": 1, "minibatch": min(batch_size, n)}[self.mode]
+        self.shuffle = shuffle and self.mode != "full"
         self.generator = torch.Generator()
         self.generator.manual_seed(seed if seed is not None else torch.seed())
         self.epochs_done = 0
@@ -57,14 +64,37 @@ class Batches:
         """Batches per epoch."""
         return -(-self.n // self.batch_size)
 
-    def epoch(self) -> Iterator[torch.Tensor]:
-        """The index batches of the next epoch (drawing its order advances the generator)."""
+    def order(self) -> torch.Tensor:
+        """The order of the next epoch's examples, all n indices (drawing it advances the
+        generator and counts the epoch). Batch b of the epoch is
+        ``order[b * batch_size : (b + 1) * batch_size]``: gather the data once in this order and
+        slice it, instead of gathering batch by batch."""
         if self.shuffle:
             order = torch.randperm(self.n, generator=self.generator)
         else:
             order = torch.arange(self.n)
         self.epochs_done += 1
-        return iter(order.split(self.batch_size))
+        return order
+
+    def epoch(self) -> Iterator[torch.Tensor]:
+        """The index batches of the next epoch."""
+        return iter(self.order().split(self.batch_size))
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) of each batch within an epoch's order."""
+        return [
+            (start, min(start + self.batch_size, self.n))
+            for start in range(0, self.n, self.batch_size)
+        ]
+
+    def resized(self, n: int) -> Batches:
+        """Batches of the same mode over ``n`` examples that continue this random stream (the
+        next epoch draws from where this one's generator stands); ``self`` if n is unchanged."""
+        if n == self.n:
+            return self
+        fresh = Batches(n, self.mode, self.requested_batch_size, shuffle=self.shuffle, seed=0)
+        fresh.load_state_dict(self.state_dict())
+        return fresh
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue with the same order: generator state and epoch count."""

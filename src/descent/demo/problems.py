@@ -96,7 +96,7 @@ def compare_batch_modes(epochs: int = 20, seed: int = 0) -> list[ModeResult]:
     # before timing anything.
     optim.SGD([torch.zeros(1, requires_grad=True)])
     results = []
-    for mode in ("full", "sgd", "minibatch"):
+    for mode in ("full", "single", "minibatch"):
         model = LinearRegressionGD(mode=mode, max_epochs=epochs, tol=0.0, random_state=seed)
         model.fit(table.X, table.y)
         report = model.fit_report(table.X, table.y)

@@ -14,11 +14,13 @@ from descent.linear.estimator import FitReport, LinearRegressionGD
 from descent.linear.solve import (
     Gram,
     LeastSquares,
+    Moments,
     gradient,
     largest_eigenvalue,
     least_squares,
     lipschitz_step,
     loss,
+    moments,
 )
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "Identity",
     "LeastSquares",
     "LinearRegressionGD",
+    "Moments",
     "Polynomial",
     "Sigmoid",
     "gradient",
@@ -38,5 +41,6 @@ __all__ = [
     "least_squares",
     "lipschitz_step",
     "loss",
+    "moments",
     "parse_basis",
 ]

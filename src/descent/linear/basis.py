@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from descent.errors import InputError
+
 ArrayLike = Any
 
 
@@ -27,7 +29,7 @@ def as_tensor(X: ArrayLike) -> Tensor:
     if tensor.dim() == 1:
         tensor = tensor.unsqueeze(1)
     if tensor.dim() != 2:
-        raise ValueError(
+        raise InputError(
             f"inputs must be 2-D (n examples × p features), got shape {tuple(tensor.shape)}"
         )
     return tensor
@@ -41,9 +43,6 @@ class Basis:
     """Base class: ``fit(X)`` learns what the basis needs from data (centers, ranges), then
     ``transform(X)`` (or calling the basis) returns Φ with the bias column first."""
 
-    #: the name ``parse_basis`` knows it by
-    name = ""
-
     def fit(self, X: ArrayLike) -> Basis:
         shape = np.shape(X)
         self.n_inputs_ = shape[1] if len(shape) == 2 else 1
@@ -53,6 +52,11 @@ class Basis:
         """The k basis functions (without the bias) at X."""
         raise NotImplementedError
 
+    def size(self, n_inputs: int, n_examples: int) -> int | None:
+        """k, the number of basis functions on ``n_inputs`` features, counted without building
+        them (None: known only by evaluating the basis)."""
+        return None
+
     def transform(self, X: ArrayLike) -> Tensor:
         return with_bias(self.checked_features(X))
 
@@ -60,9 +64,9 @@ class Basis:
         """The k basis functions at X (no bias column), after checking X against the fit."""
         tensor = as_tensor(X)
         if not hasattr(self, "n_inputs_"):
-            raise ValueError(f"{type(self).__name__} is not fitted: call fit(X) first")
+            raise InputError(f"{type(self).__name__} is not fitted: call fit(X) first")
         if tensor.shape[1] != self.n_inputs_:
-            raise ValueError(
+            raise InputError(
                 f"{type(self).__name__} was fitted on {self.n_inputs_} input features, "
                 f"got {tensor.shape[1]}"
             )
@@ -91,7 +95,8 @@ class Basis:
 class Identity(Basis):
     """φ(x) = (1, x₁, …, x_p): plain linear regression."""
 
-    name = "identity"
+    def size(self, n_inputs: int, n_examples: int) -> int:
+        return n_inputs
 
     def features(self, X: Tensor) -> Tensor:
         return X
@@ -101,16 +106,20 @@ class Polynomial(Basis):
     """Monomials up to total degree d: with interactions every x_{i1}·…·x_{im} (m ≤ d), as
     scikit-learn's PolynomialFeatures; without, only the powers x_j^m of single features."""
 
-    name = "poly"
-
     def __init__(self, degree: int = 2, interactions: bool = True) -> None:
         if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
-            raise ValueError(f"polynomial degree must be an integer ≥ 1, got {degree!r}")
+            raise InputError(f"polynomial degree must be an integer ≥ 1, got {degree!r}")
         self.degree = degree
         self.interactions = interactions
 
     def _params(self) -> dict[str, Any]:
         return {"degree": self.degree, "interactions": self.interactions}
+
+    def size(self, n_inputs: int, n_examples: int) -> int:
+        # C(p + d, d) − 1 monomials of degree 1…d in p variables (or p·d powers alone)
+        if not self.interactions:
+            return n_inputs * self.degree
+        return math.comb(n_inputs + self.degree, self.degree) - 1
 
     def terms(self) -> list[tuple[int, ...]]:
         """Each basis function as the tuple of input indices multiplied together."""
@@ -145,13 +154,11 @@ class RBF(Basis):
     the median distance between the centers.
     """
 
-    name = "rbf"
-
     def __init__(self, centers: int | ArrayLike = 10, width: float | None = None, seed: int = 0):
         if isinstance(centers, int) and centers < 1:
-            raise ValueError(f"RBF needs at least one center, got {centers!r}")
+            raise InputError(f"RBF needs at least one center, got {centers!r}")
         if width is not None and not width > 0:
-            raise ValueError(f"RBF width must be > 0, got {width!r}")
+            raise InputError(f"RBF width must be > 0, got {width!r}")
         self.centers = centers
         self.width = width
         self.seed = seed
@@ -161,6 +168,11 @@ class RBF(Basis):
             self.centers if isinstance(self.centers, int) else np.asarray(self.centers).tolist()
         )
         return {"centers": centers, "width": self.width, "seed": self.seed}
+
+    def size(self, n_inputs: int, n_examples: int) -> int:
+        if not isinstance(self.centers, int):
+            return len(np.asarray(self.centers))
+        return self.centers if n_inputs == 1 else min(self.centers, n_examples)
 
     def fit(self, X: ArrayLike) -> RBF:
         super().fit(X)
@@ -177,7 +189,7 @@ class RBF(Basis):
         else:
             self.centers_ = as_tensor(self.centers)
             if self.centers_.shape[1] != data.shape[1]:
-                raise ValueError(
+                raise InputError(
                     f"RBF centers have {self.centers_.shape[1]} coordinates, the inputs "
                     f"{data.shape[1]}"
                 )
@@ -199,15 +211,16 @@ class Sigmoid(Basis):
     """Logistic sigmoids per input feature: φ_{j,m}(x) = σ((x_j − c_{j,m}) / s_j), with k
     centers per feature at evenly spaced quantiles and s_j the feature's spread / k."""
 
-    name = "sigmoid"
-
     def __init__(self, centers: int = 10) -> None:
         if isinstance(centers, bool) or not isinstance(centers, int) or centers < 1:
-            raise ValueError(f"sigmoid basis needs a number of centers ≥ 1, got {centers!r}")
+            raise InputError(f"sigmoid basis needs a number of centers ≥ 1, got {centers!r}")
         self.centers = centers
 
     def _params(self) -> dict[str, Any]:
         return {"centers": self.centers}
+
+    def size(self, n_inputs: int, n_examples: int) -> int:
+        return n_inputs * self.centers
 
     def fit(self, X: ArrayLike) -> Sigmoid:
         super().fit(X)
@@ -227,18 +240,19 @@ class Fourier(Basis):
     """sin(2πm x_j / P_j) and cos(2πm x_j / P_j) for m = 1…M per feature, P_j the feature's range
     at fit (or ``period``)."""
 
-    name = "fourier"
-
     def __init__(self, frequencies: int = 5, period: float | None = None) -> None:
         if isinstance(frequencies, bool) or not isinstance(frequencies, int) or frequencies < 1:
-            raise ValueError(f"fourier basis needs frequencies ≥ 1, got {frequencies!r}")
+            raise InputError(f"fourier basis needs frequencies ≥ 1, got {frequencies!r}")
         if period is not None and not period > 0:
-            raise ValueError(f"fourier period must be > 0, got {period!r}")
+            raise InputError(f"fourier period must be > 0, got {period!r}")
         self.frequencies = frequencies
         self.period = period
 
     def _params(self) -> dict[str, Any]:
         return {"frequencies": self.frequencies, "period": self.period}
+
+    def size(self, n_inputs: int, n_examples: int) -> int:
+        return 2 * n_inputs * self.frequencies
 
     def fit(self, X: ArrayLike) -> Fourier:
         super().fit(X)
@@ -259,11 +273,9 @@ class Fourier(Basis):
 class Custom(Basis):
     """Any callable mapping an (n, p) float64 tensor to (n, k) features; the bias is added."""
 
-    name = "custom"
-
     def __init__(self, function: Callable[[Tensor], Tensor]) -> None:
         if not callable(function):
-            raise ValueError(f"a custom basis needs a callable, got {function!r}")
+            raise InputError(f"a custom basis needs a callable, got {function!r}")
         self.function = function
 
     def _params(self) -> dict[str, Any]:
@@ -274,7 +286,7 @@ class Custom(Basis):
         if out.dim() == 1:
             out = out.unsqueeze(1)
         if out.dim() != 2 or len(out) != len(X):
-            raise ValueError(
+            raise InputError(
                 f"the custom basis function returned shape {tuple(out.shape)}; it must return "
                 f"({len(X)}, k)"
             )
@@ -300,10 +312,10 @@ def parse_basis(spec: str | Basis | Callable[[Tensor], Tensor]) -> Basis:
     if callable(spec):
         return Custom(spec)
     if not isinstance(spec, str):
-        raise ValueError(f"basis must be a name like 'poly:3', a Basis or a callable, got {spec!r}")
+        raise InputError(f"basis must be a name like 'poly:3', a Basis or a callable, got {spec!r}")
     name, _, argument = spec.partition(":")
     if name not in BASES:
-        raise ValueError(
+        raise InputError(
             f"unknown basis {spec!r}; accepted: identity, poly:D, powers:D, rbf:K, sigmoid:K, "
             "fourier:M, or a callable"
         )
@@ -312,7 +324,7 @@ def parse_basis(spec: str | Basis | Callable[[Tensor], Tensor]) -> Basis:
     try:
         number = int(argument)
     except ValueError:
-        raise ValueError(f"basis {spec!r}: '{argument}' is not an integer") from None
+        raise InputError(f"basis {spec!r}: '{argument}' is not an integer") from None
     if name in ("identity", "linear"):
-        raise ValueError(f"basis {name!r} takes no argument, got {spec!r}")
+        raise InputError(f"basis {name!r} takes no argument, got {spec!r}")
     return BASES[name](number)

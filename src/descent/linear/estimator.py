@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,10 +16,20 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from descent import optim
-from descent.data.batches import MODES, Batches
+from descent import optim, validate
+from descent.data.batches import Batches
+from descent.data.tables import available_memory, format_bytes
+from descent.errors import InputError
 from descent.linear.basis import parse_basis
-from descent.linear.solve import Gram, least_squares, lipschitz_step, loss
+from descent.linear.solve import (
+    Gram,
+    Moments,
+    gradient,
+    least_squares,
+    lipschitz_step,
+    loss,
+    moments,
+)
 from descent.schedules import Schedule, from_dict
 
 # Rules for which "auto" means 1/L; the adaptive rules normalize the gradient themselves, and for
@@ -26,6 +37,11 @@ from descent.schedules import Schedule, from_dict
 _LIPSCHITZ_RULES = ("sgd", "momentum", "nesterov")
 # Keep ΦᵀΦ (k × k) only up to this many columns (128 MiB in float64).
 _MAX_GRAM = 4096
+#: The most basis functions a fit accepts, whatever the memory (a basis is also refused when its
+#: design matrix or ΦᵀΦ would not fit in the memory available).
+MAX_BASIS_FUNCTIONS = 1_000_000
+#: Bytes of basis features evaluated at once in the blocked pass over the rows.
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -56,8 +72,8 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     Args:
         basis: "identity", "poly:D", "powers:D", "rbf:K", "sigmoid:K", "fourier:M", a
             :class:`~descent.linear.basis.Basis`, or a callable returning the k features.
-        mode: "full" (gradient descent), "sgd" (one example) or "minibatch" (``batch_size``),
-            reshuffled every epoch.
+        mode: "full" (gradient descent), "single" (one example per update; "sgd" is accepted
+            for it) or "minibatch" (``batch_size``), reshuffled every epoch.
         batch_size: B for "minibatch" (the lecture's 50).
         optimizer: any descent rule by name ("sgd", "momentum", "adam", …).
         optimizer_params: the rule's other hyperparameters (momentum, betas, …).
@@ -84,6 +100,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         weights_: all k+1 weights, bias first. n_iter_: epochs run. loss_history_: J after each
         epoch (J(w₀) first, computed from ΦᵀΦ in full-batch mode). converged_: a stopping rule
         held. fit_seconds_: wall time of fit. ``fit_report(X, y)`` compares with the optimum.
+
+    A full-batch fit reads the data once: the basis is evaluated on row blocks, ΦᵀΦ and Φᵀy are
+    accumulated, and every epoch after that costs O(k²) (docs/linear.md).
+
+    Example::
+
+        model = LinearRegressionGD(basis="poly:3", standardize="orthonormal").fit(X, y)
+        model.fit_report(X, y).relative_gap  # (J − J*)/J*, about 1e-12
     """
 
     def __init__(
@@ -118,35 +142,33 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     # -- validation ------------------------------------------------------------------------------
 
-    def _check_params(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if self.optimizer not in optim.OPTIMIZERS:
-            raise ValueError(
+    def _check_params(self) -> tuple[str, str]:
+        """The parameters checked; returns the batch mode and the rule by their canonical names
+        (the parameters themselves stay as given, as scikit-learn requires)."""
+        mode = validate.batch_mode(self.mode, "mode")
+        rule = validate.normalize_name(self.optimizer) if isinstance(self.optimizer, str) else None
+        if rule not in optim.OPTIMIZERS:
+            raise InputError(
                 f"unknown optimizer {self.optimizer!r}; accepted: {', '.join(optim.OPTIMIZERS)}"
             )
-        if self.loss_reduction not in ("sum", "mean"):
-            raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
-        if self.init not in ("zeros", "normal"):
-            raise ValueError(f"init must be 'zeros' or 'normal', got {self.init!r}")
+        validate.choice(self.loss_reduction, "loss_reduction", ("sum", "mean"))
+        validate.choice(self.init, "init", ("zeros", "normal"))
         for name in ("max_epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("tol", "tol_loss"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"{name} must be a float ≥ 0, got {value!r}")
+            validate.positive_int(int(value) if isinstance(value, np.integer) else value, name)
+        validate.nonnegative(self.tol, "tol")
+        validate.nonnegative(self.tol_loss, "tol_loss")
         if self.standardize not in (True, False, "columns", "orthonormal"):
-            raise ValueError(
+            raise InputError(
                 f"standardize must be True, False, 'columns' or 'orthonormal', got "
                 f"{self.standardize!r}"
             )
         lr = self.learning_rate
         if isinstance(lr, str) and lr != "auto":
-            raise ValueError(f"learning_rate must be 'auto', a float or a schedule, got {lr!r}")
+            raise InputError(f"learning_rate must be 'auto', a float or a schedule, got {lr!r}")
+        return mode, rule
 
-    # -- the design matrix -------------------------------------------------------------------------
+    # -- the design matrix and its statistics ------------------------------------------------------
 
     def _design(self, X: np.ndarray) -> torch.Tensor:
         """Φ for X with the fitted basis and conditioning: [1, (φ(X) − center) · transform]."""
@@ -162,7 +184,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             Phi[:, 1:] = torch.addmm(shift, features, self.transform_)
         else:
             Phi = torch.empty(n, features.shape[1] + 1, dtype=torch.float64)
-            if self.transform_ is None:
+            if self.center_ is None:
                 Phi[:, 1:] = features
             else:  # columns: scales each one
                 torch.sub(features, self.center_, out=Phi[:, 1:])
@@ -170,146 +192,270 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         Phi[:, 0] = 1.0
         return Phi
 
+    def _blocks(self, X: np.ndarray, y: np.ndarray) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """(φ(X_b), y_b) over row blocks of about BLOCK_BYTES of features each: the basis is
+        evaluated block by block, so its n × k matrix is never held whole."""
+        k = max(self.basis_.size(X.shape[1], len(X)) or 1, 1)
+        rows = max(256, BLOCK_BYTES // (8 * k))
+        for start in range(0, len(X), rows):
+            yield (
+                self.basis_.checked_features(X[start : start + rows]),
+                np.asarray(y[start : start + rows], dtype=np.float64),
+            )
+
+    def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
+        """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
+        a k × k matrix)."""
+        if self.n_features_out_ + 1 > _MAX_GRAM:
+            return None
+        return moments(self._blocks(X, y)).gram(self.center_, self.transform_)
+
+    def _check_basis_size(self, X: np.ndarray, mode: str) -> int:
+        """k, refusing up front a basis whose size or memory is beyond the stated limits."""
+        n, p = X.shape
+        k = self.basis_.size(p, n)
+        if k is None:  # a custom basis: one row tells its width
+            k = int(self.basis_.fit(X[:1]).checked_features(X[:1]).shape[1])
+        described = f"basis {self.basis!r} on {p} input feature{'s' * (p != 1)}"
+        if k > MAX_BASIS_FUNCTIONS:
+            raise InputError(
+                f"{described} has {k:,} functions, more than the {MAX_BASIS_FUNCTIONS:,} "
+                "LinearRegressionGD accepts; choose a smaller degree or fewer centers"
+            )
+        keeps_gram = k + 1 <= _MAX_GRAM
+        needed = 3 * 8 * (k + 1) ** 2 if keeps_gram else 0  # ΦᵀΦ and its conditioning
+        if mode != "full" or not keeps_gram:
+            needed += 8 * n * (k + 1)  # the design matrix itself
+        available = available_memory()
+        if needed > available:
+            raise InputError(
+                f"{described} has {k:,} functions; fitting it to {n:,} examples needs about "
+                f"{format_bytes(needed)}, more than the {format_bytes(available)} of memory "
+                "available; choose a smaller degree or fewer centers"
+            )
+        return k
+
     def _prepare(
-        self, X: np.ndarray, y: np.ndarray
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Fit the basis and the conditioning; return Φ, y and ΦᵀΦ (None when k is too large to
-        keep a k × k matrix). The data is read a fixed, small number of times: one pass for the
-        column means, one to write Φ, one matrix product for ΦᵀΦ (whose diagonal gives the
-        column variances), one in-place scaling."""
-        self.basis_ = copy.deepcopy(parse_basis(self.basis)).fit(X)
-        raw = self.basis_.checked_features(X)
-        n, k = raw.shape
-        keep_gram = k + 1 <= _MAX_GRAM
+        self, X: np.ndarray, y: np.ndarray, mode: str, design: bool
+    ) -> tuple[torch.Tensor | None, torch.Tensor, Gram | None]:
+        """Fit the basis and the conditioning from one blocked pass over the data; return Φ
+        (only when ``design``: the stochastic modes and partial_fit read rows), y and the
+        statistics of the conditioned design (None when k is too large to keep ΦᵀΦ).
+
+        The pass accumulates FᵀF, Σ F, Fᵀy for the raw basis F; centering and scaling are
+        applied to those k × k statistics (ΦᵀΦ − n μμᵀ, then D … D), not to the n × k data."""
+        self.basis_ = copy.deepcopy(parse_basis(self.basis))
+        self.n_features_out_ = self._check_basis_size(X, mode)  # before fit builds anything
+        self.basis_.fit(X)
         self.center_, self.transform_ = None, None
+        target = torch.tensor(np.asarray(y), dtype=torch.float64)
+        if self.n_features_out_ + 1 > _MAX_GRAM:  # no k × k statistics: condition on the data
+            raw = self.basis_.checked_features(X)
+            if self.standardize is not False:
+                self.center_ = raw.mean(dim=0)
+                self.transform_ = (
+                    _inverse_spread((raw - self.center_).square().mean(dim=0))
+                    if self.standardize != "orthonormal"
+                    else _whitening(raw, self.center_)
+                )
+            return self._assemble(raw), target, None
+        stats = moments(self._blocks(X, y))
         if self.standardize in (True, "columns"):
-            self.center_ = (torch.ones(n, dtype=torch.float64) @ raw) / n
-            self.transform_ = torch.ones(k, dtype=torch.float64)
-            Phi = self._assemble(raw)  # centered, not yet scaled
-            gram = Phi.T @ Phi if keep_gram else None
-            variance = (gram.diagonal()[1:] if gram is not None else (Phi[:, 1:] ** 2).sum(0)) / n
-            spread = variance.sqrt()
-            self.transform_ = 1.0 / torch.where(spread > 0, spread, 1.0)
-            Phi[:, 1:] *= self.transform_
-            if gram is not None:
-                scale = torch.cat([torch.ones(1, dtype=torch.float64), self.transform_])
-                gram = gram * torch.outer(scale, scale)
-        else:
-            if self.standardize == "orthonormal":
+            self.center_ = stats.mean
+            self.transform_ = _inverse_spread(stats.centered_cross().diagonal() / stats.n)
+        elif self.standardize == "orthonormal":
+            self.center_ = stats.mean
+            self.transform_ = _whitening_from(stats)
+            if self.transform_ is None:
+                # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about
+                # ε·κ): whiten from the data's SVD and take ΦᵀΦ from Φ itself.
+                raw = self.basis_.checked_features(X)
                 self.center_ = raw.mean(dim=0)
                 self.transform_ = _whitening(raw, self.center_)
-            Phi = self._assemble(raw)
-            gram = Phi.T @ Phi if keep_gram else None
-        return Phi, torch.tensor(y, dtype=torch.float64), gram
+                Phi = self._assemble(raw)
+                return (Phi if design else None), target, Gram.of(Phi, target)
+        gram = stats.gram(self.center_, self.transform_)
+        return (self._design(X) if design else None), target, gram
 
-    def _learning_rate(self, Phi: torch.Tensor, gram: torch.Tensor | None) -> Any:
+    def _learning_rate(
+        self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str
+    ) -> Any:
         lr = self.learning_rate
         if isinstance(lr, dict):
             return from_dict(lr)
         if isinstance(lr, Schedule) or callable(lr):
             return lr
         if lr == "auto":
-            if self.optimizer in _LIPSCHITZ_RULES:
-                return lipschitz_step(Phi, self.mode, self.batch_size, self.loss_reduction, gram)
+            if rule in _LIPSCHITZ_RULES:
+                return lipschitz_step(
+                    Phi,
+                    mode,
+                    self.batch_size,
+                    self.loss_reduction,
+                    gram.gram if gram is not None else None,
+                    n=gram.n if gram is not None else None,
+                )
             return None  # the rule's default
         return float(lr)
 
     def _start(
-        self, Phi: torch.Tensor, y: torch.Tensor, seed: int, gram: torch.Tensor | None
+        self,
+        Phi: torch.Tensor | None,
+        gram: Gram | None,
+        n: int,
+        seed: int,
+        mode: str,
+        rule: str,
     ) -> None:
         """Weights, optimizer and batches for a fresh fit (or the first partial_fit)."""
-        k = Phi.shape[1]
+        k = gram.gram.shape[0] if gram is not None else Phi.shape[1]  # type: ignore[union-attr]
         if self.init == "zeros":
             self.w_ = torch.zeros(k, dtype=torch.float64)
         else:
             generator = torch.Generator().manual_seed(seed)
             self.w_ = 0.01 * torch.randn(k, generator=generator, dtype=torch.float64)
         self.w_.requires_grad_(True)
-        use_gram = gram is not None and self.mode == "full" and len(Phi) > k
-        self.gram_ = Gram(gram, Phi.T @ y, y @ y, len(y)) if use_gram else None
-        lr = self._learning_rate(Phi, gram)
+        lr = self._learning_rate(Phi, gram, mode, rule)
         params = dict(self.optimizer_params or {})
         if lr is not None:
             params["lr"] = lr
-        self.optimizer_ = optim.create(self.optimizer, [self.w_], **params)
-        self.batches_ = Batches(len(Phi), self.mode, self.batch_size, seed=seed)
+        self.optimizer_ = optim.create(rule, [self.w_], **params)
+        self.batches_ = Batches(n, mode, self.batch_size, seed=seed)
         self.learning_rate_ = lr
 
-    def _epoch(self, Phi: torch.Tensor, y: torch.Tensor) -> None:
-        """One pass over the data: one update per batch, with the analytic gradient."""
-        reduction = self.loss_reduction
-        w = self.w_
-        for indices in self.batches_.epoch():
-            with torch.no_grad():
-                if self.gram_ is not None and len(indices) == len(Phi):
-                    grad = self.gram_.gradient(w, reduction)
+    # -- descending --------------------------------------------------------------------------------
+
+    def _descend_on_statistics(self, gram: Gram, rule: str) -> None:
+        """Full-batch gradient descent as a tight loop on the k × k statistics: per epoch one
+        product ΦᵀΦ w gives both J(w) and ∇J(w), the gradient is written into one buffer, and
+        the plain rule with a constant step updates w in place without the optimizer's
+        machinery (the iterates are the same)."""
+        w, reduction = self.w_, self.loss_reduction
+        grad = torch.zeros_like(w)
+        w.grad = grad
+        plain_step = (
+            rule == "sgd" and isinstance(self.learning_rate_, float) and not self.optimizer_params
+        )
+        losses: list[torch.Tensor] = []
+        first_norm = 0.0
+        self.n_iter_ = 0
+        with torch.no_grad():
+            for epoch in range(self.max_epochs + 1):
+                value, _ = gram.evaluate(w, reduction, out=grad)
+                losses.append(value)
+                norm = float(torch.linalg.vector_norm(grad))
+                if not math.isfinite(norm) or not math.isfinite(float(value)):
+                    self._diverged(epoch, float(value), rule, gram)
+                if epoch == 0:
+                    first_norm = norm
+                    done = norm == 0.0
                 else:
-                    batch = Phi[indices]
-                    residual = y[indices] - batch @ w
-                    grad = -2.0 * (batch.T @ residual)
-                    if reduction == "mean":
-                        grad /= len(indices)
-            w.grad = grad
+                    done = norm <= self.tol * first_norm
+                    if self.tol_loss > 0 and not done:
+                        previous, current = float(losses[-2]), float(value)
+                        done = abs(previous - current) <= self.tol_loss * current
+                if done or epoch == self.max_epochs:
+                    break
+                if plain_step:
+                    w.sub_(grad, alpha=self.learning_rate_)
+                else:
+                    self.optimizer_.step()
+                self.n_iter_ += 1
+        self.converged_ = done
+        self.loss_history_ = torch.stack(losses).tolist()
+
+    def _descend_on_rows(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> None:
+        """Epochs of batches drawn from Φ's rows (the stochastic modes, or a full batch whose
+        k × k statistics would not fit)."""
+        self.loss_history_ = [self._loss(Phi, y)]
+        first_norm = self._full_gradient_norm(Phi, y)
+        self.converged_ = first_norm == 0.0
+        self.n_iter_ = 0
+        while not self.converged_ and self.n_iter_ < self.max_epochs:
+            self._epoch(Phi, y, rule)
+            self.n_iter_ += 1
+            self.loss_history_.append(self._loss(Phi, y))
+            previous, current = self.loss_history_[-2], self.loss_history_[-1]
+            small_gradient = self._full_gradient_norm(Phi, y) <= self.tol * first_norm
+            flat_loss = self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current
+            self.converged_ = small_gradient or flat_loss
+
+    def _epoch(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> None:
+        """One pass over the data: one update per batch, with the analytic gradient. The rows
+        are gathered in the epoch's order once, and each batch is a slice of that copy."""
+        order = self.batches_.order()
+        if self.batches_.shuffle:
+            Phi, y = Phi[order], y[order]
+        w, reduction = self.w_, self.loss_reduction
+        for start, stop in self.batches_.bounds():
+            with torch.no_grad():
+                w.grad = gradient(Phi[start:stop], y[start:stop], w, reduction)
             self.optimizer_.step()
-            if not torch.isfinite(w).all():
-                raise ValueError(
-                    f"gradient descent diverged in epoch {self.batches_.epochs_done} (the weights "
-                    f"are not finite); use a smaller learning_rate than {self.learning_rate_!r}"
-                )
+        if not bool(torch.isfinite(w).all()):
+            self._diverged(self.batches_.epochs_done, math.nan, rule, None)
+
+    def _diverged(self, epoch: int, value: float, rule: str, gram: Gram | None) -> None:
+        """Stop with the advice training gives: the epoch, the loss, the rate and what to try."""
+        advice = "use a smaller learning_rate"
+        if rule in _LIPSCHITZ_RULES and self.learning_rate != "auto":
+            advice += " or learning_rate='auto' (1/L, which converges for this rule)"
+        loss_text = f"J = {value:g}" if math.isfinite(value) or value == math.inf else "J is NaN"
+        raise InputError(
+            f"gradient descent diverged in epoch {epoch} ({loss_text}, the weights are not "
+            f"finite or overflow) with learning rate {self.learning_rate_!r}; {advice}"
+        )
 
     def _full_gradient_norm(self, Phi: torch.Tensor, y: torch.Tensor) -> float:
         with torch.no_grad():
-            if self.gram_ is not None:
-                return float(self.gram_.gradient(self.w_, self.loss_reduction).norm())
-            residual = y - Phi @ self.w_
-            grad = -2.0 * (Phi.T @ residual)
-            if self.loss_reduction == "mean":
-                grad /= len(y)
-            return float(grad.norm())
+            return float(gradient(Phi, y, self.w_, self.loss_reduction).norm())
 
     def _loss(self, Phi: torch.Tensor, y: torch.Tensor) -> float:
         with torch.no_grad():
-            if self.gram_ is not None:
-                return float(self.gram_.loss(self.w_, self.loss_reduction))
             return float(loss(Phi, y, self.w_, self.loss_reduction))
 
     # -- scikit-learn API --------------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> LinearRegressionGD:
         """Descend from w₀ until a stopping rule holds or ``max_epochs`` epochs have run."""
-        self._check_params()
+        mode, rule = self._check_params()
         X, y = validate_data(self, X, y, y_numeric=True, dtype=[np.float64, np.float32])
         started = time.perf_counter()
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        Phi, target, gram = self._prepare(X, y)
-        self._start(Phi, target, seed, gram)
-        self.loss_history_ = [self._loss(Phi, target)]
-        first_norm = self._full_gradient_norm(Phi, target)
-        self.converged_ = first_norm == 0.0
-        self.n_iter_ = 0
-        while not self.converged_ and self.n_iter_ < self.max_epochs:
-            self._epoch(Phi, target)
-            self.n_iter_ += 1
-            self.loss_history_.append(self._loss(Phi, target))
-            previous, current = self.loss_history_[-2], self.loss_history_[-1]
-            small_gradient = self._full_gradient_norm(Phi, target) <= self.tol * first_norm
-            flat_loss = self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current
-            self.converged_ = small_gradient or flat_loss
+        Phi, target, gram = self._prepare(X, y, mode, design=mode != "full")
+        if Phi is None and gram is None:  # pragma: no cover - _prepare returns one of them
+            raise AssertionError("neither the design nor its statistics")
+        self._start(Phi, gram, len(y), seed, mode, rule)
+        self.gram_ = gram if mode == "full" else None
+        if self.gram_ is not None:
+            self._descend_on_statistics(self.gram_, rule)
+        else:
+            self._descend_on_rows(Phi, target, rule)  # type: ignore[arg-type]
         self._publish()
         self.fit_seconds_ = time.perf_counter() - started
         return self
 
     def fit_report(self, X: Any, y: Any) -> FitReport:
-        """The fitted J on (X, y) beside the exact least-squares optimum over the same basis
-        (an SVD solve: it costs more than many fits, so fit does not do it for you)."""
+        """The fitted J on (X, y) beside the exact least-squares optimum over the same basis.
+
+        One blocked pass gives ΦᵀΦ, Φᵀy and yᵀy, from which both J(w) and the optimum follow
+        (an eigendecomposition of the k × k ΦᵀΦ); only when ΦᵀΦ is too ill-conditioned for the
+        normal equations is the optimum solved on Φ itself (an SVD, slower)."""
         check_is_fitted(self, "weights_")
         X, y = validate_data(
             self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32]
         )
-        Phi = self._design(X)
-        target = torch.tensor(y, dtype=torch.float64)
-        final = float(loss(Phi, target, self.w_.detach(), self.loss_reduction))
-        optimum = least_squares(Phi, target, self.loss_reduction).loss
+        w = self.w_.detach()
+        reduction = self.loss_reduction
+        gram = self._statistics(X, y)
+        exact = gram.optimum() if gram is not None else None
+        if exact is None:
+            Phi = self._design(X)
+            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            final = float(loss(Phi, target, w, reduction))
+            optimum = least_squares(Phi, target, reduction).loss
+        else:
+            final = float(gram.loss(w, reduction))  # type: ignore[union-attr]
+            optimum = exact.loss * (1.0 if reduction == "sum" else 1.0 / len(y))
         return FitReport(
             final,
             optimum,
@@ -321,24 +467,25 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def partial_fit(self, X: Any, y: Any) -> LinearRegressionGD:
         """One more epoch over (X, y). The first call fits the basis on its X and starts from w₀;
         later calls continue with the same weights, optimizer state and learning-rate position."""
-        self._check_params()
+        mode, rule = self._check_params()
         first = not hasattr(self, "w_")
         X, y = validate_data(
             self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first
         )
         if first:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            Phi, target, gram = self._prepare(X, y)
-            self._start(Phi, target, seed, gram)
+            Phi, target, gram = self._prepare(X, y, mode, design=True)
+            self._start(Phi, gram, len(y), seed, mode, rule)
             self.gram_ = None  # later calls bring other data
             self.loss_history_ = []
             self.n_iter_ = 0
         else:
-            Phi, target = self._design(X), torch.tensor(y, dtype=torch.float64)
-            self.batches_ = _rebatch(self.batches_, len(Phi), self.mode, self.batch_size)
-        self._epoch(Phi, target)
+            Phi = self._design(X)
+            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            self.batches_ = self.batches_.resized(len(Phi))
+        self._epoch(Phi, target, rule)  # type: ignore[arg-type]
         self.n_iter_ += 1
-        self.loss_history_.append(self._loss(Phi, target))
+        self.loss_history_.append(self._loss(Phi, target))  # type: ignore[arg-type]
         self._publish()
         return self
 
@@ -368,32 +515,30 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _whitening(raw: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-    """T such that the columns of (raw − center) T are orthogonal with norm √n, like the bias
-    column, so that Φᵀ Φ = n·I; directions the data does not span are dropped.
+def _inverse_spread(variance: torch.Tensor) -> torch.Tensor:
+    """1 / standard deviation per column; 1 for a constant column (nothing to scale)."""
+    spread = variance.clamp_min(0.0).sqrt()
+    return 1.0 / torch.where(spread > 0, spread, 1.0)
 
-    From the eigendecomposition of the k × k covariance when it is well conditioned (one pass over
-    the data), else from the SVD of the centered data itself (exact for any conditioning).
-    """
-    n = len(raw)
-    centered_gram = raw.T @ raw - n * torch.outer(center, center)
-    eigenvalues, vectors = torch.linalg.eigh(centered_gram)
+
+def _whitening_from(stats: Moments) -> torch.Tensor | None:
+    """T such that the columns of (F − μ) T are orthogonal with norm √n, like the bias column,
+    so that ΦᵀΦ = n·I, from the eigendecomposition of the centered k × k cross product; None
+    when it is too ill-conditioned for that (then :func:`_whitening` works on the data)."""
+    eigenvalues, vectors = torch.linalg.eigh(stats.centered_cross())
     top = float(eigenvalues[-1]) if len(eigenvalues) else 0.0
     if top > 0 and float(eigenvalues[0]) > 1e-8 * top:
-        return vectors * (math.sqrt(n) / eigenvalues.sqrt())
+        return vectors * (math.sqrt(stats.n) / eigenvalues.sqrt())
+    return None
+
+
+def _whitening(raw: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """The same T from the data itself: the SVD of the centered features (exact for any
+    conditioning; directions the data does not span are dropped)."""
+    n = len(raw)
     _, singular, vh = torch.linalg.svd(raw - center, full_matrices=False)
     keep = singular > singular.max() * n * torch.finfo(torch.float64).eps
     return vh[keep].T * (math.sqrt(n) / singular[keep])
-
-
-def _rebatch(batches: Batches, n: int, mode: str, batch_size: int) -> Batches:
-    """Batches over a new number of examples that continue the same random stream."""
-    if batches.n == n:
-        return batches
-    fresh = Batches(n, mode, batch_size, seed=0)  # type: ignore[arg-type]
-    fresh.generator.set_state(batches.generator.get_state())
-    fresh.epochs_done = batches.epochs_done
-    return fresh
 
 
 __all__ = ["FitReport", "LinearRegressionGD"]
