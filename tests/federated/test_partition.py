@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 
 from descent.errors import InputError
-from descent.federated import FederatedConfig, ClientConfig, dirichlet, iid, partition, shards
-from descent.federated import unbalanced
+from descent.federated import (
+    ClientConfig,
+    FederatedConfig,
+    dirichlet,
+    iid,
+    partition,
+    shards,
+    unbalanced,
+)
 
 LABELS = np.repeat(np.arange(10), 60)  # 600 examples, 60 per label, sorted like a worst case
 

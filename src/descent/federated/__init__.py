@@ -12,7 +12,13 @@ adaptive server rule (Reddi et al. 2021).
   only module that imports flwr; install the ``federated`` extra).
 """
 
-from descent.federated.client import ClientConfig, ClientUpdate, fedsgd, train_looped, train_vectorized
+from descent.federated.client import (
+    ClientConfig,
+    ClientUpdate,
+    fedsgd,
+    train_looped,
+    train_vectorized,
+)
 from descent.federated.partition import (
     PARTITIONS,
     Partition,
