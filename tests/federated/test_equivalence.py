@@ -81,15 +81,12 @@ def test_vectorized_and_looped_clients_give_the_same_weights(client: ClientConfi
     split = iid(train.labels.numpy(), 8, seed=0)  # 30 examples each: one vmap group
     runs = []
     for vectorize in (True, False):
-        config = FederatedConfig(
-            fraction=0.5, rounds=2, client=client, vectorize=vectorize, seed=5
-        )
+        config = FederatedConfig(fraction=0.5, rounds=2, client=client, vectorize=vectorize, seed=5)
         runs.append(Federation(model, train, test, split, config).run())
     vectorized, looped = runs
     assert [m.clients for m in vectorized.history] == [m.clients for m in looped.history]
     moved = max(
-        float((w - p).abs().max())
-        for w, p in zip(looped.weights, model.parameters(), strict=True)
+        float((w - p).abs().max()) for w, p in zip(looped.weights, model.parameters(), strict=True)
     )
     assert moved > 1e-3  # the clients did train
     for a, b in zip(vectorized.weights, looped.weights, strict=True):
@@ -101,8 +98,9 @@ def test_weighted_average_equals_flowers_fedavg_aggregation() -> None:
 
     generator = torch.Generator().manual_seed(0)
     shapes = [(3, 4), (4,), (2, 2, 3)]
-    clients = [[torch.randn(s, generator=generator, dtype=torch.float64) for s in shapes]
-               for _ in range(5)]
+    clients = [
+        [torch.randn(s, generator=generator, dtype=torch.float64) for s in shapes] for _ in range(5)
+    ]
     sizes = [13, 1, 600, 42, 7]
     mine = weighted_average(clients, sizes)
     theirs = aggregate([([w.numpy() for w in c], n) for c, n in zip(clients, sizes, strict=True)])
@@ -165,7 +163,8 @@ def test_fedprox_adds_the_proximal_gradient() -> None:
     weights = [w.clone() for w in start]
     for _ in range(3):  # ∇h = ∇F(w) + μ(w − w_t)
         grads = full_batch_gradient(model, weights, train.images, train.labels)
-        weights = [w - lr * (g + mu * (w - s)) for w, g, s in zip(weights, grads, start,
-                                                                    strict=True)]
+        weights = [
+            w - lr * (g + mu * (w - s)) for w, g, s in zip(weights, grads, start, strict=True)
+        ]
     for mine, formula in zip(result.weights, weights, strict=True):
         assert torch.allclose(mine, formula, rtol=0, atol=1e-13)

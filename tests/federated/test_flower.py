@@ -5,6 +5,7 @@ round 2 (the round goes on with the other). Every process started here is stoppe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -38,20 +39,16 @@ def stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         try:
             parent = psutil.Process(process.pid)
-            family += parent.children(recursive=True) + [parent]
+            family += [*parent.children(recursive=True), parent]
         except psutil.NoSuchProcess:
             pass
     for member in family:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(family, timeout=10)
     for member in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             member.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=5)
 
 
@@ -96,21 +93,44 @@ def test_flower_deployment_equals_the_simulation(tmp_path: Path) -> None:
     def start(name: str, *args: str) -> None:
         with (logs / f"{name}.log").open("w") as log:
             processes.append(
-                subprocess.Popen([str(BIN / args[0]), *args[1:]], env=env, cwd=tmp_path,
-                                 stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    [str(BIN / args[0]), *args[1:]],
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
             )
 
     try:
-        start("superlink", "flower-superlink", "--insecure", "--port", str(link),
-              "--disable-runtime-dependency-installation")
+        start(
+            "superlink",
+            "flower-superlink",
+            "--insecure",
+            "--port",
+            str(link),
+            "--disable-runtime-dependency-installation",
+        )
         for partition_id in range(2):
-            start(f"supernode{partition_id}", "flower-supernode", "--insecure",
-                  "--superlink", f"127.0.0.1:{link}", "--port", str(free_port()),
-                  "--node-config", f"partition-id={partition_id}")
+            start(
+                f"supernode{partition_id}",
+                "flower-supernode",
+                "--insecure",
+                "--superlink",
+                f"127.0.0.1:{link}",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                f"partition-id={partition_id}",
+            )
         expected = _simulate(experiment)  # meanwhile, descent's own simulation
         submitted = subprocess.run(
             [str(BIN / "flwr"), "run", str(app), "local"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert submitted.returncode == 0, submitted.stdout + submitted.stderr
         deadline = time.monotonic() + 240  # a guard against a hang

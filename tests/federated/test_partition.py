@@ -25,27 +25,31 @@ def test_disjoint_seeded_and_printable(spec: str) -> None:
     split = partition(spec, LABELS, clients=20, seed=1)
     every = np.concatenate(split.indices)
     assert len(every) == len(np.unique(every))  # no example on two clients
-    assert split.clients == 20 and split.sizes.min() >= 1
+    assert split.clients == 20
+    assert split.sizes.min() >= 1
     again = partition(spec, LABELS, clients=20, seed=1)
     assert all(np.array_equal(a, b) for a, b in zip(split.indices, again.indices, strict=True))
     other = partition(spec, LABELS, clients=20, seed=2)
     assert not all(np.array_equal(a, b) for a, b in zip(split.indices, other.indices, strict=True))
     text = str(split)
-    assert "20 clients" in text and "examples per label" in text
+    assert "20 clients" in text
+    assert "examples per label" in text
 
 
 def test_iid_and_unbalanced_sizes() -> None:
     assert set(iid(LABELS, 7).sizes) == {85, 86}
     assert iid(LABELS, 7).sizes.sum() == 600
     sizes = unbalanced(LABELS, 20, sigma=1.0).sizes
-    assert sizes.sum() == 600 and sizes.max() > 2 * sizes.min()
+    assert sizes.sum() == 600
+    assert sizes.max() > 2 * sizes.min()
 
 
 def test_shards_are_pathological() -> None:
     # 20 clients × 2 shards of 15: every shard lies within one label, so ≤ 2 labels per client
     split = shards(LABELS, 20, per_client=2, seed=0)
     labels_per_client = (split.label_counts() > 0).sum(1)
-    assert labels_per_client.max() <= 2 and set(split.sizes) == {30}
+    assert labels_per_client.max() <= 2
+    assert set(split.sizes) == {30}
 
 
 def test_dirichlet_skew_grows_as_alpha_shrinks() -> None:
@@ -57,7 +61,7 @@ def test_dirichlet_skew_grows_as_alpha_shrinks() -> None:
 
 
 @pytest.mark.parametrize(
-    "call, fragment",
+    ("call", "fragment"),
     [
         (lambda: iid(LABELS, 0), "the number of clients K must be a positive integer, got 0"),
         (lambda: iid(LABELS, 601), "at most the number of examples (600), got 601"),
@@ -75,4 +79,5 @@ def test_bad_input_is_one_sentence(call, fragment: str) -> None:
     with pytest.raises(InputError) as error:
         call()
     message = str(error.value)
-    assert fragment in message and "\n" not in message
+    assert fragment in message
+    assert "\n" not in message

@@ -146,8 +146,12 @@ def train_looped(
             rule.step()
             losses.append(loss)
         updates.append(
-            ClientUpdate(client, [w.detach() for w in weights], len(labels),
-                         float(torch.stack(losses).mean()))
+            ClientUpdate(
+                client,
+                [w.detach() for w in weights],
+                len(labels),
+                float(torch.stack(losses).mean()),
+            )
         )
     return updates
 
@@ -185,8 +189,9 @@ def train_vectorized(
         losses.append(loss)
     mean_losses = torch.stack(losses).mean(0)
     return [
-        ClientUpdate(client, [w[i].detach().clone() for w in stacked], len(labels[i]),
-                     float(mean_losses[i]))
+        ClientUpdate(
+            client, [w[i].detach().clone() for w in stacked], len(labels[i]), float(mean_losses[i])
+        )
         for i, (client, *_rest) in enumerate(clients)
     ]
 

@@ -89,9 +89,7 @@ def write_app(folder: str | Path, experiment: Experiment, **extra: str | int | f
     ``extra`` adds keys (``out``: where the ServerApp saves the final weights; ``logdir``)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {
-        **experiment.run_config(), "out": "", "logdir": "", "fail": "", **extra
-    }
+    settings = {**experiment.run_config(), "out": "", "logdir": "", "fail": "", **extra}
     lines = "\n".join(f"{key} = {_toml_value(value)}" for key, value in settings.items())
     path = folder / "pyproject.toml"
     path.write_text(APP_PYPROJECT.format(config=lines))
@@ -102,8 +100,9 @@ def _to_record(names: Sequence[str], weights: Sequence[torch.Tensor]) -> ArrayRe
     return ArrayRecord({name: w.detach().cpu() for name, w in zip(names, weights, strict=True)})
 
 
-def _from_record(record: ArrayRecord, names: Sequence[str], like: Sequence[torch.Tensor]
-                 ) -> list[torch.Tensor]:
+def _from_record(
+    record: ArrayRecord, names: Sequence[str], like: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
     state = record.to_torch_state_dict()
     return [state[name].to(dtype=w.dtype) for name, w in zip(names, like, strict=True)]
 
@@ -169,8 +168,9 @@ def train(message: Message, context: Context) -> Message:
 class FlowerFederation(Federation):
     """A :class:`Federation` whose clients are Flower SuperNodes reached through ``grid``."""
 
-    def __init__(self, grid: Grid, experiment: Experiment, fail: str = "",
-                 logdir: str | Path | None = None) -> None:
+    def __init__(
+        self, grid: Grid, experiment: Experiment, fail: str = "", logdir: str | Path | None = None
+    ) -> None:
         data, split, model = experiment.load()
         super().__init__(model, data.train, data.test, split, experiment.federated, logdir)
         self.grid = grid
@@ -198,8 +198,7 @@ class FlowerFederation(Federation):
     def _discover(self, clients: int) -> dict[int, int]:
         """partition id → node id, asked of every node with a ``query`` message."""
         messages = [
-            Message(RecordDict(), dst_node_id=node, message_type="query")
-            for node in self.node_ids
+            Message(RecordDict(), dst_node_id=node, message_type="query") for node in self.node_ids
         ]
         nodes: dict[int, int] = {}
         for reply in self.grid.send_and_receive(messages, timeout=CONNECT_TIMEOUT_S):
@@ -212,9 +211,9 @@ class FlowerFederation(Federation):
             raise RuntimeError(f"no SuperNode holds partition(s) {missing}")
         return nodes
 
-    def train_clients(self, round_number: int, chosen: Sequence[int]) -> tuple[
-        list[ClientUpdate], list[int]
-    ]:
+    def train_clients(
+        self, round_number: int, chosen: Sequence[int]
+    ) -> tuple[list[ClientUpdate], list[int]]:
         weights = _to_record(self.names, self.weights)
         config = ConfigRecord({"round": round_number, "fail": self.fail})
         targets = self.node_ids if self.nodes is None else [self.nodes[c] for c in chosen]
@@ -237,8 +236,7 @@ class FlowerFederation(Federation):
             updates.append(
                 ClientUpdate(
                     int(metrics["partition-id"]),
-                    _from_record(reply.content.array_records["weights"], self.names,
-                                 self.weights),
+                    _from_record(reply.content.array_records["weights"], self.names, self.weights),
                     int(metrics["num-examples"]),
                     float(metrics["loss"]),
                 )
@@ -268,8 +266,9 @@ def main(grid: Grid, context: Context) -> None:
         torch.save(
             {
                 "weights": result.weights,
-                "history": [(m.round, m.clients, m.failed, m.test_accuracy)
-                            for m in result.history],
+                "history": [
+                    (m.round, m.clients, m.failed, m.test_accuracy) for m in result.history
+                ],
             },
             out,
         )

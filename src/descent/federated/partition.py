@@ -178,9 +178,7 @@ def partition(
     try:
         value = float(argument) if argument else None
     except ValueError:
-        raise InputError(
-            f"partition {kind} takes a number after ':', got {spec!r}"
-        ) from None
+        raise InputError(f"partition {kind} takes a number after ':', got {spec!r}") from None
     if kind == "shards":
         if value is not None and not value.is_integer():
             raise InputError(f"shards per client must be a positive integer, got {argument!r}")

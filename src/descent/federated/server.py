@@ -161,8 +161,14 @@ class Yogi(DescentOptimizer):
     ) -> None:
         beta1, beta2 = group["betas"]
         new = yogi_reference(
-            param, grad, state["exp_avg"], state["exp_avg_sq"],
-            lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
         )
         for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
             target.copy_(value)
@@ -212,8 +218,9 @@ class ServerOptimizer:
         >>> server.step(weighted_average(client_weights, sizes))
     """
 
-    def __init__(self, name: str, weights: Sequence[Tensor], lr: float | None = None,
-                 **options: Any) -> None:
+    def __init__(
+        self, name: str, weights: Sequence[Tensor], lr: float | None = None, **options: Any
+    ) -> None:
         self.name = validate.choice(name, "server optimizer", SERVER_RULES, SERVER_ALIASES)
         self.weights = [w.detach().clone() for w in weights]
         self.rule = server_rule(self.name, self.weights, lr, **options)

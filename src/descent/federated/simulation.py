@@ -190,9 +190,9 @@ class Federation:
     def weights(self) -> list[Tensor]:
         return self.server.weights
 
-    def train_clients(self, round_number: int, chosen: Sequence[int]) -> tuple[
-        list[ClientUpdate], list[int]
-    ]:
+    def train_clients(
+        self, round_number: int, chosen: Sequence[int]
+    ) -> tuple[list[ClientUpdate], list[int]]:
         """Local training of the chosen clients; returns (updates, failed clients)."""
         failed: list[int] = []
         ready = []
@@ -205,8 +205,9 @@ class Federation:
                 failed.append(client)
                 continue
             images, labels = self.client_data[client]
-            ready.append((client, images, labels, client_seed(self.config.seed, round_number,
-                                                               client)))
+            ready.append(
+                (client, images, labels, client_seed(self.config.seed, round_number, client))
+            )
         groups: dict[int, list] = {}
         if self.config.vectorize:
             for entry in ready:
@@ -227,8 +228,9 @@ class Federation:
                 continue
             except Exception as error:
                 if len(group) == 1:
-                    log.warning("client %d failed in round %d: %s", group[0][0], round_number,
-                                error)
+                    log.warning(
+                        "client %d failed in round %d: %s", group[0][0], round_number, error
+                    )
                     failed.append(group[0][0])
                     continue
             for entry in group:  # a group failed together: find who, train the rest alone
@@ -276,19 +278,25 @@ class Federation:
         updates, failed = self.train_clients(self.round, chosen)
         self.aggregate(updates)
         reported = sum(u.size for u in updates)
-        client_loss = (
-            sum(u.loss * u.size for u in updates) / reported if updates else float("nan")
-        )
+        client_loss = sum(u.loss * u.size for u in updates) / reported if updates else float("nan")
         every = np.concatenate(self.partition.indices)
         train_loss, _ = self.evaluate(
-            Split(self.train.images[torch.from_numpy(every)],
-                  self.train.labels[torch.from_numpy(every)])
+            Split(
+                self.train.images[torch.from_numpy(every)],
+                self.train.labels[torch.from_numpy(every)],
+            )
         )
         test_loss, accuracy = (
             self.evaluate(self.test) if self.test is not None else (float("nan"), float("nan"))
         )
         metrics = RoundMetrics(
-            self.round, chosen, failed, client_loss, train_loss, test_loss, accuracy,
+            self.round,
+            chosen,
+            failed,
+            client_loss,
+            train_loss,
+            test_loss,
+            accuracy,
             time.perf_counter() - started,
         )
         self.history.append(metrics)
@@ -350,12 +358,17 @@ class Federation:
                 metrics = self.step()
                 if writer is not None:
                     for name in ("test_accuracy", "test_loss", "train_loss", "client_loss"):
-                        writer.add_scalar(f"federated/{name}", getattr(metrics, name),
-                                          metrics.round)
-                    writer.add_scalar("federated/clients", len(metrics.clients) -
-                                      len(metrics.failed), metrics.round)
-                    writer.add_scalar("federated/failed_clients", len(metrics.failed),
-                                      metrics.round)
+                        writer.add_scalar(
+                            f"federated/{name}", getattr(metrics, name), metrics.round
+                        )
+                    writer.add_scalar(
+                        "federated/clients",
+                        len(metrics.clients) - len(metrics.failed),
+                        metrics.round,
+                    )
+                    writer.add_scalar(
+                        "federated/failed_clients", len(metrics.failed), metrics.round
+                    )
                     writer.flush()
                 if checkpoint is not None:
                     self.save(checkpoint)
