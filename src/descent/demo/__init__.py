@@ -20,6 +20,7 @@ CHAPTERS: list[tuple[str, str]] = [
     ("Update rules", "descent.demo.rules:chapter"),
     ("Image classification", "descent.demo.training:chapter"),
     ("Hyperparameter tuning", "descent.demo.tuning:chapter"),
+    ("Federated averaging", "descent.demo.federated:chapter"),
 ]
 
 

@@ -134,4 +134,57 @@ class Experiment:
         )
 
 
-__all__ = ["MODELS", "Experiment", "build_model"]
+
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """Rounds to the target accuracy for FedSGD and FedAvg on one split (None: not reached)."""
+
+    partition: str
+    fedsgd_rounds: int | None
+    fedavg_rounds: int | None
+    max_rounds: int
+    fedsgd_seconds: float
+    fedavg_seconds: float
+
+    @property
+    def reduction(self) -> float | None:
+        """FedSGD's rounds over FedAvg's (a lower bound when FedSGD did not reach the target)."""
+        if self.fedavg_rounds is None:
+            return None
+        return (self.fedsgd_rounds or self.max_rounds) / self.fedavg_rounds
+
+
+def compare(
+    experiment: Experiment,
+    target: float,
+    fedsgd_lr: float,
+    partitions: tuple[str, ...] = ("iid", "shards"),
+    max_rounds: int | None = None,
+) -> list[ComparisonRow]:
+    """McMahan et al.'s Table 2 in small: communication rounds to ``target`` test accuracy for
+    FedSGD (one full-batch step per client, lr ``fedsgd_lr``) and for ``experiment``'s FedAvg,
+    on each split, with the same model, clients, C and seed."""
+    import time
+
+    limit = max_rounds or experiment.federated.rounds
+    rows = []
+    for spec in partitions:
+        reached, seconds = [], []
+        for client in (_fedsgd_client(fedsgd_lr), experiment.federated.client):
+            federated = replace(experiment.federated, client=client, target=target, rounds=limit)
+            started = time.perf_counter()
+            result = replace(experiment, partition=spec, federated=federated).federation().run()
+            reached.append(result.reached)
+            seconds.append(time.perf_counter() - started)
+        rows.append(ComparisonRow(spec, reached[0], reached[1], limit, seconds[0], seconds[1]))
+    return rows
+
+
+def _fedsgd_client(lr: float) -> ClientConfig:
+    from descent.federated.client import fedsgd
+
+    return fedsgd(lr)
+
+__all__ = ["MODELS", "ComparisonRow", "Experiment", "build_model", "compare"]
