@@ -116,8 +116,10 @@ def federate(
         from descent.federated.flower import write_app
 
         path = write_app(flower_app, experiment)
-        console.print(f"wrote {path}; start a SuperLink and {clients} SuperNodes, then: "
-                      f"flwr run {flower_app} <connection> (see docs/federated.md)")
+        console.print(
+            f"wrote {path}; start a SuperLink and {clients} SuperNodes, then: "
+            f"flwr run {flower_app} <connection> (see docs/federated.md)"
+        )
         return
     if compare:
         if target is None:
@@ -148,29 +150,50 @@ def federate(
         title=f"{experiment.federated.server} on {model}/{data}: K = {clients}, C = {fraction:g}, "
         f"E = {local_epochs}, B = {local_batch}, {local_optimizer} lr {local_lr:g}, {partition}"
     )
-    for column in ("round", "clients", "failed", "client loss", "train loss", "test loss",
-                   "test acc", "time"):
+    for column in (
+        "round",
+        "clients",
+        "failed",
+        "client loss",
+        "train loss",
+        "test loss",
+        "test acc",
+        "time",
+    ):
         table.add_column(column, justify="right")
 
-    def show(metrics) -> None:  # noqa: ANN001 - RoundMetrics, imported lazily
+    def show(metrics) -> None:
         if not sys.stdout.isatty():
             return
-        console.print(f"round {metrics.round}: test accuracy {metrics.test_accuracy:.4f}",
-                      highlight=False)
+        console.print(
+            f"round {metrics.round}: test accuracy {metrics.test_accuracy:.4f}", highlight=False
+        )
 
     result = federation.run(resume=resume, callback=show)
     history = result.history
     stride = max(1, len(history) // 15)
     for index in sorted(set(range(0, len(history), stride)) | {len(history) - 1}):
         m = history[index]
-        table.add_row(str(m.round), str(len(m.clients)), str(len(m.failed)),
-                      f"{m.client_loss:.4f}", f"{m.train_loss:.4f}", f"{m.test_loss:.4f}",
-                      f"{m.test_accuracy:.4f}", f"{m.seconds:.2f} s")
+        table.add_row(
+            str(m.round),
+            str(len(m.clients)),
+            str(len(m.failed)),
+            f"{m.client_loss:.4f}",
+            f"{m.train_loss:.4f}",
+            f"{m.test_loss:.4f}",
+            f"{m.test_accuracy:.4f}",
+            f"{m.seconds:.2f} s",
+        )
     console.print(table)
     if target is not None:
         console.print(
-            f"reached {target:.2%} in round {result.reached}" if result.reached
-            else f"did not reach {target:.2%} in {rounds} rounds", highlight=False)
+            f"reached {target:.2%} in round {result.reached}"
+            if result.reached
+            else f"did not reach {target:.2%} in {rounds} rounds",
+            highlight=False,
+        )
     if logdir is not None:
-        console.print(f"TensorBoard: tensorboard --logdir {logdir} (federated/…); checkpoint "
-                      f"{logdir / 'federated.pt'}")
+        console.print(
+            f"TensorBoard: tensorboard --logdir {logdir} (federated/…); checkpoint "
+            f"{logdir / 'federated.pt'}"
+        )

@@ -37,6 +37,7 @@ def chapter(console: Console, options: DemoOptions, number: int) -> None:
     for column in ("split", "FedSGD rounds", "FedAvg rounds", "fewer rounds", "time"):
         table.add_column(column, justify="left" if column == "split" else "right")
     for row in rows:
+
         def shown(value: int | None) -> str:
             return str(value) if value else f"> {MAX_ROUNDS}"
 

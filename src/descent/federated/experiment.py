@@ -134,9 +134,6 @@ class Experiment:
         )
 
 
-
-
-
 @dataclass(frozen=True)
 class ComparisonRow:
     """Rounds to the target accuracy for FedSGD and FedAvg on one split (None: not reached)."""
@@ -186,5 +183,6 @@ def _fedsgd_client(lr: float) -> ClientConfig:
     from descent.federated.client import fedsgd
 
     return fedsgd(lr)
+
 
 __all__ = ["MODELS", "ComparisonRow", "Experiment", "build_model", "compare"]
