@@ -10,8 +10,21 @@ import pytest
 
 from descent.cli.main import main
 
-SMALL = ["federate", "--clients", "8", "--fraction", "0.5", "--model", "softmax",
-         "--local-epochs", "1", "--local-batch", "16", "--local-lr", "0.2"]
+SMALL = [
+    "federate",
+    "--clients",
+    "8",
+    "--fraction",
+    "0.5",
+    "--model",
+    "softmax",
+    "--local-epochs",
+    "1",
+    "--local-batch",
+    "16",
+    "--local-lr",
+    "0.2",
+]
 
 
 def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -25,8 +38,7 @@ def test_a_run_logs_resumes_and_prints_rounds(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     logdir = tmp_path / "run"
-    code, out, err = run([*SMALL, "--rounds", "2", "--logdir", str(logdir), "--show-split"],
-                         capsys)
+    code, out, err = run([*SMALL, "--rounds", "2", "--logdir", str(logdir), "--show-split"], capsys)
     assert code == 0, err
     assert "iid: 8 clients" in out
     assert "test acc" in out
@@ -38,16 +50,18 @@ def test_a_run_logs_resumes_and_prints_rounds(
 
 
 def test_compare_prints_rounds_to_target(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run([*SMALL, "--compare", "--target", "0.5", "--rounds", "30",
-                          "--fedsgd-lr", "1.0"], capsys)
+    code, out, err = run(
+        [*SMALL, "--compare", "--target", "0.5", "--rounds", "30", "--fedsgd-lr", "1.0"], capsys
+    )
     assert code == 0, err
     for word in ("FedSGD", "FedAvg", "reduction", "iid", "shards", "626"):
         assert word in out
 
 
 def test_flower_app_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, err = run([*SMALL, "--local-batch", "inf", "--flower-app", str(tmp_path / "app")],
-                         capsys)
+    code, _out, err = run(
+        [*SMALL, "--local-batch", "inf", "--flower-app", str(tmp_path / "app")], capsys
+    )
     assert code == 0, err
     config = tomllib.loads((tmp_path / "app" / "pyproject.toml").read_text())
     app = config["tool"]["flwr"]["app"]

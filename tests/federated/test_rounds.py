@@ -54,8 +54,9 @@ def test_a_round_where_every_client_fails_keeps_the_weights() -> None:
         raise RuntimeError("network down")
 
     config = FederatedConfig(fraction=1.0, rounds=2, client=ClientConfig(batch_size=None))
-    result = Federation(model, train, test, iid(train.labels.numpy(), 3), config,
-                        before_client=fail).run()
+    result = Federation(
+        model, train, test, iid(train.labels.numpy(), 3), config, before_client=fail
+    ).run()
     assert [m.failed for m in result.history] == [[0, 1, 2], [0, 1, 2]]
     for got, start in zip(result.weights, model.parameters(), strict=True):
         assert torch.equal(got, start.detach())
@@ -65,9 +66,13 @@ def test_a_client_whose_training_raises_inside_a_vmap_group_is_found() -> None:
     train, test = tiny_digits(120)
     model = seeded(lambda: SoftmaxRegression(64, 10))
     split = iid(train.labels.numpy(), 4, seed=0)  # equal sizes: one vectorized group
-    federation = Federation(model, train, test, split,
-                            FederatedConfig(fraction=1.0, rounds=1,
-                                            client=ClientConfig(batch_size=None)))
+    federation = Federation(
+        model,
+        train,
+        test,
+        split,
+        FederatedConfig(fraction=1.0, rounds=1, client=ClientConfig(batch_size=None)),
+    )
     images, labels = federation.client_data[1]
     federation.client_data[1] = (images, labels + 100)  # labels out of range: cross-entropy raises
     metrics = federation.step()
@@ -93,8 +98,9 @@ def build(logdir: str | None) -> Federation:
     train, test = tiny_digits(200)
     model = seeded(lambda: MLP(64, 10, hidden=(12,)))
     client = ClientConfig(optimizer="adam", lr=0.01, epochs=1, batch_size=8)
-    config = FederatedConfig(fraction=0.5, rounds=4, client=client, server="fedadam",
-                             server_lr=0.05, seed=3)
+    config = FederatedConfig(
+        fraction=0.5, rounds=4, client=client, server="fedadam", server_lr=0.05, seed=3
+    )
     return Federation(model, train, test, iid(train.labels.numpy(), 6, seed=1), config, logdir)
 
 
@@ -103,8 +109,13 @@ def test_a_run_killed_between_rounds_resumes_exactly(tmp_path: Path) -> None:
     logdir = tmp_path / "run"
     script = KILL_SCRIPT.format(tests=str(Path(__file__).resolve().parents[2]))
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, "-c", script, str(logdir)], env=env,
-                            capture_output=True, text=True, timeout=120)
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(logdir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert killed.returncode == -9, killed.stderr
     resumed = build(str(logdir)).run(resume=True)
     straight = build(None).run()
@@ -129,8 +140,9 @@ def test_a_run_killed_between_rounds_resumes_exactly(tmp_path: Path) -> None:
 def test_a_target_accuracy_stops_the_run() -> None:
     train, test = tiny_digits(240)
     model = seeded(lambda: SoftmaxRegression(64, 10))
-    config = FederatedConfig(fraction=1.0, rounds=50, target=0.5,
-                             client=ClientConfig(lr=0.5, epochs=1, batch_size=16))
+    config = FederatedConfig(
+        fraction=1.0, rounds=50, target=0.5, client=ClientConfig(lr=0.5, epochs=1, batch_size=16)
+    )
     result = Federation(model, train, test, iid(train.labels.numpy(), 4), config).run()
     assert result.reached == len(result.history) < 50
     assert result.history[-1].test_accuracy >= 0.5 > result.history[-2].test_accuracy
