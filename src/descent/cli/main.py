@@ -60,6 +60,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "descent.cli.train:train"),
     ("board", "descent.cli.train:board"),
     ("tune", "descent.cli.tune:tune"),
+    ("federate", "descent.cli.federate:federate"),
 ]
 #: Command groups (a sub-app with commands of its own): (name, "module:app").
 GROUPS: list[tuple[str, str]] = [

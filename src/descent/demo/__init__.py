@@ -21,6 +21,7 @@ CHAPTERS: list[tuple[str, str]] = [
     ("Initialization", "descent.demo.initialization:chapter"),
     ("Image classification", "descent.demo.training:chapter"),
     ("Hyperparameter tuning", "descent.demo.tuning:chapter"),
+    ("Federated averaging", "descent.demo.federated:chapter"),
 ]
 
 
