@@ -36,7 +36,7 @@ def dense(problem: tuple) -> torch.Tensor:
     flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
     def loss_of(vector: torch.Tensor) -> torch.Tensor:
-        params = {n: v.view(s) for n, v, s in zip(names, vector.split(sizes), shapes)}
+        params = {n: v.view(s) for n, v, s in zip(names, vector.split(sizes), shapes, strict=True)}
         return F.cross_entropy(functional_call(model, params, (inputs,)), targets)
 
     return torch.autograd.functional.hessian(loss_of, flat, vectorize=True)
@@ -48,7 +48,9 @@ def test_the_mlp_has_about_two_thousand_parameters(problem: tuple) -> None:
 
 def test_hessian_vector_product_is_the_dense_hessian_times_v(problem: tuple, dense) -> None:
     model, data = problem
-    vector = torch.randn(len(dense), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    vector = torch.randn(
+        len(dense), dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     product = curvature.hessian_vector_product(model, F.cross_entropy, data, vector)
     torch.testing.assert_close(product, dense @ vector, rtol=1e-10, atol=1e-12)
 
@@ -61,13 +63,15 @@ def test_lanczos_finds_both_ends_and_the_top_five_to_1e_6(problem: tuple, dense)
     )
     assert spectrum.converged
     assert exact[0] < 0  # the test would be weak on a convex problem
-    for found, true in zip(spectrum.top, exact.flip(0)[:5].tolist()):
+    for found, true in zip(spectrum.top, exact.flip(0)[:5].tolist(), strict=True):
         assert abs(found - true) <= 1e-6 * abs(true)
     assert abs(spectrum.lambda_max - float(exact[-1])) <= 1e-6 * abs(float(exact[-1]))
     assert abs(spectrum.lambda_min - float(exact[0])) <= 1e-6 * abs(float(exact[0]))
     # the eigenvectors are eigenvectors: ‖H u − λ u‖ small against ‖H‖
-    for vector, value in ((spectrum.vector_max, spectrum.lambda_max),
-                          (spectrum.vector_min, spectrum.lambda_min)):
+    for vector, value in (
+        (spectrum.vector_max, spectrum.lambda_max),
+        (spectrum.vector_min, spectrum.lambda_min),
+    ):
         assert float((dense @ vector - value * vector).norm()) <= 1e-6 * float(exact.abs().max())
     assert spectrum.iterations < len(dense)  # it stopped early, on its residual bound
 
@@ -112,7 +116,8 @@ def test_density_integrates_to_one_and_spans_the_extreme_eigenvalues(problem, de
     radius = float(exact.abs().max())
     assert abs(high - float(exact[-1])) <= 1e-6 * radius
     assert abs(low - float(exact[0])) <= 1e-3 * radius
-    assert float(grid[0]) < float(exact[0]) and float(grid[-1]) > float(exact[-1])
+    assert float(grid[0]) < float(exact[0])
+    assert float(grid[-1]) > float(exact[-1])
 
 
 def test_the_same_seed_gives_the_same_numbers(problem: tuple) -> None:
@@ -129,15 +134,22 @@ def test_float64_analyses_a_float32_model_without_touching_it(problem: tuple) ->
     model32 = nn.Sequential(nn.Linear(20, 60), nn.Tanh(), nn.Linear(60, 10))
     model32.load_state_dict({k: v.float() for k, v in model64.state_dict().items()})
     before = {k: v.clone() for k, v in model32.state_dict().items()}
-    in64 = curvature.eigenvalues(model32, F.cross_entropy, (inputs.float(), targets),
-                                 dtype="float64", tol=1e-10, max_iterations=300)
+    in64 = curvature.eigenvalues(
+        model32,
+        F.cross_entropy,
+        (inputs.float(), targets),
+        dtype="float64",
+        tol=1e-10,
+        max_iterations=300,
+    )
     reference = curvature.eigenvalues(
         model64, F.cross_entropy, (inputs.float().double(), targets), tol=1e-10, max_iterations=300
     )
     assert in64.vector_max.dtype == torch.float64
     assert in64.lambda_max == pytest.approx(reference.lambda_max, rel=1e-9)
     for key, value in model32.state_dict().items():
-        assert value.dtype == torch.float32 and torch.equal(value, before[key])
+        assert value.dtype == torch.float32
+        assert torch.equal(value, before[key])
 
 
 class Recorder(nn.Module):
@@ -163,8 +175,11 @@ def test_batchnorm_and_dropout_are_in_eval_mode_and_restored() -> None:
     first = curvature.hessian_vector_product(model, F.cross_entropy, (x, y), torch.ones(91))
     second = curvature.hessian_vector_product(model, F.cross_entropy, (x, y), torch.ones(91))
     assert torch.equal(first, second)  # no dropout noise, no batch statistics
-    assert recorder.seen and not any(recorder.seen)
-    assert model.training and not model[1].training and model[3].training
+    assert recorder.seen
+    assert not any(recorder.seen)
+    assert model.training
+    assert not model[1].training
+    assert model[3].training
     assert torch.equal(model[1].running_mean, stats)
 
 
@@ -184,7 +199,7 @@ def test_several_batches_average_like_one(problem: tuple) -> None:
 def test_gradient_noise_matches_a_loop_over_examples(problem: tuple) -> None:
     model, (inputs, targets) = problem
     grads = []
-    for x, y in zip(inputs, targets):
+    for x, y in zip(inputs, targets, strict=True):
         model.zero_grad()
         F.cross_entropy(model(x[None]), y[None]).backward()
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
@@ -192,8 +207,9 @@ def test_gradient_noise_matches_a_loop_over_examples(problem: tuple) -> None:
     stacked = torch.stack(grads)
     mean = stacked.mean(0)
     variance = float(((stacked - mean) ** 2).sum(1).sum() / (len(stacked) - 1))
-    noise = curvature.gradient_noise(model, F.cross_entropy, (inputs, targets), batch_size=8,
-                                     chunk=10)
+    noise = curvature.gradient_noise(
+        model, F.cross_entropy, (inputs, targets), batch_size=8, chunk=10
+    )
     assert noise.method == "per-example"
     assert noise.gradient_norm == pytest.approx(float(mean.norm()), rel=1e-10)
     assert noise.per_example_variance == pytest.approx(variance, rel=1e-10)
@@ -213,14 +229,21 @@ def test_bad_input_gets_one_clear_line(problem: tuple) -> None:
     frozen = nn.Linear(3, 1)
     frozen.requires_grad_(False)
     cases = [
-        (lambda: curvature.eigenvalues(frozen, F.mse_loss, (torch.ones(2, 3), torch.ones(2, 1))),
-         "no parameters that require grad"),
-        (lambda: curvature.eigenvalues(model, F.cross_entropy, (data[0][:0], data[1][:0])),
-         "is empty"),
+        (
+            lambda: curvature.eigenvalues(frozen, F.mse_loss, (torch.ones(2, 3), torch.ones(2, 1))),
+            "no parameters that require grad",
+        ),
+        (
+            lambda: curvature.eigenvalues(model, F.cross_entropy, (data[0][:0], data[1][:0])),
+            "is empty",
+        ),
         (lambda: curvature.eigenvalues(model, F.cross_entropy, []), "at least one batch"),
-        (lambda: curvature.eigenvalues(
-            model, lambda o, t: F.cross_entropy(o, t, reduction="none"), data),
-         "must return a scalar"),
+        (
+            lambda: curvature.eigenvalues(
+                model, lambda o, t: F.cross_entropy(o, t, reduction="none"), data
+            ),
+            "must return a scalar",
+        ),
         (lambda: curvature.eigenvalues(model, F.cross_entropy, data, k=0), "k must be"),
         (lambda: curvature.trace(model, F.cross_entropy, data, dtype="float16"), "dtype must"),
     ]
@@ -232,10 +255,15 @@ def test_bad_input_gets_one_clear_line(problem: tuple) -> None:
 
 def test_analyze_gives_the_tensorboard_scalars(problem: tuple) -> None:
     model, data = problem
-    report = curvature.analyze(model, F.cross_entropy, data, trace_rtol=0.1, max_probes=20,
-                               noise_batch_size=16)
+    report = curvature.analyze(
+        model, F.cross_entropy, data, trace_rtol=0.1, max_probes=20, noise_batch_size=16
+    )
     assert set(report.scalars()) == {
-        "curvature/lambda_max", "curvature/lambda_min", "curvature/trace", "curvature/gradient_snr"
+        "curvature/lambda_max",
+        "curvature/lambda_min",
+        "curvature/trace",
+        "curvature/gradient_snr",
     }
     assert report.spectrum.lambda_min < 0 < report.spectrum.lambda_max
-    assert report.noise is not None and report.noise.batch_size == 16
+    assert report.noise is not None
+    assert report.noise.batch_size == 16

@@ -70,8 +70,10 @@ Batch = tuple[Tensor, Tensor]
 def as_batches(data: Any) -> list[Batch]:
     """``data`` as a list of ``(inputs, targets)`` batches: one batch, or any iterable of them
     (a list, a DataLoader). Raises InputError on an empty batch or an empty sequence."""
-    if isinstance(data, tuple | list) and len(data) == 2 and all(
-        isinstance(part, Tensor) for part in data
+    if (
+        isinstance(data, tuple | list)
+        and len(data) == 2
+        and all(isinstance(part, Tensor) for part in data)
     ):
         batches = [(data[0], data[1])]
     else:
@@ -91,7 +93,9 @@ def as_batches(data: Any) -> list[Batch]:
                 f"{type(batch).__name__} of length {len(batch)}"
             )
         if batch[0].dim() == 0 or len(batch[0]) == 0:
-            raise InputError(f"batch {index} is empty: its inputs have shape {tuple(batch[0].shape)}")
+            raise InputError(
+                f"batch {index} is empty: its inputs have shape {tuple(batch[0].shape)}"
+            )
     return batches  # type: ignore[return-value]
 
 
@@ -180,11 +184,14 @@ class Objective:
         return torch.cat([p.detach().reshape(-1) for p in self.params])
 
     def unflatten(self, vector: Tensor) -> list[Tensor]:
-        return [part.view(shape) for part, shape in zip(vector.split(self.sizes), self.shapes)]
+        return [
+            part.view(shape)
+            for part, shape in zip(vector.split(self.sizes), self.shapes, strict=True)
+        ]
 
     def batch_loss(self, index: int, params: Sequence[Tensor] | None = None) -> Tensor:
         inputs, targets = self.batches[index]
-        state = {**self.fixed, **dict(zip(self.names, params or self.params))}
+        state = {**self.fixed, **dict(zip(self.names, params or self.params, strict=True))}
         value = self.loss_fn(torch.func.functional_call(self.model, state, (inputs,)), targets)
         if not isinstance(value, Tensor) or value.numel() != 1:
             shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
@@ -207,7 +214,7 @@ class Objective:
         return torch.cat(
             [
                 (part if part is not None else torch.zeros(shape, dtype=self.dtype)).reshape(-1)
-                for part, shape in zip(parts, self.shapes)
+                for part, shape in zip(parts, self.shapes, strict=True)
             ]
         ).to(self.device)
 
@@ -215,7 +222,8 @@ class Objective:
         value = self.batch_loss(index)
         grads = torch.autograd.grad(value, self.params, create_graph=True, allow_unused=True)
         return [
-            g if g is not None else torch.zeros_like(p) for g, p in zip(grads, self.params)
+            g if g is not None else torch.zeros_like(p)
+            for g, p in zip(grads, self.params, strict=True)
         ]
 
     def hvp(self, vector: Tensor) -> Tensor:
@@ -237,8 +245,12 @@ class Objective:
         if len(self.batches) == 1:
             if self._graph is None:
                 self._graph = self._gradient_graph(0)
-            rows = [part.reshape(len(vectors), *shape) for part, shape in
-                    zip(vectors.to(self.dtype).split(self.sizes, dim=1), self.shapes)]
+            rows = [
+                part.reshape(len(vectors), *shape)
+                for part, shape in zip(
+                    vectors.to(self.dtype).split(self.sizes, dim=1), self.shapes, strict=True
+                )
+            ]
             try:
                 products = torch.autograd.grad(
                     self._graph,
@@ -254,9 +266,10 @@ class Objective:
                 self.hvp_count += len(vectors)
                 return torch.cat(
                     [
-                        (p if p is not None else torch.zeros(len(vectors), *s, dtype=self.dtype))
-                        .reshape(len(vectors), -1)
-                        for p, s in zip(products, self.shapes)
+                        (
+                            p if p is not None else torch.zeros(len(vectors), *s, dtype=self.dtype)
+                        ).reshape(len(vectors), -1)
+                        for p, s in zip(products, self.shapes, strict=True)
                     ],
                     dim=1,
                 )
@@ -349,8 +362,10 @@ def lanczos_tridiagonal(
         scale = float(alphas[: j + 1].abs().max()) or 1.0
         if float(beta) <= 1e-12 * scale:  # an invariant subspace: T's eigenvalues are exact
             break
-        if converged is not None and steps % check_every == 0 and converged(
-            alphas[:steps], betas[:steps], basis[:steps]
+        if (
+            converged is not None
+            and steps % check_every == 0
+            and converged(alphas[:steps], betas[:steps], basis[:steps])
         ):
             break
         q = w / beta
@@ -414,9 +429,11 @@ def eigenvalues(
         scale = float(values.abs().max()) or 1.0
         count = min(k, len(values))
         top_index = list(range(len(values) - 1, len(values) - 1 - count, -1))
-        converged_flag = bool(
-            (residuals[top_index + [0]] <= tol * scale).all()
-        ) or len(tri.alphas) == objective.dimension or float(tri.betas[-1]) <= 1e-12 * scale
+        converged_flag = (
+            bool((residuals[[*top_index, 0]] <= tol * scale).all())
+            or len(tri.alphas) == objective.dimension
+            or float(tri.betas[-1]) <= 1e-12 * scale
+        )
         basis = tri.basis.to(torch.float64)
         vector_max = (basis.T @ vectors[:, -1]).to(objective.dtype)
         vector_min = (basis.T @ vectors[:, 0]).to(objective.dtype)
@@ -426,7 +443,7 @@ def eigenvalues(
         lambda_min=float(values[0]),
         vector_max=vector_max,
         vector_min=vector_min,
-        residuals=tuple(float(residuals[i]) for i in top_index + [0]),
+        residuals=tuple(float(residuals[i]) for i in [*top_index, 0]),
         iterations=len(tri.alphas),
         converged=converged_flag,
     )
@@ -498,7 +515,9 @@ def trace(
 def _mean_and_stderr(samples: Sequence[float]) -> tuple[float, float]:
     values = torch.tensor(samples, dtype=torch.float64)
     mean = float(values.mean())
-    stderr = float(values.std(unbiased=True) / math.sqrt(len(values))) if len(values) > 1 else math.inf
+    stderr = (
+        float(values.std(unbiased=True) / math.sqrt(len(values))) if len(values) > 1 else math.inf
+    )
     return mean, stderr
 
 
@@ -522,9 +541,7 @@ class SpectralDensity:
         """The smallest and largest node: estimates of λ_min and λ_max."""
         return float(self.nodes.min()), float(self.nodes.max())
 
-    def curve(
-        self, points: int = 1000, sigma: float | None = None
-    ) -> tuple[Tensor, Tensor]:
+    def curve(self, points: int = 1000, sigma: float | None = None) -> tuple[Tensor, Tensor]:
         """(grid, density): ``ρ(t) = Σ_j w_j N(t; θ_j, σ²)`` on a grid reaching 6σ beyond the
         extreme nodes, so the curve integrates to 1 (up to the grid's rounding). σ defaults to
         1% of the nodes' range."""
@@ -656,7 +673,7 @@ def _per_example_noise(objective: Objective, batch_size: int, chunk: int) -> Gra
     from torch.func import functional_call, grad, vmap
 
     model, loss_fn = objective.model, objective.loss_fn
-    params = {name: p.detach() for name, p in zip(objective.names, objective.params)}
+    params = {name: p.detach() for name, p in zip(objective.names, objective.params, strict=True)}
 
     def example_loss(parameters: dict[str, Tensor], inputs: Tensor, target: Tensor) -> Tensor:
         state = {**objective.fixed, **parameters}
@@ -669,8 +686,12 @@ def _per_example_noise(objective: Objective, batch_size: int, chunk: int) -> Gra
     count = 0
     for inputs, targets in objective.batches:
         for start in range(0, len(inputs), chunk):
-            grads = per_example(params, inputs[start : start + chunk], targets[start : start + chunk])
-            flat = torch.cat([grads[name].reshape(len(grads[name]), -1) for name in objective.names], 1)
+            grads = per_example(
+                params, inputs[start : start + chunk], targets[start : start + chunk]
+            )
+            flat = torch.cat(
+                [grads[name].reshape(len(grads[name]), -1) for name in objective.names], 1
+            )
             flat = flat.to(torch.float64)
             total += flat.sum(dim=0)
             squares += float((flat * flat).sum())
@@ -685,13 +706,13 @@ def _per_example_noise(objective: Objective, batch_size: int, chunk: int) -> Gra
 
 def _batch_noise(objective: Objective) -> GradientNoise:
     if len(objective.batches) < 2:
-        raise InputError(
-            "the batch-to-batch gradient noise needs at least two batches, got one"
-        )
+        raise InputError("the batch-to-batch gradient noise needs at least two batches, got one")
     gradients = []
     for index in range(len(objective.batches)):
         value = objective.batch_loss(index)
-        gradients.append(objective._flat(torch.autograd.grad(value, objective.params, allow_unused=True)))
+        gradients.append(
+            objective._flat(torch.autograd.grad(value, objective.params, allow_unused=True))
+        )
     stacked = torch.stack(gradients).to(torch.float64)
     weights = torch.tensor(objective.weights, dtype=torch.float64)
     mean = weights @ stacked
@@ -759,12 +780,25 @@ def analyze(
         objective = Objective(model, loss, data, dtype=dtype)
         value, gradient = objective.loss_and_gradient()
         spectrum = eigenvalues(
-            model, loss, data, k=k, tol=tol, max_iterations=max_iterations, seed=seed,
+            model,
+            loss,
+            data,
+            k=k,
+            tol=tol,
+            max_iterations=max_iterations,
+            seed=seed,
             objective=objective,
         )
         estimate = (
-            trace(model, loss, data, rtol=trace_rtol, max_probes=max_probes, seed=seed,
-                  objective=objective)
+            trace(
+                model,
+                loss,
+                data,
+                rtol=trace_rtol,
+                max_probes=max_probes,
+                seed=seed,
+                objective=objective,
+            )
             if trace_rtol is not None
             else None
         )

@@ -85,11 +85,16 @@ class RangeTest:
         axes.plot(self.lrs, self.smoothed, color="C0", label="smoothed")
         if self.stretch is not None:
             first, last = self.stretch
-            axes.axvspan(self.lrs[first], self.lrs[last], color="C2", alpha=0.15,
-                         label="longest descent")
+            axes.axvspan(
+                self.lrs[first], self.lrs[last], color="C2", alpha=0.15, label="longest descent"
+            )
         if self.suggestion is not None:
-            axes.axvline(self.suggestion, color="C3", linestyle="--",
-                         label=f"suggestion {self.suggestion:.2g}")
+            axes.axvline(
+                self.suggestion,
+                color="C3",
+                linestyle="--",
+                label=f"suggestion {self.suggestion:.2g}",
+            )
         axes.set_xscale("log")
         low, high = min(self.smoothed), max(self.smoothed)
         axes.set_ylim(low - 0.05 * (high - low), high + 0.1 * (high - low))
@@ -225,7 +230,9 @@ def lr_find(
     min_lr = validate.positive(min_lr, "min_lr")
     max_lr = validate.positive(max_lr, "max_lr")
     if min_lr >= max_lr:
-        raise InputError(f"min_lr must be below max_lr, got min_lr={min_lr:g} and max_lr={max_lr:g}")
+        raise InputError(
+            f"min_lr must be below max_lr, got min_lr={min_lr:g} and max_lr={max_lr:g}"
+        )
     steps = validate.positive_int(steps, "steps")
     if steps < 10:
         raise InputError(f"steps must be at least 10 for a range test, got {steps}")
@@ -299,7 +306,7 @@ def lr_find(
             module.train(training)
         if saved_optimizer is not None:
             rule.load_state_dict(saved_optimizer)
-        for parameter, grad in zip(model.parameters(), saved_grads):
+        for parameter, grad in zip(model.parameters(), saved_grads, strict=True):
             parameter.grad = grad
         _restore_rng(saved_rng)
 

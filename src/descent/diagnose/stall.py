@@ -91,7 +91,8 @@ class StallVerdict:
     """The verdict and every figure behind it.
 
     Attributes:
-        verdict: one of :data:`VERDICTS`. reason: the comparison that decided it. advice: what to do.
+        verdict: one of :data:`VERDICTS`; reason: the comparison that decided it; advice: what
+            to do next.
         loss, gradient_norm, parameter_norm, lambda_max, lambda_min: the raw figures.
         progress, slope, bend, negative, snr: the scale-free figures (module docstring);
         snr is None when the noise was not measured.
@@ -244,7 +245,13 @@ def stall(
         objective = Objective(model, loss, data, dtype=dtype)
         value, gradient = objective.loss_and_gradient()
         spectrum = eigenvalues(
-            model, loss, data, k=1, tol=tol, max_iterations=max_iterations, seed=seed,
+            model,
+            loss,
+            data,
+            k=1,
+            tol=tol,
+            max_iterations=max_iterations,
+            seed=seed,
             objective=objective,
         )
         noise = None
@@ -254,7 +261,12 @@ def stall(
     parameter_norm = float(objective.flat_parameters().norm())
     snr = noise.snr if noise is not None else None
     verdict, reason, figures = decide(
-        value, gradient_norm, parameter_norm, spectrum.lambda_max, spectrum.lambda_min, snr,
+        value,
+        gradient_norm,
+        parameter_norm,
+        spectrum.lambda_max,
+        spectrum.lambda_min,
+        snr,
         thresholds,
     )
     return StallVerdict(
