@@ -20,9 +20,12 @@ decreasing run. Here: the slope ``dŝ/d(ln lr)`` is computed with the log spacin
 (``np.gradient(ŝ, ln lr)``); the points where it is negative form descending stretches, and the
 longest one (in decades of lr, gaps of a single point closed so that one noisy point does not cut
 a stretch) is kept; early stretches made by the bias correction's start-up, or by a spike, are
-short and lose. Inside it the suggestion is the steepest point of the slope smoothed over a
-window of ``window`` points, stepped back to ``1/backoff`` of it: the rate where the loss falls
-fastest is already close to where training becomes unstable, so a smaller one trains better.
+short and lose. Inside it the suggestion is the steepest point of the slope averaged over a
+window of ``window`` points (Smith's choice: the rate where the loss falls fastest), optionally
+divided by ``backoff``. The exponential average lags its input by a known number of steps (the
+centre of mass of its weights, :func:`lags`), so each ŝ_i is placed at the rate it stands for,
+not at the rate of step i: without this, β = 0.98 over 100 steps reads the curve one to three
+decades too far to the right.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class RangeTest:
     Attributes:
         lrs, losses: the rates tried and their raw mini-batch losses (finite ones only).
         smoothed: the bias-corrected smoothed losses ŝ.
+        centres: the rate each ŝ_i stands for (the average lags its input; see :func:`lags`).
         slopes: dŝ/d(ln lr) at each point.
         suggestion: the suggested learning rate (None if the curve never descends).
         steepest: the rate of the steepest descent inside the stretch.
@@ -61,6 +65,7 @@ class RangeTest:
     lrs: tuple[float, ...]
     losses: tuple[float, ...]
     smoothed: tuple[float, ...]
+    centres: tuple[float, ...]
     slopes: tuple[float, ...] = field(repr=False)
     suggestion: float | None
     steepest: float | None
@@ -70,7 +75,7 @@ class RangeTest:
     @property
     def best(self) -> float:
         """The rate at the smoothed loss's minimum."""
-        return self.lrs[int(np.argmin(self.smoothed))]
+        return self.centres[int(np.argmin(self.smoothed))]
 
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """The raw and smoothed losses on a log-lr axis, the descending stretch shaded and the
@@ -82,11 +87,15 @@ class RangeTest:
 
         figure, axes = plt.subplots(figsize=(6.5, 4))
         axes.plot(self.lrs, self.losses, color="0.75", linewidth=0.8, label="loss")
-        axes.plot(self.lrs, self.smoothed, color="C0", label="smoothed")
+        axes.plot(self.centres, self.smoothed, color="C0", label="smoothed")
         if self.stretch is not None:
             first, last = self.stretch
             axes.axvspan(
-                self.lrs[first], self.lrs[last], color="C2", alpha=0.15, label="longest descent"
+                self.centres[first],
+                self.centres[last],
+                color="C2",
+                alpha=0.15,
+                label="longest descent",
             )
         if self.suggestion is not None:
             axes.axvline(
@@ -120,13 +129,31 @@ def smooth(losses: np.ndarray, beta: float) -> np.ndarray:
     return smoothed
 
 
+def lags(count: int, beta: float) -> np.ndarray:
+    """How many steps behind its last input the bias-corrected average sits: the centre of mass
+    of its weights, ``β/(1−β) − (i+1) β^(i+1) / (1 − β^(i+1))`` at step i (0 for β = 0)."""
+    if beta == 0:
+        return np.zeros(count)
+    steps = np.arange(1, count + 1)
+    return beta / (1 - beta) - steps * beta**steps / (1 - beta**steps)
+
+
 def suggest(
-    lrs: np.ndarray, smoothed: np.ndarray, *, window: int = 5, backoff: float = 3.0
-) -> tuple[float | None, float | None, tuple[int, int] | None, np.ndarray]:
-    """(suggestion, steepest rate, stretch, slopes) from a smoothed curve (module docstring)."""
+    lrs: np.ndarray,
+    smoothed: np.ndarray,
+    *,
+    beta: float = 0.0,
+    window: int = 5,
+    backoff: float = 1.0,
+) -> tuple[float | None, float | None, tuple[int, int] | None, np.ndarray, np.ndarray]:
+    """(suggestion, steepest rate, stretch, slopes, centres) from a smoothed curve (module
+    docstring). ``centres`` are the rates the smoothed values stand for: an exponential average
+    lags its input by :func:`lags` steps, so ŝ_i is placed at the rate of step i − lag_i."""
+    index = np.arange(len(lrs))
     if len(lrs) < 3:
-        return None, None, None, np.zeros(len(lrs))
-    log_lr = np.log(lrs)
+        return None, None, None, np.zeros(len(lrs)), np.asarray(lrs, dtype=float)
+    log_lr = np.interp(index - lags(len(lrs), beta), index, np.log(lrs))
+    centres = np.exp(log_lr)
     slopes = np.gradient(smoothed, log_lr)
     descending = slopes < 0
     # close one-point gaps: a single noisy point must not cut a stretch in two
@@ -144,15 +171,14 @@ def suggest(
                 best = (start, i - 1)
             start = None
     if best is None or best[1] == best[0]:
-        return None, None, best, slopes
+        return None, None, best, slopes, centres
     first, last = best
     kernel = np.ones(min(window, last - first + 1))
     inside = slopes[first : last + 1]
     averaged = np.convolve(inside, kernel / kernel.sum(), mode="same")
-    steepest_index = first + int(np.argmin(averaged))
-    steepest = float(lrs[steepest_index])
-    suggestion = max(steepest / backoff, float(lrs[first]))
-    return suggestion, steepest, best, slopes
+    steepest = float(centres[first + int(np.argmin(averaged))])
+    suggestion = max(steepest / backoff, float(centres[first]))
+    return suggestion, steepest, best, slopes, centres
 
 
 def _cycle(batches: list[tuple[Tensor, Tensor]], seed: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -202,9 +228,9 @@ def lr_find(
     max_lr: float = 10.0,
     steps: int = 100,
     batch_size: int | None = None,
-    beta: float = 0.98,
+    beta: float = 0.95,
     diverge: float = 4.0,
-    backoff: float = 3.0,
+    backoff: float = 1.0,
     seed: int = 0,
     optimizer_params: dict[str, Any] | None = None,
 ) -> RangeTest:
@@ -311,11 +337,14 @@ def lr_find(
         _restore_rng(saved_rng)
 
     lr_array, smoothed_array = np.array(lrs), smooth(np.array(losses), beta)
-    suggestion, steepest, stretch, slopes = suggest(lr_array, smoothed_array, backoff=backoff)
+    suggestion, steepest, stretch, slopes, centres = suggest(
+        lr_array, smoothed_array, beta=beta, backoff=backoff
+    )
     return RangeTest(
         lrs=tuple(lrs),
         losses=tuple(losses),
         smoothed=tuple(float(s) for s in smoothed_array),
+        centres=tuple(float(c) for c in centres),
         slopes=tuple(float(s) for s in slopes),
         suggestion=suggestion,
         steepest=steepest,
