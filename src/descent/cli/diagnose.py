@@ -17,7 +17,10 @@ app = typer.Typer(
 )
 
 #: (subcommand name, "module:function"), one line each.
-SUBCOMMANDS: list[tuple[str, str]] = []
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("stall", "descent.cli.diagnose_stall:stall"),
+    ("curvature", "descent.cli.diagnose_stall:curvature"),
+]
 
 for _name, _target in SUBCOMMANDS:
     _module, _attribute = _target.split(":")

@@ -120,6 +120,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "descent.cli.train:train"),
     ("board", "descent.cli.train:board"),
     ("tune", "descent.cli.tune:tune"),
+    ("lr-find", "descent.cli.lr_find:lr_find"),
 ]
 #: Command groups (a sub-app with commands of its own): (name, "module:app").
 GROUPS: list[tuple[str, str]] = [

@@ -26,7 +26,10 @@ def train(
         str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (the schedule's start).")] = None,
+    lr: Annotated[
+        str | None,
+        typer.Option(help="Learning rate (the schedule's start), or 'find' (a range test)."),
+    ] = None,
     schedule: Annotated[
         str | None, typer.Option(help="A schedule name (cosine_decay, one_cycle, …) or 'none'.")
     ] = None,
@@ -38,15 +41,22 @@ def train(
     histograms_every: Annotated[
         int | None, typer.Option(help="Histograms every N steps (0: off).")
     ] = None,
+    curvature_every: Annotated[
+        int | None,
+        typer.Option(help="Log λ_max, λ_min, trace and gradient SNR every N updates (and the "
+                     "stall verdict if early stopping ends the run)."),
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Train an image classifier; logs and checkpoints go to the run folder."""
+    from descent.diagnose.lr_find import parse_lr, range_test_for
     from descent.train.config import load_config
     from descent.train.run import run
 
+    lr, find_lr = parse_lr(lr)
     overrides = dict(
         model=model,
         data=data,
@@ -57,6 +67,7 @@ def train(
         mode=mode,
         seed=seed,
         logdir=logdir,
+        curvature_every=curvature_every,
     )
     settings = load_config(config, **overrides)
     updates = {}
@@ -66,6 +77,10 @@ def train(
         updates["logdir"] = f"runs/{settings.model}"
     if histograms_every is not None:
         updates["log"] = {**settings.log.model_dump(), "histograms_every": histograms_every}
+    if find_lr:
+        test = range_test_for(settings)
+        console.print(f"range test: {test.summary()}", soft_wrap=True, highlight=False)
+        updates["lr"] = test.suggestion
     if updates:
         settings = load_config(None, **{**settings.model_dump(), **updates})
     outcome = run(settings, resume=resume, progress=not quiet)
@@ -94,6 +109,8 @@ def train(
         f"stopped: {outcome.result.stopped}; {outcome.result.examples_per_second:,.0f} "
         "examples/s"
     )
+    if outcome.stall is not None:
+        console.print(str(outcome.stall), soft_wrap=True, highlight=False)
     console.print(
         f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}",
         soft_wrap=True,

@@ -72,6 +72,17 @@ class RangeTest:
     stretch: tuple[int, int] | None
     stopped: str
 
+    def summary(self) -> str:
+        """One line: the suggestion, the stretch and why the sweep stopped."""
+        if self.suggestion is None:
+            return f"no descending stretch in {len(self.lrs)} steps (stopped: {self.stopped})"
+        first, last = self.stretch or (0, 0)
+        return (
+            f"suggested lr {self.suggestion:.3g} (steepest descent of the smoothed loss, inside "
+            f"the longest descending stretch {self.centres[first]:.2g} … {self.centres[last]:.2g}; "
+            f"{len(self.lrs)} steps, stopped: {self.stopped})"
+        )
+
     @property
     def best(self) -> float:
         """The rate at the smoothed loss's minimum."""
@@ -353,4 +364,52 @@ def lr_find(
     )
 
 
-__all__ = ["RangeTest", "lr_find", "smooth", "suggest"]
+def parse_lr(value: str | None) -> tuple[float | None, bool]:
+    """The command line's ``--lr``: a number, or "find" for a range test: (rate, find)."""
+    if value is None:
+        return None, False
+    if value.strip().lower() == "find":
+        return None, True
+    try:
+        return float(value), False
+    except ValueError:
+        raise InputError(f"--lr must be a number or 'find', got {value!r}") from None
+
+
+def range_test_for(
+    config: Any, *, min_lr: float = 1e-7, max_lr: float = 10.0, steps: int = 100
+) -> RangeTest:
+    """The range test for a RunConfig's model, data, update rule and batch size (what
+    ``descent lr-find`` and ``descent train --lr find`` run). Raises InputError when the curve
+    never descends, since no rate can then be suggested."""
+    from torch.nn import functional as F
+
+    from descent.data.images import load
+    from descent.train.run import build_model
+
+    data = load(config.data, seed=config.seed)
+    model = build_model(config, data).to(config.torch_dtype)
+    batch_size = {"full": len(data.train), "sgd": 1, "single": 1}.get(
+        config.mode, config.batch_size
+    )
+    test = lr_find(
+        model,
+        F.cross_entropy,
+        (data.train.images.to(config.torch_dtype), data.train.labels),
+        config.optimizer,
+        min_lr=min_lr,
+        max_lr=max_lr,
+        steps=steps,
+        batch_size=batch_size,
+        seed=config.seed,
+        optimizer_params=config.optimizer_params,
+    )
+    if test.suggestion is None:
+        raise InputError(
+            f"the range test found no descending stretch between {min_lr:g} and {max_lr:g}; "
+            "widen --min/--max or give --lr"
+        )
+    return test
+
+
+__all__ = ["RangeTest", "lr_find", "parse_lr", "range_test_for", "smooth", "suggest"]

@@ -46,6 +46,7 @@ class RunConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0.0)
     dtype: Literal["float32", "float64"] = "float32"
     seed: int = 0
+    curvature_every: int | None = Field(None, ge=1)
     logdir: str | None = None
     log: LogConfig = Field(default_factory=LogConfig)
 

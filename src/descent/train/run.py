@@ -34,6 +34,7 @@ class RunOutcome:
     test_loss: float
     test_accuracy: float
     logdir: Path | None
+    stall: Any = None  # the stall verdict, when curvature_every is set and the run stopped early
 
 
 def build_model(config: RunConfig, data: ImageData) -> nn.Module:
@@ -81,6 +82,14 @@ def run(
         ),
     )
     logdir = Path(config.logdir) if config.logdir else None
+    monitor = None
+    if config.curvature_every:
+        from descent.diagnose.monitor import CurvatureMonitor
+
+        monitor = CurvatureMonitor(
+            config.curvature_every, data.train, batch_size=config.batch_size, seed=config.seed
+        )
+        callbacks = [*callbacks, monitor]
     trainer = Trainer(
         model,
         optimizer=config.optimizer,
@@ -104,6 +113,7 @@ def run(
             logdir / "config.yaml", yaml.safe_dump(config.model_dump(), sort_keys=False)
         )
     result = trainer.fit(data.train, data.validation, resume=resume)
+    verdict = monitor.finish(trainer, result.stopped) if monitor is not None else None
     test_loss, test_accuracy = trainer.evaluate(data.test)
     if logdir is not None:
         metrics = {
@@ -114,4 +124,4 @@ def run(
             "test_accuracy": test_accuracy,
         }
         write_atomically(logdir / "metrics.json", json.dumps(metrics, indent=2))
-    return RunOutcome(result, test_loss, test_accuracy, logdir)
+    return RunOutcome(result, test_loss, test_accuracy, logdir, verdict)
