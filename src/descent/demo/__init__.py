@@ -19,6 +19,7 @@ CHAPTERS: list[tuple[str, str]] = [
     ("Batch modes", "descent.demo.batch_modes:chapter"),
     ("Update rules", "descent.demo.rules:chapter"),
     ("Image classification", "descent.demo.training:chapter"),
+    ("Why did training stop?", "descent.demo.stall:chapter"),
     ("Hyperparameter tuning", "descent.demo.tuning:chapter"),
 ]
 

@@ -78,7 +78,8 @@ ADVICE = {
     "(Adam, RMSprop) or momentum crosses it; if units are saturated, re-initialize (Xavier/He) "
     "or normalize the inputs.",
     "saddle": "a saddle: momentum, noise or a larger step escapes along the eigenvector of λ_min "
-    "(StallVerdict.escape_direction); plain gradient descent leaves it only slowly.",
+    "(StallVerdict.escape_direction); plain gradient descent leaves it slowly, or never from "
+    "an exact stationary point.",
     "local minimum": "a minimum of this loss: lowering the rate will not help; to do better "
     "change the model, the data or the regularization, or restart from another initialization.",
     "SGD noise floor": "mini-batch noise dominates the gradient: a smaller learning rate (a decay "
