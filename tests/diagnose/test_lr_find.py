@@ -220,3 +220,15 @@ def test_the_suggestion_on_the_digits_cnn_is_near_the_best_rate_of_a_real_grid()
     best = grid[int(np.argmin(losses))]
     assert best not in (grid[0], grid[-1])  # the grid brackets the optimum
     assert best / 10 <= test.suggestion <= 3 * best
+
+
+def test_importing_descent_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, descent; assert 'torch' not in sys.modules; print(descent.__all__)"
+    finished = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert "lr_find" in finished.stdout
