@@ -19,6 +19,8 @@ app = typer.Typer(
 #: (subcommand name, "module:function"), one line each.
 SUBCOMMANDS: list[tuple[str, str]] = [
     ("init", "descent.cli.diagnose_init:init"),
+    ("stall", "descent.cli.diagnose_stall:stall"),
+    ("curvature", "descent.cli.diagnose_stall:curvature"),
 ]
 
 for _name, _target in SUBCOMMANDS:

@@ -61,6 +61,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("board", "descent.cli.train:board"),
     ("tune", "descent.cli.tune:tune"),
     ("federate", "descent.cli.federate:federate"),
+    ("lr-find", "descent.cli.lr_find:lr_find"),
 ]
 #: Command groups (a sub-app with commands of its own): (name, "module:app").
 GROUPS: list[tuple[str, str]] = [

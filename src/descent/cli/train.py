@@ -31,7 +31,10 @@ def train(
         ),
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate (the schedule's start).")] = None,
+    lr: Annotated[
+        str | None,
+        typer.Option(help="Learning rate (the schedule's start), or 'find' (a range test)."),
+    ] = None,
     schedule: Annotated[
         str | None,
         typer.Option(help="A schedule name (cosine_decay, one_cycle, …), or 'none' for none."),
@@ -51,6 +54,11 @@ def train(
     ] = None,
     diagnose_every: Annotated[
         int | None, typer.Option(help="Per-layer activation std and dead units every N steps.")
+    ] = None,
+    curvature_every: Annotated[
+        int | None,
+        typer.Option(help="Log λ_max, λ_min, trace and gradient SNR every N updates (and the "
+                     "stall verdict if early stopping ends the run)."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in the run folder.")
@@ -83,11 +91,13 @@ def train(
     rdzv_id: Annotated[str | None, typer.Option(help="A name shared by the machines' job.")] = None,
 ) -> None:
     """Train an image classifier; logs and checkpoints go to the run folder."""
+    from descent.diagnose.lr_find import parse_lr, range_test_for
     from descent.train.config import load_config
     from descent.train.run import run
 
     if resume and overwrite:
         raise ValueError("--resume continues the run and --overwrite replaces it: give one")
+    lr, find_lr = parse_lr(lr)
     given = dict(
         model=model,
         data=data,
@@ -106,6 +116,7 @@ def train(
         compile=compile or None,
         num_workers=num_workers,
         nproc=nproc,
+        curvature_every=curvature_every,
     )
     # An option left out keeps the file's value or the default; one given always wins.
     settings = load_config(
@@ -116,6 +127,10 @@ def train(
         updates["logdir"] = f"runs/{settings.model}"
     if histograms_every is not None:
         updates["log"] = {**settings.log.model_dump(), "histograms_every": histograms_every}
+    if find_lr:
+        test = range_test_for(settings)
+        console.print(f"range test: {test.summary()}", soft_wrap=True, highlight=False)
+        updates["lr"] = test.suggestion
     if updates:
         settings = load_config(None, **{**settings.model_dump(), **updates})
     if settings.nproc > 1 or nnodes > 1:
@@ -175,6 +190,8 @@ def train(
         f"stopped: {outcome.result.stopped}; {outcome.result.examples_per_second:,.0f} "
         "examples/s"
     )
+    if outcome.stall is not None:
+        console.print(str(outcome.stall), soft_wrap=True, highlight=False)
     console.print(
         f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}",
         soft_wrap=True,

@@ -20,6 +20,7 @@ CHAPTERS: list[tuple[str, str]] = [
     ("Update rules", "descent.demo.rules:chapter"),
     ("Initialization", "descent.demo.initialization:chapter"),
     ("Image classification", "descent.demo.training:chapter"),
+    ("Why did training stop?", "descent.demo.stall:chapter"),
     ("Hyperparameter tuning", "descent.demo.tuning:chapter"),
     ("Federated averaging", "descent.demo.federated:chapter"),
 ]

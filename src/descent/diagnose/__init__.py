@@ -2,7 +2,8 @@
 training stalled (curvature, plateau, saddle, local minimum, gradient noise), with a remedy."""
 
 # The initialization report and its remedy (LSUV).
-from descent.diagnose.init import (  # noqa: F401
+from descent.diagnose import curvature
+from descent.diagnose.init import (
     InitReport,
     LayerReport,
     ParameterReport,
@@ -10,3 +11,20 @@ from descent.diagnose.init import (  # noqa: F401
     init_report,
     lsuv,
 )
+from descent.diagnose.lr_find import RangeTest, lr_find
+from descent.diagnose.stall import StallVerdict, Thresholds, stall
+
+__all__ = [
+    "InitReport",
+    "LayerReport",
+    "ParameterReport",
+    "RangeTest",
+    "StallVerdict",
+    "Thresholds",
+    "Verdict",
+    "curvature",
+    "init_report",
+    "lr_find",
+    "lsuv",
+    "stall",
+]

@@ -72,6 +72,7 @@ class RunConfig(BaseModel):
     early_stopping: int | None = Field(None, ge=1)
     grad_clip: float | None = Field(None, gt=0.0)
     seed: int = 0
+    curvature_every: int | None = Field(None, ge=1)
     logdir: str | None = None
     log: LogOptions = Field(default_factory=LogOptions)
     # Where, how and on how many processes (docs/trainer.md). `dtype: float64` in older configs

@@ -54,6 +54,7 @@ class RunOutcome:
     test_loss: float
     test_accuracy: float
     logdir: Path | None
+    stall: Any = None  # the stall verdict, when curvature_every is set and the run stopped early
 
 
 def build_model(config: RunConfig, data: ImageData) -> nn.Module:
@@ -222,6 +223,14 @@ def _run(
     if logdir is not None or config.diagnose_every:  # the initial report, and --diagnose-every
         probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
         callbacks = [*callbacks, InitDiagnosis(model, *probe, every=config.diagnose_every)]
+    monitor = None
+    if config.curvature_every:
+        from descent.diagnose.curvature_monitor import CurvatureMonitor
+
+        monitor = CurvatureMonitor(
+            config.curvature_every, data.train, batch_size=config.batch_size, seed=config.seed
+        )
+        callbacks = [*callbacks, monitor]
     trainer = Trainer(
         model,
         optimizer=config.optimizer,
@@ -250,6 +259,7 @@ def _run(
     if logdir is not None and main:
         write_atomically(logdir / "config.yaml", yamlfile.dumps(config.model_dump()))
     result = trainer.fit(data.train, data.validation, resume=resume)
+    verdict = monitor.finish(trainer, result.stopped) if monitor is not None else None
     test = trainer.evaluate(data.test)
     test_loss, test_accuracy = test["loss"], test["accuracy"]
     if logdir is not None and main:
@@ -261,4 +271,4 @@ def _run(
             "test_accuracy": test_accuracy,
         }
         write_atomically(logdir / "metrics.json", json.dumps(metrics, indent=2))
-    return RunOutcome(result, test_loss, test_accuracy, logdir)
+    return RunOutcome(result, test_loss, test_accuracy, logdir, verdict)

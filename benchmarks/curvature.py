@@ -1,0 +1,210 @@
+"""descent's curvature against PyHessian on the same model and batch, in one run: the top
+eigenvalue, the top-5, the trace and the density, with both answers compared to a reference
+(descent's Lanczos run to convergence in float64); then the Trainer's cost with
+``--curvature-every 50`` against plain training.
+
+    python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
+
+PyHessian (``pip install pyhessian``, benchmark only) still calls ``torch.eig`` in its density;
+torch removed it (a stub that raises remains). This script alone replaces it with a stand-in
+built on ``torch.linalg.eigh`` (the tridiagonal matrix is symmetric, so the answer is the same).
+Its eigenvalues and trace run unpatched. Both tools run on the CPU with the same torch threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from descent.data.images import digits
+from descent.diagnose import curvature
+from descent.models import SmallCNN
+
+
+def patch_torch_eig() -> None:
+    """torch.eig(T, eigenvectors=True) as PyHessian's density expects it: eigenvalues as an
+    (n, 2) tensor of real and imaginary parts, and the eigenvectors."""
+    def eig(matrix: torch.Tensor, eigenvectors: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        values, vectors = torch.linalg.eigh(matrix)
+        return torch.stack([values, torch.zeros_like(values)], dim=1), vectors
+
+    torch.eig = eig  # type: ignore[attr-defined]
+
+
+def best_of(rounds: int, work: Callable[[], Any]) -> tuple[float, Any]:
+    times, answer = [], None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        answer = work()
+        times.append(time.perf_counter() - start)
+    return min(times), answer
+
+
+def relative(found: list[float], exact: list[float]) -> float:
+    return max(abs(a - b) / abs(b) for a, b in zip(found, exact, strict=True))
+
+
+def exact_trace_of(model: torch.nn.Module, batch: tuple, chunk: int = 128) -> float:
+    """Σ_i e_iᵀ H e_i in float64, ``chunk`` unit vectors per batched backward (the dense
+    Hessian itself would not fit in memory for larger models)."""
+    objective = curvature.Objective(model, F.cross_entropy, batch, dtype="float64")
+    total = 0.0
+    for start in range(0, objective.dimension, chunk):
+        rows = torch.arange(start, min(start + chunk, objective.dimension))
+        units = torch.zeros(len(rows), objective.dimension, dtype=torch.float64)
+        units[torch.arange(len(rows)), rows] = 1.0
+        total += float(objective.hvp_many(units)[torch.arange(len(rows)), rows].sum())
+    return total
+
+
+def compare_with_pyhessian(examples: int, rounds: int) -> None:
+    from pyhessian import hessian as PyHessian
+
+    patch_torch_eig()
+    data = digits()
+    torch.manual_seed(0)
+    model = SmallCNN((1, 8, 8), 10, channels=(16, 32))
+    batch = (data.train.images[:examples], data.train.labels[:examples])
+    parameters = sum(p.numel() for p in model.parameters())
+    reference = curvature.eigenvalues(
+        model, F.cross_entropy, batch, k=5, tol=1e-9, max_iterations=400, dtype="float64"
+    )
+    exact_trace = exact_trace_of(model, batch)
+    print(
+        f"SmallCNN on {examples} digits: {parameters:,} parameters; reference (float64 "
+        f"Lanczos, residual ≤ 1e-9·ρ): top-5 {[f'{v:.5g}' for v in reference.top]}, "
+        f"λ_min {reference.lambda_min:.4g}; exact trace {exact_trace:.6g}"
+    )
+
+    def pyhessian_object() -> Any:
+        model.zero_grad(set_to_none=True)
+        return PyHessian(model, F.cross_entropy, data=batch, cuda=False)
+
+    rows = []
+
+    def pyhessian_top(n: int) -> list[float]:
+        torch.manual_seed(0)
+        values, _ = pyhessian_object().eigenvalues(top_n=n, maxIter=100, tol=1e-3)
+        return sorted(values, reverse=True)
+
+    def descent_top(n: int) -> list[float]:
+        return list(
+            curvature.eigenvalues(
+                model, F.cross_entropy, batch, k=n, tol=1e-2, max_iterations=100
+            ).top
+        )
+
+    for n in (1, 5):
+        seconds_peer, peer = best_of(rounds, lambda n=n: pyhessian_top(n))
+        seconds_ours, ours = best_of(rounds, lambda n=n: descent_top(n))
+        rows.append(
+            (
+                f"top-{n} eigenvalue(s)",
+                seconds_ours,
+                seconds_peer,
+                relative(ours, list(reference.top[:n])),
+                relative(peer, list(reference.top[:n])),
+            )
+        )
+
+    def pyhessian_trace() -> float:
+        torch.manual_seed(0)
+        return statistics.mean(pyhessian_object().trace(maxIter=100, tol=1e-3))
+
+    def descent_trace() -> curvature.TraceEstimate:
+        return curvature.trace(model, F.cross_entropy, batch, rtol=1e-2, max_probes=100)
+
+    seconds_peer, peer_trace = best_of(rounds, pyhessian_trace)
+    seconds_ours, our_trace = best_of(rounds, descent_trace)
+    rows.append(
+        (
+            "trace (Hutchinson)",
+            seconds_ours,
+            seconds_peer,
+            abs(our_trace.value - exact_trace) / exact_trace,
+            abs(peer_trace - exact_trace) / exact_trace,
+        )
+    )
+
+    def pyhessian_density() -> tuple[list, list]:
+        torch.manual_seed(0)
+        return pyhessian_object().density(iter=100, n_v=1)
+
+    def descent_density() -> curvature.SpectralDensity:
+        return curvature.density(model, F.cross_entropy, batch, probes=1, iterations=100)
+
+    seconds_peer, (peer_nodes, _) = best_of(rounds, pyhessian_density)
+    seconds_ours, ours_density = best_of(rounds, descent_density)
+    rows.append(
+        (
+            "density (SLQ, 100 steps, 1 probe): λ_max node",
+            seconds_ours,
+            seconds_peer,
+            abs(ours_density.support[1] - reference.lambda_max) / reference.lambda_max,
+            abs(max(peer_nodes[0]) - reference.lambda_max) / reference.lambda_max,
+        )
+    )
+
+    print(
+        f"{'quantity':48} {'descent s':>10} {'PyHessian s':>12} {'speed-up':>9} "
+        f"{'descent err':>12} {'PyHessian err':>14}"
+    )
+    for name, ours_s, peer_s, ours_err, peer_err in rows:
+        print(
+            f"{name:48} {ours_s:10.3f} {peer_s:12.3f} {peer_s / ours_s:8.1f}× "
+            f"{ours_err:12.1e} {peer_err:14.1e}"
+        )
+    print(
+        f"descent trace {our_trace} vs PyHessian {peer_trace:.6g} (no error bar) vs exact "
+        f"{exact_trace:.6g}"
+    )
+
+
+def trainer_overhead(epochs: int, rounds: int) -> None:
+    from descent.train.config import load_config
+    from descent.train.run import run
+
+    def seconds(every: int | None) -> tuple[float, int]:
+        with tempfile.TemporaryDirectory() as logdir:
+            config = load_config(model="cnn", epochs=epochs, logdir=logdir, curvature_every=every)
+            outcome = run(config)
+            result = outcome.result
+            return result.steps * config.batch_size / result.examples_per_second, result.steps
+
+    plain, monitored = [], []
+    steps = 0
+    for _ in range(rounds):  # alternate, so that a busy machine hurts both alike
+        plain.append(seconds(None)[0])
+        value, steps = seconds(50)
+        monitored.append(value)
+    base, extra = min(plain), min(monitored)
+    print(
+        f"Trainer, digits CNN, {epochs} epochs ({steps} updates): plain {base:.2f} s, "
+        f"--curvature-every 50 {extra:.2f} s: overhead {100 * (extra / base - 1):+.1f}% "
+        f"({math.ceil(steps / 50)} analyses)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--skip-trainer", action="store_true")
+    arguments = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    compare_with_pyhessian(arguments.examples, arguments.rounds)
+    if not arguments.skip_trainer:
+        trainer_overhead(arguments.epochs, arguments.rounds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`descent lr-find`: the learning-rate range test on a configured model and data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console(width=None if sys.stdout.isatty() else 110)
+
+
+def lr_find(
+    config: Annotated[
+        Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
+    ] = None,
+    optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size B.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seeds the model and batch order.")] = None,
+    min_lr: Annotated[float, typer.Option("--min", help="First rate of the sweep.")] = 1e-7,
+    max_lr: Annotated[float, typer.Option("--max", help="Last rate of the sweep.")] = 10.0,
+    steps: Annotated[int, typer.Option(help="Updates in the sweep (≥ 10).")] = 100,
+    plot: Annotated[
+        Path | None, typer.Option(help="Draw the curve, the stretch and the suggestion to a PNG.")
+    ] = None,
+) -> None:
+    """Sweep the learning rate exponentially and suggest one (weights are not kept)."""
+    from descent.diagnose.lr_find import range_test_for
+    from descent.train.config import load_config
+
+    settings = load_config(
+        config, model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed
+    )
+    test = range_test_for(settings, min_lr=min_lr, max_lr=max_lr, steps=steps)
+    table = Table(title=f"range test: {settings.model} on {settings.data}, {settings.optimizer}")
+    for column in ("step", "lr", "loss", "smoothed", "at lr"):
+        table.add_column(column, justify="right")
+    stride = max(1, len(test.lrs) // 12)
+    for index in sorted(set(range(0, len(test.lrs), stride)) | {len(test.lrs) - 1}):
+        table.add_row(
+            str(index),
+            f"{test.lrs[index]:.3g}",
+            f"{test.losses[index]:.4f}",
+            f"{test.smoothed[index]:.4f}",
+            f"{test.centres[index]:.3g}",
+        )
+    console.print(table)
+    console.print(test.summary(), soft_wrap=True, highlight=False)
+    if plot is not None:
+        test.plot(plot)
+        console.print(f"wrote {plot}")

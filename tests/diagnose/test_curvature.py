@@ -1,0 +1,269 @@
+"""Curvature against dense oracles: Lanczos vs eigvalsh, the linear-regression Hessian 2ΦᵀΦ,
+Hutchinson within its error bar, SLQ's normalization and support, the gradient noise against a
+loop over examples, modes and seeds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn import functional as F
+
+from descent.diagnose import curvature
+from descent.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A ~2,000-parameter tanh MLP (float64) on 64 random examples of 20 features, 10 classes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 60), nn.Tanh(), nn.Linear(60, 10)).double()
+    inputs = torch.randn(64, 20, dtype=torch.float64)
+    targets = torch.randint(0, 10, (64,))
+    return model, (inputs, targets)
+
+
+@pytest.fixture(scope="module")
+def dense(problem: tuple) -> torch.Tensor:
+    """The oracle: torch.autograd.functional.hessian of the loss over the flat parameters."""
+    model, (inputs, targets) = problem
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss_of(vector: torch.Tensor) -> torch.Tensor:
+        params = {n: v.view(s) for n, v, s in zip(names, vector.split(sizes), shapes, strict=True)}
+        return F.cross_entropy(functional_call(model, params, (inputs,)), targets)
+
+    return torch.autograd.functional.hessian(loss_of, flat, vectorize=True)
+
+
+def test_the_mlp_has_about_two_thousand_parameters(problem: tuple) -> None:
+    assert sum(p.numel() for p in problem[0].parameters()) == 1870
+
+
+def test_hessian_vector_product_is_the_dense_hessian_times_v(problem: tuple, dense) -> None:
+    model, data = problem
+    vector = torch.randn(
+        len(dense), dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
+    product = curvature.hessian_vector_product(model, F.cross_entropy, data, vector)
+    torch.testing.assert_close(product, dense @ vector, rtol=1e-10, atol=1e-12)
+
+
+def test_lanczos_finds_both_ends_and_the_top_five_to_1e_6(problem: tuple, dense) -> None:
+    model, data = problem
+    exact = torch.linalg.eigvalsh(dense)
+    spectrum = curvature.eigenvalues(
+        model, F.cross_entropy, data, k=5, tol=1e-10, max_iterations=400
+    )
+    assert spectrum.converged
+    assert exact[0] < 0  # the test would be weak on a convex problem
+    for found, true in zip(spectrum.top, exact.flip(0)[:5].tolist(), strict=True):
+        assert abs(found - true) <= 1e-6 * abs(true)
+    assert abs(spectrum.lambda_max - float(exact[-1])) <= 1e-6 * abs(float(exact[-1]))
+    assert abs(spectrum.lambda_min - float(exact[0])) <= 1e-6 * abs(float(exact[0]))
+    # the eigenvectors are eigenvectors: ‖H u − λ u‖ small against ‖H‖
+    for vector, value in (
+        (spectrum.vector_max, spectrum.lambda_max),
+        (spectrum.vector_min, spectrum.lambda_min),
+    ):
+        assert float((dense @ vector - value * vector).norm()) <= 1e-6 * float(exact.abs().max())
+    assert spectrum.iterations < len(dense)  # it stopped early, on its residual bound
+
+
+def test_linear_regression_hessian_is_two_phi_transpose_phi() -> None:
+    generator = torch.Generator().manual_seed(3)
+    phi = torch.randn(40, 6, dtype=torch.float64, generator=generator)
+    y = torch.randn(40, dtype=torch.float64, generator=generator)
+    model = nn.Linear(6, 1, bias=False).double()
+
+    def squared_error(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((output.squeeze(1) - target) ** 2).sum()
+
+    hessian = curvature.dense_hessian(model, squared_error, (phi, y))
+    torch.testing.assert_close(hessian, 2 * phi.T @ phi, rtol=1e-13, atol=1e-12)
+    spectrum = curvature.eigenvalues(model, squared_error, (phi, y), k=3, tol=1e-12)
+    exact = torch.linalg.eigvalsh(2 * phi.T @ phi)
+    assert spectrum.top == pytest.approx(exact.flip(0)[:3].tolist(), rel=1e-10)
+
+
+def test_hutchinson_is_within_its_own_error_bar(problem: tuple, dense) -> None:
+    model, data = problem
+    estimate = curvature.trace(model, F.cross_entropy, data, rtol=1e-2, max_probes=300, seed=0)
+    exact = float(torch.trace(dense))
+    assert estimate.stderr > 0
+    assert abs(estimate.value - exact) <= 3 * estimate.stderr
+    # the stopping rule: the error bar met the tolerance, or the cap was reached
+    assert estimate.stderr <= 1e-2 * abs(estimate.value) or estimate.probes == 300
+    assert len(estimate.samples) == estimate.probes
+    samples = torch.tensor(estimate.samples)
+    assert estimate.stderr == pytest.approx(float(samples.std() / math.sqrt(len(samples))))
+
+
+def test_density_integrates_to_one_and_spans_the_extreme_eigenvalues(problem, dense) -> None:
+    model, data = problem
+    exact = torch.linalg.eigvalsh(dense)
+    spectral = curvature.density(model, F.cross_entropy, data, probes=3, iterations=80)
+    assert float(spectral.weights.sum()) == pytest.approx(1.0, abs=1e-12)
+    grid, values = spectral.curve(points=4000)
+    assert float(torch.trapezoid(values, grid)) == pytest.approx(1.0, abs=1e-3)
+    low, high = spectral.support
+    radius = float(exact.abs().max())
+    assert abs(high - float(exact[-1])) <= 1e-6 * radius
+    assert abs(low - float(exact[0])) <= 1e-3 * radius
+    assert float(grid[0]) < float(exact[0])
+    assert float(grid[-1]) > float(exact[-1])
+
+
+def test_the_same_seed_gives_the_same_numbers(problem: tuple) -> None:
+    model, data = problem
+    first = curvature.trace(model, F.cross_entropy, data, min_probes=4, max_probes=4, seed=5)
+    again = curvature.trace(model, F.cross_entropy, data, min_probes=4, max_probes=4, seed=5)
+    other = curvature.trace(model, F.cross_entropy, data, min_probes=4, max_probes=4, seed=6)
+    assert first.samples == again.samples
+    assert first.samples != other.samples
+
+
+def test_float64_analyses_a_float32_model_without_touching_it(problem: tuple) -> None:
+    model64, (inputs, targets) = problem
+    model32 = nn.Sequential(nn.Linear(20, 60), nn.Tanh(), nn.Linear(60, 10))
+    model32.load_state_dict({k: v.float() for k, v in model64.state_dict().items()})
+    before = {k: v.clone() for k, v in model32.state_dict().items()}
+    in64 = curvature.eigenvalues(
+        model32,
+        F.cross_entropy,
+        (inputs.float(), targets),
+        dtype="float64",
+        tol=1e-10,
+        max_iterations=300,
+    )
+    reference = curvature.eigenvalues(
+        model64, F.cross_entropy, (inputs.float().double(), targets), tol=1e-10, max_iterations=300
+    )
+    assert in64.vector_max.dtype == torch.float64
+    assert in64.lambda_max == pytest.approx(reference.lambda_max, rel=1e-9)
+    for key, value in model32.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, before[key])
+
+
+class Recorder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(self.training)
+        return x
+
+
+def test_batchnorm_and_dropout_are_in_eval_mode_and_restored() -> None:
+    torch.manual_seed(0)
+    recorder = Recorder()
+    model = nn.Sequential(
+        nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5), recorder, nn.Linear(8, 3)
+    )
+    model.train()
+    model[1].eval()  # a mixed state must come back exactly as it was
+    x, y = torch.randn(30, 5), torch.randint(0, 3, (30,))
+    stats = model[1].running_mean.clone()
+    first = curvature.hessian_vector_product(model, F.cross_entropy, (x, y), torch.ones(91))
+    second = curvature.hessian_vector_product(model, F.cross_entropy, (x, y), torch.ones(91))
+    assert torch.equal(first, second)  # no dropout noise, no batch statistics
+    assert recorder.seen
+    assert not any(recorder.seen)
+    assert model.training
+    assert not model[1].training
+    assert model[3].training
+    assert torch.equal(model[1].running_mean, stats)
+
+
+def test_several_batches_average_like_one(problem: tuple) -> None:
+    model, (inputs, targets) = problem
+    whole = curvature.Objective(model, F.cross_entropy, (inputs, targets))
+    parts = curvature.Objective(
+        model, F.cross_entropy, [(inputs[:40], targets[:40]), (inputs[40:], targets[40:])]
+    )
+    vector = torch.randn(whole.dimension, dtype=torch.float64)
+    torch.testing.assert_close(parts.hvp(vector), whole.hvp(vector), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        parts.loss_and_gradient()[1], whole.loss_and_gradient()[1], rtol=1e-10, atol=1e-12
+    )
+
+
+def test_gradient_noise_matches_a_loop_over_examples(problem: tuple) -> None:
+    model, (inputs, targets) = problem
+    grads = []
+    for x, y in zip(inputs, targets, strict=True):
+        model.zero_grad()
+        F.cross_entropy(model(x[None]), y[None]).backward()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+    model.zero_grad()
+    stacked = torch.stack(grads)
+    mean = stacked.mean(0)
+    variance = float(((stacked - mean) ** 2).sum(1).sum() / (len(stacked) - 1))
+    noise = curvature.gradient_noise(
+        model, F.cross_entropy, (inputs, targets), batch_size=8, chunk=10
+    )
+    assert noise.method == "per-example"
+    assert noise.gradient_norm == pytest.approx(float(mean.norm()), rel=1e-10)
+    assert noise.per_example_variance == pytest.approx(variance, rel=1e-10)
+    expected = math.sqrt(variance / 8 * (64 - 8) / 64)
+    assert noise.noise == pytest.approx(expected, rel=1e-10)
+    assert noise.snr == pytest.approx(float(mean.norm()) / expected, rel=1e-10)
+    # batch-to-batch: the mean squared distance of 8 batch gradients from their mean
+    batches = [(inputs[i : i + 8], targets[i : i + 8]) for i in range(0, 64, 8)]
+    spread = curvature.gradient_noise(model, F.cross_entropy, batches, method="batches")
+    batch_grads = torch.stack([stacked[i : i + 8].mean(0) for i in range(0, 64, 8)])
+    expected_spread = math.sqrt(float(((batch_grads - mean) ** 2).sum(1).mean()))
+    assert spread.noise == pytest.approx(expected_spread, rel=1e-10)
+
+
+def test_bad_input_gets_one_clear_line(problem: tuple) -> None:
+    model, data = problem
+    frozen = nn.Linear(3, 1)
+    frozen.requires_grad_(False)
+    cases = [
+        (
+            lambda: curvature.eigenvalues(frozen, F.mse_loss, (torch.ones(2, 3), torch.ones(2, 1))),
+            "no parameters that require grad",
+        ),
+        (
+            lambda: curvature.eigenvalues(model, F.cross_entropy, (data[0][:0], data[1][:0])),
+            "is empty",
+        ),
+        (lambda: curvature.eigenvalues(model, F.cross_entropy, []), "at least one batch"),
+        (
+            lambda: curvature.eigenvalues(
+                model, lambda o, t: F.cross_entropy(o, t, reduction="none"), data
+            ),
+            "must return a scalar",
+        ),
+        (lambda: curvature.eigenvalues(model, F.cross_entropy, data, k=0), "k must be"),
+        (lambda: curvature.trace(model, F.cross_entropy, data, dtype="float16"), "dtype must"),
+    ]
+    for call, words in cases:
+        with pytest.raises(InputError, match=words) as caught:
+            call()
+        assert "\n" not in str(caught.value)
+
+
+def test_analyze_gives_the_tensorboard_scalars(problem: tuple) -> None:
+    model, data = problem
+    report = curvature.analyze(
+        model, F.cross_entropy, data, trace_rtol=0.1, max_probes=20, noise_batch_size=16
+    )
+    assert set(report.scalars()) == {
+        "curvature/lambda_max",
+        "curvature/lambda_min",
+        "curvature/trace",
+        "curvature/gradient_snr",
+    }
+    assert report.spectrum.lambda_min < 0 < report.spectrum.lambda_max
+    assert report.noise is not None
+    assert report.noise.batch_size == 16

@@ -1,0 +1,87 @@
+"""`descent lr-find` and `descent train --lr find`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from descent.cli.main import main
+
+
+def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_lr_find_prints_the_sweep_and_plots_it(capsys, tmp_path: Path) -> None:
+    picture = tmp_path / "lr.png"
+    code, out, err = invoke(
+        [
+            "lr-find",
+            "--model",
+            "mlp",
+            "--optimizer",
+            "adam",
+            "--min",
+            "1e-5",
+            "--max",
+            "10",
+            "--steps",
+            "40",
+            "--plot",
+            str(picture),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "suggested lr" in out
+    assert "longest descending stretch" in out
+    assert picture.stat().st_size > 5000
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--min", "1", "--max", "0.1"], "min_lr must be below max_lr"),
+        (["--steps", "5"], "steps must be at least 10"),
+    ],
+)
+def test_lr_find_bad_input_is_one_line(capsys, args: list[str], words: str) -> None:
+    code, _, err = invoke(["lr-find", "--model", "softmax", *args], capsys)
+    assert code == 2
+    assert words in err
+    assert err.count("\n") == 1
+
+
+def test_train_lr_find_trains_at_the_suggested_rate(capsys, tmp_path: Path) -> None:
+    code, out, err = invoke(
+        [
+            "train",
+            "--model",
+            "softmax",
+            "--lr",
+            "find",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--logdir",
+            str(tmp_path / "run"),
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    assert "range test: suggested lr" in out
+    suggested = float(out.split("suggested lr ")[1].split()[0])
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["lr"] == pytest.approx(suggested, rel=1e-2)
+
+
+def test_train_lr_must_be_a_number_or_find(capsys, tmp_path: Path) -> None:
+    code, _, err = invoke(["train", "--lr", "fast", "--logdir", str(tmp_path / "x")], capsys)
+    assert code == 2
+    assert "--lr must be a number or 'find'" in err
