@@ -22,7 +22,7 @@ def _is_number(value: Any) -> bool:
 
 
 def finite(value: Any, name: str) -> float:
-    """A finite real number."""
+    """A finite real number (a bool is not a number here)."""
     if not _is_number(value) or not math.isfinite(value):
         raise InputError(f"{name} must be a finite number, got {value!r}")
     return float(value)
@@ -30,15 +30,15 @@ def finite(value: Any, name: str) -> float:
 
 def nonnegative(value: Any, name: str) -> float:
     """A finite number ≥ 0."""
-    if not _is_number(value) or not math.isfinite(value) or value < 0:
-        raise InputError(f"{name} must be a finite number ≥ 0, got {value!r}")
+    if finite(value, name) < 0:
+        raise InputError(f"{name} must be ≥ 0, got {value!r}")
     return float(value)
 
 
 def positive(value: Any, name: str) -> float:
     """A finite number > 0."""
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
-        raise InputError(f"{name} must be a finite number > 0, got {value!r}")
+    if finite(value, name) <= 0:
+        raise InputError(f"{name} must be > 0, got {value!r}")
     return float(value)
 
 
@@ -47,6 +47,20 @@ def unit_interval(value: Any, name: str) -> float:
     if not _is_number(value) or not 0.0 <= value < 1.0:
         raise InputError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
+
+
+def in_range(
+    value: Any, name: str, low: float, high: float, *, low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite number in the interval from ``low`` to ``high`` (closed unless said open)."""
+    number = finite(value, name)
+    if (number <= low if low_open else number < low) or (
+        number >= high if high_open else number > high
+    ):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise InputError(f"{name} must be in {interval}, got {value!r}")
+    return number
 
 
 def positive_int(value: Any, name: str) -> int:

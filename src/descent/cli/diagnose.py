@@ -17,7 +17,9 @@ app = typer.Typer(
 )
 
 #: (subcommand name, "module:function"), one line each.
-SUBCOMMANDS: list[tuple[str, str]] = []
+SUBCOMMANDS: list[tuple[str, str]] = [
+    ("init", "descent.cli.diagnose_init:init"),
+]
 
 for _name, _target in SUBCOMMANDS:
     _module, _attribute = _target.split(":")

@@ -38,6 +38,12 @@ def train(
     histograms_every: Annotated[
         int | None, typer.Option(help="Histograms every N steps (0: off).")
     ] = None,
+    init: Annotated[
+        str | None, typer.Option(help="Initialization: xavier_normal, normal:0.01, lsuv, …")
+    ] = None,
+    diagnose_every: Annotated[
+        int | None, typer.Option(help="Per-layer activation std and dead units every N steps.")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the run's checkpoint.")
     ] = False,
@@ -57,6 +63,8 @@ def train(
         mode=mode,
         seed=seed,
         logdir=logdir,
+        init=init,
+        diagnose_every=diagnose_every,
     )
     settings = load_config(config, **overrides)
     updates = {}

@@ -18,6 +18,7 @@ from rich.console import Console
 CHAPTERS: list[tuple[str, str]] = [
     ("Batch modes", "descent.demo.batch_modes:chapter"),
     ("Update rules", "descent.demo.rules:chapter"),
+    ("Initialization", "descent.demo.initialization:chapter"),
     ("Image classification", "descent.demo.training:chapter"),
     ("Hyperparameter tuning", "descent.demo.tuning:chapter"),
 ]

@@ -32,8 +32,10 @@ class RunConfig(BaseModel):
     hidden: list[int] = Field(default_factory=lambda: [256])
     channels: list[int] = Field(default_factory=lambda: [32, 64])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    init: Literal["default", "zeros", "normal", "xavier", "kaiming"] = "default"
+    activation: str = "relu"
+    init: str = "default"
     init_std: float = Field(0.01, gt=0.0)
+    diagnose_every: int = Field(0, ge=0)
     optimizer: str = "adam"
     lr: float = Field(2e-3, ge=0.0)
     schedule: str | dict[str, Any] | None = "cosine_decay"
@@ -57,6 +59,21 @@ class RunConfig(BaseModel):
                 f"unknown optimizer {value!r}; accepted: {', '.join(optim.OPTIMIZERS)}"
             )
         return value
+
+    @field_validator("init")
+    @classmethod
+    def _known_init(cls, value: str) -> str:
+        from descent.models import parse_init
+
+        parse_init(value, std=0.01)  # the one parser; "normal" takes init_std
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, value: str) -> str:
+        from descent.models import activation_name
+
+        return activation_name(value)
 
     @field_validator("hidden", "channels")
     @classmethod

@@ -23,6 +23,7 @@ import yaml
 from torch import nn
 
 from descent.data.images import ImageData, load
+from descent.diagnose.monitor import DIAGNOSIS_BATCH, InitDiagnosis
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
 from descent.train.config import RunConfig
 from descent.train.trainer import LogOptions, Trainer, TrainResult
@@ -45,14 +46,21 @@ def build_model(config: RunConfig, data: ImageData) -> nn.Module:
     if config.model == "softmax":
         model: nn.Module = SoftmaxRegression(features, classes)
     elif config.model == "mlp":
-        model = MLP(features, classes, hidden=config.hidden, dropout=config.dropout)
+        model = MLP(
+            features,
+            classes,
+            hidden=config.hidden,
+            dropout=config.dropout,
+            activation=config.activation,
+        )
     else:
         model = SmallCNN(
             data.image_shape, classes, channels=config.channels, dropout=config.dropout
         )
     model.image_shape = data.image_shape  # type: ignore[assignment]
     generator = torch.Generator().manual_seed(config.seed)
-    return initialize(model, config.init, std=config.init_std, generator=generator)
+    probe = data.train.images[:DIAGNOSIS_BATCH]  # LSUV's batch
+    return initialize(model, config.init, std=config.init_std, generator=generator, inputs=probe)
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -81,6 +89,9 @@ def run(
         ),
     )
     logdir = Path(config.logdir) if config.logdir else None
+    if logdir is not None or config.diagnose_every:  # the initial report, and --diagnose-every
+        probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
+        callbacks = [*callbacks, InitDiagnosis(model, *probe, every=config.diagnose_every)]
     trainer = Trainer(
         model,
         optimizer=config.optimizer,

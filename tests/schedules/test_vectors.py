@@ -1,9 +1,10 @@
-"""Every test vector of shared/spec/schedules.md."""
+"""Every test vector of docs/schedules.md (TensorFlow's and torch's values, computed by them)."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from descent import schedules as sch
@@ -284,12 +285,21 @@ def test_one_cycle() -> None:
         sch.OneCycle(0.1, 10)(11)
 
 
+def tf_restart_period(step: float, first_decay_steps: float, t_mul: float, dtype: str) -> int:
+    """TF's period index i computed naively in ``dtype`` ("float32" or "float64"), as TF does:
+    the function the documented rounding caveat of :class:`CosineDecayRestarts` is about."""
+    kind = np.float32 if dtype == "float32" else np.float64
+    f = kind(step) / kind(first_decay_steps)
+    ratio = np.log(kind(1) - f * (kind(1) - kind(t_mul))) / np.log(kind(t_mul))
+    return int(np.floor(ratio))
+
+
 def test_restart_step_rounding_caveat_float32_vs_float64() -> None:
     """T0 = 10, t_mul = 3, s = 1210 is the first step of period 5. TF's log formula gives
     period 4 in float64 (ln 243 / ln 3 = 4.999…) and 5 in float32; descent settles the period with
     exact arithmetic and returns the peak."""
-    assert sch.tf_restart_period(1210, 10, 3.0, "float64") == 4
-    assert sch.tf_restart_period(1210, 10, 3.0, "float32") == 5
+    assert tf_restart_period(1210, 10, 3.0, "float64") == 4
+    assert tf_restart_period(1210, 10, 3.0, "float32") == 5
     schedule = sch.CosineDecayRestarts(0.1, 10, t_mul=3.0)
     assert schedule.period(1210) == (5, 0.0)
     assert schedule(1210) == pytest.approx(0.1)

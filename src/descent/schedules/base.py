@@ -1,0 +1,133 @@
+"""The shell every schedule shares: an immutable dataclass ``schedule(step) -> float`` of the
+0-based update number, with a readable repr, equality by parameters, and ``to_dict()`` /
+:func:`from_dict` so it can live in a YAML config, a checkpoint or an HParams table."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from descent.errors import InputError
+
+Number = int | float
+
+
+def _step(step: Any, schedule: str) -> float:
+    if step is None:
+        raise InputError(f"global_step is required for {schedule}")
+    if hasattr(step, "item"):  # a 0-d tensor or numpy scalar
+        step = step.item()
+    if isinstance(step, bool) or not isinstance(step, Number) or not math.isfinite(step):
+        raise InputError(f"{schedule}: the step must be a finite number ≥ 0, got {step!r}")
+    if step < 0:
+        raise InputError(f"{schedule}: the step must be ≥ 0, got {step!r}")
+    return step
+
+
+_REGISTRY: dict[str, type[Schedule]] = {}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Base of every schedule: ``__call__(step) -> float``, ``to_dict``, equality, ``repr``."""
+
+    #: the name used in dicts, YAML and the CLI (TF's function name where there is one)
+    name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            _REGISTRY[cls.name] = cls
+
+    def __call__(self, step: Number) -> float:
+        step = _step(step, self.name)
+        try:
+            return float(self.value(step))
+        except OverflowError:  # e.g. decay_rate ** (step / decay_steps) past the float range
+            raise InputError(
+                f"{self.name}: the rate overflows the float range at step {step:g}; "
+                f"check the parameters ({self!r})"
+            ) from None
+
+    def value(self, step: float) -> float:
+        """The rate at a validated step; subclasses implement the formula here."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict (JSON/YAML-safe) that :func:`from_dict` turns back into this schedule."""
+        out: dict[str, Any] = {"name": self.name}
+        for item in dataclasses.fields(self):
+            if not item.init:
+                continue
+            value = getattr(self, item.name)
+            if isinstance(value, Schedule):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = [v.to_dict() if isinstance(v, Schedule) else v for v in value]
+            out[item.name] = value
+        return out
+
+
+def from_dict(data: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from :meth:`Schedule.to_dict` output (or hand-written YAML)."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise InputError(f"a schedule dict needs a 'name' key naming the schedule, got {data!r}")
+    params = dict(data)
+    name = params.pop("name")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise InputError(f"unknown schedule {name!r}; accepted: {', '.join(sorted(_REGISTRY))}")
+    cls = _REGISTRY[name]
+    accepted = [item.name for item in dataclasses.fields(cls) if item.init]
+    unknown = [key for key in params if key not in accepted]
+    if unknown:
+        raise InputError(
+            f"{name} got unknown parameter(s) {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(accepted)}"
+        )
+    for key, value in params.items():
+        if isinstance(value, dict) and "name" in value:
+            params[key] = from_dict(value)
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, dict) and "name" in v for v in value)
+        ):
+            params[key] = [from_dict(v) for v in value]
+    missing = [
+        item.name
+        for item in dataclasses.fields(cls)
+        if item.init
+        and item.name not in params
+        and item.default is dataclasses.MISSING
+        and item.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise InputError(f"{name} needs {', '.join(missing)}; accepted: {', '.join(accepted)}")
+    return cls(**params)
+
+
+def create(name: str, **params: Any) -> Schedule:
+    """Build a schedule by name: ``create("exponential_decay", initial_learning_rate=0.1, …)``."""
+    return from_dict({"name": name, **params})
+
+
+def parameters(name: str) -> list[str]:
+    """The parameters a schedule takes, in order: ``parameters("step")``."""
+    if name not in _REGISTRY:
+        raise InputError(f"unknown schedule {name!r}; accepted: {', '.join(sorted(_REGISTRY))}")
+    return [item.name for item in dataclasses.fields(_REGISTRY[name]) if item.init]
+
+
+def names() -> list[str]:
+    """Every schedule name :func:`create` accepts."""
+    return sorted(_REGISTRY)
+
+
+def _as_tuple(values: Sequence[Any] | Any, name: str) -> tuple[Any, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise InputError(f"{name} must be a list, got {values!r}")
+    return tuple(values)
+

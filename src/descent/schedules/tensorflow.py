@@ -1,0 +1,453 @@
+"""TensorFlow's learning-rate schedules with TF's exact semantics (Keras 3 and ``tf.compat.v1``).
+
+Each class computes what TF computes, in float64 (TF computes in the dtype of ``learning_rate``,
+float32 for a Python float: expect agreement to about 1e-6 relative); the formulas, TF's
+conventions and the test vectors are in docs/schedules.md. The functional forms at the end mirror
+``tf.compat.v1.train.*_decay(learning_rate, global_step, …)`` one for one.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from descent import validate
+from descent.errors import InputError
+from descent.schedules.base import Number, Schedule, _as_tuple, _step
+
+# -- the TensorFlow family ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExponentialDecay(Schedule):
+    """lr · decay_rate^p, p = s / decay_steps (floor(s / decay_steps) with staircase).
+
+    TF: ``tf.compat.v1.train.exponential_decay`` / ``keras.optimizers.schedules.ExponentialDecay``.
+    torch: ExponentialLR(γ) is decay_steps=1, decay_rate=γ; StepLR(S, γ) is staircase=True.
+    """
+
+    name: ClassVar[str] = "exponential_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    decay_rate: float
+    staircase: bool = False
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.nonnegative(self.decay_rate, "decay_rate")
+
+    def value(self, step: float) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * self.decay_rate**p
+
+
+@dataclass(frozen=True)
+class PiecewiseConstantDecay(Schedule):
+    """values[0] for s ≤ b[0]; values[i] for b[i−1] < s ≤ b[i]; values[−1] for s > b[−1].
+
+    Intervals are closed on the right, as in TF: at a boundary the earlier value still applies,
+    so the new value starts at step boundary + 1. (torch's MultiStepLR switches at the milestone
+    itself: MultiStepLR(milestones=m) is boundaries = [m − 1, …].)
+    """
+
+    name: ClassVar[str] = "piecewise_constant"
+    boundaries: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        boundaries = _as_tuple(self.boundaries, "boundaries")
+        values = _as_tuple(self.values, "values")
+        object.__setattr__(self, "boundaries", boundaries)
+        object.__setattr__(self, "values", values)
+        if len(values) != len(boundaries) + 1:
+            raise InputError(
+                f"piecewise_constant needs one more value than boundaries: got "
+                f"{len(boundaries)} boundaries and {len(values)} values"
+            )
+        for index, boundary in enumerate(boundaries):
+            validate.finite(boundary, f"boundaries[{index}]")
+        for index, value in enumerate(values):
+            validate.nonnegative(value, f"values[{index}]")
+        for index in range(1, len(boundaries)):
+            if boundaries[index] <= boundaries[index - 1]:
+                raise InputError(
+                    f"boundaries must be strictly increasing: boundaries[{index - 1}] = "
+                    f"{boundaries[index - 1]!r} ≥ boundaries[{index}] = {boundaries[index]!r}"
+                )
+
+    def value(self, step: float) -> float:
+        for boundary, value in zip(self.boundaries, self.values, strict=False):
+            if step <= boundary:
+                return float(value)
+        return float(self.values[-1])
+
+
+@dataclass(frozen=True)
+class PolynomialDecay(Schedule):
+    """(lr − end)·(1 − s′/D)^power + end.
+
+    cycle=False: s′ = min(s, D).  cycle=True: D′ = D·max(1, ceil(s/D)) replaces D and s′ = s, so
+    an exact multiple kD gives ``end`` and the restart shows at kD + 1 (step 0 gives lr, TF's fix
+    of PR #13271). torch's PolynomialLR(T, power) is end_learning_rate=0 (TF's default is 1e-4).
+    """
+
+    name: ClassVar[str] = "polynomial_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    end_learning_rate: float = 0.0001
+    power: float = 1.0
+    cycle: bool = False
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.nonnegative(self.end_learning_rate, "end_learning_rate")
+        validate.positive(self.power, "power")
+
+    def value(self, step: float) -> float:
+        decay_steps = self.decay_steps
+        if self.cycle:
+            multiplier = 1.0 if step == 0 else math.ceil(step / decay_steps)
+            decay_steps = decay_steps * multiplier
+        else:
+            step = min(step, decay_steps)
+        fraction = 1 - step / decay_steps
+        span = self.initial_learning_rate - self.end_learning_rate
+        return span * fraction**self.power + self.end_learning_rate
+
+
+@dataclass(frozen=True)
+class NaturalExpDecay(Schedule):
+    """lr · exp(−decay_rate · p), p = s / decay_steps (floored with staircase)."""
+
+    name: ClassVar[str] = "natural_exp_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    decay_rate: float
+    staircase: bool = False
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.finite(self.decay_rate, "decay_rate")
+
+    def value(self, step: float) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate * math.exp(-self.decay_rate * p)
+
+
+@dataclass(frozen=True)
+class InverseTimeDecay(Schedule):
+    """lr / (1 + decay_rate · p), p = s / decay_steps (floored with staircase)."""
+
+    name: ClassVar[str] = "inverse_time_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    decay_rate: float
+    staircase: bool = False
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.nonnegative(self.decay_rate, "decay_rate")
+
+    def value(self, step: float) -> float:
+        p = step / self.decay_steps
+        if self.staircase:
+            p = math.floor(p)
+        return self.initial_learning_rate / (1 + self.decay_rate * p)
+
+
+def _cosine(initial: float, step: float, decay_steps: float, alpha: float) -> float:
+    step = min(step, decay_steps)
+    cosine = 0.5 * (1 + math.cos(math.pi * step / decay_steps))
+    return initial * ((1 - alpha) * cosine + alpha)
+
+
+@dataclass(frozen=True)
+class CosineDecay(Schedule):
+    """Cosine decay, with Keras 3's optional linear warmup.
+
+    No warmup (warmup_target None): s′ = min(s, D) ; lr·((1−α)·½(1 + cos(π s′/D)) + α), which stays
+    at α·lr after step D (torch's CosineAnnealingLR rises again after T_max instead).
+
+    Warmup (warmup_target set): s′ = min(s, D + W); for s′ < W, lr + (target − lr)·s′/W; after it,
+    the cosine above from ``warmup_target`` at step s′ − W. α is a fraction of the target.
+    """
+
+    name: ClassVar[str] = "cosine_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    alpha: float = 0.0
+    warmup_target: float | None = None
+    warmup_steps: float = 0
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.nonnegative(self.alpha, "alpha")
+        if self.warmup_target is not None:
+            validate.nonnegative(self.warmup_target, "warmup_target")
+        validate.nonnegative(self.warmup_steps, "warmup_steps")
+
+    def value(self, step: float) -> float:
+        if self.warmup_target is None:
+            return _cosine(self.initial_learning_rate, step, self.decay_steps, self.alpha)
+        step = min(step, self.decay_steps + self.warmup_steps)
+        if step < self.warmup_steps:
+            rise = (self.warmup_target - self.initial_learning_rate) * step / self.warmup_steps
+            return self.initial_learning_rate + rise
+        return _cosine(self.warmup_target, step - self.warmup_steps, self.decay_steps, self.alpha)
+
+
+@dataclass(frozen=True)
+class CosineDecayRestarts(Schedule):
+    """SGDR: cosine periods that restart, each t_mul times longer and m_mul times higher.
+
+    f = s / T0; period i = floor(ln(1 − f(1 − t_mul)) / ln t_mul) (i = floor(f) when t_mul = 1),
+    which starts at S_i = (1 − t_mul^i)/(1 − t_mul) periods of T0; g = (f − S_i)/t_mul^i;
+    lr·((1−α)·m_mul^i·½(1 + cos πg) + α). Nothing is clamped: it runs forever.
+
+    At an exact restart step the logarithm can round just below the integer (float64, T0=10,
+    t_mul=3, s=1210 gives ln 243 / ln 3 = 4.999…), and TF's formula then returns α·lr instead of
+    the peak; float32 happens to round the other way there. descent corrects i with exact
+    arithmetic on the period starts, so every restart step gives the peak in any dtype.
+
+    torch's CosineAnnealingWarmRestarts(T_0, T_mult, η_min) is t_mul=T_mult, m_mul=1,
+    alpha=η_min/lr (TF's default t_mul is 2.0, torch's 1).
+    """
+
+    name: ClassVar[str] = "cosine_decay_restarts"
+    initial_learning_rate: float
+    first_decay_steps: float
+    t_mul: float = 2.0
+    m_mul: float = 1.0
+    alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.first_decay_steps, "first_decay_steps")
+        validate.positive(self.t_mul, "t_mul")
+        validate.nonnegative(self.m_mul, "m_mul")
+        validate.nonnegative(self.alpha, "alpha")
+
+    def _period_start(self, i: int) -> float:
+        """S_i in units of first_decay_steps."""
+        if self.t_mul == 1:
+            return float(i)
+        return (1 - self.t_mul**i) / (1 - self.t_mul)
+
+    def period(self, step: float) -> tuple[int, float]:
+        """(i, g): the period index and the fraction of it completed at ``step``."""
+        f = step / self.first_decay_steps
+        if self.t_mul == 1:
+            i = math.floor(f)
+        else:
+            i = math.floor(math.log(1 - f * (1 - self.t_mul)) / math.log(self.t_mul))
+            # The logarithm can land a hair off the integer at exact restarts; settle i exactly.
+            while i > 0 and self._period_start(i) > f:
+                i -= 1
+            while self._period_start(i + 1) <= f:
+                i += 1
+        return i, (f - self._period_start(i)) / self.t_mul**i
+
+    def value(self, step: float) -> float:
+        i, g = self.period(step)
+        cosine = 0.5 * (1 + math.cos(math.pi * g))
+        decayed = (1 - self.alpha) * self.m_mul**i * cosine + self.alpha
+        return self.initial_learning_rate * decayed
+
+
+@dataclass(frozen=True)
+class LinearCosineDecay(Schedule):
+    """s′ = min(s, D) ; lin = (D − s′)/D ; c = ½(1 + cos(2π·num_periods·s′/D)) ;
+    lr·((α + lin)·c + β). Step 0 gives lr(1 + α + β), above lr (as TF)."""
+
+    name: ClassVar[str] = "linear_cosine_decay"
+    initial_learning_rate: float
+    decay_steps: float
+    num_periods: float = 0.5
+    alpha: float = 0.0
+    beta: float = 0.001
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        validate.finite(self.num_periods, "num_periods")
+        validate.nonnegative(self.alpha, "alpha")
+        validate.nonnegative(self.beta, "beta")
+
+    def _parts(self, step: float) -> tuple[float, float, float]:
+        step = min(step, self.decay_steps)
+        linear = (self.decay_steps - step) / self.decay_steps
+        angle = 2 * math.pi * self.num_periods * step / self.decay_steps
+        return step, linear, 0.5 * (1 + math.cos(angle))
+
+    def value(self, step: float) -> float:
+        _, linear, cosine = self._parts(step)
+        return self.initial_learning_rate * ((self.alpha + linear) * cosine + self.beta)
+
+
+@dataclass(frozen=True)
+class NoisyLinearCosineDecay(LinearCosineDecay):
+    """linear_cosine_decay with lin → lin + ε, ε ~ N(0, σ²), σ² = initial_variance/(1 + s′)^decay.
+
+    s′ is the clamped step (TF's code; its docstring says global_step). TF draws a fresh sample
+    at every evaluation; with ``seed`` set, descent's noise is a pure function of (seed, step), so
+    a resumed run sees the same rates. ``seed=None`` draws a fresh sample each call, as TF.
+    """
+
+    name: ClassVar[str] = "noisy_linear_cosine_decay"
+    initial_variance: float = 1.0
+    variance_decay: float = 0.55
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        validate.nonnegative(self.initial_variance, "initial_variance")
+        validate.nonnegative(self.variance_decay, "variance_decay")
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
+            raise InputError(f"seed must be an integer or None, got {self.seed!r}")
+
+    def noise_std(self, step: float) -> float:
+        clamped = min(_step(step, self.name), self.decay_steps)
+        return math.sqrt(self.initial_variance / (1 + clamped) ** self.variance_decay)
+
+    def value(self, step: float) -> float:
+        clamped, linear, cosine = self._parts(step)
+        key = f"{self.seed}:{float(step)!r}"  # the same step gives the same noise, int or float
+        rng = random.Random() if self.seed is None else random.Random(key)
+        noise = rng.gauss(0.0, 1.0) * self.noise_std(clamped)
+        return self.initial_learning_rate * ((self.alpha + linear + noise) * cosine + self.beta)
+
+
+
+# -- TF's functional forms ---------------------------------------------------------------------
+
+
+def exponential_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    decay_rate: float,
+    staircase: bool = False,
+) -> float:
+    """TF1's ``exponential_decay`` as a function returning a float."""
+    _step(global_step, "exponential_decay")
+    return ExponentialDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
+
+
+def piecewise_constant(x: Number, boundaries: Sequence[float], values: Sequence[float]) -> float:
+    """TF1's ``piecewise_constant``: right-closed intervals."""
+    return PiecewiseConstantDecay(tuple(boundaries), tuple(values))(x)
+
+
+def polynomial_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    end_learning_rate: float = 0.0001,
+    power: float = 1.0,
+    cycle: bool = False,
+) -> float:
+    """TF1's ``polynomial_decay``."""
+    _step(global_step, "polynomial_decay")
+    schedule = PolynomialDecay(learning_rate, decay_steps, end_learning_rate, power, cycle)
+    return schedule(global_step)
+
+
+def natural_exp_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    decay_rate: float,
+    staircase: bool = False,
+) -> float:
+    """TF1's ``natural_exp_decay``."""
+    _step(global_step, "natural_exp_decay")
+    return NaturalExpDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
+
+
+def inverse_time_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    decay_rate: float,
+    staircase: bool = False,
+) -> float:
+    """TF1's ``inverse_time_decay``."""
+    _step(global_step, "inverse_time_decay")
+    return InverseTimeDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
+
+
+def cosine_decay(
+    learning_rate: float, global_step: Number, decay_steps: float, alpha: float = 0.0
+) -> float:
+    """TF1's ``cosine_decay``."""
+    _step(global_step, "cosine decay")
+    return CosineDecay(learning_rate, decay_steps, alpha)(global_step)
+
+
+def cosine_decay_restarts(
+    learning_rate: float,
+    global_step: Number,
+    first_decay_steps: float,
+    t_mul: float = 2.0,
+    m_mul: float = 1.0,
+    alpha: float = 0.0,
+) -> float:
+    """TF1's ``cosine_decay_restarts``."""
+    _step(global_step, "cosine decay restarts")
+    schedule = CosineDecayRestarts(learning_rate, first_decay_steps, t_mul, m_mul, alpha)
+    return schedule(global_step)
+
+
+def linear_cosine_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    num_periods: float = 0.5,
+    alpha: float = 0.0,
+    beta: float = 0.001,
+) -> float:
+    """TF1's ``linear_cosine_decay``."""
+    _step(global_step, "linear cosine decay")
+    schedule = LinearCosineDecay(learning_rate, decay_steps, num_periods, alpha, beta)
+    return schedule(global_step)
+
+
+def noisy_linear_cosine_decay(
+    learning_rate: float,
+    global_step: Number,
+    decay_steps: float,
+    initial_variance: float = 1.0,
+    variance_decay: float = 0.55,
+    num_periods: float = 0.5,
+    alpha: float = 0.0,
+    beta: float = 0.001,
+    seed: int | None = None,
+) -> float:
+    """TF1's ``noisy_linear_cosine_decay`` (``seed`` makes it reproducible)."""
+    _step(global_step, "noisy linear cosine decay")
+    schedule = NoisyLinearCosineDecay(
+        learning_rate,
+        decay_steps,
+        num_periods=num_periods,
+        alpha=alpha,
+        beta=beta,
+        initial_variance=initial_variance,
+        variance_decay=variance_decay,
+        seed=seed,
+    )
+    return schedule(global_step)
+

@@ -1,0 +1,103 @@
+"""Race pictures (GIF frames, MP4 duration, a PNG without an encoder) and `descent race`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from descent.cli.main import main
+from descent.landscapes import figures, race
+
+
+def test_gif_has_the_frames_asked_for(tmp_path: Path) -> None:
+    result = race("ravine", rules=["sgd", "momentum"], steps=40)
+    written = figures.render(result, tmp_path / "race.gif", frames=8)
+    with Image.open(written) as image:
+        assert image.n_frames == 8
+
+
+def test_mp4_lasts_frames_over_fps(tmp_path: Path) -> None:
+    import imageio_ffmpeg
+
+    result = race("bowl", rules=["adam"], steps=30)
+    written = figures.render(result, tmp_path / "race.mp4", frames=10, fps=20)
+    assert written.suffix == ".mp4"
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(str(written))
+    assert frames == 10
+    assert seconds == pytest.approx(0.5, abs=0.06)
+
+
+def test_png_is_written_when_no_animation_encoder_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(figures, "ffmpeg_available", lambda: False)
+    result = race("bowl", rules=["sgd"], steps=10)
+    written = figures.render(result, tmp_path / "race.mp4")
+    assert written == tmp_path / "race.png"
+    assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    surface = figures.render(result, tmp_path / "surface.png", surface=True)
+    assert surface.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return int(exit_info.value.code or 0), captured.out, captured.err
+
+
+def test_race_command_prints_the_table_and_writes_the_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "race.png"
+    code, out, _ = run(
+        [
+            "race",
+            "--function",
+            "ravine",
+            "--rules",
+            "sgd,momentum",
+            "--steps",
+            "200",
+            "--lr",
+            "momentum=0.01",
+            "--out",
+            str(out_file),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert "momentum" in out
+    assert "reached at step" in out
+    assert out_file.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["race", "--function", "nope"], "unknown function 'nope'"),
+        (["race", "--rules", "sgd,nope"], "rule must be one of"),
+        (["race", "--steps", "0"], "steps must be a positive integer"),
+        (["race", "--lr", "adam"], "RULE=VALUE"),
+        (["race", "--start", "1"], "start must be two numbers"),
+        (["race", "--out", "x.jpg", "--steps", "5"], "must end in .gif, .mp4, .png"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(args, capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1
+
+
+def test_a_start_outside_the_box_is_allowed_but_warned(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        ["race", "--function", "bowl", "--rules", "adam", "--start", "10,10", "--steps", "20"],
+        capsys,
+    )
+    assert code == 0
+    assert "outside" in out
