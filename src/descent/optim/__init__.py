@@ -14,17 +14,8 @@ from typing import Any
 
 from descent import validate
 from descent.errors import InputError
-from descent.optim.adam import (
-    Adam,
-    AdaMax,
-    AdamW,
-    AMSGrad,
-    Nadam,
-    adam_reference,
-    adamax_reference,
-    amsgrad_reference,
-    nadam_reference,
-)
+from descent.optim.adam import Adam, AdamW, AMSGrad, adam_reference, amsgrad_reference
+from descent.optim.adamax import AdaMax, adamax_reference
 from descent.optim.adaptive import (
     Adadelta,
     Adagrad,
@@ -34,6 +25,7 @@ from descent.optim.adaptive import (
     rmsprop_reference,
 )
 from descent.optim.base import DescentOptimizer
+from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.sgd import (
     SGD,
     Momentum,
