@@ -2,20 +2,33 @@
 
 For every rule: descent's default (fast) path, torch's fastest implementation of the same rule
 (fused where torch has one, else the faster of foreach and for-loop) and torch's default path,
-all measured in this one run, with descent's share of the memory-bandwidth floor (bytes moved per
-parameter, shared/spec/optimizers.md, over a copy bandwidth measured here).
+all measured in this one run, stepped in turn so that each sees the same machine. The floor is the
+bytes a single-pass step must move per parameter (docs/optimizers.md, "What a step costs") over a
+copy bandwidth measured on a working set several times the last-level cache (read from the OS);
+with 10 M parameters the optimizer's state does not fit in that cache either. "bytes/param" is each
+implementation's time times that bandwidth: the traffic its time is worth.
 
-    python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 15]
+``--baseline PATH`` also steps the descent found under PATH (the ``src`` directory of another
+checkout, e.g. an older commit) in the same interleaved run, to compare two versions of descent.
+
+    python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 9]
+                                    [--rules adam,adamax] [--baseline ../old/src]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib
+import os
+import platform
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 
 import torch
 
@@ -78,6 +91,55 @@ def time_interleaved(
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def last_level_cache() -> int:
+    """Bytes of the largest CPU cache the OS reports (Linux sysfs), 32 MiB if it reports none."""
+    sizes = []
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            text = (index / "size").read_text().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        sizes.append(int(text.rstrip("KMG")) * scale)
+    return max(sizes, default=32 << 20)
+
+
+def machine_line(cache: int) -> str:
+    blas = "unknown"
+    for line in torch.__config__.show().splitlines():
+        if "BLAS_INFO=" in line:
+            blas = line.split("BLAS_INFO=")[1].split(",")[0]
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"machine: {cpu}, {os.cpu_count()} cores, last-level cache {cache >> 20} MiB, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads, BLAS {blas})"
+    )
+
+
+def load_baseline(source: str) -> ModuleType:
+    """descent.optim from another checkout's ``src``, imported beside this one."""
+    current = {
+        name: sys.modules.pop(name) for name in list(sys.modules) if name.startswith("descent")
+    }
+    sys.path.insert(0, source)
+    try:
+        baseline = importlib.import_module("descent.optim")
+        for name in list(sys.modules):
+            if name.startswith("descent"):
+                sys.modules.pop(name)
+    finally:
+        sys.path.remove(source)
+        sys.modules.update(current)
+    return baseline
+
+
 def copy_bandwidth(total: int, repeats: int) -> float:
     """Bytes per second of dst.copy_(src) over ``total`` float32 values (read + write)."""
     src, dst = torch.randn(total), torch.empty(total)
@@ -91,7 +153,9 @@ def copy_bandwidth(total: int, repeats: int) -> float:
     return 2 * 4 * total / statistics.median(times)
 
 
-def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float | str]:
+def measure(
+    rule: str, total: int, count: int, repeats: int, baseline: ModuleType | None
+) -> dict[str, float | str]:
     _, torch_factory, descent_kwargs = RULES[rule]
     factories: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
         "descent": lambda p: optim.create(rule, p, **descent_kwargs),
@@ -99,6 +163,8 @@ def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float 
         "for-loop": lambda p: torch_factory(p, foreach=False),
         "foreach": lambda p: torch_factory(p, foreach=True),
     }
+    if baseline is not None:
+        factories["baseline"] = lambda p: baseline.create(rule, p, **descent_kwargs)
     if rule in FUSED:
         factories["fused"] = lambda p: torch_factory(p, fused=True)
         # The same torch optimizer twice: how far two identical runs differ here (noise).
@@ -116,6 +182,7 @@ def measure(rule: str, total: int, count: int, repeats: int) -> dict[str, float 
         "torch_fastest": peers[fastest_name],
         "fastest_name": fastest_name,
         "noise": noise,
+        "baseline": seconds.get("baseline", float("nan")),
     }
 
 
@@ -123,26 +190,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=10_000_000)
     parser.add_argument("--tensors", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--rules", default=",".join(RULES))
+    parser.add_argument("--baseline", help="src directory of another descent checkout")
     args = parser.parse_args()
 
-    bandwidth = copy_bandwidth(args.params, args.repeats)
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    cache = last_level_cache()
+    # Source and destination of `cache` float32 values each: 8× the last-level cache, so the copy
+    # streams from memory, as the steps do.
+    copied = max(cache, args.params)
+    bandwidth = copy_bandwidth(copied, args.repeats)
+    print(machine_line(cache))
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{args.params:,} float32 parameters in {args.tensors} tensors; "
-        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s"
+        f"{args.params:,} float32 parameters in {args.tensors} tensors; copy bandwidth "
+        f"{bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB"
     )
     header = (
         f"{'rule':9} {'descent ms':>10} {'torch fastest ms':>17} {'(impl)':>10} "
-        f"{'ratio':>6} {'noise':>6} {'torch default ms':>17} {'speed-up':>8} {'floor share':>11}  "
-        "target"
+        f"{'ratio':>6} {'noise':>6} {'torch default ms':>17} {'speed-up':>8} "
+        f"{'floor B/p':>9} {'descent B/p':>11} {'default B/p':>11} {'floor share':>11}"
+        + (f" {'baseline ms':>11} {'new/old':>7}" if baseline else "")
+        + "  target"
     )
     print(header)
     print("-" * len(header))
     for rule in args.rules.split(","):
-        row = measure(rule, args.params, args.tensors, args.repeats)
-        floor_s = RULES[rule][0] * args.params / bandwidth
+        row = measure(rule, args.params, args.tensors, args.repeats, baseline)
+        floor_bytes = RULES[rule][0]
+        floor_s = floor_bytes * args.params / bandwidth
         ratio = row["descent"] / row["torch_fastest"]
         speedup = row["torch_default"] / row["descent"]
         if rule in TARGET_PEER_FASTEST:
@@ -153,12 +229,17 @@ def main() -> None:
             )
         else:
             target = "speed-up ≥ 2" + (" ok" if speedup >= 2.0 else " MISSED")
-        print(
+        implied = bandwidth / args.params  # bytes per parameter per second of step time
+        line = (
             f"{rule:9} {row['descent'] * 1e3:10.2f} {row['torch_fastest'] * 1e3:17.2f} "
             f"{row['fastest_name']:>10} {ratio:6.2f} {row['noise']:6.1%} "
-            f"{row['torch_default'] * 1e3:17.2f} "
-            f"{speedup:8.1f} {floor_s / row['descent']:10.0%}  {target}"
+            f"{row['torch_default'] * 1e3:17.2f} {speedup:8.1f} {floor_bytes:9d} "
+            f"{row['descent'] * implied:11.0f} {row['torch_default'] * implied:11.0f} "
+            f"{floor_s / row['descent']:10.0%}"
         )
+        if baseline:
+            line += f" {row['baseline'] * 1e3:11.2f} {row['descent'] / row['baseline']:7.2f}"
+        print(line + "  " + target, flush=True)
 
 
 if __name__ == "__main__":

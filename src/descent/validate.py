@@ -122,3 +122,25 @@ BATCH_MODE_ALIASES = {"sgd": "single", "stochastic": "single", "batch": "full", 
 def batch_mode(value: Any, name: str = "batch mode") -> str:
     """One of :data:`BATCH_MODES` (aliases accepted), returned by its canonical name."""
     return choice(value, name, BATCH_MODES, BATCH_MODE_ALIASES)
+
+
+def learning_rate(value: Any, name: str = "lr") -> Any:
+    """A learning rate: a finite number ≥ 0, a one-element tensor holding one, or a schedule (a
+    callable of the 0-based update number, checked at update 0). Returns it unchanged."""
+    accepted = "a finite float ≥ 0 or a schedule (a callable of the update number)"
+    if callable(value):
+        try:
+            first = float(value(0))
+        except Exception as exc:  # a schedule that cannot be evaluated is bad input
+            raise InputError(f"{name}: the schedule {value!r} failed at update 0: {exc}") from exc
+        if not math.isfinite(first) or first < 0:
+            raise InputError(f"{name}(0) must be a finite float ≥ 0, got {first!r}")
+        return value
+    number = value
+    if hasattr(value, "numel") and hasattr(value, "item"):  # a tensor, without importing torch
+        if value.numel() != 1:
+            raise InputError(f"{name} must be a scalar, got a tensor of shape {tuple(value.shape)}")
+        number = value.item()
+    if not _is_number(number) or not math.isfinite(number) or number < 0:
+        raise InputError(f"{name} must be {accepted}, got {value!r}")
+    return value

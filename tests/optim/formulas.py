@@ -1,4 +1,4 @@
-"""The update rules of shared/spec/optimizers.md computed by hand: plain Python floats, one
+"""The update rules of docs/optimizers.md computed by hand: plain Python floats, one
 coordinate at a time, written from the table and not from descent's code."""
 
 from __future__ import annotations

@@ -2,25 +2,20 @@
 
 Each rule has a pure reference step (``*_reference``: one tensor, the formula line by line) and a
 fast multi-tensor path (the default, ``impl="fast"``) that equals it. Any rule takes a float or a
-schedule (a callable of the 0-based update number) as its learning rate.
+schedule (a callable of the 0-based update number) as its learning rate. The formulas, the peers'
+conventions and which path runs where are in docs/optimizers.md.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
-from descent.optim.adam import (
-    Adam,
-    AdaMax,
-    AdamW,
-    AMSGrad,
-    Nadam,
-    adam_reference,
-    adamax_reference,
-    amsgrad_reference,
-    nadam_reference,
-)
+from descent import validate
+from descent.errors import InputError
+from descent.optim.adam import Adam, AdamW, AMSGrad, adam_reference, amsgrad_reference
+from descent.optim.adamax import AdaMax, adamax_reference
 from descent.optim.adaptive import (
     Adadelta,
     Adagrad,
@@ -29,7 +24,8 @@ from descent.optim.adaptive import (
     adagrad_reference,
     rmsprop_reference,
 )
-from descent.optim.base import DescentOptimizer, UnknownArgumentError
+from descent.optim.base import DescentOptimizer
+from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.sgd import (
     SGD,
     Momentum,
@@ -55,12 +51,31 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
 }
 
 
+class UnknownArgumentError(InputError, TypeError):
+    """:func:`create` was given a hyperparameter the named rule does not take (a configuration
+    error, so an :class:`~descent.errors.InputError`; also a TypeError, as Python's own is)."""
+
+
 def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> DescentOptimizer:
-    """Build an update rule by name: ``create("adam", model.parameters(), lr=1e-3)``."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; accepted: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[key](params, **hyperparameters)
+    """Build an update rule by name: ``create("adam", model.parameters(), lr=1e-3)``.
+
+    The name is normalized by :func:`descent.validate.choice` ("Adam", "ada-max" work). Names and
+    hyperparameters usually come from a configuration file, so an unknown one is reported with
+    the accepted list (the rule classes themselves take plain keyword arguments and let Python
+    report a misspelt one).
+    """
+    key = validate.choice(name, "optimizer", OPTIMIZERS)
+    cls = OPTIMIZERS[key]
+    accepted = [
+        p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")
+    ]
+    unknown = [k for k in hyperparameters if k not in accepted]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise UnknownArgumentError(
+            f"{cls.__name__} got unknown argument(s) {names}; accepted: {', '.join(accepted)}"
+        )
+    return cls(params, **hyperparameters)
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The Adam family: Adam, AdamW, AMSGrad, AdaMax, Nadam."""
+"""Adam, AdamW and AMSGrad, and what the Adam family shares (AdaMax and Nadam have their own
+modules)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from descent.optim import _native
+from descent import validate
+from descent.optim import _compat
+from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
+    Group,
+    Host,
     Impl,
     LearningRate,
-    by_step,
-    check_betas,
-    check_flag,
-    check_nonnegative,
-    check_positive,
-    chunk_views,
+    State,
     effective_grad,
-    effective_grad_into,
-    fit,
+    effective_grads,
     fused_buckets,
-    native_split,
     pick,
-    scratch_for,
-    zeros_like_state,
+    validate_betas,
 )
-
-Group = dict[str, Any]
-State = dict[str, Any]
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -109,116 +103,71 @@ def amsgrad_reference(
     return param - update, exp_avg, exp_avg_sq, max_exp_avg_sq
 
 
-def adamax_reference(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_inf: Tensor,
-    *,
-    step: int,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    eps_in_max: bool = False,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """m ← β₁m + (1−β₁)g ; u ← max(β₂u, |g|) ; θ ← θ − η/(1−β₁ᵗ) · m/(u + ε).
-
-    eps_in_max (torch):  u ← max(β₂u, |g| + ε) ; θ ← θ − η/(1−β₁ᵗ) · m/u.
-
-    Returns (θ, m, u).
-    """
-    g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    bias1 = 1 - beta1**step
-    if eps_in_max:
-        exp_inf = torch.maximum(beta2 * exp_inf, torch.abs(g) + eps)
-        return param - lr / bias1 * exp_avg / exp_inf, exp_avg, exp_inf
-    exp_inf = torch.maximum(beta2 * exp_inf, torch.abs(g))
-    return param - lr / bias1 * exp_avg / (exp_inf + eps), exp_avg, exp_inf
-
-
-def nadam_coefficients(
-    step: int, lr: float, beta1: float, momentum_decay: float | None, mu_product: float
-) -> tuple[float, float, float]:
-    """(c_g, c_m, new μ-product) such that θ ← θ − (c_g g + c_m m) / (√v̂ + ε).
-
-    Constant β₁ (the lecture's and optax's form):
-        c_g = η (1−β₁)/(1−β₁ᵗ),  c_m = η β₁/(1−β₁ᵗ)
-    Momentum schedule μₜ = β₁(1 − ½·0.96^(ψt)) (torch: ψ = momentum_decay = 0.004):
-        Πₜ = Πₜ₋₁ μₜ,  c_g = η (1−μₜ)/(1−Πₜ),  c_m = η μₜ₊₁/(1−Πₜ μₜ₊₁)
-    """
-    if momentum_decay is None:
-        bias1 = 1 - beta1**step
-        return lr * (1 - beta1) / bias1, lr * beta1 / bias1, mu_product
-    mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
-    mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
-    mu_product = mu_product * mu
-    return lr * (1 - mu) / (1 - mu_product), lr * mu_next / (1 - mu_product * mu_next), mu_product
-
-
-def nadam_reference(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    *,
-    step: int,
-    lr: float,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    momentum_decay: float | None = None,
-    mu_product: float = 1.0,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, float]:
-    """m, v, m̂, v̂ as Adam ; θ ← θ − η (β₁m̂ + (1−β₁)g/(1−β₁ᵗ)) / (√v̂ + ε).
-
-    With a momentum schedule (momentum_decay ψ, torch's NAdam), see :func:`nadam_coefficients`.
-
-    Returns (θ, m, v, μ-product).
-    """
-    g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-    v_hat = exp_avg_sq / (1 - beta2**step)
-    c_g, c_m, mu_product = nadam_coefficients(step, lr, beta1, momentum_decay, mu_product)
-    update = (c_g * g + c_m * exp_avg) / (torch.sqrt(v_hat) + eps)
-    return param - update, exp_avg, exp_avg_sq, mu_product
-
-
 # -- the optimizers ----------------------------------------------------------------------------
 
 
+def _moments(
+    group: Group, g: list[Tensor], states: list[State], second: str = "exp_avg_sq"
+) -> tuple[list[Tensor], list[Tensor]]:
+    """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists; returns (m, v)."""
+    beta1, beta2 = group["betas"]
+    m = [state["exp_avg"] for state in states]
+    v = [state[second] for state in states]
+    foreach.mul_(m, beta1)
+    foreach.add_(m, g, alpha=1 - beta1)
+    foreach.mul_(v, beta2)
+    foreach.addcmul_(v, g, g, value=1 - beta2)
+    return m, v
+
+
+def _run_rest(
+    optimizer: DescentOptimizer,
+    group: Group,
+    rest: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[State],
+    hosts: list[Host],
+    lr: float,
+) -> None:
+    if rest:
+        optimizer._foreach_run(
+            group, pick(params, rest), pick(grads, rest), pick(states, rest), pick(hosts, rest), lr
+        )
+
+
 class _AdamBase(DescentOptimizer):
+    #: names of the per-element state tensors
+    state_names: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
+
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_betas(group["betas"])
-        check_positive(group["eps"], "eps (ε)")
+        group["betas"] = validate_betas(group["betas"])
+        validate.positive(group["eps"], "eps (ε)")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        return zeros_like_state(param, self.state_names)
+        return self.zeros(param, group, self.state_names)
 
 
 class Adam(_AdamBase):
-    """Adam: momentum on the gradient, RMSprop on its square, both bias-corrected.
+    """Adam (Kingma & Ba 2015): momentum on the gradient, RMSprop on its square, both
+    bias-corrected.
 
         m ← β₁m + (1−β₁)g ;  v ← β₂v + (1−β₂)g²
         m̂ = m/(1−β₁ᵗ) ;  v̂ = v/(1−β₂ᵗ)
         θ ← θ − η m̂/(√v̂ + ε)                 η = 0.001, β = (0.9, 0.999), ε = 1e-8
 
-    Peers: torch.optim.Adam and optax.adam compute exactly this. Keras/TF use
+    Peers (docs/optimizers.md): torch.optim.Adam and optax.adam compute exactly this. Keras/TF use
     ``epsilon_hat=True, eps=1e-7``: θ ← θ − η √(1−β₂ᵗ)/(1−β₁ᵗ) · m/(√v + ε), an ε that is
     effectively larger early in training.
 
     The fast path is torch's fused Adam kernel (ε rescaled per step for ``epsilon_hat``).
     Use :class:`AMSGrad` for the max-of-v variant and :class:`AdamW` for decoupled decay.
+
+    Example:
+        >>> opt = Adam(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
-    state_names = ("exp_avg", "exp_avg_sq")
     _decoupled = False
 
     def __init__(
@@ -232,37 +181,38 @@ class Adam(_AdamBase):
         epsilon_hat: bool = False,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
                 lr=lr,
-                betas=tuple(betas) if isinstance(betas, list) else betas,
+                betas=betas,
                 eps=eps,
                 weight_decay=weight_decay,
                 epsilon_hat=epsilon_hat,
                 maximize=maximize,
                 impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
             ),
         )
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_flag(group["epsilon_hat"], "epsilon_hat")
+        validate.flag(group["epsilon_hat"], "epsilon_hat")
 
     def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        state["step"] += 1
         beta1, beta2 = group["betas"]
         new = adam_reference(
             param,
             grad,
             state["exp_avg"],
             state["exp_avg_sq"],
-            step=int(state["step"].item()),
+            step=int(host["step"]),
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -275,25 +225,58 @@ class Adam(_AdamBase):
         for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
             target.copy_(value)
 
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        wd, eps = group["weight_decay"], group["eps"]
+        if self._decoupled:
+            foreach.add_(params, params, alpha=-lr * wd)  # θ ← θ − ηλθ
+            g = effective_grads(params, grads, 0.0, group["maximize"])
+        else:
+            g = effective_grads(params, grads, wd, group["maximize"])
+        m, v = _moments(group, g, states)
+        den = foreach.sqrt(v)
+        steps = [host["step"] for host in hosts]
+        if group["epsilon_hat"]:
+            foreach.add_(den, eps)
+            sizes = [-lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
+        else:
+            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.add_(den, eps)
+            sizes = [-lr / (1 - beta1**t) for t in steps]
+        foreach.addcdiv_(params, m, den, sizes)
+
     def _fast_update(
         self,
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        kernel = torch._fused_adamw_ if self._decoupled else torch._fused_adam_
-        buckets, rest = fused_buckets(params, grads)
+        name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
+        buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
-            steps = [states[i]["step"] for i in indices]
-            torch._foreach_add_(steps, 1)
-            if group["epsilon_hat"]:
+            device = params[indices[0]].device
+            kernel = _compat.fused(name, device)
+            hat = group["epsilon_hat"]
+            if kernel is None or (hat and not _compat.reexpression("adam_epsilon_hat", device)):
+                rest += indices
+                continue
+            if hat:
                 # The kernel divides √v by √(1−β₂ᵗ) before adding ε; ε/√(1−β₂ᵗ) undoes that.
                 runs = [
                     (same, group["eps"] / math.sqrt(1 - beta2**t))
-                    for t, same in by_step(states, indices).items()
+                    for t, same in _by_step(hosts, indices).items()
                 ]
             else:
                 runs = [(indices, group["eps"])]
@@ -313,17 +296,27 @@ class Adam(_AdamBase):
                     amsgrad=False,
                     maximize=group["maximize"],
                 )
-        for i in rest:
-            self._reference_update(group, params[i], grads[i], states[i], lr)
+        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+
+
+def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
+    """Indices grouped by their (already advanced) step count, for step-dependent scalars."""
+    groups: dict[float, list[int]] = {}
+    for index in indices:
+        groups.setdefault(hosts[index]["step"], []).append(index)
+    return groups
 
 
 class AdamW(Adam):
-    """AdamW: Adam with decoupled weight decay (Loshchilov & Hutter).
+    """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay.
 
         θ ← θ − η λ θ, then the Adam step (with no L2 term in g)      λ = 0.01
 
     Equals torch.optim.AdamW. Keras' AdamW is the same with its ε-hat form (``epsilon_hat=True``,
-    eps=1e-7, weight_decay=0.004).
+    eps=1e-7, weight_decay=0.004). docs/optimizers.md.
+
+    Example:
+        >>> opt = AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)  # doctest: +SKIP
     """
 
     _decoupled = True
@@ -339,7 +332,8 @@ class AdamW(Adam):
         epsilon_hat: bool = False,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(
             params,
@@ -350,22 +344,27 @@ class AdamW(Adam):
             epsilon_hat=epsilon_hat,
             maximize=maximize,
             impl=impl,
-            **unknown,
+            state_dtype=state_dtype,
+            stochastic_rounding=stochastic_rounding,
         )
 
 
 class AMSGrad(_AdamBase):
-    """AMSGrad: Adam whose second moment never decreases.
+    """AMSGrad (Reddi, Kale & Kumar 2018): Adam whose second moment never decreases.
 
     Lecture (default):  m, v as Adam ;  v̂ ← max(v̂, v) ;  θ ← θ − η m/(√v̂ + ε)
                         (no bias correction), η = 0.001, β = (0.9, 0.999), ε = 1e-8.
 
     torch.optim.Adam(amsgrad=True) is ``bias_correction=True``:
         θ ← θ − η/(1−β₁ᵗ) · m/(√(v̂/(1−β₂ᵗ)) + ε).
-    Keras' amsgrad is that in its ε-hat form.
+    Keras' amsgrad is that in its ε-hat form. docs/optimizers.md.
 
     The fast path is torch's fused AMSGrad kernel; the lecture's form is reached by passing it
-    η(1−β₁ᵗ)/√(1−β₂ᵗ) and ε/√(1−β₂ᵗ), which cancel its bias corrections exactly.
+    η(1−β₁ᵗ)/√(1−β₂ᵗ) and ε/√(1−β₂ᵗ), which cancel its bias corrections exactly (checked once per
+    device type by a self-test; the foreach formulation is used when the check fails).
+
+    Example:
+        >>> opt = AMSGrad(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -381,30 +380,31 @@ class AMSGrad(_AdamBase):
         bias_correction: bool = False,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
                 lr=lr,
-                betas=tuple(betas) if isinstance(betas, list) else betas,
+                betas=betas,
                 eps=eps,
                 weight_decay=weight_decay,
                 bias_correction=bias_correction,
                 maximize=maximize,
                 impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
             ),
         )
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_flag(group["bias_correction"], "bias_correction")
+        validate.flag(group["bias_correction"], "bias_correction")
 
     def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        state["step"] += 1
         beta1, beta2 = group["betas"]
         new = amsgrad_reference(
             param,
@@ -412,7 +412,7 @@ class AMSGrad(_AdamBase):
             state["exp_avg"],
             state["exp_avg_sq"],
             state["max_exp_avg_sq"],
-            step=int(state["step"].item()),
+            step=int(host["step"]),
             lr=lr,
             beta1=beta1,
             beta2=beta2,
@@ -425,28 +425,57 @@ class AMSGrad(_AdamBase):
         for target, value in zip(targets, new, strict=True):
             target.copy_(value)
 
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        m, v = _moments(group, g, states)
+        v_max = [state["max_exp_avg_sq"] for state in states]
+        foreach.maximum_(v_max, v)
+        den = foreach.sqrt(v_max)
+        steps = [host["step"] for host in hosts]
+        if group["bias_correction"]:
+            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            sizes = [-lr / (1 - beta1**t) for t in steps]
+        else:
+            sizes = [-lr for _ in steps]
+        foreach.add_(den, group["eps"])
+        foreach.addcdiv_(params, m, den, sizes)
+
     def _fast_update(
         self,
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = fused_buckets(params, grads)
+        buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
-            steps = [states[i]["step"] for i in indices]
-            torch._foreach_add_(steps, 1)
-            if group["bias_correction"]:
+            device = params[indices[0]].device
+            kernel = _compat.fused("_fused_adam_", device, amsgrad=True)
+            lecture = not group["bias_correction"]
+            if kernel is None or (lecture and not _compat.reexpression("amsgrad_lecture", device)):
+                rest += indices
+                continue
+            if not lecture:
                 runs = [(indices, lr, group["eps"])]
             else:
                 runs = []
-                for t, same in by_step(states, indices).items():
+                for t, same in _by_step(hosts, indices).items():
                     root_bias2 = math.sqrt(1 - beta2**t)
                     runs.append((same, lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2))
             for run, kernel_lr, eps in runs:
-                torch._fused_adam_(
+                kernel(
                     pick(params, run),
                     pick(grads, run),
                     [states[i]["exp_avg"] for i in run],
@@ -461,243 +490,4 @@ class AMSGrad(_AdamBase):
                     amsgrad=True,
                     maximize=group["maximize"],
                 )
-        for i in rest:
-            self._reference_update(group, params[i], grads[i], states[i], lr)
-
-
-class AdaMax(_AdamBase):
-    """AdaMax: Adam with the infinity norm in place of the second moment.
-
-        m ← β₁m + (1−β₁)g ;  u ← max(β₂u, |g|)
-        θ ← θ − η/(1−β₁ᵗ) · m/(u + ε)          η = 0.002, β = (0.9, 0.999), ε = 1e-8
-
-    Peers: Keras adds ε to u in the denominator, as here. torch.optim.Adamax puts ε inside the max
-    (``eps_in_max=True``): u ← max(β₂u, |g| + ε) ; θ ← θ − η/(1−β₁ᵗ) · m/u.
-
-    State names follow torch (``exp_avg`` = m, ``exp_inf`` = u).
-    """
-
-    state_names = ("exp_avg", "exp_inf")
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: LearningRate = 2e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        *,
-        eps_in_max: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        **unknown: Any,
-    ) -> None:
-        self._reject_unknown(unknown)
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=tuple(betas) if isinstance(betas, list) else betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                eps_in_max=eps_in_max,
-                maximize=maximize,
-                impl=impl,
-            ),
-        )
-
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        check_flag(group["eps_in_max"], "eps_in_max")
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
-    ) -> None:
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        new = adamax_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_inf"],
-            step=int(state["step"].item()),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            eps_in_max=group["eps_in_max"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_inf"]), new, strict=True):
-            target.copy_(value)
-
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        lr: float,
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        eps, eps_in_max = group["eps"], group["eps_in_max"]
-        wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads)
-        step_sizes = []
-        for state in states:
-            state["step"] += 1
-            step_sizes.append(lr / (1 - beta1 ** int(state["step"].item())))
-        sign = -1.0 if maximize else 1.0
-        _native.run(
-            "adamax",
-            [
-                (
-                    (params[i], grads[i], states[i]["exp_avg"], states[i]["exp_inf"]),
-                    (step_sizes[i], beta1, beta2, eps, wd, sign, eps_in_max),
-                )
-                for i in native
-            ],
-        )
-        g_buf, abs_buf = scratch_for(pick(params, rest), 2)
-        for i in rest:
-            param, grad, state, step_size = params[i], grads[i], states[i], step_sizes[i]
-            for p, g, m, u in chunk_views([param, grad, state["exp_avg"], state["exp_inf"]]):
-                g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                magnitude = torch.abs(g, out=fit(abs_buf, g))
-                if eps_in_max:
-                    magnitude.add_(eps)
-                torch.maximum(u.mul_(beta2), magnitude, out=u)
-                if eps_in_max:
-                    p.addcdiv_(m, u, value=-step_size)
-                else:
-                    p.addcdiv_(m, torch.add(u, eps, out=magnitude), value=-step_size)
-
-
-class Nadam(_AdamBase):
-    """Nadam: Adam with Nesterov momentum (Dozat).
-
-    Lecture (default, constant β₁ as in optax):
-        m, v, m̂, v̂ as Adam
-        θ ← θ − η (β₁m̂ + (1−β₁)g/(1−β₁ᵗ)) / (√v̂ + ε)     η = 0.001, β = (0.9, 0.999), ε = 1e-8
-
-    torch.optim.NAdam (``momentum_decay=0.004``, lr=0.002) uses the momentum schedule
-    μₜ = β₁(1 − ½·0.96^(ψt)) with Πₜ = Π μᵢ:
-        θ ← θ − η(1−μₜ)/(1−Πₜ) · g/(√v̂ + ε) − η μₜ₊₁/(1−Πₜμₜ₊₁) · m/(√v̂ + ε)
-    Keras 3's Nadam uses the same schedule with its own ψ; set ``momentum_decay`` accordingly.
-    """
-
-    state_names = ("exp_avg", "exp_avg_sq")
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: LearningRate = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        *,
-        momentum_decay: float | None = None,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        **unknown: Any,
-    ) -> None:
-        self._reject_unknown(unknown)
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=tuple(betas) if isinstance(betas, list) else betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum_decay=momentum_decay,
-                maximize=maximize,
-                impl=impl,
-            ),
-        )
-
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        if group["momentum_decay"] is not None:
-            check_nonnegative(group["momentum_decay"], "momentum_decay (ψ)")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        state = super()._init_state(param, group)
-        state["mu_product"] = torch.tensor(1.0, dtype=torch.float64)
-        return state
-
-    def _coefficients(self, group: Group, state: State, lr: float) -> tuple[float, float]:
-        """c_g, c_m for the state's (already counted) step; advances the μ-product."""
-        c_g, c_m, mu_product = nadam_coefficients(
-            int(state["step"].item()),
-            lr,
-            group["betas"][0],
-            group["momentum_decay"],
-            float(state["mu_product"]),
-        )
-        state["mu_product"].fill_(mu_product)
-        return c_g, c_m
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
-    ) -> None:
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        new_param, new_m, new_v, mu_product = nadam_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(state["step"].item()),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            momentum_decay=group["momentum_decay"],
-            mu_product=float(state["mu_product"]),
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["exp_avg"].copy_(new_m)
-        state["exp_avg_sq"].copy_(new_v)
-        state["mu_product"].fill_(mu_product)
-
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        lr: float,
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        eps, wd, maximize = group["eps"], group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads)
-        for state in states:
-            state["step"] += 1
-        coefficients = [self._coefficients(group, state, lr) for state in states]
-        biases2 = [1 - beta2 ** int(state["step"].item()) for state in states]
-        sign = -1.0 if maximize else 1.0
-        _native.run(
-            "nadam",
-            [
-                (
-                    (params[i], grads[i], states[i]["exp_avg"], states[i]["exp_avg_sq"]),
-                    (*coefficients[i], beta1, beta2, biases2[i], eps, wd, sign),
-                )
-                for i in native
-            ],
-        )
-        g_buf, den_buf, num_buf = scratch_for(pick(params, rest), 3)
-        for i in rest:
-            param, grad, state = params[i], grads[i], states[i]
-            (c_g, c_m), bias2 = coefficients[i], biases2[i]
-            for p, g, m, v in chunk_views([param, grad, state["exp_avg"], state["exp_avg_sq"]]):
-                g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                den = torch.div(v, bias2, out=fit(den_buf, v)).sqrt_().add_(eps)
-                numerator = torch.mul(g, c_g, out=fit(num_buf, g)).add_(m, alpha=c_m)
-                p.sub_(numerator.div_(den))
+        _run_rest(self, group, rest, params, grads, states, hosts, lr)

@@ -8,28 +8,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from descent.optim import _native
+from descent import validate
+from descent.optim import _compat, _native
+from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
+    Group,
+    Host,
     Impl,
     LearningRate,
-    check_flag,
-    check_nonnegative,
-    check_positive,
-    check_unit_interval,
-    chunk_views,
+    State,
     effective_grad,
-    effective_grad_into,
-    fit,
+    effective_grads,
     fused_buckets,
     native_split,
     pick,
-    scratch_for,
-    zeros_like_state,
 )
-
-Group = dict[str, Any]
-State = dict[str, Any]
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -125,14 +119,15 @@ def rmsprop_reference(
 
 
 class Adagrad(DescentOptimizer):
-    """Adagrad: a per-coordinate rate that shrinks with the sum of squared gradients.
+    """Adagrad (Duchi, Hazan & Singer 2011): a per-coordinate rate that shrinks with the sum of
+    squared gradients.
 
     Lecture (defaults):  G ← G + g² ;  θ ← θ − η g / √(G + ε),   η = 0.01, ε = 1e-8, G₀ = 0.
 
     The accumulator kept in ``state["sum"]`` is S = G + ε when ε is inside the root (S₀ = G₀ + ε):
     √(G + ε) is then √S, and the step is torch's fused Adagrad kernel with its ε set to 0.
 
-    Peers:
+    Peers (docs/optimizers.md):
         torch.optim.Adagrad:  eps=1e-10, eps_inside_sqrt=False (g / (√G + ε)), lr_decay as torch.
         Keras / optax:        initial_accumulator_value=0.1, eps=1e-7 (inside the root).
 
@@ -141,9 +136,11 @@ class Adagrad(DescentOptimizer):
         eps_inside_sqrt: √(G + ε) (True) or √G + ε (False).
         lr_decay: torch's ηₜ = η / (1 + (t − 1)·lr_decay).
         weight_decay: L2 λ.  maximize: ascend.  impl: "fast" or "reference".
-    """
+        state_dtype: dtype of S (default: float32 for bfloat16/float16 parameters).
 
-    state_names = ("sum",)
+    Example:
+        >>> opt = Adagrad(model.parameters(), lr=0.01)  # doctest: +SKIP
+    """
 
     def __init__(
         self,
@@ -157,9 +154,9 @@ class Adagrad(DescentOptimizer):
         lr_decay: float = 0.0,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
@@ -171,18 +168,20 @@ class Adagrad(DescentOptimizer):
                 lr_decay=lr_decay,
                 maximize=maximize,
                 impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
             ),
         )
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_positive(group["eps"], "eps (ε)")
-        check_nonnegative(group["initial_accumulator_value"], "initial_accumulator_value (G₀)")
-        check_nonnegative(group["lr_decay"], "lr_decay")
-        check_flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
+        validate.positive(group["eps"], "eps (ε)")
+        validate.nonnegative(group["initial_accumulator_value"], "initial_accumulator_value (G₀)")
+        validate.nonnegative(group["lr_decay"], "lr_decay")
+        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        state = zeros_like_state(param, self.state_names)
+        state = self.zeros(param, group, ["sum"])
         start = group["initial_accumulator_value"]
         if group["eps_inside_sqrt"]:
             start += group["eps"]
@@ -190,14 +189,13 @@ class Adagrad(DescentOptimizer):
         return state
 
     def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        state["step"] += 1
         new_param, new_sum = adagrad_reference(
             param,
             grad,
             state["sum"],
-            step=int(state["step"].item()),
+            step=int(host["step"]),
             lr=lr,
             eps=group["eps"],
             eps_inside_sqrt=group["eps_inside_sqrt"],
@@ -208,35 +206,63 @@ class Adagrad(DescentOptimizer):
         param.copy_(new_param)
         state["sum"].copy_(new_sum)
 
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        sums = [state["sum"] for state in states]
+        foreach.addcmul_(sums, g, g, value=1.0)
+        den = foreach.sqrt(sums)
+        if not group["eps_inside_sqrt"]:
+            foreach.add_(den, group["eps"])
+        rates = [-lr / (1 + (host["step"] - 1) * group["lr_decay"]) for host in hosts]
+        foreach.addcdiv_(params, g, den, rates)
+
     def _fast_update(
         self,
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads)
+        buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
-            steps = [states[i]["step"] for i in indices]
-            torch._foreach_add_(steps, 1)
-            torch._fused_adagrad_(
+            kernel = _compat.fused("_fused_adagrad_", params[indices[0]].device)
+            if kernel is None:
+                rest += indices
+                continue
+            kernel(
                 pick(params, indices),
                 pick(grads, indices),
                 [states[i]["sum"] for i in indices],
-                steps,
+                [states[i]["step"] for i in indices],
                 lr=lr,
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        for i in rest:
-            self._reference_update(group, params[i], grads[i], states[i], lr)
+        if rest:
+            self._foreach_run(
+                group,
+                pick(params, rest),
+                pick(grads, rest),
+                pick(states, rest),
+                pick(hosts, rest),
+                lr,
+            )
 
 
 class Adadelta(DescentOptimizer):
-    """Adadelta: the step's units from a running average of past updates.
+    """Adadelta (Zeiler 2012): the step's units from a running average of past updates.
 
         E_g ← ρ E_g + (1−ρ) g²
         Δ   = −√(E_Δ + ε) / √(E_g + ε) · g
@@ -244,10 +270,11 @@ class Adadelta(DescentOptimizer):
         θ   ← θ + η Δ                       η = 1.0, ρ = 0.9, ε = 1e-6
 
     Same update in torch and Keras; only the default η differs (torch 1.0, Keras 0.001).
-    State names follow torch (``square_avg`` = E_g, ``acc_delta`` = E_Δ).
-    """
+    State names follow torch (``square_avg`` = E_g, ``acc_delta`` = E_Δ). docs/optimizers.md.
 
-    state_names = ("square_avg", "acc_delta")
+    Example:
+        >>> opt = Adadelta(model.parameters())  # doctest: +SKIP
+    """
 
     def __init__(
         self,
@@ -259,26 +286,34 @@ class Adadelta(DescentOptimizer):
         *,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
-            dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, impl=impl),
+            dict(
+                lr=lr,
+                rho=rho,
+                eps=eps,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
         )
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_unit_interval(group["rho"], "rho (ρ)")
-        check_positive(group["eps"], "eps (ε)")
+        validate.unit_interval(group["rho"], "rho (ρ)")
+        validate.positive(group["eps"], "eps (ε)")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        return zeros_like_state(param, self.state_names)
+        return self.zeros(param, group, ["square_avg", "acc_delta"])
 
     def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        state["step"] += 1
         new = adadelta_reference(
             param,
             grad,
@@ -295,47 +330,72 @@ class Adadelta(DescentOptimizer):
         ):
             target.copy_(value)
 
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        rho, eps = group["rho"], group["eps"]
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        e_g = [state["square_avg"] for state in states]
+        e_d = [state["acc_delta"] for state in states]
+        foreach.mul_(e_g, rho)
+        foreach.addcmul_(e_g, g, g, value=1 - rho)
+        step = foreach.add(e_d, eps)  # becomes −Δ = √(E_Δ + ε) / √(E_g + ε) · g
+        foreach.sqrt_(step)
+        den = foreach.add(e_g, eps)
+        foreach.sqrt_(den)
+        foreach.div_(step, den)
+        foreach.mul_(step, g)
+        foreach.mul_(e_d, rho)
+        foreach.addcmul_(e_d, step, step, value=1 - rho)
+        foreach.add_(params, step, alpha=-lr)
+
     def _fast_update(
         self,
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
-        rho, eps = group["rho"], group["eps"]
-        wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads)
-        for state in states:
-            state["step"] += 1
-        sign = -1.0 if maximize else 1.0
+        native, rest = native_split(params, grads, states)
+        sign = -1.0 if group["maximize"] else 1.0
         _native.run(
             "adadelta",
             [
-                (
-                    (params[i], grads[i], states[i]["square_avg"], states[i]["acc_delta"]),
-                    (lr, rho, eps, wd, sign),
+                dict(
+                    p=params[i],
+                    g=grads[i],
+                    eg=states[i]["square_avg"],
+                    ed=states[i]["acc_delta"],
+                    lr=lr,
+                    rho=group["rho"],
+                    eps=group["eps"],
+                    wd=group["weight_decay"],
+                    sign=sign,
                 )
                 for i in native
             ],
         )
-        g_buf, num_buf, den_buf = scratch_for(pick(params, rest), 3)
-        for param, grad, state in zip(
-            pick(params, rest), pick(grads, rest), pick(states, rest), strict=True
-        ):
-            for p, g, e_g, e_d in chunk_views(
-                [param, grad, state["square_avg"], state["acc_delta"]]
-            ):
-                g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
-                e_g.mul_(rho).addcmul_(g, g, value=1 - rho)
-                step = torch.add(e_d, eps, out=fit(num_buf, e_d)).sqrt_()
-                step.div_(torch.add(e_g, eps, out=fit(den_buf, e_g)).sqrt_()).mul_(g)  # −Δ
-                e_d.mul_(rho).addcmul_(step, step, value=1 - rho)
-                p.add_(step, alpha=-lr)
+        if rest:
+            self._foreach_run(
+                group,
+                pick(params, rest),
+                pick(grads, rest),
+                pick(states, rest),
+                pick(hosts, rest),
+                lr,
+            )
 
 
 class RMSprop(DescentOptimizer):
-    """RMSprop: Adagrad with a decaying average instead of a sum.
+    """RMSprop (Hinton, lecture 6e, 2012): Adagrad with a decaying average instead of a sum.
 
     Lecture (defaults):  E ← ρ E + (1−ρ) g² ;  θ ← θ − η g / √(E + ε),
                          η = 0.001, ρ = 0.9, ε = 1e-8.
@@ -343,10 +403,13 @@ class RMSprop(DescentOptimizer):
     Options (torch's): ``centered`` (E − Ē² under the root, Ē ← ρĒ + (1−ρ)g) and ``momentum``
     μ > 0 (b ← μ b + g / denominator ; θ ← θ − η b).
 
-    Peers:
+    Peers (docs/optimizers.md):
         torch.optim.RMSprop:  rho=0.99 (torch calls it alpha), eps_inside_sqrt=False (√E + ε).
         Keras:                rho=0.9, eps=1e-7 (inside the root).
         optax.rmsprop:        decay=ρ, eps_in_sqrt=True is this default.
+
+    Example:
+        >>> opt = RMSprop(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
     def __init__(
@@ -362,9 +425,9 @@ class RMSprop(DescentOptimizer):
         eps_inside_sqrt: bool = True,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
@@ -377,16 +440,18 @@ class RMSprop(DescentOptimizer):
                 eps_inside_sqrt=eps_inside_sqrt,
                 maximize=maximize,
                 impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
             ),
         )
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_unit_interval(group["rho"], "rho (ρ)")
-        check_positive(group["eps"], "eps (ε)")
-        check_unit_interval(group["momentum"], "momentum (μ)")
-        check_flag(group["centered"], "centered")
-        check_flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
+        validate.unit_interval(group["rho"], "rho (ρ)")
+        validate.positive(group["eps"], "eps (ε)")
+        validate.unit_interval(group["momentum"], "momentum (μ)")
+        validate.flag(group["centered"], "centered")
+        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         # Ē and b take memory only when centering or momentum asks for them.
@@ -395,12 +460,11 @@ class RMSprop(DescentOptimizer):
             names.append("grad_avg")
         if group["momentum"] > 0:
             names.append("momentum_buffer")
-        return zeros_like_state(param, names)
+        return self.zeros(param, group, names)
 
     def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        state["step"] += 1
         unused = param.new_zeros(())
         new = rmsprop_reference(
             param,
@@ -422,56 +486,78 @@ class RMSprop(DescentOptimizer):
             if target is not None:
                 target.copy_(value)
 
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        rho, eps, momentum = group["rho"], group["eps"], group["momentum"]
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        square = [state["square_avg"] for state in states]
+        foreach.mul_(square, rho)
+        foreach.addcmul_(square, g, g, value=1 - rho)
+        if group["centered"]:
+            average = [state["grad_avg"] for state in states]
+            foreach.mul_(average, rho)
+            foreach.add_(average, g, alpha=1 - rho)
+            variance = foreach.addcmul(square, average, average, value=-1.0)
+        else:
+            variance = square
+        if group["eps_inside_sqrt"]:
+            den = foreach.add(variance, eps)
+            foreach.sqrt_(den)
+        else:
+            den = foreach.sqrt(variance)
+            foreach.add_(den, eps)
+        if momentum > 0:
+            buffers = [state["momentum_buffer"] for state in states]
+            foreach.mul_(buffers, momentum)
+            foreach.addcdiv_(buffers, g, den, value=1.0)
+            foreach.add_(params, buffers, alpha=-lr)
+        else:
+            foreach.addcdiv_(params, g, den, value=-lr)
+
     def _fast_update(
         self,
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
-        rho, eps, inside = group["rho"], group["eps"], group["eps_inside_sqrt"]
-        momentum, centered = group["momentum"], group["centered"]
-        wd, maximize = group["weight_decay"], group["maximize"]
-        native, rest = native_split(params, grads)
-        for state in states:
-            state["step"] += 1
+        native, rest = native_split(params, grads, states)
         jobs = []
         for i in native:
             p, state = params[i], states[i]
-            tensors = (
-                p,
-                grads[i],
-                state["square_avg"],
-                state.get("grad_avg", p),  # pointers the kernel never reads when unused
-                state.get("momentum_buffer", p),
+            jobs.append(
+                dict(
+                    p=p,
+                    g=grads[i],
+                    e=state["square_avg"],
+                    ebar=state.get("grad_avg", p),  # pointers the kernel never reads when unused
+                    b=state.get("momentum_buffer", p),
+                    lr=lr,
+                    rho=group["rho"],
+                    eps=group["eps"],
+                    wd=group["weight_decay"],
+                    sign=-1.0 if group["maximize"] else 1.0,
+                    inside=group["eps_inside_sqrt"],
+                    centered=group["centered"],
+                    momentum=group["momentum"],
+                )
             )
-            scalars = (lr, rho, eps, wd, -1.0 if maximize else 1.0, inside, centered, momentum)
-            jobs.append((tensors, scalars))
         _native.run("rmsprop", jobs)
-        g_buf, den_buf = scratch_for(pick(params, rest), 2)
-        for param, grad, state in zip(
-            pick(params, rest), pick(grads, rest), pick(states, rest), strict=True
-        ):
-            tensors = [param, grad, state["square_avg"]]
-            tensors += [state[name] for name in ("grad_avg", "momentum_buffer") if name in state]
-            for p, g, e, *extra in chunk_views(tensors):
-                e_bar = extra[0] if centered else None
-                b = extra[-1] if momentum > 0 else None
-                g = effective_grad_into(fit(g_buf, g), p, g, wd, maximize)
-                e.mul_(rho).addcmul_(g, g, value=1 - rho)
-                den = fit(den_buf, e)
-                if centered:
-                    e_bar.mul_(rho).add_(g, alpha=1 - rho)
-                    torch.addcmul(e, e_bar, e_bar, value=-1, out=den)
-                else:
-                    den.copy_(e)
-                if inside:
-                    den.add_(eps).sqrt_()
-                else:
-                    den.sqrt_().add_(eps)
-                if momentum > 0:
-                    b.mul_(momentum).addcdiv_(g, den)
-                    p.add_(b, alpha=-lr)
-                else:
-                    p.addcdiv_(g, den, value=-lr)
+        if rest:
+            self._foreach_run(
+                group,
+                pick(params, rest),
+                pick(grads, rest),
+                pick(states, rest),
+                pick(hosts, rest),
+                lr,
+            )

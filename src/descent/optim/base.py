@@ -1,98 +1,84 @@
-"""The shell every descent update rule shares: a torch.optim.Optimizer whose learning rate may be a
-schedule, whose update count lives in the optimizer state, and which runs either the rule's pure
-reference step (one tensor at a time, the formula line by line) or its fast multi-tensor path.
+"""The shell every descent update rule shares.
 
-A rule subclass supplies four things:
-- ``_validate(group)``: raise ValueError naming a bad hyperparameter and its accepted range;
-- ``_init_state(param, group)``: the per-parameter state (tensors, plus ``"step"``);
-- ``_reference_update(group, param, grad, state, lr)``: call the pure reference function;
-- ``_fast_update(group, params, grads, states, lr)``: the fast path over all tensors of a group.
+A rule is a :class:`torch.optim.Optimizer` whose learning rate may be a schedule (a callable of the
+0-based update number, whose position lives in ``group["step"]``), and which runs either its pure
+reference step (one tensor at a time, the formula line by line: ``impl="reference"``) or its fast
+path (the default). The formulas and the peers' conventions are in docs/optimizers.md.
+
+Writing a rule (subclass :class:`DescentOptimizer`)
+---------------------------------------------------
+- ``__init__``: plain keyword arguments (Python reports a misspelt one), passed to
+  ``super().__init__(params, dict(...))`` together with ``maximize``, ``impl`` and ``state_dtype``.
+- ``_validate(group)``: check the group's hyperparameters with :mod:`descent.validate` (call
+  ``super()._validate(group)`` first); it may store normalized values back into the group (as
+  :func:`validate_betas` does for ``betas``).
+- ``_init_state(param, group)``: the per-element state tensors, made with
+  :meth:`DescentOptimizer.zeros` so they get the group's state dtype. The base adds ``"step"`` (a
+  float32 tensor on the parameter's device, as torch's fused optimizers keep it) when the class sets
+  ``counts_steps = True``.
+- ``scalar_state``: state scalars that are not per element (Nadam's μ-product), with the dtype they
+  keep on load; the base mirrors them, and ``"step"``, on the host in ``host`` dicts so that a step
+  never reads a device value back (no ``.item()``, no host sync on a GPU).
+- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function.
+  ``host["step"]`` is the step count t of this update (already advanced).
+- ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
+  tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
+  write into ``grads``.
+- ``_fast_update``: defaults to the foreach formulation; a rule with a single-pass kernel overrides
+  it, sends what the kernel takes there and the rest to :meth:`DescentOptimizer._foreach_run`.
+
+The fast path, by what the tensors are
+--------------------------------------
+1. float32/float64 parameters, state of the same dtype, contiguous, on CPU or CUDA: torch's fused
+   kernel where torch has the rule (Adam, AdamW, AMSGrad, SGD/Momentum, Adagrad, through
+   :mod:`descent.optim._compat`); otherwise, on CPU, descent's single-pass C kernel (RMSprop,
+   Adadelta, AdaMax, Nadam, the lecture's Nesterov).
+2. Everything else (GPU tensors without a fused kernel, bfloat16/float16 parameters, a state dtype
+   other than the parameter's, non-contiguous tensors, no C compiler at install, a torch whose
+   private kernels fail their self-test): the rule's foreach formulation, computed in float32 or
+   wider ("opmath", as torch's fused kernels do) and written back into the parameter's dtype.
+
+There is no chunked eager loop: on a GPU the right fallback is a few multi-tensor launches, and on
+a CPU the C kernels cover the cases where a chunked loop's cache reuse used to matter.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
+from descent import validate
+from descent.errors import InputError
+from descent.optim._compat import foreach
+
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
 Impl = Literal["fast", "reference"]
-
-# Elements per chunk on the chunked fast path: a few arrays of this many float32 values stay in a
-# core's L2 cache, so the several passes a formula needs touch main memory once.
-CHUNK_ELEMENTS = 1 << 16
+Group = dict[str, Any]
+State = dict[str, Any]
+Host = dict[str, float]
 
 _SCHEDULE_MARK = "__schedule__"
 _OPAQUE_SCHEDULE = "<callable>"
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+_STATE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Dtypes torch's fused CPU/CUDA kernels take (the fast path gives them float32/float64 only; lower
+# precision goes through the float32 foreach formulation, see the module docstring).
+FUSED_DTYPES = (torch.float32, torch.float64)
 
 
-class UnknownArgumentError(TypeError):
-    """An optimizer was given an argument it does not take."""
-
-
-def check_lr(lr: Any, name: str = "lr") -> None:
-    """A learning rate is a finite float ≥ 0 or a callable of the update number."""
-    if callable(lr):
-        try:
-            first = lr(0)
-        except Exception as exc:  # a schedule that cannot be evaluated is bad input
-            raise ValueError(f"{name}: the schedule {lr!r} failed at update 0: {exc}") from exc
-        check_lr(float(first), f"{name}(0)")
-        return
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError(f"{name} must be a scalar, got a tensor of shape {tuple(lr.shape)}")
-        lr = lr.item()
-    if isinstance(lr, bool) or not isinstance(lr, int | float):
-        raise ValueError(
-            f"{name} must be a float ≥ 0 or a schedule (a callable of the update number), "
-            f"got {lr!r}"
-        )
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"{name} must be a finite float ≥ 0, got {lr!r}")
-
-
-def check_unit_interval(value: Any, name: str) -> None:
-    """β, ρ, γ and friends live in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
-
-
-def check_positive(value: Any, name: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
-
-
-def check_nonnegative(value: Any, name: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite float ≥ 0, got {value!r}")
-
-
-def check_flag(value: Any, name: str) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def check_betas(betas: Any) -> None:
+def validate_betas(betas: Any) -> tuple[float, float]:
+    """(β₁, β₂), each in [0, 1), as a tuple of floats (a list is accepted)."""
     if not isinstance(betas, tuple | list) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (β₁, β₂), each in [0, 1), got {betas!r}")
-    check_unit_interval(betas[0], "betas[0] (β₁)")
-    check_unit_interval(betas[1], "betas[1] (β₂)")
+        raise InputError(f"betas must be a pair (β₁, β₂), each in [0, 1), got {betas!r}")
+    return (
+        validate.unit_interval(betas[0], "betas[0] (β₁)"),
+        validate.unit_interval(betas[1], "betas[1] (β₂)"),
+    )
 
 
 def effective_grad(param: Tensor, grad: Tensor, weight_decay: float, maximize: bool) -> Tensor:
@@ -104,73 +90,46 @@ def effective_grad(param: Tensor, grad: Tensor, weight_decay: float, maximize: b
     return grad
 
 
-def chunk_views(tensors: Sequence[Tensor], size: int = CHUNK_ELEMENTS) -> Iterator[list[Tensor]]:
-    """Aligned 1-D slices of equally shaped tensors, ``size`` elements at a time.
-
-    Non-contiguous tensors come back whole (a view of them cannot be flattened without a copy).
-    """
-    if not all(t.is_contiguous() for t in tensors):
-        yield list(tensors)
-        return
-    flat = [t.view(-1) for t in tensors]
-    numel = flat[0].numel()
-    if numel <= size:
-        yield flat
-        return
-    for start in range(0, numel, size):
-        yield [t[start : start + size] for t in flat]
-
-
-def scratch_for(tensors: Sequence[Tensor], count: int) -> list[Tensor]:
-    """``count`` reusable scratch buffers big enough for one chunk of any of ``tensors``."""
-    if not tensors:
-        return [torch.empty(0) for _ in range(count)]
-    largest = max(t.numel() for t in tensors)
-    sample = tensors[0]
-    length = min(largest, CHUNK_ELEMENTS)
-    return [torch.empty(length, dtype=sample.dtype, device=sample.device) for _ in range(count)]
-
-
-def fit(scratch: Tensor, like: Tensor) -> Tensor:
-    """The leading part of a scratch buffer shaped like ``like``."""
-    return scratch[: like.numel()].view(like.shape)
+def effective_grads(
+    params: list[Tensor], grads: list[Tensor], weight_decay: float, maximize: bool
+) -> list[Tensor]:
+    """:func:`effective_grad` over lists (new tensors when anything is added; grads stay as they
+    are)."""
+    if maximize:
+        grads = foreach.neg(grads)
+    if weight_decay != 0:
+        grads = foreach.add(grads, params, alpha=weight_decay)
+    return grads
 
 
 class DescentOptimizer(torch.optim.Optimizer):
-    """Base of descent's update rules. Not used directly."""
+    """Base of descent's update rules (see the module docstring for the subclass contract)."""
 
-    #: names of the per-parameter state tensors, in the reference function's argument order
-    state_names: ClassVar[tuple[str, ...]] = ()
+    #: True when the rule keeps a per-parameter step count ``state["step"]``
+    counts_steps: ClassVar[bool] = True
+    #: scalar (not per-element) state and the dtype it keeps whatever the parameter's
+    scalar_state: ClassVar[dict[str, torch.dtype]] = {}
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
-        impl = defaults.get("impl", "fast")
-        if impl not in ("fast", "reference"):
-            raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
         defaults.setdefault("step", 0)
+        defaults.setdefault("state_dtype", None)
+        defaults.setdefault("stochastic_rounding", False)
+        self._hosts: dict[Tensor, Host] = {}
         super().__init__(params, defaults)
 
     # -- construction and validation ----------------------------------------------------------
 
-    @classmethod
-    def _reject_unknown(cls, unknown: dict[str, Any]) -> None:
-        if unknown:
-            accepted = [
-                name
-                for name in inspect.signature(cls.__init__).parameters
-                if name not in ("self", "params", "unknown")
-            ]
-            names = ", ".join(repr(name) for name in unknown)
-            raise UnknownArgumentError(
-                f"{cls.__name__} got unknown argument(s) {names}; accepted: {', '.join(accepted)}"
-            )
-
-    def _validate(self, group: dict[str, Any]) -> None:
-        check_lr(group["lr"])
-        check_flag(group.get("maximize", False), "maximize")
-        if group.get("impl", "fast") not in ("fast", "reference"):
-            raise ValueError(f"impl must be 'fast' or 'reference', got {group['impl']!r}")
+    def _validate(self, group: Group) -> None:
+        validate.learning_rate(group["lr"])
+        validate.flag(group.get("maximize", False), "maximize")
+        validate.choice(group.get("impl", "fast"), "impl", ("fast", "reference"))
         if "weight_decay" in group:
-            check_nonnegative(group["weight_decay"], "weight_decay")
+            validate.nonnegative(group["weight_decay"], "weight_decay")
+        validate.flag(group.get("stochastic_rounding", False), "stochastic_rounding")
+        dtype = group.get("state_dtype")
+        if dtype is not None and dtype not in _STATE_DTYPES:
+            names = ", ".join(str(d) for d in _STATE_DTYPES)
+            raise InputError(f"state_dtype must be None or one of {names}, got {dtype!r}")
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -179,47 +138,105 @@ class DescentOptimizer(torch.optim.Optimizer):
             self._validate(group)
             for param in group["params"]:
                 if param.is_sparse:
-                    raise ValueError(f"{type(self).__name__} does not take sparse parameters")
+                    raise InputError(f"{type(self).__name__} does not take sparse parameters")
         except ValueError:
             self.param_groups.pop()
             raise
 
-    # -- the learning rate --------------------------------------------------------------------
+    # -- the learning rate and the state ------------------------------------------------------
 
     @staticmethod
-    def lr_at(group: dict[str, Any], update: int | None = None) -> float:
+    def lr_at(group: Group, update: int | None = None) -> float:
         """The group's learning rate at ``update`` (default: the next update)."""
         lr = group["lr"]
         n = group["step"] if update is None else update
         if callable(lr):
             value = float(lr(n))
             if not math.isfinite(value) or value < 0:
-                raise ValueError(
+                raise InputError(
                     f"the learning-rate schedule {lr!r} gave {value!r} at update {n}; "
-                    "a learning rate must be a finite float ≥ 0"
+                    "a learning rate must be a finite number ≥ 0"
                 )
             return value
         return float(lr)
 
-    # -- one update ---------------------------------------------------------------------------
+    @staticmethod
+    def state_dtype(param: Tensor, group: Group) -> torch.dtype:
+        """The dtype of the per-element state: the group's ``state_dtype``, else float32 for
+        bfloat16/float16 parameters (so ε and small squared gradients do not underflow) and the
+        parameter's dtype otherwise (complex parameters always keep theirs)."""
+        if torch.is_complex(param) or not param.is_floating_point():
+            return param.dtype
+        chosen = group.get("state_dtype")
+        if chosen is not None:
+            return chosen
+        return torch.float32 if param.dtype in _LOW_PRECISION else param.dtype
 
-    def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def zeros(self, param: Tensor, group: Group, names: Sequence[str]) -> State:
+        """Zero state tensors shaped like ``param``, in the group's state dtype."""
+        dtype = self.state_dtype(param, group)
+        return {
+            name: torch.zeros_like(param, dtype=dtype, memory_format=torch.preserve_format)
+            for name in names
+        }
+
+    def _host(self, param: Tensor, state: State) -> Host:
+        """The host mirror of ``param``'s scalar state (read from the device once, after a load)."""
+        host = self._hosts.get(param)
+        if host is None:
+            keys = (["step"] if self.counts_steps else []) + list(self.scalar_state)
+            host = {key: float(state[key]) for key in keys if key in state}
+            self._hosts[param] = host
+        return host
+
+    # -- the subclass's part ------------------------------------------------------------------
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
         raise NotImplementedError
 
+    def _init_host(self, group: Group) -> Host:
+        """Initial values of :attr:`scalar_state` (the base sets the tensors from them)."""
+        return {}
+
     def _reference_update(
-        self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        raise NotImplementedError
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
     ) -> None:
         raise NotImplementedError
 
     def _fast_update(
         self,
-        group: dict[str, Any],
+        group: Group,
         params: list[Tensor],
         grads: list[Tensor],
-        states: list[dict[str, Any]],
+        states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
-        raise NotImplementedError
+        self._foreach_run(group, params, grads, states, hosts, lr)
+
+    # -- one update ---------------------------------------------------------------------------
+
+    def _new_state(self, param: Tensor, group: Group) -> None:
+        state = self.state[param]
+        if self.counts_steps:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+        state.update(self._init_state(param, group))
+        host = {"step": 0.0} if self.counts_steps else {}
+        for key, value in self._init_host(group).items():
+            state[key] = torch.tensor(value, dtype=self.scalar_state[key], device=param.device)
+            host[key] = value
+        self._hosts[param] = host
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
@@ -230,29 +247,35 @@ class DescentOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr = self.lr_at(group)
-            params, grads, states = [], [], []
+            params, grads, states, hosts = [], [], [], []
             for param in group["params"]:
                 if param.grad is None:
                     continue
                 if param.grad.is_sparse:
-                    raise ValueError(f"{type(self).__name__} does not take sparse gradients")
+                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
+                if not self.state[param]:
+                    self._new_state(param, group)
                 state = self.state[param]
-                if not state:
-                    state.update(self._init_state(param, group))
                 params.append(param)
                 grads.append(param.grad)
                 states.append(state)
+                hosts.append(self._host(param, state))
             if params:
-                self._run(group, params, grads, states, lr)
+                if self.counts_steps:
+                    foreach.add_([state["step"] for state in states], 1.0)
+                    for host in hosts:
+                        host["step"] += 1
+                self._run(group, params, grads, states, hosts, lr)
             group["step"] += 1
         return loss
 
     def _run(
         self,
-        group: dict[str, Any],
+        group: Group,
         params: list[Tensor],
         grads: list[Tensor],
-        states: list[dict[str, Any]],
+        states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
         # Complex parameters are updated as pairs of reals, as torch.optim does.
@@ -261,29 +284,81 @@ class DescentOptimizer(torch.optim.Optimizer):
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
             states = [_real_state(s) for s in states]
         if group["impl"] == "reference":
-            for param, grad, state in zip(params, grads, states, strict=True):
-                self._reference_update(group, param, grad, state, lr)
+            for i, (param, grad, state, host) in enumerate(
+                zip(params, grads, states, hosts, strict=True)
+            ):
+                work = self._lift(group, [param], [grad], [state], i)
+                self._reference_update(
+                    group, work.params[0], work.grads[0], work.states[0], host, lr
+                )
+                work.lower()
         else:
-            self._fast_update(group, params, grads, states, lr)
+            self._fast_update(group, params, grads, states, hosts, lr)
+
+    def _foreach_run(
+        self,
+        group: Group,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        states: Sequence[State],
+        hosts: Sequence[Host],
+        lr: float,
+    ) -> None:
+        """The foreach formulation on (device, dtype) buckets (see :meth:`_lift`)."""
+        buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+        for i, (param, state) in enumerate(zip(params, states, strict=True)):
+            buckets.setdefault(
+                (param.device, param.dtype, self._compute_dtype(param, state)), []
+            ).append(i)
+        for ordinal, indices in enumerate(buckets.values()):
+            work = self._lift(
+                group, pick(params, indices), pick(grads, indices), pick(states, indices), ordinal
+            )
+            self._foreach_update(
+                group, work.params, work.grads, work.states, pick(hosts, indices), lr
+            )
+            work.lower()
+
+    def _per_element(self, state: State) -> list[str]:
+        return [key for key in state if key != "step" and key not in self.scalar_state]
+
+    def _compute_dtype(self, param: Tensor, state: State) -> torch.dtype:
+        """float32 or wider ("opmath", as torch's fused kernels compute)."""
+        keys = self._per_element(state)
+        state_dtype = state[keys[0]].dtype if keys else param.dtype
+        return torch.promote_types(torch.promote_types(param.dtype, state_dtype), torch.float32)
+
+    def _lift(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        ordinal: int,
+    ) -> _Lifted:
+        """Parameters, gradients and states (all of one dtype each) in the compute dtype: copies
+        for bfloat16/float16 (and any state dtype other than the compute dtype), the tensors
+        themselves otherwise. ``lower()`` writes the copies back."""
+        compute = self._compute_dtype(params[0], states[0])
+        lifted_states, write_back = [], []
+        for state in states:
+            lifted = dict(state)
+            for key in self._per_element(state):
+                if state[key].dtype != compute:
+                    lifted[key] = state[key].to(compute)
+                    write_back.append((state[key], lifted[key]))
+            lifted_states.append(lifted)
+        stochastic = group.get("stochastic_rounding", False) and params[0].dtype == torch.bfloat16
+        return _Lifted(
+            originals=params,
+            params=[p.to(compute) for p in params],
+            grads=[g.to(compute) for g in grads],
+            states=lifted_states,
+            write_back=write_back,
+            generator_seed=(group["step"], ordinal) if stochastic else None,
+        )
 
     # -- saving and resuming ------------------------------------------------------------------
-
-    #: scalar state kept in float64 whatever the parameter's dtype (torch would cast it on load)
-    _float64_state: ClassVar[tuple[str, ...]] = ("mu_product",)
-
-    @staticmethod
-    def _process_value_according_to_param_policy(
-        param: Tensor,
-        value: Tensor,
-        param_id: int,
-        param_groups: list[dict[Any, Any]],
-        key: Any = None,
-    ) -> Tensor:
-        if key in DescentOptimizer._float64_state:
-            return value.to(dtype=torch.float64, device=param.device)
-        return torch.optim.Optimizer._process_value_according_to_param_policy(
-            param, value, param_id, param_groups, key
-        )
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict; a schedule as ``lr`` is stored as its dict form when it has one."""
@@ -296,9 +371,34 @@ class DescentOptimizer(torch.optim.Optimizer):
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore state; a schedule saved as a dict is rebuilt, an opaque one keeps this lr."""
+        """Restore state; a schedule saved as a dict is rebuilt, an opaque one keeps this lr.
+
+        torch casts every floating state tensor to its parameter's dtype on load; descent then puts
+        back each saved tensor in the dtype it keeps (the state dtype, float64 scalars, a float32
+        step on the parameter's device), so a resumed run continues bit for bit.
+        """
         current_lrs = [group["lr"] for group in self.param_groups]
         super().load_state_dict(state_dict)
+        self._hosts.clear()
+        for group in self.param_groups:  # a state dict from torch's own optimizer lacks these
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        by_id = dict(
+            zip(saved_ids, (p for g in self.param_groups for p in g["params"]), strict=True)
+        )
+        groups = {id(p): g for g in self.param_groups for p in g["params"]}
+        for saved_id, saved_state in state_dict["state"].items():
+            param = by_id.get(saved_id)
+            if param is None:
+                continue
+            state = self.state[param]
+            for key, value in saved_state.items():
+                if isinstance(value, Tensor):
+                    state[key] = value.to(
+                        device=param.device,
+                        dtype=self._loaded_dtype(param, groups[id(param)], key, value),
+                    )
         for group, current in zip(self.param_groups, current_lrs, strict=True):
             lr = group["lr"]
             if isinstance(lr, dict) and _SCHEDULE_MARK in lr:
@@ -307,12 +407,21 @@ class DescentOptimizer(torch.optim.Optimizer):
                 group["lr"] = from_dict(lr[_SCHEDULE_MARK])
             elif isinstance(lr, str) and lr == _OPAQUE_SCHEDULE:
                 if not callable(current):
-                    raise ValueError(
+                    raise InputError(
                         "the saved optimizer used a schedule that could not be saved (a plain "
                         "callable without to_dict); build the optimizer with the same schedule "
                         "as lr before loading its state"
                     )
                 group["lr"] = current
+
+    def _loaded_dtype(self, param: Tensor, group: Group, key: str, value: Tensor) -> torch.dtype:
+        if key == "step":
+            return torch.float32
+        if key in self.scalar_state:
+            return self.scalar_state[key]
+        if not value.is_floating_point() and not value.is_complex():
+            return value.dtype
+        return self.state_dtype(param, group)
 
     def __repr__(self) -> str:
         lines = [f"{type(self).__name__} ("]
@@ -325,7 +434,57 @@ class DescentOptimizer(torch.optim.Optimizer):
         return "\n".join(lines)
 
 
-def _real_state(state: dict[str, Any]) -> dict[str, Any]:
+class _Lifted:
+    """Tensors lifted to the compute dtype by :meth:`DescentOptimizer._lift`."""
+
+    def __init__(
+        self,
+        originals: list[Tensor],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        write_back: list[tuple[Tensor, Tensor]],
+        generator_seed: tuple[int, int] | None,
+    ) -> None:
+        self.originals, self.params, self.grads, self.states = originals, params, grads, states
+        self.write_back, self.generator_seed = write_back, generator_seed
+
+    def lower(self) -> None:
+        """Write the computed values back in the original dtypes (rounding once)."""
+        if self.params[0] is not self.originals[0]:
+            if self.generator_seed is not None:
+                generator = _rounding_generator(self.originals[0].device, *self.generator_seed)
+                for param, value in zip(self.originals, self.params, strict=True):
+                    param.copy_(stochastic_round_bf16(value, generator))
+            else:
+                foreach.copy_(self.originals, self.params)
+        for target, value in self.write_back:
+            target.copy_(value)
+
+
+def _rounding_generator(device: torch.device, step: int, ordinal: int) -> torch.Generator:
+    """The random bits of stochastic rounding: a function of the update number and the bucket,
+    so the same run rounds the same way, and a resumed run as if never interrupted."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0x5EED_0000 + 1_000_003 * step + ordinal)
+    return generator
+
+
+def stochastic_round_bf16(value: Tensor, generator: torch.Generator) -> Tensor:
+    """float32 → bfloat16 rounded up or down at random, with the probability of rounding up equal
+    to the fraction of the gap below: unbiased, so many small updates are not all lost.
+
+    bfloat16 keeps a float32's upper 16 bits: adding 16 random bits to the magnitude and
+    truncating the lower 16 does exactly that (for either sign, as floats are sign-magnitude).
+    """
+    bits = value.float().contiguous().view(torch.int32)
+    noise = torch.randint(
+        0, 1 << 16, bits.shape, dtype=torch.int32, device=bits.device, generator=generator
+    )
+    return ((bits + noise) & -65536).view(torch.float32).to(torch.bfloat16)
+
+
+def _real_state(state: State) -> State:
     return {
         key: torch.view_as_real(value)
         if isinstance(value, Tensor) and torch.is_complex(value)
@@ -334,89 +493,55 @@ def _real_state(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def zeros_like_state(param: Tensor, names: Sequence[str]) -> dict[str, Any]:
-    """Zero tensors for each state name, and the per-parameter step count (as torch keeps it)."""
-    state: dict[str, Any] = {"step": torch.tensor(0.0, dtype=torch.float32)}
-    for name in names:
-        state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
-    return state
-
-
-# Dtypes torch's fused CPU/CUDA kernels take.
-FUSED_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-
-
-def fused_buckets(
-    params: Sequence[Tensor], grads: Sequence[Tensor]
-) -> tuple[list[list[int]], list[int]]:
-    """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest.
-
-    The fused kernels want contiguous tensors of one device and dtype; anything else (a
-    transposed view, an integer or complex leftover, an odd device) goes through the reference.
-    State tensors are made with the parameter's layout, dtype and device (and torch casts loaded
-    state to them), so checking the parameter and its gradient is enough. This runs every step:
-    it is kept to a plain loop.
-    """
-    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    rest: list[int] = []
-    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-        dtype = param.dtype
-        device = param.device
-        if (
-            dtype in FUSED_DTYPES
-            and grad.dtype == dtype
-            and param.is_contiguous()
-            and grad.is_contiguous()
-            and device.type in ("cpu", "cuda")
-            and grad.device == device
-        ):
-            key = (device, dtype)
-            if key in buckets:
-                buckets[key].append(index)
-            else:
-                buckets[key] = [index]
-        else:
-            rest.append(index)
-    return list(buckets.values()), rest
+# -- helpers of the fast paths -------------------------------------------------------------------
 
 
 def pick(items: Sequence[Any], indices: Sequence[int]) -> list[Any]:
     return [items[i] for i in indices]
 
 
-def by_step(states: Sequence[dict[str, Any]], indices: Sequence[int]) -> dict[int, list[int]]:
-    """Indices grouped by their (already incremented) step count, for step-dependent scalars."""
-    groups: dict[int, list[int]] = {}
-    for index in indices:
-        groups.setdefault(int(states[index]["step"].item()), []).append(index)
-    return groups
+def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
+    """float32/float64, contiguous, state of the parameter's dtype, gradient alike."""
+    dtype = param.dtype
+    return (
+        dtype in FUSED_DTYPES
+        and grad.dtype == dtype
+        and param.is_contiguous()
+        and grad.is_contiguous()
+        and grad.device == param.device
+        and all(
+            value.dtype == dtype
+            for key, value in states.items()
+            if key != "step" and value.dim() > 0
+        )
+    )
 
 
-def effective_grad_into(
-    out: Tensor, param: Tensor, grad: Tensor, weight_decay: float, maximize: bool
-) -> Tensor:
-    """±g + λθ written into a scratch chunk; the gradient itself when there is nothing to add."""
-    if not maximize and weight_decay == 0:
-        return grad
-    if maximize:
-        torch.neg(grad, out=out)
-    else:
-        out.copy_(grad)
-    if weight_decay != 0:
-        out.add_(param, alpha=weight_decay)
-    return out
+def fused_buckets(
+    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+) -> tuple[list[list[int]], list[int]]:
+    """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest
+    (for the foreach formulation). This runs every step: it is kept to a plain loop."""
+    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
+    rest: list[int] = []
+    for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
+        if param.device.type in ("cpu", "cuda") and _plain(param, grad, state):
+            buckets.setdefault((param.device, param.dtype), []).append(index)
+        else:
+            rest.append(index)
+    return list(buckets.values()), rest
 
 
-def native_split(params: Sequence[Tensor], grads: Sequence[Tensor]) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
-
-    As in :func:`fused_buckets`, state tensors share the parameter's layout and dtype.
-    """
+def native_split(
+    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+) -> tuple[list[int], list[int]]:
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
-    for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
-        (native if _native.supports((param, grad)) else rest).append(index)
+    for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
+        ok = param.device.type == "cpu" and _plain(param, grad, state)
+        (native if ok else rest).append(index)
     return native, rest

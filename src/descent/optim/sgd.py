@@ -8,14 +8,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from descent.optim import _native
+from descent import validate
+from descent.optim import _compat, _native
+from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
+    Group,
+    Host,
     Impl,
     LearningRate,
-    check_flag,
-    check_unit_interval,
+    State,
     effective_grad,
+    effective_grads,
     fused_buckets,
     native_split,
     pick,
@@ -88,14 +92,21 @@ class SGD(DescentOptimizer):
     """Gradient descent: θ ← θ − η g.
 
     The batch mode (full batch, one example, mini-batch) is chosen by what the gradient is computed
-    on, not here. Equals ``torch.optim.SGD(params, lr)`` (momentum 0) and Keras' SGD.
+    on, not here. Equals ``torch.optim.SGD(params, lr)`` (momentum 0) and Keras' SGD. Formulas and
+    peers: docs/optimizers.md.
 
     Args:
         lr: η, a float ≥ 0 or a schedule (callable of the update number n = 0, 1, …).
         weight_decay: λ of the L2 term: g ← g + λθ.
         maximize: ascend instead (g ← −g).
         impl: "fast" (torch's fused kernel where it applies) or "reference" (the formula above).
+        state_dtype: accepted for a uniform signature; plain descent keeps no state.
+
+    Example:
+        >>> opt = SGD(model.parameters(), lr=0.1)  # doctest: +SKIP
     """
+
+    counts_steps = False
 
     def __init__(
         self,
@@ -105,18 +116,26 @@ class SGD(DescentOptimizer):
         *,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
-            params, dict(lr=lr, weight_decay=weight_decay, maximize=maximize, impl=impl)
+            params,
+            dict(
+                lr=lr,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
         )
 
-    def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def _init_state(self, param: Tensor, group: Group) -> State:
         return {}  # plain descent keeps no state; the update count lives in the group
 
     def _reference_update(
-        self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         param.copy_(
             sgd_reference(
@@ -124,21 +143,35 @@ class SGD(DescentOptimizer):
             )
         )
 
-    def _fast_update(
+    def _foreach_update(
         self,
-        group: dict[str, Any],
+        group: Group,
         params: list[Tensor],
         grads: list[Tensor],
-        states: list[dict[str, Any]],
+        states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads)
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        foreach.add_(params, g, alpha=-lr)
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
-            if group["weight_decay"] == 0 and not group["maximize"]:
+            kernel = _compat.fused("_fused_sgd_", params[indices[0]].device)
+            if kernel is None or (group["weight_decay"] == 0 and not group["maximize"]):
                 # θ ← θ − η g is one in-place axpy per tensor; faster than the fused kernel.
-                torch._foreach_add_(pick(params, indices), pick(grads, indices), alpha=-lr)
+                rest += indices
                 continue
-            torch._fused_sgd_(
+            kernel(
                 pick(params, indices),
                 pick(grads, indices),
                 [],
@@ -150,20 +183,20 @@ class SGD(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        for i in rest:
-            params[i].copy_(
-                sgd_reference(
-                    params[i],
-                    grads[i],
-                    lr=lr,
-                    weight_decay=group["weight_decay"],
-                    maximize=group["maximize"],
-                )
+        if rest:
+            self._foreach_run(
+                group,
+                pick(params, rest),
+                pick(grads, rest),
+                pick(states, rest),
+                pick(hosts, rest),
+                lr,
             )
 
 
 class _MomentumBase(DescentOptimizer):
     _nesterov = False
+    counts_steps = False  # only the velocity, as torch keeps it; the update count is the group's
 
     def __init__(
         self,
@@ -175,9 +208,9 @@ class _MomentumBase(DescentOptimizer):
         lr_in_buffer: bool = True,
         maximize: bool = False,
         impl: Impl = "fast",
-        **unknown: Any,
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
@@ -187,20 +220,21 @@ class _MomentumBase(DescentOptimizer):
                 lr_in_buffer=lr_in_buffer,
                 maximize=maximize,
                 impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
             ),
         )
 
-    def _validate(self, group: dict[str, Any]) -> None:
+    def _validate(self, group: Group) -> None:
         super()._validate(group)
-        check_unit_interval(group["momentum"], "momentum (γ)")
-        check_flag(group["lr_in_buffer"], "lr_in_buffer")
+        validate.unit_interval(group["momentum"], "momentum (γ)")
+        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
 
-    def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
-        # Only the velocity, as torch keeps it; the update count lives in the group.
-        return {"momentum_buffer": torch.zeros_like(param, memory_format=torch.preserve_format)}
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        return self.zeros(param, group, ["momentum_buffer"])
 
     def _reference_update(
-        self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         reference = nesterov_reference if self._nesterov else momentum_reference
         new_param, new_buffer = reference(
@@ -216,60 +250,106 @@ class _MomentumBase(DescentOptimizer):
         param.copy_(new_param)
         state["momentum_buffer"].copy_(new_buffer)
 
-    def _fast_update(
+    def _foreach_update(
         self,
-        group: dict[str, Any],
+        group: Group,
         params: list[Tensor],
         grads: list[Tensor],
-        states: list[dict[str, Any]],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        buffers = [state["momentum_buffer"] for state in states]
+        momentum = group["momentum"]
+        foreach.mul_(buffers, momentum)
+        if group["lr_in_buffer"]:  # v ← γv + ηg ; θ ← θ − v  (Nesterov: θ ← θ − (γv + ηg))
+            foreach.add_(buffers, g, alpha=lr)
+            if self._nesterov:
+                foreach.add_(params, buffers, alpha=-momentum)
+                foreach.add_(params, g, alpha=-lr)
+            else:
+                foreach.add_(params, buffers, alpha=-1.0)
+        else:  # b ← γb + g ; θ ← θ − ηb  (Nesterov: θ ← θ − η(g + γb))
+            foreach.add_(buffers, g)
+            if self._nesterov:
+                foreach.add_(params, g, alpha=-lr)
+                foreach.add_(params, buffers, alpha=-lr * momentum)
+            else:
+                foreach.add_(params, buffers, alpha=-lr)
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
         lr: float,
     ) -> None:
         lecture = group["lr_in_buffer"]
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
-            # single-pass C kernel does, and what it cannot take goes through the reference.
-            native, rest = native_split(params, grads)
+            # single-pass C kernel does, and what it cannot take runs the foreach formulation.
+            native, rest = native_split(params, grads, states)
             sign = -1.0 if group["maximize"] else 1.0
             _native.run(
                 "nesterov",
                 [
-                    (
-                        (params[i], grads[i], states[i]["momentum_buffer"]),
-                        (lr, group["momentum"], group["weight_decay"], sign),
+                    dict(
+                        p=params[i],
+                        g=grads[i],
+                        v=states[i]["momentum_buffer"],
+                        lr=lr,
+                        momentum=group["momentum"],
+                        wd=group["weight_decay"],
+                        sign=sign,
                     )
                     for i in native
                 ],
             )
-            for i in rest:
-                self._reference_update(group, params[i], grads[i], states[i], lr)
-            return
-        buckets, rest = fused_buckets(params, grads)
-        for indices in buckets:
-            if lecture:
-                # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and
-                # a kernel lr of 1 makes the step θ ← θ − v: the lecture's form in one pass.
-                kernel_lr, dampening = 1.0, 1.0 - lr
-            else:
-                # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
-                kernel_lr, dampening = lr, 0.0
-            torch._fused_sgd_(
-                pick(params, indices),
-                pick(grads, indices),
-                [states[i]["momentum_buffer"] for i in indices],
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                lr=kernel_lr,
-                dampening=dampening,
-                nesterov=self._nesterov,
-                maximize=group["maximize"],
-                is_first_step=False,
+        else:
+            buckets, rest = fused_buckets(params, grads, states)
+            for indices in buckets:
+                device = params[indices[0]].device
+                kernel = _compat.fused("_fused_sgd_", device)
+                if kernel is None or (
+                    lecture and not _compat.reexpression("momentum_lecture", device)
+                ):
+                    rest += indices
+                    continue
+                if lecture:
+                    # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and
+                    # a kernel lr of 1 makes the step θ ← θ − v: the lecture's form in one pass.
+                    kernel_lr, dampening = 1.0, 1.0 - lr
+                else:
+                    # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
+                    kernel_lr, dampening = lr, 0.0
+                kernel(
+                    pick(params, indices),
+                    pick(grads, indices),
+                    [states[i]["momentum_buffer"] for i in indices],
+                    weight_decay=group["weight_decay"],
+                    momentum=group["momentum"],
+                    lr=kernel_lr,
+                    dampening=dampening,
+                    nesterov=self._nesterov,
+                    maximize=group["maximize"],
+                    is_first_step=False,
+                )
+        if rest:
+            self._foreach_run(
+                group,
+                pick(params, rest),
+                pick(grads, rest),
+                pick(states, rest),
+                pick(hosts, rest),
+                lr,
             )
-        for i in rest:
-            self._reference_update(group, params[i], grads[i], states[i], lr)
 
 
 class Momentum(_MomentumBase):
-    """Gradient descent with momentum.
+    """Gradient descent with momentum (Polyak 1964; Qian 1999).
 
     Lecture (default, ``lr_in_buffer=True``, also Keras' SGD(momentum)):
         v ← γ v + η g ;  θ ← θ − v
@@ -279,6 +359,7 @@ class Momentum(_MomentumBase):
 
     The two are the same for a constant η (v = η b). Under a schedule they differ: torch rescales
     the whole buffer by the new η, the lecture's form keeps the old rates inside v.
+    See docs/optimizers.md.
 
     Args:
         lr: η (float ≥ 0 or schedule of the update number).
@@ -288,11 +369,15 @@ class Momentum(_MomentumBase):
         maximize: ascend instead.
         impl: "fast" (torch's fused SGD kernel with the hyperparameters re-expressed; for the
             lecture's Nesterov, descent's single-pass C kernel) or "reference".
+        state_dtype: dtype of the velocity (default: float32 for bfloat16/float16 parameters).
+
+    Example:
+        >>> opt = Momentum(model.parameters(), lr=0.01, momentum=0.9)  # doctest: +SKIP
     """
 
 
 class Nesterov(_MomentumBase):
-    """Nesterov's accelerated gradient (NAG).
+    """Nesterov's accelerated gradient (NAG; Nesterov 1983, Sutskever et al. 2013).
 
     Lecture: v ← γ v + η ∇J(θ − γ v) ;  θ ← θ − v.
 
@@ -304,9 +389,12 @@ class Nesterov(_MomentumBase):
                                                       momentum=γ, nesterov=True))
 
     Both forms visit the same look-ahead points as the lecture's (tests show it on a quadratic);
-    they are equal to each other for a constant η.
+    they are equal to each other for a constant η. See docs/optimizers.md.
 
     Args: as :class:`Momentum`.
+
+    Example:
+        >>> opt = Nesterov(model.parameters(), lr=0.01)  # doctest: +SKIP
     """
 
     _nesterov = True

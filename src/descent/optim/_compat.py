@@ -1,0 +1,416 @@
+"""Every call descent makes into torch's private optimizer kernels, each checked before first use.
+
+torch's fused kernels (``torch._fused_adam_``, ``_fused_adamw_``, ``_fused_sgd_``,
+``_fused_adagrad_``) and multi-tensor ops (``torch._foreach_*``) are not public API: their
+arguments or arithmetic may change between releases. descent touches them only through this module,
+which, the first time one is needed on a device type, checks that it exists and runs a one-time
+self-test (a tiny float64 step compared with the public formula). When the check fails, or when the
+public path is forced, callers get ``None`` (a fused kernel) or a plain-torch implementation (a
+foreach op) and use their public formulation instead, so a new torch slows descent down instead of
+breaking it.
+
+Some of descent's fast paths re-express the lecture's form through a fused kernel's internal
+arithmetic (AMSGrad without bias correction, Adam's ε-hat, the lecture's Momentum). Those
+re-expressions have their own self-tests here, so a kernel whose internals change loses only the
+re-expression.
+
+Force the public path with the environment variable ``DESCENT_PUBLIC_TORCH=1`` (read at first use)
+or :func:`force_public` (for tests).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+_forced: bool | None = None  # None: decided by the environment variable
+_checked: dict[tuple[str, str], bool] = {}
+
+
+def public_forced() -> bool:
+    """True when every private torch call is replaced by its public formulation."""
+    if _forced is not None:
+        return _forced
+    return os.environ.get("DESCENT_PUBLIC_TORCH", "") not in ("", "0")
+
+
+@contextmanager
+def force_public(on: bool = True) -> Iterator[None]:
+    """Within the block, use (or, with ``on=False``, allow again) only public torch calls."""
+    global _forced
+    previous = _forced
+    _forced = on
+    try:
+        yield
+    finally:
+        _forced = previous
+
+
+def _passes(name: str, device: torch.device, self_test: Callable[[torch.device], bool]) -> bool:
+    """The cached outcome of ``self_test`` for ``name`` on this device type."""
+    key = (name, device.type)
+    if key not in _checked:
+        try:
+            _checked[key] = bool(self_test(device))
+        except Exception:  # a kernel that is missing, renamed or re-typed fails its check
+            _checked[key] = False
+    return _checked[key]
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    return bool(torch.allclose(a, b, rtol=1e-12, atol=1e-15))
+
+
+# -- foreach ops ---------------------------------------------------------------------------------
+
+
+def _item(value: Any, index: int) -> Any:
+    return value[index] if isinstance(value, list | tuple) else value
+
+
+def _public_op(name: str) -> Callable[..., Any]:
+    """The per-tensor loop equal to ``torch._foreach_<name>``: lists are taken element by element,
+    scalars are shared, and an in-place name (ending in ``_``) updates the first list."""
+    if name in ("addcdiv_", "addcmul_"):
+        # torch's foreach form takes the scalar (or one per tensor) as a third positional argument;
+        # the tensor method takes it as ``value``.
+        def pointwise(
+            tensors: Sequence[Tensor], first: Any, second: Any, scalars: Any = None, **kwargs: Any
+        ) -> None:
+            for i, tensor in enumerate(tensors):
+                if scalars is not None:
+                    kwargs = {"value": _item(scalars, i)}
+                getattr(tensor, name)(_item(first, i), _item(second, i), **kwargs)
+
+        return pointwise
+    if name == "maximum_":
+
+        def maximum(tensors: Sequence[Tensor], others: Any) -> None:
+            for i, tensor in enumerate(tensors):
+                torch.maximum(tensor, _item(others, i), out=tensor)
+
+        return maximum
+    if name.endswith("_"):
+
+        def inplace(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> None:
+            for i, tensor in enumerate(tensors):
+                getattr(tensor, name)(*(_item(a, i) for a in args), **kwargs)
+
+        return inplace
+
+    function = getattr(torch, name)
+
+    def outofplace(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> list[Tensor]:
+        return [function(t, *(_item(a, i) for a in args), **kwargs) for i, t in enumerate(tensors)]
+
+    return outofplace
+
+
+# Each op descent uses, with the sample arguments of its self-test: "T" a list of tensors like the
+# first one, "S" a list of one scalar per tensor; anything else is passed as it is.
+_FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
+    "add_": (("T",), {"alpha": -0.5}),
+    "add": (("T",), {"alpha": 0.25}),
+    "mul_": (("S",), {}),
+    "mul": ((1.5,), {}),
+    "div_": (("T",), {}),
+    "div": (("S",), {}),
+    "addcmul_": (("T", "T"), {"value": 0.125}),
+    "addcmul": (("T", "T"), {"value": -1.0}),
+    "addcdiv_": (("T", "T", "S"), {}),
+    "sqrt_": ((), {}),
+    "sqrt": ((), {}),
+    "abs": ((), {}),
+    "neg": ((), {}),
+    "maximum_": (("T",), {}),
+    "copy_": (("T",), {}),
+}
+
+
+def _foreach_self_test(name: str) -> Callable[[torch.device], bool]:
+    def check(device: torch.device) -> bool:
+        private = getattr(torch, f"_foreach_{name}")
+        generator = torch.Generator().manual_seed(0)
+
+        def sample() -> list[Tensor]:
+            return [
+                (torch.rand(n, generator=generator, dtype=torch.float64) + 0.5).to(device)
+                for n in (3, 5)
+            ]
+
+        first = sample()
+        args = tuple(
+            sample() if a == "T" else [0.75, -1.25] if a == "S" else a
+            for a in _FOREACH_SAMPLES[name][0]
+        )
+        kwargs = _FOREACH_SAMPLES[name][1]
+        mine = [t.clone() for t in first]
+        theirs = [t.clone() for t in first]
+        out_private = private(mine, *args, **kwargs)
+        out_public = _public_op(name)(theirs, *args, **kwargs)
+        if name.endswith("_"):
+            out_private, out_public = mine, theirs
+        return all(_close(a, b) for a, b in zip(out_private, out_public, strict=True))
+
+    return check
+
+
+class _Foreach:
+    """``foreach.add_(tensors, others, alpha=…)`` and friends: torch's multi-tensor op where it
+    exists and passes its self-test on the tensors' device type, the per-tensor loop otherwise."""
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in _FOREACH_SAMPLES:
+            raise AttributeError(f"descent uses no foreach op {name!r}; add it to _FOREACH_SAMPLES")
+        public = _public_op(name)
+
+        def op(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> Any:
+            if not tensors:
+                return None if name.endswith("_") else []
+            if not public_forced() and _passes(
+                f"foreach_{name}", tensors[0].device, _foreach_self_test(name)
+            ):
+                return getattr(torch, f"_foreach_{name}")(list(tensors), *args, **kwargs)
+            return public(tensors, *args, **kwargs)
+
+        return op
+
+
+#: The multi-tensor ops, checked (see :class:`_Foreach`).
+foreach = _Foreach()
+
+
+# -- fused kernels -------------------------------------------------------------------------------
+
+
+def _tiny(device: torch.device, count: int) -> list[Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [
+        torch.randn(4, generator=generator, dtype=torch.float64).to(device) for _ in range(count)
+    ]
+
+
+def _adam_self_test(kernel_name: str, amsgrad: bool) -> Callable[[torch.device], bool]:
+    """Two steps of the kernel against Adam (torch's form: bias-corrected, AMSGrad on v̂)."""
+
+    def check(device: torch.device) -> bool:
+        kernel = getattr(torch, kernel_name)
+        param, grad = _tiny(device, 2)
+        m, v, vmax = (torch.zeros_like(param) for _ in range(3))
+        step = torch.zeros((), dtype=torch.float32, device=device)
+        lr, beta1, beta2, eps, wd = 0.1, 0.8, 0.9, 1e-3, 0.05
+        p_ref, m_ref, v_ref, vmax_ref = param.clone(), m.clone(), v.clone(), vmax.clone()
+        for t in (1, 2):
+            step += 1
+            kernel(
+                [param],
+                [grad],
+                [m],
+                [v],
+                [vmax] if amsgrad else [],
+                [step],
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=wd,
+                eps=eps,
+                amsgrad=amsgrad,
+                maximize=False,
+            )
+            if kernel_name == "_fused_adamw_":
+                p_ref = p_ref * (1 - lr * wd)
+                g = grad
+            else:
+                g = grad + wd * p_ref
+            m_ref = beta1 * m_ref + (1 - beta1) * g
+            v_ref = beta2 * v_ref + (1 - beta2) * g * g
+            vmax_ref = torch.maximum(vmax_ref, v_ref) if amsgrad else v_ref
+            denominator = torch.sqrt(vmax_ref) / math.sqrt(1 - beta2**t) + eps
+            p_ref = p_ref - lr / (1 - beta1**t) * m_ref / denominator
+        return _close(param, p_ref) and _close(m, m_ref) and _close(v, v_ref)
+
+    return check
+
+
+def _sgd_self_test(device: torch.device) -> bool:
+    """Two steps of torch's momentum SGD (dampening, weight decay, Nesterov) against its formula."""
+    for nesterov in (False, True):
+        param, grad = _tiny(device, 2)
+        buffer = torch.zeros_like(param)
+        p_ref, b_ref = param.clone(), buffer.clone()
+        lr, momentum, dampening, wd = 0.1, 0.7, 0.3, 0.05
+        for _ in range(2):
+            torch._fused_sgd_(
+                [param],
+                [grad],
+                [buffer],
+                weight_decay=wd,
+                momentum=momentum,
+                lr=lr,
+                dampening=dampening,
+                nesterov=nesterov,
+                maximize=False,
+                is_first_step=False,
+            )
+            g = grad + wd * p_ref
+            b_ref = momentum * b_ref + (1 - dampening) * g
+            p_ref = p_ref - lr * (g + momentum * b_ref if nesterov else b_ref)
+        if not (_close(param, p_ref) and _close(buffer, b_ref)):
+            return False
+    return True
+
+
+def _adagrad_self_test(device: torch.device) -> bool:
+    param, grad = _tiny(device, 2)
+    total = torch.full_like(param, 0.1)
+    step = torch.zeros((), dtype=torch.float32, device=device)
+    p_ref, s_ref = param.clone(), total.clone()
+    lr, lr_decay, wd, eps = 0.1, 0.2, 0.05, 1e-3
+    for t in (1, 2):
+        step += 1
+        torch._fused_adagrad_(
+            [param],
+            [grad],
+            [total],
+            [step],
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=wd,
+            eps=eps,
+            maximize=False,
+        )
+        g = grad + wd * p_ref
+        s_ref = s_ref + g * g
+        p_ref = p_ref - lr / (1 + (t - 1) * lr_decay) * g / (torch.sqrt(s_ref) + eps)
+    return _close(param, p_ref) and _close(total, s_ref)
+
+
+_FUSED_SELF_TESTS: dict[str, Callable[[torch.device], bool]] = {
+    "_fused_adam_": _adam_self_test("_fused_adam_", amsgrad=False),
+    "_fused_adam_amsgrad": _adam_self_test("_fused_adam_", amsgrad=True),
+    "_fused_adamw_": _adam_self_test("_fused_adamw_", amsgrad=False),
+    "_fused_sgd_": _sgd_self_test,
+    "_fused_adagrad_": _adagrad_self_test,
+}
+
+
+def fused(name: str, device: torch.device, *, amsgrad: bool = False) -> Callable[..., Any] | None:
+    """torch's fused kernel ``name`` (e.g. ``"_fused_adam_"``) if it exists and passed its self-test
+    on this device type, else None (the caller runs its public formulation)."""
+    if public_forced():
+        return None
+    key = name + ("amsgrad" if amsgrad else "")
+    if not _passes(key, device, _FUSED_SELF_TESTS[key]):
+        return None
+    return getattr(torch, name)
+
+
+# -- re-expressions through a kernel's internals ---------------------------------------------------
+
+
+def _amsgrad_lecture_self_test(device: torch.device) -> bool:
+    """The lecture's AMSGrad (no bias correction) through the fused AMSGrad kernel, with lr and ε
+    scaled by (1−β₁ᵗ)/√(1−β₂ᵗ) and 1/√(1−β₂ᵗ) to cancel the kernel's own corrections."""
+    param, grad = _tiny(device, 2)
+    m, v, vmax = (torch.zeros_like(param) for _ in range(3))
+    step = torch.zeros((), dtype=torch.float32, device=device)
+    lr, beta1, beta2, eps = 0.1, 0.8, 0.9, 1e-3
+    p_ref, m_ref, v_ref, vmax_ref = param.clone(), m.clone(), v.clone(), vmax.clone()
+    for t in (1, 2):
+        step += 1
+        root_bias2 = math.sqrt(1 - beta2**t)
+        torch._fused_adam_(
+            [param],
+            [grad],
+            [m],
+            [v],
+            [vmax],
+            [step],
+            lr=lr * (1 - beta1**t) / root_bias2,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=eps / root_bias2,
+            amsgrad=True,
+            maximize=False,
+        )
+        m_ref = beta1 * m_ref + (1 - beta1) * grad
+        v_ref = beta2 * v_ref + (1 - beta2) * grad * grad
+        vmax_ref = torch.maximum(vmax_ref, v_ref)
+        p_ref = p_ref - lr * m_ref / (torch.sqrt(vmax_ref) + eps)
+    return _close(param, p_ref)
+
+
+def _epsilon_hat_self_test(device: torch.device) -> bool:
+    """Keras' ε-hat Adam through the fused Adam kernel with ε scaled by 1/√(1−β₂ᵗ)."""
+    param, grad = _tiny(device, 2)
+    m, v = torch.zeros_like(param), torch.zeros_like(param)
+    step = torch.zeros((), dtype=torch.float32, device=device)
+    lr, beta1, beta2, eps = 0.1, 0.8, 0.9, 1e-3
+    p_ref, m_ref, v_ref = param.clone(), m.clone(), v.clone()
+    for t in (1, 2):
+        step += 1
+        torch._fused_adam_(
+            [param],
+            [grad],
+            [m],
+            [v],
+            [],
+            [step],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=0.0,
+            eps=eps / math.sqrt(1 - beta2**t),
+            amsgrad=False,
+            maximize=False,
+        )
+        m_ref = beta1 * m_ref + (1 - beta1) * grad
+        v_ref = beta2 * v_ref + (1 - beta2) * grad * grad
+        p_ref = p_ref - lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) * m_ref / (
+            torch.sqrt(v_ref) + eps
+        )
+    return _close(param, p_ref)
+
+
+def _momentum_lecture_self_test(device: torch.device) -> bool:
+    """The lecture's v ← γv + ηg ; θ ← θ − v through fused SGD with dampening 1 − η and lr 1."""
+    param, grad = _tiny(device, 2)
+    buffer = torch.zeros_like(param)
+    p_ref, v_ref = param.clone(), buffer.clone()
+    lr, momentum = 0.1, 0.7
+    for _ in range(2):
+        torch._fused_sgd_(
+            [param],
+            [grad],
+            [buffer],
+            weight_decay=0.0,
+            momentum=momentum,
+            lr=1.0,
+            dampening=1.0 - lr,
+            nesterov=False,
+            maximize=False,
+            is_first_step=False,
+        )
+        v_ref = momentum * v_ref + lr * grad
+        p_ref = p_ref - v_ref
+    return _close(param, p_ref) and _close(buffer, v_ref)
+
+
+_REEXPRESSIONS: dict[str, Callable[[torch.device], bool]] = {
+    "amsgrad_lecture": _amsgrad_lecture_self_test,
+    "adam_epsilon_hat": _epsilon_hat_self_test,
+    "momentum_lecture": _momentum_lecture_self_test,
+}
+
+
+def reexpression(name: str, device: torch.device) -> bool:
+    """True when the fused kernel behind re-expression ``name`` (a key of ``_REEXPRESSIONS``) still
+    computes what the re-expression assumes, on this device type."""
+    return not public_forced() and _passes(name, device, _REEXPRESSIONS[name])

@@ -1,0 +1,189 @@
+"""AdaMax: Adam with the infinity norm."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent import validate
+from descent.optim import _native
+from descent.optim._compat import foreach
+from descent.optim.adam import _AdamBase, _run_rest
+from descent.optim.base import (
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    effective_grad,
+    effective_grads,
+    native_split,
+)
+
+# -- pure reference step ------------------------------------------------------------------------
+
+
+def adamax_reference(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_inf: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    eps_in_max: bool = False,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """m ← β₁m + (1−β₁)g ; u ← max(β₂u, |g|) ; θ ← θ − η/(1−β₁ᵗ) · m/(u + ε).
+
+    eps_in_max (torch):  u ← max(β₂u, |g| + ε) ; θ ← θ − η/(1−β₁ᵗ) · m/u.
+
+    Returns (θ, m, u).
+    """
+    g = effective_grad(param, grad, weight_decay, maximize)
+    exp_avg = beta1 * exp_avg + (1 - beta1) * g
+    bias1 = 1 - beta1**step
+    if eps_in_max:
+        exp_inf = torch.maximum(beta2 * exp_inf, torch.abs(g) + eps)
+        return param - lr / bias1 * exp_avg / exp_inf, exp_avg, exp_inf
+    exp_inf = torch.maximum(beta2 * exp_inf, torch.abs(g))
+    return param - lr / bias1 * exp_avg / (exp_inf + eps), exp_avg, exp_inf
+
+
+# -- the optimizer -----------------------------------------------------------------------------
+
+
+class AdaMax(_AdamBase):
+    """AdaMax (Kingma & Ba 2015, §7): Adam with the infinity norm in place of the second moment.
+
+        m ← β₁m + (1−β₁)g ;  u ← max(β₂u, |g|)
+        θ ← θ − η/(1−β₁ᵗ) · m/(u + ε)          η = 0.002, β = (0.9, 0.999), ε = 1e-8
+
+    Peers (docs/optimizers.md): Keras adds ε to u in the denominator, as here. torch.optim.Adamax
+    puts ε inside the max (``eps_in_max=True``): u ← max(β₂u, |g| + ε) ; θ ← θ − η/(1−β₁ᵗ) · m/u.
+
+    State names follow torch (``exp_avg`` = m, ``exp_inf`` = u).
+
+    Example:
+        >>> opt = AdaMax(model.parameters(), lr=2e-3)  # doctest: +SKIP
+    """
+
+    state_names = ("exp_avg", "exp_inf")
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 2e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        eps_in_max: bool = False,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                eps_in_max=eps_in_max,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        validate.flag(group["eps_in_max"], "eps_in_max")
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        new = adamax_reference(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_inf"],
+            step=int(host["step"]),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            eps_in_max=group["eps_in_max"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+        for target, value in zip((param, state["exp_avg"], state["exp_inf"]), new, strict=True):
+            target.copy_(value)
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        m = [state["exp_avg"] for state in states]
+        u = [state["exp_inf"] for state in states]
+        foreach.mul_(m, beta1)
+        foreach.add_(m, g, alpha=1 - beta1)
+        magnitude = foreach.abs(g)
+        if group["eps_in_max"]:
+            foreach.add_(magnitude, eps)
+        foreach.mul_(u, beta2)
+        foreach.maximum_(u, magnitude)
+        den = u if group["eps_in_max"] else foreach.add(u, eps)
+        foreach.addcdiv_(params, m, den, [-lr / (1 - beta1 ** host["step"]) for host in hosts])
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        native, rest = native_split(params, grads, states)
+        sign = -1.0 if group["maximize"] else 1.0
+        _native.run(
+            "adamax",
+            [
+                dict(
+                    p=params[i],
+                    g=grads[i],
+                    m=states[i]["exp_avg"],
+                    u=states[i]["exp_inf"],
+                    step_size=lr / (1 - beta1 ** hosts[i]["step"]),
+                    beta1=beta1,
+                    beta2=beta2,
+                    eps=group["eps"],
+                    wd=group["weight_decay"],
+                    sign=sign,
+                    eps_in_max=group["eps_in_max"],
+                )
+                for i in native
+            ],
+        )
+        _run_rest(self, group, rest, params, grads, states, hosts, lr)
