@@ -54,7 +54,7 @@ def test_lsuv_repairs_a_vanishing_network_and_it_trains_like_xavier(data: ImageD
     batch = data.train.images[:256]
 
     def deep(init: str) -> MLP:
-        model = MLP(64, 10, depth=10, width=128, activation="tanh")
+        model = MLP(64, 10, depth=10, width=64, activation="tanh")
         return initialize(model, init, generator=torch.Generator().manual_seed(0))
 
     broken = deep("normal:0.01")
