@@ -43,3 +43,85 @@ def test_bad_arguments() -> None:
         MLP(4, 2, dropout=1.0)
     with pytest.raises(ValueError, match="too small"):
         SmallCNN((1, 2, 2), 10)
+
+
+def test_the_initializations_follow_their_formulas() -> None:
+    import math
+
+    from descent.models import parse_init
+
+    layer = torch.nn.Linear(400, 300)
+    model = torch.nn.Sequential(layer)
+    generator = torch.Generator().manual_seed(0)
+    expected_std = {
+        "normal:0.05": 0.05,
+        "uniform:0.3": 0.3 / math.sqrt(3),
+        "xavier_normal": math.sqrt(2 / 700),
+        "xavier_uniform": math.sqrt(2 / 700),
+        "kaiming_normal": math.sqrt(2 / 400),
+        "kaiming_uniform": math.sqrt(2 / 400),
+    }
+    for scheme, std in expected_std.items():
+        initialize(model, scheme, generator=generator)
+        assert float(layer.weight.detach().std()) == pytest.approx(std, rel=0.02), scheme
+        assert float(layer.bias.detach().abs().max()) == 0.0
+    initialize(model, "uniform:0.3", generator=generator)
+    assert float(layer.weight.detach().abs().max()) <= 0.3
+    initialize(model, "orthogonal", generator=generator)
+    rows = layer.weight.detach()
+    assert torch.allclose(rows @ rows.T, torch.eye(300), atol=1e-5)
+    # One parser: spellings, aliases and the older bare "normal" with its std apart.
+    assert str(parse_init("Xavier-Normal")) == "xavier_normal"
+    assert str(parse_init("kaiming")) == "kaiming_normal"
+    assert parse_init("normal", std=0.2).value == 0.2
+    assert str(parse_init("normal:1e-2")) == "normal:0.01"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("he", "unknown initialization 'he'"),
+        ("normal:0", "must be a finite number > 0, got 'normal:0'"),
+        ("normal:nan", "must be a finite number > 0"),
+        ("uniform", "needs its bound"),
+        ("xavier_normal:2", "takes no parameter"),
+    ],
+)
+def test_bad_initializations_are_one_sentence(spec: str, message: str) -> None:
+    from descent.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        initialize(MLP(4, 2), spec)
+
+
+def test_lsuv_needs_a_batch_and_the_mlp_its_depth() -> None:
+    from descent.errors import InputError
+
+    with pytest.raises(InputError, match="lsuv needs a batch"):
+        initialize(MLP(4, 2), "lsuv")
+    with pytest.raises(InputError, match="depth must be a positive integer, got 0"):
+        MLP(4, 2, depth=0)
+    with pytest.raises(InputError, match="activation must be one of"):
+        MLP(4, 2, activation="swish2")
+    model = MLP(8, 3, depth=3, width=5, activation="GELU")
+    assert [type(m).__name__ for m in model.layers] == [
+        "Linear",
+        "GELU",
+        "Linear",
+        "GELU",
+        "Linear",
+        "GELU",
+        "Linear",
+    ]
+
+
+def test_run_config_takes_every_initialization_and_the_old_names() -> None:
+    from descent.train.config import load_config
+
+    for name in ("default", "zeros", "normal", "xavier", "kaiming", "normal:0.1", "lsuv"):
+        assert load_config(init=name).init == name
+    assert load_config(activation="Tanh").activation == "tanh"
+    with pytest.raises(ValueError, match="init: unknown initialization 'glorot'"):
+        load_config(init="glorot")
+    with pytest.raises(ValueError, match="diagnose_every"):
+        load_config(diagnose_every=-1)

@@ -93,6 +93,7 @@ def test_digits_and_a_user_module(capsys: pytest.CaptureFixture[str], tmp_path: 
         (["--activation", "swish2"], "activation must be one of"),
         (["--model", "resnet"], "--model must be one of"),
         (["--batch", "1"], "--batch must be at least 2"),
+        (["--input-shape", "8,x"], "--input-shape must be positive integers"),
         (["--data", "mnist:/nonexistent"], "nonexistent"),
     ],
 )
@@ -104,3 +105,24 @@ def test_bad_options_are_one_line_and_exit_2(
     assert message in err
     assert err.count("\n") == 1
     assert err.startswith("descent: error:")
+
+
+def test_the_demo_chapter_shows_four_verdicts_and_the_repair() -> None:
+    import io
+
+    from rich.console import Console
+
+    from descent.demo import CHAPTERS, DemoOptions
+    from descent.demo.initialization import chapter
+
+    assert ("Initialization", "descent.demo.initialization:chapter") in CHAPTERS
+    buffer = io.StringIO()
+    chapter(Console(file=buffer, width=150), DemoOptions(), 3)
+    rows = {
+        line.split("│")[1].strip(): line for line in buffer.getvalue().splitlines() if "│" in line
+    }
+    assert "vanishing activations" in rows["normal:0.01"]
+    assert "saturated" in rows["normal:1"]
+    assert "healthy" in rows["xavier_normal"]
+    assert "symmetric" in rows["zeros"]
+    assert "healthy" in rows["normal:0.01 → lsuv"]

@@ -54,7 +54,7 @@ def test_lsuv_repairs_a_vanishing_network_and_it_trains_like_xavier(data: ImageD
     batch = data.train.images[:256]
 
     def deep(init: str) -> MLP:
-        model = MLP(64, 10, depth=10, width=128, activation="tanh")
+        model = MLP(64, 10, depth=10, width=64, activation="tanh")
         return initialize(model, init, generator=torch.Generator().manual_seed(0))
 
     broken = deep("normal:0.01")
@@ -125,3 +125,27 @@ def test_dying_relus_show_up_as_they_happen(data: ImageData) -> None:
     dead = [figures["dead/layers.1"] for _, figures in monitor.history]
     assert dead[0] < 0.3  # a batch of 50 digits: a few units are off for all of them
     assert max(dead) > 0.9
+
+
+def test_a_run_with_lsuv_writes_the_initial_report(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from descent.train.config import load_config
+    from descent.train.run import run
+
+    config = load_config(
+        model="mlp",
+        hidden=[32, 32],
+        activation="tanh",
+        init="lsuv",
+        epochs=1,
+        diagnose_every=10,
+        logdir=str(tmp_path),
+    )
+    outcome = run(config)
+    assert outcome.result.steps == 26  # 1,258 training digits in batches of 50
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0})
+    events.Reload()
+    # LSUV scaled every Linear to unit output variance on the run's first 256 examples.
+    assert events.Scalars("diagnose/healthy")[0].value == 1.0
+    assert [e.step for e in events.Scalars("diagnose/train/std/layers.1")] == [0, 10, 20]

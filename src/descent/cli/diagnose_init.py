@@ -98,7 +98,14 @@ def init(
     elif data != "normal":
         shape = ()  # read from the data below
     elif input_shape:
-        shape = tuple(int(part) for part in input_shape.split(","))
+        try:
+            shape = tuple(
+                validate.positive_int(int(part), "--input-shape") for part in input_shape.split(",")
+            )
+        except ValueError:
+            raise InputError(
+                f"--input-shape must be positive integers like 1,8,8, got {input_shape!r}"
+            ) from None
     else:
         shape = {"mlp": (width,), "cnn": (1, 8, 8), "softmax": (64,)}[model]
     inputs, targets = _batch(data, shape, batch, seed)

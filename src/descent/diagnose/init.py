@@ -8,7 +8,7 @@ the verdicts do not depend on the units of the data or of the loss:
 - an activation's *scale* is its output standard deviation over the standard deviation of the
   model's input; the *gain* is the same ratio against the previous layer of the same role
   (activation after activation, weight layer after weight layer);
-- a gradient's *scale* is the standard deviation of ∂L/∂(layer output) over that of
+- a gradient's *scale* is the root mean square of ∂L/∂(layer output) over that of
   ∂L/∂(model output): how much of the loss's signal reaches the layer on the way back;
 - *saturated*: the fraction of a bounded activation's outputs within 0.5% of the range from a
   bound (tanh: |y| > 0.99, where its slope 1 − y² is below 2% of its peak);
@@ -200,7 +200,7 @@ class LayerReport:
     saturated: float | None
     dead: float | None
     symmetric: float | None
-    gradient_std: float
+    gradient_rms: float
     gradient_scale: float
     is_output: bool
     verdict: Verdict
@@ -335,7 +335,7 @@ class _Record:
     dead: Tensor | None
     sample: Tensor | None
     output_key: tuple[int, tuple[int, ...]] = (0, ())
-    gradient_std: Tensor | None = None
+    gradient_rms: Tensor | None = None
     gradient_sample: Tensor | None = None
     is_output: bool = False
 
@@ -346,6 +346,13 @@ def _unit_dim(output: Tensor, last_weights: nn.Module | None) -> int:
     if output.dim() <= 2 or isinstance(last_weights, nn.Linear):
         return output.dim() - 1
     return 1
+
+
+def _rms(tensor: Tensor) -> Tensor:
+    """Root mean square, √(Σ t² / n): the size of a gradient (two passes fewer than a std, and
+    a gradient's mean is part of its size)."""
+    flat = tensor.detach()
+    return torch.linalg.vector_norm(flat.float()) / math.sqrt(max(flat.numel(), 1))
 
 
 def _per_unit_max(tensor: Tensor, unit_dim: int) -> Tensor:
@@ -434,7 +441,10 @@ class _Recorder:
             if family == "bounded":
                 low, high = _bounds(module)
                 margin = SATURATION_MARGIN * (high - low)
-                saturated = ((values <= low + margin) | (values >= high - margin)).float().mean()
+                # |y − centre| ≥ half-range − margin: one pass for a range centred on 0.
+                centre, half = (low + high) / 2, (high - low) / 2
+                distance = (values - centre).abs() if centre else values.abs()
+                saturated = (distance >= half - margin).count_nonzero() / values.numel()
             elif family == "relu":
                 input_max = self.pending_max.pop(id(module), None)
                 if input_max is not None and input_max.numel() == values.shape[unit_dim]:
@@ -455,7 +465,7 @@ class _Recorder:
             if self.gradients and output.requires_grad:
 
                 def gradient_hook(gradient: Tensor, record: _Record = record) -> None:
-                    record.gradient_std = gradient.detach().float().std()
+                    record.gradient_rms = _rms(gradient)
                     if self.sample_size:
                         record.gradient_sample = _sample(gradient, self.sample_size)
 
@@ -553,7 +563,7 @@ def init_report(
                     raise InputError(f"the model must return a tensor, got {type(output).__name__}")
                 if output.requires_grad:
                     output.register_hook(
-                        lambda g: output_gradient.__setitem__("std", g.detach().float().std())
+                        lambda g: output_gradient.__setitem__("std", _rms(g))
                     )
                 value = loss_function(output, targets)
                 if value.requires_grad:
@@ -647,10 +657,10 @@ def _layer_reports(
     records: list[_Record],
     symmetry: dict[int, float],
     input_std: float,
-    output_gradient_std: Tensor | None,
+    output_gradient_rms: Tensor | None,
     model: nn.Module,
 ) -> list[LayerReport]:
-    reference = float(output_gradient_std) if output_gradient_std is not None else math.nan
+    reference = float(output_gradient_rms) if output_gradient_rms is not None else math.nan
     previous: dict[str, float] = {}
     first: dict[str, float] = {}
     reports: list[LayerReport] = []
@@ -664,8 +674,8 @@ def _layer_reports(
         before = previous.get(record.role, base if base is not None else math.nan)
         gain = std / before if before and before > 0 else math.nan
         previous[record.role] = std
-        gradient_std = float(record.gradient_std) if record.gradient_std is not None else math.nan
-        gradient_scale = gradient_std / reference if reference > 0 else math.nan
+        gradient_rms = float(record.gradient_rms) if record.gradient_rms is not None else math.nan
+        gradient_scale = gradient_rms / reference if reference > 0 else math.nan
         if record.role == "weights":
             weights_module = record.module
         activation = _next_activation(records, index)
@@ -681,7 +691,7 @@ def _layer_reports(
             saturated=float(record.saturated) if record.saturated is not None else None,
             dead=float(record.dead) if record.dead is not None else None,
             symmetric=symmetry.get(id(record.module)),
-            gradient_std=gradient_std,
+            gradient_rms=gradient_rms,
             gradient_scale=gradient_scale,
             is_output=record.is_output,
             verdict=Verdict("healthy", ""),
