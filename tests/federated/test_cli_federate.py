@@ -77,7 +77,7 @@ def test_flower_app_folder(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
         (["--fraction", "0"], "the client fraction C must be in (0, 1], got 0.0"),
         (["--fraction", "1.01"], "the client fraction C must be in (0, 1], got 1.01"),
         (["--clients", "100000"], "must be at most the number of examples"),
-        (["--partition", "dirichlet:-1"], "α must be a finite number > 0, got -1.0"),
+        (["--partition", "dirichlet:-1"], "α must be > 0, got -1.0"),
         (["--partition", "shards:20", "--clients", "100"], "2000 shards cannot be cut"),
         (["--local-batch", "zero"], "--local-batch must be a positive integer or 'inf'"),
         (["--server", "lbfgs"], "server optimizer must be one of fedavg"),

@@ -65,8 +65,8 @@ def test_dirichlet_skew_grows_as_alpha_shrinks() -> None:
     [
         (lambda: iid(LABELS, 0), "the number of clients K must be a positive integer, got 0"),
         (lambda: iid(LABELS, 601), "at most the number of examples (600), got 601"),
-        (lambda: dirichlet(LABELS, 5, alpha=0.0), "α must be a finite number > 0, got 0.0"),
-        (lambda: dirichlet(LABELS, 5, alpha=-1), "α must be a finite number > 0"),
+        (lambda: dirichlet(LABELS, 5, alpha=0.0), "α must be > 0, got 0.0"),
+        (lambda: dirichlet(LABELS, 5, alpha=-1), "α must be > 0"),
         (lambda: shards(LABELS, 400, per_client=2), "800 shards cannot be cut from 600"),
         (lambda: partition("zipf", LABELS, 5), "partition must be one of iid, shards"),
         (lambda: FederatedConfig(fraction=0.0), "the client fraction C must be in (0, 1], got 0.0"),

@@ -46,7 +46,7 @@ import torch
 from torch import Tensor
 
 from descent import optim, validate
-from descent.optim.base import DescentOptimizer, LearningRate, check_betas, check_positive
+from descent.optim.base import DescentOptimizer, LearningRate, validate_betas
 
 SERVER_RULES = ("fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
 SERVER_ALIASES = {
@@ -120,8 +120,6 @@ class Yogi(DescentOptimizer):
         >>> opt = Yogi(model.parameters(), lr=0.01)
     """
 
-    state_names = ("exp_avg", "exp_avg_sq")
-
     def __init__(
         self,
         params: Iterable[Any],
@@ -129,9 +127,7 @@ class Yogi(DescentOptimizer):
         betas: tuple[float, float] = (0.9, 0.99),
         eps: float = 1e-3,
         initial_accumulator_value: float | None = None,
-        **unknown: Any,
     ) -> None:
-        self._reject_unknown(unknown)
         super().__init__(
             params,
             dict(
@@ -145,8 +141,8 @@ class Yogi(DescentOptimizer):
 
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
-        check_betas(group["betas"])
-        check_positive(group["eps"], "eps (τ)")
+        group["betas"] = validate_betas(group["betas"])
+        validate.positive(group["eps"], "eps (τ)")
 
     def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         start = group["initial_accumulator_value"]
@@ -157,7 +153,13 @@ class Yogi(DescentOptimizer):
         }
 
     def _reference_update(
-        self, group: dict[str, Any], param: Tensor, grad: Tensor, state: dict[str, Any], lr: float
+        self,
+        group: dict[str, Any],
+        param: Tensor,
+        grad: Tensor,
+        state: dict[str, Any],
+        host: dict[str, float],
+        lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
         new = yogi_reference(
