@@ -92,7 +92,7 @@ def init(
         from descent.cli.gradcheck import _input_shape, load_user_module
 
         def build() -> torch.nn.Module:
-            return load_user_module(module)
+            return load_user_module(module)[0]
 
         shape = _input_shape(build(), input_shape)
     elif data != "normal":
