@@ -4,14 +4,12 @@ is not healthy (usable in CI)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+from descent.cli.console import console
 
 #: Short verdict names for the side-by-side table.
 SHORT = {
