@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from descent.landscapes.race import RaceResult, log_levels
 
 #: Frames of an animation unless told otherwise (each shows the paths up to a step).
 DEFAULT_FRAMES = 100
+ANIMATION_DPI = 80
 FORMATS = (".gif", ".mp4", ".png")
 
 
@@ -115,6 +117,55 @@ def frame_steps(steps: int, frames: int) -> list[int]:
     return sorted({round(index * steps / (frames - 1)) for index in range(frames)})
 
 
+def _frames(
+    figure: Any,
+    axes: Any,
+    lines: list[tuple[Any, Any, Any]],
+    shown: list[int],
+    caption: Any,
+    surface: bool,
+) -> Iterator[Any]:
+    """RGB frames drawn by blitting: the contours (or surface) are rendered once as the
+    background; each frame restores it and draws only the paths, heads and caption."""
+    import numpy as np
+
+    animated = [artist for line, head, _ in lines for artist in (line, head)] + [caption]
+    for artist in animated:
+        artist.set_animated(True)
+    canvas = figure.canvas
+    canvas.draw()
+    background = canvas.copy_from_bbox(figure.bbox)
+    for step in shown:
+        canvas.restore_region(background)
+        _show_until(lines, step, surface)
+        caption.set_text(f"step {step}")
+        for artist in animated:
+            axes.draw_artist(artist)
+        yield np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _write_gif(frames: Iterator[Any], target: Path, fps: int) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(frame).quantize(colors=128) for frame in frames]
+    images[0].save(
+        target, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+    )
+
+
+def _write_mp4(frames: Iterator[Any], target: Path, fps: int, figure: Any) -> None:
+    import imageio_ffmpeg
+
+    width, height = figure.canvas.get_width_height()
+    writer = imageio_ffmpeg.write_frames(
+        str(target), (width, height), fps=fps, macro_block_size=8, quality=7
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame.tobytes())
+    writer.close()
+
+
 def ffmpeg_available() -> bool:
     try:
         import imageio_ffmpeg
@@ -151,30 +202,18 @@ def render(
             _show_until(lines, steps, surface)
             figure.savefig(target, dpi=110)
             return target
-        from matplotlib.animation import FFMpegWriter, FuncAnimation, PillowWriter
-
+        figure.set_dpi(ANIMATION_DPI)  # 600 × 480 pixels: divisible by the encoder's blocks
         shown = frame_steps(steps, frames)
         caption = (
             axes.text2D(0.02, 0.02, "", transform=axes.transAxes)
             if surface
-            else (axes.text(0.02, 0.02, "", transform=axes.transAxes))
+            else axes.text(0.02, 0.02, "", transform=axes.transAxes)
         )
-
-        def draw(step: int) -> list[Any]:
-            _show_until(lines, step, surface)
-            caption.set_text(f"step {step}")
-            return [item for line, head, _ in lines for item in (line, head)]
-
-        animation = FuncAnimation(figure, draw, frames=shown, blit=False)
+        frames_rgb = _frames(figure, axes, lines, shown, caption, surface)
         if suffix == ".gif":
-            writer: Any = PillowWriter(fps=fps)
+            _write_gif(frames_rgb, target, fps)
         else:
-            import imageio_ffmpeg
-            import matplotlib
-
-            matplotlib.rcParams["animation.ffmpeg_path"] = imageio_ffmpeg.get_ffmpeg_exe()
-            writer = FFMpegWriter(fps=fps)
-        animation.save(target, writer=writer, dpi=80)
+            _write_mp4(frames_rgb, target, fps, figure)
         return target
     finally:
         plt.close(figure)
