@@ -33,8 +33,10 @@ def lr_find(
     from descent.diagnose.lr_find import range_test_for
     from descent.train.config import load_config
 
+    given = dict(model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed)
+    # An option left out keeps the file's value or the default; one given always wins.
     settings = load_config(
-        config, model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed
+        config, **{key: value for key, value in given.items() if value is not None}
     )
     test = range_test_for(settings, min_lr=min_lr, max_lr=max_lr, steps=steps)
     table = Table(title=f"range test: {settings.model} on {settings.data}, {settings.optimizer}")

@@ -187,6 +187,14 @@ class RunConfig(BaseModel):
             )
         return value
 
+    @property
+    def torch_dtype(self) -> Any:
+        """The parameters' and data's dtype: float64 for precision "64", float32 otherwise (the
+        mixed precisions keep float32 parameters)."""
+        import torch
+
+        return torch.float64 if self.precision == "64" else torch.float32
+
     def learning_rate(self, steps_per_epoch: int) -> Any:
         """``lr`` itself (no schedule), the schedule given as a mapping, or a schedule named alone,
         made by :func:`descent.schedules.for_run` from ``lr`` over the whole run's updates."""
