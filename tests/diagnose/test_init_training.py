@@ -23,7 +23,7 @@ def data() -> ImageData:
 def train(model: torch.nn.Module, data: ImageData, epochs: int, **options) -> float:
     trainer = Trainer(model, epochs=epochs, batch_size=50, seed=0, **options)
     trainer.fit(data.train)
-    return trainer.evaluate(data.test)[1]
+    return trainer.evaluate(data.test)["accuracy"]
 
 
 def test_zero_initialized_units_stay_identical_while_xavier_learns(data: ImageData) -> None:

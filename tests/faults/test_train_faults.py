@@ -140,7 +140,8 @@ def test_checkpoints_load_with_weights_only_including_a_torch_optimizer_with_a_f
     trainer.fit(data.train, data.validation)
     saved = torch.load(tmp_path / "f" / "checkpoints" / "last.pt", weights_only=True)
     assert saved["scheduler"]["last_epoch"] == trainer.state.step
-    assert "schedules" not in saved["scheduler"]  # the position only; the function is the run's
+    # a plain function is saved as its position only (None in place of its dict form)
+    assert saved["scheduler"]["schedules"] == [None]
     # resuming with the same function continues from that position
     model2 = MLP(64, 10, hidden=(8,))
     sgd2 = torch.optim.SGD(model2.parameters(), lr=1.0)
