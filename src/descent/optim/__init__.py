@@ -26,6 +26,7 @@ from descent.optim.adaptive import (
 )
 from descent.optim.base import DescentOptimizer
 from descent.optim.nadam import Nadam, nadam_reference
+from descent.optim.radam import RAdam, radam_reference
 from descent.optim.sgd import (
     SGD,
     Momentum,
@@ -48,6 +49,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "nadam": Nadam,
     "amsgrad": AMSGrad,
     "adamw": AdamW,
+    "radam": RAdam,
 }
 
 
@@ -91,6 +93,7 @@ __all__ = [
     "Momentum",
     "Nadam",
     "Nesterov",
+    "RAdam",
     "RMSprop",
     "UnknownArgumentError",
     "adadelta_reference",
@@ -102,6 +105,7 @@ __all__ = [
     "momentum_reference",
     "nadam_reference",
     "nesterov_reference",
+    "radam_reference",
     "rmsprop_reference",
     "sgd_reference",
 ]
