@@ -25,6 +25,7 @@ from descent.optim.adaptive import (
     rmsprop_reference,
 )
 from descent.optim.base import DescentOptimizer
+from descent.optim.lion import Lion, lion_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.radam import RAdam, radam_reference
 from descent.optim.sgd import (
@@ -50,6 +51,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "amsgrad": AMSGrad,
     "adamw": AdamW,
     "radam": RAdam,
+    "lion": Lion,
 }
 
 
@@ -90,6 +92,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "DescentOptimizer",
+    "Lion",
     "Momentum",
     "Nadam",
     "Nesterov",
@@ -102,6 +105,7 @@ __all__ = [
     "adamax_reference",
     "amsgrad_reference",
     "create",
+    "lion_reference",
     "momentum_reference",
     "nadam_reference",
     "nesterov_reference",

@@ -128,6 +128,7 @@ _FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "sqrt": ((), {}),
     "abs": ((), {}),
     "neg": ((), {}),
+    "sign": ((), {}),
     "maximum_": (("T",), {}),
     "copy_": (("T",), {}),
 }
