@@ -25,6 +25,7 @@ from descent.optim.adaptive import (
     rmsprop_reference,
 )
 from descent.optim.base import DescentOptimizer
+from descent.optim.lamb import LAMB, lamb_reference
 from descent.optim.lion import Lion, lion_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.radam import RAdam, radam_reference
@@ -52,6 +53,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "adamw": AdamW,
     "radam": RAdam,
     "lion": Lion,
+    "lamb": LAMB,
 }
 
 
@@ -83,6 +85,7 @@ def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> DescentO
 
 
 __all__ = [
+    "LAMB",
     "OPTIMIZERS",
     "SGD",
     "AMSGrad",
@@ -105,6 +108,7 @@ __all__ = [
     "adamax_reference",
     "amsgrad_reference",
     "create",
+    "lamb_reference",
     "lion_reference",
     "momentum_reference",
     "nadam_reference",

@@ -129,6 +129,7 @@ _FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "abs": ((), {}),
     "neg": ((), {}),
     "sign": ((), {}),
+    "norm": ((), {}),
     "maximum_": (("T",), {}),
     "copy_": (("T",), {}),
 }
