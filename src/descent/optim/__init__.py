@@ -26,6 +26,7 @@ from descent.optim.adaptive import (
 )
 from descent.optim.base import DescentOptimizer
 from descent.optim.lamb import LAMB, lamb_reference
+from descent.optim.lars import LARS, lars_reference
 from descent.optim.lion import Lion, lion_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.radam import RAdam, radam_reference
@@ -54,6 +55,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "radam": RAdam,
     "lion": Lion,
     "lamb": LAMB,
+    "lars": LARS,
 }
 
 
@@ -86,6 +88,7 @@ def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> DescentO
 
 __all__ = [
     "LAMB",
+    "LARS",
     "OPTIMIZERS",
     "SGD",
     "AMSGrad",
@@ -109,6 +112,7 @@ __all__ = [
     "amsgrad_reference",
     "create",
     "lamb_reference",
+    "lars_reference",
     "lion_reference",
     "momentum_reference",
     "nadam_reference",
