@@ -137,3 +137,13 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
 def test_validation_messages(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         optim.LAMB([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+def test_bias_correction_none_is_pytorch_optimizers_adam_debias() -> None:
+    peer_form = {**PEER_FORM, "bias_correction": "none"}
+    ours = run(lambda p: optim.LAMB(p, lr=1e-2, weight_decay=0.01, **peer_form))
+    theirs = run(
+        lambda p: PeerLamb(p, lr=1e-2, weight_decay=0.01, weight_decouple=False, adam_debias=True)
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
