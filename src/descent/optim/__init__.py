@@ -30,6 +30,11 @@ from descent.optim.lars import LARS, lars_reference
 from descent.optim.lion import Lion, lion_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.radam import RAdam, radam_reference
+from descent.optim.schedule_free import (
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
+    schedule_free_reference,
+)
 from descent.optim.sgd import (
     SGD,
     Momentum,
@@ -56,6 +61,8 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "lion": Lion,
     "lamb": LAMB,
     "lars": LARS,
+    "schedule_free_sgd": ScheduleFreeSGD,
+    "schedule_free_adamw": ScheduleFreeAdamW,
 }
 
 
@@ -104,6 +111,8 @@ __all__ = [
     "Nesterov",
     "RAdam",
     "RMSprop",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "UnknownArgumentError",
     "adadelta_reference",
     "adagrad_reference",
@@ -119,5 +128,6 @@ __all__ = [
     "nesterov_reference",
     "radam_reference",
     "rmsprop_reference",
+    "schedule_free_reference",
     "sgd_reference",
 ]

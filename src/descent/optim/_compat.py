@@ -130,6 +130,7 @@ _FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "neg": ((), {}),
     "sign": ((), {}),
     "norm": ((), {}),
+    "lerp_": (("T", 0.25), {}),
     "maximum_": (("T",), {}),
     "copy_": (("T",), {}),
 }
