@@ -29,6 +29,7 @@ from descent.optim.lamb import LAMB, lamb_reference
 from descent.optim.lars import LARS, lars_reference
 from descent.optim.lion import Lion, lion_reference
 from descent.optim.nadam import Nadam, nadam_reference
+from descent.optim.prodigy import Prodigy, prodigy_reference
 from descent.optim.radam import RAdam, radam_reference
 from descent.optim.schedule_free import (
     ScheduleFreeAdamW,
@@ -63,6 +64,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "lars": LARS,
     "schedule_free_sgd": ScheduleFreeSGD,
     "schedule_free_adamw": ScheduleFreeAdamW,
+    "prodigy": Prodigy,
 }
 
 
@@ -109,6 +111,7 @@ __all__ = [
     "Momentum",
     "Nadam",
     "Nesterov",
+    "Prodigy",
     "RAdam",
     "RMSprop",
     "ScheduleFreeAdamW",
@@ -126,6 +129,7 @@ __all__ = [
     "momentum_reference",
     "nadam_reference",
     "nesterov_reference",
+    "prodigy_reference",
     "radam_reference",
     "rmsprop_reference",
     "schedule_free_reference",

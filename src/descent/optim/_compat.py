@@ -131,6 +131,7 @@ _FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "sign": ((), {}),
     "norm": ((), {}),
     "lerp_": (("T", 0.25), {}),
+    "sub": (("T",), {}),
     "maximum_": (("T",), {}),
     "copy_": (("T",), {}),
 }
