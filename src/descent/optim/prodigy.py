@@ -122,7 +122,8 @@ class Prodigy(DescentOptimizer):
         r ← β₃ r + (d/d₀)·dη·Σ ⟨g, θ₀ − θ⟩
         m ← β₁m + d(1−β₁)g ;  v ← β₂v + d²(1−β₂)g²
         s ← β₃ s + (d/d₀)·dη·g
-        d̂ = r/Σ‖s‖₁ ;  d ← min(max(d, d̂ on the first estimate) … , max of all d̂)
+        d̂ = d_coef·r/Σ‖s‖₁ ;  d ← max(d, d̂) at the first estimate (d = d₀)
+        d_max ← max(d_max, d̂) ;  d ← min(d_max, d·growth_rate)
         θ ← θ − dη λθ ;  θ ← θ − dη m/(√v + dε)
               η = 1, β = (0.9, 0.999), β₃ = √β₂, ε = 1e-8, d₀ = 1e-6, λ = 0 (decoupled)
 
