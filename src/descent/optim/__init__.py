@@ -28,6 +28,7 @@ from descent.optim.base import DescentOptimizer
 from descent.optim.lamb import LAMB, lamb_reference
 from descent.optim.lars import LARS, lars_reference
 from descent.optim.lion import Lion, lion_reference
+from descent.optim.muon import Muon, muon_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.prodigy import Prodigy, prodigy_reference
 from descent.optim.radam import RAdam, radam_reference
@@ -65,6 +66,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "schedule_free_sgd": ScheduleFreeSGD,
     "schedule_free_adamw": ScheduleFreeAdamW,
     "prodigy": Prodigy,
+    "muon": Muon,
 }
 
 
@@ -109,6 +111,7 @@ __all__ = [
     "DescentOptimizer",
     "Lion",
     "Momentum",
+    "Muon",
     "Nadam",
     "Nesterov",
     "Prodigy",
@@ -127,6 +130,7 @@ __all__ = [
     "lars_reference",
     "lion_reference",
     "momentum_reference",
+    "muon_reference",
     "nadam_reference",
     "nesterov_reference",
     "prodigy_reference",
