@@ -14,6 +14,7 @@ from typing import Any
 
 from descent import validate
 from descent.errors import InputError
+from descent.optim.adafactor import Adafactor, adafactor_reference
 from descent.optim.adam import Adam, AdamW, AMSGrad, adam_reference, amsgrad_reference
 from descent.optim.adamax import AdaMax, adamax_reference
 from descent.optim.adaptive import (
@@ -67,6 +68,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "schedule_free_adamw": ScheduleFreeAdamW,
     "prodigy": Prodigy,
     "muon": Muon,
+    "adafactor": Adafactor,
 }
 
 
@@ -105,6 +107,7 @@ __all__ = [
     "AMSGrad",
     "AdaMax",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
@@ -121,6 +124,7 @@ __all__ = [
     "ScheduleFreeSGD",
     "UnknownArgumentError",
     "adadelta_reference",
+    "adafactor_reference",
     "adagrad_reference",
     "adam_reference",
     "adamax_reference",
