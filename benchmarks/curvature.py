@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -200,6 +201,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--skip-trainer", action="store_true")
     arguments = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:

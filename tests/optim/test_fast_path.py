@@ -99,14 +99,20 @@ def test_fast_equals_reference_float32(name: str) -> None:
     assert_same(fast, reference, 1e-5)
 
 
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name", list(VARIANTS))
-def test_complex_parameters_update_as_real_pairs(name: str) -> None:
-    real = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64, requires_grad=True)
+def test_complex_parameters_update_as_real_pairs(
+    name: str, dtype: torch.dtype, impl: str
+) -> None:
+    """complex64 and complex128, both paths; the gradients have nonzero imaginary parts (an ε
+    filled into only the real half of Adagrad's accumulator once turned them into NaN)."""
+    real = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=dtype, requires_grad=True)
     cplx = torch.view_as_complex(real.detach().clone()).requires_grad_()
-    opt_real = optim.create(name, [real])
-    opt_cplx = optim.create(name, [cplx])
+    opt_real = optim.create(name, [real], impl=impl)
+    opt_cplx = optim.create(name, [cplx], impl=impl)
     for grad in ([[0.3, -0.1], [0.2, 0.4]], [[-0.5, 0.2], [0.1, -0.3]]):
-        real.grad = torch.tensor(grad, dtype=torch.float64)
+        real.grad = torch.tensor(grad, dtype=dtype)
         cplx.grad = torch.view_as_complex(real.grad.clone())
         opt_real.step()
         opt_cplx.step()

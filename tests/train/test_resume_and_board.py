@@ -23,7 +23,10 @@ import os, signal, sys
 from descent.train.config import load_config
 from descent.train.run import run
 
-logdir, kill_at = sys.argv[1], int(sys.argv[2])
+import torch
+
+logdir, kill_at, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)  # the parent's count: reductions then add up in the same order
 
 def kill(trainer, event, info):
     if event == "step" and info["step"] == kill_at:
@@ -53,7 +56,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> N
     script.write_text(SCRIPT)
     # 26 steps per epoch: step 60 is in the middle of epoch 3.
     process = subprocess.run(
-        [sys.executable, str(script), str(killed_dir), "60"],
+        [sys.executable, str(script), str(killed_dir), "60", str(torch.get_num_threads())],
         capture_output=True,
         text=True,
         timeout=300,

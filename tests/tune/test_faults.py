@@ -31,7 +31,8 @@ GRID = {
     "base": {"model": "softmax", "epochs": 1},
     "params": {"lr": {"choices": [0.01, 0.02]}, "batch_size": {"choices": [40, 50]}},
 }
-FAST = {"heartbeat_interval": 1, "grace_period": 2}
+# A grace period well above the heartbeat, so a loaded machine does not pass for a dead one.
+FAST = {"heartbeat_interval": 1, "grace_period": 5}
 SOURCE = Path(__file__).resolve().parents[2] / "src"
 
 
@@ -100,7 +101,7 @@ def kill(trainer, event, info):
         if len(steps) == 30:  # one epoch is 26 steps: this is inside trial 1
             os.kill(os.getpid(), signal.SIGKILL)
 tune(StudySettings(Path(sys.argv[1]), space, method="random", trials=3, pruner="none",
-                   heartbeat_interval=1, grace_period=2), callbacks=[kill])
+                   heartbeat_interval=1, grace_period=5), callbacks=[kill])
 """
 
 
@@ -117,7 +118,7 @@ def test_killed_random_study_resumes_with_new_draws_and_retries_the_killed_one(
         optuna.trial.TrialState.RUNNING,
     ]
     killed = before[1].params["lr"]
-    time.sleep(2.5)  # past the grace period: the killed trial's heartbeat has stopped
+    time.sleep(5.5)  # past the grace period: the killed trial's heartbeat has stopped
     study = tune(settings(folder, method="random", trials=3), resume=True)
     finished = study.get_trials(states=FINISHED)
     assert len(finished) == 3
@@ -137,7 +138,7 @@ from pathlib import Path
 from descent.tune import SearchSpace, StudySettings, tune
 space = SearchSpace.from_dict({space!r})
 tune(StudySettings(Path(sys.argv[1]), space, method="random", trials=4, pruner="none",
-                   heartbeat_interval=1, grace_period=2), workers=2)
+                   heartbeat_interval=1, grace_period=5), workers=2)
 """
 
 
@@ -192,7 +193,7 @@ def test_workers_die_with_their_parent_and_a_resume_finishes_the_study(tmp_path:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-    time.sleep(2.5)  # past the grace period
+    time.sleep(5.5)  # past the grace period
     study = tune(settings(folder, space, method="random", trials=4), resume=True, workers=2)
     finished = study.get_trials(states=FINISHED)
     assert len(finished) == 4
@@ -209,7 +210,7 @@ def slow(trainer, event, info):
     if event == "step":
         time.sleep(0.25)  # a long trial, running while the test resumes the study
 tune(StudySettings(Path(sys.argv[1]), space, method="random", trials=2, pruner="none",
-                   heartbeat_interval=1, grace_period=3), callbacks=[slow])
+                   heartbeat_interval=1, grace_period=10), callbacks=[slow])
 """
 
 
@@ -237,7 +238,7 @@ def test_resume_leaves_the_trial_a_live_worker_runs_alone(tmp_path: Path) -> Non
                 trials=3,
                 pruner="none",
                 heartbeat_interval=1,
-                grace_period=3,
+                grace_period=10,
             ),
             resume=True,
         )

@@ -96,7 +96,7 @@ def kill(trainer, event, info):
             os.kill(os.getpid(), signal.SIGKILL)
 
 settings = StudySettings(
-    Path(sys.argv[1]), space, method="grid", pruner="none", heartbeat_interval=1, grace_period=2
+    Path(sys.argv[1]), space, method="grid", pruner="none", heartbeat_interval=1, grace_period=5
 )
 tune(settings, callbacks=[kill])
 """
@@ -126,7 +126,7 @@ def test_killed_study_resumes_to_the_planned_trials_without_duplicates(tmp_path:
             method="grid",
             pruner="none",
             heartbeat_interval=1,
-            grace_period=2,
+            grace_period=5,
         ),
         resume=True,
     )

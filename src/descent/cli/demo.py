@@ -13,7 +13,12 @@ def demo(
 ) -> None:
     """A tour on bundled data: the lecture chapter by chapter (batch modes, update rules,
     training, tuning, …)."""
+    import optuna
+
     from descent.cli.console import console
     from descent.demo import DemoOptions, run
+
+    # The tour prints its own tables; Optuna's per-trial INFO lines would bury them.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     run(console, DemoOptions(steps=steps, tune_trials=tune_trials))

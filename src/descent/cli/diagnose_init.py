@@ -4,14 +4,12 @@ is not healthy (usable in CI)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+from descent.cli.console import console
 
 #: Short verdict names for the side-by-side table.
 SHORT = {
@@ -92,7 +90,7 @@ def init(
         from descent.cli.gradcheck import _input_shape, load_user_module
 
         def build() -> torch.nn.Module:
-            return load_user_module(module)
+            return load_user_module(module)[0]
 
         shape = _input_shape(build(), input_shape)
     elif data != "normal":

@@ -3,15 +3,13 @@ curvature of a saved run (its config.yaml and a checkpoint), on its training dat
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(width=None if sys.stdout.isatty() else 110)
+from descent.cli.console import console
 
 RunArgument = Annotated[
     Path,

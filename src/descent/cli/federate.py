@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(width=None if sys.stdout.isatty() else 110)
+from descent.cli.console import console
 
 
 def parse_batch(text: str) -> int | None:

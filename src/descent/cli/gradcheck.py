@@ -4,13 +4,11 @@ check descent's built-in models (and yours) against centered differences; exit 1
 from __future__ import annotations
 
 import importlib.util
-import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
     import torch
@@ -18,7 +16,8 @@ if TYPE_CHECKING:
 
     from descent.gradcheck import GradcheckResult
 
-console = Console(width=None if sys.stdout.isatty() else 140)
+from descent.cli.console import console
+
 BUILT_IN = ("basis", "softmax", "mlp", "cnn")
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(width=None if sys.stdout.isatty() else 110)
+from descent.cli.console import console
 
 
 def lr_find(

@@ -75,7 +75,7 @@ def regress(
     from rich.table import Table
 
     from descent import validate
-    from descent.cli.main import console
+    from descent.cli.console import console
     from descent.linear import LinearRegressionGD
 
     mode = validate.batch_mode(mode, "--mode")

@@ -32,7 +32,7 @@ DIAGNOSIS_BATCH = 256
 
 def _writer(trainer: Any) -> Any:
     """The Trainer's open TensorBoard writer, if it has one."""
-    return getattr(trainer, "writer", None) or getattr(trainer, "_writer", None)
+    return getattr(trainer, "writer", None)
 
 
 class InitDiagnosis:

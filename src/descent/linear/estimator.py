@@ -200,7 +200,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         for start in range(0, len(X), rows):
             yield (
                 self.basis_.checked_features(X[start : start + rows]),
-                np.asarray(y[start : start + rows], dtype=np.float64),
+                np.array(y[start : start + rows], dtype=np.float64),  # writable for torch
             )
 
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:

@@ -177,6 +177,9 @@ class _Foreach:
         def op(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> Any:
             if not tensors:
                 return None if name.endswith("_") else []
+            if torch.compiler.is_compiling():
+                # dynamo traces torch's foreach ops (the self-test's cache would break the graph)
+                return getattr(torch, f"_foreach_{name}")(list(tensors), *args, **kwargs)
             if not public_forced() and _passes(
                 f"foreach_{name}", tensors[0].device, _foreach_self_test(name)
             ):

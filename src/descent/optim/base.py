@@ -292,6 +292,11 @@ class DescentOptimizer(torch.optim.Optimizer):
                     group, work.params[0], work.grads[0], work.states[0], host, lr
                 )
                 work.lower()
+        elif torch.compiler.is_compiling():
+            # Under torch.compile the foreach formulation is what dynamo can trace (a ctypes call
+            # breaks the graph, and torch's private fused calls fail functionalization); the
+            # compiler fuses it into one kernel per bucket.
+            self._foreach_run(group, params, grads, states, hosts, lr)
         else:
             self._fast_update(group, params, grads, states, hosts, lr)
 

@@ -18,19 +18,10 @@ from descent import validate, yamlfile
 from descent.errors import InputError
 from descent.train.device import PRECISIONS, precision_name
 from descent.train.logs import LogOptions
+from descent.train.logs import strict_int as _strict_int
 
 #: Strings that mean "no schedule" where a schedule is named (YAML null also does).
 NO_SCHEDULE = ("none", "null", "constant_lr")
-
-
-def _strict_int(value: Any, info: Any) -> Any:
-    """Integers stay integers: ``epochs: true`` or ``epochs: 2.5`` is refused rather than read
-    as 1 or 2 (pydantic's lax mode would convert them)."""
-    if value is None:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{info.field_name} must be an integer, got {value!r}")
-    return value
 
 
 def _real_number(value: Any, info: Any) -> Any:
@@ -40,7 +31,6 @@ def _real_number(value: Any, info: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{info.field_name} must be a number, got {value!r}")
     return value
-
 
 
 class RunConfig(BaseModel):

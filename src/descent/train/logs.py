@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor, nn
+
+from descent import validate
 
 
 class LogOptions(BaseModel):
@@ -33,6 +35,26 @@ class LogOptions(BaseModel):
     ratios_every: int = Field(50, ge=0)
     histograms_every: int = Field(0, ge=0)
     weight_images: bool = True
+
+    @field_validator("scalars_every", "ratios_every", "histograms_every", mode="before")
+    @classmethod
+    def _integers(cls, value: Any, info: Any) -> Any:
+        return strict_int(value, info)
+
+    @field_validator("weight_images", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> bool:
+        return validate.flag(value, "weight_images")  # 1 or "yes" is not read as True
+
+
+def strict_int(value: Any, info: Any) -> Any:
+    """Integers stay integers: ``epochs: true`` or ``epochs: 2.5`` is refused rather than read
+    as 1 or 2 (pydantic's lax mode would convert them). A pydantic "before" validator."""
+    if value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{info.field_name} must be an integer, got {value!r}")
+    return value
 
 
 def image_grid(

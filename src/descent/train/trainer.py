@@ -169,6 +169,12 @@ class Trainer:
     def _mark_stepped(self, *_: Any) -> None:
         self._stepped = True
 
+    @property
+    def writer(self) -> Any:
+        """The open TensorBoard ``SummaryWriter`` of this run (rank 0, with a logdir, during
+        ``fit``), for callbacks that log beside the Trainer; None otherwise."""
+        return self._events.writer if self._events is not None else None
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     @property

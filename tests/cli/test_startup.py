@@ -1,0 +1,52 @@
+"""`descent --help` and `--version` answer without importing the heavy libraries: every command
+module imports them inside its command, so start-up costs typer and rich alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "numpy", "sklearn", "optuna", "tensorboard", "pyarrow", "matplotlib", "flwr")
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_heavy_library(flag: str) -> None:
+    probe = (
+        "import sys\n"
+        "from descent.cli.main import main\n"
+        "try:\n"
+        f"    main([{flag!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_every_registered_command_is_listed_by_help() -> None:
+    from descent.cli.diagnose import SUBCOMMANDS
+    from descent.cli.main import COMMANDS
+
+    result = subprocess.run(
+        [sys.executable, "-m", "descent.cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for name, _ in COMMANDS:
+        assert name in result.stdout
+    diagnose = subprocess.run(
+        [sys.executable, "-m", "descent.cli.main", "diagnose", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    for name, _ in SUBCOMMANDS:
+        assert name in diagnose.stdout
