@@ -51,6 +51,12 @@ RULES: dict[str, tuple[int, Callable[..., torch.optim.Optimizer], dict]] = {
     "nadam": (28, lambda p, **k: torch.optim.NAdam(p, lr=1e-3, **k), {}),
     "amsgrad": (36, lambda p, **k: torch.optim.Adam(p, lr=1e-3, amsgrad=True, **k), {}),
     "adamw": (28, lambda p, **k: torch.optim.AdamW(p, lr=1e-3, **k), {}),
+    "radam": (28, lambda p, **k: torch.optim.RAdam(p, lr=1e-3, **k), {"threshold": 5.0}),
+    "adafactor": (
+        20,
+        lambda p, **k: torch.optim.Adafactor(p, **k),
+        {"eps": (None, 1e-3), "eps1_inside": False},
+    ),
 }
 # torch.optim classes that accept fused=True on the CPU
 FUSED = {"sgd", "momentum", "nesterov", "adagrad", "adam", "amsgrad", "adamw"}

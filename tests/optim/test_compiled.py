@@ -56,8 +56,25 @@ def _restore_dynamo_config() -> Iterator[None]:
     torch._dynamo.reset()
 
 
+# Prodigy's d is a host scalar estimated from two sums read back each step: fullgraph fails.
+HOST_SCALARS = {"prodigy"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                reason="reads two sums back to the host each step", strict=True
+            ),
+        )
+        if name in HOST_SCALARS
+        else name
+        for name in sorted(OPTIMIZERS)
+    ],
+)
 def test_compiled_step_equals_eager_step(name: str) -> None:
     error, frames = _run(name, "aot_eager")
     assert frames >= 1  # the updates went through the compiler (fullgraph: no eager fallback)

@@ -13,7 +13,8 @@ from descent import optim
 
 # Learning rates that suit this problem (standardized features and target, mean squared error);
 # the other hyperparameters are each rule's defaults, the lecture's. AdamW's decoupled decay would
-# pull the weights away from the least-squares optimum, so it is switched off here.
+# pull the weights away from the least-squares optimum, so it is switched off here (and Muon's:
+# its non-matrix tensors take AdamW).
 DEMO_LEARNING_RATES: dict[str, float] = {
     "sgd": 0.1,
     "momentum": 0.05,
@@ -26,6 +27,16 @@ DEMO_LEARNING_RATES: dict[str, float] = {
     "nadam": 0.05,
     "amsgrad": 0.05,
     "adamw": 0.05,
+    "radam": 0.05,
+    "lion": 0.01,
+    "lamb": 0.1,
+    # LARS scales each step to ηκ‖w‖: from w₀ = 0 it crawls (a large-batch rule for deep nets)
+    "lars": 0.05,
+    "schedule_free_sgd": 0.1,
+    "schedule_free_adamw": 0.05,
+    "prodigy": 1.0,
+    "muon": 0.05,
+    "adafactor": 0.5,
 }
 
 
@@ -61,7 +72,7 @@ def compare_rules(steps: int = 300) -> list[RuleResult]:
     results = []
     for name, lr in DEMO_LEARNING_RATES.items():
         w = torch.zeros(Phi.shape[1], dtype=torch.float64, requires_grad=True)
-        extra = {"weight_decay": 0.0} if name == "adamw" else {}
+        extra = {"weight_decay": 0.0} if name in ("adamw", "muon") else {}
         opt = optim.create(name, [w], lr=lr, **extra)
         start = time.perf_counter()
         for _ in range(steps):

@@ -14,6 +14,7 @@ from typing import Any
 
 from descent import validate
 from descent.errors import InputError
+from descent.optim.adafactor import Adafactor, adafactor_reference
 from descent.optim.adam import Adam, AdamW, AMSGrad, adam_reference, amsgrad_reference
 from descent.optim.adamax import AdaMax, adamax_reference
 from descent.optim.adaptive import (
@@ -25,7 +26,18 @@ from descent.optim.adaptive import (
     rmsprop_reference,
 )
 from descent.optim.base import DescentOptimizer
+from descent.optim.lamb import LAMB, lamb_reference
+from descent.optim.lars import LARS, lars_reference
+from descent.optim.lion import Lion, lion_reference
+from descent.optim.muon import Muon, muon_reference
 from descent.optim.nadam import Nadam, nadam_reference
+from descent.optim.prodigy import Prodigy, prodigy_reference
+from descent.optim.radam import RAdam, radam_reference
+from descent.optim.schedule_free import (
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
+    schedule_free_reference,
+)
 from descent.optim.sgd import (
     SGD,
     Momentum,
@@ -48,6 +60,15 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "nadam": Nadam,
     "amsgrad": AMSGrad,
     "adamw": AdamW,
+    "radam": RAdam,
+    "lion": Lion,
+    "lamb": LAMB,
+    "lars": LARS,
+    "schedule_free_sgd": ScheduleFreeSGD,
+    "schedule_free_adamw": ScheduleFreeAdamW,
+    "prodigy": Prodigy,
+    "muon": Muon,
+    "adafactor": Adafactor,
 }
 
 
@@ -79,29 +100,46 @@ def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> DescentO
 
 
 __all__ = [
+    "LAMB",
+    "LARS",
     "OPTIMIZERS",
     "SGD",
     "AMSGrad",
     "AdaMax",
     "Adadelta",
+    "Adafactor",
     "Adagrad",
     "Adam",
     "AdamW",
     "DescentOptimizer",
+    "Lion",
     "Momentum",
+    "Muon",
     "Nadam",
     "Nesterov",
+    "Prodigy",
+    "RAdam",
     "RMSprop",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "UnknownArgumentError",
     "adadelta_reference",
+    "adafactor_reference",
     "adagrad_reference",
     "adam_reference",
     "adamax_reference",
     "amsgrad_reference",
     "create",
+    "lamb_reference",
+    "lars_reference",
+    "lion_reference",
     "momentum_reference",
+    "muon_reference",
     "nadam_reference",
     "nesterov_reference",
+    "prodigy_reference",
+    "radam_reference",
     "rmsprop_reference",
+    "schedule_free_reference",
     "sgd_reference",
 ]

@@ -128,6 +128,10 @@ _FOREACH_SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
     "sqrt": ((), {}),
     "abs": ((), {}),
     "neg": ((), {}),
+    "sign": ((), {}),
+    "norm": ((), {}),
+    "lerp_": (("T", 0.25), {}),
+    "sub": (("T",), {}),
     "maximum_": (("T",), {}),
     "copy_": (("T",), {}),
 }

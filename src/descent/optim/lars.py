@@ -1,0 +1,186 @@
+"""LARS (You et al. 2017): momentum SGD with a per-layer rate κ‖θ‖/(‖g‖ + λ‖θ‖)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent import validate
+from descent.optim._compat import foreach
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    effective_grad,
+    effective_grads,
+)
+
+
+def lars_reference(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor,
+    *,
+    lr: float,
+    momentum: float = 0.9,
+    trust_coefficient: float = 1e-3,
+    weight_decay: float = 0.0,
+    lr_in_buffer: bool = True,
+    excluded: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """r = κ‖θ‖/(‖g‖ + λ‖θ‖)  (1 when ‖θ‖ or the denominator is 0) ;  u = r (g + λθ)
+    v ← μv + η u ; θ ← θ − v          (lr_in_buffer, the paper)
+    b ← μb + u ;   θ ← θ − η b        (otherwise, pytorch_optimizer's)
+
+    excluded (a 1-D tensor under ``exclude_1d``): u = g (no ratio, no decay).
+
+    Returns (θ, v or b).
+    """
+    g = effective_grad(param, grad, 0.0, maximize)
+    if excluded:
+        update = g
+    else:
+        weight_norm = torch.linalg.vector_norm(param)
+        denominator = torch.linalg.vector_norm(g) + weight_decay * weight_norm
+        ratio = torch.where(
+            (weight_norm > 0) & (denominator > 0),
+            trust_coefficient * weight_norm / denominator,
+            1.0,
+        )
+        update = ratio * (g + weight_decay * param)
+    if lr_in_buffer:
+        momentum_buffer = momentum * momentum_buffer + lr * update
+        return param - momentum_buffer, momentum_buffer
+    momentum_buffer = momentum * momentum_buffer + update
+    return param - lr * momentum_buffer, momentum_buffer
+
+
+class LARS(DescentOptimizer):
+    """LARS (Y. You, I. Gitman & B. Ginsburg, "Large Batch Training of Convolutional Networks",
+    2017, Algorithm 1): momentum SGD whose rate is scaled per tensor (per layer) by the ratio of
+    the weights' norm to the gradient's.
+
+        r = κ‖θ‖/(‖g‖ + λ‖θ‖)        (r = 1 when ‖θ‖ or the denominator is 0)
+        v ← μv + η r (g + λθ)
+        θ ← θ − v                        η = 1, κ = 1e-3 (trust_coefficient), μ = 0.9, λ = 0
+
+    The step of each layer is thus about ηκ‖θ‖ long; the paper decays η polynomially (pass a
+    schedule). ``exclude_1d=True`` gives 1-D tensors (biases, norm layers) plain momentum SGD: no
+    ratio and no weight decay.
+
+    Peer (docs/optimizers.md): ``pytorch_optimizer.LARS`` keeps η outside the buffer and always
+    excludes 1-D tensors: ``lr_in_buffer=False, exclude_1d=True`` reproduces it (under a constant
+    η the two buffer forms are equal).
+
+    Example:
+        >>> params = model.parameters()  # doctest: +SKIP
+        >>> opt = LARS(params, lr=1.0, weight_decay=5e-4, exclude_1d=True)  # doctest: +SKIP
+    """
+
+    counts_steps = False  # the update does not depend on t
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        *,
+        trust_coefficient: float = 1e-3,
+        exclude_1d: bool = False,
+        lr_in_buffer: bool = True,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                trust_coefficient=trust_coefficient,
+                exclude_1d=exclude_1d,
+                lr_in_buffer=lr_in_buffer,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        validate.unit_interval(group["momentum"], "momentum (μ)")
+        validate.positive(group["trust_coefficient"], "trust_coefficient (κ)")
+        validate.flag(group["exclude_1d"], "exclude_1d")
+        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        return self.zeros(param, group, ["momentum_buffer"])
+
+    @staticmethod
+    def _excluded(group: Group, param: Tensor) -> bool:
+        return group["exclude_1d"] and param.dim() <= 1
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        new_param, new_buffer = lars_reference(
+            param,
+            grad,
+            state["momentum_buffer"],
+            lr=lr,
+            momentum=group["momentum"],
+            trust_coefficient=group["trust_coefficient"],
+            weight_decay=group["weight_decay"],
+            lr_in_buffer=group["lr_in_buffer"],
+            excluded=self._excluded(group, param),
+            maximize=group["maximize"],
+        )
+        param.copy_(new_param)
+        state["momentum_buffer"].copy_(new_buffer)
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        wd = group["weight_decay"]
+        g = effective_grads(params, grads, 0.0, group["maximize"])
+        trusted = [i for i, p in enumerate(params) if not self._excluded(group, p)]
+        updates = list(g)
+        if trusted:
+            weights = [params[i] for i in trusted]
+            weight_norms = torch.stack(foreach.norm(weights))
+            denominator = torch.stack(foreach.norm([g[i] for i in trusted])) + wd * weight_norms
+            ratios = torch.where(
+                (weight_norms > 0) & (denominator > 0),
+                group["trust_coefficient"] * weight_norms / denominator,
+                1.0,
+            )
+            # new tensors: g may be the caller's gradients, which are never written
+            decayed = foreach.add([g[i] for i in trusted], weights, alpha=wd)
+            foreach.mul_(decayed, list(ratios.unbind()))
+            for i, value in zip(trusted, decayed, strict=True):
+                updates[i] = value
+        buffers = [state["momentum_buffer"] for state in states]
+        foreach.mul_(buffers, group["momentum"])
+        if group["lr_in_buffer"]:
+            foreach.add_(buffers, updates, alpha=lr)
+            foreach.add_(params, buffers, alpha=-1.0)
+        else:
+            foreach.add_(buffers, updates)
+            foreach.add_(params, buffers, alpha=-lr)

@@ -1,0 +1,133 @@
+"""Lion (Chen et al. 2023): the sign of an interpolated momentum as the update."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent.optim._compat import foreach
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    effective_grad,
+    effective_grads,
+    validate_betas,
+)
+
+
+def lion_reference(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    *,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.99,
+    weight_decay: float = 0.0,
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """c = β₁m + (1−β₁)g ; θ ← θ − η (sign(c) + λθ) ; m ← β₂m + (1−β₂)g.
+
+    Returns (θ, m).
+    """
+    g = effective_grad(param, grad, 0.0, maximize)
+    interpolated = beta1 * exp_avg + (1 - beta1) * g
+    param = param - lr * (torch.sign(interpolated) + weight_decay * param)
+    exp_avg = beta2 * exp_avg + (1 - beta2) * g
+    return param, exp_avg
+
+
+class Lion(DescentOptimizer):
+    """Lion (X. Chen et al., "Symbolic Discovery of Optimization Algorithms", NeurIPS 2023): every
+    coordinate moves by ±η, in the direction of a momentum interpolated with the new gradient; the
+    momentum itself is tracked with a slower β₂. One state tensor (Adam keeps two).
+
+        c = β₁m + (1−β₁)g
+        θ ← θ − η (sign(c) + λθ)              (decoupled weight decay λ, as in AdamW)
+        m ← β₂m + (1−β₂)g                      η = 1e-4, β = (0.9, 0.99), λ = 0
+
+    Since |sign(c)| = 1, the update's norm is larger than Adam's: the paper uses an η 3–10× smaller
+    and a λ 3–10× larger than for AdamW. Peers: ``lion_pytorch.Lion`` computes exactly this (its
+    ``decoupled_weight_decay=True`` divides λ by the initial η; pass λ/η₀ here for that).
+
+    Example:
+        >>> opt = Lion(model.parameters(), lr=1e-4, weight_decay=0.1)  # doctest: +SKIP
+    """
+
+    counts_steps = False  # the update does not depend on t
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1e-4,
+        betas: tuple[float, float] = (0.9, 0.99),
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                weight_decay=weight_decay,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        group["betas"] = validate_betas(group["betas"])
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        return self.zeros(param, group, ["exp_avg"])
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        new_param, new_avg = lion_reference(
+            param,
+            grad,
+            state["exp_avg"],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+        param.copy_(new_param)
+        state["exp_avg"].copy_(new_avg)
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        g = effective_grads(params, grads, 0.0, group["maximize"])
+        m = [state["exp_avg"] for state in states]
+        interpolated = foreach.mul(m, beta1)
+        foreach.add_(interpolated, g, alpha=1 - beta1)
+        if group["weight_decay"] != 0:
+            foreach.add_(params, params, alpha=-lr * group["weight_decay"])  # θ ← θ − ηλθ
+        foreach.add_(params, foreach.sign(interpolated), alpha=-lr)
+        foreach.mul_(m, beta2)
+        foreach.add_(m, g, alpha=1 - beta2)

@@ -1,0 +1,292 @@
+"""Muon (Jordan et al. 2024): momentum whose matrix update is orthogonalized by a Newton–Schulz
+iteration, with AdamW for the tensors that are not matrices, in one optimizer object."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent import validate
+from descent.errors import InputError
+from descent.optim._compat import foreach
+from descent.optim.adam import adam_reference
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    effective_grad,
+    effective_grads,
+    validate_betas,
+)
+
+#: the quintic Newton–Schulz coefficients of Jordan et al. (and torch.optim.Muon)
+NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
+_LR_SCALES = ("original", "match_rms_adamw", "none")
+
+
+def newton_schulz(
+    matrix: Tensor,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    steps: int = 5,
+    eps: float = 1e-7,
+    dtype: torch.dtype = torch.bfloat16,
+) -> Tensor:
+    """An approximate U Vᵀ of M = U S Vᵀ (wide orientation: Mᵀ when M is tall), in ``dtype``:
+
+    X ← M / max(‖M‖_F, ε)
+    repeat ``steps`` times:  A = X Xᵀ ;  X ← aX + (bA + cA²) X
+    """
+    a, b, c = coefficients
+    x = matrix.to(dtype)
+    tall = matrix.size(0) > matrix.size(1)
+    if tall:
+        x = x.T
+    x = x / torch.clamp(torch.linalg.vector_norm(x), min=eps)
+    for _ in range(steps):
+        gram = x @ x.T
+        # addmm as torch.optim.Muon computes it, so the two round alike in bfloat16
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.T if tall else x
+
+
+def muon_lr_scale(shape: torch.Size, rule: str) -> float:
+    """ "original": √max(1, A/B) ;  "match_rms_adamw": 0.2·√max(A, B) ;  "none": 1  (A×B the
+    matrix)."""
+    rows, cols = shape[0], math.prod(shape[1:])
+    if rule == "original":
+        return math.sqrt(max(1.0, rows / cols))
+    if rule == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def muon_reference(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor,
+    *,
+    lr: float,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    weight_decay: float = 0.1,
+    coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    ns_steps: int = 5,
+    eps: float = 1e-7,
+    ns_dtype: torch.dtype = torch.bfloat16,
+    lr_scale: str = "original",
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """b ← μb + (1−μ)g ;  u = (1−μ)g + μb (nesterov) or b ;  O = NewtonSchulz(u)
+    θ ← θ − ηλθ ;  θ ← θ − η·scale·O     (a tensor of more than 2 dims as (shape[0], −1))
+
+    Returns (θ, b).
+    """
+    g = effective_grad(param, grad, 0.0, maximize)
+    momentum_buffer = momentum * momentum_buffer + (1 - momentum) * g
+    update = (1 - momentum) * g + momentum * momentum_buffer if nesterov else momentum_buffer
+    matrix = update.reshape(update.size(0), -1)
+    ortho = newton_schulz(matrix, coefficients, ns_steps, eps, ns_dtype).reshape(param.shape)
+    param = param - lr * weight_decay * param
+    return param - lr * muon_lr_scale(param.shape, lr_scale) * ortho.to(
+        param.dtype
+    ), momentum_buffer
+
+
+class Muon(DescentOptimizer):
+    """Muon (K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks", 2024):
+    momentum SGD whose update of each weight matrix is replaced by its nearest semi-orthogonal
+    matrix (all singular values ≈ 1), computed by five Newton–Schulz steps in bfloat16.
+
+        b ← μb + (1−μ)g
+        u = (1−μ)g + μb  (Nesterov)  or  b
+        X = u/‖u‖_F ;  5 × { A = XXᵀ ;  X ← aX + (bA + cA²)X }
+                                          (a, b, c) = (3.4445, −4.775, 2.0315)
+        θ ← θ − ηλθ ;  θ ← θ − η·√max(1, rows/cols)·X
+                            η = 1e-3, μ = 0.95, λ = 0.1 (torch.optim.Muon's defaults)
+
+    Tensors with 2 or more dimensions (a convolution's as (out, −1)) take Muon's step; the others
+    (biases, norm scales), and any group with ``use_muon=False`` (embeddings and the output layer,
+    by the usual recipe), take AdamW with ``adamw_betas``, ``adamw_eps`` and the group's η and λ.
+    torch.optim.Muon computes exactly Muon's step (it refuses non-matrices);
+    ``lr_scale="match_rms_adamw"`` is its ``adjust_lr_fn`` of that name.
+
+    Example:
+        >>> hidden = [p for p in model.body.parameters()]  # doctest: +SKIP
+        >>> head = list(model.head.parameters())  # doctest: +SKIP
+        >>> opt = Muon([{"params": hidden, "lr": 0.02},
+        ...             {"params": head, "lr": 3e-4, "use_muon": False}])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1e-3,
+        momentum: float = 0.95,
+        weight_decay: float = 0.1,
+        *,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+        eps: float = 1e-7,
+        ns_dtype: torch.dtype = torch.bfloat16,
+        lr_scale: str = "original",
+        use_muon: bool = True,
+        adamw_betas: tuple[float, float] = (0.9, 0.95),
+        adamw_eps: float = 1e-10,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                ns_steps=ns_steps,
+                ns_coefficients=ns_coefficients,
+                eps=eps,
+                ns_dtype=ns_dtype,
+                lr_scale=lr_scale,
+                use_muon=use_muon,
+                adamw_betas=adamw_betas,
+                adamw_eps=adamw_eps,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        validate.unit_interval(group["momentum"], "momentum (μ)")
+        validate.flag(group["nesterov"], "nesterov")
+        validate.positive_int(group["ns_steps"], "ns_steps")
+        coefficients = group["ns_coefficients"]
+        if not isinstance(coefficients, tuple | list) or len(coefficients) != 3:
+            raise InputError(
+                f"ns_coefficients must be three numbers (a, b, c), got {coefficients!r}"
+            )
+        group["ns_coefficients"] = tuple(
+            validate.finite(value, f"ns_coefficients[{i}]") for i, value in enumerate(coefficients)
+        )
+        validate.positive(group["eps"], "eps (ε)")
+        if group["ns_dtype"] not in (torch.bfloat16, torch.float32, torch.float64):
+            raise InputError(
+                f"ns_dtype must be torch.bfloat16, torch.float32 or torch.float64, "
+                f"got {group['ns_dtype']!r}"
+            )
+        group["lr_scale"] = validate.choice(group["lr_scale"], "lr_scale", _LR_SCALES)
+        validate.flag(group["use_muon"], "use_muon")
+        group["adamw_betas"] = validate_betas(group["adamw_betas"])
+        validate.positive(group["adamw_eps"], "adamw_eps")
+
+    @staticmethod
+    def _is_matrix(group: Group, param: Tensor) -> bool:
+        return group["use_muon"] and param.dim() >= 2
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        if self._is_matrix(group, param):
+            return self.zeros(param, group, ["momentum_buffer"])
+        return self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        if "momentum_buffer" in state:
+            new_param, new_buffer = muon_reference(
+                param,
+                grad,
+                state["momentum_buffer"],
+                lr=lr,
+                momentum=group["momentum"],
+                nesterov=group["nesterov"],
+                weight_decay=group["weight_decay"],
+                coefficients=group["ns_coefficients"],
+                ns_steps=group["ns_steps"],
+                eps=group["eps"],
+                ns_dtype=group["ns_dtype"],
+                lr_scale=group["lr_scale"],
+                maximize=group["maximize"],
+            )
+            param.copy_(new_param)
+            state["momentum_buffer"].copy_(new_buffer)
+            return
+        beta1, beta2 = group["adamw_betas"]
+        new = adam_reference(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            step=int(host["step"]),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["adamw_eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=True,
+            maximize=group["maximize"],
+        )
+        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
+            target.copy_(value)
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        g = effective_grads(params, grads, 0.0, group["maximize"])
+        wd = group["weight_decay"]
+        matrices = [i for i, state in enumerate(states) if "momentum_buffer" in state]
+        others = [i for i, state in enumerate(states) if "momentum_buffer" not in state]
+        if matrices:
+            mu = group["momentum"]
+            weights = [params[i] for i in matrices]
+            buffers = [states[i]["momentum_buffer"] for i in matrices]
+            grads_m = [g[i] for i in matrices]
+            foreach.lerp_(buffers, grads_m, 1 - mu)
+            updates = buffers
+            if group["nesterov"]:
+                updates = foreach.mul(grads_m, 1 - mu)
+                foreach.add_(updates, buffers, alpha=mu)
+            foreach.add_(weights, weights, alpha=-lr * wd)  # θ ← θ − ηλθ
+            for weight, update in zip(weights, updates, strict=True):
+                ortho = newton_schulz(
+                    update.reshape(update.size(0), -1),
+                    group["ns_coefficients"],
+                    group["ns_steps"],
+                    group["eps"],
+                    group["ns_dtype"],
+                )
+                scale = muon_lr_scale(weight.shape, group["lr_scale"])
+                weight.add_(ortho.reshape(weight.shape).to(weight.dtype), alpha=-lr * scale)
+        if others:
+            beta1, beta2 = group["adamw_betas"]
+            weights = [params[i] for i in others]
+            grads_o = [g[i] for i in others]
+            m = [states[i]["exp_avg"] for i in others]
+            v = [states[i]["exp_avg_sq"] for i in others]
+            steps = [hosts[i]["step"] for i in others]
+            foreach.add_(weights, weights, alpha=-lr * wd)
+            foreach.mul_(m, beta1)
+            foreach.add_(m, grads_o, alpha=1 - beta1)
+            foreach.mul_(v, beta2)
+            foreach.addcmul_(v, grads_o, grads_o, value=1 - beta2)
+            den = foreach.sqrt(v)
+            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.add_(den, group["adamw_eps"])
+            foreach.addcdiv_(weights, m, den, [-lr / (1 - beta1**t) for t in steps])

@@ -1,0 +1,340 @@
+"""Prodigy (Mishchenko & Defazio 2024): Adam whose step size d is estimated on the fly from the
+distance travelled, so the learning rate stays at 1."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent import validate
+from descent.errors import InputError
+from descent.optim._compat import foreach
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    _real_state,
+    effective_grad,
+    pick,
+    validate_betas,
+)
+
+
+def prodigy_estimate(
+    d: float,
+    d_max: float,
+    d0: float,
+    numerator: float,
+    denominator: float,
+    d_coef: float,
+    growth_rate: float,
+) -> tuple[float, float]:
+    """d̂ = d_coef·r/‖s‖₁ ; d ← max(d, d̂) on the first estimate ; d_max ← max(d_max, d̂) ;
+    d ← min(d_max, d·growth_rate).  Returns (d, d_max)."""
+    d_hat = d_coef * numerator / denominator
+    if d == d0:
+        d = max(d, d_hat)
+    d_max = max(d_max, d_hat)
+    return min(d_max, d * growth_rate), d_max
+
+
+def prodigy_reference(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    sums: list[Tensor],
+    starts: list[Tensor],
+    *,
+    step: int,
+    lr: float,
+    d: float,
+    d_max: float,
+    numerator: float,
+    d0: float = 1e-6,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    beta3: float | None = None,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decouple: bool = True,
+    bias_correction: bool = False,
+    safeguard_warmup: bool = False,
+    d_coef: float = 1.0,
+    growth_rate: float = math.inf,
+    maximize: bool = False,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor], float, float, float]:
+    """One step of a whole group (d is shared by its tensors), with β₃ = √β₂ by default:
+
+        dη = d·η·(√(1−β₂ᵗ)/(1−β₁ᵗ) if bias_correction else 1)
+        r ← β₃ r + (d/d₀)·dη·Σ ⟨g, θ₀ − θ⟩
+        m ← β₁m + d(1−β₁)g ;  v ← β₂v + d²(1−β₂)g²
+        s ← β₃ s + (d/d₀)·dη·g            (safeguard_warmup: (d/d₀)·d·g)
+        d, d_max ← prodigy_estimate(d, d_max, d₀, r, Σ‖s‖₁)   (no step while Σ‖s‖₁ = 0)
+        θ ← θ − dη λ θ (decouple; else g ← g + λθ first) ;  θ ← θ − dη m/(√v + d ε)
+
+    Returns (θ, m, v, s, d, d_max, r).
+    """
+    beta3 = math.sqrt(beta2) if beta3 is None else beta3
+    scale = math.sqrt(1 - beta2**step) / (1 - beta1**step) if bias_correction else 1.0
+    dlr = d * lr * scale
+    numerator = numerator * beta3
+    new_m, new_v, new_s, gs = [], [], [], []
+    for param, grad, m, v, s, start in zip(
+        params, grads, exp_avgs, exp_avg_sqs, sums, starts, strict=True
+    ):
+        g = effective_grad(param, grad, 0.0 if decouple else weight_decay, maximize)
+        gs.append(g)
+        if lr > 0:
+            numerator += (d / d0) * dlr * float(torch.sum(g * (start - param)))
+            m = beta1 * m + d * (1 - beta1) * g
+            v = beta2 * v + d * d * (1 - beta2) * g * g
+            s = beta3 * s + (d / d0) * (d if safeguard_warmup else dlr) * g
+        new_m.append(m)
+        new_v.append(v)
+        new_s.append(s)
+    denominator = sum(float(torch.sum(torch.abs(s))) for s in new_s)
+    if denominator == 0:
+        return list(params), new_m, new_v, new_s, d, d_max, numerator / beta3
+    if lr > 0:
+        d, d_max = prodigy_estimate(d, d_max, d0, numerator, denominator, d_coef, growth_rate)
+    new_params = []
+    for param, m, v in zip(params, new_m, new_v, strict=True):
+        if decouple and weight_decay != 0:
+            param = param - weight_decay * dlr * param
+        new_params.append(param - dlr * m / (torch.sqrt(v) + d * eps))
+    return new_params, new_m, new_v, new_s, d, d_max, numerator
+
+
+class Prodigy(DescentOptimizer):
+    """Prodigy (K. Mishchenko & A. Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free
+    Learner", ICML 2024): Adam with a step size d estimated from the gradients' correlation with
+    the distance travelled from θ₀; η stays 1 (or a schedule's shape, e.g. cosine to 0).
+
+        dη = d·η
+        r ← β₃ r + (d/d₀)·dη·Σ ⟨g, θ₀ − θ⟩
+        m ← β₁m + d(1−β₁)g ;  v ← β₂v + d²(1−β₂)g²
+        s ← β₃ s + (d/d₀)·dη·g
+        d̂ = d_coef·r/Σ‖s‖₁ ;  d ← max(d, d̂) at the first estimate (d = d₀)
+        d_max ← max(d_max, d̂) ;  d ← min(d_max, d·growth_rate)
+        θ ← θ − dη λθ ;  θ ← θ − dη m/(√v + dε)
+              η = 1, β = (0.9, 0.999), β₃ = √β₂, ε = 1e-8, d₀ = 1e-6, λ = 0 (decoupled)
+
+    d is estimated per parameter group (the group's tensors share it). The authors' package
+    ``prodigyopt.Prodigy`` computes exactly this for one group (it shares one d across groups).
+    ``bias_correction``, ``safeguard_warmup``, ``d_coef``, ``growth_rate`` and ``decouple`` are
+    the authors' options, with their defaults. Each step reads two sums back to the host.
+
+    Example:
+        >>> opt = Prodigy(model.parameters(), lr=1.0, weight_decay=0.01)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        beta3: float | None = None,
+        d0: float = 1e-6,
+        d_coef: float = 1.0,
+        growth_rate: float = math.inf,
+        decouple: bool = True,
+        bias_correction: bool = False,
+        safeguard_warmup: bool = False,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                beta3=beta3,
+                d0=d0,
+                d_coef=d_coef,
+                growth_rate=growth_rate,
+                decouple=decouple,
+                bias_correction=bias_correction,
+                safeguard_warmup=safeguard_warmup,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        group["betas"] = validate_betas(group["betas"])
+        if group["beta3"] is not None:
+            validate.unit_interval(group["beta3"], "beta3 (β₃)")
+        validate.positive(group["eps"], "eps (ε)")
+        validate.positive(group["d0"], "d0 (d₀)")
+        validate.positive(group["d_coef"], "d_coef")
+        if not (isinstance(group["growth_rate"], int | float) and group["growth_rate"] >= 1):
+            rate = group["growth_rate"]
+            raise InputError(f"growth_rate must be a number ≥ 1 (math.inf: none), got {rate!r}")
+        validate.flag(group["decouple"], "decouple")
+        validate.flag(group["bias_correction"], "bias_correction")
+        validate.flag(group["safeguard_warmup"], "safeguard_warmup")
+        group.setdefault("d", group["d0"])
+        group.setdefault("d_max", group["d0"])
+        group.setdefault("d_numerator", 0.0)
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        state = self.zeros(param, group, ["exp_avg", "exp_avg_sq", "s", "p0"])
+        state["p0"].copy_(param)
+        return state
+
+    def _run(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        if any(torch.is_complex(p) for p in params):  # as pairs of reals, as the base does
+            params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
+            grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
+            states = [_real_state(s) for s in states]
+        # d couples every tensor of the group: lift all (device, dtype) buckets, step them
+        # together, write them back.
+        buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+        for i, (param, state) in enumerate(zip(params, states, strict=True)):
+            key = (param.device, param.dtype, self._compute_dtype(param, state))
+            buckets.setdefault(key, []).append(i)
+        works = [
+            self._lift(group, pick(params, idx), pick(grads, idx), pick(states, idx), ordinal)
+            for ordinal, idx in enumerate(buckets.values())
+        ]
+        lifted_params = [p for work in works for p in work.params]
+        lifted_grads = [g for work in works for g in work.grads]
+        lifted_states = [s for work in works for s in work.states]
+        step = int(hosts[0]["step"])
+        if group["impl"] == "reference":
+            self._reference_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
+        else:
+            self._foreach_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
+        for work in works:
+            work.lower()
+
+    def _reference_group(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        step: int,
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        names = ("exp_avg", "exp_avg_sq", "s")
+        new_params, m, v, s, d, d_max, numerator = prodigy_reference(
+            params,
+            grads,
+            *([state[name] for state in states] for name in names),
+            [state["p0"] for state in states],
+            step=step,
+            lr=lr,
+            d=group["d"],
+            d_max=group["d_max"],
+            numerator=group["d_numerator"],
+            d0=group["d0"],
+            beta1=beta1,
+            beta2=beta2,
+            beta3=group["beta3"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decouple=group["decouple"],
+            bias_correction=group["bias_correction"],
+            safeguard_warmup=group["safeguard_warmup"],
+            d_coef=group["d_coef"],
+            growth_rate=group["growth_rate"],
+            maximize=group["maximize"],
+        )
+        for i, state in enumerate(states):
+            params[i].copy_(new_params[i])
+            for name, values in zip(names, (m, v, s), strict=True):
+                state[name].copy_(values[i])
+        group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+
+    def _foreach_group(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        step: int,
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        beta3 = math.sqrt(beta2) if group["beta3"] is None else group["beta3"]
+        d, d0, wd = group["d"], group["d0"], group["weight_decay"]
+        scale = 1.0
+        if group["bias_correction"]:
+            scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        dlr = d * lr * scale
+        if group["maximize"]:
+            grads = foreach.neg(grads)
+        if wd != 0 and not group["decouple"]:
+            grads = foreach.add(grads, params, alpha=wd)
+        m = [state["exp_avg"] for state in states]
+        v = [state["exp_avg_sq"] for state in states]
+        s = [state["s"] for state in states]
+        numerator = group["d_numerator"] * beta3
+        if lr > 0:
+            travelled = foreach.sub([state["p0"] for state in states], params)
+            dots = torch.stack([torch.sum(a * b) for a, b in zip(grads, travelled, strict=True)])
+            numerator += (d / d0) * dlr * float(dots.sum())
+            foreach.mul_(m, beta1)
+            foreach.add_(m, grads, alpha=d * (1 - beta1))
+            foreach.mul_(v, beta2)
+            foreach.addcmul_(v, grads, grads, value=d * d * (1 - beta2))
+            foreach.mul_(s, beta3)
+            foreach.add_(s, grads, alpha=(d / d0) * (d if group["safeguard_warmup"] else dlr))
+        denominator = float(torch.stack(foreach.norm(s, 1)).sum())
+        if denominator == 0:
+            return
+        d_max = group["d_max"]
+        if lr > 0:
+            d, d_max = prodigy_estimate(
+                d, d_max, d0, numerator, denominator, group["d_coef"], group["growth_rate"]
+            )
+        if wd != 0 and group["decouple"]:
+            foreach.add_(params, params, alpha=-wd * dlr)
+        den = foreach.sqrt(v)
+        foreach.add_(den, d * group["eps"])
+        foreach.addcdiv_(params, m, den, [-dlr] * len(params))
+        group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:  # pragma: no cover - the group step above replaces the per-tensor hooks
+        raise NotImplementedError
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:  # pragma: no cover
+        raise NotImplementedError

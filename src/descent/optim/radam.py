@@ -1,0 +1,209 @@
+"""RAdam (Liu et al. 2020): Adam whose adaptive step is switched on only once the variance of the
+adaptive rate is tractable, and then scaled by its rectification term."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from descent import validate
+from descent.optim._compat import foreach
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    Impl,
+    LearningRate,
+    State,
+    effective_grad,
+    effective_grads,
+    validate_betas,
+)
+
+
+def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
+    """rₜ for step t, or None while ρₜ ≤ threshold (the variance of the adaptive rate is not yet
+    tractable and the step is plain momentum SGD):
+
+        ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2t β₂ᵗ/(1−β₂ᵗ)
+        rₜ = √( (ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ) )
+    """
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    if rho_t <= threshold:
+        return None
+    return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+
+
+def radam_reference(
+    param: Tensor,
+    grad: Tensor,
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    *,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    threshold: float = 4.0,
+    weight_decay: float = 0.0,
+    decoupled_weight_decay: bool = False,
+    maximize: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; m̂ = m/(1−β₁ᵗ)
+    ρₜ > threshold:  θ ← θ − η rₜ m̂ · √(1−β₂ᵗ)/(√v + ε)     (rₜ: :func:`radam_rectification`)
+    otherwise:       θ ← θ − η m̂
+
+    decoupled_weight_decay (torch's): θ ← θ − η λ θ first, and g gets no L2 term.
+
+    Returns (θ, m, v).
+    """
+    if decoupled_weight_decay:
+        param = param - lr * weight_decay * param
+        g = effective_grad(param, grad, 0.0, maximize)
+    else:
+        g = effective_grad(param, grad, weight_decay, maximize)
+    exp_avg = beta1 * exp_avg + (1 - beta1) * g
+    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    corrected = exp_avg / (1 - beta1**step)
+    rect = radam_rectification(step, beta2, threshold)
+    if rect is None:
+        return param - lr * corrected, exp_avg, exp_avg_sq
+    adaptive = math.sqrt(1 - beta2**step) / (torch.sqrt(exp_avg_sq) + eps)
+    return param - lr * rect * corrected * adaptive, exp_avg, exp_avg_sq
+
+
+class RAdam(DescentOptimizer):
+    """RAdam (L. Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020):
+    Adam with a warmup derived from the variance of its adaptive rate.
+
+        m ← β₁m + (1−β₁)g ;  v ← β₂v + (1−β₂)g² ;  m̂ = m/(1−β₁ᵗ)
+        ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2tβ₂ᵗ/(1−β₂ᵗ)
+        ρₜ > 4:  rₜ = √((ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ)) ;  θ ← θ − η rₜ m̂ √(1−β₂ᵗ)/(√v + ε)
+        else:    θ ← θ − η m̂
+        η = 1e-3, β = (0.9, 0.999), ε = 1e-8
+
+    The paper's Algorithm 2 switches at ρₜ > 4 and has no ε; ε sits where the authors' code and
+    torch put it. Peers (docs/optimizers.md): torch.optim.RAdam and the authors' code switch at
+    ρₜ > 5: ``threshold=5`` reproduces them (``decoupled_weight_decay=True`` is torch's
+    decoupled form, θ ← θ − ηλθ before the step).
+
+    Example:
+        >>> opt = RAdam(model.parameters(), lr=1e-3)  # doctest: +SKIP
+        >>> like_torch = RAdam(model.parameters(), threshold=5.0)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: LearningRate = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        decoupled_weight_decay: bool = False,
+        threshold: float = 4.0,
+        maximize: bool = False,
+        impl: Impl = "fast",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                decoupled_weight_decay=decoupled_weight_decay,
+                threshold=threshold,
+                maximize=maximize,
+                impl=impl,
+                state_dtype=state_dtype,
+                stochastic_rounding=stochastic_rounding,
+            ),
+        )
+
+    def _validate(self, group: Group) -> None:
+        super()._validate(group)
+        group["betas"] = validate_betas(group["betas"])
+        validate.positive(group["eps"], "eps (ε)")
+        validate.flag(group["decoupled_weight_decay"], "decoupled_weight_decay")
+        validate.nonnegative(
+            group["threshold"], "threshold (the ρₜ above which Adam's step is used)"
+        )
+
+    def _init_state(self, param: Tensor, group: Group) -> State:
+        return self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
+
+    def _reference_update(
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        new = radam_reference(
+            param,
+            grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            step=int(host["step"]),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            threshold=group["threshold"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=group["decoupled_weight_decay"],
+            maximize=group["maximize"],
+        )
+        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
+            target.copy_(value)
+
+    def _foreach_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        wd = group["weight_decay"]
+        if group["decoupled_weight_decay"]:
+            foreach.add_(params, params, alpha=-lr * wd)  # θ ← θ − ηλθ
+            g = effective_grads(params, grads, 0.0, group["maximize"])
+        else:
+            g = effective_grads(params, grads, wd, group["maximize"])
+        m = [state["exp_avg"] for state in states]
+        v = [state["exp_avg_sq"] for state in states]
+        foreach.mul_(m, beta1)
+        foreach.add_(m, g, alpha=1 - beta1)
+        foreach.mul_(v, beta2)
+        foreach.addcmul_(v, g, g, value=1 - beta2)
+        adaptive, plain = [], []
+        for i, host in enumerate(hosts):
+            t = host["step"]
+            rect = radam_rectification(int(t), beta2, group["threshold"])
+            if rect is None:
+                plain.append((i, -lr / (1 - beta1**t)))
+            else:
+                adaptive.append((i, -lr * rect * math.sqrt(1 - beta2**t) / (1 - beta1**t)))
+        if plain:
+            foreach.add_(
+                [params[i] for i, _ in plain],
+                foreach.mul([m[i] for i, _ in plain], [size for _, size in plain]),
+            )
+        if adaptive:
+            den = foreach.sqrt([v[i] for i, _ in adaptive])
+            foreach.add_(den, group["eps"])
+            foreach.addcdiv_(
+                [params[i] for i, _ in adaptive],
+                [m[i] for i, _ in adaptive],
+                den,
+                [size for _, size in adaptive],
+            )

@@ -1,0 +1,146 @@
+"""Adafactor: the formula by hand, fast == reference, torch.optim.Adafactor as oracle, resume,
+checks."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from descent import optim
+
+
+def schedule(n: int) -> float:
+    return 1e-2 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-4
+
+
+def test_two_steps_of_a_matrix_by_hand() -> None:
+    theta = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    param = theta.clone().requires_grad_(True)
+    opt = optim.Adafactor([param], lr=0.1, impl="reference")
+    grads = [
+        torch.tensor([[0.5, -1.0], [2.0, 0.25]], dtype=torch.float64),
+        torch.tensor([[-0.3, 0.6], [1.0, -2.0]], dtype=torch.float64),
+    ]
+    rows = torch.zeros(2, 1, dtype=torch.float64)
+    cols = torch.zeros(1, 2, dtype=torch.float64)
+    for t, g in enumerate(grads, start=1):
+        param.grad = g
+        opt.step()
+        rate = t**-0.8  # 1 − β̂₂ₜ
+        sq = g * g + 1e-30
+        rows = (1 - rate) * rows + rate * sq.mean(dim=1, keepdim=True)
+        cols = (1 - rate) * cols + rate * sq.mean(dim=0, keepdim=True)
+        v_hat = rows @ cols / rows.mean()
+        u = g / v_hat.sqrt()
+        rho = min(0.1, 1 / math.sqrt(t))
+        alpha = max(1e-3, theta.pow(2).mean().sqrt().item()) * rho
+        clip = max(1.0, u.pow(2).mean().sqrt().item())
+        theta = theta - alpha / clip * u
+        torch.testing.assert_close(param.detach(), theta, rtol=1e-14, atol=1e-14)
+
+
+def test_a_vector_keeps_the_full_second_moment() -> None:
+    theta = torch.tensor([3.0, -4.0], dtype=torch.float64)  # RMS = √12.5
+    param = theta.clone().requires_grad_(True)
+    opt = optim.Adafactor([param], lr=0.01)
+    param.grad = torch.tensor([0.5, -0.25], dtype=torch.float64)
+    opt.step()
+    # t = 1: V̂ = g² + ε₁, U ≈ sign(g), RMS(U) ≈ 1, α = RMS(θ)·0.01
+    expected = theta - math.sqrt(12.5) * 0.01 * torch.tensor([1.0, -1.0], dtype=torch.float64)
+    torch.testing.assert_close(param.detach(), expected, rtol=1e-12, atol=1e-12)
+    assert opt.state[param]["variance"].shape == (2,)
+
+
+def test_a_matrix_keeps_row_and_column_factors() -> None:
+    param = torch.ones(6, 4, requires_grad=True)
+    opt = optim.Adafactor([param])
+    param.grad = torch.ones(6, 4)
+    opt.step()
+    assert opt.state[param]["row_var"].shape == (6, 1)
+    assert opt.state[param]["col_var"].shape == (1, 4)
+
+
+def run(
+    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = 50
+) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    shapes = ((7, 3), (2, 4, 6), (5,))
+    params = [torch.randn(*s, dtype=torch.float64).requires_grad_(True) for s in shapes]
+    opt = make(params)
+    for k in range(steps):
+        for i, p in enumerate(params):
+            p.grad = torch.sin(p.detach() + 0.3 * k + i) + 0.1 * p.detach()
+        opt.step()
+    return [p.detach() for p in params]
+
+
+TORCH_FORM = {"eps": (None, 1e-3), "eps1_inside": False}
+VARIANTS = [{}, {"weight_decay": 0.1, "d": 0.5}, {**TORCH_FORM, "maximize": True}]
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS)
+def test_fast_equals_reference(kwargs: dict) -> None:
+    fast = run(lambda p: optim.Adafactor(p, lr=schedule, **kwargs))
+    reference = run(lambda p: optim.Adafactor(p, lr=schedule, impl="reference", **kwargs))
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.1}, {"lr": 5e-3, "d": 2.0}])
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_torch_adafactor_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None:
+    ours = run(lambda p: optim.Adafactor(p, impl=impl, **TORCH_FORM, **kwargs))
+    theirs = run(lambda p: torch.optim.Adafactor(p, **kwargs))
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_resume_with_a_schedule_is_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    params = [torch.randn(4, 5, requires_grad=True), torch.randn(5, requires_grad=True)]
+    start = [p.detach().clone() for p in params]
+
+    def make() -> optim.Adafactor:
+        return optim.Adafactor(params, lr=schedule, weight_decay=0.1)
+
+    def train(opt: optim.Adafactor, steps: range) -> None:
+        for k in steps:
+            for p in params:
+                p.grad = torch.cos(p.detach() + k)
+            opt.step()
+
+    train(make(), range(30))
+    uninterrupted = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, s in zip(params, start, strict=True):
+            p.copy_(s)
+    opt = make()
+    train(opt, range(12))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = make()
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    train(resumed, range(12, 30))
+    for p, u in zip(params, uninterrupted, strict=True):
+        assert torch.equal(p.detach(), u)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"beta2_decay": 0.5}, r"beta2_decay.*≤ 0"),
+        ({"eps": 1e-3}, "pair"),
+        ({"eps": (0.0, 1e-3)}, r"eps\[0\].*> 0"),
+        ({"eps": (None, -1.0)}, r"eps\[1\].*≥ 0"),
+        ({"d": 0.0}, r"d.*> 0"),
+        ({"eps1_inside": "no"}, "eps1_inside"),
+    ],
+)
+def test_validation_messages(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        optim.Adafactor([torch.zeros(2, requires_grad=True)], **kwargs)

@@ -1,0 +1,118 @@
+"""Lion: the formula by hand, fast == reference, lion_pytorch as oracle, resume, checks."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+from lion_pytorch import Lion as PeerLion
+
+from descent import optim
+
+
+def schedule(n: int) -> float:
+    return 1e-3 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-5
+
+
+def test_two_steps_by_hand() -> None:
+    param = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+    opt = optim.Lion([param], lr=0.1, betas=(0.9, 0.99), weight_decay=0.5, impl="reference")
+    param.grad = torch.tensor([0.3, -0.2, 0.0], dtype=torch.float64)
+    opt.step()
+    # c = 0.1 g → sign(c) = (1, −1, 0) ; θ ← θ − 0.1 (sign(c) + 0.5 θ) ; m = 0.01 g
+    expected = torch.tensor(
+        [1.0 - 0.1 * 1.5, -2.0 - 0.1 * (-1.0 - 1.0), 0.5 - 0.1 * 0.25], dtype=torch.float64
+    )
+    torch.testing.assert_close(param.detach(), expected, rtol=0, atol=1e-15)
+    torch.testing.assert_close(
+        opt.state[param]["exp_avg"], torch.tensor([0.003, -0.002, 0.0], dtype=torch.float64)
+    )
+    # second gradient (−1, 1, −1): c = 0.9 m + 0.1 g = (−0.0973, 0.0982, −0.1) → sign (−1, 1, −1)
+    theta = param.detach().clone()
+    param.grad = torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64)
+    opt.step()
+    expected = theta - 0.1 * (torch.tensor([-1.0, 1.0, -1.0], dtype=torch.float64) + 0.5 * theta)
+    torch.testing.assert_close(param.detach(), expected, rtol=0, atol=1e-15)
+
+
+def run(
+    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    steps: int = 50,
+    dtype: torch.dtype = torch.float64,
+) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    params = [
+        torch.randn(7, 3, dtype=dtype).requires_grad_(True),
+        torch.randn(3, dtype=dtype).requires_grad_(True),
+    ]
+    opt = make(params)
+    for k in range(steps):
+        for i, p in enumerate(params):
+            p.grad = torch.sin(p.detach() * (k + 1) + i) + 0.1 * p.detach()
+        opt.step()
+    return [p.detach() for p in params]
+
+
+VARIANTS = [{}, {"weight_decay": 0.3}, {"betas": (0.95, 0.98), "maximize": True}]
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS)
+def test_fast_equals_reference(kwargs: dict) -> None:
+    fast = run(lambda p: optim.Lion(p, lr=schedule, **kwargs))
+    reference = run(lambda p: optim.Lion(p, lr=schedule, impl="reference", **kwargs))
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.3}, {"betas": (0.95, 0.98)}])
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_lion_pytorch_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None:
+    ours = run(lambda p: optim.Lion(p, lr=1e-3, impl=impl, **kwargs))
+    theirs = run(lambda p: PeerLion(p, lr=1e-3, **kwargs))
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_resume_with_a_schedule_is_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    param = torch.randn(20, requires_grad=True)
+    start = param.detach().clone()
+
+    def make() -> optim.Lion:
+        return optim.Lion([param], lr=schedule, weight_decay=0.1)
+
+    def train(opt: optim.Lion, steps: range) -> None:
+        for k in steps:
+            param.grad = torch.cos(param.detach() + k)
+            opt.step()
+
+    train(make(), range(30))
+    uninterrupted = param.detach().clone()
+    with torch.no_grad():
+        param.copy_(start)
+    opt = make()
+    train(opt, range(12))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = make()
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    train(resumed, range(12, 30))
+    assert torch.equal(param.detach(), uninterrupted)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"betas": (1.0, 0.99)}, r"betas\[0\].*\[0, 1\)"),
+        ({"betas": (0.9,)}, "pair"),
+        ({"weight_decay": -0.1}, r"weight_decay.*≥ 0"),
+        ({"lr": -1.0}, "lr"),
+    ],
+)
+def test_validation_messages(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        optim.Lion([torch.zeros(2, requires_grad=True)], **kwargs)

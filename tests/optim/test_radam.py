@@ -1,0 +1,146 @@
+"""RAdam: the formula by hand, fast == reference, torch.optim.RAdam as oracle, resume, checks."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from descent import optim
+from descent.optim.radam import radam_rectification
+
+
+def schedule(n: int) -> float:
+    return 0.01 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-4
+
+
+def test_rectification_by_hand() -> None:
+    beta2 = 0.999
+    rho_inf = 2 / (1 - beta2) - 1  # 1999
+    t = 10
+    rho_t = rho_inf - 2 * t * beta2**t / (1 - beta2**t)
+    expected = math.sqrt(
+        (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    )
+    assert radam_rectification(t, beta2, 4.0) == pytest.approx(expected, rel=1e-15)
+    # ρ₅ ≈ 4.997: adaptive under the paper's threshold, plain momentum under torch's
+    assert radam_rectification(5, beta2, 4.0) is not None
+    assert radam_rectification(5, beta2, 5.0) is None
+    assert radam_rectification(1, beta2, 4.0) is None
+
+
+def test_first_steps_by_hand() -> None:
+    """t = 1: θ − η m̂ with m̂ = g; t = 5 (ρ₅ > 4): the rectified Adam step."""
+    param = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = optim.RAdam([param], lr=0.1, impl="reference")
+    grad = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    theta = param.detach().clone()
+    m = torch.zeros(2, dtype=torch.float64)
+    v = torch.zeros(2, dtype=torch.float64)
+    for t in range(1, 6):
+        param.grad = grad * t
+        opt.step()
+        g = grad * t
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        m_hat = m / (1 - 0.9**t)
+        rho_inf = 1999.0
+        rho_t = rho_inf - 2 * t * 0.999**t / (1 - 0.999**t)
+        if rho_t > 4:
+            r = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / (1995 * 1997 * rho_t))
+            theta = theta - 0.1 * r * m_hat * math.sqrt(1 - 0.999**t) / (v.sqrt() + 1e-8)
+        else:
+            theta = theta - 0.1 * m_hat
+        torch.testing.assert_close(param.detach(), theta, rtol=1e-14, atol=1e-14)
+
+
+def run(
+    make: callable, steps: int = 50, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> list[torch.Tensor]:
+    torch.manual_seed(seed)
+    params = [torch.randn(7, 3, dtype=dtype, requires_grad=True), torch.randn(3, dtype=dtype)]
+    params[1].requires_grad_(True)
+    opt = make(params)
+    for k in range(steps):
+        for i, p in enumerate(params):
+            p.grad = torch.sin(p.detach() * (k + 1) + i) + 0.1 * p.detach()
+        opt.step()
+    return [p.detach() for p in params]
+
+
+VARIANTS = [
+    {},
+    {"weight_decay": 0.1},
+    {"weight_decay": 0.1, "decoupled_weight_decay": True},
+    {"threshold": 5.0, "maximize": True},
+    {"betas": (0.8, 0.99), "eps": 1e-6},
+]
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS)
+def test_fast_equals_reference(kwargs: dict) -> None:
+    fast = run(lambda p: optim.RAdam(p, lr=schedule, **kwargs))
+    reference = run(lambda p: optim.RAdam(p, lr=schedule, impl="reference", **kwargs))
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs", VARIANTS[:4])
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_torch_radam_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None:
+    kwargs = {"threshold": 5.0, **kwargs}
+    torch_kwargs = {k: v for k, v in kwargs.items() if k != "threshold"}
+    ours = run(lambda p: optim.RAdam(p, lr=0.01, impl=impl, **kwargs))
+    theirs = run(lambda p: torch.optim.RAdam(p, lr=0.01, **torch_kwargs))
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_paper_threshold_differs_from_torch_at_step_5() -> None:
+    paper = run(lambda p: optim.RAdam(p, lr=0.01), steps=5)
+    torch_form = run(lambda p: torch.optim.RAdam(p, lr=0.01), steps=5)
+    assert not torch.allclose(paper[0], torch_form[0])
+
+
+def test_resume_with_a_schedule_is_bit_for_bit() -> None:
+    torch.manual_seed(0)
+    param = torch.randn(20, requires_grad=True)
+    start = param.detach().clone()
+
+    def train(opt: optim.RAdam, steps: range) -> None:
+        for k in steps:
+            param.grad = torch.cos(param.detach() + k)
+            opt.step()
+
+    train(
+        optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1), range(30)
+    )
+    uninterrupted = param.detach().clone()
+    with torch.no_grad():
+        param.copy_(start)
+    opt = optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1)
+    train(opt, range(12))
+    buffer = io.BytesIO()
+    torch.save(opt.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1)
+    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    train(resumed, range(12, 30))
+    assert torch.equal(param.detach(), uninterrupted)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"betas": (1.0, 0.999)}, r"betas\[0\].*\[0, 1\)"),
+        ({"eps": 0.0}, r"eps.*> 0"),
+        ({"threshold": -1.0}, r"threshold.*≥ 0"),
+        ({"decoupled_weight_decay": "yes"}, "decoupled_weight_decay"),
+        ({"weight_decay": -0.1}, r"weight_decay.*≥ 0"),
+    ],
+)
+def test_validation_messages(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        optim.RAdam([torch.zeros(2, requires_grad=True)], **kwargs)
