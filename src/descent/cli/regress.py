@@ -94,11 +94,13 @@ def regress(
     model = LinearRegressionGD(**settings).fit(table.X, table.y)
     report = model.fit_report(table.X, table.y)
     shown_lr = f"{model.learning_rate_:.4g} (auto)" if lr == "auto" and model.learning_rate_ else lr
-    out = Table(
-        title=f"{table.source} ({len(table.y)} × {table.X.shape[1]}): basis {basis}, mode {mode}, "
-        f"{optimizer}, lr {shown_lr}",
-        show_header=False,
+    # The heading is a line of its own: a table title wraps to the table's narrow width, cutting
+    # a long file path in two.
+    heading = (
+        f"{table.source} ({len(table.y)} × {table.X.shape[1]}): basis {basis}, mode {mode}, "
+        f"{optimizer}, lr {shown_lr}"
     )
+    out = Table(show_header=False)
     out.add_column("", justify="left")
     out.add_column("", justify="right")
     # R² compares with the mean of y, which one row cannot give
@@ -113,6 +115,7 @@ def regress(
     ]
     for name, value in rows:
         out.add_row(name, value)
+    console.print(heading, soft_wrap=True, highlight=False, markup=False)
     console.print(out)
     if plot is not None:
         _plot(table, settings, model, plot)

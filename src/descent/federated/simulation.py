@@ -344,10 +344,10 @@ class Federation:
             self.load(checkpoint)
         writer = None
         if self.logdir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            from descent.train.logs import open_event_writer
 
             self.logdir.mkdir(parents=True, exist_ok=True)
-            writer = SummaryWriter(str(self.logdir), purge_step=self.round + 1)
+            writer = open_event_writer(self.logdir, purge_step=self.round + 1)
         target = self.config.target
         reached = next(
             (m.round for m in self.history if target is not None and m.test_accuracy >= target),

@@ -98,15 +98,36 @@ def image_grid(
     return grid
 
 
+def open_event_writer(logdir: Path, purge_step: int | None = None) -> Any:
+    """A TensorBoard ``SummaryWriter`` whose event file sorts after every one already in ``logdir``.
+
+    TensorBoard reads a run's event files in name order, and a name begins with the second the
+    file was created: a resumed run that starts within the same second as the file it continues
+    would sort before it, and its points would then be purged as those of a restart. Waiting for
+    the next second (at most one) keeps the order.
+    """
+    import time
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    stamps = [
+        int(part)
+        for path in Path(logdir).glob("events.out.tfevents.*")
+        if (part := path.name.split(".")[3]).isdigit()
+    ]
+    if stamps:
+        while int(time.time()) <= max(stamps):
+            time.sleep(0.05)
+    return SummaryWriter(str(logdir), purge_step=purge_step)
+
+
 class EventLog:
     """The TensorBoard writer of one run (rank 0 only under data-parallel training)."""
 
     def __init__(self, logdir: Path, options: LogOptions, purge_step: int) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
         self.options = options
         # Events past the checkpoint's step (written before a crash) are purged on resume.
-        self.writer = SummaryWriter(str(logdir), purge_step=purge_step or None)
+        self.writer = open_event_writer(logdir, purge_step or None)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
