@@ -33,11 +33,11 @@ demo: $(VENV)/.installed
 	$(BIN)/descent demo
 
 test: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks notebooks
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/optim_step.py
