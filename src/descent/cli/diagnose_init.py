@@ -87,12 +87,12 @@ def init(
         model = validate.choice(model, "--model", MODELS)
     shape: tuple[int, ...]
     if module is not None:
-        from descent.cli.gradcheck import _input_shape, load_user_module
+        from descent.cli.gradcheck import input_shape_of, load_user_module
 
         def build() -> torch.nn.Module:
             return load_user_module(module)[0]
 
-        shape = _input_shape(build(), input_shape)
+        shape = input_shape_of(build(), input_shape)
     elif data != "normal":
         shape = ()  # read from the data below
     elif input_shape:

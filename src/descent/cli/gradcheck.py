@@ -125,7 +125,7 @@ def load_user_module(spec: str) -> tuple[nn.Module, Path]:
     return instance, path
 
 
-def _input_shape(model: nn.Module, text: str | None) -> tuple[int, ...]:
+def input_shape_of(model: nn.Module, text: str | None) -> tuple[int, ...]:
     from torch import nn
 
     if text:
@@ -176,7 +176,7 @@ def gradcheck(
         )
     if module:
         model, path = load_user_module(module)
-        shape = _input_shape(model, input_shape)
+        shape = input_shape_of(model, input_shape)
         batch = torch.randn(4, *shape, generator=torch.Generator().manual_seed(seed))
         try:
             result = check(model, (batch,), h=h, method=method, max_coords=max_coords, seed=seed)
