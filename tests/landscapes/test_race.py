@@ -160,3 +160,8 @@ def test_a_diverging_row_leaves_the_other_rows_of_its_rule_alone() -> None:
     assert torch.equal(stable.path, alone.path)
     frozen = diverging.path[diverging.diverged_at - 1 :]
     assert torch.equal(frozen, frozen[:1].expand_as(frozen))
+
+
+def test_a_schedule_that_turns_negative_is_refused_at_that_update() -> None:
+    with pytest.raises(ValueError, match=r"schedule\(3\) must be ≥ 0"):
+        race("bowl", rules=["sgd", "adam"], steps=10, schedule=lambda n: 1.0 - n / 3.0 - 1e-9 * n)
