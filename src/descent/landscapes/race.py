@@ -2,7 +2,8 @@
 
 All runs of a race (one per rule, or one per rule and candidate rate when tuning) advance
 together: their points are one ``[runs, 2]`` tensor, the landscape's analytic gradient is one
-call for all of them, and each rule's step is descent's own fast path on its 2-element parameter.
+call for all of them, and the runs of each rule are one stacked tensor stepped by the rule's own
+reference formula from :mod:`descent.optim` (see :data:`STACKED_REFERENCES`).
 """
 
 from __future__ import annotations
@@ -222,6 +223,8 @@ def simulate(
     tries), the others through one descent optimizer per run. A run that leaves finite numbers
     or goes :data:`DIVERGENCE_BOXES` view boxes away is frozen at its last good point.
     """
+    if not runs:
+        return []
     origin = torch.tensor(start, dtype=torch.float64)
     first = 1.0 if schedule is None else _first(schedule)
     groups: list[_StackedRuns | _OptimizerRuns] = []
