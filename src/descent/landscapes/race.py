@@ -114,7 +114,9 @@ STACKED_REFERENCES: dict[str, tuple[Callable[..., Any], Callable[[Mapping[str, A
     "rmsprop": (optim.rmsprop_reference, lambda _: 0.0),
     "adam": (optim.adam_reference, lambda _: 0.0),
     "adamax": (optim.adamax_reference, lambda _: 0.0),
+    "amsgrad": (optim.amsgrad_reference, lambda _: 0.0),
     "radam": (optim.radam_reference, lambda _: 0.0),
+    "lion": (optim.lion_reference, lambda _: 0.0),
 }
 
 
