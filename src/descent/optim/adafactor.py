@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -16,8 +16,8 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
@@ -104,10 +104,7 @@ class Adafactor(DescentOptimizer):
         weight_decay: float = 0.0,
         *,
         eps1_inside: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -118,11 +115,8 @@ class Adafactor(DescentOptimizer):
                 d=d,
                 weight_decay=weight_decay,
                 eps1_inside=eps1_inside,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:

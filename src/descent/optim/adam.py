@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,15 +17,14 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
-    fused_buckets,
-    pick,
     validate_betas,
 )
+from descent.optim.fastpath import fused_buckets, pick
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -120,22 +119,6 @@ def _moments(
     return m, v
 
 
-def _run_rest(
-    optimizer: DescentOptimizer,
-    group: Group,
-    rest: list[int],
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[State],
-    hosts: list[Host],
-    lr: float,
-) -> None:
-    if rest:
-        optimizer._foreach_run(
-            group, pick(params, rest), pick(grads, rest), pick(states, rest), pick(hosts, rest), lr
-        )
-
-
 class _AdamBase(DescentOptimizer):
     #: names of the per-element state tensors
     state_names: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
@@ -179,10 +162,7 @@ class Adam(_AdamBase):
         weight_decay: float = 0.0,
         *,
         epsilon_hat: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -192,11 +172,8 @@ class Adam(_AdamBase):
                 eps=eps,
                 weight_decay=weight_decay,
                 epsilon_hat=epsilon_hat,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -296,7 +273,7 @@ class Adam(_AdamBase):
                     amsgrad=False,
                     maximize=group["maximize"],
                 )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
@@ -330,10 +307,7 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
         *,
         epsilon_hat: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -342,10 +316,7 @@ class AdamW(Adam):
             eps,
             weight_decay,
             epsilon_hat=epsilon_hat,
-            maximize=maximize,
-            impl=impl,
-            state_dtype=state_dtype,
-            stochastic_rounding=stochastic_rounding,
+            **options,
         )
 
 
@@ -378,10 +349,7 @@ class AMSGrad(_AdamBase):
         weight_decay: float = 0.0,
         *,
         bias_correction: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -391,11 +359,8 @@ class AMSGrad(_AdamBase):
                 eps=eps,
                 weight_decay=weight_decay,
                 bias_correction=bias_correction,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -490,4 +455,4 @@ class AMSGrad(_AdamBase):
                     amsgrad=True,
                     maximize=group["maximize"],
                 )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _native
 from descent.optim._compat import foreach
-from descent.optim.adam import _AdamBase, _run_rest
+from descent.optim.adam import _AdamBase
 from descent.optim.base import (
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
-    native_split,
 )
 
 # -- pure reference step ------------------------------------------------------------------------
@@ -86,10 +84,7 @@ class AdaMax(_AdamBase):
         weight_decay: float = 0.0,
         *,
         eps_in_max: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -99,11 +94,8 @@ class AdaMax(_AdamBase):
                 eps=eps,
                 weight_decay=weight_decay,
                 eps_in_max=eps_in_max,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -165,25 +157,25 @@ class AdaMax(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        native, rest = native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(
+        self._native_update(
             "adamax",
-            [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    m=states[i]["exp_avg"],
-                    u=states[i]["exp_inf"],
-                    step_size=lr / (1 - beta1 ** hosts[i]["step"]),
-                    beta1=beta1,
-                    beta2=beta2,
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                    eps_in_max=group["eps_in_max"],
-                )
-                for i in native
-            ],
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            lambda i, sign: dict(
+                p=params[i],
+                g=grads[i],
+                m=states[i]["exp_avg"],
+                u=states[i]["exp_inf"],
+                step_size=lr / (1 - beta1 ** hosts[i]["step"]),
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
+                eps_in_max=group["eps_in_max"],
+            ),
         )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)

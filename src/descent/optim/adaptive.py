@@ -3,27 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _compat, _native
+from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
-    fused_buckets,
-    native_split,
-    pick,
 )
+from descent.optim.fastpath import fused_buckets, pick
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -152,10 +150,7 @@ class Adagrad(DescentOptimizer):
         *,
         eps_inside_sqrt: bool = True,
         lr_decay: float = 0.0,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -166,11 +161,8 @@ class Adagrad(DescentOptimizer):
                 weight_decay=weight_decay,
                 eps_inside_sqrt=eps_inside_sqrt,
                 lr_decay=lr_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -250,15 +242,7 @@ class Adagrad(DescentOptimizer):
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 class Adadelta(DescentOptimizer):
@@ -283,11 +267,7 @@ class Adadelta(DescentOptimizer):
         rho: float = 0.9,
         eps: float = 1e-6,
         weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -296,11 +276,8 @@ class Adadelta(DescentOptimizer):
                 rho=rho,
                 eps=eps,
                 weight_decay=weight_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -364,34 +341,26 @@ class Adadelta(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        native, rest = native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(
+        self._native_update(
             "adadelta",
-            [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    eg=states[i]["square_avg"],
-                    ed=states[i]["acc_delta"],
-                    lr=lr,
-                    rho=group["rho"],
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                )
-                for i in native
-            ],
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            lambda i, sign: dict(
+                p=params[i],
+                g=grads[i],
+                eg=states[i]["square_avg"],
+                ed=states[i]["acc_delta"],
+                lr=lr,
+                rho=group["rho"],
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
+            ),
         )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
 
 
 class RMSprop(DescentOptimizer):
@@ -423,10 +392,7 @@ class RMSprop(DescentOptimizer):
         centered: bool = False,
         *,
         eps_inside_sqrt: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -438,11 +404,8 @@ class RMSprop(DescentOptimizer):
                 momentum=momentum,
                 centered=centered,
                 eps_inside_sqrt=eps_inside_sqrt,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -530,34 +493,23 @@ class RMSprop(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        native, rest = native_split(params, grads, states)
-        jobs = []
-        for i in native:
+
+        def job(i: int, sign: float) -> dict[str, Any]:
             p, state = params[i], states[i]
-            jobs.append(
-                dict(
-                    p=p,
-                    g=grads[i],
-                    e=state["square_avg"],
-                    ebar=state.get("grad_avg", p),  # pointers the kernel never reads when unused
-                    b=state.get("momentum_buffer", p),
-                    lr=lr,
-                    rho=group["rho"],
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=-1.0 if group["maximize"] else 1.0,
-                    inside=group["eps_inside_sqrt"],
-                    centered=group["centered"],
-                    momentum=group["momentum"],
-                )
+            return dict(
+                p=p,
+                g=grads[i],
+                e=state["square_avg"],
+                ebar=state.get("grad_avg", p),  # pointers the kernel never reads when unused
+                b=state.get("momentum_buffer", p),
+                lr=lr,
+                rho=group["rho"],
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
+                inside=group["eps_inside_sqrt"],
+                centered=group["centered"],
+                momentum=group["momentum"],
             )
-        _native.run("rmsprop", jobs)
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
+
+        self._native_update("rmsprop", group, params, grads, states, hosts, lr, job)

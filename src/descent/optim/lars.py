@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -14,8 +14,8 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
@@ -96,10 +96,7 @@ class LARS(DescentOptimizer):
         trust_coefficient: float = 1e-3,
         exclude_1d: bool = False,
         lr_in_buffer: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -110,11 +107,8 @@ class LARS(DescentOptimizer):
                 trust_coefficient=trust_coefficient,
                 exclude_1d=exclude_1d,
                 lr_in_buffer=lr_in_buffer,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,14 +17,13 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
-    _real_state,
     effective_grad,
-    pick,
     validate_betas,
 )
+from descent.optim.fastpath import pick, real_state
 
 
 def prodigy_estimate(
@@ -151,10 +150,7 @@ class Prodigy(DescentOptimizer):
         decouple: bool = True,
         bias_correction: bool = False,
         safeguard_warmup: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -170,11 +166,8 @@ class Prodigy(DescentOptimizer):
                 decouple=decouple,
                 bias_correction=bias_correction,
                 safeguard_warmup=safeguard_warmup,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -212,7 +205,7 @@ class Prodigy(DescentOptimizer):
         if any(torch.is_complex(p) for p in params):  # as pairs of reals, as the base does
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [_real_state(s) for s in states]
+            states = [real_state(s) for s in states]
         # d couples every tensor of the group: lift all (device, dtype) buckets, step them
         # together, write them back.
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}

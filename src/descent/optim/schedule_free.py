@@ -5,7 +5,7 @@ SGD/Adam sequence."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,8 +17,8 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
@@ -221,10 +221,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         *,
         r: float = 0.0,
         weight_lr_power: float = 2.0,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -234,11 +231,8 @@ class ScheduleFreeSGD(_ScheduleFree):
                 weight_decay=weight_decay,
                 r=r,
                 weight_lr_power=weight_lr_power,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -280,10 +274,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         *,
         r: float = 0.0,
         weight_lr_power: float = 2.0,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -294,11 +285,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
                 weight_decay=weight_decay,
                 r=r,
                 weight_lr_power=weight_lr_power,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
