@@ -21,6 +21,7 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
 )
 
 
@@ -190,7 +191,11 @@ class Adafactor(DescentOptimizer):
             step = host["step"]
             eps1 = self._eps1(group, param)
             rate = step ** group["beta2_decay"]
-            rho = min(lr, 1 / math.sqrt(step))
+            rho = (
+                torch.clamp(1 / scalar_sqrt(step), max=lr)
+                if isinstance(step, Tensor)
+                else min(lr, 1 / math.sqrt(step))
+            )
             rms_param = torch.linalg.vector_norm(param) / math.sqrt(param.numel())
             alpha = torch.clamp(rms_param, min=eps2) * rho
             if group["weight_decay"] != 0:

@@ -22,6 +22,7 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
     validate_betas,
 )
 from descent.optim.fastpath import fused_buckets, pick
@@ -223,9 +224,9 @@ class Adam(_AdamBase):
         steps = [host["step"] for host in hosts]
         if group["epsilon_hat"]:
             foreach.add_(den, eps)
-            sizes = [-lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
+            sizes = [-lr * scalar_sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
         else:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             foreach.add_(den, eps)
             sizes = [-lr / (1 - beta1**t) for t in steps]
         foreach.addcdiv_(params, m, den, sizes)
@@ -407,7 +408,7 @@ class AMSGrad(_AdamBase):
         den = foreach.sqrt(v_max)
         steps = [host["step"] for host in hosts]
         if group["bias_correction"]:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             sizes = [-lr / (1 - beta1**t) for t in steps]
         else:
             sizes = [-lr for _ in steps]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any, Unpack
 
@@ -20,6 +19,7 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
     validate_betas,
 )
 
@@ -192,7 +192,7 @@ class LAMB(DescentOptimizer):
         steps = [host["step"] for host in hosts]
         moments = group["bias_correction"] == "moments"
         if moments:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
         foreach.add_(den, group["eps"])
         update = foreach.div(m, den)
         if moments:

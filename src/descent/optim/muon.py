@@ -23,6 +23,7 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
     validate_betas,
 )
 
@@ -287,6 +288,6 @@ class Muon(DescentOptimizer):
             foreach.mul_(v, beta2)
             foreach.addcmul_(v, grads_o, grads_o, value=1 - beta2)
             den = foreach.sqrt(v)
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             foreach.add_(den, group["adamw_eps"])
             foreach.addcdiv_(weights, m, den, [-lr / (1 - beta1**t) for t in steps])

@@ -132,14 +132,18 @@ class Nadam(_AdamBase):
         host and, without reading it back, on the device."""
         coefficients = []
         for state, host in zip(states, hosts, strict=True):
+            step = host["step"]
             c_g, c_m, mu_product = nadam_coefficients(
-                int(host["step"]),
+                step if isinstance(step, Tensor) else int(step),  # a tensor on the device path
                 lr,
                 group["betas"][0],
                 group["momentum_decay"],
                 host["mu_product"],
             )
-            if mu_product != host["mu_product"]:
+            if isinstance(mu_product, Tensor):  # the device path: Π lives only on the device
+                if mu_product is not host["mu_product"]:
+                    state["mu_product"].copy_(mu_product)
+            elif mu_product != host["mu_product"]:
                 host["mu_product"] = mu_product
                 state["mu_product"].fill_(mu_product)
             coefficients.append((c_g, c_m))

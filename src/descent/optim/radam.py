@@ -179,6 +179,9 @@ class RAdam(DescentOptimizer):
         foreach.add_(m, g, alpha=1 - beta1)
         foreach.mul_(v, beta2)
         foreach.addcmul_(v, g, g, value=1 - beta2)
+        if isinstance(hosts[0]["step"], Tensor):
+            self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
+            return
         adaptive, plain = [], []
         for i, host in enumerate(hosts):
             t = host["step"]
@@ -201,3 +204,28 @@ class RAdam(DescentOptimizer):
                 den,
                 [size for _, size in adaptive],
             )
+
+    @staticmethod
+    def _device_steps(
+        group: Group,
+        params: list[Tensor],
+        m: list[Tensor],
+        v: list[Tensor],
+        steps: list[Tensor],
+        lr: float,
+    ) -> None:
+        """The step with t a device tensor (compiled or capturable): both branches of the
+        rectification computed and chosen by torch.where, so nothing is read back to the host."""
+        beta1, beta2 = group["betas"]
+        rho_inf = 2 / (1 - beta2) - 1
+        den = foreach.sqrt(v)
+        foreach.add_(den, group["eps"])
+        factors, sizes = [], []
+        for t, d in zip(steps, den, strict=True):
+            bias2 = 1 - beta2**t
+            rho_t = rho_inf - 2 * t * beta2**t / bias2
+            ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            adaptive = (ratio.clamp(min=0) * bias2).sqrt()  # rₜ √(1−β₂ᵗ)
+            factors.append(torch.where(rho_t > group["threshold"], adaptive / d, 1.0))
+            sizes.append(-lr / (1 - beta1**t))
+        foreach.addcmul_(params, m, factors, sizes)
