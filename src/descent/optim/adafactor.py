@@ -95,6 +95,9 @@ class Adafactor(DescentOptimizer):
         >>> opt = Adafactor(model.parameters(), lr=1e-2)  # doctest: +SKIP
     """
 
+    # The reference step reads RMS(θ) and RMS(update) back as floats: no gradient through them.
+    supports_differentiable = False
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -339,6 +339,9 @@ class AMSGrad(_AdamBase):
         >>> opt = AMSGrad(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
+    # torch.maximum keeps v̂ for its gradient, and the step then overwrites v̂ in place.
+    supports_differentiable = False
+
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(

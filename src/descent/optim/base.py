@@ -236,8 +236,8 @@ class DescentOptimizer(torch.optim.Optimizer):
         if group["differentiable"]:
             if not self.supports_differentiable:
                 raise InputError(
-                    f"{name} does not support differentiable=True (its step reads values back "
-                    "to the host); differentiate through a rule that does, e.g. Adam or SGD"
+                    f"{name} does not support differentiable=True (autograd cannot go through "
+                    "its step); differentiate through a rule that does, e.g. Adam or SGD"
                 )
             if group["foreach"] or group["capturable"]:
                 raise InputError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -18,8 +18,8 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
+    RuleOptions,
     State,
     effective_grad,
     effective_grads,
@@ -141,10 +141,7 @@ class Muon(DescentOptimizer):
         use_muon: bool = True,
         adamw_betas: tuple[float, float] = (0.9, 0.95),
         adamw_eps: float = 1e-10,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -161,11 +158,8 @@ class Muon(DescentOptimizer):
                 use_muon=use_muon,
                 adamw_betas=adamw_betas,
                 adamw_eps=adamw_eps,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:

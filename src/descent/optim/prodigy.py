@@ -135,6 +135,10 @@ class Prodigy(DescentOptimizer):
         >>> opt = Prodigy(model.parameters(), lr=1.0, weight_decay=0.01)  # doctest: +SKIP
     """
 
+    # d is estimated on the host from two sums read back every step.
+    supports_differentiable = False
+    device_steps = False
+
     def __init__(
         self,
         params: Iterable[Any],
