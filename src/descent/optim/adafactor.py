@@ -17,12 +17,12 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
     scalar_sqrt,
 )
+from descent.optim.options import RuleOptions
 
 
 def adafactor_reference(

@@ -18,7 +18,6 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
@@ -26,6 +25,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.options import RuleOptions
 
 # -- pure reference steps ----------------------------------------------------------------------
 

@@ -15,11 +15,11 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
 )
+from descent.optim.options import RuleOptions
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -157,15 +157,9 @@ class AdaMax(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        self._native_update(
-            "adamax",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
-            lambda i, sign: dict(
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            return dict(
                 p=params[i],
                 g=grads[i],
                 m=states[i]["exp_avg"],
@@ -177,5 +171,6 @@ class AdaMax(_AdamBase):
                 wd=group["weight_decay"],
                 sign=sign,
                 eps_in_max=group["eps_in_max"],
-            ),
-        )
+            )
+
+        self._native_update("adamax", group, params, grads, states, hosts, lr, job)

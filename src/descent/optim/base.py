@@ -59,58 +59,33 @@ Which step runs (:meth:`DescentOptimizer._path`)
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
+from descent.optim import checkpoint
 from descent.optim._compat import foreach
 from descent.optim.fastpath import Lifted, native_split, pick, real_state
+from descent.optim.options import (
+    OPTIONS,
+    check_torch_options,
+    show_options_in_signature,
+)
 
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
-Impl = Literal["fast", "reference"]
 Group = dict[str, Any]
 State = dict[str, Any]
 Host = dict[str, float]
 
-_SCHEDULE_MARK = "__schedule__"
-_OPAQUE_SCHEDULE = "<callable>"
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _STATE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 Path = Literal["reference", "device", "foreach", "fast"]
-
-
-class RuleOptions(TypedDict, total=False):
-    """The keyword arguments every rule takes besides its own hyperparameters (defaults:
-    :data:`OPTIONS`; meanings: docs/optimizers.md, "Options every rule takes")."""
-
-    maximize: bool
-    impl: Impl
-    state_dtype: torch.dtype | None
-    stochastic_rounding: bool
-    foreach: bool | None
-    fused: bool | None
-    capturable: bool
-    differentiable: bool
-
-
-#: each shared option and its default (the one place they are declared)
-OPTIONS: dict[str, Any] = {
-    "maximize": False,
-    "impl": "fast",
-    "state_dtype": None,
-    "stochastic_rounding": False,
-    "foreach": None,
-    "fused": None,
-    "capturable": False,
-    "differentiable": False,
-}
 
 
 def scalar_sqrt(value: Any) -> Any:
@@ -163,9 +138,7 @@ class DescentOptimizer(torch.optim.Optimizer):
     #: False when the rule's reference step does not let autograd through (no differentiable=True)
     supports_differentiable: ClassVar[bool] = True
 
-    def __init__(
-        self, params: Iterable[Any], defaults: dict[str, Any], **options: Any
-    ) -> None:
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Any) -> None:
         for name in options:
             if name not in OPTIONS:
                 raise TypeError(
@@ -177,21 +150,8 @@ class DescentOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Show the shared options in the signature of a rule whose ``__init__`` takes them as
-        ``**options`` (for ``help()``, :func:`descent.optim.create` and configuration checks)."""
         super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        signature = inspect.signature(init)
-        parameters = list(signature.parameters.values())
-        if not parameters or parameters[-1].kind is not inspect.Parameter.VAR_KEYWORD:
-            return
-        shared = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-            for name, default in OPTIONS.items()
-        ]
-        init.__signature__ = signature.replace(parameters=parameters[:-1] + shared)
+        show_options_in_signature(cls)
 
     # -- construction and validation ----------------------------------------------------------
 
@@ -206,56 +166,7 @@ class DescentOptimizer(torch.optim.Optimizer):
         if dtype is not None and dtype not in _STATE_DTYPES:
             names = ", ".join(str(d) for d in _STATE_DTYPES)
             raise InputError(f"state_dtype must be None or one of {names}, got {dtype!r}")
-        for name in ("foreach", "fused"):
-            if group[name] is not None:
-                validate.flag(group[name], name)
-        validate.flag(group["capturable"], "capturable")
-        validate.flag(group["differentiable"], "differentiable")
-        self._check_torch_options(group)
-
-    def _check_torch_options(self, group: Group) -> None:
-        """torch's foreach/fused/capturable/differentiable where descent honours them; one
-        sentence naming what descent does instead where it does not."""
-        name = type(self).__name__
-        reference = group["impl"] == "reference" or group["foreach"] is False
-        if group["fused"] and (reference or group["foreach"] or group["differentiable"]):
-            raise InputError(
-                "fused=True asks for the single-pass kernel, which excludes foreach=True, "
-                "foreach=False, impl='reference' and differentiable=True; pass one of them"
-            )
-        if group["fused"] and type(self)._fast_update is DescentOptimizer._fast_update:
-            raise InputError(
-                f"{name} has no fused kernel (its fast path is the foreach formulation); leave "
-                "fused unset, or compile the step with torch.compile to fuse it"
-            )
-        if group["foreach"] and group["impl"] == "reference":
-            raise InputError(
-                "foreach=True asks for the multi-tensor step and impl='reference' for the "
-                "per-tensor formula; pass one of them"
-            )
-        if group["differentiable"]:
-            if not self.supports_differentiable:
-                raise InputError(
-                    f"{name} does not support differentiable=True (autograd cannot go through "
-                    "its step); differentiate through a rule that does, e.g. Adam or SGD"
-                )
-            if group["foreach"] or group["capturable"]:
-                raise InputError(
-                    "differentiable=True runs the per-tensor reference step under autograd; it "
-                    "cannot be combined with foreach=True or capturable=True"
-                )
-        if group["capturable"]:
-            if not self.device_steps:
-                raise InputError(
-                    f"{name} cannot be capturable: each step reads values back to the host; "
-                    "run it uncaptured"
-                )
-            if reference or group["fused"]:
-                raise InputError(
-                    "capturable=True runs the foreach formulation with the step count on the "
-                    "device; it cannot be combined with impl='reference', foreach=False or "
-                    "fused=True"
-                )
+        check_torch_options(self, group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -563,16 +474,12 @@ class DescentOptimizer(torch.optim.Optimizer):
             generator_seed=(group["step"], ordinal) if stochastic else None,
         )
 
-    # -- saving and resuming ------------------------------------------------------------------
+    # -- saving and resuming (the details in descent.optim.checkpoint) -------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict; a schedule as ``lr`` is stored as its dict form when it has one."""
         saved = super().state_dict()
-        for group in saved["param_groups"]:
-            lr = group["lr"]
-            if callable(lr):
-                to_dict = getattr(lr, "to_dict", None)
-                group["lr"] = {_SCHEDULE_MARK: to_dict()} if to_dict else _OPAQUE_SCHEDULE
+        checkpoint.encode_schedules(saved["param_groups"])
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -590,40 +497,13 @@ class DescentOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:  # a state dict from torch's own optimizer lacks these
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
-        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        by_id = dict(
-            zip(saved_ids, (p for g in self.param_groups for p in g["params"]), strict=True)
-        )
-        groups = {id(p): g for g in self.param_groups for p in g["params"]}
-        for saved_id, saved_state in state_dict["state"].items():
-            param = by_id.get(saved_id)
-            if param is None:
-                continue
-            state = self.state[param]
-            for key, value in saved_state.items():
-                if isinstance(value, Tensor):
-                    state[key] = value.to(
-                        device=param.device,
-                        dtype=self._loaded_dtype(param, groups[id(param)], key, value),
-                    )
-        for group, current in zip(self.param_groups, current_lrs, strict=True):
-            lr = group["lr"]
-            if isinstance(lr, dict) and _SCHEDULE_MARK in lr:
-                from descent.schedules import from_dict
-
-                group["lr"] = from_dict(lr[_SCHEDULE_MARK])
-            elif isinstance(lr, str) and lr == _OPAQUE_SCHEDULE:
-                if not callable(current):
-                    raise InputError(
-                        "the saved optimizer used a schedule that could not be saved (a plain "
-                        "callable without to_dict); build the optimizer with the same schedule "
-                        "as lr before loading its state"
-                    )
-                group["lr"] = current
+        checkpoint.restore_dtypes(self, state_dict)
+        checkpoint.decode_schedules(self.param_groups, current_lrs)
         for group in self.param_groups:  # what another optimizer saved must be one descent runs
             self._validate(group)
 
-    def _loaded_dtype(self, param: Tensor, group: Group, key: str, value: Tensor) -> torch.dtype:
+    def loaded_dtype(self, param: Tensor, group: Group, key: str, value: Tensor) -> torch.dtype:
+        """The dtype descent keeps state ``key`` of ``param`` in."""
         if key == "step":
             return torch.float32
         if key in self.scalar_state:

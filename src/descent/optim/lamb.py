@@ -15,13 +15,13 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
     scalar_sqrt,
     validate_betas,
 )
+from descent.optim.options import RuleOptions
 
 
 def lamb_reference(

@@ -15,11 +15,11 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
 )
+from descent.optim.options import RuleOptions
 
 
 def lars_reference(

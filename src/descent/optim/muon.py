@@ -19,13 +19,13 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
     scalar_sqrt,
     validate_betas,
 )
+from descent.optim.options import RuleOptions
 
 #: the quintic Newton–Schulz coefficients of Jordan et al. (and torch.optim.Muon)
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)

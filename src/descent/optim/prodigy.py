@@ -18,12 +18,12 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     validate_betas,
 )
 from descent.optim.fastpath import pick, real_state
+from descent.optim.options import RuleOptions
 
 
 def prodigy_estimate(

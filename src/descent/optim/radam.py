@@ -17,12 +17,12 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.options import RuleOptions
 
 
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:

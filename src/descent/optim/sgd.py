@@ -16,12 +16,12 @@ from descent.optim.base import (
     Group,
     Host,
     LearningRate,
-    RuleOptions,
     State,
     effective_grad,
     effective_grads,
 )
 from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.options import RuleOptions
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
 
@@ -282,15 +282,8 @@ class _MomentumBase(DescentOptimizer):
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
             # single-pass C kernel does, and what it cannot take runs the foreach formulation.
-            self._native_update(
-                "nesterov",
-                group,
-                params,
-                grads,
-                states,
-                hosts,
-                lr,
-                lambda i, sign: dict(
+            def job(i: int, sign: float) -> dict[str, Any]:
+                return dict(
                     p=params[i],
                     g=grads[i],
                     v=states[i]["momentum_buffer"],
@@ -298,16 +291,15 @@ class _MomentumBase(DescentOptimizer):
                     momentum=group["momentum"],
                     wd=group["weight_decay"],
                     sign=sign,
-                ),
-            )
+                )
+
+            self._native_update("nesterov", group, params, grads, states, hosts, lr, job)
             return
         buckets, rest = fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused("_fused_sgd_", device)
-            if kernel is None or (
-                lecture and not _compat.reexpression("momentum_lecture", device)
-            ):
+            if kernel is None or (lecture and not _compat.reexpression("momentum_lecture", device)):
                 rest += indices
                 continue
             if lecture:
