@@ -26,6 +26,7 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -184,24 +185,17 @@ class Adam(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = adam_reference(
+        apply_reference(
+            adam_reference,
+            group,
             param,
             grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
+            state,
+            host,
+            lr,
+            ["exp_avg", "exp_avg_sq"],
             decoupled_weight_decay=self._decoupled,
-            epsilon_hat=group["epsilon_hat"],
-            maximize=group["maximize"],
         )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
 
     def _foreach_update(
         self,
@@ -374,25 +368,8 @@ class AMSGrad(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = amsgrad_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            state["max_exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            bias_correction=group["bias_correction"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        targets = (param, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"])
-        for target, value in zip(targets, new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        apply_reference(amsgrad_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -20,6 +20,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -105,23 +106,8 @@ class AdaMax(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = adamax_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_inf"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            eps_in_max=group["eps_in_max"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_inf"]), new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_inf"]
+        apply_reference(adamax_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

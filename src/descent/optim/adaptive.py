@@ -23,6 +23,7 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -147,20 +148,7 @@ class Adagrad(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new_param, new_sum = adagrad_reference(
-            param,
-            grad,
-            state["sum"],
-            step=int(host["step"]),
-            lr=lr,
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["sum"].copy_(new_sum)
+        apply_reference(adagrad_reference, group, param, grad, state, host, lr, ["sum"])
 
     def _foreach_update(
         self,
@@ -255,21 +243,8 @@ class Adadelta(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new = adadelta_reference(
-            param,
-            grad,
-            state["square_avg"],
-            state["acc_delta"],
-            lr=lr,
-            rho=group["rho"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip(
-            (param, state["square_avg"], state["acc_delta"]), new, strict=True
-        ):
-            target.copy_(value)
+        tensors = ["square_avg", "acc_delta"]
+        apply_reference(adadelta_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -22,6 +22,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 
 def lamb_reference(
@@ -153,26 +154,11 @@ class LAMB(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = lamb_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            bias_correction=group["bias_correction"],
-            max_weight_norm=group["max_weight_norm"],
-            eps_in_trust=group["eps_in_trust"],
-            excluded=self._excluded(group, param),
-            maximize=group["maximize"],
+        excluded = self._excluded(group, param)
+        tensors = ["exp_avg", "exp_avg_sq"]
+        apply_reference(
+            lamb_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
         )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
 
     def _foreach_update(
         self,

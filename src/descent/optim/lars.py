@@ -20,6 +20,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 
 def lars_reference(
@@ -131,20 +132,11 @@ class LARS(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new_param, new_buffer = lars_reference(
-            param,
-            grad,
-            state["momentum_buffer"],
-            lr=lr,
-            momentum=group["momentum"],
-            trust_coefficient=group["trust_coefficient"],
-            weight_decay=group["weight_decay"],
-            lr_in_buffer=group["lr_in_buffer"],
-            excluded=self._excluded(group, param),
-            maximize=group["maximize"],
+        excluded = self._excluded(group, param)
+        tensors = ["momentum_buffer"]
+        apply_reference(
+            lars_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
         )
-        param.copy_(new_param)
-        state["momentum_buffer"].copy_(new_buffer)
 
     def _foreach_update(
         self,

@@ -20,6 +20,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 
 def lion_reference(
@@ -91,19 +92,7 @@ class Lion(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new_param, new_avg = lion_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["exp_avg"].copy_(new_avg)
+        apply_reference(lion_reference, group, param, grad, state, host, lr, ["exp_avg"])
 
     def _foreach_update(
         self,

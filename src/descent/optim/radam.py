@@ -23,6 +23,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
@@ -138,24 +139,8 @@ class RAdam(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = radam_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            threshold=group["threshold"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_avg_sq"]
+        apply_reference(radam_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -22,6 +22,7 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
 
@@ -128,11 +129,7 @@ class SGD(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        param.copy_(
-            sgd_reference(
-                param, grad, lr=lr, weight_decay=group["weight_decay"], maximize=group["maximize"]
-            )
-        )
+        apply_reference(sgd_reference, group, param, grad, state, host, lr, ())
 
     def _foreach_update(
         self,
@@ -228,18 +225,7 @@ class _MomentumBase(DescentOptimizer):
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         reference = nesterov_reference if self._nesterov else momentum_reference
-        new_param, new_buffer = reference(
-            param,
-            grad,
-            state["momentum_buffer"],
-            lr=lr,
-            momentum=group["momentum"],
-            lr_in_buffer=group["lr_in_buffer"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["momentum_buffer"].copy_(new_buffer)
+        apply_reference(reference, group, param, grad, state, host, lr, ["momentum_buffer"])
 
     def _foreach_update(
         self,
