@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grads,
     scalar_sqrt,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 
 
 def adafactor_reference(
@@ -110,18 +110,7 @@ class Adafactor(DescentOptimizer):
         eps1_inside: bool = True,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                beta2_decay=beta2_decay,
-                eps=eps,
-                d=d,
-                weight_decay=weight_decay,
-                eps1_inside=eps1_inside,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

@@ -25,7 +25,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.fastpath import fused_buckets, pick
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -166,17 +166,7 @@ class Adam(_AdamBase):
         epsilon_hat: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                epsilon_hat=epsilon_hat,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -349,17 +339,7 @@ class AMSGrad(_AdamBase):
         bias_correction: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                bias_correction=bias_correction,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

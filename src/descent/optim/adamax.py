@@ -19,7 +19,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
@@ -87,17 +87,7 @@ class AdaMax(_AdamBase):
         eps_in_max: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                eps_in_max=eps_in_max,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.fastpath import fused_buckets, pick
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -117,18 +117,7 @@ class Adagrad(DescentOptimizer):
         lr_decay: float = 0.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                eps=eps,
-                initial_accumulator_value=initial_accumulator_value,
-                weight_decay=weight_decay,
-                eps_inside_sqrt=eps_inside_sqrt,
-                lr_decay=lr_decay,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -221,16 +210,7 @@ class Adadelta(DescentOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                rho=rho,
-                eps=eps,
-                weight_decay=weight_decay,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

@@ -21,7 +21,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 
@@ -117,20 +117,7 @@ class LAMB(DescentOptimizer):
         eps_in_trust: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                exclude_1d=exclude_1d,
-                bias_correction=bias_correction,
-                max_weight_norm=max_weight_norm,
-                eps_in_trust=eps_in_trust,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

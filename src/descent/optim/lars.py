@@ -19,7 +19,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 
@@ -102,18 +102,7 @@ class LARS(DescentOptimizer):
         lr_in_buffer: bool = True,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                trust_coefficient=trust_coefficient,
-                exclude_1d=exclude_1d,
-                lr_in_buffer=lr_in_buffer,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

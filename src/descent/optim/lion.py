@@ -19,7 +19,7 @@ from descent.optim.base import (
     effective_grads,
     validate_betas,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 
@@ -72,15 +72,7 @@ class Lion(DescentOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                weight_decay=weight_decay,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

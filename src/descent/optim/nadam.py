@@ -19,7 +19,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -105,17 +105,7 @@ class Nadam(_AdamBase):
         momentum_decay: float | None = None,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum_decay=momentum_decay,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

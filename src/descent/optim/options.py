@@ -57,6 +57,16 @@ OPTIONS: dict[str, Any] = {
 }
 
 
+def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A rule's hyperparameters from its ``__init__``'s ``locals()`` (called first thing, so they
+    hold just the arguments): everything but ``self``, ``params`` and the shared ``options``."""
+    return {
+        name: value
+        for name, value in arguments.items()
+        if name not in ("self", "params", "options", "__class__")
+    }
+
+
 def show_options_in_signature(cls: type) -> None:
     """Show the shared options in the signature of a rule whose ``__init__`` takes them as
     ``**options`` (for ``help()``, :func:`descent.optim.create` and configuration checks)."""

@@ -23,7 +23,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.fastpath import pick, real_state
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 
 
 def prodigy_estimate(
@@ -156,23 +156,7 @@ class Prodigy(DescentOptimizer):
         safeguard_warmup: bool = False,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                beta3=beta3,
-                d0=d0,
-                d_coef=d_coef,
-                growth_rate=growth_rate,
-                decouple=decouple,
-                bias_correction=bias_correction,
-                safeguard_warmup=safeguard_warmup,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

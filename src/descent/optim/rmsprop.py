@@ -20,7 +20,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 
 # -- the pure reference step -------------------------------------------------------------------
 
@@ -96,19 +96,7 @@ class RMSprop(DescentOptimizer):
         eps_inside_sqrt: bool = True,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                rho=rho,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                centered=centered,
-                eps_inside_sqrt=eps_inside_sqrt,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

@@ -23,7 +23,7 @@ from descent.optim.base import (
     effective_grads,
     validate_betas,
 )
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 
 
 def schedule_free_weight(
@@ -223,17 +223,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         weight_lr_power: float = 2.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                r=r,
-                weight_lr_power=weight_lr_power,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -276,18 +266,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         weight_lr_power: float = 2.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                r=r,
-                weight_lr_power=weight_lr_power,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

@@ -21,7 +21,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.fastpath import fused_buckets, pick
-from descent.optim.options import RuleOptions
+from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
@@ -114,14 +114,7 @@ class SGD(DescentOptimizer):
         weight_decay: float = 0.0,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                weight_decay=weight_decay,
-            ),
-            **options,
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         return {}  # plain descent keeps no state; the update count lives in the group
@@ -188,20 +181,10 @@ class _MomentumBase(DescentOptimizer):
         lr_in_buffer: bool = True,
         **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                lr_in_buffer=lr_in_buffer,
-                # torch's SGD reads these from a group: with them a state dict goes to and from
-                # torch.optim.SGD (which equals lr_in_buffer=False).
-                dampening=0.0,
-                nesterov=self._nesterov,
-            ),
-            **options,
-        )
+        # torch's SGD reads dampening and nesterov from a group: with them a state dict goes to and
+        # from torch.optim.SGD (which equals lr_in_buffer=False).
+        hyper = hyperparameters(locals())
+        super().__init__(params, {**hyper, "dampening": 0.0, "nesterov": self._nesterov}, **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
