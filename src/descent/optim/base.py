@@ -8,7 +8,8 @@ path (the default). The formulas and the peers' conventions are in docs/optimize
 Writing a rule (subclass :class:`DescentOptimizer`)
 ---------------------------------------------------
 - ``__init__``: the rule's hyperparameters as plain keyword arguments (Python reports a misspelt
-  one), then ``**options: Unpack[RuleOptions]``: ``super().__init__(params, dict(...), **options)``.
+  one), then ``**options: Unpack[RuleOptions]``; first thing,
+  ``super().__init__(params, hyperparameters(locals()), **options)``.
   The options every rule shares (``maximize``, ``impl``, ``state_dtype``, ``stochastic_rounding``
   and torch's ``foreach``, ``fused``, ``capturable``, ``differentiable``) and their defaults live
   in :data:`OPTIONS`; the base checks them and shows them in the rule's signature.
@@ -22,7 +23,8 @@ Writing a rule (subclass :class:`DescentOptimizer`)
 - ``scalar_state``: state scalars that are not per element (Nadam's μ-product), with the dtype they
   keep on load; the base mirrors them, and ``"step"``, on the host in ``host`` dicts so that a step
   never reads a device value back (no ``.item()``, no host sync on a GPU).
-- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function.
+- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function,
+  usually through :func:`descent.optim.reference.apply_reference`.
   ``host["step"]`` is the step count t of this update (already advanced).
 - ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
   tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
