@@ -46,6 +46,7 @@ from descent.optim.sgd import (
     nesterov_reference,
     sgd_reference,
 )
+from descent.optim.soap import SOAP, soap_reference
 
 #: every rule by the name the CLI, configs and :func:`create` use
 OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
@@ -69,6 +70,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "prodigy": Prodigy,
     "muon": Muon,
     "adafactor": Adafactor,
+    "soap": SOAP,
 }
 
 
@@ -104,6 +106,7 @@ __all__ = [
     "LARS",
     "OPTIMIZERS",
     "SGD",
+    "SOAP",
     "AMSGrad",
     "AdaMax",
     "Adadelta",
@@ -142,4 +145,5 @@ __all__ = [
     "rmsprop_reference",
     "schedule_free_reference",
     "sgd_reference",
+    "soap_reference",
 ]
