@@ -4,7 +4,7 @@ rule's range (``descent.tune.LR_RANGES``), ``--epochs`` epochs each; the best va
 of each study, then its mean and spread over the seeds. One run prints the whole table.
 
     python benchmarks/compare_rules.py [--rules adam,lion,...] [--models mlp,cnn] [--seeds 3]
-                                       [--trials 6] [--epochs 4] [--folder runs/compare]
+                                       [--trials 5] [--epochs 3] [--folder runs/compare]
                                        [--markdown table.md]
 
 Each study's random sampler is seeded by its seed (so every rule sees the same quantiles of its
@@ -79,8 +79,8 @@ def main() -> None:
     parser.add_argument("--rules", default=",".join(DEFAULT_RULES))
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--folder", help="where the studies go (default: a temporary folder)")
     parser.add_argument("--markdown", help="also write the table to this Markdown file")
     args = parser.parse_args()
