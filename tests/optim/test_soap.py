@@ -120,9 +120,10 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    # same-shaped matrices (batched together), a 3-D tensor (as 3 × 3), a vector, and a matrix
-    # whose long side is beyond max_precond_dim in the last variant
-    shapes = ((4, 4), (4, 4), (3, 1, 3), (3, 6), (5,))
+    # same-shaped matrices (batched together), a 3-D tensor (as 3 × 3), a vector and a 1×5
+    # matrix (one matrix shape, different sides), and a matrix whose long side is beyond
+    # max_precond_dim in the last variant
+    shapes = ((4, 4), (4, 4), (3, 1, 3), (3, 6), (5,), (1, 5))
     fast = run(lambda p: optim.SOAP(p, lr=schedule, **kwargs), shapes)
     reference = run(lambda p: optim.SOAP(p, lr=schedule, impl="reference", **kwargs), shapes)
     for a, b in zip(fast, reference, strict=True):

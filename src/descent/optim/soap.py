@@ -292,13 +292,15 @@ class SOAP(DescentOptimizer):
         lr: float,
     ) -> None:
         g = effective_grads(params, grads, 0.0, group["maximize"])
-        # Tensors of one matrix shape and one phase (initializing or not) form a batch: their
+        # Tensors of one matrix shape, the same rotated sides (a vector and a 1×n matrix share
+        # a shape, not their sides) and one phase (initializing or not) form a batch: their
         # matrix work is one batched call each.
-        batches: dict[tuple[int, int, bool], list[int]] = {}
-        for i, (param, host) in enumerate(zip(params, hosts, strict=True)):
+        batches: dict[tuple[int, int, bool, bool, bool], list[int]] = {}
+        for i, (param, state, host) in enumerate(zip(params, states, hosts, strict=True)):
             rows, cols = soap_matrix_shape(param.shape)
-            batches.setdefault((rows, cols, host["step"] == 1), []).append(i)
-        for (rows, cols, first), indices in batches.items():
+            key = (rows, cols, "left" in state, "right" in state, host["step"] == 1)
+            batches.setdefault(key, []).append(i)
+        for (rows, cols, _, _, first), indices in batches.items():
             matrices = torch.stack([g[i].reshape(rows, cols) for i in indices])
             batch_states = [states[i] for i in indices]
             if first:
