@@ -1,8 +1,12 @@
-"""Time one optimizer step over 10 M float32 parameters in 10 tensors, descent vs torch.optim.
+"""Time one optimizer step over 10 M float32 parameters in 10 tensors, descent vs its peers.
 
-For every rule: descent's default (fast) path, torch's fastest implementation of the same rule
-(fused where torch has one, else the faster of foreach and for-loop) and torch's default path,
-all measured in this one run, stepped in turn so that each sees the same machine. The floor is the
+For every rule torch has: descent's default (fast) path, torch's fastest implementation of the
+same rule (fused where torch has one, else the faster of foreach and for-loop) and torch's default
+path. For the rules torch lacks (Lion, LAMB, LARS, Prodigy, Schedule-Free): the authors' or the
+usual package (the faster of its foreach and for-loop paths where it has both), set to compute
+the same step. Muon and SOAP, whose cost is matrix work, are timed per parameter shape (several
+matrices of one shape) against torch.optim.Muon and heavyball.SOAP. Everything is measured in
+this one run, stepped in turn so that each sees the same machine. The floor is the
 bytes a single-pass step must move per parameter (docs/optimizers.md, "What a step costs") over a
 copy bandwidth measured on a working set several times the last-level cache (read from the OS);
 with 10 M parameters the optimizer's state does not fit in that cache either. "bytes/param" is each
@@ -13,6 +17,7 @@ checkout, e.g. an older commit) in the same interleaved run, to compare two vers
 
     python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 9]
                                     [--rules adam,adamax] [--baseline ../old/src]
+                                    [--matrix-rules muon,soap] [--shapes 16x128x128,4x512x512]
 """
 
 from __future__ import annotations
@@ -60,7 +65,91 @@ RULES: dict[str, tuple[int, Callable[..., torch.optim.Optimizer], dict]] = {
 }
 # torch.optim classes that accept fused=True on the CPU
 FUSED = {"sgd", "momentum", "nesterov", "adagrad", "adam", "amsgrad", "adamw"}
-TARGET_PEER_FASTEST = {"sgd", "momentum", "adagrad", "adam", "adamw"}
+TARGET_PEER_FASTEST = {"sgd", "momentum", "adagrad", "adam", "adamw", "radam", "adafactor"}
+
+
+def _lion(p: list[torch.Tensor], **k: object) -> torch.optim.Optimizer:
+    from lion_pytorch import Lion
+
+    return Lion(p, lr=1e-4, **k)
+
+
+def _lamb(p: list[torch.Tensor], **k: object) -> torch.optim.Optimizer:
+    from pytorch_optimizer import Lamb
+
+    return Lamb(p, lr=1e-3, weight_decay=0.01, weight_decouple=False, **k)
+
+
+def _lars(p: list[torch.Tensor], **k: object) -> torch.optim.Optimizer:
+    from pytorch_optimizer import LARS
+
+    return LARS(p, lr=0.1, weight_decay=1e-4, trust_coefficient=0.02, **k)
+
+
+def _prodigy(p: list[torch.Tensor], **k: object) -> torch.optim.Optimizer:
+    from prodigyopt import Prodigy
+
+    return Prodigy(p, lr=1.0, **k)
+
+
+def _schedule_free(name: str, lr: float) -> Callable[..., torch.optim.Optimizer]:
+    def make(p: list[torch.Tensor], **k: object) -> torch.optim.Optimizer:
+        import schedulefree
+
+        optimizer = getattr(schedulefree, name)(p, lr=lr, **k)
+        optimizer.train()  # schedulefree refuses to step in eval mode
+        return optimizer
+
+    return make
+
+
+# rule -> (bytes per fp32 parameter of a single-pass step, package, factory, its for-loop/foreach
+# switch or None, descent kwargs giving the package's form). The factory's form is the package's
+# default unless descent's test of the rule uses another.
+PACKAGE_RULES: dict[str, tuple[int, str, Callable[..., torch.optim.Optimizer], bool, dict]] = {
+    "lion": (20, "lion-pytorch", _lion, False, {"lr": 1e-4}),
+    "lamb": (
+        28,
+        "pytorch-optimizer",
+        _lamb,
+        True,
+        {
+            "lr": 1e-3,
+            "weight_decay": 0.01,
+            "bias_correction": "lr",
+            "max_weight_norm": 10.0,
+            "eps_in_trust": True,
+        },
+    ),
+    "lars": (
+        20,
+        "pytorch-optimizer",
+        _lars,
+        True,
+        {
+            "lr": 0.1,
+            "weight_decay": 1e-4,
+            "lr_in_buffer": False,
+            "exclude_1d": True,
+            "trust_coefficient": 0.02,
+        },
+    ),
+    "prodigy": (44, "prodigyopt", _prodigy, False, {"lr": 1.0}),
+    "schedule_free_sgd": (
+        20,
+        "schedulefree",
+        _schedule_free("SGDScheduleFree", 1.0),
+        True,
+        {"lr": 1.0},
+    ),
+    "schedule_free_adamw": (
+        28,
+        "schedulefree",
+        _schedule_free("AdamWScheduleFree", 2.5e-3),
+        True,
+        {"lr": 2.5e-3},
+    ),
+}
 
 
 def make_params(total: int, count: int) -> list[torch.Tensor]:
@@ -162,13 +251,18 @@ def copy_bandwidth(total: int, repeats: int) -> float:
 def measure(
     rule: str, total: int, count: int, repeats: int, baseline: ModuleType | None
 ) -> dict[str, float | str]:
-    _, torch_factory, descent_kwargs = RULES[rule]
+    if rule in PACKAGE_RULES:
+        _, _, torch_factory, switch, descent_kwargs = PACKAGE_RULES[rule]
+    else:
+        _, torch_factory, descent_kwargs = RULES[rule]
+        switch = True
     factories: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
         "descent": lambda p: optim.create(rule, p, **descent_kwargs),
         "torch_default": lambda p: torch_factory(p),
-        "for-loop": lambda p: torch_factory(p, foreach=False),
-        "foreach": lambda p: torch_factory(p, foreach=True),
     }
+    if switch:
+        factories["for-loop"] = lambda p: torch_factory(p, foreach=False)
+        factories["foreach"] = lambda p: torch_factory(p, foreach=True)
     if baseline is not None:
         factories["baseline"] = lambda p: baseline.create(rule, p, **descent_kwargs)
     if rule in FUSED:
@@ -179,7 +273,11 @@ def measure(
     seconds = time_interleaved(optimizers, repeats)
     del optimizers
     gc.collect()
-    peers = {name: seconds[name] for name in ("for-loop", "foreach", "fused") if name in seconds}
+    peers = {
+        name: seconds[name]
+        for name in ("for-loop", "foreach", "fused", "torch_default")
+        if name in seconds
+    }
     fastest_name = min(peers, key=peers.get)
     noise = abs(seconds["fused again"] / seconds["fused"] - 1) if "fused" in seconds else 0.0
     return {
@@ -192,13 +290,107 @@ def measure(
     }
 
 
+# -- Muon and SOAP: matrix work, timed per parameter shape -----------------------------------------
+
+
+class _GradsKept:
+    """An optimizer whose step clears ``p.grad`` (heavyball's does), given its gradients back
+    before each step so that every timed step is a real one (the reassignment costs µs)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:
+        self.optimizer = optimizer
+        self.pairs = [(p, p.grad) for p in params]
+
+    def step(self) -> None:
+        for param, grad in self.pairs:
+            param.grad = grad
+        self.optimizer.step()
+
+
+def _heavyball_soap(p: list[torch.Tensor]) -> torch.optim.Optimizer:
+    import heavyball
+
+    # Eager: heavyball compiles its step by default, which on this CPU took 77 s for the first
+    # step of one shape (inductor's autotuning), too long for a benchmark of many shapes.
+    heavyball.utils.compile_mode = None
+    return _GradsKept(heavyball.SOAP(p, compile_step=False), p)  # type: ignore[return-value]
+
+
+# rule -> (peer label, peer factory, descent kwargs giving the peer's step)
+MATRIX_RULES: dict[str, tuple[str, Callable[..., torch.optim.Optimizer], dict]] = {
+    "muon": ("torch.optim.Muon", lambda p: torch.optim.Muon(p, lr=0.02), {"lr": 0.02}),
+    "soap": (
+        "heavyball.SOAP (eager)",
+        _heavyball_soap,
+        {
+            "lr": 3e-3,
+            "betas": (0.9, 0.95),
+            "shampoo_beta": 0.95,
+            "precondition_frequency": 2,
+            "max_precond_dim": 2048,
+            "convention": "heavyball",
+        },
+    ),
+}
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    shapes = []
+    for item in text.split(","):
+        count, rows, cols = (int(part) for part in item.lower().split("x"))
+        shapes.append((count, rows, cols))
+    return shapes
+
+
+def make_matrices(count: int, rows: int, cols: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    params = []
+    for _ in range(count):
+        param = torch.randn(rows, cols, generator=generator).requires_grad_()
+        param.grad = torch.randn(rows, cols, generator=generator) * 1e-2
+        params.append(param)
+    return params
+
+
+def print_matrix_rules(rules: list[str], shapes: list[tuple[int, int, int]], repeats: int) -> None:
+    """Each rule's step time on ``count`` float32 matrices of one shape, descent vs the peer,
+    stepped in turn (so both see the same machine). SOAP refreshes its basis every other step
+    here (heavyball's default), so its median is a mix of plain and refreshing steps."""
+    print()
+    header = f"{'rule':6} {'matrices':>16} {'descent ms':>10} {'peer ms':>9} {'ratio':>6}  peer"
+    print(header)
+    print("-" * (len(header) + 24))
+    for rule in rules:
+        label, peer_factory, descent_kwargs = MATRIX_RULES[rule]
+        for count, rows, cols in shapes:
+            optimizers = {
+                "descent": optim.create(rule, make_matrices(count, rows, cols), **descent_kwargs),
+                "peer": peer_factory(make_matrices(count, rows, cols)),
+            }
+            seconds = time_interleaved(optimizers, repeats)
+            del optimizers
+            gc.collect()
+            ratio = seconds["descent"] / seconds["peer"]
+            print(
+                f"{rule:6} {f'{count} × {rows}×{cols}':>16} {seconds['descent'] * 1e3:10.2f} "
+                f"{seconds['peer'] * 1e3:9.2f} {ratio:6.2f}  {label}",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=10_000_000)
     parser.add_argument("--tensors", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=9)
-    parser.add_argument("--rules", default=",".join(RULES))
+    parser.add_argument("--rules", default=",".join([*RULES, *PACKAGE_RULES]))
     parser.add_argument("--baseline", help="src directory of another descent checkout")
+    parser.add_argument("--matrix-rules", default=",".join(MATRIX_RULES))
+    parser.add_argument(
+        "--shapes",
+        default="32x64x64,8x256x256,4x256x1024,1x1024x1024",
+        help="count x rows x cols of the matrices Muon and SOAP are timed on",
+    )
     args = parser.parse_args()
 
     baseline = load_baseline(args.baseline) if args.baseline else None
@@ -213,21 +405,26 @@ def main() -> None:
         f"{bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB"
     )
     header = (
-        f"{'rule':9} {'descent ms':>10} {'torch fastest ms':>17} {'(impl)':>10} "
-        f"{'ratio':>6} {'noise':>6} {'torch default ms':>17} {'speed-up':>8} "
+        f"{'rule':19} {'descent ms':>10} {'peer fastest ms':>16} {'(impl)':>17} "
+        f"{'ratio':>6} {'noise':>6} {'peer default ms':>16} {'speed-up':>8} "
         f"{'floor B/p':>9} {'descent B/p':>11} {'default B/p':>11} {'floor share':>11}"
         + (f" {'baseline ms':>11} {'new/old':>7}" if baseline else "")
         + "  target"
     )
     print(header)
     print("-" * len(header))
-    for rule in args.rules.split(","):
+    for rule in [r for r in args.rules.split(",") if r]:
         row = measure(rule, args.params, args.tensors, args.repeats, baseline)
-        floor_bytes = RULES[rule][0]
+        floor_bytes = PACKAGE_RULES[rule][0] if rule in PACKAGE_RULES else RULES[rule][0]
         floor_s = floor_bytes * args.params / bandwidth
         ratio = row["descent"] / row["torch_fastest"]
         speedup = row["torch_default"] / row["descent"]
-        if rule in TARGET_PEER_FASTEST:
+        impl = row["fastest_name"]
+        if rule in PACKAGE_RULES:
+            package = PACKAGE_RULES[rule][1]
+            impl = package if impl == "torch_default" else f"{package} {impl}"
+            target = "≥ 2× faster than the package" + (" ok" if ratio <= 0.5 else " MISSED")
+        elif rule in TARGET_PEER_FASTEST:
             # The same kernel as torch's: "as fast" means within the noise measured beside it.
             tolerance = max(row["noise"], 0.01)
             target = f"ratio ≤ 1 (±{tolerance:.0%})" + (
@@ -237,15 +434,18 @@ def main() -> None:
             target = "speed-up ≥ 2" + (" ok" if speedup >= 2.0 else " MISSED")
         implied = bandwidth / args.params  # bytes per parameter per second of step time
         line = (
-            f"{rule:9} {row['descent'] * 1e3:10.2f} {row['torch_fastest'] * 1e3:17.2f} "
-            f"{row['fastest_name']:>10} {ratio:6.2f} {row['noise']:6.1%} "
-            f"{row['torch_default'] * 1e3:17.2f} {speedup:8.1f} {floor_bytes:9d} "
+            f"{rule:19} {row['descent'] * 1e3:10.2f} {row['torch_fastest'] * 1e3:16.2f} "
+            f"{impl:>17} {ratio:6.2f} {row['noise']:6.1%} "
+            f"{row['torch_default'] * 1e3:16.2f} {speedup:8.1f} {floor_bytes:9d} "
             f"{row['descent'] * implied:11.0f} {row['torch_default'] * implied:11.0f} "
             f"{floor_s / row['descent']:10.0%}"
         )
         if baseline:
             line += f" {row['baseline'] * 1e3:11.2f} {row['descent'] / row['baseline']:7.2f}"
         print(line + "  " + target, flush=True)
+    matrix_rules = [r for r in args.matrix_rules.split(",") if r]
+    if matrix_rules:
+        print_matrix_rules(matrix_rules, parse_shapes(args.shapes), args.repeats)
 
 
 if __name__ == "__main__":

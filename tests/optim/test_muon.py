@@ -83,7 +83,8 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    shapes = ((7, 3), (4, 2, 3), (5,))
+    # two groups of same-shaped matrices (orthogonalized as a batch), a lone matrix, a vector
+    shapes = ((7, 3), (7, 3), (7, 3), (4, 2, 3), (4, 2, 3), (6, 6), (5,))
     fast = run(lambda p: optim.Muon(p, lr=schedule, ns_dtype=torch.float64, **kwargs), shapes)
     reference = run(
         lambda p: optim.Muon(p, lr=schedule, ns_dtype=torch.float64, impl="reference", **kwargs),
@@ -101,6 +102,28 @@ def test_torch_muon_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None
     peer = {("adjust_lr_fn" if k == "lr_scale" else k): v for k, v in kwargs.items()}
     ours = run(lambda p: optim.Muon(p, lr=0.02, impl=impl, **kwargs))
     theirs = run(lambda p: torch.optim.Muon(p, lr=0.02, **peer))
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_batched_newton_schulz_equals_one_matrix_at_a_time() -> None:
+    torch.manual_seed(0)
+    stack = torch.randn(4, 6, 9)
+    for dtype in (torch.bfloat16, torch.float64):
+        batched = newton_schulz(stack, dtype=dtype)
+        for i in range(4):
+            single = newton_schulz(stack[i], dtype=dtype)
+            torch.testing.assert_close(batched[i], single, rtol=1e-12, atol=1e-12)
+    tall = newton_schulz(stack.mT, dtype=torch.float64)  # tall matrices: by their transposes
+    torch.testing.assert_close(tall, newton_schulz(stack, dtype=torch.float64).mT)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_torch_muon_is_the_oracle_for_same_shaped_matrices(impl: str) -> None:
+    """The batched bfloat16 iteration rounds as torch's one-at-a-time addmm chain."""
+    shapes = ((4, 6), (4, 6), (4, 6), (7, 3), (7, 3))
+    ours = run(lambda p: optim.Muon(p, lr=0.02, impl=impl), shapes)
+    theirs = run(lambda p: torch.optim.Muon(p, lr=0.02), shapes)
     for a, b in zip(ours, theirs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 

@@ -13,8 +13,8 @@ from descent import optim
 
 # Learning rates that suit this problem (standardized features and target, mean squared error);
 # the other hyperparameters are each rule's defaults, the lecture's. AdamW's decoupled decay would
-# pull the weights away from the least-squares optimum, so it is switched off here (and Muon's:
-# its non-matrix tensors take AdamW).
+# pull the weights away from the least-squares optimum, so it is switched off here (and Muon's,
+# whose non-matrix tensors take AdamW, and SOAP's).
 DEMO_LEARNING_RATES: dict[str, float] = {
     "sgd": 0.1,
     "momentum": 0.05,
@@ -37,6 +37,8 @@ DEMO_LEARNING_RATES: dict[str, float] = {
     "prodigy": 1.0,
     "muon": 0.05,
     "adafactor": 0.5,
+    # SOAP steps a vector as Adam (its Shampoo rotation is for matrices)
+    "soap": 0.05,
 }
 
 
@@ -72,7 +74,7 @@ def compare_rules(steps: int = 300) -> list[RuleResult]:
     results = []
     for name, lr in DEMO_LEARNING_RATES.items():
         w = torch.zeros(Phi.shape[1], dtype=torch.float64, requires_grad=True)
-        extra = {"weight_decay": 0.0} if name in ("adamw", "muon") else {}
+        extra = {"weight_decay": 0.0} if name in ("adamw", "muon", "soap") else {}
         opt = optim.create(name, [w], lr=lr, **extra)
         start = time.perf_counter()
         for _ in range(steps):

@@ -40,6 +40,7 @@ from descent.optim.sgd import (
     nesterov_reference,
     sgd_reference,
 )
+from descent.optim.soap import SOAP, soap_reference
 
 #: every rule by the name the CLI, configs and :func:`create` use
 OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
@@ -63,6 +64,7 @@ OPTIMIZERS: dict[str, type[DescentOptimizer]] = {
     "prodigy": Prodigy,
     "muon": Muon,
     "adafactor": Adafactor,
+    "soap": SOAP,
 }
 
 
@@ -98,6 +100,7 @@ __all__ = [
     "LARS",
     "OPTIMIZERS",
     "SGD",
+    "SOAP",
     "AMSGrad",
     "AdaMax",
     "Adadelta",
@@ -136,4 +139,5 @@ __all__ = [
     "rmsprop_reference",
     "schedule_free_reference",
     "sgd_reference",
+    "soap_reference",
 ]

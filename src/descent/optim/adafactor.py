@@ -176,7 +176,10 @@ class Adafactor(DescentOptimizer):
         lr: float,
     ) -> None:
         # One tensor at a time (each has its own factor shapes), in place and without reading a
-        # value back to the host: α and the clipping stay on the device.
+        # value back to the host: α and the clipping stay on the device. Every pass over the
+        # tensor counts (the step is memory-bound): the factored means come from norms (no g²
+        # tensor), V̂ is formed once out of place (no copy of V), and the clipped step is one
+        # addcmul with a 0-dim scale.
         g_all = effective_grads(params, grads, 0.0, group["maximize"])
         eps2, d, inside = group["eps"][1], group["d"], group["eps1_inside"]
         for param, g, state, host in zip(params, g_all, states, hosts, strict=True):
@@ -192,23 +195,37 @@ class Adafactor(DescentOptimizer):
             alpha = torch.clamp(rms_param, min=eps2) * rho
             if group["weight_decay"] != 0:
                 param.mul_(1 - lr * group["weight_decay"])
-            squared = g * g
-            if inside:
-                squared.add_(eps1)
             if g.dim() > 1:
                 row, col = state["row_var"], state["col_var"]
-                row.lerp_(squared.mean(dim=-1, keepdim=True), rate)
-                col.lerp_(squared.mean(dim=-2, keepdim=True), rate)
+                # mean(g² + ε₁) over a dimension = ‖g‖²/n + ε₁
+                row_mean_sq = torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
+                row_mean_sq.div_(g.size(-1))
+                col_mean_sq = torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_()
+                col_mean_sq.div_(g.size(-2))
+                if inside:
+                    row_mean_sq.add_(eps1)
+                    col_mean_sq.add_(eps1)
+                row.lerp_(row_mean_sq, rate)
+                col.lerp_(col_mean_sq, rate)
                 row_mean = row.mean(dim=-2, keepdim=True)
                 if not inside:
                     row_mean.clamp_(min=eps1)
                 estimate = (row @ col).div_(row_mean)
+                if not inside:
+                    estimate.clamp_(min=eps1 * eps1)
+                inverse_root = estimate.rsqrt_()
             else:
-                state["variance"].lerp_(squared, rate)
-                estimate = state["variance"].clone()
-            if not inside:
-                estimate.clamp_(min=eps1 * eps1)
-            update = estimate.rsqrt_().mul_(g)
+                variance = state["variance"]
+                squared = g * g
+                if inside:
+                    squared.add_(eps1)
+                variance.lerp_(squared, rate)
+                del squared
+                if inside:
+                    inverse_root = variance.rsqrt()
+                else:
+                    inverse_root = torch.clamp(variance, min=eps1 * eps1).rsqrt_()
+            update = inverse_root.mul_(g)
             rms_update = torch.linalg.vector_norm(update) / math.sqrt(update.numel())
             scale = alpha / torch.clamp(rms_update / d, min=1.0)
-            param.sub_(update * scale)
+            param.addcmul_(update, scale, value=-1)

@@ -43,18 +43,28 @@ def newton_schulz(
 
     X ← M / max(‖M‖_F, ε)
     repeat ``steps`` times:  A = X Xᵀ ;  X ← aX + (bA + cA²) X
+
+    ``matrix`` may be a stack (k, rows, cols) of same-shaped matrices: each is orthogonalized on
+    its own, by one chain of batched products (``baddbmm``, which rounds as ``addmm`` does).
     """
     a, b, c = coefficients
     x = matrix.to(dtype)
-    tall = matrix.size(0) > matrix.size(1)
+    tall = matrix.size(-2) > matrix.size(-1)
     if tall:
-        x = x.T
-    x = x / torch.clamp(torch.linalg.vector_norm(x), min=eps)
-    for _ in range(steps):
-        gram = x @ x.T
-        # addmm as torch.optim.Muon computes it, so the two round alike in bfloat16
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
-    return x.T if tall else x
+        x = x.mT
+    if x.dim() == 2:
+        x = x / torch.clamp(torch.linalg.vector_norm(x), min=eps)
+        for _ in range(steps):
+            gram = x @ x.T
+            # addmm as torch.optim.Muon computes it, so the two round alike in bfloat16
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    else:
+        norms = torch.linalg.vector_norm(x, dim=(-2, -1), keepdim=True)
+        x = x / torch.clamp(norms, min=eps)
+        for _ in range(steps):
+            gram = torch.bmm(x, x.mT)
+            x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
 
 
 def muon_lr_scale(shape: torch.Size, rule: str) -> float:
@@ -115,7 +125,8 @@ class Muon(DescentOptimizer):
     Tensors with 2 or more dimensions (a convolution's as (out, −1)) take Muon's step; the others
     (biases, norm scales), and any group with ``use_muon=False`` (embeddings and the output layer,
     by the usual recipe), take AdamW with ``adamw_betas``, ``adamw_eps`` and the group's η and λ.
-    torch.optim.Muon computes exactly Muon's step (it refuses non-matrices);
+    The fast path orthogonalizes the same-shaped matrices of a group together, as one chain of
+    batched products. torch.optim.Muon computes exactly Muon's step (it refuses non-matrices);
     ``lr_scale="match_rms_adamw"`` is its ``adjust_lr_fn`` of that name.
 
     Example:
@@ -259,16 +270,34 @@ class Muon(DescentOptimizer):
                 updates = foreach.mul(grads_m, 1 - mu)
                 foreach.add_(updates, buffers, alpha=mu)
             foreach.add_(weights, weights, alpha=-lr * wd)  # θ ← θ − ηλθ
-            for weight, update in zip(weights, updates, strict=True):
+            # One chain of batched products per matrix shape (a single matrix keeps torch's
+            # 2-D addmm chain).
+            shapes: dict[torch.Size, list[int]] = {}
+            for j, weight in enumerate(weights):
+                shapes.setdefault(weight.shape, []).append(j)
+            for shape, members in shapes.items():
+                rows = shape[0]
+                if len(members) == 1:
+                    source = updates[members[0]].reshape(rows, -1)
+                else:
+                    source = torch.stack([updates[j].reshape(rows, -1) for j in members])
                 ortho = newton_schulz(
-                    update.reshape(update.size(0), -1),
+                    source,
                     group["ns_coefficients"],
                     group["ns_steps"],
                     group["eps"],
                     group["ns_dtype"],
                 )
-                scale = muon_lr_scale(weight.shape, group["lr_scale"])
-                weight.add_(ortho.reshape(weight.shape).to(weight.dtype), alpha=-lr * scale)
+                scale = muon_lr_scale(shape, group["lr_scale"])
+                results = [ortho] if len(members) == 1 else list(ortho.unbind())
+                foreach.add_(
+                    [weights[j] for j in members],
+                    [
+                        o.reshape(shape).to(weights[j].dtype)
+                        for j, o in zip(members, results, strict=True)
+                    ],
+                    alpha=-lr * scale,
+                )
         if others:
             beta1, beta2 = group["adamw_betas"]
             weights = [params[i] for i in others]

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,36 @@ class Trainer:
         ``fit``), for callbacks that log beside the Trainer; None otherwise."""
         return self._events.writer if self._events is not None else None
 
+    # -- Schedule-Free's two points -------------------------------------------------------------
+
+    def _switches_points(self) -> bool:
+        """Whether the optimizer keeps a training point and an average (Schedule-Free, descent's
+        or the schedulefree package's: ``train()``/``eval()`` and ``train_mode`` in its groups)."""
+        return callable(getattr(self.optimizer, "eval", None)) and all(
+            "train_mode" in group for group in self.optimizer.param_groups
+        )
+
+    def _set_point(self, train: bool) -> None:
+        if self._switches_points():
+            self.optimizer.train() if train else self.optimizer.eval()  # type: ignore[attr-defined]
+
+    @contextmanager
+    def _at_average(self) -> Iterator[None]:
+        """Evaluate and checkpoint at the average x, train at y: a Schedule-Free optimizer is put
+        in eval mode for the block and back after it (a no-op for other rules, and when it is
+        already in eval mode). Every checkpoint holds the average, so a resumed run, which loads
+        it and switches back, repeats the uninterrupted run's round trip bit for bit."""
+        training = self._switches_points() and all(
+            group["train_mode"] for group in self.optimizer.param_groups
+        )
+        if training:
+            self.optimizer.eval()  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            if training:
+                self.optimizer.train()  # type: ignore[attr-defined]
+
     # -- checkpoints ---------------------------------------------------------------------------
 
     @property
@@ -189,18 +220,19 @@ class Trainer:
         ranks = gather_to_all(
             self.context, {"rng": saved.rng_state(self.device), "running": running.state()}
         )
-        if not self.context.is_main:
-            return
-        payload = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": saved.scheduler_state(self.scheduler) if self.scheduler else None,
-            "scaler": self.scaler.state_dict() if self.scaler else None,
-            "data": data.state_dict(position),
-            "ranks": ranks,
-            "state": asdict(self.state),
-        }
-        checkpoint.save(payload, self.checkpoint_path)
+        with self._at_average():
+            if not self.context.is_main:
+                return
+            payload = {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": saved.scheduler_state(self.scheduler) if self.scheduler else None,
+                "scaler": self.scaler.state_dict() if self.scaler else None,
+                "data": data.state_dict(position),
+                "ranks": ranks,
+                "state": asdict(self.state),
+            }
+            checkpoint.save(payload, self.checkpoint_path)
 
     def _load_checkpoint(self, data: TrainingData, running: Running) -> int:
         """Restore everything from ``last.pt`` (read by rank 0, shared with the others); return
@@ -254,6 +286,7 @@ class Trainer:
         torch.manual_seed(self.seed + self.context.rank)
         running = Running(list(self.metrics), self.device)
         position = self._load_checkpoint(data, running) if resume else 0
+        self._set_point(train=True)  # a checkpoint, or an earlier fit, leaves the average
         if self.logdir is not None and self.context.is_main:
             self._events = EventLog(self.logdir, self.log, self.state.step)
         examples, done, stopped = 0, 0, "budget"
@@ -303,6 +336,7 @@ class Trainer:
             if self._events is not None:
                 self._events.close()
                 self._events = None
+        self._set_point(train=False)  # the model a user evaluates or saves: the average
         elapsed = time.perf_counter() - started
         return TrainResult(
             [EpochMetrics.from_flat(entry) for entry in self.state.history],
@@ -421,7 +455,8 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, data: Any, chunk: int = 2048) -> dict[str, float]:
         """The mean loss and metrics over ``data`` (in evaluation mode; each rank evaluates its
-        share under data-parallel training, and the sums are combined)."""
+        share under data-parallel training, and the sums are combined; a Schedule-Free
+        optimizer's average x is what is evaluated)."""
         self.network.eval()
         running = Running(list(self.metrics), self.device)
         batches = evaluation_batches(
@@ -432,13 +467,16 @@ class Trainer:
             num_workers=self.num_workers,
             chunk=chunk,
         )
-        for inputs, targets in batches:
-            with self.precision.autocast():
-                outputs = self.model(inputs)
-                loss = self.loss(outputs, targets)
-            running.add(
-                loss, [metric(outputs, targets) for metric in self.metrics.values()], len(targets)
-            )
+        with self._at_average():
+            for inputs, targets in batches:
+                with self.precision.autocast():
+                    outputs = self.model(inputs)
+                    loss = self.loss(outputs, targets)
+                running.add(
+                    loss,
+                    [metric(outputs, targets) for metric in self.metrics.values()],
+                    len(targets),
+                )
         self.network.train()
         return running.means(self.context)
 

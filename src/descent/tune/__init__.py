@@ -12,7 +12,14 @@ samplers, seeded per trial); bad trials are pruned from their per-epoch validati
 """
 
 from descent.tune.hparams import METRICS
-from descent.tune.space import DEFAULT_SPACE, MAX_GRID_POINTS, Param, SearchSpace
+from descent.tune.space import (
+    DEFAULT_SPACE,
+    LR_RANGES,
+    MAX_GRID_POINTS,
+    Param,
+    SearchSpace,
+    rule_space,
+)
 from descent.tune.study import (
     METHODS,
     PRUNERS,
@@ -26,6 +33,7 @@ from descent.tune.workers import tune
 
 __all__ = [
     "DEFAULT_SPACE",
+    "LR_RANGES",
     "MAX_GRID_POINTS",
     "METHODS",
     "METRICS",
@@ -36,6 +44,7 @@ __all__ = [
     "best_config",
     "mask_url",
     "open_study",
+    "rule_space",
     "summary_rows",
     "tune",
 ]

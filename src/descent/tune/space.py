@@ -42,6 +42,54 @@ DEFAULT_SPACE: dict[str, Any] = {
     },
 }
 
+#: The learning-rate range (log-uniform) a study gives each rule when rules are compared: η's
+#: scale is the rule's own (Lion's sign step wants one 3–10× below Adam's, LARS's trust ratio
+#: one far above, Prodigy's η is a multiplier of its estimate, Adafactor's caps a relative step),
+#: so each range spans two to three decades around the rule's usual values.
+LR_RANGES: dict[str, tuple[float, float]] = {
+    "sgd": (1e-3, 1.0),
+    "momentum": (1e-4, 0.3),
+    "nesterov": (1e-4, 0.3),
+    "adagrad": (1e-3, 1.0),
+    "adadelta": (0.03, 30.0),
+    "rmsprop": (1e-5, 1e-2),
+    "adam": (1e-5, 1e-1),
+    "adamax": (1e-4, 1e-1),
+    "nadam": (1e-5, 1e-1),
+    "amsgrad": (1e-5, 1e-1),
+    "adamw": (1e-5, 1e-1),
+    "radam": (1e-5, 1e-1),
+    "lion": (1e-6, 1e-2),
+    "lamb": (1e-4, 1e-1),
+    "lars": (1e-2, 30.0),
+    "schedule_free_sgd": (1e-3, 3.0),
+    "schedule_free_adamw": (1e-5, 1e-1),
+    "prodigy": (0.1, 10.0),
+    "muon": (1e-3, 0.3),
+    "adafactor": (1e-3, 1.0),
+    "soap": (1e-5, 1e-1),
+}
+
+
+def rule_space(rule: str, base: dict[str, Any] | None = None) -> SearchSpace:
+    """The space that tunes one rule's learning rate over its :data:`LR_RANGES` range, on
+    ``base`` (the same for every rule in a comparison: each gets the same budget)::
+
+        study = tune(StudySettings(Path("runs/lion"), rule_space("lion", {"model": "mlp"}),
+                                   method="tpe", trials=6))
+    """
+    from descent.optim import OPTIMIZERS
+
+    name = validate.choice(rule, "optimizer", OPTIMIZERS)
+    low, high = LR_RANGES[name]
+    return SearchSpace.from_dict(
+        {
+            "base": {**(base or {}), "optimizer": name},
+            "params": {"lr": {"float": [low, high], "log": True}},
+        }
+    )
+
+
 _DOMAIN_HELP = "{choices: [...]}, {int: [low, high]} or {float: [low, high], log: true}"
 
 

@@ -368,8 +368,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
         raise InputError(f"{folder}: no study to resume here (no study.db)")
     if not resume and settings.storage is None and default_db.exists():
         raise InputError(
-            f"{folder} already holds a study: add --resume to continue it, "
-            "or choose another folder"
+            f"{folder} already holds a study: add --resume to continue it, or choose another folder"
         )
     if not resume:  # a new study's settings are complete, and checked, before any connection
         settings = _checked(_complete(settings, None))
