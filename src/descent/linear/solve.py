@@ -39,6 +39,24 @@ def gradient(Phi: Tensor, y: Tensor, w: Tensor, reduction: Reduction = "sum") ->
     return -2.0 * (Phi.T @ (y - Phi @ w)) * _scale(len(y), reduction)
 
 
+def ordered_gradient(Phi: Tensor, y: Tensor, w: Tensor, reduction: Reduction = "sum") -> Tensor:
+    """∇J(w) = −2 Σᵢ φⁱ (yⁱ − φⁱ·w) (or its mean) with every sum taken left to right: φⁱ·w over
+    j = 0 … k−1, then the batch over i in the given order (cumulative sums, which torch runs
+    sequentially on a CPU). :func:`gradient` leaves the order to BLAS; this one fixes it, so the
+    compiled epoch of the stochastic modes (descent/optim/_kernels.c) can equal it bit for bit."""
+    fitted = (Phi * w).cumsum(dim=1)[:, -1]
+    terms = Phi * (y - fitted).unsqueeze(1)
+    return -2.0 * terms.cumsum(dim=0)[-1] * _scale(len(y), reduction)
+
+
+def squared_row_norms(Phi: Tensor, rows_per_block: int = 65536) -> Tensor:
+    """‖φⁱ‖² for every row, a block of rows at a time (no n × k temporary)."""
+    return torch.cat(
+        [(block * block).sum(dim=1) for block in Phi.split(rows_per_block)]
+        or [torch.zeros(0, dtype=Phi.dtype)]
+    )
+
+
 @dataclass(frozen=True)
 class Gram:
     """ΦᵀΦ, Φᵀy and yᵀy: with them a full-batch gradient and loss cost O(k²), not O(nk).
@@ -254,7 +272,7 @@ def lipschitz_step(
         if Phi is None:
             raise ValueError("lipschitz_step needs Phi's rows for a stochastic mode")
         size = 1 if mode in ("single", "sgd") else min(batch_size, rows)
-        row_norms = (Phi * Phi).sum(dim=1)
+        row_norms = squared_row_norms(Phi)
         heaviest_batch = float(row_norms.topk(size).values.sum())
         lipschitz = 2.0 * min(1.05 * top, heaviest_batch) * _scale(size, reduction)
     return 1.0 / lipschitz if lipschitz > 0 else 1.0
