@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
     not _native.available(), reason="C kernels not built (test_estimator.py fits without them)"
 )
 
-N, K = 37, 5  # 37 rows: batches of 5 leave a short last one
+N, K = 37, 11  # 37 rows: batches of 5 leave a short last one; 11 = 8 lanes + 3 (lane_dot)
 
 # (rule, options, learning rate): every rule with a C step, its variants, a schedule each
 CASES: list[tuple[str, dict[str, Any], Any]] = [
@@ -42,7 +42,7 @@ def problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     Phi = torch.randn(N, K, generator=generator, dtype=torch.float64)
     Phi[:, 0] = 1.0
-    y = Phi @ torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0], dtype=torch.float64)
+    y = Phi @ torch.linspace(-2.0, 3.0, K, dtype=torch.float64)
     return Phi, y + 0.3 * torch.randn(N, generator=generator, dtype=torch.float64)
 
 

@@ -39,12 +39,24 @@ def gradient(Phi: Tensor, y: Tensor, w: Tensor, reduction: Reduction = "sum") ->
     return -2.0 * (Phi.T @ (y - Phi @ w)) * _scale(len(y), reduction)
 
 
+#: φ·w is summed in this many interleaved lanes (see :func:`ordered_gradient`).
+DOT_LANES = 8
+
+
 def ordered_gradient(Phi: Tensor, y: Tensor, w: Tensor, reduction: Reduction = "sum") -> Tensor:
-    """∇J(w) = −2 Σᵢ φⁱ (yⁱ − φⁱ·w) (or its mean) with every sum taken left to right: φⁱ·w over
-    j = 0 … k−1, then the batch over i in the given order (cumulative sums, which torch runs
-    sequentially on a CPU). :func:`gradient` leaves the order to BLAS; this one fixes it, so the
-    compiled epoch of the stochastic modes (descent/optim/_kernels.c) can equal it bit for bit."""
-    fitted = (Phi * w).cumsum(dim=1)[:, -1]
+    """∇J(w) = −2 Σᵢ φⁱ (yⁱ − φⁱ·w) (or its mean) with every sum in a fixed order. φⁱ·w: lane l
+    (of 8) sums the terms j ≡ l (mod 8) left to right, and the lanes are added pairwise,
+    ((l₀ + l₁) + (l₂ + l₃)) + ((l₄ + l₅) + (l₆ + l₇)); then the batch is summed over i left to
+    right (cumulative sums, which torch runs sequentially on a CPU). :func:`gradient` leaves the
+    order to BLAS; this one fixes it, so the compiled epoch of the stochastic modes
+    (descent/optim/_kernels.c, lane_dot) equals it bit for bit."""
+    rows, k = Phi.shape
+    products = torch.zeros(rows, -(-k // DOT_LANES) * DOT_LANES, dtype=Phi.dtype)
+    torch.mul(Phi, w, out=products[:, :k])
+    lanes = products.view(rows, -1, DOT_LANES).cumsum(dim=1)[:, -1]
+    pairs = lanes[:, 0::2] + lanes[:, 1::2]
+    quads = pairs[:, 0::2] + pairs[:, 1::2]
+    fitted = quads[:, 0] + quads[:, 1]
     terms = Phi * (y - fitted).unsqueeze(1)
     return -2.0 * terms.cumsum(dim=0)[-1] * _scale(len(y), reduction)
 

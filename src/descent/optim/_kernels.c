@@ -235,8 +235,9 @@ DEFINE_ENTRIES(double, f64)
  * analytic gradient of J_b(w) = Σ_{i∈b} (yⁱ − φⁱ·w)² (times ``scale``: 1, or 1/|b| for "mean")
  * from the basis rows, ∇J_b = −2 Σ_{i∈b} φⁱ (yⁱ − φⁱ·w), then applies the rule's step above to
  * each weight, and (``avg`` not NULL) folds the new w into the Polyak–Ruppert average
- * w̄ ← w̄ + (w − w̄)/t. The sums run left to right (φⁱ·w over j, the batch over i), the order of
- * the reference path in descent/linear/epochs.py, so float64 results are equal to it bit for bit.
+ * w̄ ← w̄ + (w − w̄)/t. The sums run in a fixed order (φⁱ·w in lanes, see lane_dot; the batch
+ * over i left to right), the order of the reference path (ordered_gradient in
+ * descent/linear/solve.py), so float64 results are equal to it bit for bit.
  *
  * Per-update doubles: row u of ``scalars`` (``stride`` doubles apart; stride 0: the same row for
  * every update) holds the rule's double arguments in the order of KERNELS in _native.py; the
@@ -284,6 +285,25 @@ static KERNEL void nesterov_update(double *w, const double *g, double *const *s,
     for (int64_t j = 0; j < k; j++) nesterov_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3]);
 }
 
+/* φ·w in DOT_LANES interleaved partial sums (lane l sums the terms j ≡ l mod DOT_LANES, left to
+ * right), then added pairwise: independent chains the compiler vectorizes, instead of one chain
+ * of k dependent additions. ordered_gradient in descent/linear/solve.py sums in this order. */
+#define DOT_LANES 8
+static inline double lane_dot(const double *row, const double *w, int64_t k) {
+    double acc[DOT_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    int64_t j = 0;
+    for (; j + DOT_LANES <= k; j += DOT_LANES)
+        for (int l = 0; l < DOT_LANES; l++) acc[l] += row[j + l] * w[j + l];
+    for (int l = 0; j + l < k; l++) acc[l] += row[j + l] * w[j + l];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* Rows come in a shuffled order, so the hardware cannot guess the next one: fetch it ahead. */
+#define PREFETCH_AHEAD 4
+static inline void prefetch_row(const double *row, int64_t k) {
+    for (int64_t j = 0; j < k; j += 8) __builtin_prefetch(row + j, 0, 0);
+}
+
 static KERNEL void linear_epoch(const double *Phi, const double *y, const int64_t *order,
                                 double *w, double *grad, double *avg, int64_t n, int64_t k,
                                 int64_t batch, int64_t first, int64_t last, double scale,
@@ -292,9 +312,9 @@ static KERNEL void linear_epoch(const double *Phi, const double *y, const int64_
     for (int64_t b = first; b < last; b++) {
         const int64_t start = b * batch, stop = start + batch < n ? start + batch : n;
         for (int64_t i = start; i < stop; i++) {
+            if (i + PREFETCH_AHEAD < n) prefetch_row(Phi + order[i + PREFETCH_AHEAD] * k, k);
             const double *row = Phi + order[i] * k;
-            double fitted = row[0] * w[0];
-            for (int64_t j = 1; j < k; j++) fitted += row[j] * w[j];
+            const double fitted = lane_dot(row, w, k);
             const double residual = y[order[i]] - fitted;
             if (i == start) {
                 for (int64_t j = 0; j < k; j++) grad[j] = row[j] * residual;
