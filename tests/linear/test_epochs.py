@@ -166,3 +166,23 @@ def test_estimator_fits_equal_with_and_without_the_compiled_epochs() -> None:
             epochs.COMPILED = True
     np.testing.assert_array_equal(fits[0].weights_, fits[1].weights_)
     assert fits[0].loss_history_ == fits[1].loss_history_
+
+
+def test_average_is_the_mean_of_the_iterates() -> None:
+    iterates = torch.randn(50, K, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    average = epochs.Average(K)
+    for w in iterates:
+        average.update(w)
+    assert average.count == 50
+    torch.testing.assert_close(average.weights, iterates.mean(dim=0), rtol=1e-13, atol=1e-15)
+
+
+def test_learning_rates_are_the_rule_s_own() -> None:
+    """The rates handed to the C loop are lr_at's, bit for bit, for any schedule."""
+    for lr in (0.1, schedules.InverseTimeDecay(0.3, 7.0, 1.0), schedules.CosineDecay(0.3, 50)):
+        _, optimizer = start("sgd", {}, lr)
+        optimizer.param_groups[0]["step"] = 11
+        rates = np.atleast_1d(epochs.learning_rates(optimizer, 30))
+        group = optimizer.param_groups[0]
+        expected = [optimizer.lr_at(group, 11 + u) for u in range(30)]
+        assert rates.tolist() == (expected if len(rates) == 30 else expected[:1])

@@ -83,9 +83,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             constant of the batch gradient (largest eigenvalue of ΦᵀΦ by power iteration; for
             one example or B, bounded by the heaviest batch any shuffle can draw), and "auto" is
             that step in full-batch mode and, in the stochastic modes, the decaying
-            η_t = η₀/(1 + t/t₀) with η₀ = 1/L and t₀ the updates of one epoch (an
-            InverseTimeDecay), which converges where a constant step stalls at its noise
-            floor (docs/linear.md). For the adaptive rules both mean the rule's default rate.
+            η_t = η₀/(1 + t/t₀) with η₀ = 1/L, t the update number and t₀ = n (an
+            InverseTimeDecay: one epoch of single-example updates), which converges where a
+            constant step stalls at its noise floor (docs/linear.md). For the adaptive rules
+            both mean the rule's default rate.
         average: report the Polyak–Ruppert average of the iterates, w̄ = (1/t) Σ wₛ over every
             update, instead of the last iterate (stochastic modes; as scikit-learn's
             SGDRegressor(average=True)). The loss history and the stopping rules read w̄.
@@ -316,10 +317,11 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             )
             if lr == "constant" or mode == "full":
                 return step
-            # η₀/(1 + t/t₀), t₀ = one epoch's updates: the first epoch runs at η₀ to η₀/2, and
-            # Σ η_t diverges while Σ η_t² converges, so SGD's noise floor shrinks to 0.
-            updates_per_epoch = len(Batches(n, mode, self.batch_size, seed=0))
-            return InverseTimeDecay(step, float(updates_per_epoch), 1.0)
+            # η₀/(1 + t/t₀) with t₀ = n updates: Σ η_t diverges while Σ η_t² converges, so the
+            # noise floor of a constant step shrinks to 0. One example per update: the first
+            # epoch runs at η₀ down to η₀/2. B examples: t₀ is B epochs, since a mini-batch
+            # gradient's variance is B times smaller and its constant step stays useful longer.
+            return InverseTimeDecay(step, float(n), 1.0)
         return float(lr)
 
     def _start(
