@@ -149,7 +149,7 @@ def test_the_epoch_table_matches_the_c_prototypes() -> None:
         start_at = source.index(f"void {rule}_epoch(EPOCH_ARGS")
         rest = source[start_at : source.index(")", start_at)].split(",")[1:]
         extra = [(a.split()[-1].lstrip("*"), "tensor" if "*" in a else a.split()[0]) for a in rest]
-        assert shared + extra == _native.epoch_signature(rule), rule
+        assert shared + extra == list(_native.epoch_signature(rule)), rule
 
 
 def test_estimator_fits_equal_with_and_without_the_compiled_epochs() -> None:

@@ -163,13 +163,9 @@ def _compiled(
         # scalar is the rate, and its only counter the group's update number.
         group = optimizer.param_groups[0]
         rates = learning_rates(optimizer, count)
-        if isinstance(rates, float):
-            scalars, stride = torch.tensor([[rates, 0.0, 1.0]], dtype=torch.float64), 0
-        else:
-            scalars = torch.empty(count, 3, dtype=torch.float64)
-            scalars[:, 0] = torch.from_numpy(rates)
-            scalars[:, 1], scalars[:, 2] = 0.0, 1.0
-            stride = 3
+        columns = np.empty((1 if isinstance(rates, float) else count, 3))  # lr, wd = 0, sign = 1
+        columns[:, 0], columns[:, 1], columns[:, 2] = rates, 0.0, 1.0
+        scalars, stride = torch.from_numpy(columns), 0 if isinstance(rates, float) else 3
         group["step"] += count
     else:
         # The rule's own step() records what it would pass its kernel, update by update.

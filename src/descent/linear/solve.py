@@ -271,20 +271,30 @@ def lipschitz_step(
 
     ``Phi`` may be None in full-batch mode when ``gram`` (ΦᵀΦ) and ``n`` are given.
     """
-    if gram is None:  # v ↦ Φᵀ(Φv): two passes over Φ per iteration, no k × k matrix
-        if Phi is None:
-            raise ValueError("lipschitz_step needs Phi or its Gram matrix")
-        top = largest_eigenvalue(lambda v: Phi.T @ (Phi @ v), size=Phi.shape[1])
-    else:
-        top = largest_eigenvalue(gram)
+    if Phi is None and gram is None:
+        raise ValueError("lipschitz_step needs Phi or its Gram matrix")
     rows = n if n is not None else len(Phi)  # type: ignore[arg-type]
     if mode == "full":
-        lipschitz = 2.0 * top * _scale(rows, reduction)
+        lipschitz = 2.0 * _top_eigenvalue(Phi, gram) * _scale(rows, reduction)
     else:
         if Phi is None:
             raise ValueError("lipschitz_step needs Phi's rows for a stochastic mode")
         size = 1 if mode in ("single", "sgd") else min(batch_size, rows)
         row_norms = squared_row_norms(Phi)
         heaviest_batch = float(row_norms.topk(size).values.sum())
-        lipschitz = 2.0 * min(1.05 * top, heaviest_batch) * _scale(size, reduction)
+        # λ_max ≥ every diagonal entry of ΦᵀΦ (a column's squared norm): when the heaviest
+        # batch is below the largest one, it is the minimum and no power iteration is needed.
+        column_bound = float(gram.diagonal().max()) if gram is not None else 0.0
+        if heaviest_batch <= column_bound:
+            lipschitz = 2.0 * heaviest_batch * _scale(size, reduction)
+        else:
+            top = _top_eigenvalue(Phi, gram)
+            lipschitz = 2.0 * min(1.05 * top, heaviest_batch) * _scale(size, reduction)
     return 1.0 / lipschitz if lipschitz > 0 else 1.0
+
+
+def _top_eigenvalue(Phi: Tensor | None, gram: Tensor | None) -> float:
+    """λ_max(ΦᵀΦ) by power iteration, on ΦᵀΦ or (no k × k matrix) on v ↦ Φᵀ(Φv)."""
+    if gram is not None:
+        return largest_eigenvalue(gram)
+    return largest_eigenvalue(lambda v: Phi.T @ (Phi @ v), size=Phi.shape[1])  # type: ignore[union-attr]

@@ -117,13 +117,14 @@ _CTYPES["int64_t"] = ctypes.c_int64
 _CTYPES["tensor"] = ctypes.c_void_p
 
 
-def epoch_signature(rule: str) -> list[tuple[str, str]]:
+@cache
+def epoch_signature(rule: str) -> tuple[tuple[str, str], ...]:
     """(name, C type) of every argument of ``<rule>_epoch``, in order, from the two tables."""
     tensors, scalars = KERNELS[rule]
     return (
-        list(EPOCH_ARGUMENTS)
-        + [(name, "tensor") for name in tensors[2:]]
-        + [(name, kind) for name, kind in scalars if kind == "int"]
+        *EPOCH_ARGUMENTS,
+        *((name, "tensor") for name in tensors[2:]),
+        *((name, kind) for name, kind in scalars if kind == "int"),
     )
 
 
@@ -225,7 +226,7 @@ def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
     if library is None:
         raise RuntimeError("descent's C kernels are not built")
     signature = epoch_signature(rule)
-    if set(arguments) != {name for name, _ in signature}:
+    if len(arguments) != len(signature) or any(name not in arguments for name, _ in signature):
         raise TypeError(
             f"{rule}_epoch takes {sorted(name for name, _ in signature)}, got {sorted(arguments)}"
         )
@@ -234,7 +235,7 @@ def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
         value = arguments[name]
         if kind == "tensor" and value is not None:
             expected = torch.int64 if name == "order" else torch.float64
-            if value.dtype != expected or not value.is_contiguous() or value.is_cuda:
+            if value.dtype != expected or not value.is_contiguous() or value.device.type != "cpu":
                 raise TypeError(f"{rule}_epoch: {name} must be a contiguous CPU {expected}")
             value = value.data_ptr()
         values.append(value)
