@@ -25,6 +25,7 @@ from descent.linear.basis import parse_basis
 from descent.linear.solve import (
     Gram,
     Moments,
+    decay_steps,
     gradient,
     least_squares,
     lipschitz_step,
@@ -83,9 +84,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             constant of the batch gradient (largest eigenvalue of ΦᵀΦ by power iteration; for
             one example or B, bounded by the heaviest batch any shuffle can draw), and "auto" is
             that step in full-batch mode and, in the stochastic modes, the decaying
-            η_t = η₀/(1 + t/t₀) with η₀ = 1/L, t the update number and t₀ = n (an
-            InverseTimeDecay: one epoch of single-example updates), which converges where a
-            constant step stalls at its noise floor (docs/linear.md). For the adaptive rules
+            η_t = η₀/(1 + t/t₀) with η₀ = 1/L, t the update number and
+            t₀ = min(n/2, 1/(η₀ μ)), μ the smallest curvature of the expected batch loss (an
+            InverseTimeDecay; :func:`~descent.linear.solve.decay_steps`), which converges where
+            a constant step stalls at its noise floor (docs/linear.md). For the adaptive rules
             both mean the rule's default rate.
         average: report the Polyak–Ruppert average of the iterates, w̄ = (1/t) Σ wₛ over every
             update, instead of the last iterate (stochastic modes; as scikit-learn's
@@ -317,11 +319,17 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             )
             if lr == "constant" or mode == "full":
                 return step
-            # η₀/(1 + t/t₀) with t₀ = n updates: Σ η_t diverges while Σ η_t² converges, so the
-            # noise floor of a constant step shrinks to 0. One example per update: the first
-            # epoch runs at η₀ down to η₀/2. B examples: t₀ is B epochs, since a mini-batch
-            # gradient's variance is B times smaller and its constant step stays useful longer.
-            return InverseTimeDecay(step, float(n), 1.0)
+            # η₀/(1 + t/t₀): Σ η_t diverges while Σ η_t² converges, so the noise floor of a
+            # constant step shrinks to 0; t₀ from the curvature (decay_steps).
+            horizon = decay_steps(
+                step,
+                gram.gram if gram is not None else None,
+                n,
+                mode,
+                self.batch_size,
+                self.loss_reduction,
+            )
+            return InverseTimeDecay(step, horizon, 1.0)
         return float(lr)
 
     def _start(

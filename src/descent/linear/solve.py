@@ -293,6 +293,38 @@ def lipschitz_step(
     return 1.0 / lipschitz if lipschitz > 0 else 1.0
 
 
+#: Above this order the smallest eigenvalue of ΦᵀΦ is not computed (an O(k³) decomposition).
+_MAX_CURVATURE_ORDER = 512
+
+
+def decay_steps(
+    step: float,
+    gram: Tensor | None,
+    n: int,
+    mode: str,
+    batch_size: int,
+    reduction: Reduction = "sum",
+) -> float:
+    """t₀ of the stochastic modes' default step η_t = η₀/(1 + t/t₀) (t the update number):
+
+        t₀ = min(n/2, 1/(η₀ μ)),   μ = 2 λ_min(ΦᵀΦ)/n · (B for "sum", 1 for "mean")
+
+    μ is the smallest curvature of the expected batch loss, so past t₀ the step is about
+    1/(μ t), the step of SGD's O(1/t) rate on a strongly convex loss (Bottou 2012, "Stochastic
+    Gradient Descent Tricks": η₀/(1 + η₀ λ t)). The cap n/2 (measured on diabetes, 20 copies of
+    it and 1,000,000 × 100 against SGDRegressor) starts the decay within the first pass over the
+    data even when ΦᵀΦ is ill-conditioned (small μ) or its λ_min is not computed (k > 512)."""
+    cap = max(n / 2, 1.0)
+    if gram is None or len(gram) > _MAX_CURVATURE_ORDER:
+        return cap
+    smallest = float(torch.linalg.eigvalsh(gram)[0])
+    size = 1 if mode in ("single", "sgd") else min(batch_size, n)
+    curvature = 2.0 * smallest / n * (size if reduction == "sum" else 1.0)
+    if curvature <= 0 or step <= 0:
+        return cap
+    return max(1.0, min(cap, 1.0 / (step * curvature)))
+
+
 def _top_eigenvalue(Phi: Tensor | None, gram: Tensor | None) -> float:
     """λ_max(ΦᵀΦ) by power iteration, on ΦᵀΦ or (no k × k matrix) on v ↦ Φᵀ(Φv)."""
     if gram is not None:
