@@ -234,11 +234,23 @@ def sgd_table(name: str, X: np.ndarray, y: np.ndarray, seeds: tuple[int, ...] = 
         for batch in (1, 50)
     }
     full = min(measured(lambda: gradient(Phi, target, w.detach()))[0] for _ in range(3))
+    by_hand = min(measured(lambda: torch_epoch(Phi, target, order, 50))[0] for _ in range(3))
     print(
-        f"epoch loop alone: B = 1 {loops[1] * 1e3:.3f} ms, B = 50 {loops[50] * 1e3:.3f} ms; one "
-        f"full-batch gradient over the rows {full * 1e3:.3f} ms; B = 50 / full = "
-        f"{loops[50] / full:.2f}× (target ≤ 2)"
+        f"epoch loop alone: B = 1 {loops[1] * 1e3:.3f} ms, B = 50 {loops[50] * 1e3:.3f} ms "
+        f"(a hand-written torch loop, B = 50: {by_hand * 1e3:.3f} ms, "
+        f"{by_hand / loops[50]:.1f}× descent's); one full-batch gradient over the rows "
+        f"{full * 1e3:.3f} ms; B = 50 / full = {loops[50] / full:.2f}× (target ≤ 2)"
     )
+
+
+def torch_epoch(Phi: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int) -> None:
+    """The same updates written by hand in torch: the rows gathered once in the epoch's order,
+    then per batch g = −2 Φ_bᵀ(y_b − Φ_b w) and w ← w − η g."""
+    w = torch.zeros(Phi.shape[1], dtype=torch.float64)
+    rows, targets = Phi[order], y[order]
+    for start in range(0, len(y), batch):
+        block, target = rows[start : start + batch], targets[start : start + batch]
+        w.sub_(block.T @ (target - block @ w), alpha=-2e-9)
 
 
 def sgd_main(n: int, p: int) -> None:
