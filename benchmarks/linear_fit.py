@@ -223,24 +223,31 @@ def sgd_table(name: str, X: np.ndarray, y: np.ndarray, seeds: tuple[int, ...] = 
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
     step = optim.SGD([w], lr=1e-9)
     loops = {
-        batch: min(
-            measured(
-                lambda b=batch: run_batches(
-                    Phi, target, order, b, range(-(-len(y) // b)), w, step, "sgd", "sum"
-                )
-            )[0]
-            for _ in range(3)
+        batch: best_of(
+            lambda b=batch: run_batches(
+                Phi, target, order, b, range(-(-len(y) // b)), w, step, "sgd", "sum"
+            )
         )
         for batch in (1, 50)
     }
-    full = min(measured(lambda: gradient(Phi, target, w.detach()))[0] for _ in range(3))
-    by_hand = min(measured(lambda: torch_epoch(Phi, target, order, 50))[0] for _ in range(3))
+    full = best_of(lambda: gradient(Phi, target, w.detach()))
+    by_hand = best_of(lambda: torch_epoch(Phi, target, order, 50))
     print(
         f"epoch loop alone: B = 1 {loops[1] * 1e3:.3f} ms, B = 50 {loops[50] * 1e3:.3f} ms "
         f"(a hand-written torch loop, B = 50: {by_hand * 1e3:.3f} ms, "
         f"{by_hand / loops[50]:.1f}× descent's); one full-batch gradient over the rows "
         f"{full * 1e3:.3f} ms; B = 50 / full = {loops[50] / full:.2f}× (target ≤ 2)"
     )
+
+
+def best_of(function: Callable[[], object], repeats: int = 5) -> float:
+    """Seconds of the fastest of ``repeats`` calls (no memory sampler: these take milliseconds)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def torch_epoch(Phi: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int) -> None:
