@@ -392,5 +392,5 @@ def load(spec: str, seed: int = 0) -> ImageData:
         return image_folder(path, size=size, seed=seed)
     raise InputError(
         f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "folder:DIR"
+        "folder:DIR, or table:FILE (a CSV or Parquet file to train on)"
     )
