@@ -175,3 +175,31 @@ def test_a_target_for_images_is_refused(capsys: pytest.CaptureFixture[str], tmp_
     code, _, err = run(["--target", "y", "--logdir", str(tmp_path / "run")], capsys)
     assert code == 2
     assert "target 'y' names a table's column, but data 'digits' is images" in err
+
+
+@pytest.mark.slow
+def test_nproc_2_ends_with_the_weights_of_one_process_and_one_event_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Two gloo processes through torch's launcher against one process, same global batch of
+    20, float64; 149 training rows, so the last batch (9) splits unevenly (5 + 4)."""
+    table = tmp_path / "prices.csv"
+    write_table(table, rows=213)
+    common = ["--data", f"table:{table}", "--target", "price", "--precision", "64"]
+    common += ["--device", "cpu", "--batch-size", "20", "--epochs", "1", "--quiet"]
+    code, _, err = run([*common, "--logdir", str(tmp_path / "one")], capsys)
+    assert code == 0, err
+    code, out, err = run([*common, "--nproc", "2", "--logdir", str(tmp_path / "two")], capsys)
+    assert code == 0, err
+    assert "test mse" in out  # rank 0's outcome, reported by the launching process
+    one, two = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert len(one) >= 4  # the MLP's weights and biases, and the standardization buffers
+    for name, value in one.items():
+        assert value.dtype == torch.float64, name
+        assert torch.allclose(value, two[name], rtol=0, atol=1e-6), name
+    assert not torch.equal(
+        one["model.layers.0.weight"], torch.zeros_like(two["model.layers.0.weight"])
+    )
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1  # rank 0 alone
+    history = json.loads((tmp_path / "two" / "metrics.json").read_text())["history"]
+    assert history[0]["step"] == 8  # 149 rows in batches of 20
