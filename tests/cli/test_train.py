@@ -197,9 +197,6 @@ def test_nproc_2_ends_with_the_weights_of_one_process_and_one_event_file(
     for name, value in one.items():
         assert value.dtype == torch.float64, name
         assert torch.allclose(value, two[name], rtol=0, atol=1e-6), name
-    assert not torch.equal(
-        one["model.layers.0.weight"], torch.zeros_like(two["model.layers.0.weight"])
-    )
     assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1  # rank 0 alone
     history = json.loads((tmp_path / "two" / "metrics.json").read_text())["history"]
     assert history[0]["step"] == 8  # 149 rows in batches of 20
