@@ -132,3 +132,15 @@ def test_load_spec_errors() -> None:
         load("mnist")
     with pytest.raises(ValueError, match="unknown data 'imagenet'"):
         load("imagenet")
+
+
+def test_the_digits_read_without_scikit_learn_equal_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from descent.data.images import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.data)
+    assert np.array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64
