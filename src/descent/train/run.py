@@ -332,6 +332,7 @@ def _run(
             "history": [entry.flat() for entry in result.history],
             "stopped": result.stopped,
             "best_epoch": result.best_epoch,
+            "fit_seconds": result.seconds,  # the Trainer's fit, from its start to its return
             # test_loss and test_<metric>: the history's flat form
             **{f"test_{name}": value for name, value in test.items()},
         }
