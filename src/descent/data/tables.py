@@ -36,6 +36,10 @@ DTYPES = ("float64", "float32")
 #: Reading holds pyarrow's columns and the numpy arrays built from them at once.
 READ_OVERHEAD = 2.0
 _SAMPLE_BYTES = 1 << 20
+#: Bytes of CSV each of pyarrow's parsing tasks takes: 4 MiB rather than its 1 MiB default, so a
+#: 200 MB file makes 50 column chunks instead of 200 (each chunk is one copy call per column into
+#: the result) and the threads still share the work.
+_BLOCK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -393,7 +397,9 @@ def _parse_with_arrow(path: Path, header: Sequence[str], delimiter: str, dtype: 
     try:
         return pa_csv.read_csv(
             str(path),
-            read_options=pa_csv.ReadOptions(skip_rows=1, column_names=names),
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1, column_names=names, block_size=_BLOCK_BYTES
+            ),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, arrow_type),
