@@ -45,7 +45,7 @@ def test_a_table_trains_an_mlp_regression_logs_mse_and_mae_and_resumes_exactly(
     table = tmp_path / "prices.csv"
     target = write_table(table)
     common = ["--data", f"table:{table}", "--target", "price", "--schedule", "none"]
-    common += ["--lr", "0.01", "--batch-size", "32", "--quiet", "--seed", "3"]
+    common += ["--lr", "0.01", "--batch-size", "32", "--quiet", "--seed", "3", "--hidden", "48"]
 
     whole = tmp_path / "whole"
     code, out, err = run([*common, "--epochs", "4", "--logdir", str(whole)], capsys)
@@ -75,6 +75,7 @@ def test_a_table_trains_an_mlp_regression_logs_mse_and_mae_and_resumes_exactly(
     assert metrics["test_mse"] == pytest.approx(float((errors**2).mean()), rel=1e-5)
     assert metrics["test_mae"] == pytest.approx(float(errors.abs().mean()), rel=1e-5)
     assert len(data.train) + len(data.validation) + len(data.test) == 200
+    assert weights(whole)["model.layers.0.weight"].shape == (48, 3)  # --hidden 48
 
     events = EventAccumulator(str(whole), size_guidance={"scalars": 0})
     events.Reload()

@@ -47,6 +47,10 @@ def train(
         str | None,
         typer.Option(help="cross_entropy (classification); mse, mae or huber (regression)."),
     ] = None,
+    hidden: Annotated[
+        list[int] | None,
+        typer.Option(help="An mlp's hidden layer sizes, one per option: --hidden 64 --hidden 32."),
+    ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
     lr: Annotated[
         str | None,
@@ -122,6 +126,7 @@ def train(
         target=target,
         task=task,
         loss=loss,
+        hidden=hidden or None,
         optimizer=optimizer,
         lr=lr,
         schedule=schedule,  # "none" is a setting: no schedule
