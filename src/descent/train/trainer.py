@@ -264,7 +264,7 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 self.network.train()
                 if position == 0:
-                    running.sums.zero_()
+                    running.zero()
                 for inputs, targets in data.epoch():
                     self._step(inputs, targets, running, data.global_batch_size(position))
                     position += 1
