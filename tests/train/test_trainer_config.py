@@ -61,7 +61,8 @@ def test_task_model_and_loss_follow_the_data_unless_given(tmp_path) -> None:
     for overrides, message in [
         ({"data": "table:t.csv"}, "data 'table:t.csv' needs target: the column to predict"),
         ({"data": "table:"}, "table data is read from a file: use table:FILE"),
-        ({"target": "y"}, "target 'y' names a table's column, but data 'digits' is images"),
+        ({"target": "y"}, "but data 'digits' is not a table; give data table:FILE, or leave"),
+        ({"data": "p.csv", "target": "y"}, "'p.csv' is not a table; give data table:p.csv"),
         ({"task": "regression"}, "task regression needs a table"),
         ({"data": "table:t.csv", "target": "y", "model": "cnn"}, "model cnn reads images"),
         ({"data": "table:t.csv", "target": "y", "model": "softmax"}, "softmax is a classifier"),

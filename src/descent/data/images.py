@@ -407,6 +407,10 @@ def load(spec: str, seed: int = 0) -> ImageData:
 
         path, size = parse_spec(folder)
         return image_folder(path, size=size, seed=seed)
+    from descent.data.tables import looks_like_table
+
+    if looks_like_table(spec):
+        raise InputError(f"data {spec!r} is a file: train on a table with data table:{spec}")
     raise InputError(
         f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
         "folder:DIR, or table:FILE (a CSV or Parquet file to train on)"

@@ -116,6 +116,15 @@ TABLE_PREFIX = "table:"
 MIN_TRAINING_ROWS = 10
 
 
+#: The suffixes of the files load_table reads (a compressed CSV ends in a codec's suffix).
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", *CODECS)
+
+
+def looks_like_table(name: str) -> bool:
+    """Whether ``name`` ends as a file load_table reads does (for a hint, not a check)."""
+    return Path(name).suffix.lower() in TABLE_SUFFIXES
+
+
 def table_file(spec: str) -> Path | None:
     """The file of a ``table:FILE`` data spec, None for any other data."""
     if not spec.startswith(TABLE_PREFIX):

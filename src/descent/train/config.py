@@ -99,16 +99,17 @@ class RunConfig(BaseModel):
     def _what_the_data_implies(self) -> RunConfig:
         """Task, model and loss from the data when not given; a setting that cannot fit the data
         is refused (a CNN on a table, a target for images, cross-entropy for regression)."""
-        from descent.data.tables import table_file
+        from descent.data.tables import looks_like_table, table_file
         from descent.train.tasks import TASKS, loss_name
 
         table = table_file(self.data) is not None
         if table and self.target is None:
             raise ValueError(f"data {self.data!r} needs target: the column to predict")
         if not table and self.target is not None:
+            spec = f"table:{self.data}" if looks_like_table(self.data) else "table:FILE"
             raise ValueError(
-                f"target {self.target!r} names a table's column, but data {self.data!r} is "
-                "images; give data table:FILE, or leave target out"
+                f"target {self.target!r} names a table's column, but data {self.data!r} is not "
+                f"a table; give data {spec}, or leave target out"
             )
         task = self.task or ("regression" if table else "classification")
         model = self.model or ("mlp" if table else "cnn")
