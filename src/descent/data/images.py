@@ -407,11 +407,14 @@ def load(spec: str, seed: int = 0) -> ImageData:
 
         path, size = parse_spec(folder)
         return image_folder(path, size=size, seed=seed)
-    from descent.data.tables import looks_like_table
+    from descent.data.tables import TABLE_PREFIX, looks_like_table
 
+    accepted = "digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR"
+    if spec.startswith(TABLE_PREFIX):  # descent train reads it; what called here reads images
+        raise InputError(f"data {spec!r} is a table, and this reads images: {accepted}")
     if looks_like_table(spec):
         raise InputError(f"data {spec!r} is a file: train on a table with data table:{spec}")
     raise InputError(
-        f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "folder:DIR, or table:FILE (a CSV or Parquet file to train on)"
+        f"unknown data {spec!r}; accepted: {accepted}, or table:FILE (a CSV or Parquet file to "
+        "train on)"
     )
