@@ -203,7 +203,7 @@ def table_data(
         order = np.random.default_rng(seed).permutation(rows)
         n_val, n_test = round(rows * validation), round(rows * test)
         val, held_out, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
-    features = torch.from_numpy(np.ascontiguousarray(table.X))
+    features = torch.from_numpy(table.X)  # column-major as read; each part is gathered row-major
 
     def part(index: np.ndarray) -> Split:
         chosen = torch.from_numpy(np.sort(index))
