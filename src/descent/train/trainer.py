@@ -49,7 +49,8 @@ class Trainer:
         model: any nn.Module mapping a batch of inputs to outputs ``loss`` accepts.
         task: "classification" (cross-entropy, accuracy) or "regression" (MSE; MSE and MAE);
             the defaults of ``loss`` and ``metrics``.
-        loss: a callable (outputs, targets) → the batch's mean loss.
+        loss: a loss's name ("cross_entropy"; "mse", "mae", "huber") or a callable
+            (outputs, targets) → the batch's mean loss.
         metrics: names → callables (outputs, targets) → the batch's mean value.
         optimizer: a descent rule's name ("adam", "sgd", …) or a ready torch.optim.Optimizer.
         lr: a float or a schedule of the update number (for a ready optimizer, a schedule drives
@@ -90,7 +91,7 @@ class Trainer:
         model: nn.Module,
         *,
         task: str = "classification",
-        loss: Metric | None = None,
+        loss: Metric | str | None = None,
         metrics: Mapping[str, Metric] | None = None,
         optimizer: str | torch.optim.Optimizer = "adam",
         lr: Any = 1e-3,
@@ -296,7 +297,7 @@ class Trainer:
                 epoch_start = time.perf_counter()
                 self.network.train()
                 if position == 0:
-                    running.sums.zero_()
+                    running.zero()
                 for inputs, targets in data.epoch():
                     self._step(inputs, targets, running, data.global_batch_size(position))
                     position += 1
