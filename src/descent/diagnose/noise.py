@@ -1,0 +1,143 @@
+"""The gradient's noise: per-example gradients (``torch.func.vmap`` of ``torch.func.grad``) or
+the spread between batches, and the signal-to-noise ratio of a mini-batch gradient
+(McCandlish et al., "An Empirical Model of Large-Batch Training", 2018).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from descent import validate
+from descent.diagnose.hessian import LossFn, Objective, evaluation_mode
+from descent.errors import InputError
+
+# -- gradient noise ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GradientNoise:
+    """The full gradient against the noise of a mini-batch gradient.
+
+    Attributes:
+        gradient_norm: ‖ḡ‖, the gradient of the average loss over the data.
+        noise: √E‖g_B − ḡ‖², the typical size of a mini-batch gradient's error at ``batch_size``.
+        snr: gradient_norm / noise (∞ without noise).
+        per_example_variance: tr Σ, the summed variance of one example's gradient (None for the
+            batch-to-batch method).
+        noise_scale: tr Σ / ‖ḡ‖², McCandlish et al.'s critical batch size (None likewise).
+        method: "per-example" (torch.func.vmap) or "batches" (variance between the given batches).
+    """
+
+    gradient_norm: float
+    noise: float
+    batch_size: int
+    snr: float
+    per_example_variance: float | None
+    noise_scale: float | None
+    method: str
+    examples: int
+
+
+def gradient_noise(
+    model: nn.Module,
+    loss: LossFn,
+    data: Any,
+    *,
+    batch_size: int | None = None,
+    method: str = "auto",
+    chunk: int = 256,
+    dtype: torch.dtype | str | None = None,
+    objective: Objective | None = None,
+) -> GradientNoise:
+    """The gradient's signal-to-noise ratio at a mini-batch size.
+
+    ``method="per-example"`` computes every example's gradient (vmap, ``chunk`` examples at a
+    time, nothing stored per example) and reports the noise of a batch of ``batch_size`` (default
+    1) drawn without replacement; ``"batches"`` uses the spread of the given batches' gradients
+    around their weighted mean (at least two batches; the noise is that of a batch of their mean
+    size). ``"auto"``: per-example, falling back to batches when the model cannot be vmapped.
+    """
+    method = validate.choice(method, "method", ("auto", "per-example", "batches"))
+    chunk = validate.positive_int(chunk, "chunk")
+    if batch_size is not None:
+        batch_size = validate.positive_int(batch_size, "batch_size")
+    with evaluation_mode(model):
+        objective = objective or Objective(model, loss, data, dtype=dtype)
+        if method in ("auto", "per-example"):
+            try:
+                return _per_example_noise(objective, batch_size or 1, chunk)
+            except InputError:
+                raise
+            except Exception as error:  # vmap cannot run this model: say so or fall back
+                if method == "per-example" or len(objective.batches) < 2:
+                    raise InputError(
+                        f"per-example gradients failed for this model ({error}); pass several "
+                        "batches and method='batches'"
+                    ) from None
+        return _batch_noise(objective)
+
+
+def _per_example_noise(objective: Objective, batch_size: int, chunk: int) -> GradientNoise:
+    from torch.func import functional_call, grad, vmap
+
+    model, loss_fn = objective.model, objective.loss_fn
+    params = {name: p.detach() for name, p in zip(objective.names, objective.params, strict=True)}
+
+    def example_loss(parameters: dict[str, Tensor], inputs: Tensor, target: Tensor) -> Tensor:
+        state = {**objective.fixed, **parameters}
+        output = functional_call(model, state, (inputs.unsqueeze(0),))
+        return loss_fn(output, target.unsqueeze(0)).reshape(())
+
+    per_example = vmap(grad(example_loss), in_dims=(None, 0, 0))
+    total = torch.zeros(objective.dimension, dtype=torch.float64)
+    squares = 0.0
+    count = 0
+    for inputs, targets in objective.batches:
+        for start in range(0, len(inputs), chunk):
+            grads = per_example(
+                params, inputs[start : start + chunk], targets[start : start + chunk]
+            )
+            flat = torch.cat(
+                [grads[name].reshape(len(grads[name]), -1) for name in objective.names], 1
+            )
+            flat = flat.to(torch.float64)
+            total += flat.sum(dim=0)
+            squares += float((flat * flat).sum())
+            count += len(flat)
+    mean = total / count
+    mean_norm2 = float(mean @ mean)
+    variance = max(squares - count * mean_norm2, 0.0) / max(count - 1, 1)
+    size = min(batch_size, count)
+    noise2 = variance / size * (count - size) / count
+    return _noise_result(mean_norm2, noise2, size, variance, "per-example", count)
+
+
+def _batch_noise(objective: Objective) -> GradientNoise:
+    if len(objective.batches) < 2:
+        raise InputError("the batch-to-batch gradient noise needs at least two batches, got one")
+    gradients = []
+    for index in range(len(objective.batches)):
+        value = objective.batch_loss(index)
+        gradients.append(
+            objective._flat(torch.autograd.grad(value, objective.params, allow_unused=True))
+        )
+    stacked = torch.stack(gradients).to(torch.float64)
+    weights = torch.tensor(objective.weights, dtype=torch.float64)
+    mean = weights @ stacked
+    noise2 = float(((stacked - mean) ** 2).sum(dim=1).mean())
+    size = round(objective.examples / len(objective.batches))
+    return _noise_result(float(mean @ mean), noise2, size, None, "batches", objective.examples)
+
+
+def _noise_result(
+    mean_norm2: float, noise2: float, size: int, variance: float | None, method: str, count: int
+) -> GradientNoise:
+    norm, noise = math.sqrt(mean_norm2), math.sqrt(max(noise2, 0.0))
+    snr = norm / noise if noise > 0 else math.inf
+    scale = variance / mean_norm2 if variance is not None and mean_norm2 > 0 else None
+    return GradientNoise(norm, noise, size, snr, variance, scale, method, count)
