@@ -47,7 +47,15 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from descent import validate
-from descent.diagnose.init_hooks import _model_dtype_device, _Record, _Recorder, _rms, _untouched
+from descent.diagnose.init_hooks import (
+    _mean_std,
+    _model_dtype_device,
+    _read_back,
+    _Record,
+    _Recorder,
+    _rms,
+    _untouched,
+)
 from descent.diagnose.init_lsuv import lsuv
 from descent.diagnose.init_verdicts import (
     BOUNDED,
@@ -64,6 +72,7 @@ from descent.diagnose.init_verdicts import (
     Verdict,
     _layer_verdict,
     _overall,
+    _weight_of,
 )
 from descent.errors import InputError
 
@@ -271,40 +280,70 @@ def init_report(
                 if not isinstance(output, Tensor):
                     raise InputError(f"the model must return a tensor, got {type(output).__name__}")
                 if output.requires_grad:
-                    output.register_hook(lambda g: output_gradient.__setitem__("std", _rms(g)))
+                    output.register_hook(lambda g: output_gradient.__setitem__("rms", _rms(g)))
                 value = loss_function(output, targets)
                 if value.requires_grad:
                     value.backward()
             recorder.active = False
-            parameters = _parameter_reports(model)
+            named = list(model.named_parameters())
+            norms = _parameter_norms(named)
             symmetry = _symmetry(model)
         finally:
             recorder.remove()
-    for record in recorder.records:
+    records = recorder.records
+    for record in records:
         # The module whose output the model returns: the logits' scale is the loss's business.
         record.is_output = record.output_key == (output.data_ptr(), tuple(output.shape))
-    input_std = float(inputs.float().std()) if inputs.is_floating_point() else math.nan
-    layers = _layer_reports(
-        recorder.records, symmetry, input_std, output_gradient.get("std"), model
+    weights = {id(r.module): r.module for r in records if _weight_of(r.module) is not None}
+    # Every figure is still a tensor on the model's device: read them back in one go.
+    numbers = _read_back(
+        [
+            value.detach(),
+            _mean_std(inputs)[1] if inputs.is_floating_point() else None,
+            output_gradient.get("rms"),
+            *[
+                figure
+                for r in records
+                for figure in (r.mean, r.std, r.saturated, r.dead, r.gradient_rms)
+            ],
+            *norms,
+            *[_mean_std(module.weight)[1] for module in weights.values()],
+        ]
     )
+    loss_value, input_std, output_rms = (v if v is not None else math.nan for v in numbers[:3])
+    position = 3 + 5 * len(records)
+    figures = [numbers[3 + 5 * i : 8 + 5 * i] for i in range(len(records))]
+    parameters = _parameter_reports(named, numbers[position : position + len(norms)])
+    weight_stds = dict(zip(weights, numbers[position + len(norms) :], strict=True))
+    layers = _layer_reports(records, figures, symmetry, input_std, output_rms, weight_stds)
     verdict = _overall(layers)
     return InitReport(
         tuple(layers),
         tuple(parameters),
         verdict,
         input_std,
-        float(value.detach()),
+        loss_value,
         time.perf_counter() - started,
     )
 
 
-def _parameter_reports(model: nn.Module) -> list[ParameterReport]:
+def _parameter_norms(named: list[tuple[str, nn.Parameter]]) -> list[Tensor | None]:
+    """‖w‖ and ‖∇w‖ of every parameter, as tensors (read back with the other figures)."""
+    norms: list[Tensor | None] = []
+    for _, parameter in named:
+        norms.append(torch.linalg.vector_norm(parameter.detach()))
+        grad = parameter.grad
+        norms.append(torch.linalg.vector_norm(grad.detach()) if grad is not None else None)
+    return norms
+
+
+def _parameter_reports(
+    named: list[tuple[str, nn.Parameter]], norms: list[float | None]
+) -> list[ParameterReport]:
     reports = []
-    for name, parameter in model.named_parameters():
-        weight_norm = float(parameter.detach().float().norm())
-        gradient_norm = (
-            float(parameter.grad.detach().float().norm()) if parameter.grad is not None else 0.0
-        )
+    for index, (name, parameter) in enumerate(named):
+        weight_norm = norms[2 * index] or 0.0
+        gradient_norm = norms[2 * index + 1] or 0.0
         ratio = gradient_norm / weight_norm if weight_norm > 0 else math.nan
         reports.append(
             ParameterReport(name, tuple(parameter.shape), weight_norm, gradient_norm, ratio)
@@ -362,26 +401,31 @@ def _gradient_rows(parameter: Tensor) -> Tensor:
 
 def _layer_reports(
     records: list[_Record],
+    figures: list[list[float | None]],
     symmetry: dict[int, float],
     input_std: float,
-    output_gradient_rms: Tensor | None,
-    model: nn.Module,
+    reference: float,
+    weight_stds: dict[int, float | None],
 ) -> list[LayerReport]:
-    reference = float(output_gradient_rms) if output_gradient_rms is not None else math.nan
+    """The layers' reports from their figures (mean, std, saturated, dead, gradient rms, as read
+    back) and the verdict of each."""
     previous: dict[str, float] = {}
     first: dict[str, float] = {}
     reports: list[LayerReport] = []
     weights_module: nn.Module | None = None
-    for index, record in enumerate(records):
-        std, mean = (float(v) for v in record.std_mean)
-        base = input_std if math.isfinite(input_std) and input_std > 0 else None
+    base = input_std if math.isfinite(input_std) and input_std > 0 else None
+    for index, (record, (mean, std, saturated, dead, rms)) in enumerate(
+        zip(records, figures, strict=True)
+    ):
+        assert mean is not None  # always measured (typing: the read-back returns optionals)
+        assert std is not None
         first.setdefault(record.role, std)
         anchor = base if base is not None else first[record.role]
         scale = std / anchor if anchor > 0 else math.nan
         before = previous.get(record.role, base if base is not None else math.nan)
         gain = std / before if before and before > 0 else math.nan
         previous[record.role] = std
-        gradient_rms = float(record.gradient_rms) if record.gradient_rms is not None else math.nan
+        gradient_rms = rms if rms is not None else math.nan
         gradient_scale = gradient_rms / reference if reference > 0 else math.nan
         if record.role == "weights":
             weights_module = record.module
@@ -395,8 +439,8 @@ def _layer_reports(
             std=std,
             gain=gain,
             scale=scale,
-            saturated=float(record.saturated) if record.saturated is not None else None,
-            dead=float(record.dead) if record.dead is not None else None,
+            saturated=saturated,
+            dead=dead,
             symmetric=symmetry.get(id(record.module)),
             gradient_rms=gradient_rms,
             gradient_scale=gradient_scale,
@@ -405,7 +449,8 @@ def _layer_reports(
             activations=record.sample if record.sample is not None else torch.empty(0),
             gradients=record.gradient_sample,
         )
-        verdict = _layer_verdict(entry, activation, weights_module)
+        weight_std = weight_stds.get(id(weights_module)) if weights_module is not None else None
+        verdict = _layer_verdict(entry, activation, weights_module, weight_std)
         reports.append(_with_verdict(entry, verdict))
     return reports
 

@@ -153,14 +153,20 @@ def _weight_of(module: nn.Module | None) -> Tensor | None:
 
 
 def _layer_verdict(
-    entry: LayerReport, activation: str | None, weights: nn.Module | None
+    entry: LayerReport,
+    activation: str | None,
+    weights: nn.Module | None,
+    weight_std: float | None = None,
 ) -> Verdict:
-    """The worst verdict that applies to one layer (order of :data:`VERDICTS`)."""
+    """The worst verdict that applies to one layer (order of :data:`VERDICTS`); ``weight_std``
+    is the std of ``weights.weight`` when the caller has it (measured here otherwise)."""
     weight = _weight_of(weights)
     remedy = _remedy(activation)
     target = _remedy_std(remedy, weight)
     what = activation.lower() if activation else "this layer"
-    init = f"weight std {float(weight.detach().float().std()):.2g}" if weight is not None else ""
+    if weight is not None and weight_std is None:
+        weight_std = float(weight.detach().float().std())
+    init = f"weight std {weight_std:.2g}" if weight is not None else ""
     fix = (
         f"use {remedy}"
         + (f" (std {target:.2g})" if target else "")
