@@ -55,6 +55,32 @@ def test_hessian_vector_product_is_the_dense_hessian_times_v(problem: tuple, den
     torch.testing.assert_close(product, dense @ vector, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_many_products_batched_or_looped_are_the_dense_hessian_times_v(
+    problem: tuple, dense, batched: bool
+) -> None:
+    model, data = problem
+    vectors = torch.randn(3, len(dense), dtype=torch.float64, generator=torch.Generator())
+    with curvature.evaluation_mode(model):
+        objective = curvature.Objective(model, F.cross_entropy, data)
+        products = objective.hvp_many(vectors, batched=batched)
+    torch.testing.assert_close(products, vectors @ dense, rtol=1e-10, atol=1e-12)
+    assert objective.hvp_count == 3
+
+
+def test_top_k_alone_stops_sooner_and_is_as_accurate(problem: tuple, dense) -> None:
+    """smallest=False waits only for the top k: fewer products, the same tolerance met."""
+    model, data = problem
+    exact = torch.linalg.eigvalsh(dense).flip(0)[:3].tolist()
+    both = curvature.eigenvalues(model, F.cross_entropy, data, k=3, tol=1e-4)
+    top = curvature.eigenvalues(model, F.cross_entropy, data, k=3, tol=1e-4, smallest=False)
+    assert top.converged
+    assert top.iterations < both.iterations
+    for found, true in zip(top.top, exact, strict=True):
+        assert abs(found - true) <= 1e-4 * exact[0]
+    assert top.lambda_min >= both.lambda_min - 1e-12  # a Ritz value: an upper bound of λ_min
+
+
 def test_lanczos_finds_both_ends_and_the_top_five_to_1e_6(problem: tuple, dense) -> None:
     model, data = problem
     exact = torch.linalg.eigvalsh(dense)

@@ -196,10 +196,14 @@ class Objective:
             total += weight * self._vjp(self._gradient_graph(index), parts, retain=False)
         return total
 
-    def hvp_many(self, vectors: Tensor) -> Tensor:
-        """``H V`` for the rows of ``V`` (m × d) in one batched backward where torch can
-        (``is_grads_batched``), else one product per row."""
-        if len(self.batches) == 1:
+    def hvp_many(self, vectors: Tensor, *, batched: bool | None = None) -> Tensor:
+        """``H V`` for the rows of ``V`` (m × d): ``batched`` in one batched backward where torch
+        can (``is_grads_batched``), else one product per row. The default batches on an
+        accelerator and loops on a CPU, where the loop is the faster of the two (vmap's batched
+        double backward measured 1.0–1.5× the loop's time on the digits CNNs)."""
+        if batched is None:
+            batched = self.device.type != "cpu"
+        if len(self.batches) == 1 and batched:
             if self._graph is None:
                 self._graph = self._gradient_graph(0)
             rows = [
@@ -241,7 +245,7 @@ class Objective:
     def dense_hessian(self) -> Tensor:
         """The d × d Hessian (d products; for small models and tests)."""
         eye = torch.eye(self.dimension, dtype=self.dtype, device=self.device)
-        return self.hvp_many(eye)
+        return self.hvp_many(eye, batched=True)  # thousands of tiny products: batching wins
 
 
 def hessian_vector_product(

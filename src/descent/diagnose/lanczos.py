@@ -124,17 +124,22 @@ def eigenvalues(
     seed: int = 0,
     dtype: torch.dtype | str | None = None,
     objective: Objective | None = None,
+    smallest: bool = True,
 ) -> Spectrum:
     """The k largest Hessian eigenvalues and the smallest one, by Lanczos.
 
     Stops when every wanted Ritz value's residual ``β_m |y_m|`` is below ``tol`` × the largest
     |Ritz value| (the eigenvalue is then within that distance of a true one), or after
-    ``max_iterations`` products. A repeated eigenvalue is found once (a Krylov space from one
-    start vector holds one vector of each eigenspace).
+    ``max_iterations`` products. The wanted values are the top k and, with ``smallest`` (the
+    default), λ_min; ``smallest=False`` stops as soon as the top k have converged (λ_min is then
+    the smallest Ritz value, an upper bound of the true one, with its residual in
+    ``residuals``). A repeated eigenvalue is found once (a Krylov space from one start vector
+    holds one vector of each eigenspace).
     """
     k = validate.positive_int(k, "k")
     tol = validate.positive(tol, "tol")
     max_iterations = validate.positive_int(max_iterations, "max_iterations")
+    smallest = validate.flag(smallest, "smallest")
     with evaluation_mode(model):
         objective = objective or Objective(model, loss, data, dtype=dtype)
         generator = torch.Generator().manual_seed(seed)
@@ -148,7 +153,7 @@ def eigenvalues(
                 return False
             residuals = betas[-1] * vectors[-1].abs()
             scale = float(values.abs().max()) or 1.0
-            wanted = torch.cat([residuals[-k:], residuals[:1]])
+            wanted = torch.cat([residuals[-k:], residuals[:1]]) if smallest else residuals[-k:]
             return bool((wanted <= tol * scale).all())
 
         tri = lanczos_tridiagonal(
@@ -159,8 +164,9 @@ def eigenvalues(
         scale = float(values.abs().max()) or 1.0
         count = min(k, len(values))
         top_index = list(range(len(values) - 1, len(values) - 1 - count, -1))
+        wanted_index = [*top_index, 0] if smallest else top_index
         converged_flag = (
-            bool((residuals[[*top_index, 0]] <= tol * scale).all())
+            bool((residuals[wanted_index] <= tol * scale).all())
             or len(tri.alphas) == objective.dimension
             or float(tri.betas[-1]) <= 1e-12 * scale
         )
