@@ -250,6 +250,35 @@ def test_gradient_noise_matches_a_loop_over_examples(problem: tuple) -> None:
     assert spread.noise == pytest.approx(expected_spread, rel=1e-10)
 
 
+def test_the_group_estimate_is_per_example_at_size_one_and_unbiased(problem: tuple) -> None:
+    """Groups of one are the per-example figures exactly; over random partitions into 8 groups
+    the estimate of tr Σ averages to the per-example value (the ANOVA identity), and the noise
+    at B from P examples is tr Σ / B · (P − B)/P."""
+    model, data = problem
+    exact = curvature.gradient_noise(model, F.cross_entropy, data, batch_size=8)
+    single = curvature.gradient_noise(
+        model, F.cross_entropy, data, batch_size=8, method="groups", groups=64
+    )
+    assert single.method == "groups"
+    assert single.per_example_variance == pytest.approx(exact.per_example_variance, rel=1e-10)
+    assert single.gradient_norm == pytest.approx(exact.gradient_norm, rel=1e-10)
+    assert single.noise == pytest.approx(exact.noise, rel=1e-10)
+    estimates = [
+        curvature.gradient_noise(
+            model, F.cross_entropy, data, method="groups", groups=8, seed=seed
+        ).per_example_variance
+        for seed in range(100)
+    ]
+    # Here one estimate's relative spread is about 4%, so the mean of 100 is within 2% (> 5
+    # standard errors); a biased formula (e.g. b/G instead of b/(G − 1)) is off by 12.5%.
+    assert sum(estimates) / len(estimates) == pytest.approx(exact.per_example_variance, rel=0.02)
+    sampled = curvature.gradient_noise(model, F.cross_entropy, data, batch_size=8, population=1000)
+    expected = math.sqrt(exact.per_example_variance / 8 * (1000 - 8) / 1000)
+    assert sampled.noise == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(InputError, match="groups"):
+        curvature.gradient_noise(model, F.cross_entropy, data, method="groups", groups=65)
+
+
 def test_bad_input_gets_one_clear_line(problem: tuple) -> None:
     model, data = problem
     frozen = nn.Linear(3, 1)

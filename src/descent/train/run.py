@@ -45,7 +45,7 @@ from descent.train.trainer import Trainer, TrainResult
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")
 #: Settings a resume may change: the budget, early stopping and logging (the rest would not
 #: continue the same run).
-RESUMABLE = ("epochs", "max_steps", "early_stopping", "log", "logdir")
+RESUMABLE = ("epochs", "max_steps", "early_stopping", "stop_on_plateau", "log", "logdir")
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class RunOutcome:
     test_loss: float
     test_accuracy: float
     logdir: Path | None
-    stall: Any = None  # the stall verdict, when curvature_every is set and the run stopped early
+    stall: Any = None  # the stall verdict, when early stopping or a plateau ended the run
 
 
 def build_model(config: RunConfig, data: ImageData) -> nn.Module:
@@ -224,11 +224,15 @@ def _run(
         probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
         callbacks = [*callbacks, InitDiagnosis(model, *probe, every=config.diagnose_every)]
     monitor = None
-    if config.curvature_every:
+    if config.curvature_every or config.stop_on_plateau:
         from descent.diagnose.curvature_monitor import CurvatureMonitor
 
         monitor = CurvatureMonitor(
-            config.curvature_every, data.train, batch_size=config.batch_size, seed=config.seed
+            config.curvature_every or 0,
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            stop_on_plateau=config.stop_on_plateau,
         )
         callbacks = [*callbacks, monitor]
     trainer = Trainer(
