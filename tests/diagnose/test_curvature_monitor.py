@@ -103,3 +103,22 @@ def test_the_background_analysis_is_the_foreground_one_and_leaves_training_alone
     assert [h["step"] for h in background.history] == [0, 4, 8]
     assert background.history == foreground.history  # bit for bit: a snapshot per step
     assert background.history[0] != background.history[-1]  # the weights did move
+
+
+def test_the_cli_ends_a_flat_run_on_a_plateau_and_prints_the_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from descent.cli.main import main
+
+    args = ["train", "--model", "mlp", "--lr", "0", "--schedule", "none", "--epochs", "6"]
+    args += ["--stop-on-plateau", "1", "--logdir", str(tmp_path / "flat"), "--quiet"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr().out
+    assert int(exit_info.value.code or 0) == 0
+    assert "stopped: plateau" in out
+    assert "verdict:" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "mlp", "--stop-on-plateau", "0"])
+    assert exit_info.value.code == 2
+    assert "stop_on_plateau" in capsys.readouterr().err
