@@ -122,3 +122,20 @@ def test_the_cli_ends_a_flat_run_on_a_plateau_and_prints_the_verdict(
         main(["train", "--model", "mlp", "--stop-on-plateau", "0"])
     assert exit_info.value.code == 2
     assert "stop_on_plateau" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_be_copied_is_analysed_in_the_training_thread() -> None:
+    import threading
+
+    model, data = toy()
+    model.guard = threading.Lock()  # deepcopy refuses locks
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    monitor = CurvatureMonitor(5, data, examples=40)
+    monitor(FakeTrainer(), "step", {"step": 0, "loss": 1.0})
+    assert not monitor.background
+    assert [entry["step"] for entry in monitor.history] == [0]

@@ -236,7 +236,12 @@ class CurvatureMonitor:
         model = trainer.model
         self._open(trainer)  # the writer, for figures collected later without the trainer
         if self._snapshot is None:
-            self._snapshot = copy.deepcopy(model)
+            try:
+                self._snapshot = copy.deepcopy(model)
+            except Exception:  # a model that cannot be copied: analyse in this thread
+                self.background = False
+                self.measure(trainer, step)
+                return
         with torch.no_grad():
             for target, source in zip(
                 self._snapshot.state_dict(keep_vars=True).values(),
