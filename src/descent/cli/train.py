@@ -79,7 +79,12 @@ def train(
     curvature_every: Annotated[
         int | None,
         typer.Option(help="Log λ_max, λ_min, trace and gradient SNR every N updates (and the "
-                     "stall verdict if early stopping ends the run)."),
+                     "stall verdict if early stopping or a plateau ends the run)."),
+    ] = None,
+    stop_on_plateau: Annotated[
+        int | None,
+        typer.Option(help="End the run when the training loss fell by less than 0.1% over N "
+                     "epochs (reason \"plateau\"; the stall verdict says why)."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in the run folder.")
@@ -143,6 +148,7 @@ def train(
         num_workers=num_workers,
         nproc=nproc,
         curvature_every=curvature_every,
+        stop_on_plateau=stop_on_plateau,
     )
     # An option left out keeps the file's value or the default; one given always wins.
     settings = load_config(

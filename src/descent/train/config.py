@@ -71,6 +71,9 @@ class RunConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0.0)
     seed: int = 0
     curvature_every: int | None = Field(None, ge=1)
+    # End the run when the training loss fell by less than 0.1% over this many epochs (the
+    # stall verdict then says why): descent.diagnose.curvature_monitor.
+    stop_on_plateau: int | None = Field(None, ge=1)
     logdir: str | None = None
     log: LogOptions = Field(default_factory=LogOptions)
     # Where, how and on how many processes (docs/trainer.md). `dtype: float64` in older configs
@@ -136,9 +139,9 @@ class RunConfig(BaseModel):
         resolve_device(value)  # refuses a malformed or absent device now, before any work
         return value
 
-    _ints = field_validator("batch_size", "epochs", "max_steps", "early_stopping", mode="before")(
-        _strict_int
-    )
+    _ints = field_validator(
+        "batch_size", "epochs", "max_steps", "early_stopping", "stop_on_plateau", mode="before"
+    )(_strict_int)
     _floats = field_validator("dropout", "init_std", "lr", "grad_clip", mode="before")(_real_number)
 
     @field_validator("init")

@@ -47,7 +47,7 @@ from descent.train.trainer import Trainer, TrainResult
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")
 #: Settings a resume may change: the budget, early stopping and logging (the rest would not
 #: continue the same run).
-RESUMABLE = ("epochs", "max_steps", "early_stopping", "log", "logdir")
+RESUMABLE = ("epochs", "max_steps", "early_stopping", "stop_on_plateau", "log", "logdir")
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class RunOutcome:
     result: TrainResult
     test: dict[str, float]  # "loss" and each metric's mean over the test part
     logdir: Path | None
-    stall: Any = None  # the stall verdict, when curvature_every is set and the run stopped early
+    stall: Any = None  # the stall verdict, when early stopping or a plateau ended the run
 
     @property
     def test_loss(self) -> float:
@@ -288,11 +288,15 @@ def _run(
             InitDiagnosis(model, *probe, every=config.diagnose_every, loss=loss),
         ]
     monitor = None
-    if config.curvature_every:
+    if config.curvature_every or config.stop_on_plateau:
         from descent.diagnose.curvature_monitor import CurvatureMonitor
 
         monitor = CurvatureMonitor(
-            config.curvature_every, data.train, batch_size=config.batch_size, seed=config.seed
+            config.curvature_every or 0,
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            stop_on_plateau=config.stop_on_plateau,
         )
         callbacks = [*callbacks, monitor]
     trainer = Trainer(
