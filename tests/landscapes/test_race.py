@@ -165,3 +165,12 @@ def test_a_diverging_row_leaves_the_other_rows_of_its_rule_alone() -> None:
 def test_a_schedule_that_turns_negative_is_refused_at_that_update() -> None:
     with pytest.raises(ValueError, match=r"schedule\(3\) must be ≥ 0"):
         race("bowl", rules=["sgd", "adam"], steps=10, schedule=lambda n: 1.0 - n / 3.0 - 1e-9 * n)
+
+
+def test_only_elementwise_rules_are_stacked() -> None:
+    """A stacked race steps many runs as one tensor: right only for rules whose update of an
+    entry reads only that entry (``DescentOptimizer.elementwise``)."""
+    from descent import optim
+    from descent.landscapes.race import STACKED_REFERENCES
+
+    assert all(optim.OPTIMIZERS[rule].elementwise for rule in STACKED_REFERENCES)

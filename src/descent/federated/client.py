@@ -15,11 +15,12 @@ Two paths give the same weights:
 - looped: one client after the other;
 - vectorized: clients with the same n_k (hence the same batch shapes and update count) are trained
   together: their weights are stacked on a leading client axis, ``torch.func.vmap`` of
-  ``torch.func.grad`` of ``functional_call`` gives every client's gradient in one call, and one
-  descent optimizer steps the stacked tensors. That is exact for the elementwise rules
-  (:data:`ELEMENTWISE_RULES`): the stacked step is each client's step side by side (the step
-  counter and schedule are shared, and equal, within a group). Rules that reduce over a whole
-  tensor (LAMB's and LARS's trust ratios, Adafactor's factored moments, Muon's orthogonalization,
+  ``functional_call`` runs every client's forward pass in one call, one backward of the sum of
+  their losses gives every client's gradient, and one descent optimizer steps the stacked
+  tensors. That is exact for the elementwise rules (:data:`ELEMENTWISE_RULES`, from each rule's
+  ``elementwise`` flag): the stacked step is each client's step side by side (the step counter
+  and schedule are shared, and equal, within a group). Rules that reduce over a whole tensor
+  (LAMB's and LARS's trust ratios, Adafactor's factored moments, Muon's orthogonalization,
   Prodigy's global d estimate) would mix the clients of a stack, so their clients are looped.
 """
 
@@ -39,15 +40,9 @@ from torch.nn import functional as F
 from descent import optim, validate
 from descent.optim.base import LearningRate
 
-#: rules whose update of each entry reads only that entry's gradient and state (and scalars shared
-#: by the group): stacking clients on a leading axis then steps each client as if alone. A rule
-#: not listed here trains its clients one after the other (a test checks both sides).
-ELEMENTWISE_RULES = frozenset(
-    {
-        "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw",
-        "amsgrad", "adamax", "nadam", "radam", "lion", "schedule_free_sgd", "schedule_free_adamw",
-    }
-)  # fmt: skip
+#: the rules whose clients may train stacked (``DescentOptimizer.elementwise``: each entry's update
+#: reads only that entry's gradient and state); the others train one client after the other
+ELEMENTWISE_RULES = frozenset(name for name, rule in optim.OPTIMIZERS.items() if rule.elementwise)
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def _first(schedule: Callable[[int], float]) -> float:
 #: reference formula from descent.optim, and, where a state does not start at 0, its first value
 #: (Adagrad keeps S = G + ε when ε is inside the root: adagrad_reference's convention).
 #: Other rules (LAMB's and LARS's trust ratios, Adafactor's factored moments, Prodigy's and
-#: Muon's estimates couple a parameter's coordinates) run one descent optimizer per run.
+#: Muon's estimates couple a parameter's coordinates: ``elementwise = False`` on their class) run
+#: one descent optimizer per run.
 STACKED_REFERENCES: dict[str, tuple[Callable[..., Any], Callable[[Mapping[str, Any]], float]]] = {
     "sgd": (optim.sgd_reference, lambda _: 0.0),
     "momentum": (optim.momentum_reference, lambda _: 0.0),

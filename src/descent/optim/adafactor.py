@@ -95,6 +95,8 @@ class Adafactor(DescentOptimizer):
         >>> opt = Adafactor(model.parameters(), lr=1e-2)  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     # The reference step reads RMS(θ) and RMS(update) back as floats: no gradient through them.
     supports_differentiable = False
 

@@ -139,6 +139,11 @@ class DescentOptimizer(torch.optim.Optimizer):
     device_steps: ClassVar[bool] = True
     #: False when the rule's reference step does not let autograd through (no differentiable=True)
     supports_differentiable: ClassVar[bool] = True
+    #: True when each entry's update reads only that entry's gradient and state (and scalars of
+    #: the group): a stack of independent problems on a leading axis then steps each as if alone
+    #: (federated clients under vmap, a race's runs). False for rules that reduce over a tensor
+    #: (trust ratios, factored moments, orthogonalization, global estimates).
+    elementwise: ClassVar[bool] = True
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Any) -> None:
         for name in options:

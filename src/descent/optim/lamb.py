@@ -100,6 +100,8 @@ class LAMB(DescentOptimizer):
         >>> opt = LAMB(params, lr=1e-3, weight_decay=0.01, exclude_1d=True)  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
     supports_differentiable = False
 

@@ -85,6 +85,8 @@ class LARS(DescentOptimizer):
         >>> opt = LARS(params, lr=1.0, weight_decay=5e-4, exclude_1d=True)  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
     supports_differentiable = False
 

@@ -136,6 +136,8 @@ class Muon(DescentOptimizer):
         ...             {"params": head, "lr": 3e-4, "use_muon": False}])  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     def __init__(
         self,
         params: Iterable[Any],

@@ -135,6 +135,8 @@ class Prodigy(DescentOptimizer):
         >>> opt = Prodigy(model.parameters(), lr=1.0, weight_decay=0.01)  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     # d is estimated on the host from two sums read back every step.
     supports_differentiable = False
     device_steps = False

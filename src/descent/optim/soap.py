@@ -192,6 +192,8 @@ class SOAP(DescentOptimizer):
         >>> opt = SOAP(model.parameters(), lr=3e-3, precondition_frequency=10)  # doctest: +SKIP
     """
 
+    elementwise = False  # see DescentOptimizer.elementwise
+
     def __init__(
         self,
         params: Iterable[Any],
