@@ -16,7 +16,7 @@ from descent.linear import LinearRegressionGD, epochs
 from descent.linear.solve import ordered_gradient
 from descent.optim import _native
 
-pytestmark = pytest.mark.skipif(
+needs_c = pytest.mark.skipif(
     not _native.available(), reason="C kernels not built (test_estimator.py fits without them)"
 )
 
@@ -100,6 +100,7 @@ def assert_same(a: Any, b: Any) -> None:
         assert torch.equal(ma.weights, mb.weights)
 
 
+@needs_c
 @pytest.mark.parametrize(("rule", "options", "lr"), CASES, ids=lambda c: str(c)[:30])
 @pytest.mark.parametrize(("batch", "reduction"), [(1, "sum"), (5, "mean"), (5, "sum")])
 def test_compiled_epochs_equal_the_reference(
@@ -111,6 +112,7 @@ def test_compiled_epochs_equal_the_reference(
     assert not torch.equal(reference[0], torch.zeros(K))  # it moved
 
 
+@needs_c
 @pytest.mark.parametrize(("rule", "options", "lr"), CASES[1::2], ids=lambda c: str(c)[:30])
 def test_a_resume_in_the_middle_of_an_epoch_continues_exactly(
     rule: str, options: dict[str, Any], lr: Any
@@ -120,6 +122,7 @@ def test_a_resume_in_the_middle_of_an_epoch_continues_exactly(
     assert_same(resumed, reference)
 
 
+@needs_c
 def test_the_compiled_path_is_the_one_taken() -> None:
     w, optimizer = start("adamax", {}, 0.01)
     assert epochs.compiled_rule(optimizer, "adamax", w) == "adamax"
@@ -152,6 +155,7 @@ def test_the_epoch_table_matches_the_c_prototypes() -> None:
         assert shared + extra == list(_native.epoch_signature(rule)), rule
 
 
+@needs_c
 def test_estimator_fits_equal_with_and_without_the_compiled_epochs() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))

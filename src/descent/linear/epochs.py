@@ -83,9 +83,12 @@ def learning_rates(optimizer: DescentOptimizer, count: int) -> np.ndarray | floa
     if not callable(lr):
         return optimizer.lr_at(group)
     if isinstance(lr, InverseTimeDecay) and not lr.staircase:
-        values = lr.value(np.arange(start, start + count, dtype=np.float64))
-        if np.isfinite(values).all() and (values >= 0).all():
-            return np.asarray(values, dtype=np.float64)
+        try:  # its value() is arithmetic only, so it takes an array (tested equal to lr_at)
+            values = np.asarray(lr.value(np.arange(start, start + count, dtype=np.float64)))
+        except TypeError:
+            values = np.array([np.nan])
+        if values.shape == (count,) and np.isfinite(values).all() and (values >= 0).all():
+            return values
     return np.array([optimizer.lr_at(group, start + u) for u in range(count)], dtype=np.float64)
 
 
