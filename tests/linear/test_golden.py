@@ -1,8 +1,15 @@
-"""The fitted coefficients are those of the implementation before the blocked one-pass Gram and
-the tight full-batch loop (commit in golden_coefficients.json), to 1e-10 relative."""
+"""The fitted model is that of the implementation before the blocked one-pass Gram and the tight
+full-batch loop (commit in golden_coefficients.json): its predictions to 1e-10 relative, its
+coefficients to 1e-10 relative where the problem is well conditioned.
+
+The degree-3 polynomial over diabetes' 10 features (286 columns) is so ill-conditioned that the
+coefficients along its flattest directions are set by the rounding of the BLAS sums, which depends
+on the thread count (1.6e-6 relative between 1 and 2 threads): there the coefficients are held to
+1e-5 and the predictions, which those directions barely move, to 1e-8 (they differ by 2.5e-9)."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -35,5 +42,18 @@ def test_coefficients_unchanged(case: dict[str, Any]) -> None:
     model = LinearRegressionGD(**case["params"]).fit(X, y)
     expected = np.asarray(case["weights"])
     scale = np.abs(expected).max()
-    np.testing.assert_allclose(model.weights_, expected, rtol=0, atol=1e-10 * scale)
+    ill_conditioned = case["params"].get("basis") == "poly:3"
+    coefficients_to, predictions_to = (1e-5, 1e-8) if ill_conditioned else (1e-10, 1e-10)
+    np.testing.assert_allclose(
+        model.weights_, expected, rtol=0, atol=coefficients_to * scale
+    )
+    reference = copy.copy(model)
+    reference.weights_ = expected  # the golden model: the same fitted basis, the stored weights
+    golden_predictions = reference.predict(X)
+    np.testing.assert_allclose(
+        model.predict(X),
+        golden_predictions,
+        rtol=0,
+        atol=predictions_to * np.abs(golden_predictions).max(),
+    )
     assert abs(model.n_iter_ - case["epochs"]) <= max(1, case["epochs"] // 1000)
