@@ -218,7 +218,8 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
 def trainer_overhead(epochs: int, rounds: int) -> None:
     """The digits CNN trained as ``descent train --model cnn`` does (Adam, batches of 50, a
     TensorBoard run folder), without the monitor, with it (``--curvature-every 50``: the
-    analyses in a background thread) and with it in the training thread; rounds alternated."""
+    analyses in the training thread) and with its analyses in a background thread; rounds
+    alternated."""
     from descent.diagnose.curvature_monitor import CurvatureMonitor
     from descent.train import Trainer
 
@@ -247,7 +248,11 @@ def trainer_overhead(epochs: int, rounds: int) -> None:
                 monitor.finish(trainer, result.stopped)  # waits for the last analysis
             return time.perf_counter() - start, result.steps
 
-    variants = {"plain": None, "background": {}, "in the training thread": {"background": False}}
+    variants = {
+        "plain": None,
+        "in the training thread (default)": {},
+        "background=True": {"background": True},
+    }
     times: dict[str, list[float]] = {name: [] for name in variants}
     steps = 0
     seconds(None)  # warm-up

@@ -135,7 +135,7 @@ def test_a_model_that_cannot_be_copied_is_analysed_in_the_training_thread() -> N
         logdir = None
 
     FakeTrainer.model = model
-    monitor = CurvatureMonitor(5, data, examples=40)
+    monitor = CurvatureMonitor(5, data, examples=40, background=True)
     monitor(FakeTrainer(), "step", {"step": 0, "loss": 1.0})
     assert not monitor.background
     assert [entry["step"] for entry in monitor.history] == [0]
