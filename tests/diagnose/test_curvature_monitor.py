@@ -135,7 +135,29 @@ def test_a_model_that_cannot_be_copied_is_analysed_in_the_training_thread() -> N
         logdir = None
 
     FakeTrainer.model = model
-    monitor = CurvatureMonitor(5, data, examples=40)
+    monitor = CurvatureMonitor(5, data, examples=40, background=True)
     monitor(FakeTrainer(), "step", {"step": 0, "loss": 1.0})
     assert not monitor.background
     assert [entry["step"] for entry in monitor.history] == [0]
+
+
+def test_a_resumed_run_stops_on_the_plateau_where_an_uninterrupted_one_does(
+    tmp_path: Path,
+) -> None:
+    """The rule reads the Trainer's epoch history, which a checkpoint restores."""
+
+    def trainer(epochs: int, folder: Path) -> Trainer:
+        model, _ = toy()
+        monitor = CurvatureMonitor(0, toy()[1], stop_on_plateau=2)
+        return Trainer(
+            model, lr=0.0, epochs=epochs, batch_size=40, seed=0, logdir=folder, callbacks=[monitor]
+        )
+
+    data = toy()[1]
+    whole = trainer(10, tmp_path / "whole").fit(data)
+    assert whole.stopped == "plateau"
+    assert len(whole.history) == 3
+    trainer(2, tmp_path / "split").fit(data)  # interrupted by its budget after two epochs
+    resumed = trainer(10, tmp_path / "split").fit(data, resume=True)
+    assert resumed.stopped == "plateau"
+    assert [e.train_loss for e in resumed.history] == [e.train_loss for e in whole.history]

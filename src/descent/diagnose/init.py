@@ -329,11 +329,14 @@ def init_report(
 
 def _parameter_norms(named: list[tuple[str, nn.Parameter]]) -> list[Tensor | None]:
     """‖w‖ and ‖∇w‖ of every parameter, as tensors (read back with the other figures)."""
+    def norm(tensor: Tensor) -> Tensor:
+        wide = tensor.dtype in (torch.float32, torch.float64)
+        return torch.linalg.vector_norm(tensor.detach() if wide else tensor.detach().float())
+
     norms: list[Tensor | None] = []
     for _, parameter in named:
-        norms.append(torch.linalg.vector_norm(parameter.detach()))
-        grad = parameter.grad
-        norms.append(torch.linalg.vector_norm(grad.detach()) if grad is not None else None)
+        norms.append(norm(parameter))
+        norms.append(norm(parameter.grad) if parameter.grad is not None else None)
     return norms
 
 
