@@ -167,3 +167,24 @@ def test_a_run_with_lsuv_writes_the_initial_report(tmp_path: Path) -> None:
     # LSUV scaled every Linear to unit output variance on the run's first 256 examples.
     assert events.Scalars("diagnose/healthy")[0].value == 1.0
     assert [e.step for e in events.Scalars("diagnose/train/std/layers.1")] == [0, 10, 20]
+
+
+def test_a_run_leaves_no_hooks_on_its_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --diagnose-every 1 the hooks for the next step are armed after the last step too:
+    the run removes them when training ends."""
+    from descent.train import run as run_module
+    from descent.train.config import load_config
+
+    built: list[torch.nn.Module] = []
+
+    def build_and_keep(*args, **kwargs):
+        model = original(*args, **kwargs)
+        built.append(model)
+        return model
+
+    original = run_module.build_model
+    monkeypatch.setattr(run_module, "build_model", build_and_keep)
+    config = load_config(model="mlp", hidden=[8], epochs=1, max_steps=3, diagnose_every=1)
+    run_module.run(config)
+    (model,) = built
+    assert not any(m._forward_hooks or m._backward_hooks for m in model.modules())

@@ -280,13 +280,12 @@ def _run(
     examples = len(data.train)
     batch = {"minibatch": config.batch_size, "single": 1, "full": examples}[config.mode]
     steps_per_epoch = max(1, -(-examples // batch))
+    diagnosis = None
     if logdir is not None or config.diagnose_every:  # the initial report, and --diagnose-every
         probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
         loss = LOSSES[str(config.loss)][0]
-        callbacks = [
-            *callbacks,
-            InitDiagnosis(model, *probe, every=config.diagnose_every, loss=loss),
-        ]
+        diagnosis = InitDiagnosis(model, *probe, every=config.diagnose_every, loss=loss)
+        callbacks = [*callbacks, diagnosis]
     monitor = None
     if config.curvature_every or config.stop_on_plateau:
         from descent.diagnose.curvature_monitor import CurvatureMonitor
@@ -328,7 +327,11 @@ def _run(
     main = trainer.context.is_main  # rank 0 alone writes the run folder
     if logdir is not None and main:
         write_atomically(logdir / "config.yaml", yamlfile.dumps(config.model_dump()))
-    result = trainer.fit(data.train, data.validation, resume=resume)
+    try:
+        result = trainer.fit(data.train, data.validation, resume=resume)
+    finally:
+        if diagnosis is not None:  # hooks armed for a step that never came stay on the model
+            diagnosis.close()
     verdict = monitor.finish(trainer, result.stopped) if monitor is not None else None
     test = trainer.evaluate(data.test)
     if logdir is not None and main:
