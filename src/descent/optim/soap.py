@@ -193,6 +193,10 @@ class SOAP(DescentOptimizer):
     """
 
     elementwise = False  # see DescentOptimizer.elementwise
+    # the eigenbasis refresh every f steps branches on the step count, and the factor updates
+    # are in place on tensors autograd would need: no capturable or differentiable step
+    device_steps = False
+    supports_differentiable = False
 
     def __init__(
         self,
