@@ -42,5 +42,9 @@ lint: $(VENV)/.installed-dev
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/optim_step.py
 
+# The README's gallery (docs/figures/), drawn from the code; committed, so kept under 2 MB in all.
+figures: $(VENV)/.installed
+	$(BIN)/python -m descent.gallery docs/figures
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

@@ -16,6 +16,7 @@ quantities at every step (its paper's figure, not measured here: Cockpit is not 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -104,7 +105,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--every", type=int, default=50)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    load = os.getloadavg()[0]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+          f"load average {load:.1f} at the start (a busy machine makes the ratios noisy)")
     report_cost(args.rounds)
     training_overhead(args.rounds, args.epochs, args.every)
     print("Cockpit (its paper): about 1.5× the run time for its cheapest quantities every step")

@@ -3,8 +3,11 @@
 1. Rounds per second of client training for McMahan et al.'s workload on the bundled digits:
    K = 100 clients of 12 examples (IID), C = 0.1, E = 5, B = 10, the CNN; descent's vectorized
    clients (torch.func.vmap over stacked weights) against its looped clients (the same numbers,
-   one client after the other), and Flower's simulation engine where it runs (it needs Ray).
-   Target: vectorized ≥ 5× looped.
+   one client after the other). Target: vectorized ≥ 5× looped.
+1b. Whole rounds per second (client training, aggregation and the central evaluation) of the same
+   experiment run by descent's simulation and by Flower's simulation engine (``run_simulation``
+   with Ray, descent's own ServerApp and ClientApp; ``pip install "flwr[simulation]"``), with the
+   two final models compared. Target: descent ahead.
 2. Communication rounds to a target test accuracy, FedSGD against FedAvg (E = 5, B = 10), IID
    and pathological non-IID (two label shards per client), beside McMahan et al.'s figures
    (MNIST CNN to 99%, IID: FedSGD 626 rounds, FedAvg 20, 31×). On digits always, on MNIST when
@@ -17,8 +20,12 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -55,14 +62,117 @@ def client_rounds_per_second(vectorize: bool, rounds: int) -> float:
     return rounds / elapsed
 
 
-def flower_simulation_note() -> str:
+def floor_rounds_per_second(rounds: int) -> float:
+    """Rounds/s of the arithmetic alone: each local step of a round done as ONE forward and
+    backward of a single model on all sampled clients' examples together (10 clients × B = 10),
+    with one SGD update. No per-client work can be vectorized below this: it is the ceiling on
+    what vectorizing the clients can gain over the loop."""
+    data = digits()
+    model = build_model("cnn", data.image_shape, 10, seed=0)
+    images, labels = data.train.images[:1200], data.train.labels[:1200]
+    steps = 5 * 2  # E = 5 epochs of 12 examples in batches of 10: 2 updates each
+    weights = list(model.parameters())
+    elapsed = 0.0
+    for round_number in range(rounds + 1):
+        started = time.perf_counter()
+        for step in range(steps):
+            rows = torch.arange(100) + 100 * ((round_number + step) % 12)
+            loss = torch.nn.functional.cross_entropy(model(images[rows]), labels[rows])
+            grads = torch.autograd.grad(loss, weights)
+            with torch.no_grad():
+                torch._foreach_add_(weights, grads, alpha=-0.05)
+        if round_number > 0:
+            elapsed += time.perf_counter() - started
+    return rounds / elapsed
+
+
+def whole_round_experiment(rounds: int, vectorize: bool = True) -> Experiment:
+    """K = 100 clients of the bundled digits, C = 0.1, E = 5, B = 10, the CNN."""
+    return Experiment(
+        clients=100,
+        federated=FederatedConfig(
+            fraction=0.1,
+            rounds=rounds,
+            client=ClientConfig(lr=0.05, epochs=5, batch_size=10),
+            vectorize=vectorize,
+        ),
+    )
+
+
+def descent_run(rounds: int, vectorize: bool) -> tuple[float, list[torch.Tensor]]:
+    """Seconds for a whole run of ``rounds`` rounds in descent's simulation, and its weights."""
+    federation = whole_round_experiment(rounds, vectorize).federation()
+    started = time.perf_counter()
+    result = federation.run()
+    return time.perf_counter() - started, [w.detach() for w in result.weights]
+
+
+def flower_run(rounds: int, out: Path) -> float:
+    """Seconds for the same run on Flower's simulation engine (Ray actors as SuperNodes).
+
+    descent's apps read the experiment from the run config, which ``run_simulation`` leaves
+    empty: thin wrappers hand it in (the ClientApp's context may not be modified in place)."""
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+    from flwr.simulation import run_simulation
+
+    from descent.federated import flower
+
+    experiment = whole_round_experiment(rounds)
+    config = {**experiment.run_config(), "out": str(out), "logdir": "", "fail": ""}
+
+    def with_config(context: Any) -> Any:
+        local = copy.copy(context)
+        local.run_config = {**context.run_config, **config}
+        return local
+
+    server = ServerApp()
+    client = ClientApp()
+    server.main()(lambda grid, context: flower.main(grid, with_config(context)))
+    client.query()(lambda message, context: flower.query(message, with_config(context)))
+    client.train()(lambda message, context: flower.train(message, with_config(context)))
+    started = time.perf_counter()
+    run_simulation(
+        server,
+        client,
+        num_supernodes=experiment.clients,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+    return time.perf_counter() - started
+
+
+def whole_rounds(rounds: int) -> None:
+    """Rounds/s from the difference of a 2-round and a (2 + rounds)-round run, so that start-up
+    (Ray, the data, the model) is not counted."""
+    short, long = 2, 2 + rounds
+    rates = {}
+    for label, vectorize in (("vectorized", True), ("looped", False)):
+        t_short, _ = descent_run(short, vectorize)
+        t_long, _ = descent_run(long, vectorize)
+        rates[label] = rounds / (t_long - t_short)
+        print(f"   descent simulation, {label:10s}  {rates[label]:8.2f} rounds/s")
     if importlib.util.find_spec("ray") is None:
-        return (
-            "Flower's simulation engine: not measured, Ray is not installed (flwr[simulation] "
-            "pulls it); descent's Flower apps run on the deployment engine instead "
-            "(tests/federated/test_flower.py)"
+        print(
+            "   Flower's simulation engine: not measured, Ray is not installed "
+            '(pip install "flwr[simulation]" with the constraints file)'
         )
-    return "Flower's simulation engine: Ray is installed but this script does not drive it yet"
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "weights.pt"
+        flower_short = flower_run(short, out)
+        flower_long = flower_run(long, out)
+        flower_weights = torch.load(out, weights_only=True)["weights"]
+    flower_rate = rounds / (flower_long - flower_short)
+    _, weights = descent_run(long, False)
+    difference = max(
+        float((a - b).abs().max()) for a, b in zip(weights, flower_weights, strict=True)
+    )
+    print(f"   Flower simulation (Ray)         {flower_rate:8.2f} rounds/s")
+    print(
+        f"   descent / Flower: vectorized {rates['vectorized'] / flower_rate:.2f}×, looped "
+        f"{rates['looped'] / flower_rate:.2f}× (the looped clients are what each Flower node "
+        f"runs; final weights differ by {difference:.1e})"
+    )
 
 
 def main() -> None:
@@ -86,7 +196,13 @@ def main() -> None:
     print(f"   descent vectorized (vmap): {vectorized:8.2f} rounds/s")
     print(f"   descent looped:            {looped:8.2f} rounds/s")
     print(f"   vectorized / looped:       {vectorized / looped:8.2f}×  (target ≥ 5×)")
-    print(f"   {flower_simulation_note()}")
+    floor = floor_rounds_per_second(args.rounds)
+    print(
+        f"   floor (all clients' examples as one batch of one model): {floor:8.2f} rounds/s, "
+        f"{floor / looped:.2f}× looped: the most any vectorization can gain here"
+    )
+    print("1b. whole rounds (training, averaging, evaluation), the same federation")
+    whole_rounds(args.rounds)
 
     if args.skip_rounds_to_target:
         return

@@ -3,25 +3,32 @@
 1. every descent update rule gives on CUDA the CPU's result within 1e-5 (float32, 20 steps);
 2. the step time of each rule on the GPU against torch.optim's fastest implementation of the same
    rule there (fused where torch has one, else foreach), over 10 M parameters in 10 tensors;
-3. the Trainer on the digits CNN on the GPU (float32 and bf16-mixed): accuracy and fit time.
+3. the compiled step of each rule (torch.compile, inductor) on the GPU: descent's eager step, its
+   compiled step, the number of graphs compiled, and torch's compiled step of the same rule;
+4. the Trainer on the digits CNN on the GPU (float32 and bf16-mixed): accuracy and fit time.
 
     python benchmarks/gpu_check.py [--params 10000000] [--repeats 20] [--skip-trainer]
+                                   [--skip-compiled] [--cpu-dry-run]
 
-Without a CUDA GPU it says so and exits with status 0. Exit status 1 when a rule's CUDA result
-differs from its CPU result by more than the tolerance.
+Without a CUDA GPU it says so and exits with status 0. ``--cpu-dry-run`` runs every part on the
+CPU instead, small (100,000 parameters, 2 timed steps, the aot_eager backend, no Trainer), to check
+the script itself where no GPU is. Exit status 1 when a rule's result on the device differs from
+its CPU result by more than the tolerance.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compiled_step import COMPILED, compiled_rows, median_step
 
 TOLERANCE = 1e-5
 
@@ -51,24 +58,16 @@ def rule_matches_cpu(name: str, device: torch.device, steps: int = 20) -> float:
     return worst
 
 
-def time_steps(optimizer: torch.optim.Optimizer, repeats: int) -> float:
-    """Median seconds per step, the GPU synchronized around each timed step."""
-    for _ in range(3):
-        optimizer.step()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        optimizer.step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """What waits for the device's queued work (nothing on the CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
 
 
 def step_times(device: torch.device, total: int, repeats: int) -> None:
     from descent import optim
     from optim_step import RULES
 
+    sync = synchronizer(device)
     print(f"\none step over {total:,} float32 parameters in 10 tensors on {device}")
     print(f"{'rule':10} {'descent':>10} {'torch best':>11} {'torch path':>10} {'ratio':>7}")
     generator = torch.Generator(device=device).manual_seed(0)
@@ -82,14 +81,16 @@ def step_times(device: torch.device, total: int, repeats: int) -> None:
         return params
 
     for name, (_bytes, factory, kwargs) in RULES.items():
-        ours = time_steps(optim.create(name, parameters(), **{"lr": 1e-3, **kwargs}), repeats)
+        ours = median_step(
+            optim.create(name, parameters(), **{"lr": 1e-3, **kwargs}).step, repeats, sync
+        )
         best, path = float("inf"), ""
         for variant in ({"fused": True}, {"foreach": True}):
             try:
                 peer = factory(parameters(), **variant)
             except (RuntimeError, TypeError, ValueError):
                 continue  # torch has no such implementation of this rule
-            seconds = time_steps(peer, repeats)
+            seconds = median_step(peer.step, repeats, sync)
             if seconds < best:
                 best, path = seconds, next(iter(variant))
         print(f"{name:10} {ours * 1e3:8.3f}ms {best * 1e3:9.3f}ms {path:>10} {ours / best:6.2f}x")
@@ -112,22 +113,37 @@ def trainer_on_gpu(device: torch.device) -> None:
         )
 
 
+def compiled_step_times(device: torch.device, total: int, repeats: int, backend: str) -> None:
+    print(f"\nthe compiled step over {total:,} float32 parameters in 10 tensors on {device}")
+    compiled_rows(COMPILED, total, 10, repeats, backend, device, synchronizer(device))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-trainer", action="store_true")
+    parser.add_argument("--skip-compiled", action="store_true")
+    parser.add_argument("--backend", default=None, help="torch.compile backend (inductor)")
+    parser.add_argument("--cpu-dry-run", action="store_true", help="check the script on the CPU")
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    if args.cpu_dry_run:
+        device = torch.device("cpu")
+        args.params, args.repeats, args.skip_trainer = 100_000, 2, True
+        backend = args.backend or "aot_eager"
+        print(f"torch {torch.__version__}, CPU dry run (small sizes; figures mean nothing)")
+    elif not torch.cuda.is_available():
         print(
             "gpu_check: no CUDA GPU on this machine (torch.cuda.is_available() is False); "
-            "nothing to check here: run this script where a GPU is"
+            "nothing to check here: run this script where a GPU is (or --cpu-dry-run)"
         )
         return 0
+    else:
+        device = torch.device("cuda", 0)
+        backend = args.backend or "inductor"
+        print(f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}")
     from descent import optim
 
-    device = torch.device("cuda", 0)
-    print(f"torch {torch.__version__}, {torch.cuda.get_device_name(device)}")
     print(f"\nevery rule on {device} vs the CPU (20 steps, float32, tolerance {TOLERANCE:g})")
     failed = []
     for name in optim.OPTIMIZERS:
@@ -142,10 +158,12 @@ def main() -> int:
         if worst > TOLERANCE:
             failed.append(name)
     step_times(device, args.params, args.repeats)
+    if not args.skip_compiled:
+        compiled_step_times(device, args.params, args.repeats, backend)
     if not args.skip_trainer:
         trainer_on_gpu(device)
     if failed:
-        print(f"\nrules whose CUDA result differs from the CPU's: {', '.join(failed)}")
+        print(f"\nrules whose result on {device} differs from the CPU's: {', '.join(failed)}")
         return 1
     return 0
 

@@ -5,6 +5,8 @@ peer) and by descent.data.tables.load_table (validation included: non-finite and
 the target split off); then the same table as Parquet. Target: ≤ 1.3× pandas.
 
     python benchmarks/tables.py [--rows 200000] [--columns 51]
+
+The readers run in alternation, three rounds; each one's best wall-clock and CPU time is shown.
 """
 
 from __future__ import annotations
@@ -15,16 +17,21 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 
-def timed(function, repeats: int = 3) -> float:  # type: ignore[no-untyped-def]
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
+def timed(functions: dict[str, Any], rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """Best wall-clock and CPU seconds of each function, run in alternation ``rounds`` times so
+    that a change in the machine's load falls on every reader alike."""
+    best = {name: (float("inf"), float("inf")) for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            function()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
     return best
 
 
@@ -53,21 +60,33 @@ def main() -> None:
         )
         pq.write_table(pa.table(dict(zip(names, values.T, strict=True))), parquet_path)
         size = csv_path.stat().st_size / 2**20
-        pandas_s = timed(lambda: pd.read_csv(csv_path))
-        ours_s = timed(lambda: load_table(csv_path, "y"))
-        parquet_s = timed(lambda: load_table(parquet_path, "y"))
-        peer_parquet_s = timed(lambda: pd.read_parquet(parquet_path))
+        times = timed(
+            {
+                "pandas": lambda: pd.read_csv(csv_path),
+                "ours": lambda: load_table(csv_path, "y"),
+                "pandas parquet": lambda: pd.read_parquet(parquet_path),
+                "ours parquet": lambda: load_table(parquet_path, "y"),
+            }
+        )
     rows = args.rows
-    print(f"\n{rows:,} × {args.columns} ({size:.0f} MB of CSV), best of 3")
-    print(f"{'reader':40} {'s':>7} {'rows/s':>12} {'vs pandas':>10}")
-    for label, seconds, peer in [
-        ("pandas.read_csv (C engine)", pandas_s, pandas_s),
-        ("descent load_table, CSV (validated)", ours_s, pandas_s),
-        ("pandas.read_parquet", peer_parquet_s, peer_parquet_s),
-        ("descent load_table, Parquet (validated)", parquet_s, peer_parquet_s),
+    print(f"\n{rows:,} × {args.columns} ({size:.0f} MB of CSV), best of 3 alternating rounds")
+    print(f"{'reader':40} {'wall s':>7} {'rows/s':>12} {'vs pandas':>10} {'CPU s':>7}")
+    for label, name, peer in [
+        ("pandas.read_csv (C engine)", "pandas", "pandas"),
+        ("descent load_table, CSV (validated)", "ours", "pandas"),
+        ("pandas.read_parquet", "pandas parquet", "pandas parquet"),
+        ("descent load_table, Parquet (validated)", "ours parquet", "pandas parquet"),
     ]:
-        print(f"{label:40} {seconds:7.3f} {rows / seconds:12,.0f} {seconds / peer:9.2f}×")
-    print(f"target ≤ 1.3× pandas.read_csv: {ours_s <= 1.3 * pandas_s}")
+        wall, cpu = times[name]
+        print(
+            f"{label:40} {wall:7.3f} {rows / wall:12,.0f} {wall / times[peer][0]:9.2f}× {cpu:7.3f}"
+        )
+    ratio = times["ours"][0] / times["pandas"][0]
+    print(f"target ≤ 1.3× pandas.read_csv: {'ok' if ratio <= 1.3 else 'MISSED'} ({ratio:.2f}×)")
+    print(
+        "(pyarrow parses on every core and pandas on one: on a machine whose cores are busy "
+        "with other work the wall-clock ratio rises toward the CPU-time ratio)"
+    )
 
 
 if __name__ == "__main__":

@@ -103,6 +103,8 @@ def choice(
     keys = list(accepted)
     if not isinstance(value, str):
         raise InputError(f"{name} must be one of {', '.join(keys)}, got {value!r}")
+    if value in keys and normalize_name(value) == value:
+        return value  # already canonical: no table to build (this runs on every fit)
     table = {normalize_name(key): key for key in keys}
     for alias, target in (aliases or {}).items():
         table.setdefault(normalize_name(alias), target)

@@ -95,3 +95,14 @@ def test_faults_are_one_line_exit_2(
     assert code == 2
     assert message in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("lr", "shown"), [("auto", "/ (1 + t/"), ("constant", "(constant)"), ("0.001", "lr 0.001")]
+)
+def test_the_stochastic_rate_is_shown(
+    lr: str, shown: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(["--mode", "single", "--epochs", "2", "--lr", lr], capsys)
+    assert code == 0
+    assert shown in out

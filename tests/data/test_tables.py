@@ -213,3 +213,43 @@ def test_the_same_numbers_as_pandas(tmp_path: Path) -> None:
     frame = pandas.read_csv(path)
     np.testing.assert_array_equal(table.X, frame[["a", "b", "c"]].to_numpy())
     np.testing.assert_array_equal(table.y, frame["y"].to_numpy())
+
+
+def test_a_table_split_for_training_is_seeded_disjoint_and_standardized_by_its_train_rows(
+    tmp_path: Path,
+) -> None:
+    from descent.data.tables import table_data
+
+    rng = np.random.default_rng(0)
+    values = np.c_[rng.normal(5, 3, 50), rng.normal(-2, 0.5, 50), np.full(50, 7.0)]
+    target = values @ np.array([1.0, 2.0, 0.0]) + 100
+    path = tmp_path / "t.csv"
+    np.savetxt(path, np.c_[values, target], delimiter=",", header="a,b,c,y", comments="")
+    data = table_data(path, "y", "regression", seed=4, dtype="float64")
+    parts = (data.train, data.validation, data.test)
+    assert [len(part) for part in parts] == [35, 5, 10]  # 70 / 10 / 20 %
+    rows = np.concatenate([part.images.numpy() for part in parts])
+    assert sorted(map(tuple, rows)) == sorted(map(tuple, values))  # disjoint, all rows
+    train = data.train.images.numpy()
+    assert np.allclose(data.feature_mean, train.mean(axis=0))
+    assert np.allclose(data.feature_std[:2], train.std(axis=0)[:2])
+    assert data.feature_std[2] == 1.0  # a constant column is left as it is
+    assert data.target_mean == pytest.approx(data.train.labels.numpy().mean())
+    assert data.classes is None
+    again = table_data(path, "y", "regression", seed=4, dtype="float64")
+    assert np.array_equal(again.test.images.numpy(), data.test.images.numpy())
+    other = table_data(path, "y", "regression", seed=5, dtype="float64")
+    assert not np.array_equal(other.test.images.numpy(), data.test.images.numpy())
+
+
+def test_a_classification_table_maps_labels_to_classes_and_stratifies(tmp_path: Path) -> None:
+    from descent.data.tables import table_data
+
+    labels = np.array([3, 7, 9] * 20, dtype=float)
+    path = tmp_path / "c.csv"
+    np.savetxt(path, np.c_[np.arange(60.0), labels], delimiter=",", header="x,k", comments="")
+    data = table_data(path, "k", "classification", seed=0)
+    assert data.classes == ("3", "7", "9")
+    for part, share in ((data.train, 14), (data.validation, 2), (data.test, 4)):
+        assert np.bincount(part.labels.numpy()).tolist() == [share] * 3  # every class its share
+    assert data.train.labels.dtype.is_floating_point is False

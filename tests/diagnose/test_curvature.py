@@ -55,6 +55,32 @@ def test_hessian_vector_product_is_the_dense_hessian_times_v(problem: tuple, den
     torch.testing.assert_close(product, dense @ vector, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("batched", [True, False])
+def test_many_products_batched_or_looped_are_the_dense_hessian_times_v(
+    problem: tuple, dense, batched: bool
+) -> None:
+    model, data = problem
+    vectors = torch.randn(3, len(dense), dtype=torch.float64, generator=torch.Generator())
+    with curvature.evaluation_mode(model):
+        objective = curvature.Objective(model, F.cross_entropy, data)
+        products = objective.hvp_many(vectors, batched=batched)
+    torch.testing.assert_close(products, vectors @ dense, rtol=1e-10, atol=1e-12)
+    assert objective.hvp_count == 3
+
+
+def test_top_k_alone_stops_sooner_and_is_as_accurate(problem: tuple, dense) -> None:
+    """smallest=False waits only for the top k: fewer products, the same tolerance met."""
+    model, data = problem
+    exact = torch.linalg.eigvalsh(dense).flip(0)[:3].tolist()
+    both = curvature.eigenvalues(model, F.cross_entropy, data, k=3, tol=1e-4)
+    top = curvature.eigenvalues(model, F.cross_entropy, data, k=3, tol=1e-4, smallest=False)
+    assert top.converged
+    assert top.iterations < both.iterations
+    for found, true in zip(top.top, exact, strict=True):
+        assert abs(found - true) <= 1e-4 * exact[0]
+    assert top.lambda_min >= both.lambda_min - 1e-12  # a Ritz value: an upper bound of λ_min
+
+
 def test_lanczos_finds_both_ends_and_the_top_five_to_1e_6(problem: tuple, dense) -> None:
     model, data = problem
     exact = torch.linalg.eigvalsh(dense)
@@ -222,6 +248,53 @@ def test_gradient_noise_matches_a_loop_over_examples(problem: tuple) -> None:
     batch_grads = torch.stack([stacked[i : i + 8].mean(0) for i in range(0, 64, 8)])
     expected_spread = math.sqrt(float(((batch_grads - mean) ** 2).sum(1).mean()))
     assert spread.noise == pytest.approx(expected_spread, rel=1e-10)
+
+
+def test_the_group_estimate_is_per_example_at_size_one_and_unbiased(problem: tuple) -> None:
+    """Groups of one are the per-example figures exactly; over random partitions into 8 groups
+    the estimate of tr Σ averages to the per-example value (the ANOVA identity), and the noise
+    at B from P examples is tr Σ / B · (P − B)/P."""
+    model, data = problem
+    exact = curvature.gradient_noise(model, F.cross_entropy, data, batch_size=8)
+    single = curvature.gradient_noise(
+        model, F.cross_entropy, data, batch_size=8, method="groups", groups=64
+    )
+    assert single.method == "groups"
+    assert single.per_example_variance == pytest.approx(exact.per_example_variance, rel=1e-10)
+    assert single.gradient_norm == pytest.approx(exact.gradient_norm, rel=1e-10)
+    assert single.noise == pytest.approx(exact.noise, rel=1e-10)
+    estimates = [
+        curvature.gradient_noise(
+            model, F.cross_entropy, data, method="groups", groups=8, seed=seed
+        ).per_example_variance
+        for seed in range(100)
+    ]
+    # Here one estimate's relative spread is about 4%, so the mean of 100 is within 2% (> 5
+    # standard errors); a biased formula (e.g. b/G instead of b/(G − 1)) is off by 12.5%.
+    assert sum(estimates) / len(estimates) == pytest.approx(exact.per_example_variance, rel=0.02)
+    sampled = curvature.gradient_noise(model, F.cross_entropy, data, batch_size=8, population=1000)
+    expected = math.sqrt(exact.per_example_variance / 8 * (1000 - 8) / 1000)
+    assert sampled.noise == pytest.approx(expected, rel=1e-10)
+    with pytest.raises(InputError, match="groups"):
+        curvature.gradient_noise(model, F.cross_entropy, data, method="groups", groups=65)
+
+
+def test_the_group_gradients_without_vmap_are_the_same(
+    problem: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model vmap cannot run falls back to one backward per group, with the same figures."""
+    from descent.diagnose import noise
+
+    model, data = problem
+    vmapped = curvature.gradient_noise(model, F.cross_entropy, data, method="groups", seed=3)
+
+    def refuse(*_args: object) -> None:
+        raise RuntimeError("no batching rule")
+
+    monkeypatch.setattr(noise, "_group_gradients_vmapped", refuse)
+    looped = curvature.gradient_noise(model, F.cross_entropy, data, method="groups", seed=3)
+    assert looped.per_example_variance == pytest.approx(vmapped.per_example_variance, rel=1e-9)
+    assert looped.gradient_norm == pytest.approx(vmapped.gradient_norm, rel=1e-9)
 
 
 def test_bad_input_gets_one_clear_line(problem: tuple) -> None:

@@ -100,6 +100,33 @@ def test_a_large_negative_bias_kills_relus() -> None:
     assert report.verdict.name == "dead units"
 
 
+def test_the_moments_and_fractions_are_the_formulas_even_far_from_zero() -> None:
+    """The fused statistics equal torch's own on the captured outputs: the mean, the unbiased
+    std (also with |mean| ≫ std, where Σx² − n·mean² would lose the digits), the saturated
+    fraction of a tanh and the dead fraction of a convolution's ReLU channels."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 20), nn.Tanh()
+    )
+    with torch.no_grad():
+        model[0].bias[:3] = -50.0  # three channels never fire
+        model[3].weight.mul_(30.0)  # a saturated tanh
+        model[3].bias.fill_(1e3)  # a layer whose mean is far larger than its std
+    outputs: dict[str, torch.Tensor] = {}
+    for name, module in model.named_children():
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().double())
+        )
+    inputs = torch.randn(64, 3, 8, 8)
+    report = init_report(model, inputs)
+    for name in ("0", "1", "3", "4"):
+        assert report.layer(name).mean == pytest.approx(float(outputs[name].mean()), rel=1e-5)
+        assert report.layer(name).std == pytest.approx(float(outputs[name].std()), rel=1e-4)
+    assert float(outputs["3"].mean()) > 100 * float(outputs["3"].std())
+    assert report.layer("4").saturated == float((outputs["4"].abs() >= 0.99).double().mean())
+    assert report.layer("1").dead == pytest.approx(3 / 8)
+
+
 def test_only_truly_identical_units_are_symmetric() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 4))

@@ -113,6 +113,24 @@ def test_monitoring_does_not_change_training(data: ImageData) -> None:
     assert all(torch.equal(a, b) for a, b in zip(weights(None), weights(3), strict=True))
 
 
+def test_steps_between_monitored_ones_run_without_hooks(data: ImageData) -> None:
+    """With every = 5, hooks are installed only for the forward of steps 0, 5, 10, …: after the
+    callback of step s the model carries hooks exactly when step s + 1 is monitored."""
+    torch.manual_seed(0)
+    model = MLP(64, 10, hidden=(32,))
+    hooked: list[bool] = []
+
+    def observe(_trainer, event: str, _info) -> None:
+        if event == "step":
+            hooked.append(any(m._forward_hooks or m._forward_pre_hooks for m in model.modules()))
+
+    monitor = InitDiagnosis(model, data.train.images[:64], every=5)
+    Trainer(model, epochs=1, batch_size=50, seed=0, callbacks=[monitor, observe]).fit(data.train)
+    assert len(hooked) > 10
+    assert hooked == [(step + 1) % 5 == 0 for step in range(len(hooked))]
+    assert [step for step, _ in monitor.history] == list(range(0, len(hooked), 5))
+
+
 def test_dying_relus_show_up_as_they_happen(data: ImageData) -> None:
     """A learning rate far too large kills ReLUs during training; the monitor sees it."""
     torch.manual_seed(0)

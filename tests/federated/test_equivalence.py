@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 from descent import optim, schedules
 from descent.federated import (
+    ELEMENTWISE_RULES,
     ClientConfig,
     FederatedConfig,
     Federation,
@@ -168,3 +169,46 @@ def test_fedprox_adds_the_proximal_gradient() -> None:
         ]
     for mine, formula in zip(result.weights, weights, strict=True):
         assert torch.allclose(mine, formula, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("rule", sorted(optim.OPTIMIZERS))
+def test_every_rule_trains_stacked_clients_as_if_alone(rule: str) -> None:
+    """Elementwise rules train equal-size clients stacked under vmap; the others (whole-tensor
+    reductions would mix the stacked clients) are looped: either way the weights are the looped
+    ones."""
+    train, test = tiny_digits(120)
+    model = seeded(lambda: SmallCNN((1, 8, 8), 10, channels=(3, 4)))
+    split = iid(train.labels.numpy(), 4, seed=0)  # 30 examples each: one vmap group
+    client = ClientConfig(optimizer=rule, lr=0.01, epochs=1, batch_size=10)
+    assert client.vectorizable == (rule in ELEMENTWISE_RULES)
+    runs = []
+    for vectorize in (True, False):
+        config = FederatedConfig(fraction=1.0, rounds=1, client=client, vectorize=vectorize)
+        runs.append(Federation(model, train, test, split, config).run())
+    for a, b in zip(runs[0].weights, runs[1].weights, strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-10)
+
+
+def test_a_per_tensor_rule_would_mix_stacked_clients() -> None:
+    """Why LAMB is not in ELEMENTWISE_RULES: its trust ratio ‖w‖/‖u‖ over a stacked tensor mixes
+    the clients, so stacked training differs from training each client alone."""
+    from descent.federated.client import client_seed, train_looped, train_vectorized
+
+    train, _ = tiny_digits(60)
+    model = seeded(lambda: SmallCNN((1, 8, 8), 10, channels=(3, 4)))
+    names = [name for name, _ in model.named_parameters()]
+    weights = [p.detach() for p in model.parameters()]
+    clients = [
+        (k, train.images[30 * k : 30 * (k + 1)], train.labels[30 * k : 30 * (k + 1)],
+         client_seed(0, 1, k))
+        for k in range(2)
+    ]  # fmt: skip
+    client = ClientConfig(optimizer="lamb", lr=0.01, epochs=1, batch_size=10)
+    stacked = train_vectorized(model, names, weights, clients, client)
+    alone = train_looped(model, names, weights, clients, client)
+    gap = max(
+        float((a - b).abs().max())
+        for s, lone in zip(stacked, alone, strict=True)
+        for a, b in zip(s.weights, lone.weights, strict=True)
+    )
+    assert gap > 1e-8

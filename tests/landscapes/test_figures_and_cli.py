@@ -101,3 +101,23 @@ def test_a_start_outside_the_box_is_allowed_but_warned(capsys: pytest.CaptureFix
     )
     assert code == 0
     assert "outside" in out
+
+
+def test_dpi_sets_the_size_and_the_palette_keeps_every_paths_color(tmp_path: Path) -> None:
+    """7.5 × 6 inches at 40 dpi is 300 × 240 pixels; with 16 colors, each rule's path color (in
+    its legend swatch) still has a palette entry of its own, near the color matplotlib drew."""
+    import numpy as np
+    from matplotlib import colormaps
+
+    result = race("ravine", rules=["sgd", "momentum", "adam"], steps=20)
+    written = figures.render(result, tmp_path / "small.gif", frames=3, dpi=40, colors=16)
+    with Image.open(written) as image:
+        assert image.size == (300, 240)
+        image.seek(image.n_frames - 1)
+        palette = np.array(image.convert("RGB").getcolors(1 << 16), dtype=object)
+    drawn = np.array([rgb for _, rgb in palette], dtype=float)
+    for index in range(3):
+        wanted = np.array(colormaps["tab10"](index)[:3]) * 255
+        assert np.abs(drawn - wanted).max(axis=1).min() < 40, index
+    with pytest.raises(ValueError, match="colors must be a positive integer"):
+        figures.render(result, tmp_path / "bad.gif", frames=3, colors=0)

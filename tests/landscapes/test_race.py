@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from descent.landscapes import direction_changes, race
+from descent.landscapes.race import STACKED_REFERENCES
 
 
 def test_momentum_and_nesterov_cross_the_ravine_sooner_than_sgd_at_their_best_rates() -> None:
@@ -85,3 +86,82 @@ def test_bad_arguments_are_one_sentence() -> None:
         race("beale", rules=["nope"])
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         race("beale", steps=0)
+
+
+def _one_optimizer_per_run(
+    rule: str, rate: float, steps: int, impl: str, schedule: object = None
+) -> torch.Tensor:
+    """The oracle: one descent optimizer on one 2-element parameter, stepped by the analytic
+    gradient (what a race did before its runs were stacked)."""
+    from descent import optim
+    from descent.landscapes import get
+
+    beale = get("beale")
+    param = torch.tensor(beale.start, dtype=torch.float64, requires_grad=True)
+    lr = rate if schedule is None else (lambda n: rate * float(schedule(n)) / float(schedule(0)))
+    optimizer = optim.create(rule, [param], lr=lr, impl=impl)
+    path = [param.detach().clone()]
+    for _ in range(steps):
+        gx, gy = beale.gradient(param.detach()[0], param.detach()[1])
+        param.grad = torch.stack((gx, gy))
+        optimizer.step()
+        path.append(param.detach().clone())
+    return torch.stack(path)
+
+
+@pytest.mark.parametrize("rule", sorted(STACKED_REFERENCES))
+def test_stacked_runs_follow_each_rules_optimizer(rule: str) -> None:
+    """A tune stacks several rates of a rule in one tensor; every row is the path the rule's own
+    optimizer takes at that rate (its reference formula exactly, its fast path within 1e-12),
+    with and without a schedule."""
+    from descent import schedules
+    from descent.landscapes import get
+    from descent.landscapes.race import simulate
+
+    rates = (0.002, 0.01, 0.05)
+    steps = 120
+    decay = schedules.CosineDecay(1.0, steps)
+    for schedule in (None, decay):
+        runs = simulate(get("beale"), [(rule, r) for r in rates], (0.7, 1.4), steps, schedule)
+        for run, rate in zip(runs, rates, strict=True):
+            exact = _one_optimizer_per_run(rule, rate, steps, "reference", schedule)
+            fast = _one_optimizer_per_run(rule, rate, steps, "fast", schedule)
+            if run.diverged:  # frozen from its last good point on; before it, the same path
+                exact, fast = exact[: run.diverged_at], fast[: run.diverged_at]
+            assert torch.equal(run.path[: len(exact)], exact), (rule, rate, schedule)
+            assert torch.allclose(run.path[: len(fast)], fast, rtol=0, atol=1e-12)
+
+
+def test_rules_that_cannot_be_stacked_race_in_any_order_beside_stacked_ones() -> None:
+    """LAMB's trust ratio is a norm over its parameter, so its runs keep an optimizer each; mixed
+    with stacked rules in any order, every run is the path it takes alone."""
+    from descent.landscapes import get
+    from descent.landscapes.race import simulate
+
+    assert "lamb" not in STACKED_REFERENCES
+    beale = get("beale")
+    runs = [("adam", 0.05), ("lamb", 0.01), ("adam", 0.02), ("sgd", 0.01), ("lamb", 0.05)]
+    together = simulate(beale, runs, beale.start, 60)
+    for run, pair in zip(together, runs, strict=True):
+        (alone,) = simulate(beale, [pair], beale.start, 60)
+        assert torch.equal(run.path, alone.path), pair
+    assert not torch.equal(together[1].path, together[4].path)
+
+
+def test_a_diverging_row_leaves_the_other_rows_of_its_rule_alone() -> None:
+    from descent.landscapes import get
+    from descent.landscapes.race import simulate
+
+    bowl = get("bowl")
+    stable, diverging = simulate(bowl, [("sgd", 0.1), ("sgd", 5.0)], bowl.start, 50)
+    (alone,) = simulate(bowl, [("sgd", 0.1)], bowl.start, 50)
+    assert diverging.diverged
+    assert not stable.diverged
+    assert torch.equal(stable.path, alone.path)
+    frozen = diverging.path[diverging.diverged_at - 1 :]
+    assert torch.equal(frozen, frozen[:1].expand_as(frozen))
+
+
+def test_a_schedule_that_turns_negative_is_refused_at_that_update() -> None:
+    with pytest.raises(ValueError, match=r"schedule\(3\) must be ≥ 0"):
+        race("bowl", rules=["sgd", "adam"], steps=10, schedule=lambda n: 1.0 - n / 3.0 - 1e-9 * n)

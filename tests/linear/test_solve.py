@@ -10,6 +10,7 @@ from sklearn.linear_model import LinearRegression
 from descent.linear import (
     Basis,
     Gram,
+    decay_steps,
     gradient,
     largest_eigenvalue,
     least_squares,
@@ -176,3 +177,36 @@ def test_gram_optimum_equals_least_squares() -> None:
     # nearly collinear columns: the normal equations would square κ; it declines
     collinear = torch.cat([Phi, Phi[:, 1:2] + 1e-9 * Phi[:, 2:3]], dim=1)
     assert Gram.of(collinear, y).optimum() is None
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "reduction"),
+    [("single", 1, "sum"), ("minibatch", 7, "sum"), ("minibatch", 7, "mean")],
+)
+def test_decay_steps_is_its_formula(mode: str, size: int, reduction: str) -> None:
+    """t₀ = min(n/2, 1/(η₀ μ)), μ = 2 λ_min(ΦᵀΦ)/n · (B for "sum"), λ_min from numpy."""
+    generator = torch.Generator().manual_seed(0)
+    for n, spread in ((400, 1.0), (400, 1e-3), (30, 1.0)):
+        Phi = torch.randn(n, 4, generator=generator, dtype=torch.float64) * torch.tensor(
+            [1.0, 1.0, spread, 1.0], dtype=torch.float64
+        )
+        gram = Phi.T @ Phi
+        step = lipschitz_step(Phi, mode, size, reduction, gram, n=n)
+        smallest = np.linalg.eigvalsh(gram.numpy())[0]
+        mu = 2 * smallest / n * (size if reduction == "sum" else 1)
+        expected = min(n / 2, 1 / (step * mu))
+        assert decay_steps(step, gram, n, mode, size, reduction) == pytest.approx(expected, 1e-9)
+    assert decay_steps(0.1, None, 300, "single", 1) == 150.0  # no statistics: the cap
+
+
+def test_the_stochastic_bound_needs_no_power_iteration_below_a_column_norm() -> None:
+    """λ_max(ΦᵀΦ) ≥ its largest diagonal entry, so a heaviest example below it is the bound:
+    the shortcut gives the step the power iteration gives."""
+    generator = torch.Generator().manual_seed(1)
+    Phi = torch.randn(300, 5, generator=generator, dtype=torch.float64)
+    gram = Phi.T @ Phi
+    assert float((Phi * Phi).sum(dim=1).max()) <= float(gram.diagonal().max())
+    shortcut = lipschitz_step(Phi, "single", 1, "sum", gram, n=300)
+    iterated = lipschitz_step(Phi, "single", 1, "sum")  # no ΦᵀΦ: power iteration on Φ
+    assert shortcut == pytest.approx(iterated, rel=1e-12)
+    assert shortcut == pytest.approx(1 / (2 * float((Phi * Phi).sum(dim=1).max())), rel=1e-12)

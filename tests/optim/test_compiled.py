@@ -1,16 +1,12 @@
 """The step under torch.compile: every rule takes its foreach formulation there (no ctypes C
-kernel, no private fused call), traces without a graph break, and equals the eager fast path.
+kernel, no private fused call) with its step count read from the device, traces without a graph
+break, equals the eager fast path, and compiles at most twice (the first step, which creates the
+state, and the rest) before reusing its graph for every later update.
 
 All rules are compiled with the ``aot_eager`` backend (dynamo + functionalization, the stage where
 torch's private fused calls failed, without inductor's code generation, which is slow on a small
-CPU); Momentum and Nesterov (a C-kernel rule in eager mode on CPU) also go through the default
-inductor backend.
-
-descent keeps its step counts as Python numbers (host mirrors, so a GPU step never syncs), so
-dynamo specializes on them and recompiles once per update for the rules that count steps (a known
-limit, see docs/optimizers.md; SGD, Momentum and Nesterov compile once and reuse the graph);
-the tests raise the recompile limit so that all 20 updates are compiled, with ``fullgraph=True`` so
-that a graph break fails. That costs a compilation per update: every test here is slow-marked.
+CPU); Momentum and Nesterov (a C-kernel rule in eager mode on CPU) and Adam also go through the
+default inductor backend.
 """
 
 from __future__ import annotations
@@ -24,7 +20,9 @@ from torch._dynamo.testing import CompileCounterWithBackend
 from descent.optim import OPTIMIZERS
 
 
-def _run(name: str, backend: str, steps: int = 20) -> tuple[float, int]:
+def _run(name: str, backend: str, steps: int = 20) -> tuple[float, int, int]:
+    """(largest difference compiled − eager, frames compiled in the first two updates, frames
+    compiled in all)."""
     torch._dynamo.reset()
     generator = torch.Generator().manual_seed(0)
     eager_params = [torch.randn(5, 3, generator=generator), torch.randn(4, generator=generator)]
@@ -32,32 +30,37 @@ def _run(name: str, backend: str, steps: int = 20) -> tuple[float, int]:
     cls = OPTIMIZERS[name]
     eager, compiled = cls(eager_params, lr=0.01), cls(compiled_params, lr=0.01)
     counter = CompileCounterWithBackend(backend)
-    torch._dynamo.config.recompile_limit = steps + 4  # restored by the fixture below
 
     @torch.compile(backend=counter, fullgraph=True)  # fullgraph: a graph break is an error
     def compiled_step() -> None:
         compiled.step()
 
-    for _ in range(steps):
+    warm = 0
+    for step in range(steps):
         for e, c in zip(eager_params, compiled_params, strict=True):
             grad = torch.randn(e.shape, generator=generator)
             e.grad, c.grad = grad.clone(), grad.clone()
         eager.step()
         compiled_step()
+        if step == 1:
+            warm = counter.frame_count
     pairs = zip(eager_params, compiled_params, strict=True)
     error = max((e - c).abs().max().item() for e, c in pairs)
-    return error, counter.frame_count
+    return error, warm, counter.frame_count
 
 
 @pytest.fixture(autouse=True)
-def _restore_dynamo_config() -> Iterator[None]:
-    with torch._dynamo.config.patch(recompile_limit=torch._dynamo.config.recompile_limit):
+def _reset_dynamo() -> Iterator[None]:
+    # Schedule-Free recompiles at every update (below): let all 20 be compiled, not run eagerly.
+    with torch._dynamo.config.patch(recompile_limit=24):
         yield
     torch._dynamo.reset()
 
 
 # Prodigy's d is a host scalar estimated from two sums read back each step: fullgraph fails.
 HOST_SCALARS = {"prodigy"}
+# Schedule-Free's average weight cₜ is a host float of the group, new at every update.
+HOST_GROUP_FLOATS = {"schedule_free_adamw", "schedule_free_sgd"}
 
 
 @pytest.mark.slow
@@ -76,16 +79,39 @@ HOST_SCALARS = {"prodigy"}
     ],
 )
 def test_compiled_step_equals_eager_step(name: str) -> None:
-    error, frames = _run(name, "aot_eager")
+    error, _, frames = _run(name, "aot_eager")
     assert frames >= 1  # the updates went through the compiler (fullgraph: no eager fallback)
     assert error <= 1e-6
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["momentum", "nesterov"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name,
+            marks=pytest.mark.xfail(
+                reason="a host value new at every update (docs/optimizers.md)", strict=True
+            ),
+        )
+        if name in HOST_SCALARS | HOST_GROUP_FLOATS
+        else name
+        for name in sorted(OPTIMIZERS)
+    ],
+)
+def test_compiled_step_is_reused_after_two_updates(name: str) -> None:
+    """No recompilation after the second update: the step count and the bias corrections are
+    device tensors under compile, so nothing the graph depends on changes from update to update
+    (a CompileCounter counts the frames dynamo compiles, restarts of one analysis included)."""
+    _, warm, frames = _run(name, "eager")
+    assert frames == warm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["momentum", "nesterov", "adam"])
 def test_compiled_step_with_inductor(name: str) -> None:
-    error, frames = _run(name, "inductor")
-    assert frames >= 1
+    error, warm, frames = _run(name, "inductor")
+    assert frames == warm >= 1
     assert error <= 1e-6
 
 

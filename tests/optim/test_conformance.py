@@ -158,23 +158,8 @@ PEERS: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
 }
 
 
-MOMENTUM_TO_TORCH_GAP = pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="torch's SGD reads group['dampening'], which descent's Momentum groups do not carry",
-)
-
-
-@pytest.mark.parametrize(
-    ("name", "direction"),
-    [
-        (name, direction)
-        if (name, direction) != ("sgd", "descent_to_torch")
-        else pytest.param(name, direction, marks=MOMENTUM_TO_TORCH_GAP)
-        for name in sorted(PEERS)
-        for direction in ("descent_to_torch", "torch_to_descent")
-    ],
-)
+@pytest.mark.parametrize("name", sorted(PEERS))
+@pytest.mark.parametrize("direction", ["descent_to_torch", "torch_to_descent"])
 def test_state_dict_with_torch(name: str, direction: str) -> None:
     ours, theirs = PEERS[name]
     first, second = (ours, theirs) if direction == "descent_to_torch" else (theirs, ours)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from descent.data.images import MissingDataError, cifar10, digits, idx_dataset, load, read_idx
+from descent.errors import InputError
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -132,3 +133,22 @@ def test_load_spec_errors() -> None:
         load("mnist")
     with pytest.raises(ValueError, match="unknown data 'imagenet'"):
         load("imagenet")
+
+
+def test_the_digits_read_without_scikit_learn_equal_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from descent.data.images import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.data)
+    assert np.array_equal(labels, bunch.target)
+    assert labels.dtype == np.int64
+
+
+def test_a_table_given_where_images_are_read_is_named() -> None:
+    with pytest.raises(InputError, match=r"data 'table:t\.csv' is a table, and this reads images"):
+        load("table:t.csv")
+    with pytest.raises(InputError, match=r"train on a table with data table:t\.csv"):
+        load("t.csv")

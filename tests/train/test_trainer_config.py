@@ -36,3 +36,38 @@ def test_the_trainer_and_runconfig_share_one_logging_model() -> None:
     assert load_config(log={"scalars_every": 5}).log == LogOptions(scalars_every=5)
     with pytest.raises(ValueError, match=r"log\.scalars_every"):
         load_config(log={"scalars_every": 0})
+
+
+def test_task_model_and_loss_follow_the_data_unless_given(tmp_path) -> None:
+    images = load_config()
+    assert (images.task, images.model, images.loss, images.target) == (
+        "classification",
+        "cnn",
+        "cross_entropy",
+        None,
+    )
+    table = load_config(data="table:prices.csv", target="price")
+    assert (table.task, table.model, table.loss) == ("regression", "mlp", "mse")
+    given = load_config(data="table:prices.csv", target="price", loss="Huber", hidden=[8])
+    assert given.loss == "huber"
+    classes = load_config(data="table:t.csv", target="kind", task="classification")
+    assert (classes.model, classes.loss) == ("mlp", "cross_entropy")
+    # a config written by a run reads back to the same settings (a resume compares them)
+    saved = tmp_path / "config.yaml"
+    from descent import yamlfile
+
+    saved.write_text(yamlfile.dumps(table.model_dump()))
+    assert load_config(saved) == table
+    for overrides, message in [
+        ({"data": "table:t.csv"}, "data 'table:t.csv' needs target: the column to predict"),
+        ({"data": "table:"}, "table data is read from a file: use table:FILE"),
+        ({"target": "y"}, "but data 'digits' is not a table; give data table:FILE, or leave"),
+        ({"data": "p.csv", "target": "y"}, "'p.csv' is not a table; give data table:p.csv"),
+        ({"task": "regression"}, "task regression needs a table"),
+        ({"data": "table:t.csv", "target": "y", "model": "cnn"}, "model cnn reads images"),
+        ({"data": "table:t.csv", "target": "y", "model": "softmax"}, "softmax is a classifier"),
+        ({"loss": "mae"}, "loss 'mae' is for regression, not classification"),
+        ({"task": "ranking"}, "task"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            load_config(**overrides)

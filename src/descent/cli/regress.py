@@ -33,12 +33,12 @@ def parse_standardize(text: str) -> bool | str:
 def parse_lr(text: str) -> float | str:
     from descent.errors import InputError
 
-    if text == "auto":
-        return "auto"
+    if text in ("auto", "constant"):
+        return text
     try:
         return float(text)
     except ValueError:
-        raise InputError(f"--lr must be 'auto' or a number, got {text!r}") from None
+        raise InputError(f"--lr must be 'auto', 'constant' or a number, got {text!r}") from None
 
 
 def regress(
@@ -55,7 +55,13 @@ def regress(
     ] = "full",
     batch_size: Annotated[int, typer.Option(min=1, help="B for minibatch.")] = 50,
     optimizer: Annotated[str, typer.Option(help="Any descent update rule.")] = "sgd",
-    lr: Annotated[str, typer.Option(help="'auto' (1/L) or a number.")] = "auto",
+    lr: Annotated[
+        str,
+        typer.Option(
+            help="'auto' (1/L; decaying as 1/L / (1 + t/n) in the stochastic modes), "
+            "'constant' (1/L throughout) or a number."
+        ),
+    ] = "auto",
     epochs: Annotated[int, typer.Option(min=1, help="Most epochs.")] = 10_000,
     standardize: Annotated[str, typer.Option(help="columns, orthonormal or none.")] = "columns",
     reduction: Annotated[str, typer.Option(help="sum (the lecture's J) or mean.")] = "sum",
@@ -93,7 +99,12 @@ def regress(
     )
     model = LinearRegressionGD(**settings).fit(table.X, table.y)
     report = model.fit_report(table.X, table.y)
-    shown_lr = f"{model.learning_rate_:.4g} (auto)" if lr == "auto" and model.learning_rate_ else lr
+    rate = model.learning_rate_
+    shown_lr = lr
+    if lr in ("auto", "constant") and isinstance(rate, float):
+        shown_lr = f"{rate:.4g} ({lr})"
+    elif lr == "auto" and rate is not None:  # the stochastic modes' inverse-time decay
+        shown_lr = f"{rate.initial_learning_rate:.4g} / (1 + t/{rate.decay_steps:g}) (auto)"
     # The heading is a line of its own: a table title wraps to the table's narrow width, cutting
     # a long file path in two.
     heading = (

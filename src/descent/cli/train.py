@@ -9,25 +9,47 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from descent.cli.console import console
 
+if TYPE_CHECKING:
+    from descent.train.config import RunConfig
+    from descent.train.records import EpochMetrics
+
 
 def train(
     config: Annotated[
         Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
+    ] = None,
     data: Annotated[
         str | None,
         typer.Option(
-            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, or folder:DIR (one subfolder "
-            "per class; folder:DIR@64 resizes to 64×64)."
+            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR (one subfolder "
+            "per class; folder:DIR@64 resizes to 64×64), or table:FILE (a CSV or Parquet file; "
+            "with --target)."
         ),
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="The column of a table:FILE to predict.")
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="classification or regression (default: regression for a table)."),
+    ] = None,
+    loss: Annotated[
+        str | None,
+        typer.Option(help="cross_entropy (classification); mse, mae or huber (regression)."),
+    ] = None,
+    hidden: Annotated[
+        list[int] | None,
+        typer.Option(help="An mlp's hidden layer sizes, one per option: --hidden 64 --hidden 32."),
     ] = None,
     optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
     lr: Annotated[
@@ -57,7 +79,12 @@ def train(
     curvature_every: Annotated[
         int | None,
         typer.Option(help="Log λ_max, λ_min, trace and gradient SNR every N updates (and the "
-                     "stall verdict if early stopping ends the run)."),
+                     "stall verdict if early stopping or a plateau ends the run)."),
+    ] = None,
+    stop_on_plateau: Annotated[
+        int | None,
+        typer.Option(help="End the run when the training loss fell by less than 0.1% over N "
+                     "epochs (reason \"plateau\"; the stall verdict says why)."),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in the run folder.")
@@ -89,7 +116,8 @@ def train(
     ] = None,
     rdzv_id: Annotated[str | None, typer.Option(help="A name shared by the machines' job.")] = None,
 ) -> None:
-    """Train an image classifier; logs and checkpoints go to the run folder."""
+    """Train a classifier on images, or a model of a table's column; logs and checkpoints go to
+    the run folder."""
     from descent.diagnose.lr_find import parse_lr, range_test_for
     from descent.train.config import load_config
     from descent.train.run import run
@@ -100,6 +128,10 @@ def train(
     given = dict(
         model=model,
         data=data,
+        target=target,
+        task=task,
+        loss=loss,
+        hidden=hidden or None,
         optimizer=optimizer,
         lr=lr,
         schedule=schedule,  # "none" is a setting: no schedule
@@ -116,6 +148,7 @@ def train(
         num_workers=num_workers,
         nproc=nproc,
         curvature_every=curvature_every,
+        stop_on_plateau=stop_on_plateau,
     )
     # An option left out keeps the file's value or the default; one given always wins.
     settings = load_config(
@@ -164,30 +197,12 @@ def train(
         outcome = run(settings, resume=resume, overwrite=overwrite, progress=not quiet)
         if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
             return
-    table = Table(
-        title=f"{settings.model} on {settings.data}: {settings.optimizer}, "
-        f"lr {settings.lr:g}, schedule {settings.schedule or 'none'}"
-    )
-    for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "time"):
-        table.add_column(column, justify="right")
-    history = outcome.result.history
-    stride = max(1, len(history) // 10)
-    for index in sorted(set(range(0, len(history), stride)) | {len(history) - 1}):
-        row = history[index]
-        table.add_row(
-            str(row.epoch),
-            f"{row.train_loss:.4f}",
-            f"{row.train_accuracy:.4f}",
-            f"{row.val_loss:.4f}" if row.val_loss is not None else "",
-            f"{row.val_accuracy:.4f}" if row.val_accuracy is not None else "",
-            f"{row.learning_rate:.3g}",
-            f"{row.seconds:.2f} s",
-        )
-    console.print(table)
+    console.print(epoch_table(settings, outcome.result.history))
+    test = ", ".join(f"test {name} {value:.4f}" for name, value in outcome.test.items())
     console.print(
-        f"test accuracy {outcome.test_accuracy:.4f} (loss {outcome.test_loss:.4f}); "
-        f"stopped: {outcome.result.stopped}; {outcome.result.examples_per_second:,.0f} "
-        "examples/s"
+        f"{test}; stopped: {outcome.result.stopped}; "
+        f"{outcome.result.examples_per_second:,.0f} examples/s",
+        highlight=False,
     )
     if outcome.stall is not None:
         console.print(str(outcome.stall), soft_wrap=True, highlight=False)
@@ -195,6 +210,31 @@ def train(
         f"logs and checkpoints: {outcome.logdir}; open them with: descent board {outcome.logdir}",
         soft_wrap=True,
     )
+
+
+def epoch_table(settings: RunConfig, history: list[EpochMetrics]) -> Table:
+    """About ten epochs of the history: the loss and every metric, on training and validation
+    data, the learning rate and the epoch's time."""
+    names = list(history[0].train) if history else ["loss"]
+    table = Table(
+        title=f"{settings.model} on {settings.data}: {settings.optimizer}, "
+        f"lr {settings.lr:g}, schedule {settings.schedule or 'none'}"
+    )
+    columns = ["epoch", *(f"train {n}" for n in names), *(f"val {n}" for n in names), "lr", "time"]
+    for column in columns:
+        table.add_column(column.replace("accuracy", "acc"), justify="right")
+    stride = max(1, len(history) // 10)
+    for index in sorted(set(range(0, len(history), stride)) | {len(history) - 1}):
+        row = history[index]
+        val = row.val or {}
+        table.add_row(
+            str(row.epoch),
+            *(f"{row.train[n]:.4f}" for n in names),
+            *(f"{val[n]:.4f}" if n in val else "" for n in names),
+            f"{row.learning_rate:.3g}",
+            f"{row.seconds:.2f} s",
+        )
+    return table
 
 
 def train_process(settings: dict, resume: bool) -> object:

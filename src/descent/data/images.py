@@ -82,14 +82,31 @@ def _split(images: np.ndarray, labels: np.ndarray, index: np.ndarray) -> Split:
     return Split(torch.from_numpy(images[index]).float(), torch.from_numpy(labels[index]).long())
 
 
-def digits(validation: float = 0.1, test: float = 0.2, seed: int = 0) -> ImageData:
-    """scikit-learn's 1,797 digits of 8×8 pixels (values 0–16, scaled to [0, 1]). Rows are grouped
-    by writer, so the split is shuffled and stratified (datasets.md)."""
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits as (1797, 64) pixel values 0–16 and int64 labels, read from the
+    file scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``, 64 pixels then the label
+    per row) without importing scikit-learn, whose import (scipy, pandas) takes longer than a
+    short training run; through ``load_digits`` where that file is not found."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without running it
+    if spec is not None and spec.origin is not None:
+        path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as text:
+                table = np.loadtxt(text, delimiter=",")
+            return table[:, :-1], table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    labels = bunch.target.astype(np.int64)
+    return bunch.data, bunch.target.astype(np.int64)
+
+
+def digits(validation: float = 0.1, test: float = 0.2, seed: int = 0) -> ImageData:
+    """scikit-learn's 1,797 digits of 8×8 pixels (values 0–16, scaled to [0, 1]). Rows are grouped
+    by writer, so the split is shuffled and stratified (datasets.md)."""
+    pixels, labels = digits_arrays()
+    images = (pixels.astype(np.float32) / 16.0).reshape(-1, 1, 8, 8)
     train, val, held_out = stratified_split(labels, (validation, test), seed)
     return ImageData(
         "digits",
@@ -390,7 +407,14 @@ def load(spec: str, seed: int = 0) -> ImageData:
 
         path, size = parse_spec(folder)
         return image_folder(path, size=size, seed=seed)
+    from descent.data.tables import TABLE_PREFIX, looks_like_table
+
+    accepted = "digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR"
+    if spec.startswith(TABLE_PREFIX):  # descent train reads it; what called here reads images
+        raise InputError(f"data {spec!r} is a table, and this reads images: {accepted}")
+    if looks_like_table(spec):
+        raise InputError(f"data {spec!r} is a file: train on a table with data table:{spec}")
     raise InputError(
-        f"unknown data {spec!r}; accepted: digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, "
-        "folder:DIR"
+        f"unknown data {spec!r}; accepted: {accepted}, or table:FILE (a CSV or Parquet file to "
+        "train on)"
     )

@@ -36,6 +36,10 @@ DTYPES = ("float64", "float32")
 #: Reading holds pyarrow's columns and the numpy arrays built from them at once.
 READ_OVERHEAD = 2.0
 _SAMPLE_BYTES = 1 << 20
+#: Bytes of CSV each of pyarrow's parsing tasks takes: 4 MiB rather than its 1 MiB default, so a
+#: 200 MB file makes 50 column chunks instead of 200 (each chunk is one copy call per column into
+#: the result) and the threads still share the work.
+_BLOCK_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,126 @@ def diabetes() -> Table:
 
     bunch = load_diabetes()
     return Table(bunch.data, bunch.target, tuple(bunch.feature_names), "target", "diabetes")
+
+
+# -- a table to train on ---------------------------------------------------------------------
+
+#: The data spec of a table to train on: ``table:FILE`` (CSV or Parquet, read by load_table).
+TABLE_PREFIX = "table:"
+#: Rows a table needs to be split into train (70%), validation (10%) and test (20%) parts.
+MIN_TRAINING_ROWS = 10
+
+
+#: The suffixes of the files load_table reads (a compressed CSV ends in a codec's suffix).
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet", *CODECS)
+
+
+def looks_like_table(name: str) -> bool:
+    """Whether ``name`` ends as a file load_table reads does (for a hint, not a check)."""
+    return Path(name).suffix.lower() in TABLE_SUFFIXES
+
+
+def table_file(spec: str) -> Path | None:
+    """The file of a ``table:FILE`` data spec, None for any other data."""
+    if not spec.startswith(TABLE_PREFIX):
+        return None
+    path = spec[len(TABLE_PREFIX) :]
+    if not path:
+        raise InputError("table data is read from a file: use table:FILE (a CSV or Parquet file)")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class TableData:
+    """A table split for training: features (n, p) and targets, in train, validation and test
+    parts (``.images`` of each part holds the rows: the Trainer reads every part alike).
+
+    ``classes`` names the classes of a classification target (its distinct values, in order;
+    the targets are their indices), None for regression. The training part's feature means and
+    standard deviations (and the target's, for regression) are what a model standardizes by."""
+
+    name: str
+    train: Any
+    validation: Any
+    test: Any
+    classes: tuple[str, ...] | None
+    feature_names: tuple[str, ...]
+    target_name: str
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    target_mean: float = 0.0
+    target_std: float = 1.0
+    image_shape: None = None  # rows are not images: no weight images are drawn
+
+
+def table_data(
+    path: str | Path,
+    target: str,
+    task: str,
+    *,
+    seed: int = 0,
+    dtype: str = "float32",
+    validation: float = 0.1,
+    test: float = 0.2,
+) -> TableData:
+    """Read a table with :func:`load_table` and split its rows, shuffled from ``seed``, into
+    train, validation and test parts (stratified by class for classification).
+
+    For ``task="classification"`` the target holds class labels: whole numbers, each distinct
+    value a class. Raises InputError for fewer than 10 rows or a label that is not a whole
+    number, besides what load_table raises."""
+    import torch
+
+    from descent.data.images import Split, stratified_split
+
+    table = load_table(path, target, dtype=dtype)
+    rows = len(table.y)
+    if rows < MIN_TRAINING_ROWS:
+        raise InputError(
+            f"{path}: {rows} data rows; training needs at least {MIN_TRAINING_ROWS} (split "
+            "70% train, 10% validation, 20% test)"
+        )
+    classes: tuple[str, ...] | None = None
+    if task == "classification":
+        fractional = np.flatnonzero(table.y != np.round(table.y))
+        if fractional.size:
+            raise InputError(
+                f"{path}, data row {fractional[0] + 1}, column {target!r}: "
+                f"{table.y[fractional[0]]:g} is not a class label; classification needs whole "
+                "numbers (regression takes any number: task regression)"
+            )
+        values, labels = np.unique(table.y, return_inverse=True)
+        classes = tuple(f"{value:g}" for value in values)
+        targets = torch.from_numpy(labels.astype(np.int64))
+        train, val, held_out = stratified_split(labels, (validation, test), seed)
+    else:
+        targets = torch.from_numpy(table.y)
+        order = np.random.default_rng(seed).permutation(rows)
+        n_val, n_test = round(rows * validation), round(rows * test)
+        val, held_out, train = order[:n_val], order[n_val : n_val + n_test], order[n_val + n_test :]
+    features = torch.from_numpy(table.X)  # column-major as read; each part is gathered row-major
+
+    def part(index: np.ndarray) -> Split:
+        chosen = torch.from_numpy(np.sort(index))
+        return Split(features[chosen], targets[chosen])
+
+    train_rows = table.X[np.sort(train)]
+    std = train_rows.std(axis=0, dtype=np.float64)
+    train_targets = table.y[np.sort(train)]
+    regression = classes is None
+    return TableData(
+        Path(path).name,
+        part(train),
+        part(val),
+        part(held_out),
+        classes,
+        table.feature_names,
+        table.target_name,
+        train_rows.mean(axis=0, dtype=np.float64),
+        np.where(std > 0, std, 1.0),  # a constant column is left as it is
+        float(train_targets.mean(dtype=np.float64)) if regression else 0.0,
+        float(train_targets.std(dtype=np.float64) or 1.0) if regression else 1.0,
+    )
 
 
 # -- the header and the checks every format shares ---------------------------------------------
@@ -282,7 +406,9 @@ def _parse_with_arrow(path: Path, header: Sequence[str], delimiter: str, dtype: 
     try:
         return pa_csv.read_csv(
             str(path),
-            read_options=pa_csv.ReadOptions(skip_rows=1, column_names=names),
+            read_options=pa_csv.ReadOptions(
+                skip_rows=1, column_names=names, block_size=_BLOCK_BYTES
+            ),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter),
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, arrow_type),
@@ -456,10 +582,15 @@ def _load_parquet(path: Path, target: str, dtype: np.dtype, memory_limit: int | 
 __all__ = [
     "DELIMITERS",
     "DTYPES",
+    "MIN_TRAINING_ROWS",
+    "TABLE_PREFIX",
     "Table",
+    "TableData",
     "available_memory",
     "diabetes",
     "format_bytes",
     "load_csv",
     "load_table",
+    "table_data",
+    "table_file",
 ]

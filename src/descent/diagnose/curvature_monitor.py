@@ -1,26 +1,47 @@
 """Curvature during training: a Trainer callback that logs λ_max, λ_min, the trace and the
-gradient's signal-to-noise ratio to TensorBoard every N updates, and the stall verdict when early
-stopping ends the run.
+gradient's signal-to-noise ratio to TensorBoard every N updates, ends a run whose training loss
+has reached a plateau (if asked), and logs the stall verdict when early stopping or a plateau
+ends the run.
 
 The analysis runs on a fixed, seeded sample of the training set (``examples`` of them) so that
-successive points are comparable, with small budgets (a dozen Lanczos steps, one batched round of
-Hutchinson probes): the curve's trend is the point, not six digits. :func:`descent.diagnose.stall`
-and :mod:`descent.diagnose.curvature` give the exact figures on demand.
+successive points are comparable, with small budgets (at most ten Lanczos steps, stopped
+earlier by their residuals; four Hutchinson probes, whose standard error is logged beside the
+trace; the gradient noise from eight group gradients): the curve's trend is the point, not six
+digits.
+:func:`descent.diagnose.stall` and :mod:`descent.diagnose.curvature` give the exact figures on
+demand.
+
+Cost: by default (``background=True``) each analysis runs in a background thread on a snapshot
+of the weights taken at its step (a copy of the model made once, its tensors copied in place),
+so training goes on while torch's kernels compute the analysis on another core; the figures are
+logged at the step they describe as soon as the analysis ends (and at the latest when the run
+ends or the ``history`` is read). A snapshot makes the figures exactly those of the weights at
+that step, and every analysis draws its random probes from its own seeded generator, never from
+torch's global one, so training takes the same path with or without the monitor.
+``background=False`` analyses in the training thread.
+
+A plateau (``stop_on_plateau = P``): the run ends, with the reason "plateau", when the training
+loss of the last P epochs is nowhere below ``(1 − plateau_rtol)`` × its best before them (it
+stopped falling by more than ``plateau_rtol``, 0.1% by default, relative). The rule reads the
+Trainer's epoch history, so a resumed run decides exactly as an uninterrupted one.
 
 Example::
 
-    >>> monitor = CurvatureMonitor(every=50, train=data.train, batch_size=50)
-    >>> Trainer(model, callbacks=[monitor], logdir="runs/x").fit(data.train, data.validation)
-    >>> monitor.finish(trainer, result.stopped)   # the verdict, logged if early stopping ended it
+    >>> monitor = CurvatureMonitor(50, data.train, batch_size=50, stop_on_plateau=3)
+    >>> trainer = Trainer(model, callbacks=[monitor], logdir="runs/x")
+    >>> result = trainer.fit(data.train, data.validation)
+    >>> monitor.finish(trainer, result.stopped)   # the verdict, if early stopping or a plateau
 """
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from descent import validate
 from descent.diagnose import curvature
@@ -35,14 +56,21 @@ class CurvatureMonitor:
     ``curvature/lambda_max``, ``curvature/lambda_min``, ``curvature/trace`` (and
     ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at ``batch_size``) to TensorBoard
     in the trainer's logdir; :meth:`finish` logs the stall verdict as text (``stall/verdict``)
-    and the scalars ``stall/…`` when the run stopped early.
+    and the scalars ``stall/…`` when early stopping or a plateau ended the run.
 
     Args:
-        every: log every N optimizer updates (N ≥ 1).
+        every: analyse every N optimizer updates (N ≥ 1; 0: no periodic analysis, only the
+            plateau rule and the verdict).
         train: the training split (``.images``/``.labels``) or a batch ``(inputs, targets)``.
         batch_size: the training's mini-batch size, for the noise figure.
         examples: size of the fixed sample analysed (seeded by ``seed``).
-        lanczos_steps, probes: the analysis's budgets.
+        lanczos_steps, tol, probes, groups: the analysis's budgets (Lanczos stops at
+            ``lanczos_steps`` or when the residuals of λ_max and λ_min are below ``tol`` ×
+            |λ|_max; ``probes`` Hutchinson probes; the gradient noise from ``groups`` group
+            gradients, see :func:`descent.diagnose.curvature.gradient_noise`).
+        stop_on_plateau: end the run after this many epochs without a relative improvement of
+            the training loss by ``plateau_rtol`` (None: never).
+        background: analyse in a background thread on a snapshot of the weights.
     """
 
     def __init__(
@@ -51,80 +79,91 @@ class CurvatureMonitor:
         train: Any,
         *,
         batch_size: int | None = None,
-        examples: int = 128,
-        lanczos_steps: int = 12,
-        probes: int = 8,
+        examples: int = 64,
+        lanczos_steps: int = 10,
+        tol: float = 1e-2,
+        probes: int = 4,
+        groups: int = 8,
         seed: int = 0,
+        stop_on_plateau: int | None = None,
+        plateau_rtol: float = 1e-3,
+        background: bool = True,
     ) -> None:
-        self.every = validate.positive_int(every, "curvature_every")
+        self.every = validate.nonnegative_int(every, "curvature_every")
         self.examples = validate.positive_int(examples, "examples")
         self.lanczos_steps = validate.positive_int(lanczos_steps, "lanczos_steps")
+        self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
+        self.groups = validate.positive_int(groups, "groups")
+        self.stop_on_plateau = (
+            None
+            if stop_on_plateau is None
+            else validate.positive_int(stop_on_plateau, "stop_on_plateau")
+        )
+        self.plateau_rtol = validate.unit_interval(plateau_rtol, "plateau_rtol")
+        self.background = validate.flag(background, "background")
         self.batch_size = batch_size
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(len(inputs), generator=generator)[: self.examples]
         self.sample: tuple[Tensor, Tensor] = (inputs[chosen], targets[chosen])
-        self.history: list[dict[str, float]] = []
+        self.population = len(inputs)  # mini-batches come from the whole training set
         self.verdict: StallVerdict | None = None
+        self._history: list[dict[str, float]] = []
         self._writer: Any = None
         self._finished = False
+        self._snapshot: nn.Module | None = None
+        self._job: _Job | None = None
 
     # -- the callback --------------------------------------------------------------------------
 
     def __call__(self, trainer: Any, event: str, info: dict[str, Any]) -> None:
-        if event == "step" and int(info["step"]) % self.every == 0:
-            self.measure(trainer, int(info["step"]))
+        if event == "step":
+            if self._job is not None and self._job.done.is_set():
+                self._collect(trainer)
+            step = int(info["step"])
+            if self.every and step % self.every == 0:
+                if self.background:
+                    self._start(trainer, step)
+                else:
+                    self.measure(trainer, step)
+        elif event == "epoch":
+            if self.stop_on_plateau is not None and self.plateau(trainer.state.history):
+                trainer.request_stop("plateau")
         elif event in ("end", "fit_end") and "stopped" in info:
             self.finish(trainer, str(info["stopped"]))
 
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """``{"step": …, "curvature/…": …}`` of every analysis so far (waits for a running
+        one)."""
+        self._collect(None)
+        return self._history
+
+    def plateau(self, history: list[dict[str, Any]]) -> bool:
+        """Whether the training losses of the epochs in ``history`` (the Trainer's flat records)
+        end in a plateau: the last ``stop_on_plateau`` of them all above
+        ``(1 − plateau_rtol)`` × the best before them."""
+        patience = self.stop_on_plateau
+        losses = [float(record["train_loss"]) for record in history]
+        if patience is None or len(losses) <= patience:
+            return False
+        best_before = min(losses[:-patience])
+        return min(losses[-patience:]) > best_before - self.plateau_rtol * abs(best_before)
+
     def measure(self, trainer: Any, step: int) -> dict[str, float]:
-        """Analyse the current weights on the sample and log the figures at ``step``."""
-        model, loss = trainer.model, trainer.loss
-        with curvature.evaluation_mode(model):
-            objective = curvature.Objective(model, loss, self._data(model))
-            spectrum = curvature.eigenvalues(
-                model,
-                loss,
-                None,
-                tol=1e-2,
-                max_iterations=self.lanczos_steps,
-                seed=self.seed,
-                objective=objective,
-            )
-            estimate = curvature.trace(
-                model,
-                loss,
-                None,
-                rtol=1.0,
-                min_probes=self.probes,
-                max_probes=self.probes,
-                probes_per_round=self.probes,
-                seed=self.seed + step,
-                objective=objective,
-            )
-            noise = curvature.gradient_noise(
-                model, loss, None, batch_size=self.batch_size, objective=objective
-            )
-        figures = {
-            "curvature/lambda_max": spectrum.lambda_max,
-            "curvature/lambda_min": spectrum.lambda_min,
-            "curvature/trace": estimate.value,
-            "curvature/trace_stderr": estimate.stderr,
-            "curvature/gradient_snr": noise.snr,
-        }
-        self.history.append({"step": step, **figures})
-        writer = self._open(trainer)
-        if writer is not None:
-            for tag, value in figures.items():
-                writer.add_scalar(tag, value, step)
-            writer.flush()
+        """Analyse the current weights on the sample (in this thread) and log the figures at
+        ``step``."""
+        figures = self._analyse(trainer.model, trainer.loss, step)
+        self._record(trainer, step, figures)
         return figures
 
     def finish(self, trainer: Any, stopped: str) -> StallVerdict | None:
-        """After the run: the stall verdict when ``stopped`` is early stopping (or a plateau),
-        logged to TensorBoard as text and scalars; closes the writer. Safe to call twice."""
+        """After the run: waits for a running analysis; the stall verdict when ``stopped`` is
+        early stopping or a plateau, logged to TensorBoard as text and scalars; closes the
+        writer. Safe to call twice."""
+        self._collect(trainer)
         if self._finished:
             return self.verdict
         self._finished = True
@@ -145,9 +184,95 @@ class CurvatureMonitor:
             self._writer = None
         return self.verdict
 
+    # -- the analysis --------------------------------------------------------------------------
+
+    def _analyse(self, model: nn.Module, loss: Any, step: int) -> dict[str, float]:
+        """One setup (one Objective: one gradient graph) shared by Lanczos, Hutchinson and the
+        per-example noise."""
+        with curvature.evaluation_mode(model):
+            objective = curvature.Objective(model, loss, self._data(model))
+            spectrum = curvature.eigenvalues(
+                model,
+                loss,
+                None,
+                tol=self.tol,
+                max_iterations=self.lanczos_steps,
+                seed=self.seed,
+                objective=objective,
+            )
+            estimate = curvature.trace(
+                model,
+                loss,
+                None,
+                rtol=1.0,
+                min_probes=self.probes,
+                max_probes=self.probes,
+                probes_per_round=self.probes,
+                seed=self.seed + step,
+                objective=objective,
+            )
+            noise = curvature.gradient_noise(
+                model,
+                loss,
+                None,
+                batch_size=self.batch_size,
+                method="groups",
+                groups=self.groups,
+                population=self.population,
+                seed=self.seed,
+                objective=objective,
+            )
+        return {
+            "curvature/lambda_max": spectrum.lambda_max,
+            "curvature/lambda_min": spectrum.lambda_min,
+            "curvature/trace": estimate.value,
+            "curvature/trace_stderr": estimate.stderr,
+            "curvature/gradient_snr": noise.snr,
+        }
+
+    def _start(self, trainer: Any, step: int) -> None:
+        """The analysis of ``step`` in a background thread, on a snapshot of the weights."""
+        self._collect(trainer)  # the snapshot is free again once the previous analysis ended
+        model = trainer.model
+        self._open(trainer)  # the writer, for figures collected later without the trainer
+        if self._snapshot is None:
+            try:
+                self._snapshot = copy.deepcopy(model)
+            except Exception:  # a model that cannot be copied: analyse in this thread
+                self.background = False
+                self.measure(trainer, step)
+                return
+        with torch.no_grad():
+            for target, source in zip(
+                self._snapshot.state_dict(keep_vars=True).values(),
+                model.state_dict(keep_vars=True).values(),
+                strict=True,
+            ):
+                target.copy_(source)
+        self._job = _Job(self._snapshot, trainer.loss, step, self._analyse)
+
+    def _collect(self, trainer: Any) -> None:
+        """Wait for the running analysis, if any, and log it (raising its error, if any)."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.figures is not None
+        self._record(trainer, job.step, job.figures)
+
+    def _record(self, trainer: Any, step: int, figures: dict[str, float]) -> None:
+        self._history.append({"step": step, **figures})
+        writer = self._open(trainer) if trainer is not None else self._writer
+        if writer is not None:
+            for tag, value in figures.items():
+                writer.add_scalar(tag, value, step)
+            writer.flush()
+
     # -- helpers -------------------------------------------------------------------------------
 
-    def _data(self, model: torch.nn.Module) -> tuple[Tensor, Tensor]:
+    def _data(self, model: nn.Module) -> tuple[Tensor, Tensor]:
         parameter = next(model.parameters())
         inputs, targets = self.sample
         inputs = inputs.to(parameter.device)
@@ -162,6 +287,26 @@ class CurvatureMonitor:
 
             self._writer = SummaryWriter(str(Path(logdir)), filename_suffix=".curvature")
         return self._writer
+
+
+class _Job:
+    """One analysis running in a daemon thread; ``done`` is set when it ends."""
+
+    def __init__(self, model: nn.Module, loss: Any, step: int, analyse: Any) -> None:
+        self.step = step
+        self.figures: dict[str, float] | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+
+        def work() -> None:
+            try:
+                self.figures = analyse(model, loss, step)
+            except BaseException as error:  # handed to the training thread at collection
+                self.error = error
+            finally:
+                self.done.set()
+
+        threading.Thread(target=work, name=f"curvature-{step}", daemon=True).start()
 
 
 __all__ = ["STALL_STOPS", "CurvatureMonitor"]

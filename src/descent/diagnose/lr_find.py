@@ -382,19 +382,17 @@ def range_test_for(
     """The range test for a RunConfig's model, data, update rule and batch size (what
     ``descent lr-find`` and ``descent train --lr find`` run). Raises InputError when the curve
     never descends, since no rate can then be suggested."""
-    from torch.nn import functional as F
+    from descent.train.run import build_model, load_data
+    from descent.train.tasks import LOSSES
 
-    from descent.data.images import load
-    from descent.train.run import build_model
-
-    data = load(config.data, seed=config.seed)
+    data = load_data(config)  # images, or a table's rows
     model = build_model(config, data).to(config.torch_dtype)
     batch_size = {"full": len(data.train), "sgd": 1, "single": 1}.get(
         config.mode, config.batch_size
     )
     test = lr_find(
         model,
-        F.cross_entropy,
+        LOSSES[config.loss][0],
         (data.train.images.to(config.torch_dtype), data.train.labels),
         config.optimizer,
         min_lr=min_lr,

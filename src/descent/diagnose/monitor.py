@@ -24,7 +24,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from descent import validate
-from descent.diagnose.init import InitReport, _Recorder, init_report
+from descent.diagnose.init import InitReport, init_report
+from descent.diagnose.init_hooks import _read_back, _Recorder
 
 #: Examples of the training set the initial report (and LSUV in a run) looks at.
 DIAGNOSIS_BATCH = 256
@@ -96,14 +97,15 @@ class InitDiagnosis:
 
 
 def _figures(recorder: _Recorder) -> dict[str, float]:
-    values: dict[str, float] = {}
+    """The monitored figures of each layer, read back from the device together."""
+    tags, tensors = [], []
     for record in recorder.records:
-        values[f"std/{record.name}"] = float(record.std_mean[0])
-        if record.dead is not None:
-            values[f"dead/{record.name}"] = float(record.dead)
-        if record.saturated is not None:
-            values[f"saturated/{record.name}"] = float(record.saturated)
-    return values
+        kinds = (("std", record.std), ("dead", record.dead), ("saturated", record.saturated))
+        for kind, value in kinds:
+            if value is not None:
+                tags.append(f"{kind}/{record.name}")
+                tensors.append(value)
+    return dict(zip(tags, _read_back(tensors), strict=True))  # type: ignore[arg-type]
 
 
 __all__ = ["DIAGNOSIS_BATCH", "InitDiagnosis"]

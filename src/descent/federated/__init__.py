@@ -13,6 +13,7 @@ adaptive server rule (Reddi et al. 2021).
 """
 
 from descent.federated.client import (
+    ELEMENTWISE_RULES,
     ClientConfig,
     ClientUpdate,
     fedsgd,
@@ -44,6 +45,7 @@ from descent.federated.simulation import (
 )
 
 __all__ = [
+    "ELEMENTWISE_RULES",
     "PARTITIONS",
     "SERVER_RULES",
     "ClientConfig",

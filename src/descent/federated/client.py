@@ -16,26 +16,38 @@ Two paths give the same weights:
 - vectorized: clients with the same n_k (hence the same batch shapes and update count) are trained
   together: their weights are stacked on a leading client axis, ``torch.func.vmap`` of
   ``torch.func.grad`` of ``functional_call`` gives every client's gradient in one call, and one
-  descent optimizer steps the stacked tensors. That is exact because every descent rule is
-  elementwise: the stacked step is each client's step side by side (the step counter and
-  schedule are shared, and equal, within a group).
+  descent optimizer steps the stacked tensors. That is exact for the elementwise rules
+  (:data:`ELEMENTWISE_RULES`): the stacked step is each client's step side by side (the step
+  counter and schedule are shared, and equal, within a group). Rules that reduce over a whole
+  tensor (LAMB's and LARS's trust ratios, Adafactor's factored moments, Muon's orthogonalization,
+  Prodigy's global d estimate) would mix the clients of a stack, so their clients are looped.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from descent import optim, validate
 from descent.optim.base import LearningRate
+
+#: rules whose update of each entry reads only that entry's gradient and state (and scalars shared
+#: by the group): stacking clients on a leading axis then steps each client as if alone. A rule
+#: not listed here trains its clients one after the other (a test checks both sides).
+ELEMENTWISE_RULES = frozenset(
+    {
+        "sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamw",
+        "amsgrad", "adamax", "nadam", "radam", "lion", "schedule_free_sgd", "schedule_free_adamw",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,12 @@ class ClientConfig:
         """u = E · ⌈n_k / B⌉ local updates for a client of ``size`` examples."""
         per_epoch = 1 if self.batch_size is None else math.ceil(size / self.batch_size)
         return self.epochs * per_epoch
+
+    @property
+    def vectorizable(self) -> bool:
+        """Whether clients of equal size may train stacked (the rule is elementwise)."""
+        key = validate.choice(self.optimizer, "client optimizer", optim.OPTIMIZERS)
+        return key in ELEMENTWISE_RULES
 
     def make_optimizer(self, params: list[Tensor]) -> optim.DescentOptimizer:
         return optim.create(self.optimizer, params, lr=self.lr, **self.options)
@@ -124,6 +142,27 @@ def _loss_function(model: nn.Module, names: Sequence[str], mu: float) -> Callabl
     return loss
 
 
+def _descend(
+    objective_of: Callable[..., tuple[Tensor, Tensor]],
+    weights: list[Tensor],
+    anchor: tuple[Tensor, ...],
+    rule: optim.DescentOptimizer,
+    batches: Iterable[tuple[Tensor, Tensor]],
+) -> Tensor:
+    """The local updates: each batch's gradient by plain autograd (of the sum of the losses when
+    clients are stacked: client k's weights reach only client k's loss), then one step of the
+    rule. Returns the training losses, one row per update."""
+    losses = []
+    for images, labels in batches:
+        objective, loss = objective_of(tuple(weights), anchor, images, labels)
+        grads = torch.autograd.grad(objective.sum(), weights)
+        for weight, g in zip(weights, grads, strict=True):
+            weight.grad = g
+        rule.step()
+        losses.append(loss)
+    return torch.stack(losses)
+
+
 def train_looped(
     model: nn.Module,
     names: Sequence[str],
@@ -132,26 +171,18 @@ def train_looped(
     config: ClientConfig,
 ) -> list[ClientUpdate]:
     """Train each client in turn. ``clients``: (client id, images, labels, batch-order seed)."""
-    gradient = grad(_loss_function(model, names, config.proximal_mu), has_aux=True)
+    # plain autograd: ~1.2× faster than torch.func.grad for these small steps
+    objective_of = _loss_function(model, names, config.proximal_mu)
     anchor = tuple(w.detach() for w in global_weights)
     updates = []
     for client, images, labels, seed in clients:
-        weights = [w.detach().clone() for w in global_weights]
-        rule = config.make_optimizer(weights)
-        losses = []
-        for index in batch_order(len(labels), config, seed):
-            grads, loss = gradient(tuple(weights), anchor, images[index], labels[index])
-            for weight, g in zip(weights, grads, strict=True):
-                weight.grad = g
-            rule.step()
-            losses.append(loss)
+        weights = [w.detach().clone().requires_grad_() for w in global_weights]
+        batches = (
+            (images[index], labels[index]) for index in batch_order(len(labels), config, seed)
+        )
+        losses = _descend(objective_of, weights, anchor, config.make_optimizer(weights), batches)
         updates.append(
-            ClientUpdate(
-                client,
-                [w.detach() for w in weights],
-                len(labels),
-                float(torch.stack(losses).mean()),
-            )
+            ClientUpdate(client, [w.detach() for w in weights], len(labels), float(losses.mean()))
         )
     return updates
 
@@ -168,26 +199,22 @@ def train_vectorized(
     if len(sizes) != 1:
         raise ValueError(f"vectorized clients must hold equally many examples, got {sorted(sizes)}")
     count = len(clients)
-    gradient = vmap(
-        grad(_loss_function(model, names, config.proximal_mu), has_aux=True),
-        in_dims=(0, None, 0, 0),
-    )
+    # the forward pass vmapped over the clients, the backward plain autograd (~1.3× faster than
+    # vmap(grad(...)) here)
+    objectives = vmap(_loss_function(model, names, config.proximal_mu), in_dims=(0, None, 0, 0))
     anchor = tuple(w.detach() for w in global_weights)
-    stacked = [w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())) for w in global_weights]
-    rule = config.make_optimizer(stacked)
+    stacked = [
+        w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())).requires_grad_()
+        for w in global_weights
+    ]
     images = torch.stack([c[1] for c in clients])
     labels = torch.stack([c[2] for c in clients])
     orders = [batch_order(len(c[2]), config, c[3]) for c in clients]
     rows = torch.arange(count)[:, None]
-    losses = []
-    for step in range(len(orders[0])):
-        index = torch.stack([order[step] for order in orders])
-        grads, loss = gradient(tuple(stacked), anchor, images[rows, index], labels[rows, index])
-        for weight, g in zip(stacked, grads, strict=True):
-            weight.grad = g
-        rule.step()
-        losses.append(loss)
-    mean_losses = torch.stack(losses).mean(0)
+    indices = (torch.stack(step) for step in zip(*orders, strict=True))
+    batches = ((images[rows, index], labels[rows, index]) for index in indices)
+    losses = _descend(objectives, stacked, anchor, config.make_optimizer(stacked), batches)
+    mean_losses = losses.mean(0)
     return [
         ClientUpdate(
             client, [w[i].detach().clone() for w in stacked], len(labels[i]), float(mean_losses[i])
@@ -197,6 +224,7 @@ def train_vectorized(
 
 
 __all__ = [
+    "ELEMENTWISE_RULES",
     "ClientConfig",
     "ClientUpdate",
     "batch_order",

@@ -209,7 +209,7 @@ class Federation:
                 (client, images, labels, client_seed(self.config.seed, round_number, client))
             )
         groups: dict[int, list] = {}
-        if self.config.vectorize:
+        if self.config.vectorize and self.config.client.vectorizable:
             for entry in ready:
                 groups.setdefault(len(entry[2]), []).append(entry)
         else:

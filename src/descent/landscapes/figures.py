@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from descent import validate
 from descent.errors import InputError
 from descent.landscapes.race import RaceResult, log_levels
 
@@ -144,10 +145,19 @@ def _frames(
         yield np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def _write_gif(frames: Iterator[Any], target: Path, fps: int) -> None:
+def _write_gif(frames: Iterator[Any], target: Path, fps: int, colors: int) -> None:
     from PIL import Image
 
-    images = [Image.fromarray(frame).quantize(colors=128) for frame in frames]
+    # One palette for every frame, from the last one, which holds every path's color. An octree
+    # keeps the paths' few saturated pixels; median cut (Pillow's default) gave their palette
+    # entries to the contours' many shades, and the paths came out grey.
+    rgb = list(frames)
+    palette = Image.fromarray(rgb[-1]).quantize(
+        colors=min(colors, 256), method=Image.Quantize.FASTOCTREE
+    )
+    images = [
+        Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE) for frame in rgb
+    ]
     images[0].save(
         target, save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
     )
@@ -182,10 +192,16 @@ def render(
     frames: int = DEFAULT_FRAMES,
     surface: bool = False,
     fps: int = 20,
+    dpi: int | None = None,
+    colors: int = 128,
 ) -> Path:
     """Draw a race to ``path``: ``.png`` a still of the whole paths, ``.gif`` or ``.mp4`` an
     animation of ``frames`` frames. Without an MP4 encoder (imageio-ffmpeg), an ``.mp4`` request
-    writes a PNG beside it instead and returns that path."""
+    writes a PNG beside it instead and returns that path.
+
+    ``dpi`` sets the size (the figure is 7.5 × 6 inches; default 110 for a PNG, 80 for an
+    animation, 600 × 480 pixels, which the MP4 encoder's 8-pixel blocks divide); ``colors`` is the
+    GIF's palette size (fewer colors, a smaller file)."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix not in FORMATS:
@@ -200,9 +216,9 @@ def render(
     try:
         if suffix == ".png":
             _show_until(lines, steps, surface)
-            figure.savefig(target, dpi=110)
+            figure.savefig(target, dpi=dpi or 110)
             return target
-        figure.set_dpi(ANIMATION_DPI)  # 600 × 480 pixels: divisible by the encoder's blocks
+        figure.set_dpi(dpi or ANIMATION_DPI)
         shown = frame_steps(steps, frames)
         caption = (
             axes.text2D(0.02, 0.02, "", transform=axes.transAxes)
@@ -211,7 +227,7 @@ def render(
         )
         frames_rgb = _frames(figure, axes, lines, shown, caption, surface)
         if suffix == ".gif":
-            _write_gif(frames_rgb, target, fps)
+            _write_gif(frames_rgb, target, fps, validate.positive_int(colors, "colors"))
         else:
             _write_mp4(frames_rgb, target, fps, figure)
         return target

@@ -2,14 +2,17 @@
 
 All runs of a race (one per rule, or one per rule and candidate rate when tuning) advance
 together: their points are one ``[runs, 2]`` tensor, the landscape's analytic gradient is one
-call for all of them, and each rule's step is descent's own fast path on its 2-element parameter.
+call for all of them, and the runs of each rule are one stacked tensor stepped by the rule's own
+reference formula from :mod:`descent.optim` (see :data:`STACKED_REFERENCES`).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -82,10 +85,128 @@ def _scaled(schedule: Callable[[int], float] | None, lr: float) -> float | Calla
     """A rule's rate under a schedule: the schedule's shape, scaled to start at the rule's rate."""
     if schedule is None:
         return lr
-    first = float(schedule(0))
-    if first <= 0:
-        raise InputError(f"the schedule must start above 0 to scale each rule's rate, got {first}")
+    first = _first(schedule)
     return lambda n: lr * float(schedule(n)) / first
+
+
+def _first(schedule: Callable[[int], float]) -> float:
+    first = float(schedule(0))
+    if not first > 0 or not math.isfinite(first):
+        raise InputError(f"the schedule must start above 0 to scale each rule's rate, got {first}")
+    return first
+
+
+#: Rules whose reference step is elementwise, so it runs unchanged on the stacked points of all
+#: their runs (a [runs, 2] tensor, with a [runs, 1] column of rates). Each entry is the rule's own
+#: reference formula from descent.optim, and, where a state does not start at 0, its first value
+#: (Adagrad keeps S = G + ε when ε is inside the root: adagrad_reference's convention).
+#: Other rules (LAMB's and LARS's trust ratios, Adafactor's factored moments, Prodigy's and
+#: Muon's estimates couple a parameter's coordinates) run one descent optimizer per run.
+STACKED_REFERENCES: dict[str, tuple[Callable[..., Any], Callable[[Mapping[str, Any]], float]]] = {
+    "sgd": (optim.sgd_reference, lambda _: 0.0),
+    "momentum": (optim.momentum_reference, lambda _: 0.0),
+    "nesterov": (optim.nesterov_reference, lambda _: 0.0),
+    "adagrad": (
+        optim.adagrad_reference,
+        lambda h: h["initial_accumulator_value"] + (h["eps"] if h["eps_inside_sqrt"] else 0.0),
+    ),
+    "adadelta": (optim.adadelta_reference, lambda _: 0.0),
+    "rmsprop": (optim.rmsprop_reference, lambda _: 0.0),
+    "adam": (optim.adam_reference, lambda _: 0.0),
+    "adamax": (optim.adamax_reference, lambda _: 0.0),
+    "amsgrad": (optim.amsgrad_reference, lambda _: 0.0),
+    "radam": (optim.radam_reference, lambda _: 0.0),
+    "lion": (optim.lion_reference, lambda _: 0.0),
+}
+
+
+def rule_defaults(rule: str) -> dict[str, Any]:
+    """The hyperparameters a rule's class takes by default (its constructor's keyword defaults),
+    with Adam-style ``betas`` also given as ``beta1`` and ``beta2`` (the reference's names)."""
+    signature = inspect.signature(optim.OPTIMIZERS[rule].__init__)
+    defaults = {
+        name: parameter.default
+        for name, parameter in signature.parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    if "betas" in defaults:
+        defaults["beta1"], defaults["beta2"] = defaults["betas"]
+    return defaults
+
+
+class _StackedRuns:
+    """Every run of one rule as rows of one tensor, advanced by the rule's reference formula."""
+
+    def __init__(self, rule: str, index: Tensor | slice, rates: Tensor, first: float) -> None:
+        reference, initial = STACKED_REFERENCES[rule]
+        defaults = rule_defaults(rule)
+        parameters = inspect.signature(reference).parameters
+        kinds = inspect.Parameter
+        # positional arguments after (param, grad) are the state; keyword-only ones the options
+        state_names = [
+            name
+            for name, parameter in parameters.items()
+            if parameter.kind is kinds.POSITIONAL_OR_KEYWORD and name not in ("param", "grad")
+        ]
+        self.options = {
+            name: defaults[name]
+            for name, parameter in parameters.items()
+            if parameter.kind is kinds.KEYWORD_ONLY and name in defaults and name != "lr"
+        }
+        self.counts_steps = "step" in parameters
+        self.reference = reference
+        self.index = index
+        self.rates = rates.unsqueeze(1)  # one rate per row, broadcast over (x, y)
+        self.first = first  # schedule(0), which scales the schedule to each rule's rate
+        start = initial(defaults)
+        self.state = [
+            torch.full((len(rates), 2), start if position == 0 else 0.0, dtype=torch.float64)
+            for position, _ in enumerate(state_names)
+        ]
+
+    def advance(
+        self, points: Tensor, grads: Tensor, update: int, value: float | None, alive: Tensor
+    ) -> Tensor:
+        del alive  # rows are independent: a diverged row's numbers never reach the others
+        extra = {"step": update + 1} if self.counts_steps else {}
+        # η · schedule(n) / schedule(0), rounded in the order an optimizer's scaled rate is
+        rates = self.rates if value is None else self.rates * value / self.first
+        out = self.reference(points, grads, *self.state, lr=rates, **extra, **self.options)
+        if isinstance(out, Tensor):
+            return out
+        self.state = list(out[1 : 1 + len(self.state)])
+        return out[0]
+
+
+class _OptimizerRuns:
+    """Runs of a rule whose step couples a parameter's coordinates: one optimizer per run."""
+
+    def __init__(
+        self,
+        rule: str,
+        index: Tensor | slice,
+        rates: Tensor,
+        start: Tensor,
+        schedule: Callable[[int], float] | None,
+    ) -> None:
+        self.index = index
+        self.params = [start.clone().requires_grad_(True) for _ in range(len(rates))]
+        self.optimizers = [
+            optim.create(rule, [param], lr=_scaled(schedule, float(rate)))
+            for rate, param in zip(rates, self.params, strict=True)
+        ]
+
+    def advance(
+        self, points: Tensor, grads: Tensor, update: int, value: float | None, alive: Tensor
+    ) -> Tensor:
+        del update, value  # each optimizer counts its updates and applies its own schedule
+        moved = points.clone()
+        for row, (param, optimizer) in enumerate(zip(self.params, self.optimizers, strict=True)):
+            if alive[row]:
+                param.grad = grads[row]
+                optimizer.step()
+                moved[row] = param.detach()
+        return moved
 
 
 def simulate(
@@ -96,34 +217,76 @@ def simulate(
     schedule: Callable[[int], float] | None = None,
     tolerance: float = 1e-3,
 ) -> list[RuleRun]:
-    """Advance every (rule, rate) pair ``steps`` updates from ``start``, all together."""
-    points = torch.tensor([start] * len(runs), dtype=torch.float64)
-    params = [points[index].clone().requires_grad_(True) for index in range(len(runs))]
-    optimizers = [
-        optim.create(rule, [param], lr=_scaled(schedule, lr))
-        for (rule, lr), param in zip(runs, params, strict=True)
-    ]
+    """Advance every (rule, rate) pair ``steps`` updates from ``start``, all together.
+
+    One analytic-gradient call serves every run; the runs of a rule in
+    :data:`STACKED_REFERENCES` advance as one tensor through the rule's reference formula (so
+    a step of a 7-rule race costs one gradient and 7 formula calls however many rates a tune
+    tries), the others through one descent optimizer per run. A run that leaves finite numbers
+    or goes :data:`DIVERGENCE_BOXES` view boxes away is frozen at its last good point.
+    """
+    if not runs:
+        return []
+    origin = torch.tensor(start, dtype=torch.float64)
+    first = 1.0 if schedule is None else _first(schedule)
+    groups: list[_StackedRuns | _OptimizerRuns] = []
+    order: list[int] = []
+    for rule in dict.fromkeys(rule for rule, _ in runs):
+        rows = [row for row, (name, _) in enumerate(runs) if name == rule]
+        order += rows
+        index: Tensor | slice = torch.tensor(rows, dtype=torch.long)
+        if rows == list(range(rows[0], rows[-1] + 1)):
+            index = slice(rows[0], rows[-1] + 1)  # a view: no gather, no scatter
+        rates = torch.tensor([runs[row][1] for row in rows], dtype=torch.float64)
+        if rule in STACKED_REFERENCES:
+            groups.append(_StackedRuns(rule, index, rates, first))
+        else:
+            groups.append(_OptimizerRuns(rule, index, rates, origin, schedule))
     path = torch.empty(steps + 1, len(runs), 2, dtype=torch.float64)
-    path[0] = points
+    path[0] = origin
     x_min, x_max, y_min, y_max = landscape.box
     reach = DIVERGENCE_BOXES * max(x_max - x_min, y_max - y_min)
+    alive = torch.ones(len(runs), dtype=torch.bool)
     diverged_at: list[int | None] = [None] * len(runs)
-    live = list(range(len(runs)))
+    every_run_alive = True
+    # runs listed rule by rule (a race, a tune): the groups' results are joined in one cat
+    in_order = order == list(range(len(runs)))
     for step in range(1, steps + 1):
         current = path[step - 1]
         gx, gy = landscape.gradient(current[:, 0], current[:, 1])
-        for index in live:
-            params[index].grad = torch.stack((gx[index], gy[index]))
-            optimizers[index].step()
-        with torch.no_grad():
-            path[step] = torch.stack([param.detach() for param in params])
-        finite = torch.isfinite(path[step]).all(dim=1) & (path[step].abs() <= reach).all(dim=1)
-        for index in [index for index in live if not finite[index]]:
-            diverged_at[index] = step
-            live.remove(index)
-            path[step:, index] = path[step - 1, index]  # frozen at its last good point
-            with torch.no_grad():
-                params[index].copy_(path[step - 1, index])
+        grads = torch.stack((gx, gy), dim=1)
+        value = None
+        if schedule is not None:
+            value = validate.nonnegative(float(schedule(step - 1)), f"schedule({step - 1})")
+        if in_order:
+            moved = torch.cat(
+                [
+                    group.advance(
+                        current[group.index],
+                        grads[group.index],
+                        step - 1,
+                        value,
+                        alive[group.index],
+                    )
+                    for group in groups
+                ]
+            )
+        else:
+            moved = torch.empty_like(current)
+            for group in groups:
+                moved[group.index] = group.advance(
+                    current[group.index], grads[group.index], step - 1, value, alive[group.index]
+                )
+        good = (moved.abs() <= reach).all(dim=1)  # False for inf and NaN too
+        if every_run_alive and bool(good.all()):
+            path[step] = moved
+            continue
+        for row in (alive & ~good).nonzero().flatten().tolist():
+            diverged_at[row] = step
+        alive &= good
+        every_run_alive = False
+        # a diverged run stays frozen at its last good point
+        path[step] = torch.where(alive.unsqueeze(1), moved, current)
     targets = torch.tensor([[p.x, p.y] for p in landscape.points], dtype=torch.float64)
     distance = torch.cdist(path.reshape(-1, 2), targets).min(dim=1).values.reshape(steps + 1, -1)
     results = []

@@ -20,17 +20,19 @@ from descent import optim, validate
 from descent.data.batches import Batches
 from descent.data.tables import available_memory, format_bytes
 from descent.errors import InputError
+from descent.linear import epochs
 from descent.linear.basis import parse_basis
 from descent.linear.solve import (
     Gram,
     Moments,
+    decay_steps,
     gradient,
     least_squares,
     lipschitz_step,
     loss,
     moments,
 )
-from descent.schedules import Schedule, from_dict
+from descent.schedules import InverseTimeDecay, Schedule, from_dict
 
 # Rules for which "auto" means 1/L; the adaptive rules normalize the gradient themselves, and for
 # them "auto" means their own default rate.
@@ -77,9 +79,19 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         batch_size: B for "minibatch" (the lecture's 50).
         optimizer: any descent rule by name ("sgd", "momentum", "adam", …).
         optimizer_params: the rule's other hyperparameters (momentum, betas, …).
-        learning_rate: a float, a schedule (object or dict), or "auto": 1/L with L the Lipschitz
-            constant of the batch gradient (largest eigenvalue of ΦᵀΦ by power iteration) for
-            sgd, momentum and nesterov, the rule's default rate for the adaptive rules.
+        learning_rate: a float, a schedule (object or dict), "auto" or "constant". For sgd,
+            momentum and nesterov, "constant" is the step 1/L held fixed, L the Lipschitz
+            constant of the batch gradient (largest eigenvalue of ΦᵀΦ by power iteration; for
+            one example or B, bounded by the heaviest batch any shuffle can draw), and "auto" is
+            that step in full-batch mode and, in the stochastic modes, the decaying
+            η_t = η₀/(1 + t/t₀) with η₀ = 1/L, t the update number and
+            t₀ = min(n/2, 1/(η₀ μ)), μ the smallest curvature of the expected batch loss (an
+            InverseTimeDecay; :func:`~descent.linear.solve.decay_steps`), which converges where
+            a constant step stalls at its noise floor (docs/linear.md). For the adaptive rules
+            both mean the rule's default rate.
+        average: report the Polyak–Ruppert average of the iterates, w̄ = (1/t) Σ wₛ over every
+            update, instead of the last iterate (stochastic modes; as scikit-learn's
+            SGDRegressor(average=True)). The loss history and the stopping rules read w̄.
         loss_reduction: "sum" (the lecture's J) or "mean" (J / n, and per batch J_b / |b|).
         init: "zeros" (the lecture's) or "normal" (N(0, 0.01²), seeded).
         standardize: how the basis columns (all but the bias) are conditioned before descending;
@@ -97,12 +109,16 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     Attributes:
         coef_: weights of the basis functions φ₁…φ_k; ``intercept_``: w₀ (the bias weight).
+        learning_rate_: the rate or schedule the fit used ("auto" resolved).
         weights_: all k+1 weights, bias first. n_iter_: epochs run. loss_history_: J after each
         epoch (J(w₀) first, computed from ΦᵀΦ in full-batch mode). converged_: a stopping rule
         held. fit_seconds_: wall time of fit. ``fit_report(X, y)`` compares with the optimum.
 
     A full-batch fit reads the data once: the basis is evaluated on row blocks, ΦᵀΦ and Φᵀy are
-    accumulated, and every epoch after that costs O(k²) (docs/linear.md).
+    accumulated, and every epoch after that costs O(k²) (docs/linear.md). The stochastic modes
+    run each epoch's updates in one compiled loop when the rule has a C step (sgd, the
+    lecture's nesterov, rmsprop, adadelta, adamax, nadam), equal bit for bit to the Python
+    reference path (descent.linear.epochs), and monitor J from the same k × k statistics.
 
     Example::
 
@@ -124,6 +140,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         max_epochs: int = 10_000,
         tol: float = 1e-10,
         tol_loss: float = 0.0,
+        average: bool = False,
         random_state: Any = None,
     ) -> None:
         self.basis = basis
@@ -138,6 +155,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.tol = tol
         self.tol_loss = tol_loss
+        self.average = average
         self.random_state = random_state
 
     # -- validation ------------------------------------------------------------------------------
@@ -158,14 +176,17 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             validate.positive_int(int(value) if isinstance(value, np.integer) else value, name)
         validate.nonnegative(self.tol, "tol")
         validate.nonnegative(self.tol_loss, "tol_loss")
+        validate.flag(self.average, "average")
         if self.standardize not in (True, False, "columns", "orthonormal"):
             raise InputError(
                 f"standardize must be True, False, 'columns' or 'orthonormal', got "
                 f"{self.standardize!r}"
             )
         lr = self.learning_rate
-        if isinstance(lr, str) and lr != "auto":
-            raise InputError(f"learning_rate must be 'auto', a float or a schedule, got {lr!r}")
+        if isinstance(lr, str) and lr not in ("auto", "constant"):
+            raise InputError(
+                f"learning_rate must be 'auto', 'constant', a float or a schedule, got {lr!r}"
+            )
         return mode, rule
 
     # -- the design matrix and its statistics ------------------------------------------------------
@@ -278,24 +299,37 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         return (self._design(X) if design else None), target, gram
 
     def _learning_rate(
-        self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str
+        self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str, n: int
     ) -> Any:
         lr = self.learning_rate
         if isinstance(lr, dict):
             return from_dict(lr)
         if isinstance(lr, Schedule) or callable(lr):
             return lr
-        if lr == "auto":
-            if rule in _LIPSCHITZ_RULES:
-                return lipschitz_step(
-                    Phi,
-                    mode,
-                    self.batch_size,
-                    self.loss_reduction,
-                    gram.gram if gram is not None else None,
-                    n=gram.n if gram is not None else None,
-                )
-            return None  # the rule's default
+        if lr in ("auto", "constant"):
+            if rule not in _LIPSCHITZ_RULES:
+                return None  # the rule's default
+            step = lipschitz_step(
+                Phi,
+                mode,
+                self.batch_size,
+                self.loss_reduction,
+                gram.gram if gram is not None else None,
+                n=gram.n if gram is not None else None,
+            )
+            if lr == "constant" or mode == "full":
+                return step
+            # η₀/(1 + t/t₀): Σ η_t diverges while Σ η_t² converges, so the noise floor of a
+            # constant step shrinks to 0; t₀ from the curvature (decay_steps).
+            horizon = decay_steps(
+                step,
+                gram.gram if gram is not None else None,
+                n,
+                mode,
+                self.batch_size,
+                self.loss_reduction,
+            )
+            return InverseTimeDecay(step, horizon, 1.0)
         return float(lr)
 
     def _start(
@@ -315,13 +349,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             generator = torch.Generator().manual_seed(seed)
             self.w_ = 0.01 * torch.randn(k, generator=generator, dtype=torch.float64)
         self.w_.requires_grad_(True)
-        lr = self._learning_rate(Phi, gram, mode, rule)
+        lr = self._learning_rate(Phi, gram, mode, rule, n)
         params = dict(self.optimizer_params or {})
         if lr is not None:
             params["lr"] = lr
         self.optimizer_ = optim.create(rule, [self.w_], **params)
         self.batches_ = Batches(n, mode, self.batch_size, seed=seed)
         self.learning_rate_ = lr
+        self.average_ = epochs.Average(k) if self.average and mode != "full" else None
 
     # -- descending --------------------------------------------------------------------------------
 
@@ -364,35 +399,69 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.converged_ = done
         self.loss_history_ = torch.stack(losses).tolist()
 
-    def _descend_on_rows(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> None:
+    def _descend_on_rows(
+        self, Phi: torch.Tensor, y: torch.Tensor, rule: str, gram: Gram | None
+    ) -> None:
         """Epochs of batches drawn from Φ's rows (the stochastic modes, or a full batch whose
-        k × k statistics would not fit)."""
-        self.loss_history_ = [self._loss(Phi, y)]
-        first_norm = self._full_gradient_norm(Phi, y)
+        k × k statistics would not fit). J and ‖∇J‖ after each epoch come from the k × k
+        statistics when there are any (O(k²), not another two passes over Φ)."""
+        value, norm = self._monitor(Phi, y, gram)
+        self.loss_history_ = [value]
+        first_norm = norm
         self.converged_ = first_norm == 0.0
         self.n_iter_ = 0
         while not self.converged_ and self.n_iter_ < self.max_epochs:
             self._epoch(Phi, y, rule)
             self.n_iter_ += 1
-            self.loss_history_.append(self._loss(Phi, y))
+            value, norm = self._monitor(Phi, y, gram)
+            self.loss_history_.append(value)
             previous, current = self.loss_history_[-2], self.loss_history_[-1]
-            small_gradient = self._full_gradient_norm(Phi, y) <= self.tol * first_norm
+            small_gradient = norm <= self.tol * first_norm
             flat_loss = self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current
             self.converged_ = small_gradient or flat_loss
 
+    def _reported(self) -> torch.Tensor:
+        """The weights the fit reports: the average of the iterates, or the last one."""
+        return self.average_.weights if self.average_ is not None else self.w_.detach()
+
+    def _monitor(
+        self, Phi: torch.Tensor, y: torch.Tensor, gram: Gram | None
+    ) -> tuple[float, float]:
+        """J and ‖∇J‖ at the reported weights, over all the data."""
+        w = self._reported()
+        with torch.no_grad():
+            if gram is not None:
+                value, grad = gram.evaluate(w, self.loss_reduction)
+            else:
+                value = loss(Phi, y, w, self.loss_reduction)
+                grad = gradient(Phi, y, w, self.loss_reduction)
+            return float(value), float(torch.linalg.vector_norm(grad))
+
     def _epoch(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> None:
-        """One pass over the data: one update per batch, with the analytic gradient. The rows
-        are gathered in the epoch's order once, and each batch is a slice of that copy."""
-        order = self.batches_.order()
-        if self.batches_.shuffle:
-            Phi, y = Phi[order], y[order]
-        w, reduction = self.w_, self.loss_reduction
-        for start, stop in self.batches_.bounds():
+        """One pass over the data: one update per batch of the epoch's shuffled order, with the
+        analytic gradient (descent.linear.epochs: one C loop when the rule has a C step)."""
+        batches = self.batches_
+        order = batches.order()
+        w = self.w_
+        if batches.mode == "full":  # one batch (Φ too wide for its statistics): BLAS
             with torch.no_grad():
-                w.grad = gradient(Phi[start:stop], y[start:stop], w, reduction)
+                w.grad = gradient(Phi, y, w, self.loss_reduction)
             self.optimizer_.step()
+        else:
+            epochs.run_batches(
+                Phi,
+                y,
+                order,
+                batches.batch_size,
+                range(len(batches)),
+                w,
+                self.optimizer_,
+                rule,
+                self.loss_reduction,
+                self.average_,
+            )
         if not bool(torch.isfinite(w).all()):
-            self._diverged(self.batches_.epochs_done, math.nan, rule, None)
+            self._diverged(batches.epochs_done, math.nan, rule, None)
 
     def _diverged(self, epoch: int, value: float, rule: str, gram: Gram | None) -> None:
         """Stop with the advice training gives: the epoch, the loss, the rate and what to try."""
@@ -405,13 +474,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             f"finite or overflow) with learning rate {self.learning_rate_!r}; {advice}"
         )
 
-    def _full_gradient_norm(self, Phi: torch.Tensor, y: torch.Tensor) -> float:
-        with torch.no_grad():
-            return float(gradient(Phi, y, self.w_, self.loss_reduction).norm())
-
     def _loss(self, Phi: torch.Tensor, y: torch.Tensor) -> float:
         with torch.no_grad():
-            return float(loss(Phi, y, self.w_, self.loss_reduction))
+            return float(loss(Phi, y, self._reported(), self.loss_reduction))
 
     # -- scikit-learn API --------------------------------------------------------------------------
 
@@ -429,7 +494,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         if self.gram_ is not None:
             self._descend_on_statistics(self.gram_, rule)
         else:
-            self._descend_on_rows(Phi, target, rule)  # type: ignore[arg-type]
+            self._descend_on_rows(Phi, target, rule, gram)  # type: ignore[arg-type]
         self._publish()
         self.fit_seconds_ = time.perf_counter() - started
         return self
@@ -444,7 +509,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         X, y = validate_data(
             self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32]
         )
-        w = self.w_.detach()
+        w = self._reported()
         reduction = self.loss_reduction
         gram = self._statistics(X, y)
         exact = gram.optimum() if gram is not None else None
@@ -491,7 +556,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     def _publish(self) -> None:
         """coef_ and intercept_ for the unconditioned basis, as numpy arrays."""
-        w = self.w_.detach()
+        w = self._reported()
         if self.transform_ is None:
             weights = w.clone()
         else:

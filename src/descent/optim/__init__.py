@@ -17,14 +17,7 @@ from descent.errors import InputError
 from descent.optim.adafactor import Adafactor, adafactor_reference
 from descent.optim.adam import Adam, AdamW, AMSGrad, adam_reference, amsgrad_reference
 from descent.optim.adamax import AdaMax, adamax_reference
-from descent.optim.adaptive import (
-    Adadelta,
-    Adagrad,
-    RMSprop,
-    adadelta_reference,
-    adagrad_reference,
-    rmsprop_reference,
-)
+from descent.optim.adaptive import Adadelta, Adagrad, adadelta_reference, adagrad_reference
 from descent.optim.base import DescentOptimizer
 from descent.optim.lamb import LAMB, lamb_reference
 from descent.optim.lars import LARS, lars_reference
@@ -33,6 +26,7 @@ from descent.optim.muon import Muon, muon_reference
 from descent.optim.nadam import Nadam, nadam_reference
 from descent.optim.prodigy import Prodigy, prodigy_reference
 from descent.optim.radam import RAdam, radam_reference
+from descent.optim.rmsprop import RMSprop, rmsprop_reference
 from descent.optim.schedule_free import (
     ScheduleFreeAdamW,
     ScheduleFreeSGD,

@@ -165,6 +165,10 @@ def _foreach_self_test(name: str) -> Callable[[torch.device], bool]:
     return check
 
 
+def _tensor_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and isinstance(value[0], Tensor)
+
+
 class _Foreach:
     """``foreach.add_(tensors, others, alpha=…)`` and friends: torch's multi-tensor op where it
     exists and passes its self-test on the tensors' device type, the per-tensor loop otherwise."""
@@ -177,6 +181,13 @@ class _Foreach:
         def op(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> Any:
             if not tensors:
                 return None if name.endswith("_") else []
+            if name in ("addcdiv_", "addcmul_") and len(args) == 3 and _tensor_list(args[2]):
+                # One 0-d tensor per tensor (the device path's step sizes): torch's op takes
+                # only numbers there, so scale the quotient (or product) first.
+                first, second, scales = args
+                combined = getattr(self, name[4:7])(first, second)
+                self.mul_(combined, scales)
+                return self.add_(tensors, combined)
             if torch.compiler.is_compiling():
                 # dynamo traces torch's foreach ops (the self-test's cache would break the graph)
                 return getattr(torch, f"_foreach_{name}")(list(tensors), *args, **kwargs)

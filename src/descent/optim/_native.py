@@ -9,14 +9,21 @@ table.
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
 is False when the extension was not built (no C compiler at install) or DESCENT_NO_NATIVE is set;
 the rules then run their foreach formulation.
+
+The same file holds the epoch loop of descent.linear's stochastic modes (:func:`run_epoch`): one C
+call per epoch that computes each example's (or mini-batch's) gradient from the basis rows and
+applies a rule's step, the very step function the kernel of that rule runs. Its per-rule entries
+``<rule>_epoch`` take :data:`EPOCH_ARGUMENTS`, then the rule's state tensors and ints from
+:data:`KERNELS`; the rule's doubles come per update as the rows of one array, in KERNELS' order.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib.util
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -30,6 +37,8 @@ _CTYPES = {"double": ctypes.c_double, "int": ctypes.c_int}
 #: in the C prototype's order. Tensors a variant does not use (RMSprop's ``ebar`` and ``b``) may be
 #: given as any tensor of the right dtype: the kernel never reads them.
 KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    # θ ← θ − η g rounded once, as torch's add_(g, alpha=−η) (which the SGD rule calls) rounds it
+    "sgd": (("p", "g"), (("lr", "double"), ("wd", "double"), ("sign", "double"))),
     "rmsprop": (
         ("p", "g", "e", "ebar", "b"),
         (
@@ -85,6 +94,45 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 }
 
 
+#: The arguments every ``<rule>_epoch`` entry takes first (C types), before the rule's state
+#: tensors (KERNELS' tensors after ``p`` and ``g``) and its ints.
+EPOCH_ARGUMENTS: tuple[tuple[str, str], ...] = (
+    ("Phi", "tensor"),
+    ("y", "tensor"),
+    ("order", "tensor"),
+    ("w", "tensor"),
+    ("grad", "tensor"),
+    ("avg", "tensor"),
+    ("n", "int64_t"),
+    ("k", "int64_t"),
+    ("batch", "int64_t"),
+    ("first", "int64_t"),
+    ("last", "int64_t"),
+    ("scale", "double"),
+    ("averaged", "int64_t"),
+    ("scalars", "tensor"),
+    ("stride", "int64_t"),
+)
+_CTYPES["int64_t"] = ctypes.c_int64
+_CTYPES["tensor"] = ctypes.c_void_p
+
+
+@cache
+def epoch_signature(rule: str) -> tuple[tuple[str, str], ...]:
+    """(name, C type) of every argument of ``<rule>_epoch``, in order, from the two tables."""
+    tensors, scalars = KERNELS[rule]
+    return (
+        *EPOCH_ARGUMENTS,
+        *((name, "tensor") for name in tensors[2:]),
+        *((name, kind) for name, kind in scalars if kind == "int"),
+    )
+
+
+def epoch_scalar_names(rule: str) -> list[str]:
+    """The rule's per-update doubles, in the column order of ``run_epoch``'s ``scalars``."""
+    return [name for name, kind in KERNELS[rule][1] if kind == "double"]
+
+
 @cache
 def _library() -> ctypes.CDLL | None:
     if os.environ.get("DESCENT_NO_NATIVE"):
@@ -103,6 +151,9 @@ def _library() -> ctypes.CDLL | None:
                 + [_CTYPES[kind] for _, kind in scalars]
             )
             function.restype = None
+        epoch = getattr(library, f"{name}_epoch")
+        epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
+        epoch.restype = None
     return library
 
 
@@ -123,6 +174,23 @@ def supports(tensors: Sequence[Tensor]) -> bool:
     )
 
 
+_captured: list[tuple[str, Mapping[str, Any]]] | None = None
+
+
+@contextlib.contextmanager
+def capture() -> Iterator[list[tuple[str, Mapping[str, Any]]]]:
+    """Within the block, :func:`run` records each (kernel, job) in the list it yields instead of
+    running it: a rule's step then computes and records its per-update scalars (and advances its
+    step counts) without touching any tensor, which the epoch loop of descent.linear uses to run
+    the same updates in C with exactly the scalars the rule would have passed."""
+    global _captured
+    outer, _captured = _captured, []
+    try:
+        yield _captured
+    finally:
+        _captured = outer
+
+
 def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
     """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` by name (tensors
     of equal size, then the scalars). A missing or unknown name is an error, not a silent shift."""
@@ -136,6 +204,10 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
     for job in jobs:
         if set(job) != expected:
             raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(job)}")
+    if _captured is not None:
+        _captured.extend((kernel, job) for job in jobs)
+        return
+    for job in jobs:
         tensors = [job[name] for name in tensor_names]
         function = getattr(library, f"{kernel}_{_SUFFIX[tensors[0].dtype]}")
         function(
@@ -143,3 +215,28 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
             tensors[0].numel(),
             *(job[name] for name, _ in scalar_specs),
         )
+
+
+def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
+    """Run ``<rule>_epoch`` with every argument of :func:`epoch_signature` by name: tensors
+    (float64 and contiguous; ``order`` int64; ``avg`` may be None), counts and flags. The caller
+    keeps the tensors alive and sized as the C loop reads them (``scalars`` holds
+    ``(last − first) × len(epoch_scalar_names(rule))`` doubles, or one row with ``stride`` 0)."""
+    library = _library()
+    if library is None:
+        raise RuntimeError("descent's C kernels are not built")
+    signature = epoch_signature(rule)
+    if len(arguments) != len(signature) or any(name not in arguments for name, _ in signature):
+        raise TypeError(
+            f"{rule}_epoch takes {sorted(name for name, _ in signature)}, got {sorted(arguments)}"
+        )
+    values = []
+    for name, kind in signature:
+        value = arguments[name]
+        if kind == "tensor" and value is not None:
+            expected = torch.int64 if name == "order" else torch.float64
+            if value.dtype != expected or not value.is_contiguous() or value.device.type != "cpu":
+                raise TypeError(f"{rule}_epoch: {name} must be a contiguous CPU {expected}")
+            value = value.data_ptr()
+        values.append(value)
+    getattr(library, f"{rule}_epoch")(*values)

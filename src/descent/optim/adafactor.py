@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -16,12 +16,13 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
 )
+from descent.optim.options import RuleOptions, hyperparameters
 
 
 def adafactor_reference(
@@ -99,6 +100,9 @@ class Adafactor(DescentOptimizer):
         >>> opt = Adafactor(model.parameters(), lr=1e-2)  # doctest: +SKIP
     """
 
+    # The reference step reads RMS(θ) and RMS(update) back as floats: no gradient through them.
+    supports_differentiable = False
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -109,26 +113,9 @@ class Adafactor(DescentOptimizer):
         weight_decay: float = 0.0,
         *,
         eps1_inside: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                beta2_decay=beta2_decay,
-                eps=eps,
-                d=d,
-                weight_decay=weight_decay,
-                eps1_inside=eps1_inside,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -204,7 +191,11 @@ class Adafactor(DescentOptimizer):
             step = host["step"]
             eps1 = self._eps1(group, param)
             rate = step ** group["beta2_decay"]
-            rho = min(lr, 1 / math.sqrt(step))
+            rho = (
+                torch.clamp(1 / scalar_sqrt(step), max=lr)
+                if isinstance(step, Tensor)
+                else min(lr, 1 / math.sqrt(step))
+            )
             rms_param = torch.linalg.vector_norm(param) / math.sqrt(param.numel())
             alpha = torch.clamp(rms_param, min=eps2) * rho
             if group["weight_decay"] != 0:

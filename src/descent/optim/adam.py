@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,15 +17,16 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
-    fused_buckets,
-    pick,
+    scalar_sqrt,
     validate_betas,
 )
+from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -120,22 +121,6 @@ def _moments(
     return m, v
 
 
-def _run_rest(
-    optimizer: DescentOptimizer,
-    group: Group,
-    rest: list[int],
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[State],
-    hosts: list[Host],
-    lr: float,
-) -> None:
-    if rest:
-        optimizer._foreach_run(
-            group, pick(params, rest), pick(grads, rest), pick(states, rest), pick(hosts, rest), lr
-        )
-
-
 class _AdamBase(DescentOptimizer):
     #: names of the per-element state tensors
     state_names: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
@@ -179,25 +164,9 @@ class Adam(_AdamBase):
         weight_decay: float = 0.0,
         *,
         epsilon_hat: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                epsilon_hat=epsilon_hat,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -206,24 +175,17 @@ class Adam(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = adam_reference(
+        apply_reference(
+            adam_reference,
+            group,
             param,
             grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
+            state,
+            host,
+            lr,
+            ["exp_avg", "exp_avg_sq"],
             decoupled_weight_decay=self._decoupled,
-            epsilon_hat=group["epsilon_hat"],
-            maximize=group["maximize"],
         )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
 
     def _foreach_update(
         self,
@@ -246,9 +208,9 @@ class Adam(_AdamBase):
         steps = [host["step"] for host in hosts]
         if group["epsilon_hat"]:
             foreach.add_(den, eps)
-            sizes = [-lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
+            sizes = [-lr * scalar_sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
         else:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             foreach.add_(den, eps)
             sizes = [-lr / (1 - beta1**t) for t in steps]
         foreach.addcdiv_(params, m, den, sizes)
@@ -296,7 +258,7 @@ class Adam(_AdamBase):
                     amsgrad=False,
                     maximize=group["maximize"],
                 )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
@@ -330,10 +292,7 @@ class AdamW(Adam):
         weight_decay: float = 0.01,
         *,
         epsilon_hat: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -342,10 +301,7 @@ class AdamW(Adam):
             eps,
             weight_decay,
             epsilon_hat=epsilon_hat,
-            maximize=maximize,
-            impl=impl,
-            state_dtype=state_dtype,
-            stochastic_rounding=stochastic_rounding,
+            **options,
         )
 
 
@@ -367,6 +323,9 @@ class AMSGrad(_AdamBase):
         >>> opt = AMSGrad(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
+    # torch.maximum keeps v̂ for its gradient, and the step then overwrites v̂ in place.
+    supports_differentiable = False
+
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def __init__(
@@ -378,25 +337,9 @@ class AMSGrad(_AdamBase):
         weight_decay: float = 0.0,
         *,
         bias_correction: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                bias_correction=bias_correction,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -405,25 +348,8 @@ class AMSGrad(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = amsgrad_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            state["max_exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            bias_correction=group["bias_correction"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        targets = (param, state["exp_avg"], state["exp_avg_sq"], state["max_exp_avg_sq"])
-        for target, value in zip(targets, new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        apply_reference(amsgrad_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,
@@ -442,7 +368,7 @@ class AMSGrad(_AdamBase):
         den = foreach.sqrt(v_max)
         steps = [host["step"] for host in hosts]
         if group["bias_correction"]:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             sizes = [-lr / (1 - beta1**t) for t in steps]
         else:
             sizes = [-lr for _ in steps]
@@ -490,4 +416,4 @@ class AMSGrad(_AdamBase):
                     amsgrad=True,
                     maximize=group["maximize"],
                 )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _native
 from descent.optim._compat import foreach
-from descent.optim.adam import _AdamBase, _run_rest
+from descent.optim.adam import _AdamBase
 from descent.optim.base import (
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
-    native_split,
 )
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -86,25 +85,9 @@ class AdaMax(_AdamBase):
         weight_decay: float = 0.0,
         *,
         eps_in_max: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                eps_in_max=eps_in_max,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -113,23 +96,8 @@ class AdaMax(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = adamax_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_inf"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            eps_in_max=group["eps_in_max"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_inf"]), new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_inf"]
+        apply_reference(adamax_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,
@@ -165,25 +133,20 @@ class AdaMax(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        native, rest = native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(
-            "adamax",
-            [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    m=states[i]["exp_avg"],
-                    u=states[i]["exp_inf"],
-                    step_size=lr / (1 - beta1 ** hosts[i]["step"]),
-                    beta1=beta1,
-                    beta2=beta2,
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                    eps_in_max=group["eps_in_max"],
-                )
-                for i in native
-            ],
-        )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            return dict(
+                p=params[i],
+                g=grads[i],
+                m=states[i]["exp_avg"],
+                u=states[i]["exp_inf"],
+                step_size=lr / (1 - beta1 ** hosts[i]["step"]),
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
+                eps_in_max=group["eps_in_max"],
+            )
+
+        self._native_update("adamax", group, params, grads, states, hosts, lr, job)

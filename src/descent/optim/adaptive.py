@@ -1,29 +1,29 @@
-"""Per-coordinate step sizes from accumulated squared gradients: Adagrad, Adadelta, RMSprop."""
+"""Per-coordinate step sizes from accumulated squared gradients: Adagrad and Adadelta (RMSprop,
+the third of the family, has its own module)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _compat, _native
+from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
-    fused_buckets,
-    native_split,
-    pick,
 )
+from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -78,43 +78,6 @@ def adadelta_reference(
     return param + lr * delta, square_avg, acc_delta
 
 
-def rmsprop_reference(
-    param: Tensor,
-    grad: Tensor,
-    square_avg: Tensor,
-    grad_avg: Tensor,
-    momentum_buffer: Tensor,
-    *,
-    lr: float,
-    rho: float = 0.9,
-    eps: float = 1e-8,
-    eps_inside_sqrt: bool = True,
-    momentum: float = 0.0,
-    centered: bool = False,
-    weight_decay: float = 0.0,
-    maximize: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """E ← ρ E + (1−ρ) g² ; θ ← θ − η g / √(E + ε)   (the lecture's form)
-
-    centered:  Ē ← ρ Ē + (1−ρ) g and E − Ē² replaces E under the root.
-    eps_inside_sqrt=False: √(·) + ε instead of √(· + ε) (torch's form).
-    momentum μ > 0:  b ← μ b + g / denominator ; θ ← θ − η b (torch's form).
-
-    Returns (θ, E, Ē, b).
-    """
-    g = effective_grad(param, grad, weight_decay, maximize)
-    square_avg = rho * square_avg + (1 - rho) * g * g
-    variance = square_avg
-    if centered:
-        grad_avg = rho * grad_avg + (1 - rho) * g
-        variance = square_avg - grad_avg * grad_avg
-    denominator = torch.sqrt(variance + eps) if eps_inside_sqrt else torch.sqrt(variance) + eps
-    if momentum > 0:
-        momentum_buffer = momentum * momentum_buffer + g / denominator
-        return param - lr * momentum_buffer, square_avg, grad_avg, momentum_buffer
-    return param - lr * g / denominator, square_avg, grad_avg, momentum_buffer
-
-
 # -- the optimizers ----------------------------------------------------------------------------
 
 
@@ -152,26 +115,9 @@ class Adagrad(DescentOptimizer):
         *,
         eps_inside_sqrt: bool = True,
         lr_decay: float = 0.0,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                eps=eps,
-                initial_accumulator_value=initial_accumulator_value,
-                weight_decay=weight_decay,
-                eps_inside_sqrt=eps_inside_sqrt,
-                lr_decay=lr_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -191,20 +137,7 @@ class Adagrad(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new_param, new_sum = adagrad_reference(
-            param,
-            grad,
-            state["sum"],
-            step=int(host["step"]),
-            lr=lr,
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            lr_decay=group["lr_decay"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["sum"].copy_(new_sum)
+        apply_reference(adagrad_reference, group, param, grad, state, host, lr, ["sum"])
 
     def _foreach_update(
         self,
@@ -250,15 +183,7 @@ class Adagrad(DescentOptimizer):
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 class Adadelta(DescentOptimizer):
@@ -283,25 +208,9 @@ class Adadelta(DescentOptimizer):
         rho: float = 0.9,
         eps: float = 1e-6,
         weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                rho=rho,
-                eps=eps,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -314,21 +223,8 @@ class Adadelta(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new = adadelta_reference(
-            param,
-            grad,
-            state["square_avg"],
-            state["acc_delta"],
-            lr=lr,
-            rho=group["rho"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip(
-            (param, state["square_avg"], state["acc_delta"]), new, strict=True
-        ):
-            target.copy_(value)
+        tensors = ["square_avg", "acc_delta"]
+        apply_reference(adadelta_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,
@@ -364,200 +260,17 @@ class Adadelta(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        native, rest = native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(
-            "adadelta",
-            [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    eg=states[i]["square_avg"],
-                    ed=states[i]["acc_delta"],
-                    lr=lr,
-                    rho=group["rho"],
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                )
-                for i in native
-            ],
-        )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
-
-
-class RMSprop(DescentOptimizer):
-    """RMSprop (Hinton, lecture 6e, 2012): Adagrad with a decaying average instead of a sum.
-
-    Lecture (defaults):  E ← ρ E + (1−ρ) g² ;  θ ← θ − η g / √(E + ε),
-                         η = 0.001, ρ = 0.9, ε = 1e-8.
-
-    Options (torch's): ``centered`` (E − Ē² under the root, Ē ← ρĒ + (1−ρ)g) and ``momentum``
-    μ > 0 (b ← μ b + g / denominator ; θ ← θ − η b).
-
-    Peers (docs/optimizers.md):
-        torch.optim.RMSprop:  rho=0.99 (torch calls it alpha), eps_inside_sqrt=False (√E + ε).
-        Keras:                rho=0.9, eps=1e-7 (inside the root).
-        optax.rmsprop:        decay=ρ, eps_in_sqrt=True is this default.
-
-    Example:
-        >>> opt = RMSprop(model.parameters(), lr=1e-3)  # doctest: +SKIP
-    """
-
-    def __init__(
-        self,
-        params: Iterable[Any],
-        lr: LearningRate = 1e-3,
-        rho: float = 0.9,
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
-        centered: bool = False,
-        *,
-        eps_inside_sqrt: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
-    ) -> None:
-        super().__init__(
-            params,
-            dict(
+        def job(i: int, sign: float) -> dict[str, Any]:
+            return dict(
+                p=params[i],
+                g=grads[i],
+                eg=states[i]["square_avg"],
+                ed=states[i]["acc_delta"],
                 lr=lr,
-                rho=rho,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                centered=centered,
-                eps_inside_sqrt=eps_inside_sqrt,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
-
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        validate.unit_interval(group["rho"], "rho (ρ)")
-        validate.positive(group["eps"], "eps (ε)")
-        validate.unit_interval(group["momentum"], "momentum (μ)")
-        validate.flag(group["centered"], "centered")
-        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        # Ē and b take memory only when centering or momentum asks for them.
-        names = ["square_avg"]
-        if group["centered"]:
-            names.append("grad_avg")
-        if group["momentum"] > 0:
-            names.append("momentum_buffer")
-        return self.zeros(param, group, names)
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        unused = param.new_zeros(())
-        new = rmsprop_reference(
-            param,
-            grad,
-            state["square_avg"],
-            state.get("grad_avg", unused),
-            state.get("momentum_buffer", unused),
-            lr=lr,
-            rho=group["rho"],
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        targets = (param, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"))
-        for target, value in zip(targets, new, strict=True):
-            if target is not None:
-                target.copy_(value)
-
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        rho, eps, momentum = group["rho"], group["eps"], group["momentum"]
-        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
-        square = [state["square_avg"] for state in states]
-        foreach.mul_(square, rho)
-        foreach.addcmul_(square, g, g, value=1 - rho)
-        if group["centered"]:
-            average = [state["grad_avg"] for state in states]
-            foreach.mul_(average, rho)
-            foreach.add_(average, g, alpha=1 - rho)
-            variance = foreach.addcmul(square, average, average, value=-1.0)
-        else:
-            variance = square
-        if group["eps_inside_sqrt"]:
-            den = foreach.add(variance, eps)
-            foreach.sqrt_(den)
-        else:
-            den = foreach.sqrt(variance)
-            foreach.add_(den, eps)
-        if momentum > 0:
-            buffers = [state["momentum_buffer"] for state in states]
-            foreach.mul_(buffers, momentum)
-            foreach.addcdiv_(buffers, g, den, value=1.0)
-            foreach.add_(params, buffers, alpha=-lr)
-        else:
-            foreach.addcdiv_(params, g, den, value=-lr)
-
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        native, rest = native_split(params, grads, states)
-        jobs = []
-        for i in native:
-            p, state = params[i], states[i]
-            jobs.append(
-                dict(
-                    p=p,
-                    g=grads[i],
-                    e=state["square_avg"],
-                    ebar=state.get("grad_avg", p),  # pointers the kernel never reads when unused
-                    b=state.get("momentum_buffer", p),
-                    lr=lr,
-                    rho=group["rho"],
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=-1.0 if group["maximize"] else 1.0,
-                    inside=group["eps_inside_sqrt"],
-                    centered=group["centered"],
-                    momentum=group["momentum"],
-                )
+                rho=group["rho"],
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
             )
-        _native.run("rmsprop", jobs)
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
+
+        self._native_update("adadelta", group, params, grads, states, hosts, lr, job)

@@ -7,8 +7,12 @@ path (the default). The formulas and the peers' conventions are in docs/optimize
 
 Writing a rule (subclass :class:`DescentOptimizer`)
 ---------------------------------------------------
-- ``__init__``: plain keyword arguments (Python reports a misspelt one), passed to
-  ``super().__init__(params, dict(...))`` together with ``maximize``, ``impl`` and ``state_dtype``.
+- ``__init__``: the rule's hyperparameters as plain keyword arguments (Python reports a misspelt
+  one), then ``**options: Unpack[RuleOptions]``; first thing,
+  ``super().__init__(params, hyperparameters(locals()), **options)``.
+  The options every rule shares (``maximize``, ``impl``, ``state_dtype``, ``stochastic_rounding``
+  and torch's ``foreach``, ``fused``, ``capturable``, ``differentiable``) and their defaults live
+  in :data:`OPTIONS`; the base checks them and shows them in the rule's signature.
 - ``_validate(group)``: check the group's hyperparameters with :mod:`descent.validate` (call
   ``super()._validate(group)`` first); it may store normalized values back into the group (as
   :func:`validate_betas` does for ``betas``).
@@ -19,7 +23,8 @@ Writing a rule (subclass :class:`DescentOptimizer`)
 - ``scalar_state``: state scalars that are not per element (Nadam's μ-product), with the dtype they
   keep on load; the base mirrors them, and ``"step"``, on the host in ``host`` dicts so that a step
   never reads a device value back (no ``.item()``, no host sync on a GPU).
-- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function.
+- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function,
+  usually through :func:`descent.optim.reference.apply_reference`.
   ``host["step"]`` is the step count t of this update (already advanced).
 - ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
   tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
@@ -40,6 +45,18 @@ The fast path, by what the tensors are
 
 There is no chunked eager loop: on a GPU the right fallback is a few multi-tensor launches, and on
 a CPU the C kernels cover the cases where a chunked loop's cache reuse used to matter.
+
+Which step runs (:meth:`DescentOptimizer._path`)
+------------------------------------------------
+- "reference": ``impl="reference"``, torch's ``foreach=False`` (its for-loop implementation) or
+  ``differentiable=True`` (the per-tensor formula under autograd, so gradients flow through it).
+- "device": ``capturable=True``, or any step traced by torch.compile: the foreach formulation
+  with the step count t read from the device (``state["step"]``, in float64) instead of the host
+  mirror, so a compiled step does not specialize on t and a captured CUDA graph replays the right
+  bias corrections. Rules write their scalars with :func:`scalar_sqrt` and ``**`` so that the
+  same code takes a float t or a 0-d tensor t.
+- "foreach": ``foreach=True`` or ``fused=False``: the foreach formulation, no kernel.
+- "fast": the default, described above (``fused=True`` asks for it explicitly).
 """
 
 from __future__ import annotations
@@ -53,22 +70,30 @@ from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
+from descent.optim import checkpoint
 from descent.optim._compat import foreach
+from descent.optim.fastpath import Lifted, native_split, pick, real_state
+from descent.optim.options import (
+    OPTIONS,
+    check_torch_options,
+    show_options_in_signature,
+)
 
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
-Impl = Literal["fast", "reference"]
 Group = dict[str, Any]
 State = dict[str, Any]
 Host = dict[str, float]
 
-_SCHEDULE_MARK = "__schedule__"
-_OPAQUE_SCHEDULE = "<callable>"
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _STATE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# Dtypes torch's fused CPU/CUDA kernels take (the fast path gives them float32/float64 only; lower
-# precision goes through the float32 foreach formulation, see the module docstring).
-FUSED_DTYPES = (torch.float32, torch.float64)
+Path = Literal["reference", "device", "foreach", "fast"]
+
+
+def scalar_sqrt(value: Any) -> Any:
+    """√value of a step-dependent scalar: a float on the host paths, a 0-d tensor on the device
+    path (math.sqrt would read the tensor back)."""
+    return value.sqrt() if isinstance(value, Tensor) else math.sqrt(value)
 
 
 def validate_betas(betas: Any) -> tuple[float, float]:
@@ -110,26 +135,40 @@ class DescentOptimizer(torch.optim.Optimizer):
     #: scalar (not per-element) state and the dtype it keeps whatever the parameter's
     scalar_state: ClassVar[dict[str, torch.dtype]] = {}
 
-    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+    #: False when the rule reads a value back to the host each step (no capturable step)
+    device_steps: ClassVar[bool] = True
+    #: False when the rule's reference step does not let autograd through (no differentiable=True)
+    supports_differentiable: ClassVar[bool] = True
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Any) -> None:
+        for name in options:
+            if name not in OPTIONS:
+                raise TypeError(
+                    f"{type(self).__name__}.__init__() got an unexpected keyword argument {name!r}"
+                )
+        defaults = {**OPTIONS, **defaults, **options}
         defaults.setdefault("step", 0)
-        defaults.setdefault("state_dtype", None)
-        defaults.setdefault("stochastic_rounding", False)
         self._hosts: dict[Tensor, Host] = {}
         super().__init__(params, defaults)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        show_options_in_signature(cls)
 
     # -- construction and validation ----------------------------------------------------------
 
     def _validate(self, group: Group) -> None:
         validate.learning_rate(group["lr"])
-        validate.flag(group.get("maximize", False), "maximize")
-        validate.choice(group.get("impl", "fast"), "impl", ("fast", "reference"))
+        validate.flag(group["maximize"], "maximize")
+        validate.choice(group["impl"], "impl", ("fast", "reference"))
         if "weight_decay" in group:
             validate.nonnegative(group["weight_decay"], "weight_decay")
-        validate.flag(group.get("stochastic_rounding", False), "stochastic_rounding")
-        dtype = group.get("state_dtype")
+        validate.flag(group["stochastic_rounding"], "stochastic_rounding")
+        dtype = group["state_dtype"]
         if dtype is not None and dtype not in _STATE_DTYPES:
             names = ", ".join(str(d) for d in _STATE_DTYPES)
             raise InputError(f"state_dtype must be None or one of {names}, got {dtype!r}")
+        check_torch_options(self, group)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -227,7 +266,7 @@ class DescentOptimizer(torch.optim.Optimizer):
 
     # -- one update ---------------------------------------------------------------------------
 
-    def _new_state(self, param: Tensor, group: Group) -> None:
+    def _new_state(self, param: Tensor, group: Group, keep_host: bool = True) -> None:
         state = self.state[param]
         if self.counts_steps:
             state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
@@ -236,38 +275,70 @@ class DescentOptimizer(torch.optim.Optimizer):
         for key, value in self._init_host(group).items():
             state[key] = torch.tensor(value, dtype=self.scalar_state[key], device=param.device)
             host[key] = value
-        self._hosts[param] = host
+        if keep_host:
+            self._hosts[param] = host
 
-    @torch.no_grad()
+    def _device_host(self, state: State) -> Host:
+        """The scalar state as 0-d device tensors (the "device" path): t in float64 (float32
+        where the device has no float64) so that βᵗ is as exact as on the host."""
+        host: dict[str, Any] = {key: state[key] for key in self.scalar_state}
+        if self.counts_steps:
+            step = state["step"]
+            host["step"] = step.to(torch.float32 if step.device.type == "mps" else torch.float64)
+        return host
+
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One update of every parameter that has a gradient; returns the closure's loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            lr = self.lr_at(group)
-            params, grads, states, hosts = [], [], [], []
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                if param.grad.is_sparse:
-                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
-                if not self.state[param]:
-                    self._new_state(param, group)
-                state = self.state[param]
-                params.append(param)
-                grads.append(param.grad)
-                states.append(state)
-                hosts.append(self._host(param, state))
-            if params:
+        # As torch's optimizers: the update is recorded by autograd only when differentiable.
+        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
+            for group in self.param_groups:
+                self._step_group(group)
+        return loss
+
+    def _step_group(self, group: Group) -> None:
+        lr = self.lr_at(group)
+        on_device = self._path(group) == "device"
+        params, grads, states = [], [], []
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            if not self.state[param]:
+                self._new_state(param, group, keep_host=not on_device)
+            params.append(param)
+            grads.append(param.grad)
+            states.append(self.state[param])
+        if params:
+            if on_device:
+                # The host mirrors go stale; an eager step after this reads them back once.
+                if self._hosts:
+                    self._hosts.clear()
+                if self.counts_steps:
+                    foreach.add_([state["step"] for state in states], 1.0)
+                hosts = [self._device_host(state) for state in states]
+            else:
+                hosts = [self._host(p, s) for p, s in zip(params, states, strict=True)]
                 if self.counts_steps:
                     foreach.add_([state["step"] for state in states], 1.0)
                     for host in hosts:
                         host["step"] += 1
-                self._run(group, params, grads, states, hosts, lr)
-            group["step"] += 1
-        return loss
+            self._run(group, params, grads, states, hosts, lr)
+        group["step"] += 1
+
+    def _path(self, group: Group) -> Path:
+        """Which step runs (see the module docstring)."""
+        if group["impl"] == "reference" or group["foreach"] is False or group["differentiable"]:
+            return "reference"
+        if group["capturable"] or torch.compiler.is_compiling():
+            return "device"
+        if group["foreach"] or group["fused"] is False:
+            return "foreach"
+        return "fast"
 
     def _run(
         self,
@@ -282,8 +353,9 @@ class DescentOptimizer(torch.optim.Optimizer):
         if any(torch.is_complex(p) for p in params):
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [_real_state(s) for s in states]
-        if group["impl"] == "reference":
+            states = [real_state(s) for s in states]
+        path = self._path(group)
+        if path == "reference":
             for i, (param, grad, state, host) in enumerate(
                 zip(params, grads, states, hosts, strict=True)
             ):
@@ -292,13 +364,13 @@ class DescentOptimizer(torch.optim.Optimizer):
                     group, work.params[0], work.grads[0], work.states[0], host, lr
                 )
                 work.lower()
-        elif torch.compiler.is_compiling():
+        elif path == "fast":
+            self._fast_update(group, params, grads, states, hosts, lr)
+        else:
             # Under torch.compile the foreach formulation is what dynamo can trace (a ctypes call
             # breaks the graph, and torch's private fused calls fail functionalization); the
             # compiler fuses it into one kernel per bucket.
             self._foreach_run(group, params, grads, states, hosts, lr)
-        else:
-            self._fast_update(group, params, grads, states, hosts, lr)
 
     def _foreach_run(
         self,
@@ -324,6 +396,47 @@ class DescentOptimizer(torch.optim.Optimizer):
             )
             work.lower()
 
+    def _foreach_some(
+        self,
+        group: Group,
+        indices: list[int],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The foreach formulation on the tensors at ``indices`` (those no kernel took)."""
+        if indices:
+            self._foreach_run(
+                group,
+                pick(params, indices),
+                pick(grads, indices),
+                pick(states, indices),
+                pick(hosts, indices),
+                lr,
+            )
+
+    def _native_update(
+        self,
+        kernel: str,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+        job: Callable[[int, float], dict[str, Any]],
+    ) -> None:
+        """descent's single-pass C kernel ``kernel`` on the tensors it takes (``job(i, sign)``
+        gives tensor i's arguments; sign is −1 to maximize), the foreach formulation on the rest."""
+        from descent.optim import _native
+
+        native, rest = native_split(params, grads, states)
+        sign = -1.0 if group["maximize"] else 1.0
+        _native.run(kernel, [job(i, sign) for i in native])
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
     def _per_element(self, state: State) -> list[str]:
         return [key for key in state if key != "step" and key not in self.scalar_state]
 
@@ -340,7 +453,7 @@ class DescentOptimizer(torch.optim.Optimizer):
         grads: list[Tensor],
         states: list[State],
         ordinal: int,
-    ) -> _Lifted:
+    ) -> Lifted:
         """Parameters, gradients and states (all of one dtype each) in the compute dtype: copies
         for bfloat16/float16 (and any state dtype other than the compute dtype), the tensors
         themselves otherwise. ``lower()`` writes the copies back."""
@@ -354,7 +467,7 @@ class DescentOptimizer(torch.optim.Optimizer):
                     write_back.append((state[key], lifted[key]))
             lifted_states.append(lifted)
         stochastic = group.get("stochastic_rounding", False) and params[0].dtype == torch.bfloat16
-        return _Lifted(
+        return Lifted(
             originals=params,
             params=[p.to(compute) for p in params],
             grads=[g.to(compute) for g in grads],
@@ -363,20 +476,18 @@ class DescentOptimizer(torch.optim.Optimizer):
             generator_seed=(group["step"], ordinal) if stochastic else None,
         )
 
-    # -- saving and resuming ------------------------------------------------------------------
+    # -- saving and resuming (the details in descent.optim.checkpoint) -------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict; a schedule as ``lr`` is stored as its dict form when it has one."""
         saved = super().state_dict()
-        for group in saved["param_groups"]:
-            lr = group["lr"]
-            if callable(lr):
-                to_dict = getattr(lr, "to_dict", None)
-                group["lr"] = {_SCHEDULE_MARK: to_dict()} if to_dict else _OPAQUE_SCHEDULE
+        checkpoint.encode_schedules(saved["param_groups"])
         return saved
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore state; a schedule saved as a dict is rebuilt, an opaque one keeps this lr.
+        """Restore state; a schedule saved as a dict is rebuilt, an opaque one keeps this lr, and
+        every loaded group is checked as a new one is (a torch optimizer's group may ask for what
+        this rule does not do, e.g. SGD's dampening).
 
         torch casts every floating state tensor to its parameter's dtype on load; descent then puts
         back each saved tensor in the dtype it keeps (the state dtype, float64 scalars, a float32
@@ -388,38 +499,13 @@ class DescentOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:  # a state dict from torch's own optimizer lacks these
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
-        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
-        by_id = dict(
-            zip(saved_ids, (p for g in self.param_groups for p in g["params"]), strict=True)
-        )
-        groups = {id(p): g for g in self.param_groups for p in g["params"]}
-        for saved_id, saved_state in state_dict["state"].items():
-            param = by_id.get(saved_id)
-            if param is None:
-                continue
-            state = self.state[param]
-            for key, value in saved_state.items():
-                if isinstance(value, Tensor):
-                    state[key] = value.to(
-                        device=param.device,
-                        dtype=self._loaded_dtype(param, groups[id(param)], key, value),
-                    )
-        for group, current in zip(self.param_groups, current_lrs, strict=True):
-            lr = group["lr"]
-            if isinstance(lr, dict) and _SCHEDULE_MARK in lr:
-                from descent.schedules import from_dict
+        checkpoint.restore_dtypes(self, state_dict)
+        checkpoint.decode_schedules(self.param_groups, current_lrs)
+        for group in self.param_groups:  # what another optimizer saved must be one descent runs
+            self._validate(group)
 
-                group["lr"] = from_dict(lr[_SCHEDULE_MARK])
-            elif isinstance(lr, str) and lr == _OPAQUE_SCHEDULE:
-                if not callable(current):
-                    raise InputError(
-                        "the saved optimizer used a schedule that could not be saved (a plain "
-                        "callable without to_dict); build the optimizer with the same schedule "
-                        "as lr before loading its state"
-                    )
-                group["lr"] = current
-
-    def _loaded_dtype(self, param: Tensor, group: Group, key: str, value: Tensor) -> torch.dtype:
+    def loaded_dtype(self, param: Tensor, group: Group, key: str, value: Tensor) -> torch.dtype:
+        """The dtype descent keeps state ``key`` of ``param`` in."""
         if key == "step":
             return torch.float32
         if key in self.scalar_state:
@@ -437,116 +523,3 @@ class DescentOptimizer(torch.optim.Optimizer):
                     lines.append(f"    {key}: {group[key]!r}")
         lines.append(")")
         return "\n".join(lines)
-
-
-class _Lifted:
-    """Tensors lifted to the compute dtype by :meth:`DescentOptimizer._lift`."""
-
-    def __init__(
-        self,
-        originals: list[Tensor],
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        write_back: list[tuple[Tensor, Tensor]],
-        generator_seed: tuple[int, int] | None,
-    ) -> None:
-        self.originals, self.params, self.grads, self.states = originals, params, grads, states
-        self.write_back, self.generator_seed = write_back, generator_seed
-
-    def lower(self) -> None:
-        """Write the computed values back in the original dtypes (rounding once)."""
-        if self.params[0] is not self.originals[0]:
-            if self.generator_seed is not None:
-                generator = _rounding_generator(self.originals[0].device, *self.generator_seed)
-                for param, value in zip(self.originals, self.params, strict=True):
-                    param.copy_(stochastic_round_bf16(value, generator))
-            else:
-                foreach.copy_(self.originals, self.params)
-        for target, value in self.write_back:
-            target.copy_(value)
-
-
-def _rounding_generator(device: torch.device, step: int, ordinal: int) -> torch.Generator:
-    """The random bits of stochastic rounding: a function of the update number and the bucket,
-    so the same run rounds the same way, and a resumed run as if never interrupted."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(0x5EED_0000 + 1_000_003 * step + ordinal)
-    return generator
-
-
-def stochastic_round_bf16(value: Tensor, generator: torch.Generator) -> Tensor:
-    """float32 → bfloat16 rounded up or down at random, with the probability of rounding up equal
-    to the fraction of the gap below: unbiased, so many small updates are not all lost.
-
-    bfloat16 keeps a float32's upper 16 bits: adding 16 random bits to the magnitude and
-    truncating the lower 16 does exactly that (for either sign, as floats are sign-magnitude).
-    """
-    bits = value.float().contiguous().view(torch.int32)
-    noise = torch.randint(
-        0, 1 << 16, bits.shape, dtype=torch.int32, device=bits.device, generator=generator
-    )
-    return ((bits + noise) & -65536).view(torch.float32).to(torch.bfloat16)
-
-
-def _real_state(state: State) -> State:
-    return {
-        key: torch.view_as_real(value)
-        if isinstance(value, Tensor) and torch.is_complex(value)
-        else value
-        for key, value in state.items()
-    }
-
-
-# -- helpers of the fast paths -------------------------------------------------------------------
-
-
-def pick(items: Sequence[Any], indices: Sequence[int]) -> list[Any]:
-    return [items[i] for i in indices]
-
-
-def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
-    """float32/float64, contiguous, state of the parameter's dtype, gradient alike."""
-    dtype = param.dtype
-    return (
-        dtype in FUSED_DTYPES
-        and grad.dtype == dtype
-        and param.is_contiguous()
-        and grad.is_contiguous()
-        and grad.device == param.device
-        and all(
-            value.dtype == dtype
-            for key, value in states.items()
-            if key != "step" and value.dim() > 0
-        )
-    )
-
-
-def fused_buckets(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
-) -> tuple[list[list[int]], list[int]]:
-    """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest
-    (for the foreach formulation). This runs every step: it is kept to a plain loop."""
-    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    rest: list[int] = []
-    for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        if param.device.type in ("cpu", "cuda") and _plain(param, grad, state):
-            buckets.setdefault((param.device, param.dtype), []).append(index)
-        else:
-            rest.append(index)
-    return list(buckets.values()), rest
-
-
-def native_split(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
-) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest."""
-    from descent.optim import _native
-
-    if not _native.available():
-        return [], list(range(len(params)))
-    native, rest = [], []
-    for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        ok = param.device.type == "cpu" and _plain(param, grad, state)
-        (native if ok else rest).append(index)
-    return native, rest

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -15,13 +14,15 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
     validate_betas,
 )
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 
 def lamb_reference(
@@ -99,6 +100,9 @@ class LAMB(DescentOptimizer):
         >>> opt = LAMB(params, lr=1e-3, weight_decay=0.01, exclude_1d=True)  # doctest: +SKIP
     """
 
+    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
+    supports_differentiable = False
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -111,28 +115,9 @@ class LAMB(DescentOptimizer):
         bias_correction: str = "moments",
         max_weight_norm: float | None = None,
         eps_in_trust: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                exclude_1d=exclude_1d,
-                bias_correction=bias_correction,
-                max_weight_norm=max_weight_norm,
-                eps_in_trust=eps_in_trust,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -156,26 +141,11 @@ class LAMB(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = lamb_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            bias_correction=group["bias_correction"],
-            max_weight_norm=group["max_weight_norm"],
-            eps_in_trust=group["eps_in_trust"],
-            excluded=self._excluded(group, param),
-            maximize=group["maximize"],
+        excluded = self._excluded(group, param)
+        tensors = ["exp_avg", "exp_avg_sq"]
+        apply_reference(
+            lamb_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
         )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
 
     def _foreach_update(
         self,
@@ -198,7 +168,7 @@ class LAMB(DescentOptimizer):
         steps = [host["step"] for host in hosts]
         moments = group["bias_correction"] == "moments"
         if moments:
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
         foreach.add_(den, group["eps"])
         update = foreach.div(m, den)
         if moments:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -14,12 +14,13 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
 )
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 
 def lars_reference(
@@ -84,6 +85,9 @@ class LARS(DescentOptimizer):
         >>> opt = LARS(params, lr=1.0, weight_decay=5e-4, exclude_1d=True)  # doctest: +SKIP
     """
 
+    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
+    supports_differentiable = False
+
     counts_steps = False  # the update does not depend on t
 
     def __init__(
@@ -96,26 +100,9 @@ class LARS(DescentOptimizer):
         trust_coefficient: float = 1e-3,
         exclude_1d: bool = False,
         lr_in_buffer: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                trust_coefficient=trust_coefficient,
-                exclude_1d=exclude_1d,
-                lr_in_buffer=lr_in_buffer,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -134,20 +121,11 @@ class LARS(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        new_param, new_buffer = lars_reference(
-            param,
-            grad,
-            state["momentum_buffer"],
-            lr=lr,
-            momentum=group["momentum"],
-            trust_coefficient=group["trust_coefficient"],
-            weight_decay=group["weight_decay"],
-            lr_in_buffer=group["lr_in_buffer"],
-            excluded=self._excluded(group, param),
-            maximize=group["maximize"],
+        excluded = self._excluded(group, param)
+        tensors = ["momentum_buffer"]
+        apply_reference(
+            lars_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
         )
-        param.copy_(new_param)
-        state["momentum_buffer"].copy_(new_buffer)
 
     def _foreach_update(
         self,

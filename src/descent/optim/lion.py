@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -13,13 +13,14 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 
 def lion_reference(
@@ -69,24 +70,9 @@ class Lion(DescentOptimizer):
         lr: LearningRate = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -98,19 +84,7 @@ class Lion(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new_param, new_avg = lion_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["exp_avg"].copy_(new_avg)
+        apply_reference(lion_reference, group, param, grad, state, host, lr, ["exp_avg"])
 
     def _foreach_update(
         self,

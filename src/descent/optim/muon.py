@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -18,13 +18,14 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
+    scalar_sqrt,
     validate_betas,
 )
+from descent.optim.options import RuleOptions
 
 #: the quintic Newton–Schulz coefficients of Jordan et al. (and torch.optim.Muon)
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
@@ -151,10 +152,7 @@ class Muon(DescentOptimizer):
         use_muon: bool = True,
         adamw_betas: tuple[float, float] = (0.9, 0.95),
         adamw_eps: float = 1e-10,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(
             params,
@@ -171,11 +169,8 @@ class Muon(DescentOptimizer):
                 use_muon=use_muon,
                 adamw_betas=adamw_betas,
                 adamw_eps=adamw_eps,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
             ),
+            **options,
         )
 
     def _validate(self, group: Group) -> None:
@@ -316,6 +311,6 @@ class Muon(DescentOptimizer):
             foreach.mul_(v, beta2)
             foreach.addcmul_(v, grads_o, grads_o, value=1 - beta2)
             den = foreach.sqrt(v)
-            foreach.div_(den, [math.sqrt(1 - beta2**t) for t in steps])
+            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             foreach.add_(den, group["adamw_eps"])
             foreach.addcdiv_(weights, m, den, [-lr / (1 - beta1**t) for t in steps])

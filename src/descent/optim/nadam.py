@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _native
 from descent.optim._compat import foreach
-from descent.optim.adam import _AdamBase, _moments, _run_rest
+from descent.optim.adam import _AdamBase, _moments
 from descent.optim.base import (
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
-    native_split,
-    pick,
 )
+from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -106,25 +103,9 @@ class Nadam(_AdamBase):
         weight_decay: float = 0.0,
         *,
         momentum_decay: float | None = None,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum_decay=momentum_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -141,14 +122,18 @@ class Nadam(_AdamBase):
         host and, without reading it back, on the device."""
         coefficients = []
         for state, host in zip(states, hosts, strict=True):
+            step = host["step"]
             c_g, c_m, mu_product = nadam_coefficients(
-                int(host["step"]),
+                step if isinstance(step, Tensor) else int(step),  # a tensor on the device path
                 lr,
                 group["betas"][0],
                 group["momentum_decay"],
                 host["mu_product"],
             )
-            if mu_product != host["mu_product"]:
+            if isinstance(mu_product, Tensor):  # the device path: Π lives only on the device
+                if mu_product is not host["mu_product"]:
+                    state["mu_product"].copy_(mu_product)
+            elif mu_product != host["mu_product"]:
                 host["mu_product"] = mu_product
                 state["mu_product"].fill_(mu_product)
             coefficients.append((c_g, c_m))
@@ -210,27 +195,22 @@ class Nadam(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        native, rest = native_split(params, grads, states)
-        coefficients = self._coefficients(group, pick(states, native), pick(hosts, native), lr)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(
-            "nadam",
-            [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    m=states[i]["exp_avg"],
-                    v=states[i]["exp_avg_sq"],
-                    c_g=c_g,
-                    c_m=c_m,
-                    beta1=beta1,
-                    beta2=beta2,
-                    bias2=1 - beta2 ** hosts[i]["step"],
-                    eps=group["eps"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                )
-                for i, (c_g, c_m) in zip(native, coefficients, strict=True)
-            ],
-        )
-        _run_rest(self, group, rest, params, grads, states, hosts, lr)
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            ((c_g, c_m),) = self._coefficients(group, [states[i]], [hosts[i]], lr)
+            return dict(
+                p=params[i],
+                g=grads[i],
+                m=states[i]["exp_avg"],
+                v=states[i]["exp_avg_sq"],
+                c_g=c_g,
+                c_m=c_m,
+                beta1=beta1,
+                beta2=beta2,
+                bias2=1 - beta2 ** hosts[i]["step"],
+                eps=group["eps"],
+                wd=group["weight_decay"],
+                sign=sign,
+            )
+
+        self._native_update("nadam", group, params, grads, states, hosts, lr, job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,14 +17,13 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
-    _real_state,
     effective_grad,
-    pick,
     validate_betas,
 )
+from descent.optim.fastpath import pick, real_state
+from descent.optim.options import RuleOptions, hyperparameters
 
 
 def prodigy_estimate(
@@ -136,6 +135,10 @@ class Prodigy(DescentOptimizer):
         >>> opt = Prodigy(model.parameters(), lr=1.0, weight_decay=0.01)  # doctest: +SKIP
     """
 
+    # d is estimated on the host from two sums read back every step.
+    supports_differentiable = False
+    device_steps = False
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -151,31 +154,9 @@ class Prodigy(DescentOptimizer):
         decouple: bool = True,
         bias_correction: bool = False,
         safeguard_warmup: bool = False,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                beta3=beta3,
-                d0=d0,
-                d_coef=d_coef,
-                growth_rate=growth_rate,
-                decouple=decouple,
-                bias_correction=bias_correction,
-                safeguard_warmup=safeguard_warmup,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -212,7 +193,7 @@ class Prodigy(DescentOptimizer):
         if any(torch.is_complex(p) for p in params):  # as pairs of reals, as the base does
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [_real_state(s) for s in states]
+            states = [real_state(s) for s in states]
         # d couples every tensor of the group: lift all (device, dtype) buckets, step them
         # together, write them back.
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -16,13 +16,14 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
@@ -108,26 +109,9 @@ class RAdam(DescentOptimizer):
         *,
         decoupled_weight_decay: bool = False,
         threshold: float = 4.0,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                decoupled_weight_decay=decoupled_weight_decay,
-                threshold=threshold,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
@@ -144,24 +128,8 @@ class RAdam(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = radam_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            threshold=group["threshold"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
+        tensors = ["exp_avg", "exp_avg_sq"]
+        apply_reference(radam_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,
@@ -185,6 +153,9 @@ class RAdam(DescentOptimizer):
         foreach.add_(m, g, alpha=1 - beta1)
         foreach.mul_(v, beta2)
         foreach.addcmul_(v, g, g, value=1 - beta2)
+        if isinstance(hosts[0]["step"], Tensor):
+            self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
+            return
         adaptive, plain = [], []
         for i, host in enumerate(hosts):
             t = host["step"]
@@ -207,3 +178,28 @@ class RAdam(DescentOptimizer):
                 den,
                 [size for _, size in adaptive],
             )
+
+    @staticmethod
+    def _device_steps(
+        group: Group,
+        params: list[Tensor],
+        m: list[Tensor],
+        v: list[Tensor],
+        steps: list[Tensor],
+        lr: float,
+    ) -> None:
+        """The step with t a device tensor (compiled or capturable): both branches of the
+        rectification computed and chosen by torch.where, so nothing is read back to the host."""
+        beta1, beta2 = group["betas"]
+        rho_inf = 2 / (1 - beta2) - 1
+        den = foreach.sqrt(v)
+        foreach.add_(den, group["eps"])
+        factors, sizes = [], []
+        for t, d in zip(steps, den, strict=True):
+            bias2 = 1 - beta2**t
+            rho_t = rho_inf - 2 * t * beta2**t / bias2
+            ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            adaptive = (ratio.clamp(min=0) * bias2).sqrt()  # rₜ √(1−β₂ᵗ)
+            factors.append(torch.where(rho_t > group["threshold"], adaptive / d, 1.0))
+            sizes.append(-lr / (1 - beta1**t))
+        foreach.addcmul_(params, m, factors, sizes)

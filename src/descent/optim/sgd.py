@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
-import torch
 from torch import Tensor
 
 from descent import validate
-from descent.optim import _compat, _native
+from descent.errors import InputError
+from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
-    fused_buckets,
-    native_split,
-    pick,
 )
+from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
 
@@ -113,23 +112,9 @@ class SGD(DescentOptimizer):
         params: Iterable[Any],
         lr: LearningRate = 0.01,
         weight_decay: float = 0.0,
-        *,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         return {}  # plain descent keeps no state; the update count lives in the group
@@ -137,11 +122,7 @@ class SGD(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        param.copy_(
-            sgd_reference(
-                param, grad, lr=lr, weight_decay=group["weight_decay"], maximize=group["maximize"]
-            )
-        )
+        apply_reference(sgd_reference, group, param, grad, state, host, lr, ())
 
     def _foreach_update(
         self,
@@ -183,15 +164,7 @@ class SGD(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
-            )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 class _MomentumBase(DescentOptimizer):
@@ -206,29 +179,27 @@ class _MomentumBase(DescentOptimizer):
         weight_decay: float = 0.0,
         *,
         lr_in_buffer: bool = True,
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                weight_decay=weight_decay,
-                lr_in_buffer=lr_in_buffer,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        # torch's SGD reads dampening and nesterov from a group: with them a state dict goes to and
+        # from torch.optim.SGD (which equals lr_in_buffer=False).
+        hyper = hyperparameters(locals())
+        super().__init__(params, {**hyper, "dampening": 0.0, "nesterov": self._nesterov}, **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (γ)")
         validate.flag(group["lr_in_buffer"], "lr_in_buffer")
+        if group["dampening"] != 0:
+            raise InputError(
+                f"dampening must be 0 (descent's momentum rules have none), got "
+                f"{group['dampening']!r}"
+            )
+        if group["nesterov"] != self._nesterov:
+            raise InputError(
+                f"nesterov={group['nesterov']!r} does not fit {type(self).__name__}; use "
+                "descent.optim.Nesterov for Nesterov's momentum and Momentum for Polyak's"
+            )
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         return self.zeros(param, group, ["momentum_buffer"])
@@ -237,18 +208,7 @@ class _MomentumBase(DescentOptimizer):
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         reference = nesterov_reference if self._nesterov else momentum_reference
-        new_param, new_buffer = reference(
-            param,
-            grad,
-            state["momentum_buffer"],
-            lr=lr,
-            momentum=group["momentum"],
-            lr_in_buffer=group["lr_in_buffer"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["momentum_buffer"].copy_(new_buffer)
+        apply_reference(reference, group, param, grad, state, host, lr, ["momentum_buffer"])
 
     def _foreach_update(
         self,
@@ -291,61 +251,46 @@ class _MomentumBase(DescentOptimizer):
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
             # single-pass C kernel does, and what it cannot take runs the foreach formulation.
-            native, rest = native_split(params, grads, states)
-            sign = -1.0 if group["maximize"] else 1.0
-            _native.run(
-                "nesterov",
-                [
-                    dict(
-                        p=params[i],
-                        g=grads[i],
-                        v=states[i]["momentum_buffer"],
-                        lr=lr,
-                        momentum=group["momentum"],
-                        wd=group["weight_decay"],
-                        sign=sign,
-                    )
-                    for i in native
-                ],
-            )
-        else:
-            buckets, rest = fused_buckets(params, grads, states)
-            for indices in buckets:
-                device = params[indices[0]].device
-                kernel = _compat.fused("_fused_sgd_", device)
-                if kernel is None or (
-                    lecture and not _compat.reexpression("momentum_lecture", device)
-                ):
-                    rest += indices
-                    continue
-                if lecture:
-                    # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and
-                    # a kernel lr of 1 makes the step θ ← θ − v: the lecture's form in one pass.
-                    kernel_lr, dampening = 1.0, 1.0 - lr
-                else:
-                    # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
-                    kernel_lr, dampening = lr, 0.0
-                kernel(
-                    pick(params, indices),
-                    pick(grads, indices),
-                    [states[i]["momentum_buffer"] for i in indices],
-                    weight_decay=group["weight_decay"],
+            def job(i: int, sign: float) -> dict[str, Any]:
+                return dict(
+                    p=params[i],
+                    g=grads[i],
+                    v=states[i]["momentum_buffer"],
+                    lr=lr,
                     momentum=group["momentum"],
-                    lr=kernel_lr,
-                    dampening=dampening,
-                    nesterov=self._nesterov,
-                    maximize=group["maximize"],
-                    is_first_step=False,
+                    wd=group["weight_decay"],
+                    sign=sign,
                 )
-        if rest:
-            self._foreach_run(
-                group,
-                pick(params, rest),
-                pick(grads, rest),
-                pick(states, rest),
-                pick(hosts, rest),
-                lr,
+
+            self._native_update("nesterov", group, params, grads, states, hosts, lr, job)
+            return
+        buckets, rest = fused_buckets(params, grads, states)
+        for indices in buckets:
+            device = params[indices[0]].device
+            kernel = _compat.fused("_fused_sgd_", device)
+            if kernel is None or (lecture and not _compat.reexpression("momentum_lecture", device)):
+                rest += indices
+                continue
+            if lecture:
+                # Dampening 1 − η turns torch's b ← γ b + (1 − d) g into v ← γ v + η g, and
+                # a kernel lr of 1 makes the step θ ← θ − v: the lecture's form in one pass.
+                kernel_lr, dampening = 1.0, 1.0 - lr
+            else:
+                # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
+                kernel_lr, dampening = lr, 0.0
+            kernel(
+                pick(params, indices),
+                pick(grads, indices),
+                [states[i]["momentum_buffer"] for i in indices],
+                weight_decay=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=kernel_lr,
+                dampening=dampening,
+                nesterov=self._nesterov,
+                maximize=group["maximize"],
+                is_first_step=False,
             )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
 class Momentum(_MomentumBase):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 from torch import Tensor
@@ -17,13 +17,13 @@ from descent.optim.base import (
     DescentOptimizer,
     Group,
     Host,
-    Impl,
     LearningRate,
     State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.options import RuleOptions, hyperparameters
 
 _CONVENTIONS = ("paper", "heavyball")
 # heavyball's floor for the shift of its power iteration (the ε it passes to its QR step)
@@ -204,28 +204,9 @@ class SOAP(DescentOptimizer):
         max_precond_dim: int = 10_000,
         *,
         convention: str = "paper",
-        maximize: bool = False,
-        impl: Impl = "fast",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
+        **options: Unpack[RuleOptions],
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                shampoo_beta=shampoo_beta,
-                eps=eps,
-                weight_decay=weight_decay,
-                precondition_frequency=precondition_frequency,
-                max_precond_dim=max_precond_dim,
-                convention=convention,
-                maximize=maximize,
-                impl=impl,
-                state_dtype=state_dtype,
-                stochastic_rounding=stochastic_rounding,
-            ),
-        )
+        super().__init__(params, hyperparameters(locals()), **options)
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)

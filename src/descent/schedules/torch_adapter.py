@@ -32,10 +32,9 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        # Already the closed form (a function of last_epoch alone), so torch's step(epoch) gets
+        # the right value from it too; no private hook of torch's is overridden.
         return [float(schedule(self.last_epoch)) for schedule in self.schedules]
-
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
 
 
 def torch_scheduler(

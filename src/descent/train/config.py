@@ -38,12 +38,20 @@ class RunConfig(BaseModel):
 
     ``mode`` is "full", "single" (one example per update) or "minibatch" ("sgd" is read as
     "single" in old configs); ``optimizer`` is any descent rule's name, in any spelling
-    ``descent.optim.create`` takes ("Adam", "ada-max"), stored by its key."""
+    ``descent.optim.create`` takes ("Adam", "ada-max"), stored by its key.
+
+    ``data`` is an image set (digits, mnist:DIR, …, folder:DIR) or ``table:FILE``, a CSV or
+    Parquet file whose column ``target`` is predicted from the others. What is left out follows
+    the data: ``task`` is classification for images and regression for a table, ``model`` cnn
+    for images and mlp for a table, ``loss`` the task's (cross_entropy; mse)."""
 
     model_config = ConfigDict(extra="forbid")
 
     data: str = "digits"
-    model: Literal["softmax", "mlp", "cnn"] = "cnn"
+    target: str | None = None
+    task: Literal["classification", "regression"] | None = None
+    loss: str | None = None
+    model: Literal["softmax", "mlp", "cnn"] | None = None
     hidden: list[int] = Field(default_factory=lambda: [256])
     channels: list[int] = Field(default_factory=lambda: [32, 64])
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -63,6 +71,9 @@ class RunConfig(BaseModel):
     grad_clip: float | None = Field(None, gt=0.0)
     seed: int = 0
     curvature_every: int | None = Field(None, ge=1)
+    # End the run when the training loss fell by less than 0.1% over this many epochs (the
+    # stall verdict then says why): descent.diagnose.curvature_monitor.
+    stop_on_plateau: int | None = Field(None, ge=1)
     logdir: str | None = None
     log: LogOptions = Field(default_factory=LogOptions)
     # Where, how and on how many processes (docs/trainer.md). `dtype: float64` in older configs
@@ -87,6 +98,39 @@ class RunConfig(BaseModel):
             data["precision"] = precision_name(data["precision"])
         return data
 
+    @model_validator(mode="after")
+    def _what_the_data_implies(self) -> RunConfig:
+        """Task, model and loss from the data when not given; a setting that cannot fit the data
+        is refused (a CNN on a table, a target for images, cross-entropy for regression)."""
+        from descent.data.tables import looks_like_table, table_file
+        from descent.train.tasks import TASKS, loss_name
+
+        table = table_file(self.data) is not None
+        if table and self.target is None:
+            raise ValueError(f"data {self.data!r} needs target: the column to predict")
+        if not table and self.target is not None:
+            spec = f"table:{self.data}" if looks_like_table(self.data) else "table:FILE"
+            raise ValueError(
+                f"target {self.target!r} names a table's column, but data {self.data!r} is not "
+                f"a table; give data {spec}, or leave target out"
+            )
+        task = self.task or ("regression" if table else "classification")
+        model = self.model or ("mlp" if table else "cnn")
+        if table and model == "cnn":
+            raise ValueError("model cnn reads images; the rows of a table take mlp or softmax")
+        if task == "regression" and model == "softmax":
+            raise ValueError("model softmax is a classifier; regression takes mlp")
+        if task == "regression" and not table:
+            raise ValueError(
+                f"task regression needs a table (data table:FILE); data {self.data!r} is images "
+                "of classes"
+            )
+        loss = loss_name(self.loss or TASKS[task][0], task)  # InputError is a ValueError
+        # Set without re-validating (this validator would run again).
+        for name, value in (("task", task), ("model", model), ("loss", loss)):
+            object.__setattr__(self, name, value)
+        return self
+
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
@@ -95,9 +139,9 @@ class RunConfig(BaseModel):
         resolve_device(value)  # refuses a malformed or absent device now, before any work
         return value
 
-    _ints = field_validator("batch_size", "epochs", "max_steps", "early_stopping", mode="before")(
-        _strict_int
-    )
+    _ints = field_validator(
+        "batch_size", "epochs", "max_steps", "early_stopping", "stop_on_plateau", mode="before"
+    )(_strict_int)
     _floats = field_validator("dropout", "init_std", "lr", "grad_clip", mode="before")(_real_number)
 
     @field_validator("init")
@@ -224,6 +268,8 @@ def explain(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "config"
     message = first["msg"].removeprefix("Value error, ")
+    if not first["loc"]:  # a check of settings together: its message names them
+        return message
     given = first.get("input")
     if first["type"] == "extra_forbidden":
         accepted = LogOptions.model_fields if where.startswith("log.") else RunConfig.model_fields

@@ -102,23 +102,35 @@ class Running:
     def __init__(self, names: Sequence[str], device: torch.device) -> None:
         self.names = list(names)
         # "loss" first, then the metrics; float64 so an epoch of millions of examples sums exactly
-        # enough; the last entry counts the examples.
+        # enough; the last entry counts the examples (filled from ``count`` when read).
         self.sums = torch.zeros(len(self.names) + 2, dtype=torch.float64, device=device)
+        self._weighted = self.sums[:-1]  # a view: the loss and metrics, weighted by batch size
+        self.count = 0  # examples so far: a host integer, known without asking the device
 
     def add(self, loss: Tensor, values: list[Tensor], count: int) -> None:
-        self.sums[0].add_(loss.detach(), alpha=count)
-        for index, value in enumerate(values, start=1):
-            self.sums[index].add_(value.detach(), alpha=count)
-        self.sums[-1].add_(count)
+        # One stacked add at every step rather than one per value: on small models each tensor
+        # operation's fixed cost is a visible share of a step.
+        batch = torch.stack([loss.detach(), *(value.detach() for value in values)])
+        self._weighted.add_(batch, alpha=count)
+        self.count += count
+
+    def zero(self) -> None:
+        self.sums.zero_()
+        self.count = 0
+
+    def _with_count(self) -> Tensor:
+        self.sums[-1].fill_(self.count)
+        return self.sums
 
     def means(self, context: Context) -> dict[str, float]:
-        total = sum_across(context, self.sums).tolist()
+        total = sum_across(context, self._with_count()).tolist()
         count = max(total[-1], 1.0)
         names = ["loss", *self.names]
         return {name: value / count for name, value in zip(names, total[:-1], strict=True)}
 
     def state(self) -> Tensor:
-        return self.sums.detach().cpu()
+        return self._with_count().detach().cpu()
 
     def load(self, sums: Tensor) -> None:
         self.sums.copy_(sums)
+        self.count = round(float(sums[-1]))

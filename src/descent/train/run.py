@@ -34,32 +34,93 @@ from torch import nn
 
 from descent import yamlfile
 from descent.data.images import ImageData, load
+from descent.data.tables import TableData, table_data, table_file
 from descent.diagnose.monitor import DIAGNOSIS_BATCH, InitDiagnosis
 from descent.errors import InputError
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
 from descent.train import checkpoint
 from descent.train.config import RunConfig
+from descent.train.tasks import LOSSES
 from descent.train.trainer import Trainer, TrainResult
 
 #: What a run writes into its folder; any of them there means the folder holds a run.
 RUN_FILES = ("config.yaml", "metrics.json", "checkpoints")
 #: Settings a resume may change: the budget, early stopping and logging (the rest would not
 #: continue the same run).
-RESUMABLE = ("epochs", "max_steps", "early_stopping", "log", "logdir")
+RESUMABLE = ("epochs", "max_steps", "early_stopping", "stop_on_plateau", "log", "logdir")
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     result: TrainResult
-    test_loss: float
-    test_accuracy: float
+    test: dict[str, float]  # "loss" and each metric's mean over the test part
     logdir: Path | None
-    stall: Any = None  # the stall verdict, when curvature_every is set and the run stopped early
+    stall: Any = None  # the stall verdict, when early stopping or a plateau ended the run
+
+    @property
+    def test_loss(self) -> float:
+        return self.test["loss"]
+
+    @property
+    def test_accuracy(self) -> float | None:
+        """The test accuracy of a classifier (None for regression)."""
+        return self.test.get("accuracy")
 
 
-def build_model(config: RunConfig, data: ImageData) -> nn.Module:
-    """The configured model for the data's image shape, initialized with the config's seed."""
+class Standardized(nn.Module):
+    """A model that standardizes its inputs and, for regression, un-standardizes its outputs:
+    ``model((x − μ_x) / σ_x) · σ_y + μ_y`` with the training part's means and standard deviations
+    kept as buffers (so the checkpoint holds them, and the model takes raw rows and predicts in
+    the target's units while its layers see values of unit scale)."""
+
+    def __init__(self, model: nn.Module, data: TableData) -> None:
+        super().__init__()
+        self.model = model
+        self.regression = data.classes is None
+        self.register_buffer("input_mean", torch.as_tensor(data.feature_mean, dtype=torch.float32))
+        self.register_buffer("input_std", torch.as_tensor(data.feature_std, dtype=torch.float32))
+        self.register_buffer("output_mean", torch.tensor(data.target_mean, dtype=torch.float32))
+        self.register_buffer("output_std", torch.tensor(data.target_std, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = self.model((x - self.input_mean) / self.input_std)
+        if not self.regression:
+            return outputs
+        return outputs.squeeze(-1) * self.output_std + self.output_mean
+
+
+def load_data(config: RunConfig) -> ImageData | TableData:
+    """The run's data: an image set, or a table split into train, validation and test rows."""
+    path = table_file(config.data)
+    if path is None:
+        return load(config.data, seed=config.seed)
+    dtype = "float64" if config.precision == "64" else "float32"
+    return table_data(path, str(config.target), str(config.task), seed=config.seed, dtype=dtype)
+
+
+def build_model(config: RunConfig, data: ImageData | TableData) -> nn.Module:
+    """The configured model for the data (its image shape, or a table's columns), initialized
+    with the config's seed; a table's model standardizes its rows (:class:`Standardized`)."""
     torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if isinstance(data, TableData):
+        features = data.train.images.shape[1]
+        outputs = 1 if data.classes is None else len(data.classes)
+        if config.model == "softmax":
+            inner: nn.Module = SoftmaxRegression(features, outputs)
+        else:
+            inner = MLP(
+                features,
+                outputs,
+                hidden=config.hidden,
+                dropout=config.dropout,
+                activation=config.activation,
+            )
+        mean = torch.as_tensor(data.feature_mean, dtype=data.train.images.dtype)
+        std = torch.as_tensor(data.feature_std, dtype=data.train.images.dtype)
+        probe = (data.train.images[:DIAGNOSIS_BATCH] - mean) / std  # what the layers will see
+        initialize(inner, config.init, std=config.init_std, generator=generator, inputs=probe)
+        return Standardized(inner, data)
     channels, height, width = data.image_shape
     classes = len(data.classes)
     features = channels * height * width
@@ -77,7 +138,6 @@ def build_model(config: RunConfig, data: ImageData) -> nn.Module:
         model = SmallCNN(
             data.image_shape, classes, channels=config.channels, dropout=config.dropout
         )
-    generator = torch.Generator().manual_seed(config.seed)
     probe = data.train.images[:DIAGNOSIS_BATCH]  # LSUV's batch
     return initialize(model, config.init, std=config.init_std, generator=generator, inputs=probe)
 
@@ -213,7 +273,7 @@ def run(
 def _run(
     config: RunConfig, logdir: Path | None, resume: bool, progress: bool, callbacks: Any
 ) -> RunOutcome:
-    data = load(config.data, seed=config.seed)
+    data = load_data(config)
     model = build_model(config, data)
     if resume and logdir is not None:
         _check_resume_loads(model, logdir)
@@ -222,17 +282,27 @@ def _run(
     steps_per_epoch = max(1, -(-examples // batch))
     if logdir is not None or config.diagnose_every:  # the initial report, and --diagnose-every
         probe = data.train.images[:DIAGNOSIS_BATCH], data.train.labels[:DIAGNOSIS_BATCH]
-        callbacks = [*callbacks, InitDiagnosis(model, *probe, every=config.diagnose_every)]
+        loss = LOSSES[str(config.loss)][0]
+        callbacks = [
+            *callbacks,
+            InitDiagnosis(model, *probe, every=config.diagnose_every, loss=loss),
+        ]
     monitor = None
-    if config.curvature_every:
+    if config.curvature_every or config.stop_on_plateau:
         from descent.diagnose.curvature_monitor import CurvatureMonitor
 
         monitor = CurvatureMonitor(
-            config.curvature_every, data.train, batch_size=config.batch_size, seed=config.seed
+            config.curvature_every or 0,
+            data.train,
+            batch_size=config.batch_size,
+            seed=config.seed,
+            stop_on_plateau=config.stop_on_plateau,
         )
         callbacks = [*callbacks, monitor]
     trainer = Trainer(
         model,
+        task=str(config.task),
+        loss=config.loss,
         optimizer=config.optimizer,
         lr=config.learning_rate(steps_per_epoch),
         optimizer_params=config.optimizer_params,
@@ -261,14 +331,14 @@ def _run(
     result = trainer.fit(data.train, data.validation, resume=resume)
     verdict = monitor.finish(trainer, result.stopped) if monitor is not None else None
     test = trainer.evaluate(data.test)
-    test_loss, test_accuracy = test["loss"], test["accuracy"]
     if logdir is not None and main:
         metrics = {
             "history": [entry.flat() for entry in result.history],
             "stopped": result.stopped,
             "best_epoch": result.best_epoch,
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
+            "fit_seconds": result.seconds,  # the Trainer's fit, from its start to its return
+            # test_loss and test_<metric>: the history's flat form
+            **{f"test_{name}": value for name, value in test.items()},
         }
         write_atomically(logdir / "metrics.json", json.dumps(metrics, indent=2))
-    return RunOutcome(result, test_loss, test_accuracy, logdir, verdict)
+    return RunOutcome(result, test, logdir, verdict)

@@ -49,7 +49,8 @@ class Trainer:
         model: any nn.Module mapping a batch of inputs to outputs ``loss`` accepts.
         task: "classification" (cross-entropy, accuracy) or "regression" (MSE; MSE and MAE);
             the defaults of ``loss`` and ``metrics``.
-        loss: a callable (outputs, targets) → the batch's mean loss.
+        loss: a loss's name ("cross_entropy"; "mse", "mae", "huber") or a callable
+            (outputs, targets) → the batch's mean loss.
         metrics: names → callables (outputs, targets) → the batch's mean value.
         optimizer: a descent rule's name ("adam", "sgd", …) or a ready torch.optim.Optimizer.
         lr: a float or a schedule of the update number (for a ready optimizer, a schedule drives
@@ -73,7 +74,8 @@ class Trainer:
             (default: the model's ``image_shape`` attribute, if it declares one).
         progress: show a progress bar (only on a terminal). callbacks: functions
             (trainer, event, info) called on "step" (info: step, loss as a device tensor) and
-            "epoch" (info: :meth:`EpochMetrics.flat`) events.
+            "epoch" (info: :meth:`EpochMetrics.flat`) events; a callback may end the run after
+            the current epoch with :meth:`request_stop`.
 
     Under torch's launcher (``descent train --nproc N``, ``torchrun``) the Trainer joins the
     process group and trains data-parallel: see :mod:`descent.train.distributed`.
@@ -90,7 +92,7 @@ class Trainer:
         model: nn.Module,
         *,
         task: str = "classification",
-        loss: Metric | None = None,
+        loss: Metric | str | None = None,
         metrics: Mapping[str, Metric] | None = None,
         optimizer: str | torch.optim.Optimizer = "adam",
         lr: Any = 1e-3,
@@ -166,6 +168,7 @@ class Trainer:
             self.network = torch.compile(self.network)  # type: ignore[assignment]
         self.state = State()
         self._events: EventLog | None = None
+        self._stop_request: str | None = None
 
     def _mark_stepped(self, *_: Any) -> None:
         self._stepped = True
@@ -266,6 +269,11 @@ class Trainer:
             data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
         )
 
+    def request_stop(self, reason: str) -> None:
+        """End the run after the current epoch (its checkpoint written), with ``reason`` as
+        the result's ``stopped``: for callbacks, e.g. a plateau seen at an "epoch" event."""
+        self._stop_request = reason
+
     # -- training ------------------------------------------------------------------------------
 
     def fit(self, train: Any, validation: Any = None, *, resume: bool = False) -> TrainResult:
@@ -290,13 +298,14 @@ class Trainer:
         if self.logdir is not None and self.context.is_main:
             self._events = EventLog(self.logdir, self.log, self.state.step)
         examples, done, stopped = 0, 0, "budget"
+        self._stop_request = None
         progress = self._progress_bar(total=(self.epochs - self.state.epoch) * len(data))
         try:
             while self.state.epoch < self.epochs:
                 epoch_start = time.perf_counter()
                 self.network.train()
                 if position == 0:
-                    running.sums.zero_()
+                    running.zero()
                 for inputs, targets in data.epoch():
                     self._step(inputs, targets, running, data.global_batch_size(position))
                     position += 1
@@ -329,6 +338,9 @@ class Trainer:
                     break
                 if self.early_stopping is not None and self.state.bad_epochs >= self.early_stopping:
                     stopped = "early stopping"
+                    break
+                if self._stop_request is not None:  # a callback's reason, e.g. "plateau"
+                    stopped = self._stop_request
                     break
         finally:
             if progress is not None:

@@ -1,0 +1,59 @@
+"""Calling a rule's pure reference function (``descent.optim.*_reference``: one tensor, the
+formula line by line) from the shell's per-tensor step, so that a rule's ``_reference_update`` is
+one line: which function, which state tensors it takes and returns."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from torch import Tensor
+
+_KEYWORDS: dict[Callable[..., Any], tuple[str, ...]] = {}
+
+
+def _keywords(function: Callable[..., Any]) -> tuple[str, ...]:
+    names = _KEYWORDS.get(function)
+    if names is None:
+        parameters = inspect.signature(function).parameters.values()
+        names = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        _KEYWORDS[function] = names
+    return names
+
+
+def apply_reference(
+    function: Callable[..., Any],
+    group: dict[str, Any],
+    param: Tensor,
+    grad: Tensor,
+    state: dict[str, Any],
+    host: dict[str, float],
+    lr: float,
+    tensors: Sequence[str],
+    **given: Any,
+) -> None:
+    """``function(param, grad, *state[tensors], **keywords)``, its results written back into
+    ``param`` and ``state[tensors]`` (in that order).
+
+    Each keyword-only argument of ``function`` is taken from ``given``, else: ``step`` from the
+    host's (already advanced) count, ``lr`` as this update's rate, ``beta1``/``beta2`` from the
+    group's ``betas``, anything else from the group's entry of that name; one found nowhere keeps
+    its default.
+    """
+    keywords = {}
+    for name in _keywords(function):
+        if name in given:
+            keywords[name] = given[name]
+        elif name == "step":
+            keywords[name] = int(host["step"])
+        elif name == "lr":
+            keywords[name] = lr
+        elif name in ("beta1", "beta2") and "betas" in group:
+            keywords[name] = group["betas"][0 if name == "beta1" else 1]
+        elif name in group:
+            keywords[name] = group[name]
+    targets = [param, *(state[key] for key in tensors)]
+    new = function(param, grad, *targets[1:], **keywords)
+    for target, value in zip(targets, (new,) if isinstance(new, Tensor) else new, strict=True):
+        target.copy_(value)
