@@ -131,9 +131,15 @@ def main() -> None:
         + " |",
         "|---|" + "---|---|" * len(models),
     ]
+
+    def score(rule: str, model: str) -> float:
+        """The mean, with a rule whose every trial failed (nan) ranked last."""
+        mean = rows[rule][model][0]
+        return mean if mean == mean else -1.0
+
     ranks = {
         model: {
-            rule: 1 + sorted(-rows[r][model][0] for r in rules).index(-rows[rule][model][0])
+            rule: 1 + sorted(-score(r, model) for r in rules).index(-score(rule, model))
             for rule in rules
         }
         for model in models
@@ -148,7 +154,7 @@ def main() -> None:
     print()
     print(table)
     for model in models:
-        order = sorted(rules, key=lambda r: -rows[r][model][0])
+        order = sorted(rules, key=lambda r: -score(r, model))
         best, runner_up = order[0], order[1] if len(order) > 1 else order[0]
         gap = rows[best][model][0] - rows[runner_up][model][0]
         noise = max(rows[best][model][1], rows[runner_up][model][1])
@@ -158,7 +164,7 @@ def main() -> None:
             f"({rows[runner_up][model][0]:.3f}): a gap of {gap:.3f}, {verdict} one standard "
             "deviation over seeds"
         )
-    winners = {sorted(rules, key=lambda r: -rows[r][m][0])[0] for m in models}
+    winners = {sorted(rules, key=lambda r: -score(r, m))[0] for m in models}
     if len(winners) > 1:
         print(f"no rule wins everywhere: the best differs by model ({', '.join(sorted(winners))})")
     print(f"total {elapsed / 60:.1f} min; load average at end {os.getloadavg()[0]:.1f}", flush=True)

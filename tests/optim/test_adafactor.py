@@ -144,3 +144,20 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
 def test_validation_messages(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         optim.Adafactor([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_a_zero_row_and_zero_column_in_float32_stay_finite(impl: str) -> None:
+    """With ε₁ = 1e-30 inside, a row and a column whose gradients are always 0 (a dead unit and
+    an input that is always 0) give R = C = 1e-30: R·C underflows to 0 in float32, and 0/√0 would
+    be NaN. The factored form keeps the update finite (and 0 there)."""
+    torch.manual_seed(0)
+    param = torch.randn(4, 5, requires_grad=True)
+    opt = optim.Adafactor([param], impl=impl)
+    for _ in range(3):
+        grad = torch.randn(4, 5)
+        grad[1, :] = 0.0
+        grad[:, 2] = 0.0
+        param.grad = grad
+        opt.step()
+    assert torch.isfinite(param).all()

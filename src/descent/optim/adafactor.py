@@ -47,6 +47,7 @@ def adafactor_reference(
              V̂ = R C / mean(R)
     vector:  V̂ ← β̂V̂ + (1−β̂)(g² + ε₁)
     U = g/√V̂ ;  θ ← θ(1 − ηλ) ;  θ ← θ − αₜ/max(1, RMS(U)/d) · U
+    (a matrix's 1/√V̂ is computed as rsqrt(R/mean(R))·rsqrt(C), which does not underflow)
 
     eps1_inside=False (torch.optim.Adafactor): g² without ε₁, mean(R) clamped at ≥ ε₁ and V̂ at
     ≥ ε₁².  Returns (θ, R, C, V).
@@ -63,13 +64,17 @@ def adafactor_reference(
         row_mean = row_var.mean(dim=-2, keepdim=True)
         if not eps1_inside:
             row_mean = torch.clamp(row_mean, min=eps1)
-        estimate = row_var @ col_var / row_mean
+        if eps1_inside:
+            # 1/√V̂ = rsqrt(R/mean(R)) · rsqrt(C): the same number, but R·C of a zero row and a
+            # zero column (ε₁² = 1e-60) would underflow to 0 in float32, and 0/0 is NaN
+            update = g * (torch.rsqrt(row_var / row_mean) * torch.rsqrt(col_var))
+        else:
+            estimate = torch.clamp(row_var @ col_var / row_mean, min=eps1 * eps1)
+            update = g / torch.sqrt(estimate)
     else:
         variance = torch.lerp(variance, squared, rate)
-        estimate = variance
-    if not eps1_inside:
-        estimate = torch.clamp(estimate, min=eps1 * eps1)
-    update = g / torch.sqrt(estimate)
+        estimate = variance if eps1_inside else torch.clamp(variance, min=eps1 * eps1)
+        update = g / torch.sqrt(estimate)
     rms = float(torch.linalg.vector_norm(update)) / math.sqrt(update.numel())
     return param - alpha / max(1.0, rms / d) * update, row_var, col_var, variance
 
@@ -212,10 +217,11 @@ class Adafactor(DescentOptimizer):
                 row_mean = row.mean(dim=-2, keepdim=True)
                 if not inside:
                     row_mean.clamp_(min=eps1)
-                estimate = (row @ col).div_(row_mean)
-                if not inside:
-                    estimate.clamp_(min=eps1 * eps1)
-                inverse_root = estimate.rsqrt_()
+                if inside:  # factored, as in the reference (no underflow of R·C)
+                    inverse_root = torch.rsqrt(row / row_mean) * torch.rsqrt(col)
+                else:
+                    estimate = (row @ col).div_(row_mean)
+                    inverse_root = estimate.clamp_(min=eps1 * eps1).rsqrt_()
             else:
                 variance = state["variance"]
                 squared = g * g
