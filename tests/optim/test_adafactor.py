@@ -3,7 +3,6 @@ checks."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from descent import optim
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -100,34 +100,10 @@ def test_torch_adafactor_is_the_oracle_over_50_steps(kwargs: dict, impl: str) ->
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    params = [torch.randn(4, 5, requires_grad=True), torch.randn(5, requires_grad=True)]
-    start = [p.detach().clone() for p in params]
-
-    def make() -> optim.Adafactor:
-        return optim.Adafactor(params, lr=schedule, weight_decay=0.1)
-
-    def train(opt: optim.Adafactor, steps: range) -> None:
-        for k in steps:
-            for p in params:
-                p.grad = torch.cos(p.detach() + k)
-            opt.step()
-
-    train(make(), range(30))
-    uninterrupted = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, s in zip(params, start, strict=True):
-            p.copy_(s)
-    opt = make()
-    train(opt, range(12))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make()
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(12, 30))
-    for p, u in zip(params, uninterrupted, strict=True):
-        assert torch.equal(p.detach(), u)
+    assert_resume_is_exact(
+        lambda ps: optim.Adafactor(ps, lr=schedule, weight_decay=0.1),
+        [(4, 5), (5,)],
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import torch
 from pytorch_optimizer import LARS as PEER_LARS
 
 from descent import optim
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -88,31 +88,10 @@ def test_pytorch_optimizer_is_the_oracle_over_50_steps(weight_decay: float, impl
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    param = torch.randn(4, 5, requires_grad=True)
-    start = param.detach().clone()
-
-    def make() -> optim.LARS:
-        return optim.LARS([param], lr=schedule, weight_decay=0.1)
-
-    def train(opt: optim.LARS, steps: range) -> None:
-        for k in steps:
-            param.grad = torch.cos(param.detach() + k)
-            opt.step()
-
-    train(make(), range(30))
-    uninterrupted = param.detach().clone()
-    with torch.no_grad():
-        param.copy_(start)
-    opt = make()
-    train(opt, range(12))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make()
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(12, 30))
-    assert torch.equal(param.detach(), uninterrupted)
+    assert_resume_is_exact(
+        lambda ps: optim.LARS(ps, lr=schedule, weight_decay=0.1),
+        [(4, 5)],
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ tensors) as oracles, resume, checks."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import torch
 
 from descent import optim
 from descent.optim.muon import NS_COEFFICIENTS, newton_schulz
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -146,34 +146,10 @@ def test_other_tensors_take_torch_adamw(impl: str) -> None:
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    params = [torch.randn(4, 5, requires_grad=True), torch.randn(5, requires_grad=True)]
-    start = [p.detach().clone() for p in params]
-
-    def make() -> optim.Muon:
-        return optim.Muon(params, lr=schedule)
-
-    def train(opt: optim.Muon, steps: range) -> None:
-        for k in steps:
-            for p in params:
-                p.grad = torch.cos(p.detach() + k)
-            opt.step()
-
-    train(make(), range(30))
-    uninterrupted = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, s in zip(params, start, strict=True):
-            p.copy_(s)
-    opt = make()
-    train(opt, range(12))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make()
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(12, 30))
-    for p, u in zip(params, uninterrupted, strict=True):
-        assert torch.equal(p.detach(), u)
+    assert_resume_is_exact(
+        lambda ps: optim.Muon(ps, lr=schedule),
+        [(4, 5), (5,)],
+    )
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 from descent import optim
 from descent.optim.radam import radam_rectification
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -105,30 +105,12 @@ def test_paper_threshold_differs_from_torch_at_step_5() -> None:
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    param = torch.randn(20, requires_grad=True)
-    start = param.detach().clone()
-
-    def train(opt: optim.RAdam, steps: range) -> None:
-        for k in steps:
-            param.grad = torch.cos(param.detach() + k)
-            opt.step()
-
-    train(
-        optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1), range(30)
+    assert_resume_is_exact(
+        lambda ps: optim.RAdam(
+            ps, lr=schedule, decoupled_weight_decay=True, weight_decay=0.1
+        ),
+        [(20,)],
     )
-    uninterrupted = param.detach().clone()
-    with torch.no_grad():
-        param.copy_(start)
-    opt = optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1)
-    train(opt, range(12))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = optim.RAdam([param], lr=schedule, decoupled_weight_decay=True, weight_decay=0.1)
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(12, 30))
-    assert torch.equal(param.detach(), uninterrupted)
 
 
 @pytest.mark.parametrize(

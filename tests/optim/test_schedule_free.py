@@ -3,7 +3,6 @@ oracle for both iterates, train/eval, resume, checks."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
@@ -13,6 +12,7 @@ import torch
 
 from descent import optim
 from descent.optim.schedule_free import schedule_free_weight
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -125,32 +125,10 @@ def test_step_in_eval_mode_is_refused() -> None:
 
 @pytest.mark.parametrize("rule", list(RULES))
 def test_resume_with_a_schedule_is_bit_for_bit(rule: str) -> None:
-    cls = RULES[rule][0]
-    torch.manual_seed(0)
-    param = torch.randn(4, 5, requires_grad=True)
-    start = param.detach().clone()
-
-    def make() -> optim.DescentOptimizer:
-        return cls([param], lr=schedule, weight_decay=0.1)
-
-    def train(opt: optim.DescentOptimizer, steps: range) -> None:
-        for k in steps:
-            param.grad = torch.cos(param.detach() + k)
-            opt.step()
-
-    train(make(), range(30))
-    uninterrupted = param.detach().clone()
-    with torch.no_grad():
-        param.copy_(start)
-    opt = make()
-    train(opt, range(12))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make()
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(12, 30))
-    assert torch.equal(param.detach(), uninterrupted)
+    assert_resume_is_exact(
+        lambda ps: RULES[rule][0](ps, lr=schedule, weight_decay=0.1),
+        [(4, 5)],
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@ the oracle over 50 steps, resume, checks."""
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 
@@ -12,6 +11,7 @@ import torch
 
 from descent import optim
 from descent.optim.soap import eigenbasis, refresh_basis, soap_sides
+from tests.optim.resume import assert_resume_is_exact
 
 
 def schedule(n: int) -> float:
@@ -180,38 +180,10 @@ def test_heavyball_soap_with_factor_averaging() -> None:
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    torch.manual_seed(0)
-    params = [
-        torch.randn(4, 5, requires_grad=True),
-        torch.randn(4, 5, requires_grad=True),
-        torch.randn(5, requires_grad=True),
-    ]
-    start = [p.detach().clone() for p in params]
-
-    def make() -> optim.SOAP:
-        return optim.SOAP(params, lr=schedule, precondition_frequency=3)
-
-    def train(opt: optim.SOAP, steps: range) -> None:
-        for k in steps:
-            for i, p in enumerate(params):
-                p.grad = torch.cos(p.detach() + k + i)
-            opt.step()
-
-    train(make(), range(30))
-    uninterrupted = [p.detach().clone() for p in params]
-    with torch.no_grad():
-        for p, s in zip(params, start, strict=True):
-            p.copy_(s)
-    opt = make()
-    train(opt, range(13))
-    buffer = io.BytesIO()
-    torch.save(opt.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make()
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
-    train(resumed, range(13, 30))
-    for p, u in zip(params, uninterrupted, strict=True):
-        assert torch.equal(p.detach(), u)
+    assert_resume_is_exact(
+        lambda ps: optim.SOAP(ps, lr=schedule, precondition_frequency=3),
+        [(4, 5), (4, 5), (5,)], split=13,
+    )
 
 
 def test_trains_a_small_regression() -> None:
