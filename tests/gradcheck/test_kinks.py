@@ -22,9 +22,9 @@ def public(request: pytest.FixtureRequest):
 def test_the_private_recorder_passes_its_self_test_on_this_torch() -> None:
     assert kinks._dispatch_recorder_works()
     with _compat.force_public(False):
-        assert isinstance(kinks.BranchRecorder(), kinks._DispatchRecorder)
+        assert isinstance(kinks.branch_recorder(), kinks._DispatchRecorder)
     with _compat.force_public(True):
-        assert isinstance(kinks.BranchRecorder(), kinks._FunctionRecorder)
+        assert isinstance(kinks.branch_recorder(), kinks._FunctionRecorder)
 
 
 def test_a_relu_network_at_a_kink(public: bool) -> None:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from descent.errors import InputError
-from descent.gradcheck.kinks import BranchRecorder, same_branches
+from descent.gradcheck.kinks import branch_recorder, same_branches
 from descent.gradcheck.report import (
     TINY,
     Coordinate,
@@ -248,7 +248,7 @@ def _numeric(
     def at(value: float) -> tuple[float, list[Any]]:
         with torch.no_grad():
             tensor[where] = value
-            with BranchRecorder() as recorder:
+            with branch_recorder() as recorder:
                 result = float(evaluate())
         return result, recorder.branches
 

@@ -188,7 +188,7 @@ def _dispatch_recorder_works() -> bool:
 _dispatch_ok: bool | None = None
 
 
-def BranchRecorder() -> Any:  # noqa: N802 - used as a class: ``with BranchRecorder() as r``
+def branch_recorder() -> Any:
     """A context manager whose ``branches`` list fills while the function runs."""
     global _dispatch_ok
     if _compat.public_forced():
