@@ -224,12 +224,19 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
                 np.array(y[start : start + rows], dtype=np.float64),  # writable for torch
             )
 
+    def _moments(self, X: np.ndarray, y: np.ndarray) -> Moments:
+        """The raw features' statistics in one pass: by the basis' own shorter route when it has
+        one (the identity: one product over X; one input's powers: power sums), else block by
+        block."""
+        shortcut = self.basis_.moments(X, y)
+        return shortcut if shortcut is not None else moments(self._blocks(X, y))
+
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
         """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
         a k × k matrix)."""
         if self.n_features_out_ + 1 > _MAX_GRAM:
             return None
-        return moments(self._blocks(X, y)).gram(self.center_, self.transform_)
+        return self._moments(X, y).gram(self.center_, self.transform_)
 
     def _check_basis_size(self, X: np.ndarray, mode: str) -> int:
         """k, refusing up front a basis whose size or memory is beyond the stated limits."""
@@ -280,7 +287,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
                     else _whitening(raw, self.center_)
                 )
             return self._assemble(raw), target, None
-        stats = moments(self._blocks(X, y))
+        stats = self._moments(X, y)
         if self.standardize in (True, "columns"):
             self.center_ = stats.mean
             self.transform_ = _inverse_spread(stats.centered_cross().diagonal() / stats.n)
