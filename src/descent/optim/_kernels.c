@@ -298,6 +298,55 @@ static inline double lane_dot(const double *row, const double *w, int64_t k) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* Full-batch gradient descent on the k × k statistics of least squares (descent.linear's
+ * LinearRegressionGD, plain rule, constant step η): per epoch one product p = Gw gives
+ *     J(w) = s·max(c − 2 b·w + w·p, 0)   and   ∇J = 2s (p − b)      (G = ΦᵀΦ, b = Φᵀy, c = yᵀy)
+ * then w ← w − η∇J, rounded once as torch's sub_(∇J, alpha=η). The stopping rules are those of
+ * the Python loop it stands for (LinearRegressionGD._descend_on_statistics, which runs every
+ * other rule): stop when ‖∇J‖ ≤ tol·‖∇J₀‖ (or ∇J₀ = 0), or, when tol_loss > 0, when
+ * |J_{t−1} − J_t| ≤ tol_loss·J_t. Evaluates at most `updates` + 1 points (losses[0..]), updates at
+ * most `updates` times; a call after the first re-evaluates its starting point (first = 0).
+ * Returns the updates made; *status: 0 none of the rules held, 1 one held, 2 J or ∇J not finite
+ * (at losses[returned]). */
+KERNEL int64_t gd_statistics(const double *G, const double *b, double total, double *w, double *grad,
+                                     int64_t k, double scale, double lr, int64_t updates,
+                                     double tol, double tol_loss, double *losses,
+                                     double *first_norm, int64_t first, int64_t *status) {
+    for (int64_t e = 0;; e++) {
+        double bw = 0.0, wp = 0.0, squares = 0.0;
+        for (int64_t i = 0; i < k; i++) {
+            const double p = lane_dot(G + i * k, w, k);
+            const double g = (p - b[i]) * (2.0 * scale);
+            grad[i] = g;
+            bw += b[i] * w[i];
+            wp += w[i] * p;
+            squares += g * g;
+        }
+        double value = total - 2.0 * bw + wp;
+        value = (value > 0.0 ? value : 0.0) * scale;
+        losses[e] = value;
+        const double norm = sqrt(squares);
+        if (!isfinite(norm) || !isfinite(value)) {
+            *status = 2;
+            return e;
+        }
+        int done;
+        if (first && e == 0) {
+            *first_norm = norm;
+            done = norm == 0.0;
+        } else {
+            done = norm <= tol * *first_norm;
+            if (tol_loss > 0 && !done && e > 0)
+                done = fabs(losses[e - 1] - value) <= tol_loss * value;
+        }
+        if (done || e == updates) {
+            *status = done;
+            return e;
+        }
+        for (int64_t i = 0; i < k; i++) w[i] = fma(grad[i], -lr, w[i]);
+    }
+}
+
 /* Rows come in a shuffled order, so the hardware cannot guess the next one: fetch it ahead. */
 #define PREFETCH_AHEAD 4
 static inline void prefetch_row(const double *row, int64_t k) {
