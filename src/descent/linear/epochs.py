@@ -23,6 +23,7 @@ Nadam, run with ``impl="fast"`` in float64; every other rule or option takes the
 from __future__ import annotations
 
 import ctypes
+import math
 from dataclasses import dataclass
 from functools import cache
 
@@ -247,6 +248,34 @@ def _statistics_loop() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
 def statistics_loop_available() -> bool:
     """True when the compiled full-batch loop can run (the C kernels built, COMPILED on)."""
     return COMPILED and _statistics_loop() is not None
+
+
+def evaluate_on_statistics(gram: Gram, w: Tensor, reduction: Reduction) -> tuple[float, float]:
+    """J(w) and ‖∇J(w)‖ from the k × k statistics, by the C loop's own evaluation (a call that
+    makes no update): one call where the torch form takes ten operations, which cost more than
+    a small epoch itself. Needs the C kernels (:func:`statistics_evaluation_available`)."""
+    loop = _statistics_loop()
+    if loop is None:
+        raise RuntimeError("descent's C kernels are not built")
+    weights = w.detach().contiguous()
+    grad, value = torch.empty_like(weights), torch.empty(1, dtype=torch.float64)
+    norm, status = torch.empty(1, dtype=torch.float64), torch.empty(1, dtype=torch.int64)
+    scale = 1.0 if reduction == "sum" else 1.0 / gram.n
+    G, b = gram.gram.contiguous(), gram.moment.contiguous()
+    loop(
+        G.data_ptr(), b.data_ptr(), float(gram.total), weights.data_ptr(),
+        grad.data_ptr(), len(weights), scale, 0.0, 0, 0.0, 0.0, value.data_ptr(),
+        norm.data_ptr(), 1, status.data_ptr(),
+    )  # fmt: skip
+    if int(status) == 2:  # J or ∇J not finite: ‖∇J‖ was not stored
+        return float(value), math.nan
+    return float(value), float(norm)
+
+
+def statistics_evaluation_available() -> bool:
+    """True when the C kernels are built (whether or not the compiled epochs are switched on:
+    both paths monitor their fits the same way)."""
+    return _statistics_loop() is not None
 
 
 def descend_on_statistics(

@@ -447,6 +447,8 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     ) -> tuple[float, float]:
         """J and ‖∇J‖ at the reported weights, over all the data."""
         w = self._reported()
+        if gram is not None and epochs.statistics_evaluation_available():  # one C call
+            return epochs.evaluate_on_statistics(gram, w, self.loss_reduction)
         with torch.no_grad():
             if gram is not None:
                 value, grad = gram.evaluate(w, self.loss_reduction)

@@ -19,6 +19,10 @@
 #include <omp.h>
 #include <stdint.h>
 
+/* Inlined into each caller, so that a rule's epoch entry (one clone per vector unit) runs its
+ * step inline instead of through a function pointer. */
+#define INLINE inline __attribute__((always_inline))
+
 /* Below this many elements a parallel region costs more than it saves. */
 #define MIN_PARALLEL 65536
 
@@ -245,12 +249,12 @@ DEFINE_ENTRIES(double, f64)
 typedef void (*update_fn)(double *w, const double *g, double *const *state, int64_t k,
                           const double *c, const int *flags);
 
-static KERNEL void sgd_update(double *w, const double *g, double *const *s, int64_t k, const double *c,
+static INLINE void sgd_update(double *w, const double *g, double *const *s, int64_t k, const double *c,
                        const int *f) {
     for (int64_t j = 0; j < k; j++) sgd_step_f64(w + j, g[j], c[0], c[1], c[2]);
 }
 
-static KERNEL void rmsprop_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void rmsprop_update(double *w, const double *g, double *const *s, int64_t k,
                            const double *c, const int *f) {
     const int centered = f[1];
     const double momentum = c[5];
@@ -260,27 +264,27 @@ static KERNEL void rmsprop_update(double *w, const double *g, double *const *s, 
                          centered, momentum);
 }
 
-static KERNEL void adadelta_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void adadelta_update(double *w, const double *g, double *const *s, int64_t k,
                             const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++)
         adadelta_step_f64(w + j, g[j], s[0] + j, s[1] + j, c[0], c[1], c[2], c[3], c[4]);
 }
 
-static KERNEL void adamax_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void adamax_update(double *w, const double *g, double *const *s, int64_t k,
                           const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++)
         adamax_step_f64(w + j, g[j], s[0] + j, s[1] + j, c[0], c[1], c[2], c[3], c[4], c[5],
                         f[0]);
 }
 
-static KERNEL void nadam_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void nadam_update(double *w, const double *g, double *const *s, int64_t k,
                          const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++)
         nadam_step_f64(w + j, g[j], s[0] + j, s[1] + j, c[0], c[1], c[2], c[3], c[4], c[5],
                        c[6], c[7]);
 }
 
-static KERNEL void nesterov_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void nesterov_update(double *w, const double *g, double *const *s, int64_t k,
                             const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++) nesterov_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3]);
 }
@@ -353,7 +357,7 @@ static inline void prefetch_row(const double *row, int64_t k) {
     for (int64_t j = 0; j < k; j += 8) __builtin_prefetch(row + j, 0, 0);
 }
 
-static KERNEL void linear_epoch(const double *Phi, const double *y, const int64_t *order,
+static INLINE void linear_epoch(const double *Phi, const double *y, const int64_t *order,
                                 double *w, double *grad, double *avg, int64_t n, int64_t k,
                                 int64_t batch, int64_t first, int64_t last, double scale,
                                 int64_t averaged, const double *scalars, int64_t stride,
@@ -389,32 +393,32 @@ static KERNEL void linear_epoch(const double *Phi, const double *y, const int64_
     linear_epoch(Phi, y, order, w, grad, avg, n, k, batch, first, last, scale, averaged,          \
                  scalars, stride, STATE, FLAGS, UPDATE)
 
-void sgd_epoch(EPOCH_ARGS) {
+KERNEL void sgd_epoch(EPOCH_ARGS) {
     double *state[1] = {NULL};
     const int flags[1] = {0};
     EPOCH(state, flags, sgd_update);
 }
-void rmsprop_epoch(EPOCH_ARGS, double *e, double *ebar, double *b, int inside, int centered) {
+KERNEL void rmsprop_epoch(EPOCH_ARGS, double *e, double *ebar, double *b, int inside, int centered) {
     double *state[3] = {e, ebar, b};
     const int flags[2] = {inside, centered};
     EPOCH(state, flags, rmsprop_update);
 }
-void adadelta_epoch(EPOCH_ARGS, double *eg, double *ed) {
+KERNEL void adadelta_epoch(EPOCH_ARGS, double *eg, double *ed) {
     double *state[2] = {eg, ed};
     const int flags[1] = {0};
     EPOCH(state, flags, adadelta_update);
 }
-void adamax_epoch(EPOCH_ARGS, double *m, double *u, int eps_in_max) {
+KERNEL void adamax_epoch(EPOCH_ARGS, double *m, double *u, int eps_in_max) {
     double *state[2] = {m, u};
     const int flags[1] = {eps_in_max};
     EPOCH(state, flags, adamax_update);
 }
-void nadam_epoch(EPOCH_ARGS, double *m, double *v) {
+KERNEL void nadam_epoch(EPOCH_ARGS, double *m, double *v) {
     double *state[2] = {m, v};
     const int flags[1] = {0};
     EPOCH(state, flags, nadam_update);
 }
-void nesterov_epoch(EPOCH_ARGS, double *v) {
+KERNEL void nesterov_epoch(EPOCH_ARGS, double *v) {
     double *state[1] = {v};
     const int flags[1] = {0};
     EPOCH(state, flags, nesterov_update);
