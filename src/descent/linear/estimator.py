@@ -276,7 +276,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.n_features_out_ = self._check_basis_size(X, mode)  # before fit builds anything
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
-        target = torch.tensor(np.asarray(y), dtype=torch.float64)
+        target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
         if self.n_features_out_ + 1 > _MAX_GRAM:  # no k × k statistics: condition on the data
             raw = self.basis_.checked_features(X)
             if self.standardize is not False:
@@ -535,7 +535,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         exact = gram.optimum() if gram is not None else None
         if exact is None:
             Phi = self._design(X)
-            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
             final = float(loss(Phi, target, w, reduction))
             optimum = least_squares(Phi, target, reduction).loss
         else:
@@ -566,7 +566,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.n_iter_ = 0
         else:
             Phi = self._design(X)
-            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
             self.batches_ = self.batches_.resized(len(Phi))
         self._epoch(Phi, target, rule)  # type: ignore[arg-type]
         self.n_iter_ += 1
