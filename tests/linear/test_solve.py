@@ -155,7 +155,7 @@ def test_the_estimator_statistics_equal_its_design(
     are those of the design matrix it describes."""
     from descent.linear import LinearRegressionGD
 
-    monkeypatch.setattr("descent.linear.estimator.BLOCK_BYTES", 64)  # 256-row blocks
+    monkeypatch.setattr("descent.linear.design.BLOCK_BYTES", 64)  # 256-row blocks
     rng = np.random.default_rng(2)
     X = rng.normal(size=(700, 2)) * [3.0, 0.5] + [1.0, -2.0]
     y = X @ [1.0, 2.0] + rng.normal(size=700)
