@@ -319,9 +319,16 @@ KERNEL int64_t gd_statistics(const double *G, const double *b, double total, dou
     for (int64_t e = 0;; e++) {
         /* Gw as Σ_j w_j G_j over the rows of the symmetric G (column j is row j): k independent
          * sums a vector wide, where a dot product per row is one chain of dependent additions
-         * (measured: 0.54 µs against 0.65 µs an epoch for k = 81). */
+         * (measured: 0.48 µs against 0.65 µs an epoch for k = 81). */
         for (int64_t i = 0; i < k; i++) grad[i] = 0.0;
-        for (int64_t j = 0; j < k; j++) {
+        int64_t j = 0;
+        for (; j + 4 <= k; j += 4) { /* four rows a pass: a quarter of the loads and stores of Gw */
+            const double w0 = w[j], w1 = w[j + 1], w2 = w[j + 2], w3 = w[j + 3];
+            const double *r0 = G + j * k, *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k;
+            for (int64_t i = 0; i < k; i++)
+                grad[i] += (r0[i] * w0 + r1[i] * w1) + (r2[i] * w2 + r3[i] * w3);
+        }
+        for (; j < k; j++) {
             const double wj = w[j], *row = G + j * k;
             for (int64_t i = 0; i < k; i++) grad[i] += row[i] * wj;
         }
