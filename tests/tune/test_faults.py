@@ -20,7 +20,7 @@ from descent.cli.main import main
 from descent.cli.train import free_port
 from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
-from descent.tune.study import TrialSeededSampler, _sampler
+from descent.tune.sampling import TrialSeededSampler, make_sampler
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR = {
@@ -42,7 +42,7 @@ def settings(folder: Path, space: dict = LR, **options: object) -> StudySettings
 
 def expected_lr(seed: int, numbers: list[int]) -> dict[int, float]:
     """What the per-trial seeded random sampler draws for each trial number, in memory."""
-    sampler = _sampler(settings(Path("."), method="random", trials=1, seed=seed))
+    sampler = make_sampler(settings(Path("."), method="random", trials=1, seed=seed))
     assert isinstance(sampler, TrialSeededSampler)
     study = optuna.create_study(sampler=sampler)
     drawn = {}
