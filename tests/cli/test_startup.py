@@ -28,25 +28,25 @@ def test_help_and_version_import_no_heavy_library(flag: str) -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
 
 
+def help_text(*command: str) -> str:
+    """What ``descent COMMAND --help`` prints, run as a user runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "descent.cli.main", *command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return result.stdout
+
+
 def test_every_registered_command_is_listed_by_help() -> None:
     from descent.cli.diagnose import SUBCOMMANDS
     from descent.cli.main import COMMANDS
 
-    result = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    listed = help_text()
     for name, _ in COMMANDS:
-        assert name in result.stdout
-    diagnose = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "diagnose", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+        assert name in listed
+    listed = help_text("diagnose")
     for name, _ in SUBCOMMANDS:
-        assert name in diagnose.stdout
+        assert name in listed

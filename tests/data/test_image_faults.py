@@ -187,10 +187,13 @@ def test_a_crafted_cifar_batch_is_refused_and_runs_nothing(
 
 
 def test_load_names_every_kind() -> None:
-    with pytest.raises(InputError, match="folder:DIR"):
+    with pytest.raises(InputError, match="unknown data 'imagenet'") as error:
         load("imagenet")
+    assert "folder:DIR" in str(error.value)
     with pytest.raises(InputError, match="use folder:DIR"):
         load("folder")
+    with pytest.raises(InputError, match="use mnist:DIR"):
+        load("mnist")
 
 
 def test_a_data_file_error_is_bad_input() -> None:

@@ -16,15 +16,7 @@ import torch
 from descent.train import checkpoint
 from descent.train.config import load_config
 from descent.train.run import run
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from descent.cli.main import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import run_cli
 
 
 @pytest.fixture(scope="module")

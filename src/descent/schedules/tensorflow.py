@@ -87,12 +87,7 @@ class PiecewiseConstantDecay(Schedule):
             validate.finite(boundary, f"boundaries[{index}]")
         for index, value in enumerate(values):
             validate.nonnegative(value, f"values[{index}]")
-        for index in range(1, len(boundaries)):
-            if boundaries[index] <= boundaries[index - 1]:
-                raise InputError(
-                    f"boundaries must be strictly increasing: boundaries[{index - 1}] = "
-                    f"{boundaries[index - 1]!r} ≥ boundaries[{index}] = {boundaries[index]!r}"
-                )
+        validate.increasing(boundaries, "boundaries")
 
     def value(self, step: float) -> float:
         for boundary, value in zip(self.boundaries, self.values, strict=False):
