@@ -80,7 +80,7 @@ def test_demo_prints_every_chapter(
 
 
 def test_console_script_is_installed() -> None:
-    result = subprocess.run_cli(
+    result = subprocess.run(
         [sys.executable, "-m", "descent.cli.main", "--version"],
         capture_output=True,
         text=True,
@@ -328,7 +328,7 @@ def test_board_starts_tensorboard_and_prints_its_address(tmp_path: Path) -> None
         process.terminate()
         process.wait(timeout=30)
     server = address.rsplit(":", 1)[1].rstrip("/")
-    running = subprocess.run_cli(
+    running = subprocess.run(
         ["pgrep", "-f", f"--port {server}"], capture_output=True, text=True, check=False
     )
     assert running.stdout.strip() == ""  # stopping `descent board` stopped its server

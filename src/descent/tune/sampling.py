@@ -69,6 +69,7 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 
 def make_sampler(settings: StudySettings) -> Any:
+    """The study's sampler (its method; completed settings), seeded trial by trial."""
     assert settings.seed is not None
     assert settings.trials is not None
     if settings.method == "tpe":
@@ -89,6 +90,7 @@ def make_sampler(settings: StudySettings) -> Any:
 
 
 def make_pruner(settings: StudySettings) -> Any:
+    """The study's pruner, which stops a trial from its per-epoch validation accuracy."""
     if settings.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
     if settings.pruner == "hyperband":
