@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def children(pid: int) -> list[int]:
@@ -41,3 +42,18 @@ def start_board(runs: Path) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     return board, board.stdout.readline() if board.stdout else ""
+
+
+def run_python(
+    *arguments: str, timeout: float = 300, **options: Any
+) -> subprocess.CompletedProcess:
+    """``python ARGUMENTS`` (this interpreter) to its end, its output captured as text; a failure
+    is the caller's to assert (``options``: cwd, env, … as subprocess.run takes them)."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **options,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import pytest
 import descent
 from descent.cli.main import app, main
 from tests.cli_support import refusal, run_cli
-from tests.processes import start_board
+from tests.processes import run_python, start_board
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,12 +79,7 @@ def test_demo_prints_every_chapter(
 
 
 def test_console_script_is_installed() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_python("-m", "descent.cli.main", "--version")
     assert result.returncode == 0
     assert result.stdout.strip().startswith("descent ")
 

@@ -15,6 +15,7 @@ import pytest
 
 from descent.data.images import DataFileError, cifar10, idx_dataset, load, read_idx
 from descent.errors import InputError
+from tests.crafted import WritesMarker
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
@@ -154,14 +155,6 @@ def test_bad_cifar_batches_are_one_line_naming_the_file(
     target.write_bytes(content)  # type: ignore[arg-type]
     text = one_line_error(cifar10, folder, match=message)
     assert str(target) in text
-
-
-class WritesMarker:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
 
 
 def test_a_crafted_cifar_batch_is_refused_and_runs_nothing(

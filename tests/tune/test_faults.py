@@ -21,7 +21,7 @@ from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
 from descent.tune.sampling import TrialSeededSampler, make_sampler
 from tests.cli_support import run_cli
-from tests.processes import alive, children
+from tests.processes import alive, children, run_python
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR = {
@@ -64,14 +64,7 @@ def script_process(script: str, folder: Path, **streams: object) -> subprocess.P
 
 def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
+    return run_python("-c", script, *args, timeout=timeout, env=env)
 
 
 def load(folder: Path) -> optuna.Study:

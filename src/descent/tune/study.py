@@ -27,9 +27,7 @@ from optuna.trial import TrialState
 
 from descent import validate, yamlfile
 from descent.errors import InputError
-from descent.tune.hparams import (
-    write_experiment,
-)
+from descent.tune.hparams import write_experiment
 from descent.tune.sampling import METHODS, PRUNERS, make_pruner, make_sampler
 from descent.tune.space import DEFAULT_SPACE, SearchSpace, difference
 from descent.tune.storage import mask_url, open_storage, quiet_experimental, storage_url
