@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from descent import schedules as sch
 from descent.errors import InputError
 from descent.models import MLP
 from descent.train import BatchSampler, DivergenceError, Trainer
+from tests.processes import run_python
 from tests.train._helpers import PairDataset, blobs, small_mlp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,14 +185,7 @@ def test_sigkill_and_resume_with_a_dataset_and_worker_processes(tmp_path: Path) 
     script.write_text(KILLED)
 
     def train(logdir: Path, kill_at: int) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(script), str(logdir), str(kill_at)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
-            check=False,
-        )
+        return run_python(str(script), str(logdir), str(kill_at), timeout=600, cwd=ROOT)
 
     assert train(tmp_path / "whole", -1).returncode == 0
     killed = train(tmp_path / "killed", 22)  # epoch 2 (15 batches each), after step 20's save
