@@ -48,7 +48,10 @@ from torch import Tensor, nn
 
 from descent import validate
 from descent.diagnose import curvature
+from descent.diagnose.lanczos import subspace_curvature
+from descent.diagnose.noise import signed_noise
 from descent.diagnose.stall import StallVerdict, stall
+from descent.errors import InputError
 
 #: The reasons to stop a run after which the verdict is worth computing.
 STALL_STOPS = ("early stopping", "plateau")
@@ -84,10 +87,10 @@ class CurvatureMonitor:
         *,
         batch_size: int | None = None,
         examples: int = 64,
-        lanczos_steps: int = 10,
+        products: int = 5,
         tol: float = 1e-2,
-        probes: int = 4,
-        groups: int = 8,
+        probes: int = 1,
+        signs: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
@@ -95,10 +98,12 @@ class CurvatureMonitor:
     ) -> None:
         self.every = validate.nonnegative_int(every, "curvature_every")
         self.examples = validate.positive_int(examples, "examples")
-        self.lanczos_steps = validate.positive_int(lanczos_steps, "lanczos_steps")
+        self.products = validate.positive_int(products, "products")
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
-        self.groups = validate.positive_int(groups, "groups")
+        self.signs = validate.positive_int(signs, "signs")
+        if self.signs < 2:
+            raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
         self.stop_on_plateau = (
             None
             if stop_on_plateau is None
@@ -119,6 +124,7 @@ class CurvatureMonitor:
         self._finished = False
         self._snapshot: nn.Module | None = None
         self._job: _Job | None = None
+        self._warm: tuple[Tensor, ...] = ()
 
     # -- the callback --------------------------------------------------------------------------
 
@@ -191,48 +197,63 @@ class CurvatureMonitor:
     # -- the analysis --------------------------------------------------------------------------
 
     def _analyse(self, model: nn.Module, loss: Any, step: int) -> dict[str, float]:
-        """One setup (one Objective: one gradient graph) shared by Lanczos, Hutchinson and the
-        per-example noise."""
+        """One forward pass on the sample serves everything: the gradient's graph (for the
+        Hessian-vector products) and the per-example losses (for the noise). The subspace
+        starts from the previous analysis's Ritz vectors."""
+        generator = torch.Generator().manual_seed(self.seed + step)
         with curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
-            spectrum = curvature.eigenvalues(
-                model,
-                loss,
-                None,
+            prepared = objective.gradient_with_example_losses()
+            estimate = subspace_curvature(
+                objective,
+                warm=self._warm,
+                probes=self.probes,
+                max_products=self.products,
                 tol=self.tol,
-                max_iterations=self.lanczos_steps,
-                seed=self.seed,
-                objective=objective,
+                generator=generator,
             )
-            estimate = curvature.trace(
-                model,
-                loss,
-                None,
-                rtol=1.0,
-                min_probes=self.probes,
-                max_probes=self.probes,
-                probes_per_round=self.probes,
-                seed=self.seed + step,
-                objective=objective,
-            )
-            noise = curvature.gradient_noise(
-                model,
-                loss,
-                None,
-                batch_size=self.batch_size,
-                method="groups",
-                groups=self.groups,
-                population=self.population,
-                seed=self.seed,
-                objective=objective,
-            )
-        return {
-            "curvature/lambda_max": spectrum.lambda_max,
-            "curvature/lambda_min": spectrum.lambda_min,
-            "curvature/trace": estimate.value,
-            "curvature/trace_stderr": estimate.stderr,
+            if prepared is not None:
+                noise = signed_noise(
+                    objective,
+                    *prepared,
+                    batch_size=self.batch_size or 1,
+                    probes=self.signs,
+                    population=self.population,
+                    generator=generator,
+                )
+            else:  # a loss that is not a mean of per-example losses: group gradients
+                noise = curvature.gradient_noise(
+                    model,
+                    loss,
+                    None,
+                    batch_size=self.batch_size,
+                    method="groups",
+                    groups=max(self.signs, 8),
+                    population=self.population,
+                    seed=self.seed + step,
+                    objective=objective,
+                )
+        self._warm = (estimate.vector_max, estimate.vector_min)
+        figures = {
+            "curvature/lambda_max": estimate.lambda_max,
+            "curvature/lambda_max_residual": estimate.residual_max,
+            "curvature/lambda_min": estimate.lambda_min,
+            "curvature/lambda_min_residual": estimate.residual_min,
+            "curvature/trace": estimate.trace,
+            "curvature/trace_stderr": estimate.trace_stderr,
             "curvature/gradient_snr": noise.snr,
         }
+        if noise.snr_stderr is not None:
+            figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
+        return figures
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start vectors: a checkpoint that saves them (and :meth:`load_state_dict` on
+        resume) makes a resumed run log exactly the figures of an uninterrupted one."""
+        return {"warm": [vector.detach().cpu() for vector in self._warm]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warm = tuple(state.get("warm", ()))
 
     def _start(self, trainer: Any, step: int) -> None:
         """The analysis of ``step`` in a background thread, on a snapshot of the weights."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -70,27 +71,32 @@ def lanczos_tridiagonal(
 ) -> Tridiagonal:
     """Lanczos with full reorthogonalization (classical Gram-Schmidt applied twice: "twice is
     enough", Parlett) from ``start``: up to ``iterations`` steps, stopping early at an invariant
-    subspace or when ``converged(alphas, betas, basis)`` says so."""
+    subspace or when ``converged(alphas, betas, basis)`` says so.
+
+    The basis is one preallocated k × d matrix, and each Gram-Schmidt pass is two matrix-vector
+    products on it (``c = Q w``, then ``w -= Qᵀ c`` in place); α and β live in a float64 NumPy
+    buffer that ``converged`` sees without a copy: the loop adds a few torch calls to each
+    Hessian-vector product and nothing that grows with the step count but the two products."""
     dimension = start.numel()
     iterations = min(iterations, dimension)
-    basis = torch.zeros(iterations, dimension, dtype=start.dtype, device=start.device)
-    alphas = torch.zeros(iterations, dtype=torch.float64)
-    betas = torch.zeros(iterations, dtype=torch.float64)
+    basis = torch.empty(iterations, dimension, dtype=start.dtype, device=start.device)
+    coefficients = np.zeros((2, iterations), dtype=np.float64)  # rows: α, β
+    alphas, betas = torch.from_numpy(coefficients[0]), torch.from_numpy(coefficients[1])
     q = start / start.norm()
-    steps = 0
+    steps, scale = 0, 0.0
     for j in range(iterations):
         basis[j] = q
         w = matvec(q)
-        alpha = torch.dot(q, w)
-        alphas[j] = float(alpha)
+        alpha = float(torch.dot(q, w))
+        coefficients[0, j] = alpha
         previous = basis[: j + 1]
         for _ in range(2):
-            w = w - previous.T @ (previous @ w)
-        beta = w.norm()
-        betas[j] = float(beta)
+            w = torch.addmv(w, previous.T, previous @ w, alpha=-1.0)
+        beta = float(w.norm())
+        coefficients[1, j] = beta
         steps = j + 1
-        scale = float(alphas[: j + 1].abs().max()) or 1.0
-        if float(beta) <= 1e-12 * scale:  # an invariant subspace: T's eigenvalues are exact
+        scale = max(scale, abs(alpha))
+        if beta <= 1e-12 * (scale or 1.0):  # an invariant subspace: T's eigenvalues are exact
             break
         if (
             converged is not None
@@ -99,7 +105,7 @@ def lanczos_tridiagonal(
         ):
             break
         q = w / beta
-    return Tridiagonal(alphas[:steps], betas[:steps], basis[:steps])
+    return Tridiagonal(alphas[:steps].clone(), betas[:steps].clone(), basis[:steps])
 
 
 def _ritz(tri: Tridiagonal) -> tuple[Tensor, Tensor]:
@@ -109,7 +115,7 @@ def _ritz(tri: Tridiagonal) -> tuple[Tensor, Tensor]:
 
     alphas = tri.alphas.numpy()
     off = tri.betas[: len(alphas) - 1].numpy()
-    values, vectors = eigh_tridiagonal(alphas, off)
+    values, vectors = eigh_tridiagonal(alphas, off, check_finite=False)
     return torch.from_numpy(values), torch.from_numpy(vectors)
 
 
@@ -185,3 +191,130 @@ def eigenvalues(
         iterations=len(tri.alphas),
         converged=converged_flag,
     )
+
+
+# -- a small warm-started subspace (the training monitor's analysis) ---------------------------
+
+
+@dataclass(frozen=True)
+class SubspaceEstimate:
+    """The extreme eigenvalues and the trace from one small subspace (:func:`subspace_curvature`).
+
+    Attributes:
+        lambda_max, lambda_min: the extreme Ritz values. Ritz values lie inside the spectrum
+            (Courant-Fischer), so ``lambda_max ≤ λ_max`` and ``lambda_min ≥ λ_min``.
+        residual_max, residual_min: ``‖H u − θ u‖`` of each Ritz pair: an eigenvalue of H lies
+            within this distance of the Ritz value (the accuracy certificate).
+        vector_max, vector_min: the Ritz vectors (unit, flat): the next analysis's warm start.
+        trace, trace_stderr: the deflated Hutchinson estimate of tr H and a bound on its
+            standard error.
+        probes: Rademacher probes; products: Hessian-vector products used.
+    """
+
+    lambda_max: float
+    lambda_min: float
+    residual_max: float
+    residual_min: float
+    vector_max: Tensor = field(repr=False)
+    vector_min: Tensor = field(repr=False)
+    trace: float
+    trace_stderr: float
+    probes: int
+    products: int
+
+
+def subspace_curvature(
+    objective: Objective,
+    *,
+    warm: list[Tensor] | tuple[Tensor, ...] = (),
+    probes: int = 1,
+    max_products: int = 5,
+    tol: float = 1e-2,
+    generator: torch.Generator,
+) -> SubspaceEstimate:
+    """λ_max, λ_min (with residuals) and tr H (with an error bar) from a handful of products.
+
+    The subspace starts from the ``warm`` vectors (the previous analysis's Ritz vectors, which
+    move little in a few dozen updates) and ``probes`` Rademacher vectors, and is then expanded
+    by the residuals of the extreme Ritz pairs (a Davidson step, Davidson 1975: the block
+    Krylov direction that improves each pair most) while the budget of ``max_products`` allows
+    and a residual exceeds ``tol`` × the largest |Ritz value|. Rayleigh-Ritz on the orthonormal
+    basis Q gives ``T = Qᵀ H Q``, its eigenpairs ``(θ, s)``, the Ritz vectors ``u = Q s`` and
+    their residuals ``‖H Q s − θ u‖`` exactly (every basis vector's product is known).
+
+    The trace is Hutchinson's estimator deflated by the warm vectors W (orthonormal), as in
+    Hutch++ (Meyer, Musco, Musco & Woodruff, SOSA 2021): ``tr H = tr(Wᵀ H W) + E[yᵀ H y]`` with
+    ``y = (I − W Wᵀ) z`` for Rademacher ``z``. W does not depend on the probes, so the estimate
+    is unbiased, and the directions of extreme curvature, which dominate Hutchinson's variance,
+    are counted exactly. Its error bar is a bound that one probe already gives:
+    ``Var(zᵀ A z) = 2 Σ_{i≠j} A_ij² ≤ 2 ‖A‖_F²`` for symmetric A = (I − WWᵀ) H (I − WWᵀ)
+    (Avron & Toledo 2011), and ``E‖H y‖² = ‖H (I − WWᵀ)‖_F² ≥ ‖A‖_F²``, so
+    ``√(2 · mean ‖H y_j‖² / m)`` estimates an upper bound of the standard error of the mean
+    of m probes. The probes' products serve both the trace and the subspace.
+    """
+    probes = validate.positive_int(probes, "probes")
+    max_products = validate.positive_int(max_products, "max_products")
+    dimension, dtype, device = objective.dimension, objective.dtype, objective.device
+    warm_rows = [v.to(dtype=dtype, device=device).reshape(-1) for v in warm]
+    if warm_rows:
+        warm_basis, _ = torch.linalg.qr(torch.stack(warm_rows, dim=1))
+    else:
+        warm_basis = torch.zeros(dimension, 0, dtype=dtype, device=device)
+    signs = torch.stack([_rademacher(dimension, generator, dtype) for _ in range(probes)], dim=1)
+    signs = signs.to(device)
+    projected = signs - warm_basis @ (warm_basis.T @ signs)
+    basis, _ = torch.linalg.qr(torch.cat([warm_basis, projected], dim=1))
+    products = torch.stack([objective.hvp(column) for column in basis.T], dim=1)
+    while True:
+        rayleigh = (basis.T @ products).to(torch.float64)
+        rayleigh = (rayleigh + rayleigh.T) / 2
+        values, vectors = torch.linalg.eigh(rayleigh)
+        extremes = vectors[:, [-1, 0]].to(dtype)
+        ritz = basis @ extremes
+        residual = products @ extremes - ritz * values[[-1, 0]].to(dtype)
+        norms = residual.norm(dim=0)
+        scale = float(values.abs().max()) or 1.0
+        room = min(max_products, dimension) - basis.shape[1]
+        open_ = [i for i in range(2) if float(norms[i]) > tol * scale][:room]
+        fresh = _new_directions(residual[:, open_], basis)
+        if fresh.shape[1] == 0:
+            break
+        basis = torch.cat([basis, fresh], dim=1)
+        products = torch.cat(
+            [products, torch.stack([objective.hvp(column) for column in fresh.T], dim=1)], dim=1
+        )
+    # Hutchinson on the projected probes y_j = Q a_j: y_jᵀ H y_j = a_jᵀ T a_j, H y_j = (HQ) a_j.
+    coefficients = (basis.T @ projected).to(torch.float64)
+    samples = ((rayleigh @ coefficients) * coefficients).sum(dim=0)
+    squares = (products.to(torch.float64) @ coefficients).square().sum(dim=0)
+    exact_part = float(torch.diagonal(rayleigh)[: warm_basis.shape[1]].sum())
+    return SubspaceEstimate(
+        lambda_max=float(values[-1]),
+        lambda_min=float(values[0]),
+        residual_max=float(norms[0]),
+        residual_min=float(norms[1]),
+        vector_max=ritz[:, 0].clone(),
+        vector_min=ritz[:, 1].clone(),
+        trace=exact_part + float(samples.mean()),
+        trace_stderr=math.sqrt(2 * float(squares.mean()) / probes),
+        probes=probes,
+        products=basis.shape[1],
+    )
+
+
+def _new_directions(candidates: Tensor, basis: Tensor) -> Tensor:
+    """The columns of ``candidates`` made orthonormal to ``basis`` and to each other (Gram-Schmidt
+    twice, "twice is enough"), a column that is already (numerically) in the span dropped."""
+    kept: list[Tensor] = []
+    for column in candidates.T:
+        size = float(column.norm())
+        for _ in range(2):
+            column = column - basis @ (basis.T @ column)
+            for other in kept:
+                column = column - other * torch.dot(other, column)
+        norm = float(column.norm())
+        if size > 0 and norm > 1e-6 * size:
+            kept.append(column / norm)
+    if not kept:
+        return basis.new_zeros(basis.shape[0], 0)
+    return torch.stack(kept, dim=1)
