@@ -3,25 +3,48 @@ gradient's signal-to-noise ratio to TensorBoard every N updates, ends a run whos
 has reached a plateau (if asked), and logs the stall verdict when early stopping or a plateau
 ends the run.
 
-The analysis runs on a fixed, seeded sample of the training set (``examples`` of them) so that
-successive points are comparable, with small budgets (at most ten Lanczos steps, stopped
-earlier by their residuals; four Hutchinson probes, whose standard error is logged beside the
-trace; the gradient noise from eight group gradients): the curve's trend is the point, not six
-digits.
-:func:`descent.diagnose.stall` and :mod:`descent.diagnose.curvature` give the exact figures on
-demand.
+The analysis (one every N updates) is built to cost a few training steps, and every figure
+comes with its accuracy:
 
-Cost: an analysis costs about 15 Hessian-vector products on the sample, each a double backward.
-With ``background=True`` each analysis runs in a background thread on a snapshot of the weights
-taken at its step (a copy of the model made once, its tensors copied in place), so training goes
-on while torch's kernels compute the analysis; the figures are logged at the step they describe
-as soon as the analysis ends (and at the latest when the run ends or the ``history`` is read).
-The snapshot makes the figures exactly those of the weights at that step, and every analysis
-draws its random probes from its own seeded generator, never from torch's global one, so the
-figures and the training are the same either way (tested). It is off by default: on the digits
-CNN on a CPU (2.6 ms per training step) the Python work of the two threads contends for the GIL
-and the background analysis measured slower than the in-thread one (benchmarks/curvature.py);
-it can pay off when the kernels dominate (large models, an accelerator, a free core).
+- **Sample**: a fixed, seeded sample of the training set (``examples``, 64 by default), the
+  same at every analysis so that successive points are comparable. One forward pass on it
+  serves everything: the gradient's graph for the Hessian-vector products and the per-example
+  losses for the noise.
+- **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
+  products, 4 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
+  eigenvectors move little in N updates), one Rademacher probe, then the residual of the
+  worse-converged extreme pair (a Davidson step) while the budget lasts (see
+  :func:`descent.diagnose.lanczos.subspace_curvature`). Logged with their residuals
+  ``curvature/lambda_max_residual`` and ``…_min_residual``: an eigenvalue of the Hessian lies
+  within the residual of the logged value. Ritz values lie inside the spectrum, so the logged
+  λ_max is a lower bound of the true one and the logged λ_min an upper bound; the residual
+  does not exclude an eigenvalue beyond them (a direction the subspace has not met yet), and
+  λ_min, inside the bulk of the spectrum, converges more slowly than the outlying λ_max over
+  successive analyses. :func:`descent.diagnose.stall` and
+  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
+- **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
+  the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
+  an estimated upper bound of its standard error that one probe already gives.
+- **Gradient SNR** at the training batch size: the per-example variance ``tr Σ`` from
+  ``signs`` (2) random-sign combinations of the per-example gradients, one backward pass each
+  through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
+  ``curvature/gradient_snr_stderr``. A loss that is not the mean of per-example losses falls
+  back to group gradients (no error bar).
+
+Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis of 64 examples is one
+forward-and-double-backward graph, 3 to 4 Hessian-vector products and two backward passes:
+about eight training steps of CPU time (benchmarks/curvature.py measures it).
+
+Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
+of the model made once, its tensors copied in place) when torch's intra-op threads leave a CPU
+core free (``background=None``, the default; True or False to force it), so training goes on
+while the analysis runs on the other core (torch releases the GIL inside its kernels); the
+figures are logged at the step they describe as soon as the analysis ends (and at the latest
+when the run ends or the ``history`` is read). Analyses run one after another, each from the
+previous one's vectors, and every analysis draws its probes from its own generator seeded by
+``seed`` and the step, never from torch's global one, so the figures and the training are the
+same either way (tested). The warm start is the monitor's only state: :meth:`state_dict` /
+:meth:`load_state_dict` carry it, so a checkpoint that saves it resumes the same figures.
 
 A plateau (``stop_on_plateau = P``): the run ends, with the reason "plateau", when the training
 loss of the last P epochs is nowhere below ``(1 − plateau_rtol)`` × its best before them (it
@@ -39,6 +62,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -59,10 +83,12 @@ STALL_STOPS = ("early stopping", "plateau")
 
 class CurvatureMonitor:
     """A Trainer callback ``(trainer, event, info)``: on every ``every``-th "step" event it logs
-    ``curvature/lambda_max``, ``curvature/lambda_min``, ``curvature/trace`` (and
-    ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at ``batch_size``) to TensorBoard
-    in the trainer's logdir; :meth:`finish` logs the stall verdict as text (``stall/verdict``)
-    and the scalars ``stall/…`` when early stopping or a plateau ended the run.
+    ``curvature/lambda_max``, ``curvature/lambda_min`` (each with its ``…_residual``),
+    ``curvature/trace`` (with ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at
+    ``batch_size``, with ``curvature/gradient_snr_stderr``) to TensorBoard in the trainer's
+    logdir (through the Trainer's own writer while it runs); :meth:`finish` logs the stall
+    verdict as text (``stall/verdict``) and the scalars ``stall/…`` when early stopping or a
+    plateau ended the run.
 
     Args:
         every: analyse every N optimizer updates (N ≥ 1; 0: no periodic analysis, only the
@@ -70,14 +96,14 @@ class CurvatureMonitor:
         train: the training split (``.images``/``.labels``) or a batch ``(inputs, targets)``.
         batch_size: the training's mini-batch size, for the noise figure.
         examples: size of the fixed sample analysed (seeded by ``seed``).
-        lanczos_steps, tol, probes, groups: the analysis's budgets (Lanczos stops at
-            ``lanczos_steps`` or when the residuals of λ_max and λ_min are below ``tol`` ×
-            |λ|_max; ``probes`` Hutchinson probes; the gradient noise from ``groups`` group
-            gradients, see :func:`descent.diagnose.curvature.gradient_noise`).
+        products: Hessian-vector products per analysis (at least warm vectors + probes; more
+            allow Davidson steps); tol: no further step once both extreme residuals are below
+            ``tol`` × |λ|_max. probes: Rademacher probes for the trace (one suffices for the
+            error bar). signs: random-sign probes for the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
-        background: analyse in a background thread on a snapshot of the weights (see the
-            module's docstring for when that pays).
+        background: analyse in a background thread on a snapshot of the weights; None (the
+            default): when torch's threads leave a CPU core free (see the module's docstring).
     """
 
     def __init__(
@@ -87,14 +113,14 @@ class CurvatureMonitor:
         *,
         batch_size: int | None = None,
         examples: int = 64,
-        products: int = 5,
+        products: int = 4,
         tol: float = 1e-2,
         probes: int = 1,
         signs: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
-        background: bool = False,
+        background: bool | None = None,
     ) -> None:
         self.every = validate.nonnegative_int(every, "curvature_every")
         self.examples = validate.positive_int(examples, "examples")
@@ -110,7 +136,9 @@ class CurvatureMonitor:
             else validate.positive_int(stop_on_plateau, "stop_on_plateau")
         )
         self.plateau_rtol = validate.unit_interval(plateau_rtol, "plateau_rtol")
-        self.background = validate.flag(background, "background")
+        self.background = (
+            validate.flag(background, "background") if background is not None else spare_core()
+        )
         self.batch_size = batch_size
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
@@ -249,7 +277,9 @@ class CurvatureMonitor:
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start vectors: a checkpoint that saves them (and :meth:`load_state_dict` on
-        resume) makes a resumed run log exactly the figures of an uninterrupted one."""
+        resume) makes a resumed run log exactly the figures of an uninterrupted one. Waits for a
+        running analysis, whose vectors are the state."""
+        self._collect(None)
         return {"warm": [vector.detach().cpu() for vector in self._warm]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -259,7 +289,7 @@ class CurvatureMonitor:
         """The analysis of ``step`` in a background thread, on a snapshot of the weights."""
         self._collect(trainer)  # the snapshot is free again once the previous analysis ended
         model = trainer.model
-        self._open(trainer)  # the writer, for figures collected later without the trainer
+        self._open(trainer)  # a writer for figures collected later without the trainer
         if self._snapshot is None:
             try:
                 self._snapshot = copy.deepcopy(model)
@@ -289,11 +319,15 @@ class CurvatureMonitor:
 
     def _record(self, trainer: Any, step: int, figures: dict[str, float]) -> None:
         self._history.append({"step": step, **figures})
-        writer = self._open(trainer) if trainer is not None else self._writer
+        # The Trainer's own writer while it runs (it flushes every epoch: no second event file
+        # and no flush here, which waits for the disk); a writer of our own otherwise.
+        shared = getattr(trainer, "writer", None) if trainer is not None else None
+        writer = shared or (self._open(trainer) if trainer is not None else self._writer)
         if writer is not None:
             for tag, value in figures.items():
                 writer.add_scalar(tag, value, step)
-            writer.flush()
+            if writer is not shared:
+                writer.flush()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -312,6 +346,11 @@ class CurvatureMonitor:
 
             self._writer = SummaryWriter(str(Path(logdir)), filename_suffix=".curvature")
         return self._writer
+
+
+def spare_core() -> bool:
+    """Whether torch's intra-op threads leave a CPU core free for a background analysis."""
+    return torch.get_num_threads() < (os.cpu_count() or 1)
 
 
 class _Job:

@@ -255,21 +255,23 @@ def subspace_curvature(
     probes = validate.positive_int(probes, "probes")
     max_products = validate.positive_int(max_products, "max_products")
     dimension, dtype, device = objective.dimension, objective.dtype, objective.device
-    warm_rows = [v.to(dtype=dtype, device=device).reshape(-1) for v in warm]
-    if warm_rows:
-        warm_basis, _ = torch.linalg.qr(torch.stack(warm_rows, dim=1))
-    else:
-        warm_basis = torch.zeros(dimension, 0, dtype=dtype, device=device)
+    empty = torch.zeros(dimension, 0, dtype=dtype, device=device)
+    warm_basis = empty
+    if warm:
+        warm_rows = [v.to(dtype=dtype, device=device).reshape(-1) for v in warm]
+        warm_basis = _new_directions(torch.stack(warm_rows, dim=1), empty)
     signs = torch.stack([_rademacher(dimension, generator, dtype) for _ in range(probes)], dim=1)
     signs = signs.to(device)
     projected = signs - warm_basis @ (warm_basis.T @ signs)
-    basis, _ = torch.linalg.qr(torch.cat([warm_basis, projected], dim=1))
-    products = torch.stack([objective.hvp(column) for column in basis.T], dim=1)
+    basis = torch.cat([warm_basis, _new_directions(projected, warm_basis)], dim=1)
+    products = torch.stack([objective.hvp(column) for column in basis.T.contiguous()], dim=1)
     while True:
         rayleigh = (basis.T @ products).to(torch.float64)
         rayleigh = (rayleigh + rayleigh.T) / 2
-        values, vectors = torch.linalg.eigh(rayleigh)
-        extremes = vectors[:, [-1, 0]].to(dtype)
+        # A few-by-few eigenproblem: NumPy's LAPACK call costs microseconds, torch's more.
+        values_np, vectors_np = np.linalg.eigh(rayleigh.cpu().numpy())
+        values, vectors = torch.from_numpy(values_np), torch.from_numpy(vectors_np)
+        extremes = vectors[:, [-1, 0]].to(dtype=dtype, device=device)
         ritz = basis @ extremes
         residual = products @ extremes - ritz * values[[-1, 0]].to(dtype)
         norms = residual.norm(dim=0)
@@ -280,9 +282,8 @@ def subspace_curvature(
         if fresh.shape[1] == 0:
             break
         basis = torch.cat([basis, fresh], dim=1)
-        products = torch.cat(
-            [products, torch.stack([objective.hvp(column) for column in fresh.T], dim=1)], dim=1
-        )
+        fresh_products = [objective.hvp(column) for column in fresh.T.contiguous()]
+        products = torch.cat([products, torch.stack(fresh_products, dim=1)], dim=1)
     # Hutchinson on the projected probes y_j = Q a_j: y_jᵀ H y_j = a_jᵀ T a_j, H y_j = (HQ) a_j.
     coefficients = (basis.T @ projected).to(torch.float64)
     samples = ((rayleigh @ coefficients) * coefficients).sum(dim=0)
