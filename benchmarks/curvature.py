@@ -6,6 +6,7 @@ PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50``
 training.
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
+        [--trainer-rounds 10] [--skip-pyhessian] [--skip-trainer]
 
 PyHessian (``pip install pyhessian``, benchmark only) still calls ``torch.eig`` in its density;
 torch removed it (a stub that raises remains). This script alone replaces it with a stand-in
@@ -36,6 +37,7 @@ from descent.models import SmallCNN
 def patch_torch_eig() -> None:
     """torch.eig(T, eigenvectors=True) as PyHessian's density expects it: eigenvalues as an
     (n, 2) tensor of real and imaginary parts, and the eigenvectors."""
+
     def eig(matrix: torch.Tensor, eigenvectors: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         values, vectors = torch.linalg.eigh(matrix)
         return torch.stack([values, torch.zeros_like(values)], dim=1), vectors
@@ -242,7 +244,7 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
         print(note)
 
 
-def trainer_overhead(epochs: int, rounds: int, examples: int) -> None:
+def trainer_overhead(epochs: int, rounds: int, examples: int, products: int) -> None:
     """The digits CNN trained as ``descent train --model cnn`` does (Adam, batches of 50, a
     TensorBoard run folder), without the monitor, with it (``--curvature-every 50``: the
     analyses in the training thread) and with its analyses in a background thread; rounds
@@ -258,7 +260,12 @@ def trainer_overhead(epochs: int, rounds: int, examples: int) -> None:
         model = SmallCNN((1, 8, 8), 10)
         monitor = (
             CurvatureMonitor(
-                50, data.train, batch_size=50, examples=examples, **monitor_options
+                50,
+                data.train,
+                batch_size=50,
+                examples=examples,
+                products=products,
+                **monitor_options,
             )
             if monitor_options is not None
             else None
@@ -282,10 +289,13 @@ def trainer_overhead(epochs: int, rounds: int, examples: int) -> None:
                 result.steps,
             )
 
+    from descent.diagnose.curvature_monitor import spare_core
+
+    default = "background thread" if spare_core() else "training thread"
     variants = {
         "plain": None,
-        "in the training thread (default)": {},
-        "background=True": {"background": True},
+        "in the training thread": {"background": False},
+        "in a background thread": {"background": True},
     }
     walls: dict[str, list[float]] = {name: [] for name in variants}
     cpus: dict[str, list[float]] = {name: [] for name in variants}
@@ -300,7 +310,8 @@ def trainer_overhead(epochs: int, rounds: int, examples: int) -> None:
     print(
         f"Trainer, digits CNN (SmallCNN, 21,386 parameters), Adam, batches of 50, {epochs} "
         f"epochs ({steps} updates, {math.ceil(steps / 50)} analyses of {examples} examples), "
-        f"best of {rounds}: plain {base:.2f} s wall, {base_cpu:.2f} s CPU"
+        f"best of {rounds}: plain {base:.2f} s wall, {base_cpu:.2f} s CPU (the default here: "
+        f"the {default})"
     )
     for name in list(variants)[1:]:
         wall, cpu = min(walls[name]), min(cpus[name])
@@ -318,15 +329,26 @@ def main() -> None:
     parser.add_argument("--skip-trainer", action="store_true")
     parser.add_argument("--skip-pyhessian", action="store_true")
     parser.add_argument("--monitor-examples", type=int, default=64)
+    parser.add_argument("--monitor-products", type=int, default=4)
+    parser.add_argument(
+        "--trainer-rounds", type=int, default=10, help="runs of each variant (each ~0.3 s)"
+    )
     arguments = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load average {load:.1f} at the start (a busy machine makes the ratios noisy)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"load average {load:.1f} at the start (a busy machine makes the ratios noisy)"
+    )
     if not arguments.skip_pyhessian:
         compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:
-        trainer_overhead(arguments.epochs, arguments.rounds, arguments.monitor_examples)
+        trainer_overhead(
+            arguments.epochs,
+            arguments.trainer_rounds,
+            arguments.monitor_examples,
+            arguments.monitor_products,
+        )
 
 
 if __name__ == "__main__":
