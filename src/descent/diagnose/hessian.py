@@ -231,6 +231,15 @@ class Objective:
         )
         return self._flat(grads)
 
+    def graph_gradient(self) -> Tensor | None:
+        """The flat gradient held by the products' graph (built now if needed): free on a single
+        batch; None for several batches, whose products rebuild their graphs each time."""
+        if len(self.batches) != 1:
+            return None
+        if self._graph is None:
+            self._graph = self._gradient_graph(0)
+        return self._flat([g.detach() for g in self._graph])
+
     def hvp(self, vector: Tensor) -> Tensor:
         """``H v`` by double backward: ∇(∇L · v)."""
         self.hvp_count += 1
