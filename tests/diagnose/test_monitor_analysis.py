@@ -200,3 +200,21 @@ def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem
     assert resumed.history[0] == third
     with pytest.raises(InputError, match="signs"):
         CurvatureMonitor(1, data, signs=1)
+
+
+def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
+    problem, monkeypatch
+) -> None:
+    import os
+
+    from descent.diagnose.curvature_monitor import spare_core
+
+    _, data = problem
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    assert spare_core()
+    assert CurvatureMonitor(1, data).background
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    assert not spare_core()
+    assert not CurvatureMonitor(1, data).background
+    assert CurvatureMonitor(1, data, background=True).background  # forced

@@ -36,8 +36,9 @@ forward-and-double-backward graph, 3 to 4 Hessian-vector products and two backwa
 about eight training steps of CPU time (benchmarks/curvature.py measures it).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
-of the model made once, its tensors copied in place) when torch's intra-op threads leave a CPU
-core free (``background=None``, the default; True or False to force it), so training goes on
+of the model made once, its tensors copied in place) when the process's CPUs hold torch's
+intra-op threads twice over (``background=None``, the default: :func:`spare_core`; True or
+False to force it), so training goes on
 while the analysis runs on the other core (torch releases the GIL inside its kernels); the
 figures are logged at the step they describe as soon as the analysis ends (and at the latest
 when the run ends or the ``history`` is read). Analyses run one after another, each from the
@@ -349,8 +350,13 @@ class CurvatureMonitor:
 
 
 def spare_core() -> bool:
-    """Whether torch's intra-op threads leave a CPU core free for a background analysis."""
-    return torch.get_num_threads() < (os.cpu_count() or 1)
+    """Whether the CPUs this process may use hold torch's intra-op threads twice over: the
+    training's and a background analysis's, whose operations use as many threads again."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 2 * torch.get_num_threads() <= cores
 
 
 class _Job:
