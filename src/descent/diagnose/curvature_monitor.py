@@ -38,9 +38,10 @@ about eight training steps of CPU time (benchmarks/curvature.py measures it).
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
 intra-op threads twice over (``background=None``, the default: :func:`spare_core`; True or
-False to force it), so training goes on
-while the analysis runs on the other core (torch releases the GIL inside its kernels); the
-figures are logged at the step they describe as soon as the analysis ends (and at the latest
+False to force it), so training goes on while the analysis runs on the other core (torch
+releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
+measured slower than the training thread: pass False there); the figures are logged at the
+step they describe as soon as the analysis ends (and at the latest
 when the run ends or the ``history`` is read). Analyses run one after another, each from the
 previous one's vectors, and every analysis draws its probes from its own generator seeded by
 ``seed`` and the step, never from torch's global one, so the figures and the training are the
