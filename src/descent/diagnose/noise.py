@@ -15,6 +15,7 @@ b = 1 it is the per-example value exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -184,7 +185,7 @@ def signed_noise(
     size, noise2 = _batch_noise2(variance, batch_size, population or count)
     result = _noise_result(mean_norm2, noise2, size, variance, "signs", count)
     relative = variance_stderr / variance if variance > 0 else math.inf
-    return GradientNoise(**{**result.__dict__, "snr_stderr": result.snr * relative / 2})
+    return dataclasses.replace(result, snr_stderr=result.snr * relative / 2)
 
 
 def _batch_noise2(variance: float, batch_size: int, population: int) -> tuple[int, float]:
