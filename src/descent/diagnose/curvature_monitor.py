@@ -258,7 +258,7 @@ class CurvatureMonitor:
                     None,
                     batch_size=self.batch_size,
                     method="groups",
-                    groups=max(self.signs, 8),
+                    groups=min(8, len(self.sample[0])),
                     population=self.population,
                     seed=self.seed + step,
                     objective=objective,
