@@ -3,7 +3,8 @@ eigenvalue, the top-5, the trace and the density, with both answers compared to 
 (descent's Lanczos run to convergence in float64); the top-1 and top-5 again with descent
 stopped at PyHessian's accuracy (a residual tolerance that bounds descent's error by
 PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50`` against plain
-training.
+training on the same workload (the digits CNN, Adam, batches of 50), in the training thread and
+in a background thread, as wall-clock and CPU time.
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
         [--trainer-rounds 10] [--skip-pyhessian] [--skip-trainer]
