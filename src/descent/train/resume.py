@@ -40,7 +40,8 @@ REQUIRED = {"model", "optimizer", "scheduler", "scaler", "data", "ranks", "state
 
 def save_run(trainer: Trainer, data: TrainingData, position: int, running: Running) -> None:
     """Model, optimizer, schedule position, batch order and position in the epoch, every
-    rank's random generators and running sums, counters and history, to the trainer's
+    rank's random generators and running sums, counters and history, and the state of each
+    callback that has one (``state_dict``/``load_state_dict``), to the trainer's
     ``checkpoint_path`` (nothing without a logdir); rank 0 writes."""
     path, context = trainer.checkpoint_path, trainer.context
     if path is None:
@@ -58,6 +59,11 @@ def save_run(trainer: Trainer, data: TrainingData, position: int, running: Runni
             "data": data.state_dict(position),
             "ranks": ranks,
             "state": asdict(trainer.state),
+            # a callback with state (the curvature monitor's warm start) continues from it
+            "callbacks": [
+                callback.state_dict() if hasattr(callback, "state_dict") else None
+                for callback in trainer.callbacks
+            ],
         }
         checkpoint.save(payload, path)
 
@@ -89,6 +95,10 @@ def restore_run(trainer: Trainer, data: TrainingData, running: Running) -> int:
     # Another number of processes: each starts the epoch's sums afresh (they were per rank).
     running.load(mine["running"] if same_world else 0 * mine["running"])
     trainer.state = State(**payload["state"])
+    # "callbacks" is absent from checkpoints written before callbacks' state was saved
+    for callback, saved in zip(trainer.callbacks, payload.get("callbacks") or (), strict=False):
+        if saved is not None and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(saved)
     data_state = payload["data"]
     return int(
         data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
