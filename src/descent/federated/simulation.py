@@ -210,8 +210,8 @@ class Federation:
             )
         groups: dict[int, list] = {}
         if self.config.vectorize and self.config.client.vectorizable:
-            for entry in ready:
-                groups.setdefault(len(entry[2]), []).append(entry)
+            for entry in ready:  # clients taking equally many local updates train stacked
+                groups.setdefault(self.config.client.updates(len(entry[2])), []).append(entry)
         else:
             groups = {i: [entry] for i, entry in enumerate(ready)}
         updates: list[ClientUpdate] = []
