@@ -38,7 +38,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from descent import optim, validate
-from descent.federated.stacked import StackedForward, stacked_forward
+from descent.federated.stacked import StackedForward, stack_weights, stacked_forward
 from descent.optim.base import LearningRate
 
 #: the rules whose clients may train stacked (``DescentOptimizer.elementwise``: each entry's update
@@ -191,9 +191,9 @@ def _descend(
         objective, loss = objective_of(tuple(weights), anchor, images, labels, mask)
         grads = torch.autograd.grad(objective.sum(), weights)
         for weight, g in zip(weights, grads, strict=True):
-            # channels-last convolutions and transposed matmuls hand back strided gradients;
-            # the rule's in-place kernels run several times faster on contiguous ones
-            weight.grad = g.contiguous()
+            # the rule's in-place kernels run several times faster when the gradient is laid out
+            # as its weight (a channels-last convolution may hand back another layout)
+            weight.grad = g if g.stride() == weight.stride() else torch.empty_like(weight).copy_(g)
         rule.step()
         losses.append(loss)
     return torch.stack(losses)
@@ -243,12 +243,18 @@ def stacked_batches(
     mask = None
     if min(sizes) < widest:
         mask = (positions < torch.tensor(sizes)[:, None]).to(images[0].dtype)
-    padded_images = torch.stack([F.pad(x, (0, 0) * (x.dim() - 1) + (0, widest - len(x)))
-                                 for x in images])  # fmt: skip
-    padded_labels = torch.stack([F.pad(y, (0, widest - len(y))) for y in labels])
+
+    def padded(tensors: Sequence[Tensor]) -> Tensor:  # (K, widest, ...), zeros after n_k
+        if mask is None:
+            return torch.stack(list(tensors))
+        return torch.stack(
+            [F.pad(x, (0, 0) * (x.dim() - 1) + (0, widest - len(x))) for x in tensors]
+        )
+
+    padded_images, padded_labels = padded(images), padded(labels)
     step = widest if batch_size is None else batch_size
     for epoch in zip(*orders, strict=True):
-        index = torch.stack([F.pad(order, (0, widest - len(order))) for order in epoch])
+        index = padded(epoch)
         epoch_images, epoch_labels = padded_images[rows, index], padded_labels[rows, index]
         for start in range(0, widest, step):
             chunk = slice(start, start + step)
@@ -301,10 +307,13 @@ def train_vectorized(
             )
 
     anchor = tuple(w.detach() for w in global_weights)
-    stacked = [
-        w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())).requires_grad_()
-        for w in global_weights
-    ]
+    if forward is not None:
+        stacked = stack_weights(model, names, global_weights, count)
+    else:
+        stacked = [
+            w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())).requires_grad_()
+            for w in global_weights
+        ]
     orders = [epoch_orders(len(labels), config, seed) for _, _, labels, seed in clients]
     batches = stacked_batches(
         [c[1] for c in clients], [c[2] for c in clients], orders, config.batch_size
@@ -313,7 +322,10 @@ def train_vectorized(
     mean_losses = losses.mean(0)
     return [
         ClientUpdate(
-            client, [w[i].detach().clone() for w in stacked], len(labels), float(mean_losses[i])
+            client,
+            [w[i].detach().contiguous() for w in stacked],
+            len(labels),
+            float(mean_losses[i]),
         )
         for i, (client, _, labels, _) in enumerate(clients)
     ]

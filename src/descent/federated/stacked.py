@@ -196,6 +196,31 @@ def _sequential(model: nn.Module) -> StackedForward | None:
     return forward
 
 
+def stack_weights(
+    model: nn.Module, names: Sequence[str], weights: Sequence[Tensor], clients: int
+) -> list[Tensor]:
+    """K copies of ``weights`` as leaf tensors (clients, *shape), each in the memory layout the
+    stacked forward reads without a copy: a convolution's weights channels-last (the grouped
+    convolution's weight view is then NHWC, as its NHWC input wants, and its gradient comes back
+    in the same layout), a linear layer's weights stored transposed (``baddbmm`` reads Wᵀ
+    contiguous). The values are the same whatever the layout."""
+    modules = dict(model.named_modules())
+    stacked = []
+    for name, weight in zip(names, weights, strict=True):
+        owner, _, leaf = name.rpartition(".")
+        module = modules.get(owner)
+        if leaf == "weight" and isinstance(module, nn.Conv2d):
+            out_channels, in_channels, height, width = weight.shape
+            empty = weight.new_empty((clients, out_channels, height, width, in_channels))
+            empty = empty.permute(0, 1, 4, 2, 3)
+        elif leaf == "weight" and isinstance(module, nn.Linear):
+            empty = weight.new_empty((clients, weight.shape[1], weight.shape[0])).transpose(1, 2)
+        else:
+            empty = weight.new_empty((clients, *weight.shape))
+        stacked.append(empty.copy_(weight.detach()).requires_grad_())
+    return stacked
+
+
 def stacked_forward(model: nn.Module, names: Sequence[str]) -> StackedForward | None:
     """The stacked forward pass of ``model`` (weights named as ``names``, its
     ``named_parameters`` order), or None when the model has a layer this module does not
@@ -211,4 +236,4 @@ def stacked_forward(model: nn.Module, names: Sequence[str]) -> StackedForward | 
     return forward
 
 
-__all__ = ["StackedForward", "stacked_forward"]
+__all__ = ["StackedForward", "stack_weights", "stacked_forward"]
