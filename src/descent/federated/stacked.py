@@ -202,14 +202,15 @@ def stack_weights(
     """K copies of ``weights`` as leaf tensors (clients, *shape), each in the memory layout the
     stacked forward reads without a copy: a convolution's weights channels-last (the grouped
     convolution's weight view is then NHWC, as its NHWC input wants, and its gradient comes back
-    in the same layout), a linear layer's weights stored transposed (``baddbmm`` reads Wᵀ
+    in the same layout; with one input channel per group both layouts are the same memory order,
+    and the gradient comes back contiguous), a linear layer's weights stored transposed (``baddbmm`` reads Wᵀ
     contiguous). The values are the same whatever the layout."""
     modules = dict(model.named_modules())
     stacked = []
     for name, weight in zip(names, weights, strict=True):
         owner, _, leaf = name.rpartition(".")
         module = modules.get(owner)
-        if leaf == "weight" and isinstance(module, nn.Conv2d):
+        if leaf == "weight" and isinstance(module, nn.Conv2d) and weight.shape[1] > 1:
             out_channels, in_channels, height, width = weight.shape
             empty = weight.new_empty((clients, out_channels, height, width, in_channels))
             empty = empty.permute(0, 1, 4, 2, 3)
