@@ -143,3 +143,16 @@ def test_clients_with_different_update_counts_do_not_stack() -> None:
         train_vectorized(
             model, names, [p.detach() for p in model.parameters()], clients, ClientConfig()
         )
+
+
+def test_evaluation_through_the_stacked_forward_is_the_models() -> None:
+    from descent.federated import FederatedConfig, Federation, iid
+
+    train, test = tiny_digits(60)
+    model = seeded(lambda: SmallCNN((1, 8, 8), 10, channels=(3, 4)))
+    federation = Federation(model, train, test, iid(train.labels.numpy(), 2), FederatedConfig())
+    loss, accuracy = federation.evaluate(test)
+    with torch.no_grad():
+        logits = model(test.images)
+    assert loss == pytest.approx(float(F.cross_entropy(logits, test.labels)), rel=1e-12)
+    assert accuracy == float((logits.argmax(1) == test.labels).double().mean())

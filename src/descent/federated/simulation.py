@@ -55,6 +55,7 @@ from descent.federated.client import (
 )
 from descent.federated.partition import Partition
 from descent.federated.server import SERVER_ALIASES, SERVER_RULES, ServerOptimizer, weighted_average
+from descent.federated.stacked import stacked_forward
 
 log = logging.getLogger(__name__)
 
@@ -259,12 +260,19 @@ class Federation:
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) of the global model on ``split``."""
+        # the stacked forward with one client where descent writes the model out: its
+        # channels-last pooling makes the CNN's evaluation several times faster on CPU
+        forward = stacked_forward(self.model, self.names)
         parameters = dict(zip(self.names, self.weights, strict=True))
         total_loss, correct = 0.0, 0
         for start in range(0, len(split), 4096):
             images = split.images[start : start + 4096]
             labels = split.labels[start : start + 4096]
-            logits = torch.func.functional_call(self.model, parameters, (images,))
+            if forward is None:
+                logits = torch.func.functional_call(self.model, parameters, (images,))
+            else:
+                one = {name: weight.unsqueeze(0) for name, weight in parameters.items()}
+                logits = forward(one, images.unsqueeze(0))[0]
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())
         return total_loss / len(split), correct / len(split)

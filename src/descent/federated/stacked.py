@@ -203,8 +203,8 @@ def stack_weights(
     stacked forward reads without a copy: a convolution's weights channels-last (the grouped
     convolution's weight view is then NHWC, as its NHWC input wants, and its gradient comes back
     in the same layout; with one input channel per group both layouts are the same memory order,
-    and the gradient comes back contiguous), a linear layer's weights stored transposed (``baddbmm`` reads Wᵀ
-    contiguous). The values are the same whatever the layout."""
+    and the gradient comes back contiguous), a linear layer's weights stored transposed
+    (``baddbmm`` reads Wᵀ contiguous). The values are the same whatever the layout."""
     modules = dict(model.named_modules())
     stacked = []
     for name, weight in zip(names, weights, strict=True):
