@@ -13,13 +13,16 @@ sees the same batches whichever path trains it. Each client starts a fresh optim
 Two paths give the same weights:
 
 - looped: one client after the other;
-- vectorized: clients with the same n_k (hence the same batch shapes and update count) are trained
-  together: their weights are stacked on a leading client axis, ``torch.func.vmap`` of
-  ``functional_call`` runs every client's forward pass in one call, one backward of the sum of
-  their losses gives every client's gradient, and one descent optimizer steps the stacked
-  tensors. That is exact for the elementwise rules (:data:`ELEMENTWISE_RULES`, from each rule's
-  ``elementwise`` flag): the stacked step is each client's step side by side (the step counter
-  and schedule are shared, and equal, within a group). Rules that reduce over a whole tensor
+- vectorized: clients with the same update count u_k are trained together: their weights are
+  stacked on a leading client axis, one call runs every client's forward pass (the stacked
+  forward of :mod:`descent.federated.stacked` where descent writes the model's layers out, else
+  ``torch.func.vmap`` of ``functional_call``), one backward of the sum of their losses gives every
+  client's gradient, and one descent optimizer steps the stacked tensors. Their n_k may differ:
+  each batch is padded to the group's widest and a client's loss is the mean over its own
+  examples (a 0/1 mask), so each client takes exactly its looped steps. That is exact for the
+  elementwise rules (:data:`ELEMENTWISE_RULES`, from each rule's ``elementwise`` flag): the
+  stacked step is each client's step side by side (the step counter and schedule are shared,
+  and equal, within a group). Rules that reduce over a whole tensor
   (LAMB's and LARS's trust ratios, Adafactor's factored moments, Muon's orthogonalization,
   Prodigy's global d estimate) would mix the clients of a stack, so their clients are looped.
 """

@@ -12,7 +12,10 @@ so group k of the output is conv(x_k, θ_k) exactly. What the generic path loses
 max-pooling of the (B, K·C, H, W) activations in torch's default NCHW layout runs ~20× slower
 on one CPU thread than in channels-last layout (NHWC, measured for these shapes), and under vmap
 the layout cannot be chosen. Here the activations stay channels-last from the input on, so the
-pooling takes the vectorized NHWC kernel; a linear layer is one batched matrix product
+pooling takes the vectorized NHWC kernel; :func:`stack_weights` stores the clients' convolution
+weights channels-last too (no weight copy per call, gradients in the weights' own layout); a
+ReLU followed by max-pooling runs after it, on a quarter of the values (relu(max(a, b)) =
+max(relu(a), relu(b)) exactly); a linear layer is one batched matrix product
 ``baddbmm(b_k, h_k, W_kᵀ)`` over the clients.
 
 Supported: :class:`descent.models.SmallCNN` (without dropout) and ``nn.Sequential`` stacks of
@@ -22,8 +25,12 @@ run under vmap (still stacked, with the generic layout).
 
 Example::
 
-    >>> forward = stacked_forward(SmallCNN((1, 8, 8), 10), names)  # doctest: +SKIP
-    >>> logits = forward(stacked_weights, images)  # images (K, B, 64) → logits (K, B, 10)
+    >>> model = SmallCNN((1, 8, 8), 10)
+    >>> names = [name for name, _ in model.named_parameters()]
+    >>> forward = stacked_forward(model, names)
+    >>> weights = stack_weights(model, names, list(model.parameters()), clients=3)
+    >>> forward(dict(zip(names, weights)), torch.randn(3, 10, 64)).shape  # K = 3, B = 10
+    torch.Size([3, 10, 10])
 """
 
 from __future__ import annotations
