@@ -83,7 +83,7 @@ class ClientConfig:
 
     @property
     def vectorizable(self) -> bool:
-        """Whether clients of equal size may train stacked (the rule is elementwise)."""
+        """Whether clients with equal update counts may train stacked (the rule is elementwise)."""
         key = validate.choice(self.optimizer, "client optimizer", optim.OPTIMIZERS)
         return key in ELEMENTWISE_RULES
 

@@ -75,7 +75,8 @@ class FederatedConfig:
         server_lr: η of the server rule (None: the rule's default).
         server_options: momentum, betas or tau of the server rule.
         seed: seeds the client sampling and every client's batch order.
-        vectorize: train clients of equal size together with vmap (False: one after another).
+        vectorize: train clients with equal update counts E·⌈n_k/B⌉ together, stacked (False:
+            one after another).
     """
 
     fraction: float = 0.1
