@@ -88,7 +88,7 @@ class CurvatureMonitor:
     ``curvature/lambda_max``, ``curvature/lambda_min`` (each with its ``…_residual``),
     ``curvature/trace`` (with ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at
     ``batch_size``, with ``curvature/gradient_snr_stderr``) to TensorBoard in the trainer's
-    logdir (through the Trainer's own writer while it runs); :meth:`finish` logs the stall
+    logdir (in an event file of its own); :meth:`finish` logs the stall
     verdict as text (``stall/verdict``) and the scalars ``stall/…`` when early stopping or a
     plateau ended the run.
 
@@ -321,15 +321,14 @@ class CurvatureMonitor:
 
     def _record(self, trainer: Any, step: int, figures: dict[str, float]) -> None:
         self._history.append({"step": step, **figures})
-        # The Trainer's own writer while it runs (it flushes every epoch: no second event file
-        # and no flush here, which waits for the disk); a writer of our own otherwise.
-        shared = getattr(trainer, "writer", None) if trainer is not None else None
-        writer = shared or (self._open(trainer) if trainer is not None else self._writer)
+        # Always our own event file: an analysis collected after the Trainer closed its writer
+        # (the last one, at the end) would otherwise land in a second file, and TensorBoard
+        # reading the two would see a step go back. No flush here (it waits for the disk): the
+        # writer flushes in the background and at finish.
+        writer = self._open(trainer) if trainer is not None else self._writer
         if writer is not None:
             for tag, value in figures.items():
                 writer.add_scalar(tag, value, step)
-            if writer is not shared:
-                writer.flush()
 
     # -- helpers -------------------------------------------------------------------------------
 
