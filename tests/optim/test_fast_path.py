@@ -27,7 +27,41 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "nadam": [{}, {"momentum_decay": 0.004}, {"maximize": True}],
     "amsgrad": [{}, {"bias_correction": True}, {"weight_decay": 0.1}],
     "adamw": [{}, {"epsilon_hat": True}],
+    "lion": [{}, {"weight_decay": 0.3, "maximize": True}, {"betas": (0.95, 0.98)}],
+    "schedule_free_sgd": [{}, {"weight_decay": 0.05, "maximize": True}, {"r": 1.0}],
+    "schedule_free_adamw": [{}, {"weight_decay": 0.05, "maximize": True}, {"r": 1.0}],
+    "lamb": [
+        {},
+        {"weight_decay": 0.1, "exclude_1d": True, "maximize": True},
+        {"bias_correction": "lr", "max_weight_norm": 10.0, "eps_in_trust": True},
+        {"bias_correction": "none", "weight_decay": 0.01},
+    ],
+    "lars": [
+        {},
+        {"weight_decay": 0.1, "exclude_1d": True, "maximize": True},
+        {"weight_decay": 0.1, "lr_in_buffer": False, "trust_coefficient": 0.02},
+    ],
+    "prodigy": [
+        {},
+        {"weight_decay": 0.01, "maximize": True},
+        {"weight_decay": 0.01, "decouple": False, "bias_correction": True},
+        {"safeguard_warmup": True, "d_coef": 2.0, "growth_rate": 1.05},
+    ],
 }
+# The rules whose fast path on float32/float64 CPU tensors is one of descent's C kernels.
+NATIVE = [
+    "rmsprop",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "nesterov",
+    "lion",
+    "schedule_free_sgd",
+    "schedule_free_adamw",
+    "lamb",
+    "lars",
+    "prodigy",
+]
 CASES = [(name, kw) for name, variants in VARIANTS.items() for kw in variants]
 
 
@@ -77,7 +111,7 @@ def test_fast_equals_reference_float64(name: str, kwargs: dict[str, Any], lr: st
     assert_same(fast, reference, 1e-12)
 
 
-@pytest.mark.parametrize("name", ["rmsprop", "adadelta", "adamax", "nadam", "nesterov"])
+@pytest.mark.parametrize("name", NATIVE)
 def test_eager_fallback_equals_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the C kernels (no compiler at install) the eager torch path is used instead."""
     monkeypatch.setattr(_native, "available", lambda: False)
@@ -90,6 +124,28 @@ def test_eager_fallback_equals_reference(name: str, monkeypatch: pytest.MonkeyPa
 def test_native_kernels_are_built() -> None:
     """`make test` builds the C kernels; if this fails the fast path silently lost its speed."""
     assert _native.available()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", NATIVE)
+def test_the_fast_path_runs_the_c_kernel(
+    name: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On contiguous float32/float64 CPU tensors the default step is the C kernel: with the
+    kernels refused, the step fails instead of silently running the foreach formulation."""
+    called: list[str] = []
+    real_run = _native.run
+
+    def spy(kernel: str, jobs: Any) -> None:
+        called.append(kernel)
+        real_run(kernel, jobs)
+
+    monkeypatch.setattr(_native, "run", spy)
+    param = torch.randn(70_001, dtype=dtype, requires_grad=True)
+    opt = optim.create(name, [param])
+    param.grad = torch.randn(70_001, dtype=dtype)
+    opt.step()
+    assert called, name
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))

@@ -18,6 +18,7 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define MIN_PARALLEL 65536
@@ -110,6 +111,37 @@
         const T vi = mu * *v + eta * gi;                                                          \
         *v = vi;                                                                                  \
         *p = *p - (mu * vi + eta * gi);                                                           \
+    }                                                                                             \
+                                                                                                  \
+    /* Lion: c = β₁m + (1−β₁)g ; θ ← θ − η(sign(c) + λθ) ; m ← β₂m + (1−β₂)g (sign(0) = 0, a NaN \
+     * stays NaN, as torch.sign) */                                                               \
+    static inline void lion_step_##SUFFIX(T *p, T g, T *m, double lr, double beta1, double beta2, \
+                                          double wd, double sign) {                               \
+        const T gi = (T)sign * g;                                                                 \
+        const T c = (T)beta1 * *m + (T)(1.0 - beta1) * gi;                                        \
+        const T direction = c > 0 ? (T)1 : (c < 0 ? (T)-1 : c);                                   \
+        *p = *p - (T)lr * (direction + (T)wd * *p);                                               \
+        *m = (T)beta2 * *m + (T)(1.0 - beta2) * gi;                                               \
+    }                                                                                             \
+                                                                                                  \
+    /* Schedule-Free on the training point y (at p), with c_y = η(β₁(1−cₜ) − 1) from the host:    \
+     * AdamW (adaptive): v ← β₂v + (1−β₂)g² ; ĝ = g/(√(v/(1−β₂ᵗ)) + ε) + λy ; SGD: ĝ = g + λy    \
+     * y ← (1−cₜ)y + cₜz + c_y ĝ ; z ← z − ηĝ */                                                  \
+    static inline void schedule_free_step_##SUFFIX(T *p, T g, T *z, T *v, double lr, double ckp1, \
+                                                   double c_y, double beta2, double bias2,        \
+                                                   double eps, double wd, double sign,            \
+                                                   int adaptive) {                                \
+        T gi = (T)sign * g;                                                                       \
+        if (adaptive) {                                                                           \
+            const T vi = (T)beta2 * *v + (T)(1.0 - beta2) * gi * gi;                              \
+            *v = vi;                                                                              \
+            gi = gi / (SQRT(vi / (T)bias2) + (T)eps);                                             \
+        }                                                                                         \
+        gi = gi + (T)wd * *p;                                                                     \
+        const T zi = *z;                                                                          \
+        const T y = (T)(1.0 - ckp1) * *p + (T)ckp1 * zi;                                          \
+        *p = y + (T)c_y * gi;                                                                     \
+        *z = zi - (T)lr * gi;                                                                     \
     }
 
 /* The slice kernels: one rule's step over n contiguous elements (vectorized by the compiler once
@@ -164,6 +196,28 @@
                                                  double momentum, double wd, double sign) {       \
         for (int64_t i = 0; i < n; i++)                                                           \
             nesterov_step_##SUFFIX(p + i, g[i], v + i, lr, momentum, wd, sign);                   \
+    }                                                                                             \
+                                                                                                  \
+    static KERNEL void lion_##SUFFIX##_slice(T *p, const T *g, T *m, int64_t n, double lr,        \
+                                             double beta1, double beta2, double wd,               \
+                                             double sign) {                                       \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            lion_step_##SUFFIX(p + i, g[i], m + i, lr, beta1, beta2, wd, sign);                   \
+    }                                                                                             \
+                                                                                                  \
+    static KERNEL void schedule_free_##SUFFIX##_slice(T *p, const T *g, T *z, T *v, int64_t n,    \
+                                                      double lr, double ckp1, double c_y,         \
+                                                      double beta2, double bias2, double eps,     \
+                                                      double wd, double sign, int adaptive) {     \
+        if (adaptive) {                                                                           \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                schedule_free_step_##SUFFIX(p + i, g[i], z + i, v + i, lr, ckp1, c_y, beta2,      \
+                                            bias2, eps, wd, sign, 1);                             \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                schedule_free_step_##SUFFIX(p + i, g[i], z + i, v, lr, ckp1, c_y, beta2, bias2,   \
+                                            eps, wd, sign, 0);                                    \
+        }                                                                                         \
     }
 
 /* The entry points: split [0, n) over the OpenMP threads (torch's own pool, see below) and run the
@@ -221,6 +275,23 @@
             SLICE(n)                                                                              \
             nesterov_##SUFFIX##_slice(p + lo_, g + lo_, v + lo_, len_, lr, momentum, wd, sign);   \
         }                                                                                         \
+    }                                                                                             \
+    void lion_##SUFFIX(T *p, const T *g, T *m, int64_t n, double lr, double beta1, double beta2,   \
+                       double wd, double sign) {                                                  \
+        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
+            SLICE(n)                                                                              \
+            lion_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, len_, lr, beta1, beta2, wd, sign);   \
+        }                                                                                         \
+    }                                                                                             \
+    void schedule_free_##SUFFIX(T *p, const T *g, T *z, T *v, int64_t n, double lr, double ckp1,   \
+                                double c_y, double beta2, double bias2, double eps, double wd,    \
+                                double sign, int adaptive) {                                      \
+        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
+            SLICE(n)                                                                              \
+            schedule_free_##SUFFIX##_slice(p + lo_, g + lo_, z + lo_, adaptive ? v + lo_ : v,     \
+                                           len_, lr, ckp1, c_y, beta2, bias2, eps, wd, sign,      \
+                                           adaptive);                                             \
+        }                                                                                         \
     }
 
 DEFINE_STEPS(float, f32, sqrtf, fabsf, fmaf)
@@ -229,6 +300,230 @@ DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 DEFINE_ENTRIES(float, f32)
 DEFINE_ENTRIES(double, f64)
+
+/* The two-pass kernels of the rules whose step needs sums over a tensor (LAMB's and LARS's trust
+ * ratios) or over all tensors (Prodigy's d): pass 1 updates what it can and returns the sums,
+ * the host turns them into the step's scalars (the formula's bookkeeping stays in Python), pass 2
+ * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
+ * is read from memory once.
+ *
+ * The sums are exact to the order: each fixed block of REDUCE_BLOCK elements sums in LANES
+ * interleaved double accumulators (independent chains the compiler vectorizes, added pairwise),
+ * and the blocks' sums are added in order, so the result depends neither on the thread count nor
+ * on the vector unit. float32 values are squared and summed in double. */
+#define REDUCE_BLOCK 8192
+#define LANES 8
+
+static inline double lanes_total(const double *acc) {
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* sums[0], sums[1] ← the in-order totals of BLOCK(lo_, hi_, out) over the blocks of [0, n); the
+ * blocks run in parallel (n ≥ MIN_PARALLEL), their results kept and added in block order. */
+#define BLOCKED_SUMS(n, sums, BLOCK)                                                              \
+    do {                                                                                          \
+        const int64_t blocks_ = ((n) + REDUCE_BLOCK - 1) / REDUCE_BLOCK;                          \
+        double local_[2 * 64];                                                                    \
+        double *part_ = blocks_ <= 64 ? local_ : malloc(sizeof(double) * 2 * (size_t)blocks_);   \
+        double total0_ = 0.0, total1_ = 0.0;                                                      \
+        if (part_ == NULL) { /* no memory for the block sums: the same order, one thread */      \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                const int64_t lo_ = b_ * REDUCE_BLOCK;                                            \
+                const int64_t hi_ = lo_ + REDUCE_BLOCK < (n) ? lo_ + REDUCE_BLOCK : (n);          \
+                double out_[2];                                                                   \
+                double *out = out_;                                                               \
+                BLOCK;                                                                            \
+                total0_ += out_[0];                                                               \
+                total1_ += out_[1];                                                               \
+            }                                                                                     \
+        } else {                                                                                  \
+            _Pragma("omp parallel for schedule(static) if (n >= MIN_PARALLEL)")                   \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                const int64_t lo_ = b_ * REDUCE_BLOCK;                                            \
+                const int64_t hi_ = lo_ + REDUCE_BLOCK < (n) ? lo_ + REDUCE_BLOCK : (n);          \
+                double *out = part_ + 2 * b_;                                                     \
+                BLOCK;                                                                            \
+            }                                                                                     \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                total0_ += part_[2 * b_];                                                         \
+                total1_ += part_[2 * b_ + 1];                                                     \
+            }                                                                                     \
+            if (part_ != local_) free(part_);                                                     \
+        }                                                                                         \
+        (sums)[0] = total0_;                                                                      \
+        (sums)[1] = total1_;                                                                      \
+    } while (0)
+
+/* Runs BODY for element e in [lo, hi), lane l: whole groups of LANES, then the tail in lanes
+ * 0, 1, … */
+#define LANED(lo, hi, BODY)                                                                       \
+    do {                                                                                          \
+        int64_t base_ = (lo);                                                                     \
+        for (; base_ + LANES <= (hi); base_ += LANES)                                             \
+            for (int l = 0; l < LANES; l++) {                                                     \
+                const int64_t e = base_ + l;                                                      \
+                BODY                                                                              \
+            }                                                                                     \
+        for (int l = 0; base_ < (hi); base_++, l++) {                                             \
+            const int64_t e = base_;                                                              \
+            BODY                                                                                  \
+        }                                                                                         \
+    } while (0);
+
+#define DEFINE_TWO_PASS_STEPS(T, SUFFIX, SQRT, FABS)                                              \
+    /* LAMB's direction u = m̂/(√v̂ + ε) + λθ, with m̂ = m/bias1, v̂ = v/bias2 */                    \
+    static inline T lamb_direction_##SUFFIX(T p, T mi, T vi, double bias1, double bias2,          \
+                                            double eps, double wd) {                              \
+        return (mi / (T)bias1) / (SQRT(vi / (T)bias2) + (T)eps) + (T)wd * p;                      \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu² */          \
+    static KERNEL void lamb_moments_##SUFFIX##_block(                                             \
+        const T *p, const T *g, T *m, T *v, int64_t lo, int64_t hi, double beta1, double beta2,   \
+        double bias1, double bias2, double eps, double wd, double sign, double *out) {            \
+        const T b1 = (T)beta1, one_b1 = (T)(1.0 - beta1);                                         \
+        const T b2 = (T)beta2, one_b2 = (T)(1.0 - beta2);                                         \
+        double weights[LANES] = {0}, updates[LANES] = {0};                                        \
+        LANED(lo, hi, {                                                          \
+            const T gi = (T)sign * g[e];                                                          \
+            const T mi = b1 * m[e] + one_b1 * gi;                                                 \
+            const T vi = b2 * v[e] + one_b2 * gi * gi;                                            \
+            m[e] = mi;                                                                            \
+            v[e] = vi;                                                                            \
+            const T ui = lamb_direction_##SUFFIX(p[e], mi, vi, bias1, bias2, eps, wd);            \
+            weights[l] += (double)p[e] * (double)p[e];                                            \
+            updates[l] += (double)ui * (double)ui;                                                \
+        })                                                               \
+        out[0] = lanes_total(weights);                                                            \
+        out[1] = lanes_total(updates);                                                            \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's) */                            \
+    static KERNEL void lamb_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,       \
+                                                   double bias1, double bias2, double eps,        \
+                                                   double wd, double step) {                      \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            p[i] = p[i] - (T)step * lamb_direction_##SUFFIX(p[i], m[i], v[i], bias1, bias2, eps,  \
+                                                            wd);                                  \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of LARS on [lo, hi): Σθ², Σg² */                                                    \
+    static KERNEL void lars_norms_##SUFFIX##_block(const T *p, const T *g, int64_t lo,            \
+                                                   int64_t hi, double *out) {                     \
+        double weights[LANES] = {0}, grads[LANES] = {0};                                          \
+        LANED(lo, hi, {                                                          \
+            weights[l] += (double)p[e] * (double)p[e];                                            \
+            grads[l] += (double)g[e] * (double)g[e];                                              \
+        })                                                                 \
+        out[0] = lanes_total(weights);                                                            \
+        out[1] = lanes_total(grads);                                                              \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of LARS: u = r(±g + λθ) ; b ← μb + ηu, θ ← θ − b (lr_in_buffer) or b ← μb + u,   \
+     * θ ← θ − ηb. An excluded tensor passes r = 1, λ = 0: u = 1·(g + 0·θ) = g. */                \
+    static KERNEL void lars_apply_##SUFFIX##_slice(T *p, const T *g, T *b, int64_t n,             \
+                                                   double ratio, double wd, double momentum,      \
+                                                   double lr, double sign, int lr_in_buffer) {    \
+        const T r = (T)ratio, lambda = (T)wd, mu = (T)momentum, eta = (T)lr;                      \
+        if (lr_in_buffer) {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T u = r * ((T)sign * g[i] + lambda * p[i]);                                 \
+                const T bi = mu * b[i] + eta * u;                                                 \
+                b[i] = bi;                                                                        \
+                p[i] = p[i] - bi;                                                                 \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T u = r * ((T)sign * g[i] + lambda * p[i]);                                 \
+                const T bi = mu * b[i] + u;                                                       \
+                b[i] = bi;                                                                        \
+                p[i] = p[i] - eta * bi;                                                           \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of Prodigy on [lo, hi), g = ±g + λθ (λ = 0 when decoupled): Σ g(θ₀ − θ) ; then    \
+     * (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g, s ← β₃s + c_s g ; Σ|s| */                    \
+    static KERNEL void prodigy_moments_##SUFFIX##_block(                                          \
+        const T *p, const T *g, const T *p0, T *m, T *v, T *s, int64_t lo, int64_t hi,            \
+        double c_m, double c_v, double beta1, double beta2, double beta3, double c_s, double wd,  \
+        double sign, int update, double *out) {                                                   \
+        double dots[LANES] = {0}, l1[LANES] = {0};                                                \
+        if (update) {                                                                             \
+            LANED(lo, hi, {                                                                       \
+                const T gi = (T)sign * g[e] + (T)wd * p[e];                                       \
+                dots[l] += (double)(gi * (p0[e] - p[e]));                                         \
+                m[e] = (T)beta1 * m[e] + (T)c_m * gi;                                             \
+                v[e] = (T)beta2 * v[e] + (T)c_v * gi * gi;                                        \
+                const T si = (T)beta3 * s[e] + (T)c_s * gi;                                       \
+                s[e] = si;                                                                        \
+                l1[l] += (double)FABS(si);                                                        \
+            })                                                        \
+        } else {                                                                                  \
+            LANED(lo, hi, { l1[l] += (double)FABS(s[e]); })                                                            \
+        }                                                                                         \
+        out[0] = lanes_total(dots);                                                               \
+        out[1] = lanes_total(l1);                                                                 \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of Prodigy: θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0) ;                      \
+     * θ ← θ − dη·m/(√v + d·ε) */                                                                 \
+    static KERNEL void prodigy_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,    \
+                                                      double decay, double step, double d_eps) {  \
+        for (int64_t i = 0; i < n; i++) {                                                         \
+            const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                               \
+            p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                                  \
+        }                                                                                         \
+    }
+
+#define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
+    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, double *sums, int64_t n,        \
+                               double beta1, double beta2, double bias1, double bias2,            \
+                               double eps, double wd, double sign) {                              \
+        BLOCKED_SUMS(n, sums,                                                                     \
+                     lamb_moments_##SUFFIX##_block(p, g, m, v, lo_, hi_, beta1, beta2, bias1,     \
+                                                   bias2, eps, wd, sign, out));                   \
+    }                                                                                             \
+    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double bias1, double bias2,  \
+                             double eps, double wd, double step) {                                \
+        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
+            SLICE(n)                                                                              \
+            lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, bias1, bias2, eps, wd,   \
+                                        step);                                                    \
+        }                                                                                         \
+    }                                                                                             \
+    void lars_norms_##SUFFIX(const T *p, const T *g, double *sums, int64_t n) {                    \
+        BLOCKED_SUMS(n, sums, lars_norms_##SUFFIX##_block(p, g, lo_, hi_, out));                  \
+    }                                                                                             \
+    void lars_apply_##SUFFIX(T *p, const T *g, T *b, int64_t n, double ratio, double wd,           \
+                             double momentum, double lr, double sign, int lr_in_buffer) {         \
+        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
+            SLICE(n)                                                                              \
+            lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd, momentum, lr, \
+                                        sign, lr_in_buffer);                                      \
+        }                                                                                         \
+    }                                                                                             \
+    void prodigy_moments_##SUFFIX(const T *p, const T *g, const T *p0, T *m, T *v, T *s,           \
+                                  double *sums, int64_t n, double c_m, double c_v, double beta1,  \
+                                  double beta2, double beta3, double c_s, double wd, double sign, \
+                                  int update) {                                                   \
+        BLOCKED_SUMS(n, sums,                                                                     \
+                     prodigy_moments_##SUFFIX##_block(p, g, p0, m, v, s, lo_, hi_, c_m, c_v,      \
+                                                      beta1, beta2, beta3, c_s, wd, sign, update, \
+                                                      out));                                      \
+    }                                                                                             \
+    void prodigy_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double decay,             \
+                                double step, double d_eps) {                                      \
+        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
+            SLICE(n)                                                                              \
+            prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay, step, d_eps);  \
+        }                                                                                         \
+    }
+
+DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
+DEFINE_TWO_PASS_STEPS(double, f64, sqrt, fabs)
+DEFINE_TWO_PASS_ENTRIES(float, f32)
+DEFINE_TWO_PASS_ENTRIES(double, f64)
 
 /* The epochs of descent.linear.LinearRegressionGD's stochastic modes ("single", "minibatch"):
  * one call walks batches [first, last) of an epoch's shuffled order and, for each, computes the
@@ -283,6 +578,19 @@ static KERNEL void nadam_update(double *w, const double *g, double *const *s, in
 static KERNEL void nesterov_update(double *w, const double *g, double *const *s, int64_t k,
                             const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++) nesterov_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3]);
+}
+
+static KERNEL void lion_update(double *w, const double *g, double *const *s, int64_t k,
+                               const double *c, const int *f) {
+    for (int64_t j = 0; j < k; j++) lion_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3], c[4]);
+}
+
+static KERNEL void schedule_free_update(double *w, const double *g, double *const *s, int64_t k,
+                                        const double *c, const int *f) {
+    const int adaptive = f[0];
+    for (int64_t j = 0; j < k; j++)
+        schedule_free_step_f64(w + j, g[j], s[0] + j, adaptive ? s[1] + j : s[1], c[0], c[1], c[2],
+                               c[3], c[4], c[5], c[6], c[7], adaptive);
 }
 
 /* φ·w in DOT_LANES interleaved partial sums (lane l sums the terms j ≡ l mod DOT_LANES, left to
@@ -369,6 +677,16 @@ void nesterov_epoch(EPOCH_ARGS, double *v) {
     double *state[1] = {v};
     const int flags[1] = {0};
     EPOCH(state, flags, nesterov_update);
+}
+void lion_epoch(EPOCH_ARGS, double *m) {
+    double *state[1] = {m};
+    const int flags[1] = {0};
+    EPOCH(state, flags, lion_update);
+}
+void schedule_free_epoch(EPOCH_ARGS, double *z, double *v, int adaptive) {
+    double *state[2] = {z, v};
+    const int flags[1] = {adaptive};
+    EPOCH(state, flags, schedule_free_update);
 }
 
 /* An importable (empty) module, so setuptools builds and installs it like any extension. */

@@ -91,6 +91,95 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
         ("p", "g", "v"),
         (("lr", "double"), ("momentum", "double"), ("wd", "double"), ("sign", "double")),
     ),
+    "lion": (
+        ("p", "g", "m"),
+        (
+            ("lr", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+        ),
+    ),
+    # Schedule-Free SGD (adaptive 0: v is never read) and AdamW (adaptive 1); c_y = η(β₁(1−cₜ) − 1)
+    "schedule_free": (
+        ("p", "g", "z", "v"),
+        (
+            ("lr", "double"),
+            ("ckp1", "double"),
+            ("c_y", "double"),
+            ("beta2", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("adaptive", "int"),
+        ),
+    ),
+}
+
+#: The two-pass kernels (no ``<rule>_epoch`` entry: they sum over a tensor, so they are no
+#: per-element step the linear epoch loop could run): same form as :data:`KERNELS`. ``sums`` is a
+#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s.
+TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ
+    "lamb_moments": (
+        ("p", "g", "m", "v", "sums"),
+        (
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("bias1", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+        ),
+    ),
+    # LAMB pass 2: θ ← θ − step·u, step = η·r
+    "lamb_apply": (
+        ("p", "m", "v"),
+        (
+            ("bias1", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("step", "double"),
+        ),
+    ),
+    # LARS pass 1: sums = (Σθ², Σg²)
+    "lars_norms": (("p", "g", "sums"), ()),
+    # LARS pass 2: u = r(±g + λθ), then the momentum buffer and θ
+    "lars_apply": (
+        ("p", "g", "b"),
+        (
+            ("ratio", "double"),
+            ("wd", "double"),
+            ("momentum", "double"),
+            ("lr", "double"),
+            ("sign", "double"),
+            ("lr_in_buffer", "int"),
+        ),
+    ),
+    # Prodigy pass 1: sums = (Σ g(θ₀ − θ), Σ|s|) around the moments' update (when ``update``)
+    "prodigy_moments": (
+        ("p", "g", "p0", "m", "v", "s", "sums"),
+        (
+            ("c_m", "double"),
+            ("c_v", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("beta3", "double"),
+            ("c_s", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("update", "int"),
+        ),
+    ),
+    # Prodigy pass 2: θ ← θ − decay·θ (decay ≠ 0) ; θ ← θ − step·m/(√v + d_eps)
+    "prodigy_apply": (
+        ("p", "m", "v"),
+        (("decay", "double"), ("step", "double"), ("d_eps", "double")),
+    ),
 }
 
 
@@ -142,7 +231,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     # torch is imported (and its libgomp loaded) before the kernels, so they share its pool.
     library = ctypes.CDLL(spec.origin)
-    for name, (tensors, scalars) in KERNELS.items():
+    for name, (tensors, scalars) in {**KERNELS, **TWO_PASS}.items():
         for suffix in _SUFFIX.values():
             function = getattr(library, f"{name}_{suffix}")
             function.argtypes = (
@@ -151,6 +240,7 @@ def _library() -> ctypes.CDLL | None:
                 + [_CTYPES[kind] for _, kind in scalars]
             )
             function.restype = None
+    for name in KERNELS:
         epoch = getattr(library, f"{name}_epoch")
         epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
         epoch.restype = None
@@ -199,7 +289,7 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
     library = _library()
     if library is None:
         raise RuntimeError("descent's C kernels are not built")
-    tensor_names, scalar_specs = KERNELS[kernel]
+    tensor_names, scalar_specs = KERNELS[kernel] if kernel in KERNELS else TWO_PASS[kernel]
     expected = set(tensor_names) | {name for name, _ in scalar_specs}
     for job in jobs:
         if set(job) != expected:

@@ -189,6 +189,40 @@ class _ScheduleFree(DescentOptimizer):
         foreach.add_(params, g, alpha=lr * (self._momentum(group) * (1 - ckp1) - 1))
         foreach.add_(z, g, alpha=-lr)
 
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        ckp1 = group["ckp1"]
+        beta2 = group["betas"][1] if self._adaptive else 0.0
+        # the coefficient of ĝ in y's update, as the reference computes it
+        c_y = lr * (self._momentum(group) * (1 - ckp1) - 1)
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            z = states[i]["z"]
+            return dict(
+                p=params[i],
+                g=grads[i],
+                z=z,
+                v=states[i]["exp_avg_sq"] if self._adaptive else z,
+                lr=lr,
+                ckp1=ckp1,
+                c_y=c_y,
+                beta2=beta2,
+                bias2=1 - beta2 ** hosts[i]["step"] if self._adaptive else 1.0,
+                eps=group.get("eps", 0.0),
+                wd=group["weight_decay"],
+                sign=sign,
+                adaptive=int(self._adaptive),
+            )
+
+        self._native_update("schedule_free", group, params, grads, states, hosts, lr, job)
+
 
 class ScheduleFreeSGD(_ScheduleFree):
     """Schedule-Free SGD (A. Defazio et al., "The Road Less Scheduled", NeurIPS 2024): SGD with
