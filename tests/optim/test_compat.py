@@ -90,7 +90,8 @@ def _c_prototypes() -> dict[str, list[tuple[str, str]]]:
     source = (Path(_native.__file__).parent / "_kernels.c").read_text()
     entries = source[source.index("#define DEFINE_ENTRIES") :]
     prototypes = {}
-    for match in re.finditer(r"void (\w+)_##SUFFIX\(([^)]*)\)", entries):
+    # the exported entries only (the static helpers between them are no kernels)
+    for match in re.finditer(r"^ *void (\w+)_##SUFFIX\(([^)]*)\)", entries, re.MULTILINE):
         arguments = []
         for raw in match.group(2).replace("\\", " ").split(","):
             words = raw.replace("*", " * ").split()

@@ -173,3 +173,25 @@ def test_complex_parameters_update_as_real_pairs(
         opt_real.step()
         opt_cplx.step()
     torch.testing.assert_close(torch.view_as_real(cplx.detach()), real.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_two_pass_sums_are_exact_and_do_not_depend_on_the_thread_count(dtype: torch.dtype) -> None:
+    """The pass-1 sums (here LARS's Σθ², Σg²) equal the float64 sums to rounding, and come out
+    bit for bit the same on one thread and on several (fixed blocks added in order)."""
+    generator = torch.Generator().manual_seed(3)
+    p = torch.randn(300_007, generator=generator, dtype=dtype)  # blocks that do not divide n
+    g = torch.randn(300_007, generator=generator, dtype=dtype)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            sums = torch.zeros(2, dtype=torch.float64)
+            _native.run("lars_norms", [dict(p=p, g=g, sums=sums)])
+            results.append(sums.tolist())
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1] == results[2]
+    expected = [float((p.double() ** 2).sum()), float((g.double() ** 2).sum())]
+    assert results[0] == pytest.approx(expected, rel=1e-12)

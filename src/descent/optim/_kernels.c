@@ -19,6 +19,7 @@
 #include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Below this many elements a parallel region costs more than it saves. */
 #define MIN_PARALLEL 65536
@@ -307,16 +308,69 @@ DEFINE_ENTRIES(double, f64)
  * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
  * is read from memory once.
  *
- * The sums are exact to the order: each fixed block of REDUCE_BLOCK elements sums in LANES
- * interleaved double accumulators (independent chains the compiler vectorizes, added pairwise),
- * and the blocks' sums are added in order, so the result depends neither on the thread count nor
+ * The sums have one fixed order: each block of REDUCE_BLOCK elements sums in LANES interleaved
+ * double accumulators (a GCC vector: independent chains, added pairwise at the end), and the
+ * blocks' sums are added in block order, so the result depends neither on the thread count nor
  * on the vector unit. float32 values are squared and summed in double. */
-#define REDUCE_BLOCK 8192
+#define REDUCE_BLOCK 4096
 #define LANES 8
 
-static inline double lanes_total(const double *acc) {
+/* LANES doubles as one GCC vector: one register with AVX-512, two with AVX2, four with SSE2; the
+ * same lanes (so the same sums) on each. */
+typedef double lanes_t __attribute__((vector_size(LANES * sizeof(double))));
+/* (GCC notes that such vectors are passed differently with and without AVX-512: only static inline
+ * functions of this file take them, so no ABI boundary is crossed.) */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float lanes_f32_t __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline lanes_t load_lanes_f64(const double *x) {
+    lanes_t v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+static inline lanes_t load_lanes_f32(const float *x) {
+    lanes_f32_t v;
+    memcpy(&v, x, sizeof v);
+    return __builtin_convertvector(v, lanes_t);
+}
+
+static inline double lanes_total(const lanes_t *lanes) {
+    const lanes_t acc = *lanes;
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
+
+/* out[0] = Σ a (Σ a² when square), out[1] = Σ b (Σ b²) over n elements: element e in lane
+ * e mod LANES, the lanes added pairwise. */
+#define DEFINE_SUMS(T, SUFFIX)                                                                    \
+    static inline void sums_##SUFFIX(const T *a, const T *b, int64_t n, int square,               \
+                                     double *out) {                                               \
+        lanes_t sum_a = {0}, sum_b = {0};                                                         \
+        int64_t i = 0;                                                                            \
+        if (square) {                                                                             \
+            for (; i + LANES <= n; i += LANES) {                                                  \
+                const lanes_t x = load_lanes_##SUFFIX(a + i), y = load_lanes_##SUFFIX(b + i);     \
+                sum_a += x * x;                                                                   \
+                sum_b += y * y;                                                                   \
+            }                                                                                     \
+            for (int l = 0; i < n; i++, l++) {                                                    \
+                sum_a[l] += (double)a[i] * (double)a[i];                                          \
+                sum_b[l] += (double)b[i] * (double)b[i];                                          \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (; i + LANES <= n; i += LANES) {                                                  \
+                sum_a += load_lanes_##SUFFIX(a + i);                                              \
+                sum_b += load_lanes_##SUFFIX(b + i);                                              \
+            }                                                                                     \
+            for (int l = 0; i < n; i++, l++) {                                                    \
+                sum_a[l] += (double)a[i];                                                         \
+                sum_b[l] += (double)b[i];                                                         \
+            }                                                                                     \
+        }                                                                                         \
+        out[0] = lanes_total(&sum_a);                                                              \
+        out[1] = lanes_total(&sum_b);                                                              \
+    }
+DEFINE_SUMS(float, f32)
+DEFINE_SUMS(double, f64)
 
 /* sums[0], sums[1] ← the in-order totals of BLOCK(lo_, hi_, out) over the blocks of [0, n); the
  * blocks run in parallel (n ≥ MIN_PARALLEL), their results kept and added in block order. */
@@ -354,22 +408,6 @@ static inline double lanes_total(const double *acc) {
         (sums)[1] = total1_;                                                                      \
     } while (0)
 
-/* Runs BODY for element e in [lo, hi), lane l: whole groups of LANES, then the tail in lanes
- * 0, 1, … */
-#define LANED(lo, hi, BODY)                                                                       \
-    do {                                                                                          \
-        int64_t base_ = (lo);                                                                     \
-        for (; base_ + LANES <= (hi); base_ += LANES)                                             \
-            for (int l = 0; l < LANES; l++) {                                                     \
-                const int64_t e = base_ + l;                                                      \
-                BODY                                                                              \
-            }                                                                                     \
-        for (int l = 0; base_ < (hi); base_++, l++) {                                             \
-            const int64_t e = base_;                                                              \
-            BODY                                                                                  \
-        }                                                                                         \
-    } while (0);
-
 #define DEFINE_TWO_PASS_STEPS(T, SUFFIX, SQRT, FABS)                                              \
     /* LAMB's direction u = m̂/(√v̂ + ε) + λθ, with m̂ = m/bias1, v̂ = v/bias2 */                    \
     static inline T lamb_direction_##SUFFIX(T p, T mi, T vi, double bias1, double bias2,          \
@@ -377,25 +415,26 @@ static inline double lanes_total(const double *acc) {
         return (mi / (T)bias1) / (SQRT(vi / (T)bias2) + (T)eps) + (T)wd * p;                      \
     }                                                                                             \
                                                                                                   \
-    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu² */          \
+    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu² (u kept in   \
+     * a block-sized buffer, so the update loop and the sums both vectorize) */                   \
     static KERNEL void lamb_moments_##SUFFIX##_block(                                             \
-        const T *p, const T *g, T *m, T *v, int64_t lo, int64_t hi, double beta1, double beta2,   \
+        const T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t lo,       \
+        int64_t hi, double beta1, double beta2,                                                   \
         double bias1, double bias2, double eps, double wd, double sign, double *out) {            \
         const T b1 = (T)beta1, one_b1 = (T)(1.0 - beta1);                                         \
         const T b2 = (T)beta2, one_b2 = (T)(1.0 - beta2);                                         \
-        double weights[LANES] = {0}, updates[LANES] = {0};                                        \
-        LANED(lo, hi, {                                                          \
-            const T gi = (T)sign * g[e];                                                          \
-            const T mi = b1 * m[e] + one_b1 * gi;                                                 \
-            const T vi = b2 * v[e] + one_b2 * gi * gi;                                            \
-            m[e] = mi;                                                                            \
-            v[e] = vi;                                                                            \
-            const T ui = lamb_direction_##SUFFIX(p[e], mi, vi, bias1, bias2, eps, wd);            \
-            weights[l] += (double)p[e] * (double)p[e];                                            \
-            updates[l] += (double)ui * (double)ui;                                                \
-        })                                                               \
-        out[0] = lanes_total(weights);                                                            \
-        out[1] = lanes_total(updates);                                                            \
+        T u[REDUCE_BLOCK];                                                                        \
+        const int64_t n = hi - lo;                                                                \
+        p += lo, g += lo, m += lo, v += lo;                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                         \
+            const T gi = (T)sign * g[i];                                                          \
+            const T mi = b1 * m[i] + one_b1 * gi;                                                 \
+            const T vi = b2 * v[i] + one_b2 * gi * gi;                                            \
+            m[i] = mi;                                                                            \
+            v[i] = vi;                                                                            \
+            u[i] = lamb_direction_##SUFFIX(p[i], mi, vi, bias1, bias2, eps, wd);                  \
+        }                                                                                         \
+        sums_##SUFFIX(p, u, n, 1, out);                                                           \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's) */                            \
@@ -410,13 +449,7 @@ static inline double lanes_total(const double *acc) {
     /* pass 1 of LARS on [lo, hi): Σθ², Σg² */                                                    \
     static KERNEL void lars_norms_##SUFFIX##_block(const T *p, const T *g, int64_t lo,            \
                                                    int64_t hi, double *out) {                     \
-        double weights[LANES] = {0}, grads[LANES] = {0};                                          \
-        LANED(lo, hi, {                                                          \
-            weights[l] += (double)p[e] * (double)p[e];                                            \
-            grads[l] += (double)g[e] * (double)g[e];                                              \
-        })                                                                 \
-        out[0] = lanes_total(weights);                                                            \
-        out[1] = lanes_total(grads);                                                              \
+        sums_##SUFFIX(p + lo, g + lo, hi - lo, 1, out);                                           \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of LARS: u = r(±g + λθ) ; b ← μb + ηu, θ ← θ − b (lr_in_buffer) or b ← μb + u,   \
@@ -445,25 +478,32 @@ static inline double lanes_total(const double *acc) {
     /* pass 1 of Prodigy on [lo, hi), g = ±g + λθ (λ = 0 when decoupled): Σ g(θ₀ − θ) ; then    \
      * (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g, s ← β₃s + c_s g ; Σ|s| */                    \
     static KERNEL void prodigy_moments_##SUFFIX##_block(                                          \
-        const T *p, const T *g, const T *p0, T *m, T *v, T *s, int64_t lo, int64_t hi,            \
+        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict m,            \
+        T *restrict v, T *restrict s, int64_t lo, int64_t hi,                                     \
         double c_m, double c_v, double beta1, double beta2, double beta3, double c_s, double wd,  \
         double sign, int update, double *out) {                                                   \
-        double dots[LANES] = {0}, l1[LANES] = {0};                                                \
+        T dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                           \
+        const int64_t n = hi - lo;                                                                \
+        p += lo, g += lo, p0 += lo, m += lo, v += lo, s += lo;                                    \
         if (update) {                                                                             \
-            LANED(lo, hi, {                                                                       \
-                const T gi = (T)sign * g[e] + (T)wd * p[e];                                       \
-                dots[l] += (double)(gi * (p0[e] - p[e]));                                         \
-                m[e] = (T)beta1 * m[e] + (T)c_m * gi;                                             \
-                v[e] = (T)beta2 * v[e] + (T)c_v * gi * gi;                                        \
-                const T si = (T)beta3 * s[e] + (T)c_s * gi;                                       \
-                s[e] = si;                                                                        \
-                l1[l] += (double)FABS(si);                                                        \
-            })                                                        \
+            const T b1 = (T)beta1, b2 = (T)beta2, b3 = (T)beta3;                                  \
+            const T cm = (T)c_m, cv = (T)c_v, cs = (T)c_s;                                        \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                dots[i] = gi * (p0[i] - p[i]);                                                    \
+                m[i] = b1 * m[i] + cm * gi;                                                       \
+                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
+                const T si = b3 * s[i] + cs * gi;                                                 \
+                s[i] = si;                                                                        \
+                magnitudes[i] = FABS(si);                                                         \
+            }                                                                                     \
         } else {                                                                                  \
-            LANED(lo, hi, { l1[l] += (double)FABS(s[e]); })                                                            \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                dots[i] = 0;                                                                      \
+                magnitudes[i] = FABS(s[i]);                                                       \
+            }                                                                                     \
         }                                                                                         \
-        out[0] = lanes_total(dots);                                                               \
-        out[1] = lanes_total(l1);                                                                 \
+        sums_##SUFFIX(dots, magnitudes, n, 0, out);                                               \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of Prodigy: θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0) ;                      \
