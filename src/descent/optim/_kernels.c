@@ -565,6 +565,79 @@ DEFINE_TWO_PASS_STEPS(double, f64, sqrt, fabs)
 DEFINE_TWO_PASS_ENTRIES(float, f32)
 DEFINE_TWO_PASS_ENTRIES(double, f64)
 
+/* The batched entries: ``<kernel>_<suffix>_many`` runs the kernel on ``count`` tensors in one
+ * call (one ctypes call per step instead of one per tensor, which for hundreds of small tensors
+ * costs more than their arithmetic). Tensor j's pointers are t[j·T …], its element count n[j],
+ * its doubles d[j·D …] and ints k[j·I …], each in the order of the kernel's prototype (T, D, I:
+ * its numbers of tensors, doubles and ints; descent/optim/_native.py packs them). */
+#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
+#define DEFINE_MANY(SUFFIX)                                                                       \
+    void sgd_##SUFFIX##_many(MANY_ARGS) {                                                         \
+        for (int64_t j = 0; j < count; j++, t += 2, d += 3)                                       \
+            sgd_##SUFFIX(t[0], t[1], n[j], d[0], d[1], d[2]);                                     \
+    }                                                                                             \
+    void rmsprop_##SUFFIX##_many(MANY_ARGS) {                                                     \
+        for (int64_t j = 0; j < count; j++, t += 5, d += 6, k += 2)                               \
+            rmsprop_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                k[0], k[1], d[5]);                                                                \
+    }                                                                                             \
+    void adadelta_##SUFFIX##_many(MANY_ARGS) {                                                    \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 5)                                       \
+            adadelta_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4]);        \
+    }                                                                                             \
+    void adamax_##SUFFIX##_many(MANY_ARGS) {                                                      \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 6, k += 1)                               \
+            adamax_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4], d[5],     \
+                k[0]);                                                                            \
+    }                                                                                             \
+    void nadam_##SUFFIX##_many(MANY_ARGS) {                                                       \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 8)                                       \
+            nadam_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4], d[5],      \
+                d[6], d[7]);                                                                      \
+    }                                                                                             \
+    void nesterov_##SUFFIX##_many(MANY_ARGS) {                                                    \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 4)                                       \
+            nesterov_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3]);                    \
+    }                                                                                             \
+    void lion_##SUFFIX##_many(MANY_ARGS) {                                                        \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5)                                       \
+            lion_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4]);                  \
+    }                                                                                             \
+    void schedule_free_##SUFFIX##_many(MANY_ARGS) {                                               \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 8, k += 1)                               \
+            schedule_free_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                d[5], d[6], d[7], k[0]);                                                          \
+    }                                                                                             \
+    void lamb_moments_##SUFFIX##_many(MANY_ARGS) {                                                \
+        for (int64_t j = 0; j < count; j++, t += 5, d += 7)                                       \
+            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],     \
+                d[4], d[5], d[6]);                                                                \
+    }                                                                                             \
+    void lamb_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5)                                       \
+            lamb_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4]);            \
+    }                                                                                             \
+    void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 3)                                               \
+            lars_norms_##SUFFIX(t[0], t[1], t[2], n[j]);                                          \
+    }                                                                                             \
+    void lars_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 1)                               \
+            lars_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0]);      \
+    }                                                                                             \
+    void prodigy_moments_##SUFFIX##_many(MANY_ARGS) {                                             \
+        for (int64_t j = 0; j < count; j++, t += 7, d += 8, k += 1)                               \
+            prodigy_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], t[6], n[j], d[0],        \
+                d[1], d[2], d[3], d[4], d[5], d[6], d[7], k[0]);                                  \
+    }                                                                                             \
+    void prodigy_apply_##SUFFIX##_many(MANY_ARGS) {                                               \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 3)                                       \
+            prodigy_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2]);                     \
+    }
+
+DEFINE_MANY(f32)
+DEFINE_MANY(f64)
+
 /* The epochs of descent.linear.LinearRegressionGD's stochastic modes ("single", "minibatch"):
  * one call walks batches [first, last) of an epoch's shuffled order and, for each, computes the
  * analytic gradient of J_b(w) = Σ_{i∈b} (yⁱ − φⁱ·w)² (times ``scale``: 1, or 1/|b| for "mean")

@@ -240,6 +240,9 @@ def _library() -> ctypes.CDLL | None:
                 + [_CTYPES[kind] for _, kind in scalars]
             )
             function.restype = None
+            many = getattr(library, f"{name}_{suffix}_many")
+            many.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 4]
+            many.restype = None
     for name in KERNELS:
         epoch = getattr(library, f"{name}_epoch")
         epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
@@ -281,29 +284,50 @@ def capture() -> Iterator[list[tuple[str, Mapping[str, Any]]]]:
         _captured = outer
 
 
+Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], frozenset[str]]
+
+
+@cache
+def _layout(kernel: str) -> Layout:
+    """(tensor names, double names, int names, all names) of a kernel, from its table row."""
+    tensors, scalars = KERNELS[kernel] if kernel in KERNELS else TWO_PASS[kernel]
+    doubles = tuple(name for name, kind in scalars if kind == "double")
+    ints = tuple(name for name, kind in scalars if kind == "int")
+    return tensors, doubles, ints, frozenset((*tensors, *doubles, *ints))
+
+
 def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
-    """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` by name (tensors
-    of equal size, then the scalars). A missing or unknown name is an error, not a silent shift."""
+    """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` (or
+    :data:`TWO_PASS`) by name (tensors of equal size, then the scalars). A missing or unknown
+    name is an error, not a silent shift. One C call per dtype runs all the jobs
+    (``<kernel>_<suffix>_many``), in order."""
     if not jobs:
         return
     library = _library()
     if library is None:
         raise RuntimeError("descent's C kernels are not built")
-    tensor_names, scalar_specs = KERNELS[kernel] if kernel in KERNELS else TWO_PASS[kernel]
-    expected = set(tensor_names) | {name for name, _ in scalar_specs}
+    tensor_names, double_names, int_names, expected = _layout(kernel)
     for job in jobs:
-        if set(job) != expected:
+        if job.keys() != expected:
             raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(job)}")
     if _captured is not None:
         _captured.extend((kernel, job) for job in jobs)
         return
+    batches: dict[str, list[Mapping[str, Any]]] = {}
     for job in jobs:
-        tensors = [job[name] for name in tensor_names]
-        function = getattr(library, f"{kernel}_{_SUFFIX[tensors[0].dtype]}")
-        function(
-            *(t.data_ptr() for t in tensors),
-            tensors[0].numel(),
-            *(job[name] for name, _ in scalar_specs),
+        batches.setdefault(_SUFFIX[job[tensor_names[0]].dtype], []).append(job)
+    for suffix, batch in batches.items():
+        count = len(batch)
+        pointers = [job[name].data_ptr() for job in batch for name in tensor_names]
+        sizes = [job[tensor_names[0]].numel() for job in batch]
+        doubles = [job[name] for job in batch for name in double_names] or [0.0]
+        ints = [job[name] for job in batch for name in int_names] or [0]
+        getattr(library, f"{kernel}_{suffix}_many")(
+            count,
+            (ctypes.c_void_p * len(pointers))(*pointers),
+            (ctypes.c_int64 * count)(*sizes),
+            (ctypes.c_double * len(doubles))(*doubles),
+            (ctypes.c_int * len(ints))(*ints),
         )
 
 

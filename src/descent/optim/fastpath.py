@@ -118,13 +118,28 @@ def fused_buckets(
 def native_split(
     params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
 ) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest."""
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
+    This runs every step over every tensor: the cheapest tests come first, and no device object
+    is built (``is_cpu``)."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        ok = param.device.type == "cpu" and _plain(param, grad, state)
+        dtype = param.dtype
+        ok = (
+            param.is_cpu
+            and grad.is_cpu
+            and dtype in FUSED_DTYPES
+            and grad.dtype == dtype
+            and param.is_contiguous()
+            and grad.is_contiguous()
+        )
+        if ok:
+            for key, value in state.items():
+                if value.dtype != dtype and key != "step" and value.dim() > 0:
+                    ok = False
+                    break
         (native if ok else rest).append(index)
     return native, rest
