@@ -9,6 +9,7 @@ import torch
 
 from descent import optim
 from descent.optim import _native
+from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches
 
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "sgd": [{}, {"weight_decay": 0.1, "maximize": True}],
@@ -201,3 +202,31 @@ def test_two_pass_sums_are_exact_and_do_not_depend_on_the_thread_count(dtype: to
     assert results[0] == results[1] == results[2]
     expected = [float((p.double() ** 2).sum()), float((g.double() ** 2).sum())]
     assert results[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_cache_batches_cut_at_the_limit() -> None:
+    tensors = [torch.empty(n) for n in (600, 5, 300, 300, 21)]
+    assert list(cache_batches(range(5), tensors, limit=500)) == [[0], [1, 2], [3, 4]]
+    assert list(cache_batches([4, 1], tensors, limit=500)) == [[4, 1]]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("lamb", {"weight_decay": 0.1, "exclude_1d": True}), ("lars", {"weight_decay": 0.1})],
+)
+def test_two_pass_rules_equal_the_reference_over_several_batches(
+    name: str, kwargs: dict[str, Any]
+) -> None:
+    """Tensors that make several cache batches (one larger than a batch) step as the reference."""
+    sizes = [(TWO_PASS_BATCH + 7,), (5,), (TWO_PASS_BATCH // 2,), (TWO_PASS_BATCH // 2,), (7, 3)]
+    finals = []
+    for impl in ("fast", "reference"):
+        generator = torch.Generator().manual_seed(5)
+        params = [torch.randn(s, generator=generator, dtype=torch.float64) for s in sizes]
+        opt = optim.create(name, [p.requires_grad_() for p in params], lr=0.01, impl=impl, **kwargs)
+        for k in range(3):
+            for i, p in enumerate(params):
+                p.grad = torch.sin(p.detach() * (k + 1) + i)
+            opt.step()
+        finals.append([p.detach().clone() for p in params])
+    assert_same(finals[0], finals[1], 1e-12)

@@ -5,7 +5,7 @@ module docstring for which path runs where."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -143,3 +143,27 @@ def native_split(
                     break
         (native if ok else rest).append(index)
     return native, rest
+
+
+#: Elements per batch of tensors a two-pass kernel runs pass 1, then pass 2 over (LAMB, LARS):
+#: small enough that a batch's parameters, gradients and state stay in the last-level cache
+#: between the passes, large enough that a batch of small tensors costs one C call per pass.
+TWO_PASS_BATCH = 1 << 19
+
+
+def cache_batches(
+    indices: Sequence[int], tensors: Sequence[Tensor], limit: int = TWO_PASS_BATCH
+) -> Iterator[list[int]]:
+    """``indices`` in order, cut into runs of at most ``limit`` elements of ``tensors`` (a
+    tensor larger than that is a run of its own)."""
+    batch: list[int] = []
+    size = 0
+    for index in indices:
+        count = tensors[index].numel()
+        if batch and size + count > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(index)
+        size += count
+    if batch:
+        yield batch

@@ -22,7 +22,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import native_split
+from descent.optim.fastpath import cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -222,37 +222,41 @@ class LAMB(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """Two C passes per tensor, one right after the other (a tensor that fits in the cache
-        is read from memory once): moments and the sums ‖θ‖², ‖u‖²; then θ ← θ − η r u with u
-        recomputed from the new moments (cheaper than storing it)."""
+        """Two C passes over each batch of tensors that fits in the cache (a large tensor alone),
+        so the second reads from the cache: the moments and the sums ‖θ‖², ‖u‖²; then
+        θ ← θ − η r u with u recomputed from the new moments (cheaper than storing it)."""
         from descent.optim import _native
 
         native, rest = native_split(params, grads, states)
         beta1, beta2 = group["betas"]
         eps, mode = group["eps"], group["bias_correction"]
         sign = -1.0 if group["maximize"] else 1.0
-        sums = torch.empty(2, dtype=torch.float64)
-        for i in native:
-            t = hosts[i]["step"]
-            bias1, bias2, step = 1.0, 1.0, lr
-            if mode == "moments":
-                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-            elif mode == "lr":
-                step = lr / (1 - beta1**t)
-            excluded = self._excluded(group, params[i])
-            wd = 0.0 if excluded else group["weight_decay"]
-            m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
-            corrections = dict(bias1=bias1, bias2=bias2, eps=eps, wd=wd)
-            moments = dict(p=params[i], g=grads[i], m=m, v=v, sums=sums, **corrections)
-            _native.run("lamb_moments", [dict(moments, beta1=beta1, beta2=beta2, sign=sign)])
-            if not excluded:
-                weight_sq, update_sq = sums.tolist()
-                step *= lamb_trust_ratio(
-                    math.sqrt(weight_sq),
-                    math.sqrt(update_sq),
-                    eps=eps,
-                    max_weight_norm=group["max_weight_norm"],
-                    eps_in_trust=group["eps_in_trust"],
+        for batch in cache_batches(native, params):
+            sums = torch.empty(len(batch), 2, dtype=torch.float64)
+            moments, applies = [], []
+            for row, i in enumerate(batch):
+                t = hosts[i]["step"]
+                bias1, bias2, step = 1.0, 1.0, lr
+                if mode == "moments":
+                    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+                elif mode == "lr":
+                    step = lr / (1 - beta1**t)
+                wd = 0.0 if self._excluded(group, params[i]) else group["weight_decay"]
+                m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
+                shared = dict(p=params[i], m=m, v=v, bias1=bias1, bias2=bias2, eps=eps, wd=wd)
+                moments.append(
+                    dict(shared, g=grads[i], sums=sums[row], beta1=beta1, beta2=beta2, sign=sign)
                 )
-            _native.run("lamb_apply", [dict(p=params[i], m=m, v=v, step=step, **corrections)])
+                applies.append(dict(shared, step=step))
+            _native.run("lamb_moments", moments)
+            for job, i, (weight_sq, update_sq) in zip(applies, batch, sums.tolist(), strict=True):
+                if not self._excluded(group, params[i]):
+                    job["step"] *= lamb_trust_ratio(
+                        math.sqrt(weight_sq),
+                        math.sqrt(update_sq),
+                        eps=eps,
+                        max_weight_norm=group["max_weight_norm"],
+                        eps_in_trust=group["eps_in_trust"],
+                    )
+            _native.run("lamb_apply", applies)
         self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -20,7 +20,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import native_split
+from descent.optim.fastpath import cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -187,36 +187,41 @@ class LARS(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """Two C passes per tensor, one right after the other (a tensor that fits in the cache
-        is read from memory once): the sums ‖θ‖², ‖g‖²; then the momentum step on r(g + λθ). An
-        excluded tensor skips pass 1 and steps with r = 1, λ = 0 (u = g)."""
+        """Two C passes over each batch of tensors that fits in the cache (a large tensor alone),
+        so the second reads from the cache: the sums ‖θ‖², ‖g‖²; then the momentum step on
+        r(g + λθ). An excluded tensor steps with r = 1, λ = 0 (u = g)."""
         from descent.optim import _native
 
         native, rest = native_split(params, grads, states)
         sign = -1.0 if group["maximize"] else 1.0
-        sums = torch.empty(2, dtype=torch.float64)
-        for i in native:
-            ratio, wd = 1.0, 0.0
-            if not self._excluded(group, params[i]):
-                wd = group["weight_decay"]
-                _native.run("lars_norms", [dict(p=params[i], g=grads[i], sums=sums)])
-                weight_sq, grad_sq = sums.tolist()
-                ratio = lars_trust_ratio(
+        common = dict(momentum=group["momentum"], lr=lr, sign=sign)
+        common["lr_in_buffer"] = int(group["lr_in_buffer"])
+        for batch in cache_batches(native, params):
+            trusted = [i for i in batch if not self._excluded(group, params[i])]
+            sums = torch.empty(len(trusted), 2, dtype=torch.float64)
+            _native.run(
+                "lars_norms",
+                [dict(p=params[i], g=grads[i], sums=sums[row]) for row, i in enumerate(trusted)],
+            )
+            ratios = dict.fromkeys(batch, 1.0)
+            for i, (weight_sq, grad_sq) in zip(trusted, sums.tolist(), strict=True):
+                ratios[i] = lars_trust_ratio(
                     math.sqrt(weight_sq),
                     math.sqrt(grad_sq),
                     trust_coefficient=group["trust_coefficient"],
-                    weight_decay=wd,
+                    weight_decay=group["weight_decay"],
                 )
-            job = dict(
-                p=params[i],
-                g=grads[i],
-                b=states[i]["momentum_buffer"],
-                ratio=ratio,
-                wd=wd,
-                momentum=group["momentum"],
-                lr=lr,
-                sign=sign,
-                lr_in_buffer=int(group["lr_in_buffer"]),
-            )
-            _native.run("lars_apply", [job])
+            wd = group["weight_decay"]
+            jobs = [
+                dict(
+                    p=params[i],
+                    g=grads[i],
+                    b=states[i]["momentum_buffer"],
+                    ratio=ratios[i],
+                    wd=0.0 if self._excluded(group, params[i]) else wd,
+                    **common,
+                )
+                for i in batch
+            ]
+            _native.run("lars_apply", jobs)
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
