@@ -140,7 +140,8 @@ PACKAGE_RULES: dict[str, tuple[int, str, Callable[..., torch.optim.Optimizer], b
             "trust_coefficient": 0.02,
         },
     ),
-    "prodigy": (44, "prodigyopt", _prodigy, False, {"lr": 1.0}),
+    # θ₀ is only read: 40 bytes (θ, m, v, s read and written, g and θ₀ read)
+    "prodigy": (40, "prodigyopt", _prodigy, False, {"lr": 1.0}),
     "schedule_free_sgd": (
         20,
         "schedulefree",

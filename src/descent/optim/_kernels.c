@@ -1,4 +1,5 @@
-/* Single-pass update kernels for the rules torch ships no fused CPU kernel for.
+/* Single-pass update kernels for the rules torch ships no fused CPU kernel for, and two-pass ones
+ * (sums, then the update) for the rules whose step needs sums over tensors (LAMB, LARS, Prodigy).
  *
  * Each kernel reads every tensor once and writes it once, so a step costs the memory-bandwidth
  * floor instead of the five to eight passes an eager torch implementation makes. The arithmetic

@@ -6,6 +6,11 @@ g=…, …)])``), so no call site repeats an argument order. ctypes itself check
 doubles would run), so a test reads the C prototypes in ``_kernels.c`` and compares them with this
 table.
 
+:data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
+ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
+the host, pass 2 applies. :func:`run` runs a kernel over all its jobs in one C call per dtype
+(``<kernel>_<suffix>_many``).
+
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
 is False when the extension was not built (no C compiler at install) or DESCENT_NO_NATIVE is set;
 the rules then run their foreach formulation.

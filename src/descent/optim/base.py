@@ -37,7 +37,8 @@ The fast path, by what the tensors are
 1. float32/float64 parameters, state of the same dtype, contiguous, on CPU or CUDA: torch's fused
    kernel where torch has the rule (Adam, AdamW, AMSGrad, SGD/Momentum, Adagrad, through
    :mod:`descent.optim._compat`); otherwise, on CPU, descent's single-pass C kernel (RMSprop,
-   Adadelta, AdaMax, Nadam, the lecture's Nesterov).
+   Adadelta, AdaMax, Nadam, the lecture's Nesterov, Lion, Schedule-Free), or its two-pass kernels
+   (sums, then the update: LAMB, LARS, Prodigy).
 2. Everything else (GPU tensors without a fused kernel, bfloat16/float16 parameters, a state dtype
    other than the parameter's, non-contiguous tensors, no C compiler at install, a torch whose
    private kernels fail their self-test): the rule's foreach formulation, computed in float32 or
