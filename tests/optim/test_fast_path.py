@@ -230,3 +230,14 @@ def test_two_pass_rules_equal_the_reference_over_several_batches(
             opt.step()
         finals.append([p.detach().clone() for p in params])
     assert_same(finals[0], finals[1], 1e-12)
+
+
+def test_step_counts_add_one_in_c_as_torch_adds() -> None:
+    counters = [torch.tensor(float(k), dtype=torch.float32) for k in (0, 7, 2**24 - 3)]
+    expected = [c.clone() for c in counters]
+    for _ in range(5):
+        assert _native.add_one(counters)
+        torch._foreach_add_(expected, 1.0)
+    assert [c.item() for c in counters] == [c.item() for c in expected]  # 2²⁴ stops at 2²⁴
+    assert not _native.add_one([torch.zeros((), dtype=torch.float64)])
+    assert not _native.add_one([torch.zeros(2, dtype=torch.float32)])

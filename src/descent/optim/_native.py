@@ -248,6 +248,8 @@ def _library() -> ctypes.CDLL | None:
             many = getattr(library, f"{name}_{suffix}_many")
             many.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 4]
             many.restype = None
+    library.add_one_f32_many.argtypes = [ctypes.c_int64, ctypes.c_void_p]
+    library.add_one_f32_many.restype = None
     for name in KERNELS:
         epoch = getattr(library, f"{name}_epoch")
         epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
@@ -290,6 +292,22 @@ def capture() -> Iterator[list[tuple[str, Mapping[str, Any]]]]:
 
 
 Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], frozenset[str]]
+
+
+def add_one(counters: Sequence[Tensor]) -> bool:
+    """t ← t + 1 for every float32 CPU scalar tensor in ``counters`` (the rules' step counts), in
+    one C call; False, with nothing done, when the kernels are not built or a counter is anything
+    else (the caller then adds with torch). Runs under :func:`capture` too: it records no job."""
+    library = _library()
+    if library is None:
+        return False
+    pointers = []
+    for counter in counters:
+        if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
+            return False
+        pointers.append(counter.data_ptr())
+    library.add_one_f32_many(len(pointers), (ctypes.c_void_p * len(pointers))(*pointers))
+    return True
 
 
 @cache

@@ -71,7 +71,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
-from descent.optim import checkpoint
+from descent.optim import _native, checkpoint
 from descent.optim._compat import foreach
 from descent.optim.fastpath import Lifted, native_split, pick, real_state
 from descent.optim.options import (
@@ -330,7 +330,9 @@ class DescentOptimizer(torch.optim.Optimizer):
             else:
                 hosts = [self._host(p, s) for p, s in zip(params, states, strict=True)]
                 if self.counts_steps:
-                    foreach.add_([state["step"] for state in states], 1.0)
+                    counters = [state["step"] for state in states]
+                    if not _native.add_one(counters):  # one C call on CPU, else torch's add
+                        foreach.add_(counters, 1.0)
                     for host in hosts:
                         host["step"] += 1
             self._run(group, params, grads, states, hosts, lr)
