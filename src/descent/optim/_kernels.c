@@ -416,15 +416,18 @@ DEFINE_SUMS(double, f64)
         return (mi / (T)bias1) / (SQRT(vi / (T)bias2) + (T)eps) + (T)wd * p;                      \
     }                                                                                             \
                                                                                                   \
-    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu² (u kept in   \
-     * a block-sized buffer, so the update loop and the sums both vectorize) */                   \
+    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu². u goes to   \
+     * ``kept`` (the caller's buffer, so pass 2 need not recompute it: keep) or to a block-sized    \
+     * buffer (a tensor too large to keep u for: pass 2 recomputes it); either way the update      \
+     * loop and the sums both vectorize. */                                                       \
     static KERNEL void lamb_moments_##SUFFIX##_block(                                             \
-        const T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t lo,       \
-        int64_t hi, double beta1, double beta2,                                                   \
-        double bias1, double bias2, double eps, double wd, double sign, double *out) {            \
+        const T *restrict p, const T *restrict g, T *restrict m, T *restrict v,                   \
+        T *restrict kept, int64_t lo, int64_t hi, double beta1, double beta2, double bias1,       \
+        double bias2, double eps, double wd, double sign, int keep, double *out) {                \
         const T b1 = (T)beta1, one_b1 = (T)(1.0 - beta1);                                         \
         const T b2 = (T)beta2, one_b2 = (T)(1.0 - beta2);                                         \
-        T u[REDUCE_BLOCK];                                                                        \
+        T local[REDUCE_BLOCK];                                                                    \
+        T *restrict u = keep ? kept + lo : local;                                                 \
         const int64_t n = hi - lo;                                                                \
         p += lo, g += lo, m += lo, v += lo;                                                       \
         for (int64_t i = 0; i < n; i++) {                                                         \
@@ -438,10 +441,16 @@ DEFINE_SUMS(double, f64)
         sums_##SUFFIX(p, u, n, 1, out);                                                           \
     }                                                                                             \
                                                                                                   \
-    /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's) */                            \
-    static KERNEL void lamb_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,       \
-                                                   double bias1, double bias2, double eps,        \
-                                                   double wd, double step) {                      \
+    /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's), u kept by pass 1 or        \
+     * recomputed from θ, m, v (the same value) */                                                \
+    static KERNEL void lamb_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, const T *u,      \
+                                                   int64_t n, double bias1, double bias2,         \
+                                                   double eps, double wd, double step,            \
+                                                   int keep) {                                    \
+        if (keep) {                                                                               \
+            for (int64_t i = 0; i < n; i++) p[i] = p[i] - (T)step * u[i];                         \
+            return;                                                                               \
+        }                                                                                         \
         for (int64_t i = 0; i < n; i++)                                                           \
             p[i] = p[i] - (T)step * lamb_direction_##SUFFIX(p[i], m[i], v[i], bias1, bias2, eps,  \
                                                             wd);                                  \
@@ -518,19 +527,19 @@ DEFINE_SUMS(double, f64)
     }
 
 #define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
-    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, double *sums, int64_t n,        \
+    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, T *u, double *sums, int64_t n,  \
                                double beta1, double beta2, double bias1, double bias2,            \
-                               double eps, double wd, double sign) {                              \
+                               double eps, double wd, double sign, int keep) {                    \
         BLOCKED_SUMS(n, sums,                                                                     \
-                     lamb_moments_##SUFFIX##_block(p, g, m, v, lo_, hi_, beta1, beta2, bias1,     \
-                                                   bias2, eps, wd, sign, out));                   \
+                     lamb_moments_##SUFFIX##_block(p, g, m, v, u, lo_, hi_, beta1, beta2, bias1,  \
+                                                   bias2, eps, wd, sign, keep, out));             \
     }                                                                                             \
-    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double bias1, double bias2,  \
-                             double eps, double wd, double step) {                                \
+    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, const T *u, int64_t n, double bias1,    \
+                             double bias2, double eps, double wd, double step, int keep) {        \
         _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
             SLICE(n)                                                                              \
-            lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, bias1, bias2, eps, wd,   \
-                                        step);                                                    \
+            lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_, bias1, bias2,   \
+                                        eps, wd, step, keep);                                     \
         }                                                                                         \
     }                                                                                             \
     void lars_norms_##SUFFIX(const T *p, const T *g, double *sums, int64_t n) {                    \
@@ -610,13 +619,14 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
                 d[5], d[6], d[7], k[0]);                                                          \
     }                                                                                             \
     void lamb_moments_##SUFFIX##_many(MANY_ARGS) {                                                \
-        for (int64_t j = 0; j < count; j++, t += 5, d += 7)                                       \
-            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],     \
-                d[4], d[5], d[6]);                                                                \
+        for (int64_t j = 0; j < count; j++, t += 6, d += 7, k += 1)                               \
+            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], n[j], d[0], d[1], d[2],     \
+                d[3], d[4], d[5], d[6], k[0]);                                                    \
     }                                                                                             \
     void lamb_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
-        for (int64_t j = 0; j < count; j++, t += 3, d += 5)                                       \
-            lamb_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4]);            \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 5, k += 1)                               \
+            lamb_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],       \
+                k[0]);                                                                            \
     }                                                                                             \
     void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
         for (int64_t j = 0; j < count; j++, t += 3)                                               \

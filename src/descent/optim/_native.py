@@ -127,9 +127,10 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 #: per-element step the linear epoch loop could run): same form as :data:`KERNELS`. ``sums`` is a
 #: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s.
 TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ
+    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ, written to u when
+    # keep (a buffer of p's size; not touched otherwise)
     "lamb_moments": (
-        ("p", "g", "m", "v", "sums"),
+        ("p", "g", "m", "v", "u", "sums"),
         (
             ("beta1", "double"),
             ("beta2", "double"),
@@ -138,17 +139,19 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("eps", "double"),
             ("wd", "double"),
             ("sign", "double"),
+            ("keep", "int"),
         ),
     ),
-    # LAMB pass 2: θ ← θ − step·u, step = η·r
+    # LAMB pass 2: θ ← θ − step·u, step = η·r; u read (keep) or recomputed from θ, m, v
     "lamb_apply": (
-        ("p", "m", "v"),
+        ("p", "m", "v", "u"),
         (
             ("bias1", "double"),
             ("bias2", "double"),
             ("eps", "double"),
             ("wd", "double"),
             ("step", "double"),
+            ("keep", "int"),
         ),
     ),
     # LARS pass 1: sums = (Σθ², Σg²)

@@ -22,7 +22,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import cache_batches, native_split
+from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -213,6 +213,14 @@ class LAMB(DescentOptimizer):
             foreach.mul_(update, [1 / (1 - beta1**t) for t in steps])
         foreach.add_(params, update, alpha=-lr)
 
+    def _kept_buffer(self, dtype: torch.dtype) -> Tensor:
+        """The buffer (TWO_PASS_BATCH elements of ``dtype``, allocated once per optimizer) that
+        holds u between the two passes of a cache-sized batch."""
+        buffers = self.__dict__.setdefault("_kept_buffers", {})
+        if dtype not in buffers:
+            buffers[dtype] = torch.empty(TWO_PASS_BATCH, dtype=dtype)
+        return buffers[dtype]
+
     def _fast_update(
         self,
         group: Group,
@@ -231,9 +239,16 @@ class LAMB(DescentOptimizer):
         beta1, beta2 = group["betas"]
         eps, mode = group["eps"], group["bias_correction"]
         sign = -1.0 if group["maximize"] else 1.0
+        kept: dict[torch.dtype, Tensor] = {}
         for batch in cache_batches(native, params):
             sums = torch.empty(len(batch), 2, dtype=torch.float64)
             moments, applies = [], []
+            # A batch that fits in the cache keeps u for pass 2 in one buffer (the division and
+            # square root are then computed once); a larger tensor recomputes it, which moves
+            # fewer bytes than a buffer of its size.
+            sizes = [params[i].numel() for i in batch]
+            keep = sum(sizes) <= TWO_PASS_BATCH
+            offset = 0
             for row, i in enumerate(batch):
                 t = hosts[i]["step"]
                 bias1, bias2, step = 1.0, 1.0, lr
@@ -243,7 +258,16 @@ class LAMB(DescentOptimizer):
                     step = lr / (1 - beta1**t)
                 wd = 0.0 if self._excluded(group, params[i]) else group["weight_decay"]
                 m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
-                shared = dict(p=params[i], m=m, v=v, bias1=bias1, bias2=bias2, eps=eps, wd=wd)
+                u = params[i]  # never read nor written unless keep
+                if keep:
+                    dtype = params[i].dtype
+                    if dtype not in kept:
+                        kept[dtype] = self._kept_buffer(dtype)
+                    u = kept[dtype][offset : offset + sizes[row]]
+                    offset += sizes[row]
+                shared = dict(
+                    p=params[i], m=m, v=v, u=u, bias1=bias1, bias2=bias2, eps=eps, wd=wd, keep=keep
+                )
                 moments.append(
                     dict(shared, g=grads[i], sums=sums[row], beta1=beta1, beta2=beta2, sign=sign)
                 )
