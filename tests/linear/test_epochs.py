@@ -190,3 +190,66 @@ def test_learning_rates_are_the_rule_s_own() -> None:
         group = optimizer.param_groups[0]
         expected = [optimizer.lr_at(group, 11 + u) for u in range(30)]
         assert rates.tolist() == (expected if len(rates) == 30 else expected[:1])
+
+
+def load_diabetes_xy() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_diabetes
+
+    return load_diabetes(return_X_y=True)
+
+
+def _full_batch_fits(monkeypatch: pytest.MonkeyPatch, **params: Any) -> list[LinearRegressionGD]:
+    """The same full-batch fit by the C loop on the statistics and by the Python loop."""
+    X, y = load_diabetes_xy()
+    fits = []
+    for compiled in (True, False):
+        monkeypatch.setattr(epochs, "COMPILED", compiled)
+        fits.append(LinearRegressionGD(**params).fit(X, y))
+    return fits
+
+
+@needs_c
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # the default stopping rule: ‖∇J‖ ≤ tol·‖∇J₀‖ (thousands of epochs)
+        {"tol": 0.0, "tol_loss": 1e-9, "loss_reduction": "mean"},  # the flat-loss rule
+        {"tol": 0.0, "max_epochs": 300},  # neither: max_epochs
+        {"tol": 0.0, "max_epochs": 1},
+    ],
+)
+def test_the_compiled_full_batch_loop_equals_the_python_loop(
+    params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C loop on the k × k statistics (gd_statistics) stands for the Python loop for the
+    plain rule: the same epochs, losses and weights (to the rounding of Gw: BLAS sums in
+    another order), and it is the one the estimator runs."""
+    monkeypatch.setattr(epochs, "STATISTICS_CHUNK", 1000)  # several calls: the seams count too
+    compiled, python = _full_batch_fits(monkeypatch, **params)
+    assert compiled.n_iter_ == python.n_iter_
+    assert compiled.converged_ == python.converged_
+    assert len(compiled.loss_history_) == len(python.loss_history_) == compiled.n_iter_ + 1
+    np.testing.assert_allclose(compiled.loss_history_, python.loss_history_, rtol=1e-12)
+    np.testing.assert_allclose(compiled.weights_, python.weights_, rtol=1e-10, atol=1e-12)
+    calls = []
+    monkeypatch.setattr(epochs, "COMPILED", True)
+    original = epochs.descend_on_statistics
+    monkeypatch.setattr(
+        epochs, "descend_on_statistics", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
+    LinearRegressionGD(**params).fit(*load_diabetes_xy())
+    assert calls == [1]
+
+
+@needs_c
+def test_the_compiled_full_batch_loop_reports_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from descent.errors import InputError
+
+    for compiled in (True, False):
+        monkeypatch.setattr(epochs, "COMPILED", compiled)
+        with pytest.raises(InputError, match="diverged in epoch") as raised:
+            LinearRegressionGD(learning_rate=1.0, max_epochs=5000).fit(*load_diabetes_xy())
+        if compiled:
+            message = str(raised.value)
+        else:
+            assert str(raised.value) == message

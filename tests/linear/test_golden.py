@@ -44,9 +44,7 @@ def test_coefficients_unchanged(case: dict[str, Any]) -> None:
     scale = np.abs(expected).max()
     ill_conditioned = case["params"].get("basis") == "poly:3"
     coefficients_to, predictions_to = (1e-5, 1e-8) if ill_conditioned else (1e-10, 1e-10)
-    np.testing.assert_allclose(
-        model.weights_, expected, rtol=0, atol=coefficients_to * scale
-    )
+    np.testing.assert_allclose(model.weights_, expected, rtol=0, atol=coefficients_to * scale)
     reference = copy.copy(model)
     reference.weights_ = expected  # the golden model: the same fitted basis, the stored weights
     golden_predictions = reference.predict(X)

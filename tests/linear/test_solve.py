@@ -210,3 +210,28 @@ def test_the_stochastic_bound_needs_no_power_iteration_below_a_column_norm() -> 
     iterated = lipschitz_step(Phi, "single", 1, "sum")  # no ΦᵀΦ: power iteration on Φ
     assert shortcut == pytest.approx(iterated, rel=1e-12)
     assert shortcut == pytest.approx(1 / (2 * float((Phi * Phi).sum(dim=1).max())), rel=1e-12)
+
+
+@pytest.mark.parametrize("basis", ["poly:1", "poly:3", "poly:5", "powers:4", "identity"])
+@pytest.mark.parametrize("block", [37, 1 << 15])  # blocks that do not divide n; n below one
+def test_a_basis_shortcut_statistics_equal_its_design(
+    basis: str, block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shorter routes a basis takes to its statistics (power sums for one input's
+    polynomial, one product for the identity) give the design matrix's ΦᵀΦ and Φᵀy."""
+    from descent.linear import LinearRegressionGD
+
+    monkeypatch.setattr("descent.linear.basis._POWER_BLOCK", block)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(500, 1)) * 1.5 + 0.7
+    y = 2.0 - x[:, 0] + 0.5 * x[:, 0] ** 3 + rng.normal(size=500)
+    for standardize in (False, True, "orthonormal"):
+        model = LinearRegressionGD(basis=basis, standardize=standardize, max_epochs=2).fit(x, y)
+        plain = Gram.of(model._design(x), torch.as_tensor(y))
+        assert _relative(model.gram_.gram, plain.gram) < 1e-12
+        assert _relative(model.gram_.moment, plain.moment) < 1e-12
+        assert float(model.gram_.total) == pytest.approx(float(plain.total), rel=1e-12)
+    assert parse_basis(basis).fit(x).moments(x, y) is not None
+    two_inputs = np.c_[x, x]  # several inputs' monomials: no shortcut, the blocked pass
+    shortcut = parse_basis(basis).fit(two_inputs).moments(two_inputs, y)
+    assert (shortcut is not None) == (basis == "identity")

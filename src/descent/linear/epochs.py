@@ -22,11 +22,16 @@ Nadam, run with ``impl="fast"`` in float64; every other rule or option takes the
 
 from __future__ import annotations
 
+import ctypes
+import math
+from dataclasses import dataclass
+from functools import cache
+
 import numpy as np
 import torch
 from torch import Tensor
 
-from descent.linear.solve import Reduction, ordered_gradient
+from descent.linear.solve import Gram, Reduction, ordered_gradient
 from descent.optim import _native
 from descent.optim.base import DescentOptimizer
 from descent.schedules import InverseTimeDecay
@@ -208,3 +213,111 @@ def _compiled(
     _native.run_epoch(rule, arguments)
     if average is not None:
         average.count += count
+
+
+# -- full-batch descent on the k × k statistics --------------------------------------------------
+
+#: Epochs per call of the C loop (its loss buffer: 512 KiB); a longer fit makes several calls.
+STATISTICS_CHUNK = 65536
+
+
+@dataclass
+class StatisticsRun:
+    """What :func:`descend_on_statistics` leaves: updates made, J at each point evaluated, and
+    how it ended ("converged", "max_epochs" or "diverged", then at J = losses[-1])."""
+
+    updates: int
+    losses: list[float]
+    ended: str
+
+
+@cache
+def _statistics_loop() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    library = _native._library()
+    if library is None:
+        return None
+    function = library.gd_statistics
+    tensor, double, count = ctypes.c_void_p, ctypes.c_double, ctypes.c_int64
+    # G, b, c, w, ∇J, k, s, η, updates, tol, tol_loss, losses, ‖∇J₀‖, first, status
+    function.argtypes = [tensor, tensor, double, tensor, tensor, count, double, double, count]
+    function.argtypes += [double, double, tensor, tensor, count, tensor]
+    function.restype = count
+    return function
+
+
+def statistics_loop_available() -> bool:
+    """True when the compiled full-batch loop can run (the C kernels built, COMPILED on)."""
+    return COMPILED and _statistics_loop() is not None
+
+
+def evaluate_on_statistics(gram: Gram, w: Tensor, reduction: Reduction) -> tuple[float, float]:
+    """J(w) and ‖∇J(w)‖ from the k × k statistics, by the C loop's own evaluation (a call that
+    makes no update): one call where the torch form takes ten operations, which cost more than
+    a small epoch itself. Needs the C kernels (:func:`statistics_evaluation_available`)."""
+    loop = _statistics_loop()
+    if loop is None:
+        raise RuntimeError("descent's C kernels are not built")
+    weights = w.detach().contiguous()
+    grad, value = torch.empty_like(weights), torch.empty(1, dtype=torch.float64)
+    norm, status = torch.empty(1, dtype=torch.float64), torch.empty(1, dtype=torch.int64)
+    scale = 1.0 if reduction == "sum" else 1.0 / gram.n
+    G, b = gram.gram.contiguous(), gram.moment.contiguous()
+    loop(
+        G.data_ptr(), b.data_ptr(), float(gram.total), weights.data_ptr(),
+        grad.data_ptr(), len(weights), scale, 0.0, 0, 0.0, 0.0, value.data_ptr(),
+        norm.data_ptr(), 1, status.data_ptr(),
+    )  # fmt: skip
+    if int(status) == 2:  # J or ∇J not finite: ‖∇J‖ was not stored
+        return float(value), math.nan
+    return float(value), float(norm)
+
+
+def statistics_evaluation_available() -> bool:
+    """True when the C kernels are built (whether or not the compiled epochs are switched on:
+    both paths monitor their fits the same way)."""
+    return _statistics_loop() is not None
+
+
+def descend_on_statistics(
+    gram: Gram,
+    w: Tensor,
+    lr: float,
+    max_epochs: int,
+    tol: float,
+    tol_loss: float,
+    reduction: Reduction,
+) -> StatisticsRun:
+    """Plain full-batch gradient descent w ← w − η∇J with a constant step, in the C loop
+    ``gd_statistics`` (descent/optim/_kernels.c): O(k²) per epoch with no Python in between,
+    the loop of ``LinearRegressionGD._descend_on_statistics`` with its stopping rules (which
+    runs every other rule, and is this loop's reference in tests/linear/test_epochs.py)."""
+    loop = _statistics_loop()
+    if loop is None:
+        raise RuntimeError("descent's C kernels are not built")
+    G, b = gram.gram.contiguous(), gram.moment.contiguous()
+    weights = w.detach()
+    grad = torch.zeros_like(weights)
+    w.grad = grad
+    first_norm = torch.zeros(1, dtype=torch.float64)
+    status = torch.zeros(1, dtype=torch.int64)
+    scale = 1.0 if reduction == "sum" else 1.0 / gram.n
+    losses: list[float] = []
+    updates = 0
+    buffer = torch.empty(min(max_epochs, STATISTICS_CHUNK) + 1, dtype=torch.float64)
+    while True:
+        chunk = min(max_epochs - updates, STATISTICS_CHUNK)
+        made = loop(
+            G.data_ptr(), b.data_ptr(), float(gram.total), weights.data_ptr(),
+            grad.data_ptr(), len(b), scale, lr, chunk, tol, tol_loss, buffer.data_ptr(),
+            first_norm.data_ptr(), int(updates == 0), status.data_ptr(),
+        )  # fmt: skip
+        # a later call starts by evaluating the point the previous one ended on: kept once
+        losses.extend(buffer[: made + 1].tolist()[0 if updates == 0 else 1 :])
+        updates += made
+        ended = int(status)
+        if ended == 1:
+            return StatisticsRun(updates, losses, "converged")
+        if ended == 2:
+            return StatisticsRun(updates, losses, "diverged")
+        if updates >= max_epochs:
+            return StatisticsRun(updates, losses, "max_epochs")
