@@ -715,12 +715,12 @@ static INLINE void nesterov_update(double *w, const double *g, double *const *s,
     for (int64_t j = 0; j < k; j++) nesterov_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3]);
 }
 
-static KERNEL void lion_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void lion_update(double *w, const double *g, double *const *s, int64_t k,
                                const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++) lion_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3], c[4]);
 }
 
-static KERNEL void schedule_free_update(double *w, const double *g, double *const *s, int64_t k,
+static INLINE void schedule_free_update(double *w, const double *g, double *const *s, int64_t k,
                                         const double *c, const int *f) {
     const int adaptive = f[0];
     for (int64_t j = 0; j < k; j++)
@@ -870,12 +870,12 @@ KERNEL void nesterov_epoch(EPOCH_ARGS, double *v) {
     const int flags[1] = {0};
     EPOCH(state, flags, nesterov_update);
 }
-void lion_epoch(EPOCH_ARGS, double *m) {
+KERNEL void lion_epoch(EPOCH_ARGS, double *m) {
     double *state[1] = {m};
     const int flags[1] = {0};
     EPOCH(state, flags, lion_update);
 }
-void schedule_free_epoch(EPOCH_ARGS, double *z, double *v, int adaptive) {
+KERNEL void schedule_free_epoch(EPOCH_ARGS, double *z, double *v, int adaptive) {
     double *state[2] = {z, v};
     const int flags[1] = {adaptive};
     EPOCH(state, flags, schedule_free_update);
