@@ -337,6 +337,8 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         if job.keys() != expected:
             raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(job)}")
     if _captured is not None:
+        if kernel in TWO_PASS:  # its caller would read sums that were never computed
+            raise RuntimeError(f"the two-pass kernel {kernel!r} cannot be captured")
         _captured.extend((kernel, job) for job in jobs)
         return
     batches: dict[str, list[Mapping[str, Any]]] = {}

@@ -212,10 +212,9 @@ class Prodigy(DescentOptimizer):
         step = int(hosts[0]["step"])
         if group["impl"] == "reference":
             self._reference_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
-        elif not (
-            self._path(group) == "fast"
-            and self._native_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
-        ):
+        elif self._path(group) == "fast":
+            self._fast_update(group, lifted_params, lifted_grads, lifted_states, hosts, lr)
+        else:
             self._foreach_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
         for work in works:
             work.lower()
@@ -308,6 +307,21 @@ class Prodigy(DescentOptimizer):
         foreach.add_(den, d * group["eps"])
         foreach.addcdiv_(params, m, den, [-dlr] * len(params))
         group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The whole group's step: the C passes when the kernels take every tensor, else the
+        foreach formulation."""
+        step = int(hosts[0]["step"])
+        if not self._native_group(group, params, grads, states, step, lr):
+            self._foreach_group(group, params, grads, states, step, lr)
 
     def _native_group(
         self,
