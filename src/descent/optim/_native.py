@@ -324,8 +324,9 @@ def _layout(kernel: str) -> Layout:
 
 def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
     """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` (or
-    :data:`TWO_PASS`) by name (tensors of equal size, then the scalars). A missing or unknown
-    name is an error, not a silent shift. One C call per dtype runs all the jobs
+    :data:`TWO_PASS`) by name (tensors of equal size, then the scalars; a tensor after the first
+    may be given by its address, an int). A missing or unknown name is an error, not a silent
+    shift. One C call per dtype runs all the jobs
     (``<kernel>_<suffix>_many``), in order."""
     if not jobs:
         return
@@ -346,7 +347,12 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         batches.setdefault(_SUFFIX[job[tensor_names[0]].dtype], []).append(job)
     for suffix, batch in batches.items():
         count = len(batch)
-        pointers = [job[name].data_ptr() for job in batch for name in tensor_names]
+        # a tensor argument may also be given as an address (an int: a row of a larger buffer)
+        pointers = [
+            value if type(value) is int else value.data_ptr()
+            for job in batch
+            for value in [job[name] for name in tensor_names]
+        ]
         sizes = [job[tensor_names[0]].numel() for job in batch]
         doubles = [job[name] for job in batch for name in double_names] or [0.0]
         ints = [job[name] for job in batch for name in int_names] or [0]

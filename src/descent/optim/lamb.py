@@ -242,6 +242,7 @@ class LAMB(DescentOptimizer):
         kept: dict[torch.dtype, Tensor] = {}
         for batch in cache_batches(native, params):
             sums = torch.empty(len(batch), 2, dtype=torch.float64)
+            address = sums.data_ptr()  # row j at address + 16 j: no view per tensor
             moments, applies = [], []
             # A batch that fits in the cache keeps u for pass 2 in one buffer (the division and
             # square root are then computed once); a larger tensor recomputes it, which moves
@@ -258,18 +259,19 @@ class LAMB(DescentOptimizer):
                     step = lr / (1 - beta1**t)
                 wd = 0.0 if self._excluded(group, params[i]) else group["weight_decay"]
                 m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
-                u = params[i]  # never read nor written unless keep
+                u: Tensor | int = params[i]  # never read nor written unless keep
                 if keep:
                     dtype = params[i].dtype
                     if dtype not in kept:
                         kept[dtype] = self._kept_buffer(dtype)
-                    u = kept[dtype][offset : offset + sizes[row]]
+                    u = kept[dtype].data_ptr() + offset * params[i].element_size()
                     offset += sizes[row]
                 shared = dict(
                     p=params[i], m=m, v=v, u=u, bias1=bias1, bias2=bias2, eps=eps, wd=wd, keep=keep
                 )
+                sums_row = address + 16 * row
                 moments.append(
-                    dict(shared, g=grads[i], sums=sums[row], beta1=beta1, beta2=beta2, sign=sign)
+                    dict(shared, g=grads[i], sums=sums_row, beta1=beta1, beta2=beta2, sign=sign)
                 )
                 applies.append(dict(shared, step=step))
             _native.run("lamb_moments", moments)

@@ -199,9 +199,13 @@ class LARS(DescentOptimizer):
         for batch in cache_batches(native, params):
             trusted = [i for i in batch if not self._excluded(group, params[i])]
             sums = torch.empty(len(trusted), 2, dtype=torch.float64)
+            address = sums.data_ptr()  # row j at address + 16 j: no view per tensor
             _native.run(
                 "lars_norms",
-                [dict(p=params[i], g=grads[i], sums=sums[row]) for row, i in enumerate(trusted)],
+                [
+                    dict(p=params[i], g=grads[i], sums=address + 16 * row)
+                    for row, i in enumerate(trusted)
+                ],
             )
             ratios = dict.fromkeys(batch, 1.0)
             for i, (weight_sq, grad_sq) in zip(trusted, sums.tolist(), strict=True):

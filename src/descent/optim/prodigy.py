@@ -196,6 +196,13 @@ class Prodigy(DescentOptimizer):
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
             states = [real_state(s) for s in states]
+        step = int(hosts[0]["step"])
+        if (
+            group["impl"] != "reference"
+            and self._path(group) == "fast"
+            and self._native_group(group, params, grads, states, step, lr)
+        ):
+            return  # the C passes took the tensors as they are (no lifting needed)
         # d couples every tensor of the group: lift all (device, dtype) buckets, step them
         # together, write them back.
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
@@ -209,11 +216,8 @@ class Prodigy(DescentOptimizer):
         lifted_params = [p for work in works for p in work.params]
         lifted_grads = [g for work in works for g in work.grads]
         lifted_states = [s for work in works for s in work.states]
-        step = int(hosts[0]["step"])
         if group["impl"] == "reference":
             self._reference_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
-        elif self._path(group) == "fast":
-            self._fast_update(group, lifted_params, lifted_grads, lifted_states, hosts, lr)
         else:
             self._foreach_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
         for work in works:
@@ -347,6 +351,7 @@ class Prodigy(DescentOptimizer):
             scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
         dlr = d * lr * scale
         sums = torch.empty(len(params), 2, dtype=torch.float64)
+        address = sums.data_ptr()  # row i at address + 16 i: no view per tensor
         scalars = dict(
             c_m=d * (1 - beta1),
             c_v=d * d * (1 - beta2),
@@ -368,7 +373,7 @@ class Prodigy(DescentOptimizer):
                     m=state["exp_avg"],
                     v=state["exp_avg_sq"],
                     s=state["s"],
-                    sums=sums[i],
+                    sums=address + 16 * i,
                     **scalars,
                 )
                 for i, (param, grad, state) in enumerate(zip(params, grads, states, strict=True))
