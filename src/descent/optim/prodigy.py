@@ -196,15 +196,23 @@ class Prodigy(DescentOptimizer):
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
             states = [real_state(s) for s in states]
-        step = int(hosts[0]["step"])
-        if (
-            group["impl"] != "reference"
-            and self._path(group) == "fast"
-            and self._native_group(group, params, grads, states, step, lr)
-        ):
-            return  # the C passes took the tensors as they are (no lifting needed)
-        # d couples every tensor of the group: lift all (device, dtype) buckets, step them
-        # together, write them back.
+        if group["impl"] != "reference" and self._path(group) == "fast":
+            self._fast_update(group, params, grads, states, hosts, lr)
+        else:
+            self._lifted_group(group, params, grads, states, int(hosts[0]["step"]), lr)
+
+    def _lifted_group(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        step: int,
+        lr: float,
+    ) -> None:
+        """The reference (impl="reference") or foreach step on the tensors lifted to their
+        compute dtype. d couples every tensor of the group: lift all (device, dtype) buckets, step
+        them together, write them back."""
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
         for i, (param, state) in enumerate(zip(params, states, strict=True)):
             key = (param.device, param.dtype, self._compute_dtype(param, state))
@@ -321,11 +329,11 @@ class Prodigy(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """The whole group's step: the C passes when the kernels take every tensor, else the
-        foreach formulation."""
+        """The whole group's step: the C passes on the tensors as they are when the kernels take
+        every tensor, else the foreach formulation on the lifted tensors."""
         step = int(hosts[0]["step"])
         if not self._native_group(group, params, grads, states, step, lr):
-            self._foreach_group(group, params, grads, states, step, lr)
+            self._lifted_group(group, params, grads, states, step, lr)
 
     def _native_group(
         self,
