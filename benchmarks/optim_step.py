@@ -22,6 +22,7 @@ checkout, e.g. an older commit) in the same interleaved run, to compare two vers
 
     python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 9]
                                     [--rules adam,adamax] [--baseline ../old/src] [--no-small]
+                                    [--clock cpu]
                                     [--matrix-rules muon,soap] [--shapes 16x128x128,4x512x512]
 """
 
@@ -200,6 +201,12 @@ def resnet50_shapes(width: float = 0.25) -> list[tuple[int, ...]]:
     return [*shapes, (1000, inplanes), (1000,)]
 
 
+#: The clock steps are timed with: wall time, or (``--clock cpu``) the calling thread's CPU time,
+#: which leaves out the time a loaded machine keeps the process waiting (only for one thread:
+#: OMP_NUM_THREADS=1, or the other threads' work would not be counted).
+CLOCK: Callable[[], float] = time.perf_counter
+
+
 def time_interleaved(
     optimizers: dict[str, torch.optim.Optimizer], repeats: int
 ) -> dict[str, float]:
@@ -217,9 +224,9 @@ def time_interleaved(
         shuffler.shuffle(order)
         for name in order:
             optimizer = optimizers[name]
-            start = time.perf_counter()
+            start = CLOCK()
             optimizer.step()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(CLOCK() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -281,9 +288,9 @@ def copy_bandwidth(total: int, repeats: int) -> float:
         dst.copy_(src)
     times = []
     for _ in range(max(repeats, 10)):
-        start = time.perf_counter()
+        start = CLOCK()
         dst.copy_(src)
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return 2 * 4 * total / statistics.median(times)
 
 
@@ -499,7 +506,18 @@ def main() -> None:
         default="32x64x64,8x256x256,4x256x1024,1x1024x1024",
         help="count x rows x cols of the matrices Muon and SOAP are timed on",
     )
+    parser.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="cpu: time each step by the thread's CPU time (a loaded machine, one thread only)",
+    )
     args = parser.parse_args()
+    if args.clock == "cpu":
+        if torch.get_num_threads() != 1:
+            parser.error("--clock cpu times one thread: set OMP_NUM_THREADS=1")
+        global CLOCK
+        CLOCK = time.thread_time
 
     baseline = load_baseline(args.baseline) if args.baseline else None
     cache = last_level_cache()
@@ -508,7 +526,10 @@ def main() -> None:
     copied = max(cache, args.params)
     bandwidth = copy_bandwidth(copied, args.repeats)
     print(machine_line(cache))
-    print(f"copy bandwidth {bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB")
+    print(
+        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB; steps timed by "
+        f"{'the thread CPU time' if args.clock == 'cpu' else 'the wall clock'}"
+    )
     rules = [r for r in args.rules.split(",") if r]
     print(
         f"\nLarge tensors: {args.params:,} float32 parameters in {args.tensors} tensors "
