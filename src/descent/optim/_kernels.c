@@ -253,41 +253,42 @@
     void rmsprop_##SUFFIX(T *p, const T *g, T *e, T *ebar, T *b, int64_t n, double lr,             \
                           double rho, double eps, double wd, double sign, int inside,             \
                           int centered, double momentum) {                                        \
-        OVER_SLICES(n, rmsprop_##SUFFIX##_slice(p + lo_, g + lo_, e + lo_, centered ? ebar + lo_ : ebar, \
-                                     momentum > 0 ? b + lo_ : b, len_, lr, rho, eps, wd, sign,    \
-                                     inside, centered, momentum));                                \
+        OVER_SLICES(n, rmsprop_##SUFFIX##_slice(p + lo_, g + lo_, e + lo_, centered ? ebar + lo_  \
+                    : ebar, momentum > 0 ? b + lo_ : b, len_, lr, rho, eps, wd, sign, inside,     \
+                    centered, momentum));                                                         \
     }                                                                                             \
     void adadelta_##SUFFIX(T *p, const T *g, T *eg, T *ed, int64_t n, double lr, double rho,       \
                            double eps, double wd, double sign) {                                  \
-        OVER_SLICES(n, adadelta_##SUFFIX##_slice(p + lo_, g + lo_, eg + lo_, ed + lo_, len_, lr, rho, eps, \
-                                      wd, sign));                                                 \
+        OVER_SLICES(n, adadelta_##SUFFIX##_slice(p + lo_, g + lo_, eg + lo_, ed + lo_, len_, lr,  \
+                    rho, eps, wd, sign));                                                         \
     }                                                                                             \
     void adamax_##SUFFIX(T *p, const T *g, T *m, T *u, int64_t n, double step_size,                \
                          double beta1, double beta2, double eps, double wd, double sign,          \
                          int eps_in_max) {                                                        \
-        OVER_SLICES(n, adamax_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, u + lo_, len_, step_size, beta1, \
-                                    beta2, eps, wd, sign, eps_in_max));                           \
+        OVER_SLICES(n, adamax_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, u + lo_, len_,          \
+                    step_size, beta1, beta2, eps, wd, sign, eps_in_max));                         \
     }                                                                                             \
     void nadam_##SUFFIX(T *p, const T *g, T *m, T *v, int64_t n, double c_g, double c_m,           \
                         double beta1, double beta2, double bias2, double eps, double wd,          \
                         double sign) {                                                            \
-        OVER_SLICES(n, nadam_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_, c_g, c_m, beta1, \
-                                   beta2, bias2, eps, wd, sign));                                 \
+        OVER_SLICES(n, nadam_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_, c_g,      \
+                    c_m, beta1, beta2, bias2, eps, wd, sign));                                    \
     }                                                                                             \
     void nesterov_##SUFFIX(T *p, const T *g, T *v, int64_t n, double lr, double momentum,          \
                            double wd, double sign) {                                              \
-        OVER_SLICES(n, nesterov_##SUFFIX##_slice(p + lo_, g + lo_, v + lo_, len_, lr, momentum, wd, sign)); \
+        OVER_SLICES(n, nesterov_##SUFFIX##_slice(p + lo_, g + lo_, v + lo_, len_, lr, momentum,   \
+                    wd, sign));                                                                   \
     }                                                                                             \
     void lion_##SUFFIX(T *p, const T *g, T *m, int64_t n, double lr, double beta1, double beta2,   \
                        double wd, double sign) {                                                  \
-        OVER_SLICES(n, lion_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, len_, lr, beta1, beta2, wd, sign)); \
+        OVER_SLICES(n, lion_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, len_, lr, beta1, beta2,   \
+                    wd, sign));                                                                   \
     }                                                                                             \
     void schedule_free_##SUFFIX(T *p, const T *g, T *z, T *v, int64_t n, double lr, double ckp1,   \
                                 double c_y, double beta2, double bias2, double eps, double wd,    \
                                 double sign, int adaptive) {                                      \
-        OVER_SLICES(n, schedule_free_##SUFFIX##_slice(p + lo_, g + lo_, z + lo_, adaptive ? v + lo_ : v, \
-                                           len_, lr, ckp1, c_y, beta2, bias2, eps, wd, sign,      \
-                                           adaptive));                                            \
+        OVER_SLICES(n, schedule_free_##SUFFIX##_slice(p + lo_, g + lo_, z + lo_, adaptive ? v +   \
+                    lo_ : v, len_, lr, ckp1, c_y, beta2, bias2, eps, wd, sign, adaptive));        \
     }
 
 DEFINE_STEPS(float, f32, sqrtf, fabsf, fmaf)
@@ -531,16 +532,16 @@ DEFINE_SUMS(double, f64)
     }                                                                                             \
     void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, const T *u, int64_t n, double bias1,    \
                              double bias2, double eps, double wd, double step, int keep) {        \
-        OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_, bias1, bias2, \
-                                        eps, wd, step, keep));                                    \
+        OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_,      \
+                    bias1, bias2, eps, wd, step, keep));                                          \
     }                                                                                             \
     void lars_norms_##SUFFIX(const T *p, const T *g, double *sums, int64_t n) {                    \
         BLOCKED_SUMS(n, sums, lars_norms_##SUFFIX##_block(p, g, lo_, hi_, out));                  \
     }                                                                                             \
     void lars_apply_##SUFFIX(T *p, const T *g, T *b, int64_t n, double ratio, double wd,           \
                              double momentum, double lr, double sign, int lr_in_buffer) {         \
-        OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd, momentum, lr, \
-                                        sign, lr_in_buffer));                                     \
+        OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd,    \
+                    momentum, lr, sign, lr_in_buffer));                                           \
     }                                                                                             \
     void prodigy_moments_##SUFFIX(const T *p, const T *g, const T *p0, T *m, T *v, T *s,           \
                                   double *sums, int64_t n, double c_m, double c_v, double beta1,  \
@@ -553,7 +554,8 @@ DEFINE_SUMS(double, f64)
     }                                                                                             \
     void prodigy_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double decay,             \
                                 double step, double d_eps) {                                      \
-        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay, step, d_eps)); \
+        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay,     \
+                    step, d_eps));                                                                \
     }
 
 DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
