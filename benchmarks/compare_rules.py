@@ -9,7 +9,9 @@ of each study, then its mean and spread over the seeds. One run prints the whole
 
 Each study's random sampler is seeded by its seed (so every rule sees the same quantiles of its
 range), and so are the model's initialization and the batch order. The folder keeps every study
-(TensorBoard's HParams dashboard shows each).
+(TensorBoard's HParams dashboard shows each). The default rules are
+``descent.tune.compared_rules()``: momentum, Adam and AdamW as reference points, then every rule
+the registry holds beyond the lecture's.
 """
 
 from __future__ import annotations
@@ -20,24 +22,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-
-#: the rules compared by default: the lecture's momentum and Adam (and AdamW) as the reference
-#: points, and the newer rules
-DEFAULT_RULES = (
-    "momentum",
-    "adam",
-    "adamw",
-    "radam",
-    "lion",
-    "lamb",
-    "lars",
-    "schedule_free_sgd",
-    "schedule_free_adamw",
-    "prodigy",
-    "muon",
-    "adafactor",
-    "soap",
-)
 
 
 def best_accuracy(
@@ -75,8 +59,10 @@ def summary(values: list[float]) -> tuple[float, float, float, float]:
 
 
 def main() -> None:
+    from descent.tune import compared_rules
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rules", default=",".join(DEFAULT_RULES))
+    parser.add_argument("--rules", default=",".join(compared_rules()))
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=5)

@@ -9,7 +9,7 @@ the CLI call these rather than writing their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from descent.errors import InputError
@@ -61,6 +61,15 @@ def in_range(
         interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
         raise InputError(f"{name} must be in {interval}, got {value!r}")
     return number
+
+
+def increasing(values: Sequence[Any], name: str, *, strict: bool = True) -> None:
+    """Numbers in increasing order: each above the one before (``strict``), or not below it.
+    Checks the order only; check each number first (finite, positive, …)."""
+    for index in range(1, len(values)):
+        if values[index] < values[index - 1] or (strict and values[index] == values[index - 1]):
+            order = "be strictly increasing" if strict else "not decrease"
+            raise InputError(f"{name} must {order}, got {list(values)}")
 
 
 def positive_int(value: Any, name: str) -> int:

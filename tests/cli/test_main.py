@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,12 @@ import pytest
 
 import descent
 from descent.cli.main import app, main
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import refusal, run_cli
+from tests.processes import run_python, start_board
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["--version"], capsys)
+    code, out, _ = run_cli(["--version"], capsys)
     assert code == 0
     assert out.strip() == f"descent {descent.__version__}"
 
@@ -37,25 +31,20 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     names = subcommands()
     assert {"demo", "optimizers"} <= set(names)
     for name in names:
-        code, out, _ = run([name, "--help"], capsys)
+        code, out, _ = run_cli([name, "--help"], capsys)
         assert code == 0
         assert f"descent {name}" in out
 
 
 def test_bad_option_value_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = run(["demo", "--steps", "lots"], capsys)
-    assert code == 2
-    assert err.count("\n") == 1
+    err = refusal(["demo", "--steps", "lots"], capsys)
     assert err.startswith("descent: error:")
     assert "--steps" in err
     assert "Traceback" not in err
 
 
 def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["fly"], capsys)
-    assert code == 2
-    assert "fly" in err
-    assert err.count("\n") == 1
+    assert "fly" in refusal(["fly"], capsys)
 
 
 def test_library_errors_are_one_line_and_debug_shows_the_traceback(
@@ -65,7 +54,7 @@ def test_library_errors_are_one_line_and_debug_shows_the_traceback(
         raise ValueError("lr must be a finite float ≥ 0, got -1\nsecond line")
 
     monkeypatch.setattr("descent.demo.problems.compare_rules", broken)
-    code, _, err = run(["demo"], capsys)
+    code, _, err = run_cli(["demo"], capsys)
     assert code == 2
     assert err == "descent: error: lr must be a finite float ≥ 0, got -1\n"
     with pytest.raises(ValueError, match="second line"):
@@ -76,7 +65,7 @@ def test_demo_prints_every_chapter(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(["demo", "--steps", "50", "--tune-trials", "2"], capsys)
+    code, out, _ = run_cli(["demo", "--steps", "50", "--tune-trials", "2"], capsys)
     assert code == 0
     assert "Batch modes" in out
     assert "test accuracy" in out
@@ -90,12 +79,7 @@ def test_demo_prints_every_chapter(
 
 
 def test_console_script_is_installed() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "--version"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_python("-m", "descent.cli.main", "--version")
     assert result.returncode == 0
     assert result.stdout.strip().startswith("descent ")
 
@@ -106,7 +90,7 @@ def test_schedule_prints_values_and_plots(
     from descent import schedules
 
     figure = tmp_path / "curves" / "lr.png"  # type: ignore[operator]
-    code, out, _ = run(
+    code, out, _ = run_cli(
         [
             "schedule",
             "exponential_decay",
@@ -163,14 +147,11 @@ def test_schedule_prints_values_and_plots(
 def test_schedule_bad_input_is_one_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = run(args, capsys)
-    assert code == 2
-    assert message in err
-    assert err.count("\n") == 1
+    assert message in refusal(args, capsys)
 
 
 def test_regress_on_bundled_diabetes(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["regress", "--epochs", "20000"], capsys)
+    code, out, _ = run_cli(["regress", "--epochs", "20000"], capsys)
     assert code == 0
     assert "diabetes (442 × 10)" in out
     gap = next(line for line in out.splitlines() if "relative gap" in line)
@@ -185,7 +166,7 @@ def test_regress_csv_with_plot(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     data = tmp_path / "curve.csv"
     data.write_text("x,y\n" + rows + "\n")
     figure = tmp_path / "fit.png"
-    code, out, _ = run(
+    code, out, _ = run_cli(
         [
             "regress",
             str(data),
@@ -229,10 +210,7 @@ def test_regress_bad_input(
         argv = ["regress", "--target", "y"]  # a target without a file
     else:
         argv = ["regress", str(data), *args]
-    code, _, err = run(argv, capsys)
-    assert code == 2
-    assert message in err
-    assert err.count("\n") == 1
+    assert message in refusal(argv, capsys)
 
 
 USER_MODULES = """
@@ -271,7 +249,7 @@ class Broken(nn.Module):
 
 
 def test_gradcheck_built_in_models_pass(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["gradcheck", "--max-coords", "30"], capsys)
+    code, out, _ = run_cli(["gradcheck", "--max-coords", "30"], capsys)
     assert code == 0
     assert "all 4 gradient checks passed" in out
     for name in ("basis", "softmax", "mlp", "cnn"):
@@ -281,14 +259,14 @@ def test_gradcheck_built_in_models_pass(capsys: pytest.CaptureFixture[str]) -> N
 def test_gradcheck_user_module(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     source = tmp_path / "mine.py"
     source.write_text(USER_MODULES)
-    code, out, _ = run(["gradcheck", "--module", f"{source}:Net"], capsys)
+    code, out, _ = run_cli(["gradcheck", "--module", f"{source}:Net"], capsys)
     assert code == 0
     assert "PASSED" in out
-    code, out, _ = run(["gradcheck", "--module", f"{source}:Broken"], capsys)
+    code, out, _ = run_cli(["gradcheck", "--module", f"{source}:Broken"], capsys)
     assert code == 1  # a failed check is not bad input
     assert "wrong" in out
     assert "failed:" in out
-    code, _, err = run(["gradcheck", "--module", f"{source}:Missing"], capsys)
+    code, _, err = run_cli(["gradcheck", "--module", f"{source}:Missing"], capsys)
     assert code == 2
     assert "defines no 'Missing'" in err
 
@@ -297,7 +275,7 @@ def test_train_writes_the_run_folder_and_resumes(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     logdir = tmp_path / "run"
-    code, out, _ = run(
+    code, out, _ = run_cli(
         ["train", "--model", "softmax", "--epochs", "2", "--quiet", "--logdir", str(logdir)], capsys
     )
     assert code == 0
@@ -306,7 +284,7 @@ def test_train_writes_the_run_folder_and_resumes(
     config = (logdir / "config.yaml").read_text()
     assert "model: softmax" in config
     # Resuming a finished run with a larger budget continues from epoch 2.
-    code, out, _ = run(
+    code, out, _ = run_cli(
         ["train", "--config", str(logdir / "config.yaml"), "--epochs", "3", "--resume", "--quiet"],
         capsys,
     )
@@ -328,21 +306,12 @@ def test_train_writes_the_run_folder_and_resumes(
 def test_train_bad_input_is_one_line(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    code, _, err = run(["train", "--quiet", "--logdir", str(tmp_path / "r"), *args], capsys)
-    assert code == 2
-    assert message in err
-    assert err.count("\n") == 1
+    assert message in refusal(["train", "--quiet", "--logdir", str(tmp_path / "r"), *args], capsys)
 
 
 def test_board_starts_tensorboard_and_prints_its_address(tmp_path: Path) -> None:
-    (tmp_path / "runs").mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "descent.cli.main", "board", str(tmp_path / "runs")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    process, line = start_board(tmp_path / "runs")
     try:
-        line = process.stdout.readline() if process.stdout else ""
         assert "TensorBoard for" in line
         address = line.split(" at ")[1].split()[0]
         import urllib.request

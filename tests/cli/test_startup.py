@@ -3,10 +3,9 @@ module imports them inside its command, so start-up costs typer and rich alone."
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+
+from tests.processes import run_python
 
 HEAVY = ("torch", "numpy", "sklearn", "optuna", "tensorboard", "pyarrow", "matplotlib", "flwr")
 
@@ -22,31 +21,23 @@ def test_help_and_version_import_no_heavy_library(flag: str) -> None:
         "    pass\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
-    )
+    result = run_python("-c", probe, timeout=120)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def help_text(*command: str) -> str:
+    """What ``descent COMMAND --help`` prints, run as a user runs it."""
+    return run_python("-m", "descent.cli.main", *command, "--help", timeout=120).stdout
 
 
 def test_every_registered_command_is_listed_by_help() -> None:
     from descent.cli.diagnose import SUBCOMMANDS
     from descent.cli.main import COMMANDS
 
-    result = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    listed = help_text()
     for name, _ in COMMANDS:
-        assert name in result.stdout
-    diagnose = subprocess.run(
-        [sys.executable, "-m", "descent.cli.main", "diagnose", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+        assert name in listed
+    listed = help_text("diagnose")
     for name, _ in SUBCOMMANDS:
-        assert name in diagnose.stdout
+        assert name in listed

@@ -15,6 +15,7 @@ import pytest
 
 from descent.data.images import DataFileError, cifar10, idx_dataset, load, read_idx
 from descent.errors import InputError
+from tests.crafted import WritesMarker
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
@@ -156,14 +157,6 @@ def test_bad_cifar_batches_are_one_line_naming_the_file(
     assert str(target) in text
 
 
-class WritesMarker:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
-
-
 def test_a_crafted_cifar_batch_is_refused_and_runs_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -187,10 +180,13 @@ def test_a_crafted_cifar_batch_is_refused_and_runs_nothing(
 
 
 def test_load_names_every_kind() -> None:
-    with pytest.raises(InputError, match="folder:DIR"):
+    with pytest.raises(InputError, match="unknown data 'imagenet'") as error:
         load("imagenet")
+    assert "folder:DIR" in str(error.value)
     with pytest.raises(InputError, match="use folder:DIR"):
         load("folder")
+    with pytest.raises(InputError, match="use mnist:DIR"):
+        load("mnist")
 
 
 def test_a_data_file_error_is_bad_input() -> None:

@@ -340,3 +340,12 @@ def test_analyze_gives_the_tensorboard_scalars(problem: tuple) -> None:
     assert report.spectrum.lambda_min < 0 < report.spectrum.lambda_max
     assert report.noise is not None
     assert report.noise.batch_size == 16
+
+
+def test_the_graph_gradient_is_the_loss_gradient(problem: tuple) -> None:
+    model, data = problem
+    objective = curvature.Objective(model, F.cross_entropy, data)
+    _, gradient = objective.loss_and_gradient()
+    torch.testing.assert_close(objective.graph_gradient(), gradient, rtol=1e-12, atol=1e-14)
+    several = curvature.Objective(model, F.cross_entropy, [data, data])
+    assert several.graph_gradient() is None  # no graph is kept for several batches

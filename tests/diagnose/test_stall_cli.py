@@ -71,7 +71,7 @@ def test_the_monitor_figures_are_the_library_figures() -> None:
         logdir = None
 
     FakeTrainer.model = model
-    monitor = CurvatureMonitor(5, (inputs, targets), examples=40, lanczos_steps=200)
+    monitor = CurvatureMonitor(5, (inputs, targets), examples=40, products=200, tol=1e-9)
     monitor(FakeTrainer(), "step", {"step": 3, "loss": 1.0})
     assert monitor.history == []  # not a multiple of 5
     monitor(FakeTrainer(), "step", {"step": 5, "loss": 1.0})

@@ -16,15 +16,8 @@ import torch
 from descent.train import checkpoint
 from descent.train.config import load_config
 from descent.train.run import run
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from descent.cli.main import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import run_cli
+from tests.crafted import WritesMarker
 
 
 @pytest.fixture(scope="module")
@@ -88,16 +81,6 @@ def test_an_unreadable_checkpoint_is_one_line_naming_the_file(
 
 
 # -- issue 20: a checkpoint cannot run code ----------------------------------------------------
-
-
-class WritesMarker:
-    """Unpickling this calls exec, which writes a file: what a crafted checkpoint would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
 
 
 @pytest.mark.parametrize("name", ["last.pt", "best.pt"])

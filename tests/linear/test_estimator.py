@@ -286,7 +286,7 @@ def test_a_basis_too_large_is_refused_up_front_with_its_size(
 def test_a_basis_beyond_the_memory_is_refused_with_its_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("descent.linear.estimator.available_memory", lambda: 2**20)
+    monkeypatch.setattr("descent.linear.design.available_memory", lambda: 2**20)
     X, y = synthetic(2000)
     with pytest.raises(
         InputError,

@@ -155,7 +155,7 @@ def test_the_estimator_statistics_equal_its_design(
     are those of the design matrix it describes."""
     from descent.linear import LinearRegressionGD
 
-    monkeypatch.setattr("descent.linear.estimator.BLOCK_BYTES", 64)  # 256-row blocks
+    monkeypatch.setattr("descent.linear.design.BLOCK_BYTES", 64)  # 256-row blocks
     rng = np.random.default_rng(2)
     X = rng.normal(size=(700, 2)) * [3.0, 0.5] + [1.0, -2.0]
     y = X @ [1.0, 2.0] + rng.normal(size=700)
@@ -214,13 +214,18 @@ def test_the_stochastic_bound_needs_no_power_iteration_below_a_column_norm() -> 
 
 @pytest.mark.parametrize("basis", ["poly:1", "poly:3", "poly:5", "powers:4", "identity"])
 @pytest.mark.parametrize("block", [37, 1 << 15])  # blocks that do not divide n; n below one
+@pytest.mark.parametrize("native", [True, False])  # the C power sums, or numpy's products
 def test_a_basis_shortcut_statistics_equal_its_design(
-    basis: str, block: int, monkeypatch: pytest.MonkeyPatch
+    basis: str, block: int, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shorter routes a basis takes to its statistics (power sums for one input's
     polynomial, one product for the identity) give the design matrix's ΦᵀΦ and Φᵀy."""
-    from descent.linear import LinearRegressionGD
+    from descent.linear import LinearRegressionGD, compiled
 
+    if not native:
+        monkeypatch.setattr(compiled, "entry", lambda name: None)
+    elif compiled.entry("power_sums_f64") is None:
+        pytest.skip("the C kernels are not built: the numpy case covers the shortcut")
     monkeypatch.setattr("descent.linear.basis._POWER_BLOCK", block)
     rng = np.random.default_rng(3)
     x = rng.normal(size=(500, 1)) * 1.5 + 0.7

@@ -88,6 +88,9 @@ def test_create_by_name() -> None:
         (lambda: sch.OneCycle(0.1, 10, pct_start=1.5), r"pct_start must be in \[0, 1\]"),
         (lambda: sch.OneCycle(0.1, 10, anneal_strategy="cubic"), "anneal_strategy"),
         (lambda: sch.Join((sch.Constant(0.1), sch.Constant(0.2)), (5, 3)), "boundaries"),
+        (lambda: sch.Join((sch.Constant(0.1), sch.Constant(0.2)), (0,)), r"boundaries\[0\] must"),
+        (lambda: sch.MultiStepDecay(0.1, [20, 10]), r"milestones must not decrease, got \[20"),
+        (lambda: sch.PiecewiseConstantDecay([1, math.inf], [1, 2, 3]), r"boundaries\[1\] must"),
         (lambda: sch.from_dict({"name": "cosine"}), "unknown schedule 'cosine'; accepted"),
         (lambda: sch.from_dict({"name": "constant", "lr": 0.1}), r"unknown parameter\(s\) 'lr'"),
         (lambda: sch.from_dict({"learning_rate": 0.1}), "'name' key"),
@@ -108,6 +111,79 @@ def test_bad_steps() -> None:
         sch.exponential_decay(0.1, None, 10, 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="global_step is required for cosine decay"):
         sch.cosine_decay(0.1, None, 10)  # type: ignore[arg-type]
+
+
+#: TF1's functional forms as tf.compat.v1.train declares them: (argument names, the same call
+#: as a schedule object). The forms share one body; each must keep TF's order and defaults.
+TF1_FORMS = {
+    "exponential_decay": (
+        ["learning_rate", "global_step", "decay_steps", "decay_rate", "staircase"],
+        sch.ExponentialDecay(0.1, 7, 0.5, True),
+        (0.1, 7, 0.5, True),
+    ),
+    "polynomial_decay": (
+        ["learning_rate", "global_step", "decay_steps", "end_learning_rate", "power", "cycle"],
+        sch.PolynomialDecay(0.1, 7, 0.01, 2.0, True),
+        (0.1, 7, 0.01, 2.0, True),
+    ),
+    "natural_exp_decay": (
+        ["learning_rate", "global_step", "decay_steps", "decay_rate", "staircase"],
+        sch.NaturalExpDecay(0.1, 7, -0.5),
+        (0.1, 7, -0.5),
+    ),
+    "inverse_time_decay": (
+        ["learning_rate", "global_step", "decay_steps", "decay_rate", "staircase"],
+        sch.InverseTimeDecay(0.1, 7, 0.5, True),
+        (0.1, 7, 0.5, True),
+    ),
+    "cosine_decay": (
+        ["learning_rate", "global_step", "decay_steps", "alpha"],
+        sch.CosineDecay(0.1, 7, 0.2),
+        (0.1, 7, 0.2),
+    ),
+    "cosine_decay_restarts": (
+        ["learning_rate", "global_step", "first_decay_steps", "t_mul", "m_mul", "alpha"],
+        sch.CosineDecayRestarts(0.1, 7, 3.0, 0.5, 0.1),
+        (0.1, 7, 3.0, 0.5, 0.1),
+    ),
+    "linear_cosine_decay": (
+        ["learning_rate", "global_step", "decay_steps", "num_periods", "alpha", "beta"],
+        sch.LinearCosineDecay(0.1, 7, 2.0, 0.1, 0.01),
+        (0.1, 7, 2.0, 0.1, 0.01),
+    ),
+    "noisy_linear_cosine_decay": (
+        [
+            "learning_rate",
+            "global_step",
+            "decay_steps",
+            "initial_variance",
+            "variance_decay",
+            "num_periods",
+            "alpha",
+            "beta",
+            "seed",
+        ],
+        sch.NoisyLinearCosineDecay(0.1, 7, 2.0, 0.1, 0.01, 0.5, 0.3, seed=5),
+        (0.1, 7, 0.5, 0.3, 2.0, 0.1, 0.01, 5),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TF1_FORMS))
+def test_tf1_forms_take_tfs_arguments_and_equal_the_schedules(name: str) -> None:
+    import inspect
+
+    arguments, schedule, call = TF1_FORMS[name]
+    form = getattr(sch, name)
+    assert form.__name__ == name
+    assert list(inspect.signature(form).parameters) == arguments
+    learning_rate, *rest = call
+    for step in [0, 3, 7, 10, 23]:
+        assert form(learning_rate, step, *rest) == schedule(step)
+        by_name = dict(zip(arguments[2:], rest, strict=False))
+        assert form(learning_rate=learning_rate, global_step=step, **by_name) == schedule(step)
+    with pytest.raises(TypeError):
+        form(learning_rate, 3, *rest, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
 
 
 def test_seeded_noise_is_a_function_of_the_step() -> None:

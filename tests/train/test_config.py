@@ -11,16 +11,7 @@ import pytest
 from descent import schedules
 from descent.errors import InputError
 from descent.train.config import RunConfig, load_config
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from descent.cli.main import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
-
+from tests.cli_support import run_cli
 
 # -- row 1: "no schedule" can be said, on the command line and in a file -----------------------
 

@@ -128,13 +128,6 @@ def test_digits_split_is_stratified_and_seeded() -> None:
     assert torch.equal(again.train.labels, data.train.labels)
 
 
-def test_load_spec_errors() -> None:
-    with pytest.raises(ValueError, match="use mnist:DIR"):
-        load("mnist")
-    with pytest.raises(ValueError, match="unknown data 'imagenet'"):
-        load("imagenet")
-
-
 def test_the_digits_read_without_scikit_learn_equal_load_digits() -> None:
     from sklearn.datasets import load_digits
 

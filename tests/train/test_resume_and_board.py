@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,6 +15,7 @@ import torch
 from descent.cli.train import start_tensorboard
 from descent.train.config import load_config
 from descent.train.run import run
+from tests.processes import run_python
 
 SCRIPT = """
 import os, signal, sys
@@ -55,13 +54,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path: Path) -> N
     script = tmp_path / "train_and_die.py"
     script.write_text(SCRIPT)
     # 26 steps per epoch: step 60 is in the middle of epoch 3.
-    process = subprocess.run(
-        [sys.executable, str(script), str(killed_dir), "60", str(torch.get_num_threads())],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    process = run_python(str(script), str(killed_dir), "60", str(torch.get_num_threads()))
     assert process.returncode == -signal.SIGKILL, process.stderr
     saved = torch.load(killed_dir / "checkpoints" / "last.pt", weights_only=False)
     assert saved["state"]["epoch"] == 2  # the last complete epoch

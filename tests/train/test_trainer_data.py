@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from descent import schedules as sch
 from descent.errors import InputError
 from descent.models import MLP
 from descent.train import BatchSampler, DivergenceError, Trainer
+from tests.processes import run_python
 from tests.train._helpers import PairDataset, blobs, small_mlp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,6 +157,43 @@ def test_resume_mid_epoch_equals_an_uninterrupted_run(tmp_path: Path, kind: str)
     assert timeless(resumed.state.history) == timeless(whole.state.history)
 
 
+class CountingCallback:
+    """A callback with state: the steps it has seen, saved in checkpoints and restored."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def __call__(self, trainer: Trainer, event: str, info: dict) -> None:
+        if event == "step":
+            self.steps.append(info["step"])
+
+    def state_dict(self) -> dict:
+        return {"steps": list(self.steps)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = list(state["steps"])
+
+
+def test_a_callback_s_state_is_saved_and_restored_with_the_run(tmp_path: Path) -> None:
+    inputs, targets = blobs(100)
+
+    def trainer(callbacks: list) -> Trainer:
+        return Trainer(
+            small_mlp(), lr=0.01, batch_size=12, epochs=2, seed=5, logdir=tmp_path / "run",
+            checkpoint_every=4, device="cpu", callbacks=callbacks,
+        )  # fmt: skip
+
+    whole, counted = CountingCallback(), CountingCallback()
+    Trainer(
+        small_mlp(), lr=0.01, batch_size=12, epochs=2, seed=5, device="cpu", callbacks=[whole]
+    ).fit((inputs, targets), (inputs, targets))
+    with pytest.raises(StopHereError):
+        trainer([counted, interrupt_at(10)]).fit((inputs, targets), (inputs, targets))
+    resumed = CountingCallback()  # a fresh object: what it knows comes from the checkpoint
+    trainer([resumed, interrupt_at(-1)]).fit((inputs, targets), (inputs, targets), resume=True)
+    assert resumed.steps == whole.steps  # steps 1–8 restored, then 9 onward seen again
+
+
 KILLED = """
 import os, signal, sys
 import torch
@@ -185,14 +222,7 @@ def test_sigkill_and_resume_with_a_dataset_and_worker_processes(tmp_path: Path) 
     script.write_text(KILLED)
 
     def train(logdir: Path, kill_at: int) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, str(script), str(logdir), str(kill_at)],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=ROOT,
-            check=False,
-        )
+        return run_python(str(script), str(logdir), str(kill_at), timeout=600, cwd=ROOT)
 
     assert train(tmp_path / "whole", -1).returncode == 0
     killed = train(tmp_path / "killed", 22)  # epoch 2 (15 batches each), after step 20's save

@@ -16,11 +16,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from descent.cli.main import main
 from descent.cli.train import free_port
 from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
-from descent.tune.study import TrialSeededSampler, _sampler
+from descent.tune.sampling import TrialSeededSampler, make_sampler
+from tests.cli_support import run_cli
+from tests.processes import alive, children, run_python
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR = {
@@ -42,7 +43,7 @@ def settings(folder: Path, space: dict = LR, **options: object) -> StudySettings
 
 def expected_lr(seed: int, numbers: list[int]) -> dict[int, float]:
     """What the per-trial seeded random sampler draws for each trial number, in memory."""
-    sampler = _sampler(settings(Path("."), method="random", trials=1, seed=seed))
+    sampler = make_sampler(settings(Path("."), method="random", trials=1, seed=seed))
     assert isinstance(sampler, TrialSeededSampler)
     study = optuna.create_study(sampler=sampler)
     drawn = {}
@@ -53,16 +54,17 @@ def expected_lr(seed: int, numbers: list[int]) -> dict[int, float]:
     return {n: drawn[n] for n in numbers}
 
 
+def script_process(script: str, folder: Path, **streams: object) -> subprocess.Popen:
+    """``script`` run by this Python on descent's source, with the study folder as argument; the
+    output streams as ``streams`` says (default: discarded)."""
+    streams = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, **streams}
+    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
+    return subprocess.Popen([sys.executable, "-c", script, str(folder)], env=env, **streams)
+
+
 def run_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
+    return run_python("-c", script, *args, timeout=timeout, env=env)
 
 
 def load(folder: Path) -> optuna.Study:
@@ -142,39 +144,12 @@ tune(StudySettings(Path(sys.argv[1]), space, method="random", trials=4, pruner="
 """
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"  # a zombie has ended; only its exit status is left to collect
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_workers_die_with_their_parent_and_a_resume_finishes_the_study(tmp_path: Path) -> None:
     folder = tmp_path / "study"
     space = {**LR, "base": {"model": "softmax", "epochs": 4}}
-    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    parent = subprocess.Popen(
-        [sys.executable, "-c", TWO_WORKERS.format(space=space), str(folder)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    parent = script_process(TWO_WORKERS.format(space=space), folder)
     try:
         deadline = time.monotonic() + 240
         while not ((folder / "trial-0000").is_dir() and (folder / "trial-0001").is_dir()):
@@ -217,14 +192,7 @@ tune(StudySettings(Path(sys.argv[1]), space, method="random", trials=2, pruner="
 @pytest.mark.slow
 def test_resume_leaves_the_trial_a_live_worker_runs_alone(tmp_path: Path) -> None:
     folder = tmp_path / "study"
-    env = {**os.environ, "PYTHONPATH": str(SOURCE)}
-    worker = subprocess.Popen(
-        [sys.executable, "-c", LIVE_WORKER.format(space=LR), str(folder)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = script_process(LIVE_WORKER.format(space=LR), folder, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not (folder / "trial-0000").is_dir():
@@ -257,13 +225,6 @@ def test_resume_leaves_the_trial_a_live_worker_runs_alone(tmp_path: Path) -> Non
 # -- row 13, issue 20: a storage that cannot be used is one line, masked, nothing left -----------
 
 
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
-
-
 @pytest.mark.parametrize(
     "url",
     [
@@ -281,7 +242,7 @@ def test_an_unusable_storage_is_one_masked_line_and_leaves_nothing(
     space = tmp_path / "space.yaml"
     space.write_text("base: {model: softmax, epochs: 1}\nparams:\n  lr: {choices: [0.01]}\n")
     folder = tmp_path / "study"
-    code, out, err = cli(["tune", str(space), "--storage", url, "--study", str(folder)], capsys)
+    code, out, err = run_cli(["tune", str(space), "--storage", url, "--study", str(folder)], capsys)
     assert code == 2
     assert err.startswith("descent: error: storage ")
     assert err.count("\n") == 1

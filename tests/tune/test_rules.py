@@ -10,20 +10,17 @@ import pytest
 
 from descent.errors import InputError
 from descent.optim import OPTIMIZERS
-from descent.tune import LR_RANGES, SearchSpace, StudySettings, rule_space, tune
-
-NEWER_RULES = [
-    "radam",
-    "lion",
-    "lamb",
-    "lars",
-    "schedule_free_sgd",
-    "schedule_free_adamw",
-    "prodigy",
-    "muon",
-    "adafactor",
-    "soap",
-]
+from descent.tune import (
+    LECTURE_RULES,
+    LR_RANGES,
+    REFERENCE_RULES,
+    SearchSpace,
+    StudySettings,
+    compared_rules,
+    newer_rules,
+    rule_space,
+    tune,
+)
 
 
 def test_every_rule_has_a_learning_rate_range() -> None:
@@ -41,12 +38,20 @@ def test_rule_space_tunes_the_rules_learning_rate(rule: str) -> None:
     assert (lr.low, lr.high) == LR_RANGES[rule]
 
 
+def test_the_compared_rules_are_the_reference_points_and_every_newer_rule() -> None:
+    assert set(LECTURE_RULES) <= set(OPTIMIZERS)
+    assert set(REFERENCE_RULES) <= set(LECTURE_RULES)
+    assert set(newer_rules()) == set(OPTIMIZERS) - set(LECTURE_RULES)
+    assert {"lion", "muon", "soap"} <= set(newer_rules())
+    assert compared_rules() == (*REFERENCE_RULES, *newer_rules())
+
+
 def test_rule_space_refuses_an_unknown_rule() -> None:
     with pytest.raises(InputError, match="optimizer"):
         rule_space("adamz")
 
 
-@pytest.mark.parametrize("rule", NEWER_RULES)
+@pytest.mark.parametrize("rule", newer_rules())
 def test_a_study_trains_the_rule(rule: str, tmp_path: Path) -> None:
     """One trial at the top of the rule's range, on the digits softmax model for two epochs: it
     completes, and the validation accuracy it reports is far above chance (0.1)."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 
 from descent.cli.train import start_tensorboard
 from descent.tune import SearchSpace, StudySettings, tune
+from tests.processes import run_python
 
 CONDITIONAL = {
     "base": {"model": "softmax", "epochs": 2},
@@ -107,13 +106,7 @@ def test_killed_study_resumes_to_the_planned_trials_without_duplicates(tmp_path:
     script = tmp_path / "tune_and_die.py"
     script.write_text(KILL_SCRIPT.format(space=CONDITIONAL))
     folder = tmp_path / "study"
-    process = subprocess.run(
-        [sys.executable, str(script), str(folder)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    process = run_python(str(script), str(folder))
     assert process.returncode == -signal.SIGKILL, process.stderr
     study = optuna.load_study(study_name="descent", storage=f"sqlite:///{folder / 'study.db'}")
     assert len(study.get_trials(states=FINISHED)) == 2
@@ -176,19 +169,8 @@ def test_bad_spaces_fail_with_one_line_before_any_trial(
 def test_cli_reports_bad_space_in_one_line(tmp_path: Path) -> None:
     space = tmp_path / "space.yaml"
     space.write_text("params:\n  lr: {float: [0.1, 0.01]}\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "descent.cli.main",
-            "tune",
-            str(space),
-            "--study",
-            str(tmp_path / "study"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_python(
+        "-m", "descent.cli.main", "tune", str(space), "--study", str(tmp_path / "study")
     )
     assert result.returncode == 2
     assert result.stderr.strip().endswith("lr: low 0.1 > high 0.01")

@@ -23,6 +23,13 @@ CheckpointOption = Annotated[
 ExamplesOption = Annotated[
     int, typer.Option(min=1, help="Training examples analysed (a seeded sample when fewer).")
 ]
+Float64Option = Annotated[bool, typer.Option("--float64", help="Analyse in double precision.")]
+
+
+def noise_batch_size(config: Any, given: int | None = None) -> int | None:
+    """The mini-batch size of the gradient-noise figure: the one given, else the run's own when
+    it trained in minibatch mode (a full-batch or single-example run has none to reuse)."""
+    return given or (config.batch_size if config.mode == "minibatch" else None)
 
 
 def load_run(folder: Path, checkpoint: str, examples: int) -> tuple[Any, Any, Any]:
@@ -68,9 +75,7 @@ def stall(
     batch_size: Annotated[
         int | None, typer.Option(help="Mini-batch size for the noise figure (default: the run's).")
     ] = None,
-    float64: Annotated[
-        bool, typer.Option("--float64", help="Analyse in double precision.")
-    ] = False,
+    float64: Float64Option = False,
 ) -> None:
     """Why did this run stop? descending, plateau, saddle, local minimum or SGD noise floor."""
     from torch.nn import functional as F
@@ -78,12 +83,11 @@ def stall(
     from descent.diagnose.stall import stall as diagnose
 
     config, model, data = load_run(run, checkpoint, examples)
-    size = batch_size or (config.batch_size if config.mode == "minibatch" else None)
     verdict = diagnose(
         model,
         F.cross_entropy,
         data,
-        batch_size=size,
+        batch_size=noise_batch_size(config, batch_size),
         dtype="float64" if float64 else None,
         seed=config.seed,
     )
@@ -103,9 +107,7 @@ def curvature(
     density: Annotated[
         Path | None, typer.Option(help="Draw the eigenvalue density (SLQ) to a PNG.")
     ] = None,
-    float64: Annotated[
-        bool, typer.Option("--float64", help="Analyse in double precision.")
-    ] = False,
+    float64: Float64Option = False,
 ) -> None:
     """The Hessian's top-k and smallest eigenvalues, trace and the gradient's noise."""
     from torch.nn import functional as F
@@ -121,7 +123,7 @@ def curvature(
         k=top_k,
         tol=1e-4,
         max_iterations=200,
-        noise_batch_size=config.batch_size if config.mode == "minibatch" else None,
+        noise_batch_size=noise_batch_size(config),
         seed=config.seed,
         dtype=dtype,
     )

@@ -10,15 +10,14 @@ When the arrays hold a problem (a missing, non-numeric or non-finite cell, a rag
 is read once more with Python's ``csv`` module up to that row, so the message names the line as a
 person counts it in the file (the header is line 1, blank lines count) and the cell's text exactly.
 That slower pass runs only for a file that is about to be refused.
+
+This module is the front: :func:`load_table` and the split of a table for training. The readers
+are :mod:`descent.data.table_csv` and :mod:`descent.data.table_parquet`, and what they share
+(:class:`Table`, the header and memory checks) is :mod:`descent.data.table_common`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import math
-import os
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,31 +25,16 @@ from typing import Any
 import numpy as np
 
 from descent import validate
+from descent.data.table_common import (
+    DTYPES,
+    READ_OVERHEAD,
+    Table,
+    available_memory,
+    format_bytes,
+)
+from descent.data.table_csv import CODECS, DELIMITERS, read_csv_table
+from descent.data.table_parquet import read_parquet_table
 from descent.errors import InputError
-
-#: Column separators tried when none is given: the one the header line uses most wins.
-DELIMITERS = (",", ";", "\t", "|")
-#: Compressed CSV by the last suffix, as pyarrow names the codec.
-CODECS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd", ".lz4": "lz4"}
-DTYPES = ("float64", "float32")
-#: Reading holds pyarrow's columns and the numpy arrays built from them at once.
-READ_OVERHEAD = 2.0
-_SAMPLE_BYTES = 1 << 20
-#: Bytes of CSV each of pyarrow's parsing tasks takes: 4 MiB rather than its 1 MiB default, so a
-#: 200 MB file makes 50 column chunks instead of 200 (each chunk is one copy call per column into
-#: the result) and the threads still share the work.
-_BLOCK_BYTES = 4 << 20
-
-
-@dataclass(frozen=True)
-class Table:
-    """Features X (n, p), target y (n,), and the feature names."""
-
-    X: np.ndarray
-    y: np.ndarray
-    feature_names: tuple[str, ...]
-    target_name: str
-    source: str
 
 
 def load_table(
@@ -91,8 +75,8 @@ def load_table(
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
         raise InputError(f"delimiter must be a single character, got {delimiter!r}")
     if path.suffix.lower() == ".parquet":
-        return _load_parquet(path, target, np.dtype(dtype), memory_limit)
-    return _load_csv(path, target, delimiter, np.dtype(dtype), memory_limit)
+        return read_parquet_table(path, target, np.dtype(dtype), memory_limit)
+    return read_csv_table(path, target, delimiter, np.dtype(dtype), memory_limit)
 
 
 def load_csv(path: str | Path, target: str, **options: Any) -> Table:
@@ -228,361 +212,12 @@ def table_data(
     )
 
 
-# -- the header and the checks every format shares ---------------------------------------------
-
-
-def _check_header(path: Path, header: Sequence[str], target: str) -> None:
-    """Names present, unique, the target among them and at least one feature beside it."""
-    seen: dict[str, int] = {}
-    for number, name in enumerate(header, start=1):
-        if not name:
-            raise InputError(
-                f"{path}: column {number} of the header has no name; every column needs one"
-            )
-        if name in seen:
-            raise InputError(
-                f"{path}: the header names column {name!r} twice (columns {seen[name]} and "
-                f"{number}); column names must be unique"
-            )
-        seen[name] = number
-    if target not in seen:
-        raise InputError(
-            f"{path}: no column named {target!r} for the target; columns: {', '.join(header)}"
-        )
-    if len(header) < 2:
-        raise InputError(f"{path}: the target {target!r} is the only column; no features")
-
-
-def available_memory() -> int:
-    """Bytes the operating system says a new allocation can take (MemAvailable on Linux)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system: no limit known
-        return 2**63
-
-
-def _check_memory(
-    path: Path, rows: int, columns: int, dtype: np.dtype, limit: int | None, about: bool
-) -> None:
-    table_bytes = rows * columns * dtype.itemsize
-    needed = int(READ_OVERHEAD * table_bytes)
-    limit = available_memory() if limit is None else limit
-    if needed > limit:
-        hint = "; --dtype float32 halves it" if dtype == np.float64 else ""
-        approx = "about " if about else ""
-        raise InputError(
-            f"{path}: the table is {approx}{rows:,} rows × {columns} columns, "
-            f"{format_bytes(table_bytes)} as {dtype.name} and {format_bytes(needed)} to read, "
-            f"more than the {format_bytes(limit)} of memory available{hint}"
-        )
-
-
-def format_bytes(count: float) -> str:
-    """1536 → "1.5 KiB": a size as a person reads it."""
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if count < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
-def _split(
-    values: list[np.ndarray], target_index: int, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray]:
-    """X (the other columns in header order, column-major) and y from per-column arrays."""
-    features = [array for index, array in enumerate(values) if index != target_index]
-    X = np.empty((len(values[0]), len(features)), dtype=dtype, order="F")
-    for column, array in enumerate(features):
-        X[:, column] = array
-    return X, np.ascontiguousarray(values[target_index], dtype=dtype)
-
-
-# -- CSV ----------------------------------------------------------------------------------------
-
-
-def _open_text(path: Path) -> io.TextIOWrapper:
-    """The file as text: decompressed by its suffix, UTF-8 with an optional byte-order mark."""
-    import pyarrow as pa
-
-    codec = CODECS.get(path.suffix.lower())
-    raw: Any = pa.input_stream(str(path), compression=codec) if codec else open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-
-
-def _not_utf8(path: Path, error: UnicodeDecodeError) -> InputError:
-    return InputError(
-        f"{path}: the file is not UTF-8 text (byte 0x{error.object[error.start]:02x} cannot be "
-        f"decoded); save it as UTF-8"
-    )
-
-
-def _read_head(path: Path, delimiter: str | None) -> tuple[list[str], str, str]:
-    """The header cells, the delimiter, and a sample of the text after the header (for the size
-    estimate): at most about a MiB is read."""
-    try:
-        with _open_text(path) as text:
-            first = text.readline()
-            sample = text.read(_SAMPLE_BYTES)
-    except UnicodeDecodeError as error:
-        raise _not_utf8(path, error) from None
-    except OSError as error:  # a damaged compressed file
-        raise InputError(f"{path}: cannot be read as {_format(path)}: {error}") from None
-    if delimiter is None:
-        counts = {candidate: first.count(candidate) for candidate in DELIMITERS}
-        delimiter = max(DELIMITERS, key=lambda candidate: counts[candidate])  # ties: ","
-        if counts[delimiter] == 0:
-            delimiter = ","
-    cells = next(csv.reader([first], delimiter=delimiter), [])
-    return [cell.strip() for cell in cells], delimiter, sample
-
-
-def _format(path: Path) -> str:
-    codec = CODECS.get(path.suffix.lower())
-    return f"{codec}-compressed CSV" if codec else "CSV"
-
-
-def _uncompressed_size(path: Path) -> int:
-    """Bytes of text in the file: its size, or for a compressed file its size times the ratio
-    measured on the first MiB."""
-    size = path.stat().st_size
-    codec = CODECS.get(path.suffix.lower())
-    if codec is None:
-        return size
-    import pyarrow as pa
-
-    with pa.OSFile(str(path)) as raw, pa.CompressedInputStream(raw, codec) as stream:
-        produced = len(stream.read(_SAMPLE_BYTES))
-        consumed = max(raw.tell(), 1)
-    return size if produced < _SAMPLE_BYTES else int(size * produced / consumed)
-
-
-def _load_csv(
-    path: Path, target: str, delimiter: str | None, dtype: np.dtype, memory_limit: int | None
-) -> Table:
-    header, delimiter, sample = _read_head(path, delimiter)
-    if not any(header):
-        raise InputError(f"{path}: the file is empty (expected a header row and data rows)")
-    _check_header(path, header, target)
-    lines = sample.count("\n")
-    if lines:
-        line_bytes = len(sample.encode("utf-8")) / lines
-        rows = max(1, round(_uncompressed_size(path) / line_bytes) - 1)  # less the header
-        _check_memory(path, rows, len(header), dtype, memory_limit, about=True)
-
-    target_index = header.index(target)
-    parsed = _parse_with_arrow(path, header, delimiter, dtype)
-    if parsed is None:  # pyarrow refused a row: Python's reader finds it and says why
-        X, y = _split(_scan(path, header, delimiter, dtype, check_from=0), target_index, dtype)
-    else:
-        X, y, empty = _arrays(parsed, target_index, dtype)
-        first_bad = _first_bad_row(X, y, empty)
-        if first_bad is not None:
-            _scan(path, header, delimiter, dtype, check_from=first_bad)
-            # Python's reader found nothing wrong where pyarrow did (a row only of separators and
-            # spaces, say): its reading of the whole file is the reference.
-            columns = _scan(path, header, delimiter, dtype, check_from=0)
-            X, y = _split(columns, target_index, dtype)
-    if not len(y):
-        raise InputError(f"{path}: the header is there but no data rows follow")
-    features = tuple(name for name in header if name != target)
-    return Table(X, y, features, target, str(path))
-
-
-def _parse_with_arrow(path: Path, header: Sequence[str], delimiter: str, dtype: np.dtype) -> Any:
-    """The pyarrow table of the data rows (an empty cell is null), or None when pyarrow cannot
-    parse a row or convert a cell to a number."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    names = [f"c{index}" for index in range(len(header))]  # unique whatever the header says
-    arrow_type = pa.float32() if dtype == np.float32 else pa.float64()
-    try:
-        return pa_csv.read_csv(
-            str(path),
-            read_options=pa_csv.ReadOptions(
-                skip_rows=1, column_names=names, block_size=_BLOCK_BYTES
-            ),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, arrow_type),
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-
-
-def _arrays(
-    table: Any, target_index: int, dtype: np.dtype
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """X and y copied chunk by chunk from pyarrow's columns (one copy of the data), and the rows
-    with an empty cell (None: there are none). Rows whose every cell is empty (",,") are dropped,
-    as blank lines are."""
-    rows, columns = table.num_rows, table.num_columns
-    X = np.empty((rows, columns - 1), dtype=dtype, order="F")
-    y = np.empty(rows, dtype=dtype)
-    empty_cells = (
-        np.zeros(rows, dtype=np.intp) if any(c.null_count for c in table.columns) else None
-    )
-    feature = 0
-    for index, column in enumerate(table.columns):
-        out = y if index == target_index else X[:, feature]
-        feature += index != target_index
-        start = 0
-        for chunk in column.chunks:
-            out[start : start + len(chunk)] = chunk.to_numpy(zero_copy_only=False)
-            start += len(chunk)
-        if empty_cells is not None and column.null_count:
-            empty_cells += column.is_null().to_numpy(zero_copy_only=False)
-    if empty_cells is None:
-        return X, y, None
-    blank = empty_cells == columns
-    if blank.any():
-        keep = ~blank
-        X, y, empty_cells = np.asfortranarray(X[keep]), y[keep], empty_cells[keep]
-    return X, y, empty_cells > 0
-
-
-def _first_bad_row(X: np.ndarray, y: np.ndarray, empty: np.ndarray | None) -> int | None:
-    """Index (among data rows) of the first row with an empty or non-finite cell, else None."""
-    bad = ~np.isfinite(y)
-    if not np.isfinite(X).all():
-        bad |= ~np.isfinite(X).all(axis=1)
-    if empty is not None:
-        bad |= empty
-    hits = np.flatnonzero(bad)
-    return int(hits[0]) if len(hits) else None
-
-
-def _scan(
-    path: Path, header: Sequence[str], delimiter: str, dtype: np.dtype, check_from: int
-) -> list[np.ndarray]:
-    """Python's csv reader, row by row: the reference for what a valid file is and the source of
-    the exact messages. Rows before data row ``check_from`` are only counted and their lengths
-    checked (pyarrow has parsed them); from it on each cell is checked. With ``check_from=0``
-    it returns the columns of a valid file; otherwise an empty list."""
-    limit = float(np.finfo(dtype).max)
-    collected: list[list[float]] | None = [] if check_from == 0 else None
-    data_row = 0
-    try:
-        with _open_text(path) as text:
-            reader = csv.reader(text, delimiter=delimiter)
-            next(reader, None)  # the header
-            for row in _numbered(reader):
-                line, cells = row
-                if not any(cell.strip() for cell in cells):
-                    continue
-                if len(cells) != len(header):
-                    raise InputError(
-                        f"{path}, line {line}: {len(cells)} cells, the header has {len(header)}"
-                    )
-                if data_row >= check_from:
-                    numbers = [
-                        _number(path, line, name, cell, limit)
-                        for name, cell in zip(header, cells, strict=True)
-                    ]
-                    if collected is not None:
-                        collected.append(numbers)
-                data_row += 1
-    except UnicodeDecodeError as error:
-        raise _not_utf8(path, error) from None
-    if collected is None:
-        return []
-    if not collected:
-        return [np.empty(0, dtype=dtype) for _ in header]
-    return list(np.asarray(collected, dtype=dtype).T)
-
-
-def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    """(line number as a person counts it, cells): the line where each record starts."""
-    start = reader.line_num + 1
-    for cells in reader:
-        yield start, cells
-        start = reader.line_num + 1
-
-
-def _number(path: Path, line: int, name: str, cell: str, limit: float) -> float:
-    text = cell.strip()
-    if not text:
-        raise InputError(f"{path}, line {line}, column {name!r}: empty cell")
-    try:
-        number = float(text)
-    except ValueError:
-        raise InputError(
-            f"{path}, line {line}, column {name!r}: {text!r} is not a number"
-        ) from None
-    if not math.isfinite(number):
-        raise InputError(f"{path}, line {line}, column {name!r}: {text!r} is not a finite number")
-    if abs(number) > limit:
-        raise InputError(
-            f"{path}, line {line}, column {name!r}: {text!r} is beyond float32's range; "
-            "read the table as float64"
-        )
-    return number
-
-
-# -- Parquet --------------------------------------------------------------------------------------
-
-
-def _load_parquet(path: Path, target: str, dtype: np.dtype, memory_limit: int | None) -> Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        file = pq.ParquetFile(str(path))
-    except (pa.ArrowInvalid, OSError) as error:
-        raise InputError(f"{path}: not a readable Parquet file ({error})") from None
-    schema = file.schema_arrow
-    header = [name.strip() for name in schema.names]
-    if not header:
-        raise InputError(f"{path}: the file is empty (expected a table with columns)")
-    _check_header(path, header, target)
-    for field in schema:
-        kind = field.type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            raise InputError(
-                f"{path}: column {field.name.strip()!r} holds {kind} values, not numbers"
-            )
-    rows = file.metadata.num_rows
-    _check_memory(path, rows, len(header), dtype, memory_limit, about=False)
-    if rows == 0:
-        raise InputError(f"{path}: the header is there but no data rows follow")
-    table = file.read()
-    values = []
-    for name, column in zip(header, table.columns, strict=True):
-        if column.null_count:
-            row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0]) + 1
-            raise InputError(f"{path}, row {row}, column {name!r}: missing value")
-        array = column.to_numpy().astype(dtype, copy=False)
-        finite = np.isfinite(array)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            original = column[row].as_py()
-            reason = (
-                "is beyond float32's range; read the table as float64"
-                if math.isfinite(original)
-                else "is not a finite number"
-            )
-            raise InputError(f"{path}, row {row + 1}, column {name!r}: {original!r} {reason}")
-        values.append(array)
-    X, y = _split(values, header.index(target), dtype)
-    features = tuple(name for name in header if name != target)
-    return Table(X, y, features, target, str(path))
-
-
 __all__ = [
+    "CODECS",
     "DELIMITERS",
     "DTYPES",
     "MIN_TRAINING_ROWS",
+    "READ_OVERHEAD",
     "TABLE_PREFIX",
     "Table",
     "TableData",

@@ -10,6 +10,7 @@ import torch
 from sklearn.datasets import load_diabetes
 
 from descent import optim
+from descent.landscapes.functions import ADAPTIVE_RATES
 
 # Learning rates that suit this problem (standardized features and target, mean squared error);
 # the other hyperparameters are each rule's defaults, the lecture's. AdamW's decoupled decay would
@@ -19,14 +20,7 @@ DEMO_LEARNING_RATES: dict[str, float] = {
     "sgd": 0.1,
     "momentum": 0.05,
     "nesterov": 0.05,
-    "adagrad": 0.5,
-    "adadelta": 1.0,
-    "rmsprop": 0.01,
-    "adam": 0.05,
-    "adamax": 0.05,
-    "nadam": 0.05,
-    "amsgrad": 0.05,
-    "adamw": 0.05,
+    **ADAPTIVE_RATES,
     "radam": 0.05,
     "lion": 0.01,
     "lamb": 0.1,

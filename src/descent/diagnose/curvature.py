@@ -62,8 +62,15 @@ from descent.diagnose.hessian import (
     evaluation_mode,
     hessian_vector_product,
 )
-from descent.diagnose.lanczos import Spectrum, Tridiagonal, eigenvalues, lanczos_tridiagonal
-from descent.diagnose.noise import GradientNoise, gradient_noise
+from descent.diagnose.lanczos import (
+    Spectrum,
+    SubspaceEstimate,
+    Tridiagonal,
+    eigenvalues,
+    lanczos_tridiagonal,
+    subspace_curvature,
+)
+from descent.diagnose.noise import GradientNoise, gradient_noise, signed_noise
 from descent.diagnose.spectral import SpectralDensity, TraceEstimate, density, trace
 
 # -- everything at once ------------------------------------------------------------------------
@@ -164,6 +171,7 @@ __all__ = [
     "Objective",
     "SpectralDensity",
     "Spectrum",
+    "SubspaceEstimate",
     "TraceEstimate",
     "Tridiagonal",
     "analyze",
@@ -175,5 +183,7 @@ __all__ = [
     "gradient_noise",
     "hessian_vector_product",
     "lanczos_tridiagonal",
+    "signed_noise",
+    "subspace_curvature",
     "trace",
 ]

@@ -3,25 +3,50 @@ gradient's signal-to-noise ratio to TensorBoard every N updates, ends a run whos
 has reached a plateau (if asked), and logs the stall verdict when early stopping or a plateau
 ends the run.
 
-The analysis runs on a fixed, seeded sample of the training set (``examples`` of them) so that
-successive points are comparable, with small budgets (at most ten Lanczos steps, stopped
-earlier by their residuals; four Hutchinson probes, whose standard error is logged beside the
-trace; the gradient noise from eight group gradients): the curve's trend is the point, not six
-digits.
-:func:`descent.diagnose.stall` and :mod:`descent.diagnose.curvature` give the exact figures on
-demand.
+The analysis (one every N updates) is built to cost a few training steps, and every figure
+comes with its accuracy:
 
-Cost: an analysis costs about 15 Hessian-vector products on the sample, each a double backward.
-With ``background=True`` each analysis runs in a background thread on a snapshot of the weights
-taken at its step (a copy of the model made once, its tensors copied in place), so training goes
-on while torch's kernels compute the analysis; the figures are logged at the step they describe
-as soon as the analysis ends (and at the latest when the run ends or the ``history`` is read).
-The snapshot makes the figures exactly those of the weights at that step, and every analysis
-draws its random probes from its own seeded generator, never from torch's global one, so the
-figures and the training are the same either way (tested). It is off by default: on the digits
-CNN on a CPU (2.6 ms per training step) the Python work of the two threads contends for the GIL
-and the background analysis measured slower than the in-thread one (benchmarks/curvature.py);
-it can pay off when the kernels dominate (large models, an accelerator, a free core).
+- **Sample**: a fixed, seeded sample of the training set (``examples``, 64 by default), the
+  same at every analysis so that successive points are comparable. One forward pass on it
+  serves everything: the gradient's graph for the Hessian-vector products and the per-example
+  losses for the noise.
+- **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
+  products, 4 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
+  eigenvectors move little in N updates), one Rademacher probe, then the residual of the
+  worse-converged extreme pair (a Davidson step) while the budget lasts (see
+  :func:`descent.diagnose.lanczos.subspace_curvature`). Logged with their residuals
+  ``curvature/lambda_max_residual`` and ``…_min_residual``: an eigenvalue of the Hessian lies
+  within the residual of the logged value. Ritz values lie inside the spectrum, so the logged
+  λ_max is a lower bound of the true one and the logged λ_min an upper bound; the residual
+  does not exclude an eigenvalue beyond them (a direction the subspace has not met yet), and
+  λ_min, inside the bulk of the spectrum, converges more slowly than the outlying λ_max over
+  successive analyses. :func:`descent.diagnose.stall` and
+  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
+- **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
+  the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
+  an estimated upper bound of its standard error that one probe already gives.
+- **Gradient SNR** at the training batch size: the per-example variance ``tr Σ`` from
+  ``signs`` (2) random-sign combinations of the per-example gradients, one backward pass each
+  through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
+  ``curvature/gradient_snr_stderr``. A loss that is not the mean of per-example losses falls
+  back to group gradients (no error bar).
+
+Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis of 64 examples is one
+forward-and-double-backward graph, 3 to 4 Hessian-vector products and two backward passes:
+about eight training steps of CPU time (benchmarks/curvature.py measures it).
+
+Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
+of the model made once, its tensors copied in place) when the process's CPUs hold torch's
+intra-op threads twice over (``background=None``, the default: :func:`spare_core`; True or
+False to force it), so training goes on while the analysis runs on the other core (torch
+releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
+measured slower than the training thread: pass False there); the figures are logged at the
+step they describe as soon as the analysis ends (and at the latest
+when the run ends or the ``history`` is read). Analyses run one after another, each from the
+previous one's vectors, and every analysis draws its probes from its own generator seeded by
+``seed`` and the step, never from torch's global one, so the figures and the training are the
+same either way (tested). The warm start is the monitor's only state: :meth:`state_dict` /
+:meth:`load_state_dict` carry it, so a checkpoint that saves it resumes the same figures.
 
 A plateau (``stop_on_plateau = P``): the run ends, with the reason "plateau", when the training
 loss of the last P epochs is nowhere below ``(1 − plateau_rtol)`` × its best before them (it
@@ -39,6 +64,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -48,7 +74,10 @@ from torch import Tensor, nn
 
 from descent import validate
 from descent.diagnose import curvature
+from descent.diagnose.lanczos import subspace_curvature
+from descent.diagnose.noise import signed_noise
 from descent.diagnose.stall import StallVerdict, stall
+from descent.errors import InputError
 
 #: The reasons to stop a run after which the verdict is worth computing.
 STALL_STOPS = ("early stopping", "plateau")
@@ -56,10 +85,12 @@ STALL_STOPS = ("early stopping", "plateau")
 
 class CurvatureMonitor:
     """A Trainer callback ``(trainer, event, info)``: on every ``every``-th "step" event it logs
-    ``curvature/lambda_max``, ``curvature/lambda_min``, ``curvature/trace`` (and
-    ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at ``batch_size``) to TensorBoard
-    in the trainer's logdir; :meth:`finish` logs the stall verdict as text (``stall/verdict``)
-    and the scalars ``stall/…`` when early stopping or a plateau ended the run.
+    ``curvature/lambda_max``, ``curvature/lambda_min`` (each with its ``…_residual``),
+    ``curvature/trace`` (with ``curvature/trace_stderr``) and ``curvature/gradient_snr`` (at
+    ``batch_size``, with ``curvature/gradient_snr_stderr``) to TensorBoard in the trainer's
+    logdir (through the Trainer's own writer while it runs); :meth:`finish` logs the stall
+    verdict as text (``stall/verdict``) and the scalars ``stall/…`` when early stopping or a
+    plateau ended the run.
 
     Args:
         every: analyse every N optimizer updates (N ≥ 1; 0: no periodic analysis, only the
@@ -67,14 +98,14 @@ class CurvatureMonitor:
         train: the training split (``.images``/``.labels``) or a batch ``(inputs, targets)``.
         batch_size: the training's mini-batch size, for the noise figure.
         examples: size of the fixed sample analysed (seeded by ``seed``).
-        lanczos_steps, tol, probes, groups: the analysis's budgets (Lanczos stops at
-            ``lanczos_steps`` or when the residuals of λ_max and λ_min are below ``tol`` ×
-            |λ|_max; ``probes`` Hutchinson probes; the gradient noise from ``groups`` group
-            gradients, see :func:`descent.diagnose.curvature.gradient_noise`).
+        products: Hessian-vector products per analysis (at least warm vectors + probes; more
+            allow Davidson steps); tol: no further step once both extreme residuals are below
+            ``tol`` × |λ|_max. probes: Rademacher probes for the trace (one suffices for the
+            error bar). signs: random-sign probes for the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
-        background: analyse in a background thread on a snapshot of the weights (see the
-            module's docstring for when that pays).
+        background: analyse in a background thread on a snapshot of the weights; None (the
+            default): when torch's threads leave a CPU core free (see the module's docstring).
     """
 
     def __init__(
@@ -84,28 +115,32 @@ class CurvatureMonitor:
         *,
         batch_size: int | None = None,
         examples: int = 64,
-        lanczos_steps: int = 10,
+        products: int = 4,
         tol: float = 1e-2,
-        probes: int = 4,
-        groups: int = 8,
+        probes: int = 1,
+        signs: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
-        background: bool = False,
+        background: bool | None = None,
     ) -> None:
         self.every = validate.nonnegative_int(every, "curvature_every")
         self.examples = validate.positive_int(examples, "examples")
-        self.lanczos_steps = validate.positive_int(lanczos_steps, "lanczos_steps")
+        self.products = validate.positive_int(products, "products")
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
-        self.groups = validate.positive_int(groups, "groups")
+        self.signs = validate.positive_int(signs, "signs")
+        if self.signs < 2:
+            raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
         self.stop_on_plateau = (
             None
             if stop_on_plateau is None
             else validate.positive_int(stop_on_plateau, "stop_on_plateau")
         )
         self.plateau_rtol = validate.unit_interval(plateau_rtol, "plateau_rtol")
-        self.background = validate.flag(background, "background")
+        self.background = (
+            validate.flag(background, "background") if background is not None else spare_core()
+        )
         self.batch_size = batch_size
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
@@ -119,6 +154,7 @@ class CurvatureMonitor:
         self._finished = False
         self._snapshot: nn.Module | None = None
         self._job: _Job | None = None
+        self._warm: tuple[Tensor, ...] = ()
 
     # -- the callback --------------------------------------------------------------------------
 
@@ -191,54 +227,71 @@ class CurvatureMonitor:
     # -- the analysis --------------------------------------------------------------------------
 
     def _analyse(self, model: nn.Module, loss: Any, step: int) -> dict[str, float]:
-        """One setup (one Objective: one gradient graph) shared by Lanczos, Hutchinson and the
-        per-example noise."""
+        """One forward pass on the sample serves everything: the gradient's graph (for the
+        Hessian-vector products) and the per-example losses (for the noise). The subspace
+        starts from the previous analysis's Ritz vectors."""
+        generator = torch.Generator().manual_seed(self.seed + step)
         with curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
-            spectrum = curvature.eigenvalues(
-                model,
-                loss,
-                None,
+            prepared = objective.gradient_with_example_losses()
+            estimate = subspace_curvature(
+                objective,
+                warm=self._warm,
+                probes=self.probes,
+                max_products=self.products,
                 tol=self.tol,
-                max_iterations=self.lanczos_steps,
-                seed=self.seed,
-                objective=objective,
+                generator=generator,
             )
-            estimate = curvature.trace(
-                model,
-                loss,
-                None,
-                rtol=1.0,
-                min_probes=self.probes,
-                max_probes=self.probes,
-                probes_per_round=self.probes,
-                seed=self.seed + step,
-                objective=objective,
-            )
-            noise = curvature.gradient_noise(
-                model,
-                loss,
-                None,
-                batch_size=self.batch_size,
-                method="groups",
-                groups=self.groups,
-                population=self.population,
-                seed=self.seed,
-                objective=objective,
-            )
-        return {
-            "curvature/lambda_max": spectrum.lambda_max,
-            "curvature/lambda_min": spectrum.lambda_min,
-            "curvature/trace": estimate.value,
-            "curvature/trace_stderr": estimate.stderr,
+            if prepared is not None:
+                noise = signed_noise(
+                    objective,
+                    *prepared,
+                    batch_size=self.batch_size or 1,
+                    probes=self.signs,
+                    population=self.population,
+                    generator=generator,
+                )
+            else:  # a loss that is not a mean of per-example losses: group gradients
+                noise = curvature.gradient_noise(
+                    model,
+                    loss,
+                    None,
+                    batch_size=self.batch_size,
+                    method="groups",
+                    groups=min(8, len(self.sample[0])),
+                    population=self.population,
+                    seed=self.seed + step,
+                    objective=objective,
+                )
+        self._warm = (estimate.vector_max, estimate.vector_min)
+        figures = {
+            "curvature/lambda_max": estimate.lambda_max,
+            "curvature/lambda_max_residual": estimate.residual_max,
+            "curvature/lambda_min": estimate.lambda_min,
+            "curvature/lambda_min_residual": estimate.residual_min,
+            "curvature/trace": estimate.trace,
+            "curvature/trace_stderr": estimate.trace_stderr,
             "curvature/gradient_snr": noise.snr,
         }
+        if noise.snr_stderr is not None:
+            figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
+        return figures
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start vectors: a checkpoint that saves them (and :meth:`load_state_dict` on
+        resume) makes a resumed run log exactly the figures of an uninterrupted one. Waits for a
+        running analysis, whose vectors are the state."""
+        self._collect(None)
+        return {"warm": [vector.detach().cpu() for vector in self._warm]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._warm = tuple(state.get("warm", ()))
 
     def _start(self, trainer: Any, step: int) -> None:
         """The analysis of ``step`` in a background thread, on a snapshot of the weights."""
         self._collect(trainer)  # the snapshot is free again once the previous analysis ended
         model = trainer.model
-        self._open(trainer)  # the writer, for figures collected later without the trainer
+        self._open(trainer)  # a writer for figures collected later without the trainer
         if self._snapshot is None:
             try:
                 self._snapshot = copy.deepcopy(model)
@@ -268,11 +321,15 @@ class CurvatureMonitor:
 
     def _record(self, trainer: Any, step: int, figures: dict[str, float]) -> None:
         self._history.append({"step": step, **figures})
-        writer = self._open(trainer) if trainer is not None else self._writer
+        # The Trainer's own writer while it runs (it flushes every epoch: no second event file
+        # and no flush here, which waits for the disk); a writer of our own otherwise.
+        shared = getattr(trainer, "writer", None) if trainer is not None else None
+        writer = shared or (self._open(trainer) if trainer is not None else self._writer)
         if writer is not None:
             for tag, value in figures.items():
                 writer.add_scalar(tag, value, step)
-            writer.flush()
+            if writer is not shared:
+                writer.flush()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -291,6 +348,16 @@ class CurvatureMonitor:
 
             self._writer = SummaryWriter(str(Path(logdir)), filename_suffix=".curvature")
         return self._writer
+
+
+def spare_core() -> bool:
+    """Whether the CPUs this process may use hold torch's intra-op threads twice over: the
+    training's and a background analysis's, whose operations use as many threads again."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return 2 * torch.get_num_threads() <= cores
 
 
 class _Job:

@@ -183,6 +183,63 @@ class Objective:
             for g, p in zip(grads, self.params, strict=True)
         ]
 
+    def gradient_with_example_losses(self) -> tuple[Tensor, Tensor] | None:
+        """One forward pass on the (single) batch that serves both the Hessian-vector products
+        and the gradient noise: it builds the gradient's graph (kept for :meth:`hvp`) and
+        returns ``(gradient, example_losses)``: the flat gradient of the batch's loss and the N
+        per-example losses ``ℓ_i`` (``loss`` applied to each example's output, by
+        ``torch.vmap``) with their graph, so that ``∇ Σ c_i ℓ_i`` costs one backward pass and
+        no forward. None when there are several batches, when ``loss`` cannot be applied
+        example by example, or when the batch's loss is not the mean of the ``ℓ_i`` (a sum, a
+        weighting): the caller then estimates the noise another way."""
+        if len(self.batches) != 1:
+            return None
+        inputs, targets = self.batches[0]
+        state = {**self.fixed, **dict(zip(self.names, self.params, strict=True))}
+        outputs = torch.func.functional_call(self.model, state, (inputs,))
+        value = self.loss_fn(outputs, targets)
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            return None
+        try:
+            losses = torch.vmap(
+                lambda output, target: self.loss_fn(output.unsqueeze(0), target.unsqueeze(0))
+            )(outputs, targets).reshape(-1)
+        except Exception:  # a loss vmap cannot batch: the caller falls back
+            return None
+        if len(losses) != len(inputs) or not torch.allclose(
+            losses.detach().mean(), value.detach().reshape(()), rtol=1e-4, atol=1e-6
+        ):
+            return None
+        grads = torch.autograd.grad(
+            value.reshape(()), self.params, create_graph=True, allow_unused=True
+        )
+        self._graph = [
+            g if g is not None else torch.zeros_like(p)
+            for g, p in zip(grads, self.params, strict=True)
+        ]
+        return self._flat([g.detach() for g in self._graph]), losses
+
+    def example_gradient_sum(self, losses: Tensor, weights: Tensor) -> Tensor:
+        """``∇ Σ_i w_i ℓ_i`` (flat) for the per-example losses of
+        :meth:`gradient_with_example_losses`: one backward pass through their kept graph."""
+        grads = torch.autograd.grad(
+            losses,
+            self.params,
+            grad_outputs=weights.to(losses),
+            retain_graph=True,
+            allow_unused=True,
+        )
+        return self._flat(grads)
+
+    def graph_gradient(self) -> Tensor | None:
+        """The flat gradient held by the products' graph (built now if needed): free on a single
+        batch; None for several batches, whose products rebuild their graphs each time."""
+        if len(self.batches) != 1:
+            return None
+        if self._graph is None:
+            self._graph = self._gradient_graph(0)
+        return self._flat([g.detach() for g in self._graph])
+
     def hvp(self, vector: Tensor) -> Tensor:
         """``H v`` by double backward: ∇(∇L · v)."""
         self.hvp_count += 1

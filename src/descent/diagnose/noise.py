@@ -15,6 +15,7 @@ b = 1 it is the per-example value exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,8 +41,10 @@ class GradientNoise:
         per_example_variance: tr Σ, the summed variance of one example's gradient (None for the
             batch-to-batch method; estimated from the groups for "groups").
         noise_scale: tr Σ / ‖ḡ‖², McCandlish et al.'s critical batch size (None likewise).
-        method: "per-example" (torch.func.vmap), "groups" (a random partition into groups) or
-            "batches" (variance between the given batches).
+        method: "per-example" (torch.func.vmap), "groups" (a random partition into groups),
+            "batches" (variance between the given batches) or "signs" (random-sign
+            combinations of the per-example gradients, :func:`signed_noise`).
+        snr_stderr: the standard error of ``snr`` where the method estimates it ("signs").
     """
 
     gradient_norm: float
@@ -52,6 +55,7 @@ class GradientNoise:
     noise_scale: float | None
     method: str
     examples: int
+    snr_stderr: float | None = None
 
 
 def gradient_noise(
@@ -141,6 +145,47 @@ def _per_example_noise(
     variance = max(squares - count * mean_norm2, 0.0) / max(count - 1, 1)
     size, noise2 = _batch_noise2(variance, batch_size, population or count)
     return _noise_result(mean_norm2, noise2, size, variance, "per-example", count)
+
+
+def signed_noise(
+    objective: Objective,
+    gradient: Tensor,
+    example_losses: Tensor,
+    *,
+    batch_size: int,
+    probes: int,
+    population: int | None,
+    generator: torch.Generator,
+) -> GradientNoise:
+    """The noise from random-sign combinations of the per-example gradients, one backward pass
+    each through the kept forward graph (:meth:`Objective.gradient_with_example_losses`).
+
+    For Rademacher signs ``c`` (N of them), ``u = ∇ Σ_i c_i ℓ_i − (Σ_i c_i) ḡ = Σ_i c_i (g_i − ḡ)``
+    and ``E‖u‖² = Σ_i ‖g_i − ḡ‖²`` (the cross terms vanish: ``E c_i c_j = δ_ij``), so
+    ``‖u‖² / (N − 1)`` is an unbiased estimate of ``tr Σ`` from one backward pass instead of N
+    per-example gradients: Hutchinson's estimator (Hutchinson 1990) applied to the Gram matrix
+    of the centred per-example gradients. ``probes`` (≥ 2) sign vectors give the mean and its
+    standard error; the SNR's error bar follows by the delta method (SNR ∝ (tr Σ)^(−1/2), so its
+    relative error is half that of tr Σ)."""
+    if probes < 2:
+        raise InputError(f"the signed noise estimate needs at least 2 probes, got {probes}")
+    count = len(example_losses)
+    if count < 2:
+        raise InputError(f"the gradient noise needs at least 2 examples, got {count}")
+    samples = []
+    for _ in range(probes):
+        signs = torch.randint(0, 2, (count,), generator=generator).to(torch.float64) * 2 - 1
+        combined = objective.example_gradient_sum(example_losses, signs).to(torch.float64)
+        deviation = combined - float(signs.sum()) * gradient.to(torch.float64)
+        samples.append(float(deviation @ deviation) / (count - 1))
+    values = torch.tensor(samples, dtype=torch.float64)
+    variance = float(values.mean())
+    variance_stderr = float(values.std(unbiased=True)) / math.sqrt(probes)
+    mean_norm2 = float(gradient.to(torch.float64) @ gradient.to(torch.float64))
+    size, noise2 = _batch_noise2(variance, batch_size, population or count)
+    result = _noise_result(mean_norm2, noise2, size, variance, "signs", count)
+    relative = variance_stderr / variance if variance > 0 else math.inf
+    return dataclasses.replace(result, snr_stderr=result.snr * relative / 2)
 
 
 def _batch_noise2(variance: float, batch_size: int, population: int) -> tuple[int, float]:

@@ -13,13 +13,16 @@ sees the same batches whichever path trains it. Each client starts a fresh optim
 Two paths give the same weights:
 
 - looped: one client after the other;
-- vectorized: clients with the same n_k (hence the same batch shapes and update count) are trained
-  together: their weights are stacked on a leading client axis, ``torch.func.vmap`` of
-  ``functional_call`` runs every client's forward pass in one call, one backward of the sum of
-  their losses gives every client's gradient, and one descent optimizer steps the stacked
-  tensors. That is exact for the elementwise rules (:data:`ELEMENTWISE_RULES`, from each rule's
-  ``elementwise`` flag): the stacked step is each client's step side by side (the step counter
-  and schedule are shared, and equal, within a group). Rules that reduce over a whole tensor
+- vectorized: clients with the same update count u_k are trained together: their weights are
+  stacked on a leading client axis, one call runs every client's forward pass (the stacked
+  forward of :mod:`descent.federated.stacked` where descent writes the model's layers out, else
+  ``torch.func.vmap`` of ``functional_call``), one backward of the sum of their losses gives every
+  client's gradient, and one descent optimizer steps the stacked tensors. Their n_k may differ:
+  each batch is padded to the group's widest and a client's loss is the mean over its own
+  examples (a 0/1 mask), so each client takes exactly its looped steps. That is exact for the
+  elementwise rules (:data:`ELEMENTWISE_RULES`, from each rule's ``elementwise`` flag): the
+  stacked step is each client's step side by side (the step counter and schedule are shared,
+  and equal, within a group). Rules that reduce over a whole tensor
   (LAMB's and LARS's trust ratios, Adafactor's factored moments, Muon's orthogonalization,
   Prodigy's global d estimate) would mix the clients of a stack, so their clients are looped.
 """
@@ -38,6 +41,7 @@ from torch.func import functional_call, vmap
 from torch.nn import functional as F
 
 from descent import optim, validate
+from descent.federated.stacked import StackedForward, stack_weights, stacked_forward
 from descent.optim.base import LearningRate
 
 #: the rules whose clients may train stacked (``DescentOptimizer.elementwise``: each entry's update
@@ -79,7 +83,7 @@ class ClientConfig:
 
     @property
     def vectorizable(self) -> bool:
-        """Whether clients of equal size may train stacked (the rule is elementwise)."""
+        """Whether clients with equal update counts may train stacked (the rule is elementwise)."""
         key = validate.choice(self.optimizer, "client optimizer", optim.OPTIMIZERS)
         return key in ELEMENTWISE_RULES
 
@@ -99,16 +103,18 @@ def client_seed(seed: int, round_number: int, client: int) -> int:
     return int(np.random.SeedSequence([seed, round_number, client]).generate_state(1)[0])
 
 
-def batch_order(size: int, config: ClientConfig, seed: int) -> list[Tensor]:
-    """The example indices of every local update, in order (one tensor per update)."""
+def epoch_orders(size: int, config: ClientConfig, seed: int) -> list[Tensor]:
+    """The order of the client's examples in each local epoch (B = ∞: their stored order)."""
     if config.batch_size is None:
         return [torch.arange(size)] * config.epochs
     generator = torch.Generator().manual_seed(seed)
-    order: list[Tensor] = []
-    for _ in range(config.epochs):
-        permutation = torch.randperm(size, generator=generator)
-        order.extend(permutation.split(config.batch_size))
-    return order
+    return [torch.randperm(size, generator=generator) for _ in range(config.epochs)]
+
+
+def batch_order(size: int, config: ClientConfig, seed: int) -> list[Tensor]:
+    """The example indices of every local update, in order (one tensor per update)."""
+    batch = size if config.batch_size is None else config.batch_size
+    return [step for order in epoch_orders(size, config, seed) for step in order.split(batch)]
 
 
 @dataclass
@@ -122,15 +128,51 @@ class ClientUpdate:
 
 
 def _loss_function(model: nn.Module, names: Sequence[str], mu: float) -> Callable[..., Any]:
+    """One client's objective h_k and loss F_k on a batch; ``mask`` (0/1 per example, or None)
+    marks the examples that are real when the batch is padded to a stacked group's width."""
+
     def loss(
-        weights: tuple[Tensor, ...], anchor: tuple[Tensor, ...], x: Tensor, y: Tensor
+        weights: tuple[Tensor, ...],
+        anchor: tuple[Tensor, ...],
+        x: Tensor,
+        y: Tensor,
+        mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         logits = functional_call(model, dict(zip(names, weights, strict=True)), (x,))
-        value = F.cross_entropy(logits, y)
+        if mask is None:
+            value = F.cross_entropy(logits, y)
+        else:
+            value = (F.cross_entropy(logits, y, reduction="none") * mask).sum() / mask.sum()
         objective = value
         if mu > 0:
             objective = objective + 0.5 * mu * sum(
                 ((w - a) ** 2).sum() for w, a in zip(weights, anchor, strict=True)
+            )
+        return objective, value.detach()
+
+    return loss
+
+
+def _stacked_loss_function(
+    forward: StackedForward, names: Sequence[str], mu: float
+) -> Callable[..., Any]:
+    """The loss of K clients at once (the same values as vmap of :func:`_loss_function`): each
+    client's mean cross-entropy over its batch, and its proximal term."""
+
+    def loss(
+        weights: tuple[Tensor, ...],
+        anchor: tuple[Tensor, ...],
+        x: Tensor,
+        y: Tensor,
+        mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        logits = forward(dict(zip(names, weights, strict=True)), x)
+        each = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        value = each.mean(1) if mask is None else (each * mask).sum(1) / mask.sum(1)
+        objective = value
+        if mu > 0:
+            objective = objective + 0.5 * mu * sum(
+                ((w - a) ** 2).flatten(1).sum(1) for w, a in zip(weights, anchor, strict=True)
             )
         return objective, value.detach()
 
@@ -142,17 +184,19 @@ def _descend(
     weights: list[Tensor],
     anchor: tuple[Tensor, ...],
     rule: optim.DescentOptimizer,
-    batches: Iterable[tuple[Tensor, Tensor]],
+    batches: Iterable[tuple[Tensor, Tensor, Tensor | None]],
 ) -> Tensor:
     """The local updates: each batch's gradient by plain autograd (of the sum of the losses when
     clients are stacked: client k's weights reach only client k's loss), then one step of the
     rule. Returns the training losses, one row per update."""
     losses = []
-    for images, labels in batches:
-        objective, loss = objective_of(tuple(weights), anchor, images, labels)
+    for images, labels, mask in batches:
+        objective, loss = objective_of(tuple(weights), anchor, images, labels, mask)
         grads = torch.autograd.grad(objective.sum(), weights)
         for weight, g in zip(weights, grads, strict=True):
-            weight.grad = g
+            # the rule's in-place kernels run several times faster when the gradient is laid out
+            # as its weight (a channels-last convolution may hand back another layout)
+            weight.grad = g if g.stride() == weight.stride() else torch.empty_like(weight).copy_(g)
         rule.step()
         losses.append(loss)
     return torch.stack(losses)
@@ -173,13 +217,55 @@ def train_looped(
     for client, images, labels, seed in clients:
         weights = [w.detach().clone().requires_grad_() for w in global_weights]
         batches = (
-            (images[index], labels[index]) for index in batch_order(len(labels), config, seed)
+            (images[index], labels[index], None) for index in batch_order(len(labels), config, seed)
         )
         losses = _descend(objective_of, weights, anchor, config.make_optimizer(weights), batches)
         updates.append(
             ClientUpdate(client, [w.detach() for w in weights], len(labels), float(losses.mean()))
         )
     return updates
+
+
+def stacked_batches(
+    images: Sequence[Tensor],
+    labels: Sequence[Tensor],
+    orders: Sequence[Sequence[Tensor]],
+    batch_size: int | None,
+) -> Iterable[tuple[Tensor, Tensor, Tensor | None]]:
+    """The stacked batches (K, b, ...) of K clients with the same update count, one per update.
+
+    ``orders[k][e]`` is client k's example order in epoch e. Each epoch gathers every client's
+    examples once, in that order, padded to the largest n_k: then update j's batch is the slice
+    [jB, (j + 1)B) of every client's row, exactly the looped client's j-th batch, followed in a
+    shorter last batch by padding that the mask (None when no client is padded) leaves out."""
+    sizes = [len(y) for y in labels]
+    widest = max(sizes)
+    count = len(sizes)
+    rows = torch.arange(count)[:, None]
+    positions = torch.arange(widest)
+    mask = None
+    if min(sizes) < widest:
+        mask = (positions < torch.tensor(sizes)[:, None]).to(images[0].dtype)
+
+    def padded(tensors: Sequence[Tensor]) -> Tensor:  # (K, widest, ...), zeros after n_k
+        if mask is None:
+            return torch.stack(list(tensors))
+        return torch.stack(
+            [F.pad(x, (0, 0) * (x.dim() - 1) + (0, widest - len(x))) for x in tensors]
+        )
+
+    padded_images, padded_labels = padded(images), padded(labels)
+    step = widest if batch_size is None else batch_size
+    for epoch in zip(*orders, strict=True):
+        index = padded(epoch)
+        epoch_images, epoch_labels = padded_images[rows, index], padded_labels[rows, index]
+        for start in range(0, widest, step):
+            chunk = slice(start, start + step)
+            yield (
+                epoch_images[:, chunk],
+                epoch_labels[:, chunk],
+                None if mask is None else mask[:, chunk],
+            )
 
 
 def train_vectorized(
@@ -189,32 +275,62 @@ def train_vectorized(
     clients: Sequence[tuple[int, Tensor, Tensor, int]],
     config: ClientConfig,
 ) -> list[ClientUpdate]:
-    """Train clients that all hold n_k examples together (vmap over a leading client axis)."""
-    sizes = {len(labels) for _, _, labels, _ in clients}
-    if len(sizes) != 1:
-        raise ValueError(f"vectorized clients must hold equally many examples, got {sorted(sizes)}")
+    """Train clients with the same update count E·⌈n_k/B⌉ together (a leading client axis).
+
+    Their n_k may differ: every batch is padded to the group's widest, and each client's loss
+    is the mean over its own examples only, so each client takes exactly its looped steps."""
+    counts = {config.updates(len(labels)) for _, _, labels, _ in clients}
+    if len(counts) != 1:
+        raise ValueError(
+            f"vectorized clients must take equally many local updates, got {sorted(counts)}"
+        )
     count = len(clients)
-    # the forward pass vmapped over the clients, the backward plain autograd (~1.3× faster than
+    # the forward pass written out for the stacked clients where descent knows the model's layers
+    # (descent.federated.stacked), else vmapped; the backward plain autograd (~1.3× faster than
     # vmap(grad(...)) here)
-    objectives = vmap(_loss_function(model, names, config.proximal_mu), in_dims=(0, None, 0, 0))
+    forward = stacked_forward(model, names)
+    if forward is not None:
+        objectives = _stacked_loss_function(forward, names, config.proximal_mu)
+    else:
+        one_client = _loss_function(model, names, config.proximal_mu)
+        unpadded = vmap(one_client, in_dims=(0, None, 0, 0))
+        padded = vmap(one_client, in_dims=(0, None, 0, 0, 0))
+
+        def objectives(
+            weights: tuple[Tensor, ...],
+            anchor: tuple[Tensor, ...],
+            x: Tensor,
+            y: Tensor,
+            mask: Tensor | None,
+        ) -> tuple[Tensor, Tensor]:
+            return (
+                unpadded(weights, anchor, x, y)
+                if mask is None
+                else padded(weights, anchor, x, y, mask)
+            )
+
     anchor = tuple(w.detach() for w in global_weights)
-    stacked = [
-        w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())).requires_grad_()
-        for w in global_weights
-    ]
-    images = torch.stack([c[1] for c in clients])
-    labels = torch.stack([c[2] for c in clients])
-    orders = [batch_order(len(c[2]), config, c[3]) for c in clients]
-    rows = torch.arange(count)[:, None]
-    indices = (torch.stack(step) for step in zip(*orders, strict=True))
-    batches = ((images[rows, index], labels[rows, index]) for index in indices)
+    if forward is not None:
+        stacked = stack_weights(model, names, global_weights, count)
+    else:
+        stacked = [
+            w.detach().unsqueeze(0).repeat(count, *([1] * w.dim())).requires_grad_()
+            for w in global_weights
+        ]
+    orders = [epoch_orders(len(labels), config, seed) for _, _, labels, seed in clients]
+    batches = stacked_batches(
+        [c[1] for c in clients], [c[2] for c in clients], orders, config.batch_size
+    )
     losses = _descend(objectives, stacked, anchor, config.make_optimizer(stacked), batches)
     mean_losses = losses.mean(0)
     return [
         ClientUpdate(
-            client, [w[i].detach().clone() for w in stacked], len(labels[i]), float(mean_losses[i])
+            client,
+            [w[i].detach().contiguous() for w in stacked],
+            len(labels),
+            float(mean_losses[i]),
         )
-        for i, (client, *_rest) in enumerate(clients)
+        for i, (client, _, labels, _) in enumerate(clients)
     ]
 
 
@@ -224,7 +340,9 @@ __all__ = [
     "ClientUpdate",
     "batch_order",
     "client_seed",
+    "epoch_orders",
     "fedsgd",
+    "stacked_batches",
     "train_looped",
     "train_vectorized",
 ]

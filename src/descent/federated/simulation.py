@@ -55,6 +55,7 @@ from descent.federated.client import (
 )
 from descent.federated.partition import Partition
 from descent.federated.server import SERVER_ALIASES, SERVER_RULES, ServerOptimizer, weighted_average
+from descent.federated.stacked import stacked_forward
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,8 @@ class FederatedConfig:
         server_lr: η of the server rule (None: the rule's default).
         server_options: momentum, betas or tau of the server rule.
         seed: seeds the client sampling and every client's batch order.
-        vectorize: train clients of equal size together with vmap (False: one after another).
+        vectorize: train clients with equal update counts E·⌈n_k/B⌉ together, stacked (False:
+            one after another).
     """
 
     fraction: float = 0.1
@@ -210,8 +212,8 @@ class Federation:
             )
         groups: dict[int, list] = {}
         if self.config.vectorize and self.config.client.vectorizable:
-            for entry in ready:
-                groups.setdefault(len(entry[2]), []).append(entry)
+            for entry in ready:  # clients taking equally many local updates train stacked
+                groups.setdefault(self.config.client.updates(len(entry[2])), []).append(entry)
         else:
             groups = {i: [entry] for i, entry in enumerate(ready)}
         updates: list[ClientUpdate] = []
@@ -259,12 +261,19 @@ class Federation:
     @torch.no_grad()
     def evaluate(self, split: Split) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) of the global model on ``split``."""
+        # the stacked forward with one client where descent writes the model out: its
+        # channels-last pooling makes the CNN's evaluation several times faster on CPU
+        forward = stacked_forward(self.model, self.names)
         parameters = dict(zip(self.names, self.weights, strict=True))
         total_loss, correct = 0.0, 0
         for start in range(0, len(split), 4096):
             images = split.images[start : start + 4096]
             labels = split.labels[start : start + 4096]
-            logits = torch.func.functional_call(self.model, parameters, (images,))
+            if forward is None:
+                logits = torch.func.functional_call(self.model, parameters, (images,))
+            else:
+                one = {name: weight.unsqueeze(0) for name, weight in parameters.items()}
+                logits = forward(one, images.unsqueeze(0))[0]
             total_loss += float(F.cross_entropy(logits, labels, reduction="sum"))
             correct += int((logits.argmax(1) == labels).sum())
         return total_loss / len(split), correct / len(split)

@@ -206,7 +206,10 @@ def _rastrigin_grad(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 # The camel's minima to full double precision (the usual 4-digit values are not stationary).
 _CAMEL_X, _CAMEL_Y, _CAMEL_VALUE = 0.08984201368301331, -0.7126564032704135, -1.031628453489877
 
-_COMMON_RATES = {
+#: The adaptive rules' learning rates on a problem whose coordinates are of order one: their steps
+#: are about η per coordinate whatever the gradient's scale, so one set serves every landscape
+#: (each overrides what its shape needs) and the demo's standardized regression.
+ADAPTIVE_RATES = {
     "adagrad": 0.5,
     "adadelta": 1.0,
     "rmsprop": 0.01,
@@ -232,7 +235,7 @@ LANDSCAPES: dict[str, Landscape] = {
                 "sgd": 0.035,
                 "momentum": 0.01,
                 "nesterov": 0.01,
-                **_COMMON_RATES,
+                **ADAPTIVE_RATES,
                 "adagrad": 1.0,
                 "rmsprop": 0.05,
                 "adam": 0.3,
@@ -247,7 +250,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-3, 3, -3, 3),
             (-2.5, 2.0),
-            {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, **_COMMON_RATES},
+            {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, **ADAPTIVE_RATES},
             "the round bowl: every rule's easiest case",
         ),
         Landscape(
@@ -262,7 +265,7 @@ LANDSCAPES: dict[str, Landscape] = {
                 "sgd": 1e-3,
                 "momentum": 1e-4,
                 "nesterov": 1e-4,
-                **_COMMON_RATES,
+                **ADAPTIVE_RATES,
                 "adam": 0.02,
                 "rmsprop": 0.005,
             },
@@ -280,7 +283,7 @@ LANDSCAPES: dict[str, Landscape] = {
                 "sgd": 1e-3,
                 "momentum": 1e-4,
                 "nesterov": 1e-4,
-                **_COMMON_RATES,
+                **ADAPTIVE_RATES,
                 "adam": 0.02,
                 "rmsprop": 0.005,
             },
@@ -299,7 +302,7 @@ LANDSCAPES: dict[str, Landscape] = {
             ),
             (-5, 5, -5, 5),
             (0.0, 0.0),
-            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **_COMMON_RATES},
+            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **ADAPTIVE_RATES},
             "four minima of equal value: where a rule ends depends on its path",
         ),
         Landscape(
@@ -310,7 +313,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(1, 3, 0),),
             (-10, 10, -10, 10),
             (-8.0, -8.0),
-            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **_COMMON_RATES, "adam": 0.5},
+            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **ADAPTIVE_RATES, "adam": 0.5},
             "a tilted convex bowl",
         ),
         Landscape(
@@ -321,7 +324,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0, "saddle"),),
             (-2, 2, -2, 2),
             (-1.5, 1e-3),
-            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **_COMMON_RATES},
+            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **ADAPTIVE_RATES},
             "a saddle: attracting along x, repelling along y; started on y = 0 exactly, "
             "gradient descent converges to it",
         ),
@@ -333,7 +336,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0, "saddle"),),
             (-1.5, 1.5, -1.5, 1.5),
             (-1.0, 0.2),
-            {"sgd": 0.02, "momentum": 0.005, "nesterov": 0.005, **_COMMON_RATES},
+            {"sgd": 0.02, "momentum": 0.005, "nesterov": 0.005, **ADAPTIVE_RATES},
             "a degenerate saddle (zero curvature at the origin), three valleys down",
         ),
         Landscape(
@@ -344,7 +347,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-4, 4, -4, 4),
             (3.0, 2.5),
-            {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, **_COMMON_RATES},
+            {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, **ADAPTIVE_RATES},
             "a plateau leading to a bowl: the gradient out there is ~1e-3, so plain descent "
             "crawls; adaptive rules normalize it away",
         ),
@@ -359,7 +362,7 @@ LANDSCAPES: dict[str, Landscape] = {
             ),
             (-2, 2, -1, 1),
             (-1.5, 0.8),
-            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **_COMMON_RATES},
+            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **ADAPTIVE_RATES},
             "six local minima, two of them global",
         ),
         Landscape(
@@ -370,7 +373,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-5.12, 5.12, -5.12, 5.12),
             (3.2, 2.1),
-            {"sgd": 2e-3, "momentum": 5e-4, "nesterov": 5e-4, **_COMMON_RATES},
+            {"sgd": 2e-3, "momentum": 5e-4, "nesterov": 5e-4, **ADAPTIVE_RATES},
             "a grid of local minima: every rule stops in the first one it meets",
         ),
     )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from descent.errors import InputError
+from descent.linear import compiled
 from descent.linear.solve import Moments
 
 ArrayLike = Any
@@ -172,8 +173,24 @@ class Polynomial(Basis):
         if self.n_inputs_ != 1:
             return None
         x = self.checked_inputs(X)[:, 0].contiguous().numpy()
-        target = np.asarray(y, dtype=np.float64)
+        target = np.ascontiguousarray(y, dtype=np.float64)
         d = self.degree
+        power_sums = compiled.entry("power_sums_f64") if d <= compiled.MAX_POWER else None
+        if power_sums is not None:  # one pass over x and y, the powers in registers
+            sums, weighted_sums = np.zeros(2 * d + 1), np.zeros(d + 1)
+            power_sums(
+                x.ctypes.data, target.ctypes.data, len(x), d,
+                sums.ctypes.data, weighted_sums.ctypes.data,
+            )  # fmt: skip
+            indices = np.arange(1, d + 1)
+            return Moments(
+                len(x),
+                torch.from_numpy(sums[1 : d + 1].copy()),
+                torch.from_numpy(sums[indices[:, None] + indices[None, :]]),
+                torch.from_numpy(weighted_sums[1:].copy()),
+                float(weighted_sums[0]),
+                float(target @ target),
+            )
         products, weighted = np.zeros((d + 1, d + 1)), np.zeros(d + 1)
         powers = np.empty((d + 1, min(_POWER_BLOCK, len(x))))
         for start in range(0, len(x), _POWER_BLOCK):

@@ -22,15 +22,15 @@ Nadam, run with ``impl="fast"`` in float64; every other rule or option takes the
 
 from __future__ import annotations
 
-import ctypes
 import math
 from dataclasses import dataclass
-from functools import cache
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from descent.linear import compiled
 from descent.linear.solve import Gram, Reduction, ordered_gradient
 from descent.optim import _native
 from descent.optim.base import DescentOptimizer
@@ -231,18 +231,8 @@ class StatisticsRun:
     ended: str
 
 
-@cache
-def _statistics_loop() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    library = _native._library()
-    if library is None:
-        return None
-    function = library.gd_statistics
-    tensor, double, count = ctypes.c_void_p, ctypes.c_double, ctypes.c_int64
-    # G, b, c, w, ∇J, k, s, η, updates, tol, tol_loss, losses, ‖∇J₀‖, first, status
-    function.argtypes = [tensor, tensor, double, tensor, tensor, count, double, double, count]
-    function.argtypes += [double, double, tensor, tensor, count, tensor]
-    function.restype = count
-    return function
+def _statistics_loop() -> Any:
+    return compiled.entry("gd_statistics")
 
 
 def statistics_loop_available() -> bool:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,32 +17,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from descent import optim, validate
 from descent.data.batches import Batches
-from descent.data.tables import available_memory, format_bytes
 from descent.errors import InputError
-from descent.linear import epochs
+from descent.linear import design, epochs
 from descent.linear.basis import parse_basis
 from descent.linear.solve import (
     Gram,
-    Moments,
     decay_steps,
     gradient,
     least_squares,
     lipschitz_step,
     loss,
-    moments,
 )
 from descent.schedules import InverseTimeDecay, Schedule, from_dict
 
 # Rules for which "auto" means 1/L; the adaptive rules normalize the gradient themselves, and for
 # them "auto" means their own default rate.
 _LIPSCHITZ_RULES = ("sgd", "momentum", "nesterov")
-# Keep ΦᵀΦ (k × k) only up to this many columns (128 MiB in float64).
-_MAX_GRAM = 4096
-#: The most basis functions a fit accepts, whatever the memory (a basis is also refused when its
-#: design matrix or ΦᵀΦ would not fit in the memory available).
-MAX_BASIS_FUNCTIONS = 1_000_000
-#: Bytes of basis features evaluated at once in the blocked pass over the rows.
-BLOCK_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -196,114 +185,46 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         return self._assemble(self.basis_.checked_features(X))
 
     def _assemble(self, features: torch.Tensor) -> torch.Tensor:
-        """The design matrix in one allocation: the bias column, then the conditioned features."""
-        n = len(features)
-        if self.transform_ is not None and self.transform_.dim() == 2:  # orthonormal: mixes
-            # (φ − c) T = φ T − c T, in one fused multiply-add
-            shift = -(self.center_ @ self.transform_)
-            Phi = torch.empty(n, self.transform_.shape[1] + 1, dtype=torch.float64)
-            Phi[:, 1:] = torch.addmm(shift, features, self.transform_)
-        else:
-            Phi = torch.empty(n, features.shape[1] + 1, dtype=torch.float64)
-            if self.center_ is None:
-                Phi[:, 1:] = features
-            else:  # columns: scales each one
-                torch.sub(features, self.center_, out=Phi[:, 1:])
-                Phi[:, 1:].mul_(self.transform_)
-        Phi[:, 0] = 1.0
-        return Phi
-
-    def _blocks(self, X: np.ndarray, y: np.ndarray) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
-        """(φ(X_b), y_b) over row blocks of about BLOCK_BYTES of features each: the basis is
-        evaluated block by block, so its n × k matrix is never held whole."""
-        k = max(self.basis_.size(X.shape[1], len(X)) or 1, 1)
-        rows = max(256, BLOCK_BYTES // (8 * k))
-        for start in range(0, len(X), rows):
-            yield (
-                self.basis_.checked_features(X[start : start + rows]),
-                np.array(y[start : start + rows], dtype=np.float64),  # writable for torch
-            )
-
-    def _moments(self, X: np.ndarray, y: np.ndarray) -> Moments:
-        """The raw features' statistics in one pass: by the basis' own shorter route when it has
-        one (the identity: one product over X; one input's powers: power sums), else block by
-        block."""
-        shortcut = self.basis_.moments(X, y)
-        return shortcut if shortcut is not None else moments(self._blocks(X, y))
+        return design.assemble(features, (self.center_, self.transform_))
 
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
         """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
         a k × k matrix)."""
-        if self.n_features_out_ + 1 > _MAX_GRAM:
+        if self.n_features_out_ + 1 > design.MAX_GRAM:
             return None
-        return self._moments(X, y).gram(self.center_, self.transform_)
-
-    def _check_basis_size(self, X: np.ndarray, mode: str) -> int:
-        """k, refusing up front a basis whose size or memory is beyond the stated limits."""
-        n, p = X.shape
-        k = self.basis_.size(p, n)
-        if k is None:  # a custom basis: one row tells its width
-            k = int(self.basis_.fit(X[:1]).checked_features(X[:1]).shape[1])
-        described = f"basis {self.basis!r} on {p} input feature{'s' * (p != 1)}"
-        if k > MAX_BASIS_FUNCTIONS:
-            raise InputError(
-                f"{described} has {k:,} functions, more than the {MAX_BASIS_FUNCTIONS:,} "
-                "LinearRegressionGD accepts; choose a smaller degree or fewer centers"
-            )
-        keeps_gram = k + 1 <= _MAX_GRAM
-        needed = 3 * 8 * (k + 1) ** 2 if keeps_gram else 0  # ΦᵀΦ and its conditioning
-        if mode != "full" or not keeps_gram:
-            needed += 8 * n * (k + 1)  # the design matrix itself
-        available = available_memory()
-        if needed > available:
-            raise InputError(
-                f"{described} has {k:,} functions; fitting it to {n:,} examples needs about "
-                f"{format_bytes(needed)}, more than the {format_bytes(available)} of memory "
-                "available; choose a smaller degree or fewer centers"
-            )
-        return k
+        return design.raw_moments(self.basis_, X, y).gram(self.center_, self.transform_)
 
     def _prepare(
-        self, X: np.ndarray, y: np.ndarray, mode: str, design: bool
+        self, X: np.ndarray, y: np.ndarray, mode: str, design_wanted: bool
     ) -> tuple[torch.Tensor | None, torch.Tensor, Gram | None]:
         """Fit the basis and the conditioning from one blocked pass over the data; return Φ
-        (only when ``design``: the stochastic modes and partial_fit read rows), y and the
+        (only when ``design_wanted``: the stochastic modes and partial_fit read rows), y and the
         statistics of the conditioned design (None when k is too large to keep ΦᵀΦ).
 
         The pass accumulates FᵀF, Σ F, Fᵀy for the raw basis F; centering and scaling are
         applied to those k × k statistics (ΦᵀΦ − n μμᵀ, then D … D), not to the n × k data."""
         self.basis_ = copy.deepcopy(parse_basis(self.basis))
-        self.n_features_out_ = self._check_basis_size(X, mode)  # before fit builds anything
+        # k, checked before fit builds anything
+        self.n_features_out_ = design.checked_size(self.basis_, self.basis, X, mode)
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
-        target = torch.tensor(np.asarray(y), dtype=torch.float64)
-        if self.n_features_out_ + 1 > _MAX_GRAM:  # no k × k statistics: condition on the data
+        target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
+        if self.n_features_out_ + 1 > design.MAX_GRAM:  # no k × k statistics: use the data
             raw = self.basis_.checked_features(X)
-            if self.standardize is not False:
-                self.center_ = raw.mean(dim=0)
-                self.transform_ = (
-                    _inverse_spread((raw - self.center_).square().mean(dim=0))
-                    if self.standardize != "orthonormal"
-                    else _whitening(raw, self.center_)
-                )
+            self.center_, self.transform_ = design.from_data(raw, self.standardize)
             return self._assemble(raw), target, None
-        stats = self._moments(X, y)
-        if self.standardize in (True, "columns"):
-            self.center_ = stats.mean
-            self.transform_ = _inverse_spread(stats.centered_cross().diagonal() / stats.n)
-        elif self.standardize == "orthonormal":
-            self.center_ = stats.mean
-            self.transform_ = _whitening_from(stats)
-            if self.transform_ is None:
-                # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about
-                # ε·κ): whiten from the data's SVD and take ΦᵀΦ from Φ itself.
-                raw = self.basis_.checked_features(X)
-                self.center_ = raw.mean(dim=0)
-                self.transform_ = _whitening(raw, self.center_)
-                Phi = self._assemble(raw)
-                return (Phi if design else None), target, Gram.of(Phi, target)
+        stats = design.raw_moments(self.basis_, X, y)
+        conditioning = design.from_statistics(stats, self.standardize)
+        if conditioning is None:
+            # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about ε·κ):
+            # whiten from the data's SVD and take ΦᵀΦ from Φ itself.
+            raw = self.basis_.checked_features(X)
+            self.center_, self.transform_ = design.from_data(raw, self.standardize)
+            Phi = self._assemble(raw)
+            return (Phi if design_wanted else None), target, Gram.of(Phi, target)
+        self.center_, self.transform_ = conditioning
         gram = stats.gram(self.center_, self.transform_)
-        return (self._design(X) if design else None), target, gram
+        return (self._design(X) if design_wanted else None), target, gram
 
     def _learning_rate(
         self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str, n: int
@@ -506,7 +427,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=[np.float64, np.float32])
         started = time.perf_counter()
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-        Phi, target, gram = self._prepare(X, y, mode, design=mode != "full")
+        Phi, target, gram = self._prepare(X, y, mode, design_wanted=mode != "full")
         if Phi is None and gram is None:  # pragma: no cover - _prepare returns one of them
             raise AssertionError("neither the design nor its statistics")
         self._start(Phi, gram, len(y), seed, mode, rule)
@@ -535,7 +456,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         exact = gram.optimum() if gram is not None else None
         if exact is None:
             Phi = self._design(X)
-            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
             final = float(loss(Phi, target, w, reduction))
             optimum = least_squares(Phi, target, reduction).loss
         else:
@@ -559,14 +480,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         )
         if first:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
-            Phi, target, gram = self._prepare(X, y, mode, design=True)
+            Phi, target, gram = self._prepare(X, y, mode, design_wanted=True)
             self._start(Phi, gram, len(y), seed, mode, rule)
             self.gram_ = None  # later calls bring other data
             self.loss_history_ = []
             self.n_iter_ = 0
         else:
             Phi = self._design(X)
-            target = torch.tensor(np.asarray(y), dtype=torch.float64)
+            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
             self.batches_ = self.batches_.resized(len(Phi))
         self._epoch(Phi, target, rule)  # type: ignore[arg-type]
         self.n_iter_ += 1
@@ -576,14 +497,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     def _publish(self) -> None:
         """coef_ and intercept_ for the unconditioned basis, as numpy arrays."""
-        w = self._reported()
-        if self.transform_ is None:
-            weights = w.clone()
-        else:
-            coef = (
-                self.transform_ * w[1:] if self.transform_.dim() == 1 else self.transform_ @ w[1:]
-            )
-            weights = torch.cat([(w[0] - self.center_ @ coef).view(1), coef])
+        weights = design.unconditioned(self._reported(), (self.center_, self.transform_))
         self.weights_ = weights.numpy()
         self.intercept_ = float(self.weights_[0])
         self.coef_ = self.weights_[1:].copy()
@@ -598,32 +512,6 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
-
-
-def _inverse_spread(variance: torch.Tensor) -> torch.Tensor:
-    """1 / standard deviation per column; 1 for a constant column (nothing to scale)."""
-    spread = variance.clamp_min(0.0).sqrt()
-    return 1.0 / torch.where(spread > 0, spread, 1.0)
-
-
-def _whitening_from(stats: Moments) -> torch.Tensor | None:
-    """T such that the columns of (F − μ) T are orthogonal with norm √n, like the bias column,
-    so that ΦᵀΦ = n·I, from the eigendecomposition of the centered k × k cross product; None
-    when it is too ill-conditioned for that (then :func:`_whitening` works on the data)."""
-    eigenvalues, vectors = torch.linalg.eigh(stats.centered_cross())
-    top = float(eigenvalues[-1]) if len(eigenvalues) else 0.0
-    if top > 0 and float(eigenvalues[0]) > 1e-8 * top:
-        return vectors * (math.sqrt(stats.n) / eigenvalues.sqrt())
-    return None
-
-
-def _whitening(raw: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
-    """The same T from the data itself: the SVD of the centered features (exact for any
-    conditioning; directions the data does not span are dropped)."""
-    n = len(raw)
-    _, singular, vh = torch.linalg.svd(raw - center, full_matrices=False)
-    keep = singular > singular.max() * n * torch.finfo(torch.float64).eps
-    return vh[keep].T * (math.sqrt(n) / singular[keep])
 
 
 __all__ = ["FitReport", "LinearRegressionGD"]

@@ -14,14 +14,19 @@ arithmetic (AMSGrad without bias correction, Adam's ε-hat, the lecture's Moment
 re-expressions have their own self-tests here, so a kernel whose internals change loses only the
 re-expression.
 
+One more private detail, of another kind: torch wraps four Optimizer methods in
+``torch._disable_dynamo``, whose first call imports torch._dynamo (:func:`outside_dynamo`).
+
 Force the public path with the environment variable ``DESCENT_PUBLIC_TORCH=1`` (read at first use)
 or :func:`force_public` (for tests).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -432,3 +437,27 @@ def reexpression(name: str, device: torch.device) -> bool:
     """True when the fused kernel behind re-expression ``name`` (a key of ``_REEXPRESSIONS``) still
     computes what the re-expression assumes, on this device type."""
     return not public_forced() and _passes(name, device, _REEXPRESSIONS[name])
+
+
+def outside_dynamo(method: Callable[..., Any]) -> Callable[..., Any]:
+    """torch.optim.Optimizer's ``method`` without its ``torch._disable_dynamo`` wrapper while
+    torch._dynamo is not imported.
+
+    torch wraps ``add_param_group``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` in
+    ``torch._disable_dynamo``, whose first call imports torch._dynamo (1.5 s on a 2-core machine,
+    more than a short run's training, and the first fit of a small linear model pays it too) only
+    to mark the method as not to be traced. While torch._dynamo is not imported nothing traces,
+    so the undecorated method (the ``__wrapped__`` that ``functools.wraps`` leaves) does the
+    same; once it is imported (torch.compile), or with the public path forced, the decorated
+    method runs. A torch whose wrapper leaves no ``__wrapped__`` gets the decorated one always."""
+    plain = getattr(method, "__wrapped__", None)
+    if plain is None:
+        return method
+
+    @functools.wraps(plain)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" in sys.modules or public_forced():
+            return method(*args, **kwargs)
+        return plain(*args, **kwargs)
+
+    return call

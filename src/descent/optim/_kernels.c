@@ -742,9 +742,16 @@ KERNEL int64_t gd_statistics(const double *G, const double *b, double total, dou
     for (int64_t e = 0;; e++) {
         /* Gw as Σ_j w_j G_j over the rows of the symmetric G (column j is row j): k independent
          * sums a vector wide, where a dot product per row is one chain of dependent additions
-         * (measured: 0.54 µs against 0.65 µs an epoch for k = 81). */
+         * (measured: 0.48 µs against 0.65 µs an epoch for k = 81). */
         for (int64_t i = 0; i < k; i++) grad[i] = 0.0;
-        for (int64_t j = 0; j < k; j++) {
+        int64_t j = 0;
+        for (; j + 4 <= k; j += 4) { /* four rows a pass: a quarter of the loads and stores of Gw */
+            const double w0 = w[j], w1 = w[j + 1], w2 = w[j + 2], w3 = w[j + 3];
+            const double *r0 = G + j * k, *r1 = r0 + k, *r2 = r1 + k, *r3 = r2 + k;
+            for (int64_t i = 0; i < k; i++)
+                grad[i] += (r0[i] * w0 + r1[i] * w1) + (r2[i] * w2 + r3[i] * w3);
+        }
+        for (; j < k; j++) {
             const double wj = w[j], *row = G + j * k;
             for (int64_t i = 0; i < k; i++) grad[i] += row[i] * wj;
         }
@@ -779,6 +786,61 @@ KERNEL int64_t gd_statistics(const double *G, const double *b, double total, dou
             return e;
         }
         for (int64_t i = 0; i < k; i++) w[i] = fma(grad[i], -lr, w[i]);
+    }
+}
+
+/* The statistics of a one-input polynomial basis x, x², …, x^d (descent.linear.basis.Polynomial)
+ * in one pass over x and y: power_sums[m] = Σ xᵐ (m ≤ 2d) and weighted[m] = Σ xᵐ y (m ≤ d), from
+ * which ΦᵀΦ (a Hankel matrix) and Φᵀy follow. Each power is built by repeated multiplication in
+ * registers, 8 elements at a time; each 8-element group's terms are added in blocks of POWER_BLOCK
+ * elements before joining the totals, so the sums' error grows with the number of blocks, not
+ * of elements. The order is fixed: the same bits on every machine. */
+#define POWER_LANES 8
+#define POWER_BLOCK 4096
+#define MAX_POWER 64
+KERNEL void power_sums_f64(const double *x, const double *y, int64_t n, int64_t degree,
+                           double *power_sums, double *weighted) {
+    const int64_t top = 2 * degree;
+    for (int64_t m = 0; m <= top; m++) power_sums[m] = 0.0;
+    for (int64_t m = 0; m <= degree; m++) weighted[m] = 0.0;
+    for (int64_t start = 0; start < n; start += POWER_BLOCK) {
+        const int64_t stop = start + POWER_BLOCK < n ? start + POWER_BLOCK : n;
+        double block_sums[2 * MAX_POWER + 1][POWER_LANES], block_weighted[MAX_POWER + 1][POWER_LANES];
+        for (int64_t m = 0; m <= top; m++)
+            for (int l = 0; l < POWER_LANES; l++) block_sums[m][l] = 0.0;
+        for (int64_t m = 0; m <= degree; m++)
+            for (int l = 0; l < POWER_LANES; l++) block_weighted[m][l] = 0.0;
+        int64_t i = start;
+        for (; i + POWER_LANES <= stop; i += POWER_LANES) {
+            double power[POWER_LANES], xi[POWER_LANES], yi[POWER_LANES];
+            for (int l = 0; l < POWER_LANES; l++) {
+                power[l] = 1.0;
+                xi[l] = x[i + l];
+                yi[l] = y[i + l];
+            }
+            for (int64_t m = 0; m <= top; m++) {
+                for (int l = 0; l < POWER_LANES; l++) block_sums[m][l] += power[l];
+                if (m <= degree)
+                    for (int l = 0; l < POWER_LANES; l++) block_weighted[m][l] += power[l] * yi[l];
+                for (int l = 0; l < POWER_LANES; l++) power[l] *= xi[l];
+            }
+        }
+        for (int l = 0; i < stop; i++, l++) { /* the last < 8 elements, in lanes 0, 1, … */
+            double power = 1.0;
+            for (int64_t m = 0; m <= top; m++) {
+                block_sums[m][l] += power;
+                if (m <= degree) block_weighted[m][l] += power * y[i];
+                power *= x[i];
+            }
+        }
+        for (int64_t m = 0; m <= top; m++) {
+            const double *s = block_sums[m];
+            power_sums[m] += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        }
+        for (int64_t m = 0; m <= degree; m++) {
+            const double *s = block_weighted[m];
+            weighted[m] += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+        }
     }
 }
 

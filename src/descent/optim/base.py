@@ -71,7 +71,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
-from descent.optim import _native, checkpoint
+from descent.optim import _compat, _native, checkpoint
 from descent.optim._compat import foreach
 from descent.optim.fastpath import Lifted, native_split, pick, real_state
 from descent.optim.options import (
@@ -128,6 +128,12 @@ def effective_grads(
     return grads
 
 
+# torch's own methods, without the wrapper that imports torch._dynamo at first call (_compat)
+_add_param_group = _compat.outside_dynamo(torch.optim.Optimizer.add_param_group)
+_state_dict = _compat.outside_dynamo(torch.optim.Optimizer.state_dict)
+_load_state_dict = _compat.outside_dynamo(torch.optim.Optimizer.load_state_dict)
+
+
 class DescentOptimizer(torch.optim.Optimizer):
     """Base of descent's update rules (see the module docstring for the subclass contract)."""
 
@@ -176,8 +182,10 @@ class DescentOptimizer(torch.optim.Optimizer):
             raise InputError(f"state_dtype must be None or one of {names}, got {dtype!r}")
         check_torch_options(self, group)
 
+    zero_grad = _compat.outside_dynamo(torch.optim.Optimizer.zero_grad)
+
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        super().add_param_group(param_group)
+        _add_param_group(self, param_group)
         group = self.param_groups[-1]
         try:
             self._validate(group)
@@ -488,7 +496,7 @@ class DescentOptimizer(torch.optim.Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict; a schedule as ``lr`` is stored as its dict form when it has one."""
-        saved = super().state_dict()
+        saved = _state_dict(self)
         checkpoint.encode_schedules(saved["param_groups"])
         return saved
 
@@ -502,7 +510,7 @@ class DescentOptimizer(torch.optim.Optimizer):
         step on the parameter's device), so a resumed run continues bit for bit.
         """
         current_lrs = [group["lr"] for group in self.param_groups]
-        super().load_state_dict(state_dict)
+        _load_state_dict(self, state_dict)
         self._hosts.clear()
         for group in self.param_groups:  # a state dict from torch's own optimizer lacks these
             for key, value in self.defaults.items():

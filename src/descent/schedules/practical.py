@@ -114,8 +114,7 @@ class MultiStepDecay(Schedule):
         validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
         for index, milestone in enumerate(milestones):
             validate.nonnegative(milestone, f"milestones[{index}]")
-            if index and milestone < milestones[index - 1]:
-                raise InputError(f"milestones must not decrease, got {list(milestones)}")
+        validate.increasing(milestones, "milestones", strict=False)  # a repeat counts twice
         validate.nonnegative(self.gamma, "gamma")
 
     def value(self, step: float) -> float:
@@ -197,12 +196,9 @@ class Join(Schedule):
         for index, schedule in enumerate(schedules):
             if not isinstance(schedule, Schedule):
                 raise InputError(f"schedules[{index}] must be a descent schedule, got {schedule!r}")
-        previous = 0.0
         for index, boundary in enumerate(boundaries):
             validate.positive(boundary, f"boundaries[{index}]")
-            if boundary <= previous:
-                raise InputError(f"boundaries must be strictly increasing, got {list(boundaries)}")
-            previous = boundary
+        validate.increasing(boundaries, "boundaries")
 
     def value(self, step: float) -> float:
         start = 0.0
@@ -245,13 +241,9 @@ class OneCycle(Schedule):
     def __post_init__(self) -> None:
         validate.nonnegative(self.max_lr, "max_lr")
         validate.positive_int(self.total_steps, "total_steps")
-        pct = validate.finite(self.pct_start, "pct_start")
-        if not 0 <= pct <= 1:
-            raise InputError(f"pct_start must be in [0, 1], got {self.pct_start!r}")
-        if self.anneal_strategy not in self.STRATEGIES:
-            raise InputError(
-                f"anneal_strategy must be 'cos' or 'linear', got {self.anneal_strategy!r}"
-            )
+        pct = validate.in_range(self.pct_start, "pct_start", 0, 1)
+        strategy = validate.choice(self.anneal_strategy, "anneal_strategy", self.STRATEGIES)
+        object.__setattr__(self, "anneal_strategy", strategy)
         validate.positive(self.div_factor, "div_factor")
         validate.positive(self.final_div_factor, "final_div_factor")
         initial = self.max_lr / self.div_factor
@@ -282,4 +274,3 @@ class OneCycle(Schedule):
                 return (end_lr - start_lr) * pct + start_lr
             start_step = end_step
         raise AssertionError("unreachable")
-

@@ -8,11 +8,12 @@ conventions and the test vectors are in docs/schedules.md. The functional forms 
 
 from __future__ import annotations
 
+import inspect
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from descent import validate
 from descent.errors import InputError
@@ -22,7 +23,31 @@ from descent.schedules.base import Number, Schedule, _as_tuple, _step
 
 
 @dataclass(frozen=True)
-class ExponentialDecay(Schedule):
+class _DecayByRate(Schedule):
+    """What TF's exponential, natural-exponential and inverse-time decays share: the parameters
+    and the progress p = s / decay_steps, floored with ``staircase`` (a step function)."""
+
+    initial_learning_rate: float
+    decay_steps: float
+    decay_rate: float
+    staircase: bool = False
+    #: natural_exp_decay takes any finite rate (a negative one grows the rate); the others ≥ 0.
+    negative_rate_allowed: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
+        validate.positive(self.decay_steps, "decay_steps")
+        check_rate = validate.finite if self.negative_rate_allowed else validate.nonnegative
+        check_rate(self.decay_rate, "decay_rate")
+
+    def progress(self, step: float) -> float:
+        """p = s / decay_steps, floored with ``staircase``."""
+        p = step / self.decay_steps
+        return math.floor(p) if self.staircase else p
+
+
+@dataclass(frozen=True)
+class ExponentialDecay(_DecayByRate):
     """lr · decay_rate^p, p = s / decay_steps (floor(s / decay_steps) with staircase).
 
     TF: ``tf.compat.v1.train.exponential_decay`` / ``keras.optimizers.schedules.ExponentialDecay``.
@@ -30,21 +55,9 @@ class ExponentialDecay(Schedule):
     """
 
     name: ClassVar[str] = "exponential_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    decay_rate: float
-    staircase: bool = False
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.decay_rate, "decay_rate")
 
     def value(self, step: float) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * self.decay_rate**p
+        return self.initial_learning_rate * self.decay_rate ** self.progress(step)
 
 
 @dataclass(frozen=True)
@@ -74,12 +87,7 @@ class PiecewiseConstantDecay(Schedule):
             validate.finite(boundary, f"boundaries[{index}]")
         for index, value in enumerate(values):
             validate.nonnegative(value, f"values[{index}]")
-        for index in range(1, len(boundaries)):
-            if boundaries[index] <= boundaries[index - 1]:
-                raise InputError(
-                    f"boundaries must be strictly increasing: boundaries[{index - 1}] = "
-                    f"{boundaries[index - 1]!r} ≥ boundaries[{index}] = {boundaries[index]!r}"
-                )
+        validate.increasing(boundaries, "boundaries")
 
     def value(self, step: float) -> float:
         for boundary, value in zip(self.boundaries, self.values, strict=False):
@@ -123,47 +131,24 @@ class PolynomialDecay(Schedule):
 
 
 @dataclass(frozen=True)
-class NaturalExpDecay(Schedule):
+class NaturalExpDecay(_DecayByRate):
     """lr · exp(−decay_rate · p), p = s / decay_steps (floored with staircase)."""
 
     name: ClassVar[str] = "natural_exp_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    decay_rate: float
-    staircase: bool = False
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.finite(self.decay_rate, "decay_rate")
+    negative_rate_allowed: ClassVar[bool] = True
 
     def value(self, step: float) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate * math.exp(-self.decay_rate * p)
+        return self.initial_learning_rate * math.exp(-self.decay_rate * self.progress(step))
 
 
 @dataclass(frozen=True)
-class InverseTimeDecay(Schedule):
+class InverseTimeDecay(_DecayByRate):
     """lr / (1 + decay_rate · p), p = s / decay_steps (floored with staircase)."""
 
     name: ClassVar[str] = "inverse_time_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    decay_rate: float
-    staircase: bool = False
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.decay_rate, "decay_rate")
 
     def value(self, step: float) -> float:
-        p = step / self.decay_steps
-        if self.staircase:
-            p = math.floor(p)
-        return self.initial_learning_rate / (1 + self.decay_rate * p)
+        return self.initial_learning_rate / (1 + self.decay_rate * self.progress(step))
 
 
 def _cosine(initial: float, step: float, decay_steps: float, alpha: float) -> float:
@@ -331,20 +316,65 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
         return self.initial_learning_rate * ((self.alpha + linear + noise) * cosine + self.beta)
 
 
-
 # -- TF's functional forms ---------------------------------------------------------------------
 
+_Form = TypeVar("_Form", bound=Callable[..., float])
 
-def exponential_decay(
+
+def _tf1_form(
+    schedule: type[Schedule], tf_name: str, signature: _Form, doc: str | None = None
+) -> _Form:
+    """The TF1 function form of ``schedule``, named as TF names it (the schedule's name), from
+    ``signature``: a function that only states TF1's arguments (``learning_rate, global_step, …``
+    in TF's order, with TF's defaults: the API a user calls). The form checks the step as TF does
+    (``global_step is required for <tf_name>``), builds ``schedule`` from the other arguments
+    (TF's ``learning_rate`` is the schedule's ``initial_learning_rate``, the others keep their
+    names) and evaluates it at the step: one body for every form."""
+    parameters = inspect.signature(signature)
+
+    def form(*args: Any, **kwargs: Any) -> float:
+        bound = parameters.bind(*args, **kwargs)
+        bound.apply_defaults()
+        arguments = dict(bound.arguments)
+        step = arguments.pop("global_step")
+        _step(step, tf_name)
+        arguments["initial_learning_rate"] = arguments.pop("learning_rate")
+        return schedule(**arguments)(step)
+
+    form.__signature__ = parameters  # type: ignore[attr-defined]
+    form.__name__ = form.__qualname__ = schedule.name
+    form.__doc__ = doc if doc is not None else signature.__doc__
+    form.__annotations__ = dict(signature.__annotations__)
+    return form  # type: ignore[return-value]
+
+
+def _tf1(schedule: type[Schedule], tf_name: str) -> Callable[[_Form], _Form]:
+    """:func:`_tf1_form` as a decorator of the signature, which names and documents the form."""
+    return lambda signature: _tf1_form(schedule, tf_name, signature)
+
+
+def _decay_by_rate(
     learning_rate: float,
     global_step: Number,
     decay_steps: float,
     decay_rate: float,
     staircase: bool = False,
 ) -> float:
-    """TF1's ``exponential_decay`` as a function returning a float."""
-    _step(global_step, "exponential_decay")
-    return ExponentialDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
+    """The signature TF1's exponential, natural-exponential and inverse-time decays share."""
+
+
+exponential_decay = _tf1_form(
+    ExponentialDecay,
+    "exponential_decay",
+    _decay_by_rate,
+    "TF1's ``exponential_decay`` as a function returning a float.",
+)
+natural_exp_decay = _tf1_form(
+    NaturalExpDecay, "natural_exp_decay", _decay_by_rate, "TF1's ``natural_exp_decay``."
+)
+inverse_time_decay = _tf1_form(
+    InverseTimeDecay, "inverse_time_decay", _decay_by_rate, "TF1's ``inverse_time_decay``."
+)
 
 
 def piecewise_constant(x: Number, boundaries: Sequence[float], values: Sequence[float]) -> float:
@@ -352,6 +382,7 @@ def piecewise_constant(x: Number, boundaries: Sequence[float], values: Sequence[
     return PiecewiseConstantDecay(tuple(boundaries), tuple(values))(x)
 
 
+@_tf1(PolynomialDecay, "polynomial_decay")
 def polynomial_decay(
     learning_rate: float,
     global_step: Number,
@@ -361,43 +392,16 @@ def polynomial_decay(
     cycle: bool = False,
 ) -> float:
     """TF1's ``polynomial_decay``."""
-    _step(global_step, "polynomial_decay")
-    schedule = PolynomialDecay(learning_rate, decay_steps, end_learning_rate, power, cycle)
-    return schedule(global_step)
 
 
-def natural_exp_decay(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    decay_rate: float,
-    staircase: bool = False,
-) -> float:
-    """TF1's ``natural_exp_decay``."""
-    _step(global_step, "natural_exp_decay")
-    return NaturalExpDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
-
-
-def inverse_time_decay(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    decay_rate: float,
-    staircase: bool = False,
-) -> float:
-    """TF1's ``inverse_time_decay``."""
-    _step(global_step, "inverse_time_decay")
-    return InverseTimeDecay(learning_rate, decay_steps, decay_rate, staircase)(global_step)
-
-
+@_tf1(CosineDecay, "cosine decay")
 def cosine_decay(
     learning_rate: float, global_step: Number, decay_steps: float, alpha: float = 0.0
 ) -> float:
     """TF1's ``cosine_decay``."""
-    _step(global_step, "cosine decay")
-    return CosineDecay(learning_rate, decay_steps, alpha)(global_step)
 
 
+@_tf1(CosineDecayRestarts, "cosine decay restarts")
 def cosine_decay_restarts(
     learning_rate: float,
     global_step: Number,
@@ -407,11 +411,9 @@ def cosine_decay_restarts(
     alpha: float = 0.0,
 ) -> float:
     """TF1's ``cosine_decay_restarts``."""
-    _step(global_step, "cosine decay restarts")
-    schedule = CosineDecayRestarts(learning_rate, first_decay_steps, t_mul, m_mul, alpha)
-    return schedule(global_step)
 
 
+@_tf1(LinearCosineDecay, "linear cosine decay")
 def linear_cosine_decay(
     learning_rate: float,
     global_step: Number,
@@ -421,11 +423,9 @@ def linear_cosine_decay(
     beta: float = 0.001,
 ) -> float:
     """TF1's ``linear_cosine_decay``."""
-    _step(global_step, "linear cosine decay")
-    schedule = LinearCosineDecay(learning_rate, decay_steps, num_periods, alpha, beta)
-    return schedule(global_step)
 
 
+@_tf1(NoisyLinearCosineDecay, "noisy linear cosine decay")
 def noisy_linear_cosine_decay(
     learning_rate: float,
     global_step: Number,
@@ -438,16 +438,3 @@ def noisy_linear_cosine_decay(
     seed: int | None = None,
 ) -> float:
     """TF1's ``noisy_linear_cosine_decay`` (``seed`` makes it reproducible)."""
-    _step(global_step, "noisy linear cosine decay")
-    schedule = NoisyLinearCosineDecay(
-        learning_rate,
-        decay_steps,
-        num_periods=num_periods,
-        alpha=alpha,
-        beta=beta,
-        initial_variance=initial_variance,
-        variance_decay=variance_decay,
-        seed=seed,
-    )
-    return schedule(global_step)
-

@@ -53,10 +53,7 @@ class BatchSampler(Sampler[list[int]]):
     ) -> None:
         self.mode = validate.batch_mode(mode)
         validate.positive_int(batch_size, "batch_size")
-        # Batches predates the name "single" for one example per update.
-        self.batches = Batches(
-            n, "sgd" if self.mode == "single" else self.mode, batch_size, seed=seed
-        )  # type: ignore[arg-type]
+        self.batches = Batches(n, self.mode, batch_size, seed=seed)
         self.context = context or Context()
         if self.context.active and self.batches.batch_size < self.context.world_size:
             raise InputError(

@@ -1,4 +1,8 @@
-"""What a Trainer checkpoint holds beyond the model and optimizer, in plain form.
+"""What a Trainer checkpoint holds, how it is written and how a run continues from it.
+
+The payload: the model, the optimizer, the schedule, the gradient scaler, the data's batch order
+and position, every rank's random generators and running sums, and the counters and history
+(:func:`save_run`, :func:`restore_run`), in plain form.
 
 Everything saved is a tensor, a number, a string, None, or a list or dict of these, so a
 checkpoint loads with ``torch.load(path, weights_only=True)`` (no pickled code runs) and on any
@@ -12,14 +16,93 @@ update rules do with their ``lr``.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from descent import schedules as sch
 from descent.errors import InputError
 from descent.train import checkpoint
+from descent.train.distributed import gather_to_all, share_from_main
+from descent.train.points import at_average
+from descent.train.records import Running, State
+
+if TYPE_CHECKING:
+    from descent.train.data import TrainingData
+    from descent.train.trainer import Trainer
+
+
+#: What every checkpoint the Trainer writes holds (the keys :func:`save_run` writes).
+REQUIRED = {"model", "optimizer", "scheduler", "scaler", "data", "ranks", "state"}
+
+
+def save_run(trainer: Trainer, data: TrainingData, position: int, running: Running) -> None:
+    """Model, optimizer, schedule position, batch order and position in the epoch, every
+    rank's random generators and running sums, counters and history, and the state of each
+    callback that has one (``state_dict``/``load_state_dict``), to the trainer's
+    ``checkpoint_path`` (nothing without a logdir); rank 0 writes."""
+    path, context = trainer.checkpoint_path, trainer.context
+    if path is None:
+        return
+    ranks = gather_to_all(context, {"rng": rng_state(trainer.device), "running": running.state()})
+    with at_average(trainer.optimizer):
+        if not context.is_main:
+            return
+        scheduler, scaler = trainer.scheduler, trainer.scaler
+        payload = {
+            "model": trainer.model.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": scheduler_state(scheduler) if scheduler else None,
+            "scaler": scaler.state_dict() if scaler else None,
+            "data": data.state_dict(position),
+            "ranks": ranks,
+            "state": asdict(trainer.state),
+            # a callback with state (the curvature monitor's warm start) continues from it
+            "callbacks": [
+                callback.state_dict() if hasattr(callback, "state_dict") else None
+                for callback in trainer.callbacks
+            ],
+        }
+        checkpoint.save(payload, path)
+
+
+def restore_run(trainer: Trainer, data: TrainingData, running: Running) -> int:
+    """Restore everything from the trainer's ``last.pt`` (read by rank 0, shared with the
+    others); return the position in the epoch to continue from."""
+    path, context = trainer.checkpoint_path, trainer.context
+    if path is None:
+        raise InputError("resume needs logdir (the run folder holding checkpoints/last.pt)")
+    payload = share_from_main(context, read(path) if context.is_main else None)
+    try:
+        trainer.model.load_state_dict(payload["model"])
+        trainer.optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, KeyError, ValueError) as error:
+        first = str(error).strip().splitlines()
+        raise InputError(
+            f"{path}: does not fit this model and optimizer ({' '.join(first[:3])})"
+        ) from None
+    if trainer.scheduler is not None and payload["scheduler"] is not None:
+        load_scheduler_state(trainer.scheduler, payload["scheduler"])
+    if trainer.scaler is not None and payload["scaler"]:
+        trainer.scaler.load_state_dict(payload["scaler"])
+    data.load_state_dict(payload["data"])
+    ranks = payload["ranks"]
+    same_world = len(ranks) == context.world_size
+    mine = ranks[context.rank] if same_world else ranks[0]
+    load_rng_state(mine["rng"], trainer.device)
+    # Another number of processes: each starts the epoch's sums afresh (they were per rank).
+    running.load(mine["running"] if same_world else 0 * mine["running"])
+    trainer.state = State(**payload["state"])
+    # "callbacks" is absent from checkpoints written before callbacks' state was saved
+    for callback, saved in zip(trainer.callbacks, payload.get("callbacks") or (), strict=False):
+        if saved is not None and hasattr(callback, "load_state_dict"):
+            callback.load_state_dict(saved)
+    data_state = payload["data"]
+    return int(
+        data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
+    )
 
 
 def scheduler_state(scheduler: sch.ScheduleLR) -> dict[str, Any]:
@@ -82,7 +165,3 @@ def read(path: Path) -> dict[str, Any]:
             )
         )
     return payload
-
-
-#: What every checkpoint the Trainer writes holds.
-REQUIRED = {"model", "optimizer", "scheduler", "scaler", "data", "ranks", "state"}

@@ -98,6 +98,19 @@ def load_data(config: RunConfig) -> ImageData | TableData:
     return table_data(path, str(config.target), str(config.task), seed=config.seed, dtype=dtype)
 
 
+def _dense_model(config: RunConfig, features: int, outputs: int) -> nn.Module:
+    """The configured softmax regression or MLP from ``features`` inputs to ``outputs``."""
+    if config.model == "softmax":
+        return SoftmaxRegression(features, outputs)
+    return MLP(
+        features,
+        outputs,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        activation=config.activation,
+    )
+
+
 def build_model(config: RunConfig, data: ImageData | TableData) -> nn.Module:
     """The configured model for the data (its image shape, or a table's columns), initialized
     with the config's seed; a table's model standardizes its rows (:class:`Standardized`)."""
@@ -106,16 +119,7 @@ def build_model(config: RunConfig, data: ImageData | TableData) -> nn.Module:
     if isinstance(data, TableData):
         features = data.train.images.shape[1]
         outputs = 1 if data.classes is None else len(data.classes)
-        if config.model == "softmax":
-            inner: nn.Module = SoftmaxRegression(features, outputs)
-        else:
-            inner = MLP(
-                features,
-                outputs,
-                hidden=config.hidden,
-                dropout=config.dropout,
-                activation=config.activation,
-            )
+        inner = _dense_model(config, features, outputs)  # RunConfig refuses a CNN for a table
         mean = torch.as_tensor(data.feature_mean, dtype=data.train.images.dtype)
         std = torch.as_tensor(data.feature_std, dtype=data.train.images.dtype)
         probe = (data.train.images[:DIAGNOSIS_BATCH] - mean) / std  # what the layers will see
@@ -123,17 +127,8 @@ def build_model(config: RunConfig, data: ImageData | TableData) -> nn.Module:
         return Standardized(inner, data)
     channels, height, width = data.image_shape
     classes = len(data.classes)
-    features = channels * height * width
-    if config.model == "softmax":
-        model: nn.Module = SoftmaxRegression(features, classes)
-    elif config.model == "mlp":
-        model = MLP(
-            features,
-            classes,
-            hidden=config.hidden,
-            dropout=config.dropout,
-            activation=config.activation,
-        )
+    if config.model in ("softmax", "mlp"):
+        model = _dense_model(config, channels * height * width, classes)
     else:
         model = SmallCNN(
             data.image_shape, classes, channels=config.channels, dropout=config.dropout
@@ -305,8 +300,7 @@ def _run(
         optimizer=config.optimizer,
         lr=config.learning_rate(steps_per_epoch),
         optimizer_params=config.optimizer_params,
-        # the Trainer's batch iterator still calls one example per update "sgd"
-        mode="sgd" if config.mode == "single" else config.mode,
+        mode=config.mode,
         batch_size=config.batch_size,
         epochs=config.epochs,
         max_steps=config.max_steps,

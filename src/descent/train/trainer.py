@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +16,15 @@ import torch
 from torch import Tensor, nn
 
 from descent import optim, validate
-from descent.errors import InputError
 from descent.schedules import torch_scheduler
 from descent.train import checkpoint
 from descent.train import resume as saved
 from descent.train.data import TrainingData, evaluation_batches
 from descent.train.device import Precision, local_rank, precision_name, resolve_device
-from descent.train.distributed import gather_to_all, join, share_from_main
+from descent.train.distributed import join
 from descent.train.logs import EventLog, LogOptions, activation_hooks
+from descent.train.points import at_average, set_point
+from descent.train.progress import progress_bar
 from descent.train.records import EpochMetrics, Running, State, TrainResult
 from descent.train.tasks import Metric, defaults
 
@@ -179,95 +178,11 @@ class Trainer:
         ``fit``), for callbacks that log beside the Trainer; None otherwise."""
         return self._events.writer if self._events is not None else None
 
-    # -- Schedule-Free's two points -------------------------------------------------------------
-
-    def _switches_points(self) -> bool:
-        """Whether the optimizer keeps a training point and an average (Schedule-Free, descent's
-        or the schedulefree package's: ``train()``/``eval()`` and ``train_mode`` in its groups)."""
-        return callable(getattr(self.optimizer, "eval", None)) and all(
-            "train_mode" in group for group in self.optimizer.param_groups
-        )
-
-    def _set_point(self, train: bool) -> None:
-        if self._switches_points():
-            self.optimizer.train() if train else self.optimizer.eval()  # type: ignore[attr-defined]
-
-    @contextmanager
-    def _at_average(self) -> Iterator[None]:
-        """Evaluate and checkpoint at the average x, train at y: a Schedule-Free optimizer is put
-        in eval mode for the block and back after it (a no-op for other rules, and when it is
-        already in eval mode). Every checkpoint holds the average, so a resumed run, which loads
-        it and switches back, repeats the uninterrupted run's round trip bit for bit."""
-        training = self._switches_points() and all(
-            group["train_mode"] for group in self.optimizer.param_groups
-        )
-        if training:
-            self.optimizer.eval()  # type: ignore[attr-defined]
-        try:
-            yield
-        finally:
-            if training:
-                self.optimizer.train()  # type: ignore[attr-defined]
-
     # -- checkpoints ---------------------------------------------------------------------------
 
     @property
     def checkpoint_path(self) -> Path | None:
         return self.logdir / "checkpoints" / "last.pt" if self.logdir else None
-
-    def _save_checkpoint(self, data: TrainingData, position: int, running: Running) -> None:
-        """Model, optimizer, schedule position, batch order and position in the epoch, every
-        rank's random generators and running sums, counters and history; rank 0 writes."""
-        if self.checkpoint_path is None:
-            return
-        ranks = gather_to_all(
-            self.context, {"rng": saved.rng_state(self.device), "running": running.state()}
-        )
-        with self._at_average():
-            if not self.context.is_main:
-                return
-            payload = {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": saved.scheduler_state(self.scheduler) if self.scheduler else None,
-                "scaler": self.scaler.state_dict() if self.scaler else None,
-                "data": data.state_dict(position),
-                "ranks": ranks,
-                "state": asdict(self.state),
-            }
-            checkpoint.save(payload, self.checkpoint_path)
-
-    def _load_checkpoint(self, data: TrainingData, running: Running) -> int:
-        """Restore everything from ``last.pt`` (read by rank 0, shared with the others); return
-        the position in the epoch to continue from."""
-        path = self.checkpoint_path
-        if path is None:
-            raise InputError("resume needs logdir (the run folder holding checkpoints/last.pt)")
-        payload = share_from_main(self.context, saved.read(path) if self.context.is_main else None)
-        try:
-            self.model.load_state_dict(payload["model"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-        except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).strip().splitlines()
-            raise InputError(
-                f"{path}: does not fit this model and optimizer ({' '.join(first[:3])})"
-            ) from None
-        if self.scheduler is not None and payload["scheduler"] is not None:
-            saved.load_scheduler_state(self.scheduler, payload["scheduler"])
-        if self.scaler is not None and payload["scaler"]:
-            self.scaler.load_state_dict(payload["scaler"])
-        data.load_state_dict(payload["data"])
-        ranks = payload["ranks"]
-        mine = ranks[self.context.rank] if len(ranks) == self.context.world_size else ranks[0]
-        saved.load_rng_state(mine["rng"], self.device)
-        running.load(
-            mine["running"] if len(ranks) == self.context.world_size else 0 * mine["running"]
-        )
-        self.state = State(**payload["state"])
-        data_state = payload["data"]
-        return int(
-            data_state["sampler"]["position"] if "sampler" in data_state else data_state["position"]
-        )
 
     def request_stop(self, reason: str) -> None:
         """End the run after the current epoch (its checkpoint written), with ``reason`` as
@@ -293,13 +208,16 @@ class Trainer:
         )
         torch.manual_seed(self.seed + self.context.rank)
         running = Running(list(self.metrics), self.device)
-        position = self._load_checkpoint(data, running) if resume else 0
-        self._set_point(train=True)  # a checkpoint, or an earlier fit, leaves the average
+        position = saved.restore_run(self, data, running) if resume else 0
+        set_point(self.optimizer, train=True)  # a checkpoint, or an earlier fit, leaves the average
         if self.logdir is not None and self.context.is_main:
             self._events = EventLog(self.logdir, self.log, self.state.step)
         examples, done, stopped = 0, 0, "budget"
         self._stop_request = None
-        progress = self._progress_bar(total=(self.epochs - self.state.epoch) * len(data))
+        progress = progress_bar(
+            (self.epochs - self.state.epoch) * len(data),
+            self.progress and self.context.is_main,
+        )
         try:
             while self.state.epoch < self.epochs:
                 epoch_start = time.perf_counter()
@@ -323,7 +241,7 @@ class Trainer:
                             )
                     if self.checkpoint_every and step % self.checkpoint_every == 0:
                         self._guard_weights()
-                        self._save_checkpoint(data, position, running)
+                        saved.save_run(self, data, position, running)
                     if self.max_steps is not None and step >= self.max_steps:
                         stopped = "max steps"
                         break
@@ -331,7 +249,7 @@ class Trainer:
                 metrics = self._end_epoch(running, validation, time.perf_counter() - epoch_start)
                 # The verdict first, so the checkpoint holds the counters early stopping uses.
                 improved = self._judge(metrics)
-                self._save_checkpoint(data, 0, running)
+                saved.save_run(self, data, 0, running)
                 if improved:
                     self._keep_as_best()
                 if stopped == "max steps":
@@ -348,7 +266,7 @@ class Trainer:
             if self._events is not None:
                 self._events.close()
                 self._events = None
-        self._set_point(train=False)  # the model a user evaluates or saves: the average
+        set_point(self.optimizer, train=False)  # the model a user evaluates or saves: the average
         elapsed = time.perf_counter() - started
         return TrainResult(
             [EpochMetrics.from_flat(entry) for entry in self.state.history],
@@ -479,7 +397,7 @@ class Trainer:
             num_workers=self.num_workers,
             chunk=chunk,
         )
-        with self._at_average():
+        with at_average(self.optimizer):
             for inputs, targets in batches:
                 with self.precision.autocast():
                     outputs = self.model(inputs)
@@ -533,24 +451,3 @@ class Trainer:
         last = self.checkpoint_path
         if last is not None and self.context.is_main and last.is_file():
             checkpoint.copy(last, last.with_name("best.pt"))
-
-    def _progress_bar(self, total: int) -> Any:
-        """Loss and speed of the running epoch; only on a terminal (logs and pipes stay clean),
-        only when asked for, only on rank 0."""
-        import sys
-
-        if not self.progress or not sys.stderr.isatty() or not self.context.is_main:
-            return None
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TimeRemainingColumn(),
-            transient=True,
-            console=Console(stderr=True),
-        )
-        bar.start()
-        bar.add_task("training", total=total)
-        return bar

@@ -14,10 +14,14 @@ samplers, seeded per trial); bad trials are pruned from their per-epoch validati
 from descent.tune.hparams import METRICS
 from descent.tune.space import (
     DEFAULT_SPACE,
+    LECTURE_RULES,
     LR_RANGES,
     MAX_GRID_POINTS,
+    REFERENCE_RULES,
     Param,
     SearchSpace,
+    compared_rules,
+    newer_rules,
     rule_space,
 )
 from descent.tune.study import (
@@ -33,16 +37,20 @@ from descent.tune.workers import tune
 
 __all__ = [
     "DEFAULT_SPACE",
+    "LECTURE_RULES",
     "LR_RANGES",
     "MAX_GRID_POINTS",
     "METHODS",
     "METRICS",
     "PRUNERS",
+    "REFERENCE_RULES",
     "Param",
     "SearchSpace",
     "StudySettings",
     "best_config",
+    "compared_rules",
     "mask_url",
+    "newer_rules",
     "open_study",
     "rule_space",
     "summary_rows",

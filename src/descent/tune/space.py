@@ -71,6 +71,38 @@ LR_RANGES: dict[str, tuple[float, float]] = {
 }
 
 
+#: The lecture's rules; every other rule in :data:`descent.optim.OPTIMIZERS` is a newer one.
+LECTURE_RULES = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "adamax",
+    "nadam",
+    "amsgrad",
+    "adamw",
+)
+#: The lecture's rules a comparison of the newer ones keeps as reference points.
+REFERENCE_RULES = ("momentum", "adam", "adamw")
+
+
+def newer_rules() -> tuple[str, ...]:
+    """The rules beyond the lecture's, in the registry's order: read from
+    :data:`descent.optim.OPTIMIZERS`, so a rule added there is compared (and tested) with no
+    other list to edit."""
+    from descent.optim import OPTIMIZERS
+
+    return tuple(name for name in OPTIMIZERS if name not in LECTURE_RULES)
+
+
+def compared_rules() -> tuple[str, ...]:
+    """What a comparison of rules runs by default: the reference points, then the newer rules."""
+    return (*REFERENCE_RULES, *newer_rules())
+
+
 def rule_space(rule: str, base: dict[str, Any] | None = None) -> SearchSpace:
     """The space that tunes one rule's learning rate over its :data:`LR_RANGES` range, on
     ``base`` (the same for every rule in a comparison: each gets the same budget)::

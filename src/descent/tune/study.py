@@ -1,4 +1,4 @@
-"""The Optuna study: its storage, its record, its trial slots, and the worker processes.
+"""The Optuna study: its settings, its record and its trial slots.
 
 A study is a fixed number of *slots*, queued in the storage when the study is made: one per grid
 point (``grid``), or ``trials`` empty ones that the sampler fills (``random``, ``tpe``). A worker
@@ -8,24 +8,16 @@ process dies stops sending heartbeats; once its ``grace_period`` has passed, any
 failed and queues a slot with its parameters again (Optuna's stale-trial mechanism), so a live
 worker's trial is never failed by a resume.
 
-Sampling is seeded per trial, from (study seed, trial number): a trial's draw does not depend on
-how many workers run, and a resumed study continues from what the storage holds instead of
-restarting the seed's sequence. TPE reads the finished trials from the storage and, with several
-workers, counts the running ones as bad ("constant liar") so that workers spread out.
-
-The storage URL may hold a password: it is shown, logged and written only through
-:func:`mask_url` (``postgresql://user:***@host/db``).
+The storage and its URL (masked wherever it is shown) are :mod:`descent.tune.storage`; the
+samplers, seeded per trial, and the pruners are :mod:`descent.tune.sampling`; the processes that
+run the trials are :mod:`descent.tune.workers`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import re
 import shutil
-import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,42 +27,17 @@ from optuna.trial import TrialState
 
 from descent import validate, yamlfile
 from descent.errors import InputError
-from descent.tune.hparams import (
-    write_experiment,
-    write_session_end,
-)
+from descent.tune.hparams import write_experiment
+from descent.tune.sampling import METHODS, PRUNERS, make_pruner, make_sampler
 from descent.tune.space import DEFAULT_SPACE, SearchSpace, difference
+from descent.tune.storage import mask_url, open_storage, quiet_experimental, storage_url
 
-METHODS = ("grid", "random", "tpe")
-PRUNERS = ("none", "median", "hyperband")
 #: Defaults of the settings a resumed study takes from its record when they are not given.
 DEFAULTS: dict[str, Any] = {"method": "tpe", "trials": 12, "pruner": "median", "seed": 0}
 RECORD = "descent"  # the study's user attribute holding its record
 SLOT = "descent_slot"  # marks a queued slot; holds the parameters queued with it
 SPARE = "descent_spare"  # marks a trial created when no slot was left (see _objective)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-# -- the storage URL, secrets masked ------------------------------------------------------------
-
-_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<at>@)")
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ``***``: ``postgresql://user:***@host/db``."""
-    return _PASSWORD.sub(r"\g<head>***\g<at>", url)
-
-
-def _password(url: str) -> str | None:
-    found = _PASSWORD.search(url)
-    return found.group("password") if found and found.group("password") else None
-
-
-def _scrub(text: str, url: str) -> str:
-    """``text`` (an error message) with the URL's password masked wherever it appears."""
-    text = mask_url(text)
-    secret = _password(url)
-    return text.replace(secret, "***") if secret else text
 
 
 # -- settings and record ------------------------------------------------------------------------
@@ -123,10 +90,6 @@ class StudySettings:
             "seed": self.seed,
             "trials": self.trials,
         }
-
-
-def storage_url(settings: StudySettings) -> str:
-    return settings.storage or f"sqlite:///{(settings.folder / 'study.db').resolve()}"
 
 
 def _check(settings: StudySettings) -> None:
@@ -190,150 +153,13 @@ def _check_data(space: SearchSpace) -> None:
             raise InputError(f"search space: data {source!r}: {message}") from None
 
 
-# -- storage, sampler, pruner -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _quiet_experimental() -> Iterator[None]:
-    """Optuna marks the heartbeat and its retry callback experimental; that warning is for
-    Optuna's users, not descent's. Local: the filters are restored on leaving."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-def _on_stale(settings: StudySettings) -> Callable[[Any, Any], None]:
-    """What happens to a trial whose process died: its run folder (if here) gets a FAILURE
-    session end, and a slot with its parameters is queued again."""
-    retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    with _quiet_experimental():
-        retry = (retry_class or optuna.storages.RetryFailedTrialCallback)(max_retry=3)
-
-    def on_stale(study: Any, trial: Any) -> None:
-        folder = settings.folder / f"trial-{trial.number:04d}"
-        if folder.is_dir():
-            write_session_end(folder, "failed")
-        with _quiet_experimental():
-            retry(study, trial)
-
-    return on_stale
-
-
-def _storage(settings: StudySettings) -> Any:
-    """The RDB storage with heartbeats; an unusable URL is one line naming it (masked)."""
-    from sqlalchemy.engine import make_url
-
-    url = storage_url(settings)
-    callback_kwarg = (
-        "heartbeat_stale_trial_callback"
-        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
-        else "failed_trial_callback"
-    )
-    try:
-        parsed = make_url(url)
-        engine: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            engine = {"connect_args": {"timeout": 120}}
-        elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
-            engine = {"connect_args": {"connect_timeout": 10}}  # refuse, do not hang
-        with _quiet_experimental():
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine,
-                heartbeat_interval=settings.heartbeat_interval,
-                grace_period=settings.grace_period,
-                **{callback_kwarg: _on_stale(settings)},
-            )
-    except Exception as error:  # sqlalchemy, the driver and Optuna each raise their own
-        reason = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
-        raise InputError(
-            f"storage {mask_url(url)}: cannot open it ({_scrub(reason, url)}); give an "
-            "SQLAlchemy URL such as sqlite:///PATH or postgresql://USER@HOST/DB"
-        ) from None
-
-
-def _seed_for(seed: int, number: int) -> int:
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
-
-
-class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """A sampler made afresh for each trial, seeded from (study seed, trial number).
-
-    Every worker then draws differently (their trials have different numbers), a trial's draw
-    does not depend on the number of workers, and a resumed study goes on from the storage's
-    trials rather than replaying its seed's sequence. TPE reads its history from the storage, so
-    building it per trial loses nothing.
-    """
-
-    def __init__(self, make: Callable[[int], Any], seed: int) -> None:
-        self._make = make
-        self._seed = seed
-        self._number: int | None = None
-        self._sampler: Any = None
-
-    def _for(self, trial: Any) -> Any:
-        if self._number != trial.number:
-            self._sampler = self._make(_seed_for(self._seed, trial.number))
-            self._number = trial.number
-        return self._sampler
-
-    def reseed_rng(self) -> None:
-        """Nothing to do: each trial's generator comes from its number."""
-
-    def before_trial(self, study: Any, trial: Any) -> None:
-        self._for(trial).before_trial(study, trial)
-
-    def infer_relative_search_space(self, study: Any, trial: Any) -> dict[str, Any]:
-        return self._for(trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study: Any, trial: Any, search_space: dict[str, Any]) -> Any:
-        return self._for(trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(
-        self, study: Any, trial: Any, param_name: str, param_distribution: Any
-    ) -> Any:
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
-        self._for(trial).after_trial(study, trial, state, values)
-
-
-def _sampler(settings: StudySettings) -> Any:
-    assert settings.seed is not None
-    assert settings.trials is not None
-    if settings.method == "tpe":
-        # Optuna starts TPE with 10 random trials; a budget of a dozen would then be all random.
-        startup = min(10, max(3, settings.trials // 3))
-
-        def make(seed: int) -> Any:
-            return optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=startup, constant_liar=True
-            )
-
-    else:  # random; a grid's slots carry their parameters and never reach the sampler
-
-        def make(seed: int) -> Any:
-            return optuna.samplers.RandomSampler(seed=seed)
-
-    return TrialSeededSampler(make, settings.seed)
-
-
-def _pruner(settings: StudySettings) -> Any:
-    if settings.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)
-    if settings.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1)
-    return optuna.pruners.NopPruner()
-
-
-def _load(settings: StudySettings, storage: Any) -> Any:
+def load_study(settings: StudySettings, storage: Any) -> Any:
+    """The existing study in ``storage``, with the sampler and pruner its settings name."""
     return optuna.load_study(
         study_name=settings.name,
         storage=storage,
-        sampler=_sampler(settings),
-        pruner=_pruner(settings),
+        sampler=make_sampler(settings),
+        pruner=make_pruner(settings),
     )
 
 
@@ -379,7 +205,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
     try:
         if settings.storage is None:
             _make_folder(folder)
-        storage = _storage(settings)
+        storage = open_storage(settings)
         saved = _saved_record(storage, settings)
         if resume and saved is None:
             raise InputError(
@@ -399,8 +225,8 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
         study = optuna.create_study(
             study_name=settings.name,
             storage=storage,
-            sampler=_sampler(settings),
-            pruner=_pruner(settings),
+            sampler=make_sampler(settings),
+            pruner=make_pruner(settings),
             direction="maximize",
             load_if_exists=True,
         )
@@ -421,7 +247,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
     if first:
         write_experiment(folder, settings.space)
     if resume:
-        with _quiet_experimental():
+        with quiet_experimental():
             optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped
     _queue_slots(study, settings)
     return study, settings

@@ -26,17 +26,8 @@ from optuna.trial import TrialState
 from descent import validate
 from descent.errors import DescentError, InputError
 from descent.tune.hparams import write_session_end, write_session_start, write_test_accuracy
-from descent.tune.study import (
-    SLOT,
-    SPARE,
-    StudySettings,
-    _load,
-    _quiet_experimental,
-    _scrub,
-    _storage,
-    open_study,
-    storage_url,
-)
+from descent.tune.storage import open_storage, quiet_experimental, scrub, storage_url
+from descent.tune.study import SLOT, SPARE, StudySettings, load_study, open_study
 
 
 class _ClaimLock:
@@ -116,7 +107,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
     import torch
 
     torch.set_num_threads(threads)
-    study = _load(settings, _storage(settings))
+    study = load_study(settings, open_storage(settings))
     claim = _ClaimLock(settings.folder)
     objective = _objective(settings, callbacks, claim)
     while True:
@@ -130,7 +121,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
         time.sleep(1.0)
-        with _quiet_experimental():
+        with quiet_experimental():
             optuna.storages.fail_stale_trials(study)
 
 
@@ -157,7 +148,7 @@ def _worker_main(settings: StudySettings, threads: int, verbosity: int) -> None:
         _work(settings, threads)
     except Exception as error:
         url = storage_url(settings)
-        print(f"descent tune worker: {_scrub(str(error), url)}", file=sys.stderr)
+        print(f"descent tune worker: {scrub(str(error), url)}", file=sys.stderr)
         sys.exit(1)
 
 

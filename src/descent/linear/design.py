@@ -1,0 +1,150 @@
+"""The design matrix of LinearRegressionGD, Φ = [1, (φ(X) − c) T]: its size check, the one pass
+that gives its statistics, its conditioning (the centering c and the column scaling or
+whitening T, chosen from the k × k statistics when there are any) and its assembly."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from descent.data.tables import available_memory, format_bytes
+from descent.errors import InputError
+from descent.linear.basis import Basis
+from descent.linear.solve import Moments, moments
+
+# Keep ΦᵀΦ (k × k) only up to this many columns (128 MiB in float64).
+MAX_GRAM = 4096
+#: The most basis functions a fit accepts, whatever the memory (a basis is also refused when its
+#: design matrix or ΦᵀΦ would not fit in the memory available).
+MAX_BASIS_FUNCTIONS = 1_000_000
+#: Bytes of basis features evaluated at once in the blocked pass over the rows.
+BLOCK_BYTES = 8 << 20
+
+Conditioning = tuple[torch.Tensor | None, torch.Tensor | None]  # (center c, transform T)
+
+
+def checked_size(basis: Basis, spec: object, X: np.ndarray, mode: str) -> int:
+    """k, refusing up front a basis whose size or memory is beyond the stated limits
+    (``spec`` is the basis as the user gave it, for the message)."""
+    n, p = X.shape
+    k = basis.size(p, n)
+    if k is None:  # a custom basis: one row tells its width
+        k = int(basis.fit(X[:1]).checked_features(X[:1]).shape[1])
+    described = f"basis {spec!r} on {p} input feature{'s' * (p != 1)}"
+    if k > MAX_BASIS_FUNCTIONS:
+        raise InputError(
+            f"{described} has {k:,} functions, more than the {MAX_BASIS_FUNCTIONS:,} "
+            "LinearRegressionGD accepts; choose a smaller degree or fewer centers"
+        )
+    keeps_gram = k + 1 <= MAX_GRAM
+    needed = 3 * 8 * (k + 1) ** 2 if keeps_gram else 0  # ΦᵀΦ and its conditioning
+    if mode != "full" or not keeps_gram:
+        needed += 8 * n * (k + 1)  # the design matrix itself
+    available = available_memory()
+    if needed > available:
+        raise InputError(
+            f"{described} has {k:,} functions; fitting it to {n:,} examples needs about "
+            f"{format_bytes(needed)}, more than the {format_bytes(available)} of memory "
+            "available; choose a smaller degree or fewer centers"
+        )
+    return k
+
+
+def blocks(basis: Basis, X: np.ndarray, y: np.ndarray) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+    """(φ(X_b), y_b) over row blocks of about BLOCK_BYTES of features each: the basis is
+    evaluated block by block, so its n × k matrix is never held whole."""
+    k = max(basis.size(X.shape[1], len(X)) or 1, 1)
+    rows = max(256, BLOCK_BYTES // (8 * k))
+    for start in range(0, len(X), rows):
+        yield (
+            basis.checked_features(X[start : start + rows]),
+            np.array(y[start : start + rows], dtype=np.float64),  # writable for torch
+        )
+
+
+def raw_moments(basis: Basis, X: np.ndarray, y: np.ndarray) -> Moments:
+    """The raw features' statistics in one pass: by the basis' own shorter route when it has
+    one (the identity: one product over X; one input's powers: power sums), else block by
+    block."""
+    shortcut = basis.moments(X, y)
+    return shortcut if shortcut is not None else moments(blocks(basis, X, y))
+
+
+def from_statistics(stats: Moments, standardize: bool | str) -> Conditioning | None:
+    """(c, T) from the k × k statistics: column means and 1/spread ("columns"), or the
+    whitening of the centered cross product ("orthonormal"); None when that is too
+    ill-conditioned to do from k × k statistics (then :func:`from_data`)."""
+    if standardize in (True, "columns"):
+        return stats.mean, _inverse_spread(stats.centered_cross().diagonal() / stats.n)
+    if standardize == "orthonormal":
+        transform = _whitening_from(stats)
+        return None if transform is None else (stats.mean, transform)
+    return None, None
+
+
+def from_data(raw: torch.Tensor, standardize: bool | str) -> Conditioning:
+    """(c, T) from the features themselves (no k × k statistics, or too ill-conditioned)."""
+    if standardize is False:
+        return None, None
+    center = raw.mean(dim=0)
+    if standardize == "orthonormal":
+        return center, _whitening(raw, center)
+    return center, _inverse_spread((raw - center).square().mean(dim=0))
+
+
+def assemble(features: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+    """The design matrix in one allocation: the bias column, then the conditioned features."""
+    center, transform = conditioning
+    n = len(features)
+    if transform is not None and transform.dim() == 2:  # orthonormal: mixes
+        # (φ − c) T = φ T − c T, in one fused multiply-add
+        shift = -(center @ transform)  # type: ignore[operator]
+        Phi = torch.empty(n, transform.shape[1] + 1, dtype=torch.float64)
+        Phi[:, 1:] = torch.addmm(shift, features, transform)
+    else:
+        Phi = torch.empty(n, features.shape[1] + 1, dtype=torch.float64)
+        if center is None:
+            Phi[:, 1:] = features
+        else:  # columns: scales each one
+            torch.sub(features, center, out=Phi[:, 1:])
+            Phi[:, 1:].mul_(transform)
+    Phi[:, 0] = 1.0
+    return Phi
+
+
+def unconditioned(w: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
+    """The weights of the raw basis [1, φ] that predict what w predicts on the conditioned one."""
+    center, transform = conditioning
+    if transform is None:
+        return w.clone()
+    coef = transform * w[1:] if transform.dim() == 1 else transform @ w[1:]
+    return torch.cat([(w[0] - center @ coef).view(1), coef])  # type: ignore[operator]
+
+
+def _inverse_spread(variance: torch.Tensor) -> torch.Tensor:
+    """1 / standard deviation per column; 1 for a constant column (nothing to scale)."""
+    spread = variance.clamp_min(0.0).sqrt()
+    return 1.0 / torch.where(spread > 0, spread, 1.0)
+
+
+def _whitening_from(stats: Moments) -> torch.Tensor | None:
+    """T such that the columns of (F − μ) T are orthogonal with norm √n, like the bias column,
+    so that ΦᵀΦ = n·I, from the eigendecomposition of the centered k × k cross product; None
+    when it is too ill-conditioned for that (then :func:`_whitening` works on the data)."""
+    eigenvalues, vectors = torch.linalg.eigh(stats.centered_cross())
+    top = float(eigenvalues[-1]) if len(eigenvalues) else 0.0
+    if top > 0 and float(eigenvalues[0]) > 1e-8 * top:
+        return vectors * (math.sqrt(stats.n) / eigenvalues.sqrt())
+    return None
+
+
+def _whitening(raw: torch.Tensor, center: torch.Tensor) -> torch.Tensor:
+    """The same T from the data itself: the SVD of the centered features (exact for any
+    conditioning; directions the data does not span are dropped)."""
+    n = len(raw)
+    _, singular, vh = torch.linalg.svd(raw - center, full_matrices=False)
+    keep = singular > singular.max() * n * torch.finfo(torch.float64).eps
+    return vh[keep].T * (math.sqrt(n) / singular[keep])

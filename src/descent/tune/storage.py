@@ -1,0 +1,106 @@
+"""Where a study lives: the storage (Optuna's RDB storage with heartbeats, on SQLite or a
+database server) and its URL, which may hold a password and is shown, logged and written only
+through :func:`mask_url` (``postgresql://user:***@host/db``).
+
+A trial whose process dies stops sending heartbeats; once its ``grace_period`` has passed, any
+worker marks it failed and queues a slot with its parameters again (:func:`_on_stale`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from descent.errors import InputError
+from descent.tune.hparams import write_session_end
+
+if TYPE_CHECKING:
+    from descent.tune.study import StudySettings
+
+_PASSWORD = re.compile(r"(?P<head>[A-Za-z][\w+.-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<at>@)")
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ``***``: ``postgresql://user:***@host/db``."""
+    return _PASSWORD.sub(r"\g<head>***\g<at>", url)
+
+
+def _password(url: str) -> str | None:
+    found = _PASSWORD.search(url)
+    return found.group("password") if found and found.group("password") else None
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message) with the URL's password masked wherever it appears."""
+    text = mask_url(text)
+    secret = _password(url)
+    return text.replace(secret, "***") if secret else text
+
+
+def storage_url(settings: StudySettings) -> str:
+    """The settings' storage URL, or the SQLite file ``study.db`` in the study folder."""
+    return settings.storage or f"sqlite:///{(settings.folder / 'study.db').resolve()}"
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Optuna marks the heartbeat and its retry callback experimental; that warning is for
+    Optuna's users, not descent's. Local: the filters are restored on leaving."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _on_stale(settings: StudySettings) -> Callable[[Any, Any], None]:
+    """What happens to a trial whose process died: its run folder (if here) gets a FAILURE
+    session end, and a slot with its parameters is queued again."""
+    retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    with quiet_experimental():
+        retry = (retry_class or optuna.storages.RetryFailedTrialCallback)(max_retry=3)
+
+    def on_stale(study: Any, trial: Any) -> None:
+        folder = settings.folder / f"trial-{trial.number:04d}"
+        if folder.is_dir():
+            write_session_end(folder, "failed")
+        with quiet_experimental():
+            retry(study, trial)
+
+    return on_stale
+
+
+def open_storage(settings: StudySettings) -> Any:
+    """The RDB storage with heartbeats; an unusable URL is one line naming it (masked)."""
+    from sqlalchemy.engine import make_url
+
+    url = storage_url(settings)
+    callback_kwarg = (
+        "heartbeat_stale_trial_callback"
+        if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback")
+        else "failed_trial_callback"
+    )
+    try:
+        parsed = make_url(url)
+        engine: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            engine = {"connect_args": {"timeout": 120}}
+        elif parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "psycopg2":
+            engine = {"connect_args": {"connect_timeout": 10}}  # refuse, do not hang
+        with quiet_experimental():
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine,
+                heartbeat_interval=settings.heartbeat_interval,
+                grace_period=settings.grace_period,
+                **{callback_kwarg: _on_stale(settings)},
+            )
+    except Exception as error:  # sqlalchemy, the driver and Optuna each raise their own
+        reason = " ".join(str(error).split("\n")[0].split()) or type(error).__name__
+        raise InputError(
+            f"storage {mask_url(url)}: cannot open it ({scrub(reason, url)}); give an "
+            "SQLAlchemy URL such as sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None

@@ -1,0 +1,220 @@
+"""The training monitor's cheap analysis against dense oracles: the warm-started subspace's Ritz
+values (inside the spectrum, within their residuals of an eigenvalue, exact from exact warm
+vectors), its deflated Hutchinson trace (unbiased, within its error bar), and the random-sign
+gradient noise (unbiased for the per-example variance, one backward pass per probe)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from descent.diagnose import curvature
+from descent.diagnose.curvature_monitor import CurvatureMonitor
+from descent.diagnose.lanczos import subspace_curvature
+from descent.diagnose.noise import signed_noise
+from descent.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def problem() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A 243-parameter tanh MLP (float64) on 48 random examples, 3 classes."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 20), nn.Tanh(), nn.Linear(20, 3)).double()
+    inputs = torch.randn(48, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    targets = torch.randint(0, 3, (48,), generator=torch.Generator().manual_seed(2))
+    return model, (inputs, targets)
+
+
+@pytest.fixture(scope="module")
+def eigen(problem: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    model, data = problem
+    return torch.linalg.eigh(curvature.dense_hessian(model, F.cross_entropy, data))
+
+
+def objective_of(problem: tuple) -> curvature.Objective:
+    model, data = problem
+    return curvature.Objective(model, F.cross_entropy, data)
+
+
+def test_ritz_values_lie_inside_the_spectrum_within_their_residuals(problem, eigen) -> None:
+    values = eigen[0]
+    for seed in range(5):
+        for budget in (2, 5, 9):
+            found = subspace_curvature(
+                objective_of(problem),
+                max_products=budget,
+                generator=torch.Generator().manual_seed(seed),
+            )
+            assert found.products <= budget
+            assert found.lambda_max <= float(values[-1]) + 1e-10
+            assert found.lambda_min >= float(values[0]) - 1e-10
+            for theta, residual in (
+                (found.lambda_max, found.residual_max),
+                (found.lambda_min, found.residual_min),
+            ):
+                assert float((values - theta).abs().min()) <= residual + 1e-10
+
+
+def test_warm_vectors_that_are_eigenvectors_give_the_extremes_exactly(problem, eigen) -> None:
+    values, vectors = eigen
+    found = subspace_curvature(
+        objective_of(problem),
+        warm=(vectors[:, -1], vectors[:, 0]),
+        max_products=3,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert found.products == 3  # the two warm vectors and one probe: nothing left to expand
+    assert found.lambda_max == pytest.approx(float(values[-1]), rel=1e-10)
+    assert found.lambda_min == pytest.approx(float(values[0]), rel=1e-10)
+    assert found.residual_max < 1e-10
+    assert found.residual_min < 1e-10
+
+
+def test_the_subspace_converges_to_the_extremes_with_budget(problem, eigen) -> None:
+    values = eigen[0]
+    found = subspace_curvature(
+        objective_of(problem), max_products=200, tol=1e-9, generator=torch.Generator()
+    )
+    assert found.lambda_max == pytest.approx(float(values[-1]), rel=1e-8)
+    assert found.lambda_min == pytest.approx(float(values[0]), rel=1e-6)
+
+
+def test_the_deflated_trace_is_unbiased_and_within_its_error_bar(problem, eigen) -> None:
+    """Over 200 seeds the mean is the dense trace, and the error bar (an estimated upper bound
+    of one standard error) covers the truth at 2 bars for at least 95% of the estimates; the
+    deflation by exact eigenvectors shrinks the spread."""
+    values, vectors = eigen
+    exact = float(values.sum())
+    objective = objective_of(problem)
+    spreads = []
+    for warm in ((), (vectors[:, -1], vectors[:, 0])):
+        estimates = [
+            subspace_curvature(
+                objective, warm=warm, max_products=3, generator=torch.Generator().manual_seed(s)
+            )
+            for s in range(200)
+        ]
+        traces = [e.trace for e in estimates]
+        spreads.append(statistics.stdev(traces))
+        assert abs(statistics.mean(traces) - exact) <= 4 * spreads[-1] / math.sqrt(len(traces))
+        covered = sum(abs(e.trace - exact) <= 2 * e.trace_stderr for e in estimates)
+        assert covered >= 0.95 * len(estimates)
+        assert statistics.mean(e.trace_stderr for e in estimates) >= 0.9 * spreads[-1]
+    assert spreads[1] < spreads[0]
+
+
+def test_signed_noise_is_unbiased_for_the_per_example_variance(problem) -> None:
+    model, data = problem
+    exact = curvature.gradient_noise(model, F.cross_entropy, data, batch_size=8)
+    objective = objective_of(problem)
+    prepared = objective.gradient_with_example_losses()
+    assert prepared is not None
+    gradient, losses = prepared
+    torch.testing.assert_close(gradient.norm().item(), exact.gradient_norm, rtol=1e-10, atol=0)
+    many = signed_noise(
+        objective,
+        gradient,
+        losses,
+        batch_size=8,
+        probes=400,
+        population=None,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert many.method == "signs"
+    variance_stderr = 2 * many.snr_stderr / many.snr * many.per_example_variance
+    assert abs(many.per_example_variance - exact.per_example_variance) <= 4 * variance_stderr
+    assert many.per_example_variance == pytest.approx(exact.per_example_variance, rel=0.1)
+    with pytest.raises(InputError, match="at least 2 probes"):
+        signed_noise(
+            objective,
+            gradient,
+            losses,
+            batch_size=8,
+            probes=1,
+            population=None,
+            generator=torch.Generator(),
+        )
+
+
+def test_a_loss_that_is_not_a_mean_falls_back_to_groups(problem) -> None:
+    model, data = problem
+
+    def summed(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(outputs, targets, reduction="sum")
+
+    assert curvature.Objective(model, summed, data).gradient_with_example_losses() is None
+
+    class FakeTrainer:
+        loss = staticmethod(summed)
+        logdir = None
+
+    FakeTrainer.model = model
+    monitor = CurvatureMonitor(1, data, examples=48)
+    monitor(FakeTrainer(), "step", {"step": 1, "loss": 1.0})
+    (figures,) = monitor.history
+    assert "curvature/gradient_snr_stderr" not in figures  # the group estimate has none
+    assert math.isfinite(figures["curvature/gradient_snr"])
+
+
+def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem, eigen) -> None:
+    model, data = problem
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    monitor = CurvatureMonitor(1, data, examples=48, products=6)
+    for step in (1, 2, 3):
+        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    first, _, third = monitor.history
+    assert set(first) == {
+        "step",
+        "curvature/lambda_max",
+        "curvature/lambda_max_residual",
+        "curvature/lambda_min",
+        "curvature/lambda_min_residual",
+        "curvature/trace",
+        "curvature/trace_stderr",
+        "curvature/gradient_snr",
+        "curvature/gradient_snr_stderr",
+    }
+    # The same weights analysed again from the previous Ritz vectors: the residuals shrink.
+    assert third["curvature/lambda_max_residual"] < first["curvature/lambda_max_residual"]
+    assert (
+        abs(third["curvature/lambda_max"] - float(eigen[0][-1]))
+        <= (third["curvature/lambda_max_residual"])
+    )
+    # The warm start travels in state_dict: a fresh monitor loaded with it logs the same.
+    resumed = CurvatureMonitor(1, data, examples=48, products=6)
+    twin = CurvatureMonitor(1, data, examples=48, products=6)
+    for step in (1, 2):
+        twin(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    resumed.load_state_dict(twin.state_dict())
+    resumed(FakeTrainer(), "step", {"step": 3, "loss": 1.0})
+    assert resumed.history[0] == third
+    with pytest.raises(InputError, match="signs"):
+        CurvatureMonitor(1, data, signs=1)
+
+
+def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
+    problem, monkeypatch
+) -> None:
+    import os
+
+    from descent.diagnose.curvature_monitor import spare_core
+
+    _, data = problem
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    assert spare_core()
+    assert CurvatureMonitor(1, data).background
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    assert not spare_core()
+    assert not CurvatureMonitor(1, data).background
+    assert CurvatureMonitor(1, data, background=True).background  # forced
