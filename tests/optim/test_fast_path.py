@@ -9,6 +9,7 @@ import torch
 
 from descent import optim
 from descent.optim import _native
+from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches
 
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "sgd": [{}, {"weight_decay": 0.1, "maximize": True}],
@@ -28,7 +29,47 @@ VARIANTS: dict[str, list[dict[str, Any]]] = {
     "amsgrad": [{}, {"bias_correction": True}, {"weight_decay": 0.1}],
     "adamw": [{}, {"epsilon_hat": True}],
 }
+# The rules of issue 17 with a C fast path (kept apart from VARIANTS, whose CASES other test files
+# share: Lion's sign makes its low-precision error a flip of ±2η, not a few roundings).
+NEWER_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "lion": [{}, {"weight_decay": 0.3, "maximize": True}, {"betas": (0.95, 0.98)}],
+    "schedule_free_sgd": [{}, {"weight_decay": 0.05, "maximize": True}, {"r": 1.0}],
+    "schedule_free_adamw": [{}, {"weight_decay": 0.05, "maximize": True}, {"r": 1.0}],
+    "lamb": [
+        {},
+        {"weight_decay": 0.1, "exclude_1d": True, "maximize": True},
+        {"bias_correction": "lr", "max_weight_norm": 10.0, "eps_in_trust": True},
+        {"bias_correction": "none", "weight_decay": 0.01},
+    ],
+    "lars": [
+        {},
+        {"weight_decay": 0.1, "exclude_1d": True, "maximize": True},
+        {"weight_decay": 0.1, "lr_in_buffer": False, "trust_coefficient": 0.02},
+    ],
+    "prodigy": [
+        {},
+        {"weight_decay": 0.01, "maximize": True},
+        {"weight_decay": 0.01, "decouple": False, "bias_correction": True},
+        {"safeguard_warmup": True, "d_coef": 2.0, "growth_rate": 1.05},
+    ],
+}
+# The rules whose fast path on float32/float64 CPU tensors is one of descent's C kernels.
+NATIVE = [
+    "rmsprop",
+    "adadelta",
+    "adamax",
+    "nadam",
+    "nesterov",
+    "lion",
+    "schedule_free_sgd",
+    "schedule_free_adamw",
+    "lamb",
+    "lars",
+    "prodigy",
+]
 CASES = [(name, kw) for name, variants in VARIANTS.items() for kw in variants]
+ALL_VARIANTS = {**VARIANTS, **NEWER_VARIANTS}
+ALL_CASES = [(name, kw) for name, variants in ALL_VARIANTS.items() for kw in variants]
 
 
 def decaying(n: int) -> float:
@@ -67,7 +108,7 @@ def assert_same(fast: list[torch.Tensor], reference: list[torch.Tensor], rtol: f
         assert float((a - b).abs().max() / scale) <= rtol
 
 
-@pytest.mark.parametrize(("name", "kwargs"), CASES, ids=[f"{n}-{k}" for n, k in CASES])
+@pytest.mark.parametrize(("name", "kwargs"), ALL_CASES, ids=[f"{n}-{k}" for n, k in ALL_CASES])
 @pytest.mark.parametrize("lr", ["constant", "schedule"])
 def test_fast_equals_reference_float64(name: str, kwargs: dict[str, Any], lr: str) -> None:
     if lr == "schedule":
@@ -77,11 +118,11 @@ def test_fast_equals_reference_float64(name: str, kwargs: dict[str, Any], lr: st
     assert_same(fast, reference, 1e-12)
 
 
-@pytest.mark.parametrize("name", ["rmsprop", "adadelta", "adamax", "nadam", "nesterov"])
+@pytest.mark.parametrize("name", NATIVE)
 def test_eager_fallback_equals_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the C kernels (no compiler at install) the eager torch path is used instead."""
     monkeypatch.setattr(_native, "available", lambda: False)
-    for kwargs in VARIANTS[name]:
+    for kwargs in ALL_VARIANTS[name]:
         fast = trajectory(name, "fast", dict(kwargs), torch.float64)
         reference = trajectory(name, "reference", dict(kwargs), torch.float64)
         assert_same(fast, reference, 1e-12)
@@ -92,7 +133,29 @@ def test_native_kernels_are_built() -> None:
     assert _native.available()
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", NATIVE)
+def test_the_fast_path_runs_the_c_kernel(
+    name: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On contiguous float32/float64 CPU tensors the default step is the C kernel: with the
+    kernels refused, the step fails instead of silently running the foreach formulation."""
+    called: list[str] = []
+    real_run = _native.run
+
+    def spy(kernel: str, jobs: Any) -> None:
+        called.append(kernel)
+        real_run(kernel, jobs)
+
+    monkeypatch.setattr(_native, "run", spy)
+    param = torch.randn(70_001, dtype=dtype, requires_grad=True)
+    opt = optim.create(name, [param])
+    param.grad = torch.randn(70_001, dtype=dtype)
+    opt.step()
+    assert called, name
+
+
+@pytest.mark.parametrize("name", list(ALL_VARIANTS))
 def test_fast_equals_reference_float32(name: str) -> None:
     fast = trajectory(name, "fast", {}, torch.float32, steps=10)
     reference = trajectory(name, "reference", {}, torch.float32, steps=10)
@@ -101,7 +164,7 @@ def test_fast_equals_reference_float32(name: str) -> None:
 
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("name", list(VARIANTS))
+@pytest.mark.parametrize("name", list(ALL_VARIANTS))
 def test_complex_parameters_update_as_real_pairs(
     name: str, dtype: torch.dtype, impl: str
 ) -> None:
@@ -117,3 +180,64 @@ def test_complex_parameters_update_as_real_pairs(
         opt_real.step()
         opt_cplx.step()
     torch.testing.assert_close(torch.view_as_real(cplx.detach()), real.detach())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_two_pass_sums_are_exact_and_do_not_depend_on_the_thread_count(dtype: torch.dtype) -> None:
+    """The pass-1 sums (here LARS's Σθ², Σg²) equal the float64 sums to rounding, and come out
+    bit for bit the same on one thread and on several (fixed blocks added in order)."""
+    generator = torch.Generator().manual_seed(3)
+    p = torch.randn(300_007, generator=generator, dtype=dtype)  # blocks that do not divide n
+    g = torch.randn(300_007, generator=generator, dtype=dtype)
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            sums = torch.zeros(2, dtype=torch.float64)
+            _native.run("lars_norms", [dict(p=p, g=g, sums=sums)])
+            results.append(sums.tolist())
+    finally:
+        torch.set_num_threads(threads)
+    assert results[0] == results[1] == results[2]
+    expected = [float((p.double() ** 2).sum()), float((g.double() ** 2).sum())]
+    assert results[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_cache_batches_cut_at_the_limit() -> None:
+    tensors = [torch.empty(n) for n in (600, 5, 300, 300, 21)]
+    assert list(cache_batches(range(5), tensors, limit=500)) == [[0], [1, 2], [3, 4]]
+    assert list(cache_batches([4, 1], tensors, limit=500)) == [[4, 1]]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("lamb", {"weight_decay": 0.1, "exclude_1d": True}), ("lars", {"weight_decay": 0.1})],
+)
+def test_two_pass_rules_equal_the_reference_over_several_batches(
+    name: str, kwargs: dict[str, Any]
+) -> None:
+    """Tensors that make several cache batches (one larger than a batch) step as the reference."""
+    sizes = [(TWO_PASS_BATCH + 7,), (5,), (TWO_PASS_BATCH // 2,), (TWO_PASS_BATCH // 2,), (7, 3)]
+    finals = []
+    for impl in ("fast", "reference"):
+        generator = torch.Generator().manual_seed(5)
+        params = [torch.randn(s, generator=generator, dtype=torch.float64) for s in sizes]
+        opt = optim.create(name, [p.requires_grad_() for p in params], lr=0.01, impl=impl, **kwargs)
+        for k in range(3):
+            for i, p in enumerate(params):
+                p.grad = torch.sin(p.detach() * (k + 1) + i)
+            opt.step()
+        finals.append([p.detach().clone() for p in params])
+    assert_same(finals[0], finals[1], 1e-12)
+
+
+def test_step_counts_add_one_in_c_as_torch_adds() -> None:
+    counters = [torch.tensor(float(k), dtype=torch.float32) for k in (0, 7, 2**24 - 3)]
+    expected = [c.clone() for c in counters]
+    for _ in range(5):
+        assert _native.add_one(counters)
+        torch._foreach_add_(expected, 1.0)
+    assert [c.item() for c in counters] == [c.item() for c in expected]  # 2²⁴ stops at 2²⁴
+    assert not _native.add_one([torch.zeros((), dtype=torch.float64)])
+    assert not _native.add_one([torch.zeros(2, dtype=torch.float32)])

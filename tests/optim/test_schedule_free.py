@@ -146,3 +146,35 @@ def test_resume_with_a_schedule_is_bit_for_bit(rule: str) -> None:
 def test_validation_messages(rule: str, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         RULES[rule][0]([torch.zeros(2, requires_grad=True)], **kwargs)
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_eval_train_eval_without_a_step_gives_back_the_average_exactly(rule: str) -> None:
+    """x = y + (1 − 1/β)(z − y) computed again after train() differs in the last bit for some
+    elements; a copy kept until the next step makes the round trip exact (a checkpoint taken at
+    x then holds the x a run ends with). A step, or a change to the parameter, drops the copy."""
+    cls, base = RULES[rule]
+    torch.manual_seed(0)
+    param = torch.randn(100_000, requires_grad=True)
+    opt = cls([param], **base)
+    for k in range(5):
+        param.grad = torch.sin(param.detach() * 3 + k)
+        opt.step()
+    opt.eval()
+    x = param.detach().clone()
+    opt.train()
+    y = param.detach().clone()
+    z = opt.state[param]["z"]
+    kept_z = z.clone()
+    with torch.no_grad():  # shows that eval() restores the copy: computed, x would move too
+        z.add_(1.0)
+    opt.eval()
+    assert torch.equal(param.detach(), x)
+    z.copy_(kept_z)
+    opt.train()
+    with torch.no_grad():
+        param.add_(1.0)  # a change to y: eval() must compute x from the new y
+    opt.eval()
+    with torch.no_grad():
+        expected = (y + 1.0).lerp(opt.state[param]["z"], 1 - 1 / 0.9)
+    assert torch.equal(param.detach(), expected)

@@ -1,4 +1,5 @@
-/* Single-pass update kernels for the rules torch ships no fused CPU kernel for.
+/* Single-pass update kernels for the rules torch ships no fused CPU kernel for, and two-pass ones
+ * (sums, then the update) for the rules whose step needs sums over tensors (LAMB, LARS, Prodigy).
  *
  * Each kernel reads every tensor once and writes it once, so a step costs the memory-bandwidth
  * floor instead of the five to eight passes an eager torch implementation makes. The arithmetic
@@ -18,6 +19,8 @@
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Inlined into each caller, so that a rule's epoch entry (one clone per vector unit) runs its
  * step inline instead of through a function pointer. */
@@ -114,6 +117,37 @@
         const T vi = mu * *v + eta * gi;                                                          \
         *v = vi;                                                                                  \
         *p = *p - (mu * vi + eta * gi);                                                           \
+    }                                                                                             \
+                                                                                                  \
+    /* Lion: c = β₁m + (1−β₁)g ; θ ← θ − η(sign(c) + λθ) ; m ← β₂m + (1−β₂)g (sign(0) = 0, a NaN \
+     * stays NaN, as torch.sign) */                                                               \
+    static inline void lion_step_##SUFFIX(T *p, T g, T *m, double lr, double beta1, double beta2, \
+                                          double wd, double sign) {                               \
+        const T gi = (T)sign * g;                                                                 \
+        const T c = (T)beta1 * *m + (T)(1.0 - beta1) * gi;                                        \
+        const T direction = c > 0 ? (T)1 : (c < 0 ? (T)-1 : c);                                   \
+        *p = *p - (T)lr * (direction + (T)wd * *p);                                               \
+        *m = (T)beta2 * *m + (T)(1.0 - beta2) * gi;                                               \
+    }                                                                                             \
+                                                                                                  \
+    /* Schedule-Free on the training point y (at p), with c_y = η(β₁(1−cₜ) − 1) from the host:    \
+     * AdamW (adaptive): v ← β₂v + (1−β₂)g² ; ĝ = g/(√(v/(1−β₂ᵗ)) + ε) + λy ; SGD: ĝ = g + λy    \
+     * y ← (1−cₜ)y + cₜz + c_y ĝ ; z ← z − ηĝ */                                                  \
+    static inline void schedule_free_step_##SUFFIX(T *p, T g, T *z, T *v, double lr, double ckp1, \
+                                                   double c_y, double beta2, double bias2,        \
+                                                   double eps, double wd, double sign,            \
+                                                   int adaptive) {                                \
+        T gi = (T)sign * g;                                                                       \
+        if (adaptive) {                                                                           \
+            const T vi = (T)beta2 * *v + (T)(1.0 - beta2) * gi * gi;                              \
+            *v = vi;                                                                              \
+            gi = gi / (SQRT(vi / (T)bias2) + (T)eps);                                             \
+        }                                                                                         \
+        gi = gi + (T)wd * *p;                                                                     \
+        const T zi = *z;                                                                          \
+        const T y = (T)(1.0 - ckp1) * *p + (T)ckp1 * zi;                                          \
+        *p = y + (T)c_y * gi;                                                                     \
+        *z = zi - (T)lr * gi;                                                                     \
     }
 
 /* The slice kernels: one rule's step over n contiguous elements (vectorized by the compiler once
@@ -168,6 +202,28 @@
                                                  double momentum, double wd, double sign) {       \
         for (int64_t i = 0; i < n; i++)                                                           \
             nesterov_step_##SUFFIX(p + i, g[i], v + i, lr, momentum, wd, sign);                   \
+    }                                                                                             \
+                                                                                                  \
+    static KERNEL void lion_##SUFFIX##_slice(T *p, const T *g, T *m, int64_t n, double lr,        \
+                                             double beta1, double beta2, double wd,               \
+                                             double sign) {                                       \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            lion_step_##SUFFIX(p + i, g[i], m + i, lr, beta1, beta2, wd, sign);                   \
+    }                                                                                             \
+                                                                                                  \
+    static KERNEL void schedule_free_##SUFFIX##_slice(T *p, const T *g, T *z, T *v, int64_t n,    \
+                                                      double lr, double ckp1, double c_y,         \
+                                                      double beta2, double bias2, double eps,     \
+                                                      double wd, double sign, int adaptive) {     \
+        if (adaptive) {                                                                           \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                schedule_free_step_##SUFFIX(p + i, g[i], z + i, v + i, lr, ckp1, c_y, beta2,      \
+                                            bias2, eps, wd, sign, 1);                             \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                schedule_free_step_##SUFFIX(p + i, g[i], z + i, v, lr, ckp1, c_y, beta2, bias2,   \
+                                            eps, wd, sign, 0);                                    \
+        }                                                                                         \
     }
 
 /* The entry points: split [0, n) over the OpenMP threads (torch's own pool, see below) and run the
@@ -176,55 +232,63 @@
     const int64_t lo_ = (n) * omp_get_thread_num() / omp_get_num_threads(); \
     const int64_t len_ = (n) * (omp_get_thread_num() + 1) / omp_get_num_threads() - lo_;
 
+/* Runs CALL (a slice kernel's call on [lo_, lo_ + len_)) over [0, n): on the calling thread below
+ * MIN_PARALLEL elements (an OpenMP region costs about 3 µs even when it runs one thread: 0.5 ms a
+ * step over a ResNet's 161 small tensors), else split over the OpenMP threads. */
+#define OVER_SLICES(n, CALL)                                                                      \
+    if ((n) < MIN_PARALLEL) {                                                                     \
+        const int64_t lo_ = 0, len_ = (n);                                                        \
+        CALL;                                                                                     \
+    } else {                                                                                      \
+        _Pragma("omp parallel") {                                                                 \
+            SLICE(n)                                                                              \
+            CALL;                                                                                 \
+        }                                                                                         \
+    }
+
 #define DEFINE_ENTRIES(T, SUFFIX)                                                                 \
     void sgd_##SUFFIX(T *p, const T *g, int64_t n, double lr, double wd, double sign) {            \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            sgd_##SUFFIX##_slice(p + lo_, g + lo_, len_, lr, wd, sign);                           \
-        }                                                                                         \
+        OVER_SLICES(n, sgd_##SUFFIX##_slice(p + lo_, g + lo_, len_, lr, wd, sign));               \
     }                                                                                             \
     void rmsprop_##SUFFIX(T *p, const T *g, T *e, T *ebar, T *b, int64_t n, double lr,             \
                           double rho, double eps, double wd, double sign, int inside,             \
                           int centered, double momentum) {                                        \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            rmsprop_##SUFFIX##_slice(p + lo_, g + lo_, e + lo_, centered ? ebar + lo_ : ebar,     \
-                                     momentum > 0 ? b + lo_ : b, len_, lr, rho, eps, wd, sign,    \
-                                     inside, centered, momentum);                                 \
-        }                                                                                         \
+        OVER_SLICES(n, rmsprop_##SUFFIX##_slice(p + lo_, g + lo_, e + lo_, centered ? ebar + lo_  \
+                    : ebar, momentum > 0 ? b + lo_ : b, len_, lr, rho, eps, wd, sign, inside,     \
+                    centered, momentum));                                                         \
     }                                                                                             \
     void adadelta_##SUFFIX(T *p, const T *g, T *eg, T *ed, int64_t n, double lr, double rho,       \
                            double eps, double wd, double sign) {                                  \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            adadelta_##SUFFIX##_slice(p + lo_, g + lo_, eg + lo_, ed + lo_, len_, lr, rho, eps,   \
-                                      wd, sign);                                                  \
-        }                                                                                         \
+        OVER_SLICES(n, adadelta_##SUFFIX##_slice(p + lo_, g + lo_, eg + lo_, ed + lo_, len_, lr,  \
+                    rho, eps, wd, sign));                                                         \
     }                                                                                             \
     void adamax_##SUFFIX(T *p, const T *g, T *m, T *u, int64_t n, double step_size,                \
                          double beta1, double beta2, double eps, double wd, double sign,          \
                          int eps_in_max) {                                                        \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            adamax_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, u + lo_, len_, step_size, beta1,   \
-                                    beta2, eps, wd, sign, eps_in_max);                            \
-        }                                                                                         \
+        OVER_SLICES(n, adamax_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, u + lo_, len_,          \
+                    step_size, beta1, beta2, eps, wd, sign, eps_in_max));                         \
     }                                                                                             \
     void nadam_##SUFFIX(T *p, const T *g, T *m, T *v, int64_t n, double c_g, double c_m,           \
                         double beta1, double beta2, double bias2, double eps, double wd,          \
                         double sign) {                                                            \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            nadam_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_, c_g, c_m, beta1,     \
-                                   beta2, bias2, eps, wd, sign);                                  \
-        }                                                                                         \
+        OVER_SLICES(n, nadam_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_, c_g,      \
+                    c_m, beta1, beta2, bias2, eps, wd, sign));                                    \
     }                                                                                             \
     void nesterov_##SUFFIX(T *p, const T *g, T *v, int64_t n, double lr, double momentum,          \
                            double wd, double sign) {                                              \
-        _Pragma("omp parallel if (n >= MIN_PARALLEL)") {                                          \
-            SLICE(n)                                                                              \
-            nesterov_##SUFFIX##_slice(p + lo_, g + lo_, v + lo_, len_, lr, momentum, wd, sign);   \
-        }                                                                                         \
+        OVER_SLICES(n, nesterov_##SUFFIX##_slice(p + lo_, g + lo_, v + lo_, len_, lr, momentum,   \
+                    wd, sign));                                                                   \
+    }                                                                                             \
+    void lion_##SUFFIX(T *p, const T *g, T *m, int64_t n, double lr, double beta1, double beta2,   \
+                       double wd, double sign) {                                                  \
+        OVER_SLICES(n, lion_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, len_, lr, beta1, beta2,   \
+                    wd, sign));                                                                   \
+    }                                                                                             \
+    void schedule_free_##SUFFIX(T *p, const T *g, T *z, T *v, int64_t n, double lr, double ckp1,   \
+                                double c_y, double beta2, double bias2, double eps, double wd,    \
+                                double sign, int adaptive) {                                      \
+        OVER_SLICES(n, schedule_free_##SUFFIX##_slice(p + lo_, g + lo_, z + lo_, adaptive ? v +   \
+                    lo_ : v, len_, lr, ckp1, c_y, beta2, bias2, eps, wd, sign, adaptive));        \
     }
 
 DEFINE_STEPS(float, f32, sqrtf, fabsf, fmaf)
@@ -233,6 +297,352 @@ DEFINE_KERNELS(float, f32)
 DEFINE_KERNELS(double, f64)
 DEFINE_ENTRIES(float, f32)
 DEFINE_ENTRIES(double, f64)
+
+/* The two-pass kernels of the rules whose step needs sums over a tensor (LAMB's and LARS's trust
+ * ratios) or over all tensors (Prodigy's d): pass 1 updates what it can and returns the sums,
+ * the host turns them into the step's scalars (the formula's bookkeeping stays in Python), pass 2
+ * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
+ * is read from memory once.
+ *
+ * The sums have one fixed order: each block of REDUCE_BLOCK elements sums in LANES interleaved
+ * double accumulators (a GCC vector: independent chains, added pairwise at the end), and the
+ * blocks' sums are added in block order, so the result depends neither on the thread count nor
+ * on the vector unit. float32 values are squared and summed in double. */
+#define REDUCE_BLOCK 4096
+#define LANES 8
+
+/* LANES doubles as one GCC vector: one register with AVX-512, two with AVX2, four with SSE2; the
+ * same lanes (so the same sums) on each. */
+typedef double lanes_t __attribute__((vector_size(LANES * sizeof(double))));
+/* (GCC notes that such vectors are passed differently with and without AVX-512: only static inline
+ * functions of this file take them, so no ABI boundary is crossed.) */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float lanes_f32_t __attribute__((vector_size(LANES * sizeof(float))));
+
+static inline lanes_t load_lanes_f64(const double *x) {
+    lanes_t v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+static inline lanes_t load_lanes_f32(const float *x) {
+    lanes_f32_t v;
+    memcpy(&v, x, sizeof v);
+    return __builtin_convertvector(v, lanes_t);
+}
+
+static inline double lanes_total(const lanes_t *lanes) {
+    const lanes_t acc = *lanes;
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* out[0] = Σ a (Σ a² when square), out[1] = Σ b (Σ b²) over n elements: element e in lane
+ * e mod LANES, the lanes added pairwise. */
+#define DEFINE_SUMS(T, SUFFIX)                                                                    \
+    static inline void sums_##SUFFIX(const T *a, const T *b, int64_t n, int square,               \
+                                     double *out) {                                               \
+        lanes_t sum_a = {0}, sum_b = {0};                                                         \
+        int64_t i = 0;                                                                            \
+        if (square) {                                                                             \
+            for (; i + LANES <= n; i += LANES) {                                                  \
+                const lanes_t x = load_lanes_##SUFFIX(a + i), y = load_lanes_##SUFFIX(b + i);     \
+                sum_a += x * x;                                                                   \
+                sum_b += y * y;                                                                   \
+            }                                                                                     \
+            for (int l = 0; i < n; i++, l++) {                                                    \
+                sum_a[l] += (double)a[i] * (double)a[i];                                          \
+                sum_b[l] += (double)b[i] * (double)b[i];                                          \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (; i + LANES <= n; i += LANES) {                                                  \
+                sum_a += load_lanes_##SUFFIX(a + i);                                              \
+                sum_b += load_lanes_##SUFFIX(b + i);                                              \
+            }                                                                                     \
+            for (int l = 0; i < n; i++, l++) {                                                    \
+                sum_a[l] += (double)a[i];                                                         \
+                sum_b[l] += (double)b[i];                                                         \
+            }                                                                                     \
+        }                                                                                         \
+        out[0] = lanes_total(&sum_a);                                                              \
+        out[1] = lanes_total(&sum_b);                                                              \
+    }
+DEFINE_SUMS(float, f32)
+DEFINE_SUMS(double, f64)
+
+/* sums[0], sums[1] ← the in-order totals of BLOCK(lo_, hi_, out) over the blocks of [0, n); the
+ * blocks run in parallel (n ≥ MIN_PARALLEL), their results kept and added in block order. */
+#define BLOCKED_SUMS(n, sums, BLOCK)                                                              \
+    do {                                                                                          \
+        const int64_t blocks_ = ((n) + REDUCE_BLOCK - 1) / REDUCE_BLOCK;                          \
+        double local_[2 * 64];                                                                    \
+        double *part_ = blocks_ <= 64 ? local_ : malloc(sizeof(double) * 2 * (size_t)blocks_);   \
+        double total0_ = 0.0, total1_ = 0.0;                                                      \
+        if (part_ == NULL || (n) < MIN_PARALLEL) { /* one thread (small, or no memory for the     \
+                                                      block sums), the same order */              \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                const int64_t lo_ = b_ * REDUCE_BLOCK;                                            \
+                const int64_t hi_ = lo_ + REDUCE_BLOCK < (n) ? lo_ + REDUCE_BLOCK : (n);          \
+                double out_[2];                                                                   \
+                double *out = out_;                                                               \
+                BLOCK;                                                                            \
+                total0_ += out_[0];                                                               \
+                total1_ += out_[1];                                                               \
+            }                                                                                     \
+        } else {                                                                                  \
+            _Pragma("omp parallel for schedule(static)")                                          \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                const int64_t lo_ = b_ * REDUCE_BLOCK;                                            \
+                const int64_t hi_ = lo_ + REDUCE_BLOCK < (n) ? lo_ + REDUCE_BLOCK : (n);          \
+                double *out = part_ + 2 * b_;                                                     \
+                BLOCK;                                                                            \
+            }                                                                                     \
+            for (int64_t b_ = 0; b_ < blocks_; b_++) {                                            \
+                total0_ += part_[2 * b_];                                                         \
+                total1_ += part_[2 * b_ + 1];                                                     \
+            }                                                                                     \
+            if (part_ != local_) free(part_);                                                     \
+        }                                                                                         \
+        (sums)[0] = total0_;                                                                      \
+        (sums)[1] = total1_;                                                                      \
+    } while (0)
+
+#define DEFINE_TWO_PASS_STEPS(T, SUFFIX, SQRT, FABS)                                              \
+    /* LAMB's direction u = m̂/(√v̂ + ε) + λθ, with m̂ = m/bias1, v̂ = v/bias2 */                    \
+    static inline T lamb_direction_##SUFFIX(T p, T mi, T vi, double bias1, double bias2,          \
+                                            double eps, double wd) {                              \
+        return (mi / (T)bias1) / (SQRT(vi / (T)bias2) + (T)eps) + (T)wd * p;                      \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu². u goes to   \
+     * ``kept`` (the caller's buffer, so pass 2 need not recompute it: keep) or to a block-sized    \
+     * buffer (a tensor too large to keep u for: pass 2 recomputes it); either way the update      \
+     * loop and the sums both vectorize. */                                                       \
+    static KERNEL void lamb_moments_##SUFFIX##_block(                                             \
+        const T *restrict p, const T *restrict g, T *restrict m, T *restrict v,                   \
+        T *restrict kept, int64_t lo, int64_t hi, double beta1, double beta2, double bias1,       \
+        double bias2, double eps, double wd, double sign, int keep, double *out) {                \
+        const T b1 = (T)beta1, one_b1 = (T)(1.0 - beta1);                                         \
+        const T b2 = (T)beta2, one_b2 = (T)(1.0 - beta2);                                         \
+        T local[REDUCE_BLOCK];                                                                    \
+        T *restrict u = keep ? kept + lo : local;                                                 \
+        const int64_t n = hi - lo;                                                                \
+        p += lo, g += lo, m += lo, v += lo;                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                         \
+            const T gi = (T)sign * g[i];                                                          \
+            const T mi = b1 * m[i] + one_b1 * gi;                                                 \
+            const T vi = b2 * v[i] + one_b2 * gi * gi;                                            \
+            m[i] = mi;                                                                            \
+            v[i] = vi;                                                                            \
+            u[i] = lamb_direction_##SUFFIX(p[i], mi, vi, bias1, bias2, eps, wd);                  \
+        }                                                                                         \
+        sums_##SUFFIX(p, u, n, 1, out);                                                           \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's), u kept by pass 1 or        \
+     * recomputed from θ, m, v (the same value) */                                                \
+    static KERNEL void lamb_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, const T *u,      \
+                                                   int64_t n, double bias1, double bias2,         \
+                                                   double eps, double wd, double step,            \
+                                                   int keep) {                                    \
+        if (keep) {                                                                               \
+            for (int64_t i = 0; i < n; i++) p[i] = p[i] - (T)step * u[i];                         \
+            return;                                                                               \
+        }                                                                                         \
+        for (int64_t i = 0; i < n; i++)                                                           \
+            p[i] = p[i] - (T)step * lamb_direction_##SUFFIX(p[i], m[i], v[i], bias1, bias2, eps,  \
+                                                            wd);                                  \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of LARS on [lo, hi): Σθ², Σg² */                                                    \
+    static KERNEL void lars_norms_##SUFFIX##_block(const T *p, const T *g, int64_t lo,            \
+                                                   int64_t hi, double *out) {                     \
+        sums_##SUFFIX(p + lo, g + lo, hi - lo, 1, out);                                           \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of LARS: u = r(±g + λθ) ; b ← μb + ηu, θ ← θ − b (lr_in_buffer) or b ← μb + u,   \
+     * θ ← θ − ηb. An excluded tensor passes r = 1, λ = 0: u = 1·(g + 0·θ) = g. */                \
+    static KERNEL void lars_apply_##SUFFIX##_slice(T *p, const T *g, T *b, int64_t n,             \
+                                                   double ratio, double wd, double momentum,      \
+                                                   double lr, double sign, int lr_in_buffer) {    \
+        const T r = (T)ratio, lambda = (T)wd, mu = (T)momentum, eta = (T)lr;                      \
+        if (lr_in_buffer) {                                                                       \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T u = r * ((T)sign * g[i] + lambda * p[i]);                                 \
+                const T bi = mu * b[i] + eta * u;                                                 \
+                b[i] = bi;                                                                        \
+                p[i] = p[i] - bi;                                                                 \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T u = r * ((T)sign * g[i] + lambda * p[i]);                                 \
+                const T bi = mu * b[i] + u;                                                       \
+                b[i] = bi;                                                                        \
+                p[i] = p[i] - eta * bi;                                                           \
+            }                                                                                     \
+        }                                                                                         \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 1 of Prodigy on [lo, hi), g = ±g + λθ (λ = 0 when decoupled): Σ g(θ₀ − θ) ; then    \
+     * (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g, s ← β₃s + c_s g ; Σ|s| */                    \
+    static KERNEL void prodigy_moments_##SUFFIX##_block(                                          \
+        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict m,            \
+        T *restrict v, T *restrict s, int64_t lo, int64_t hi,                                     \
+        double c_m, double c_v, double beta1, double beta2, double beta3, double c_s, double wd,  \
+        double sign, int update, double *out) {                                                   \
+        T dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                           \
+        const int64_t n = hi - lo;                                                                \
+        p += lo, g += lo, p0 += lo, m += lo, v += lo, s += lo;                                    \
+        if (update) {                                                                             \
+            const T b1 = (T)beta1, b2 = (T)beta2, b3 = (T)beta3;                                  \
+            const T cm = (T)c_m, cv = (T)c_v, cs = (T)c_s;                                        \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                dots[i] = gi * (p0[i] - p[i]);                                                    \
+                m[i] = b1 * m[i] + cm * gi;                                                       \
+                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
+                const T si = b3 * s[i] + cs * gi;                                                 \
+                s[i] = si;                                                                        \
+                magnitudes[i] = FABS(si);                                                         \
+            }                                                                                     \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                dots[i] = 0;                                                                      \
+                magnitudes[i] = FABS(s[i]);                                                       \
+            }                                                                                     \
+        }                                                                                         \
+        sums_##SUFFIX(dots, magnitudes, n, 0, out);                                               \
+    }                                                                                             \
+                                                                                                  \
+    /* pass 2 of Prodigy: θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0) ;                      \
+     * θ ← θ − dη·m/(√v + d·ε) */                                                                 \
+    static KERNEL void prodigy_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,    \
+                                                      double decay, double step, double d_eps) {  \
+        for (int64_t i = 0; i < n; i++) {                                                         \
+            const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                               \
+            p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                                  \
+        }                                                                                         \
+    }
+
+#define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
+    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, T *u, double *sums, int64_t n,  \
+                               double beta1, double beta2, double bias1, double bias2,            \
+                               double eps, double wd, double sign, int keep) {                    \
+        BLOCKED_SUMS(n, sums,                                                                     \
+                     lamb_moments_##SUFFIX##_block(p, g, m, v, u, lo_, hi_, beta1, beta2, bias1,  \
+                                                   bias2, eps, wd, sign, keep, out));             \
+    }                                                                                             \
+    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, const T *u, int64_t n, double bias1,    \
+                             double bias2, double eps, double wd, double step, int keep) {        \
+        OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_,      \
+                    bias1, bias2, eps, wd, step, keep));                                          \
+    }                                                                                             \
+    void lars_norms_##SUFFIX(const T *p, const T *g, double *sums, int64_t n) {                    \
+        BLOCKED_SUMS(n, sums, lars_norms_##SUFFIX##_block(p, g, lo_, hi_, out));                  \
+    }                                                                                             \
+    void lars_apply_##SUFFIX(T *p, const T *g, T *b, int64_t n, double ratio, double wd,           \
+                             double momentum, double lr, double sign, int lr_in_buffer) {         \
+        OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd,    \
+                    momentum, lr, sign, lr_in_buffer));                                           \
+    }                                                                                             \
+    void prodigy_moments_##SUFFIX(const T *p, const T *g, const T *p0, T *m, T *v, T *s,           \
+                                  double *sums, int64_t n, double c_m, double c_v, double beta1,  \
+                                  double beta2, double beta3, double c_s, double wd, double sign, \
+                                  int update) {                                                   \
+        BLOCKED_SUMS(n, sums,                                                                     \
+                     prodigy_moments_##SUFFIX##_block(p, g, p0, m, v, s, lo_, hi_, c_m, c_v,      \
+                                                      beta1, beta2, beta3, c_s, wd, sign, update, \
+                                                      out));                                      \
+    }                                                                                             \
+    void prodigy_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double decay,             \
+                                double step, double d_eps) {                                      \
+        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay,     \
+                    step, d_eps));                                                                \
+    }
+
+DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
+DEFINE_TWO_PASS_STEPS(double, f64, sqrt, fabs)
+DEFINE_TWO_PASS_ENTRIES(float, f32)
+DEFINE_TWO_PASS_ENTRIES(double, f64)
+
+/* The batched entries: ``<kernel>_<suffix>_many`` runs the kernel on ``count`` tensors in one
+ * call (one ctypes call per step instead of one per tensor, which for hundreds of small tensors
+ * costs more than their arithmetic). Tensor j's pointers are t[j·T …], its element count n[j],
+ * its doubles d[j·D …] and ints k[j·I …], each in the order of the kernel's prototype (T, D, I:
+ * its numbers of tensors, doubles and ints; descent/optim/_native.py packs them). */
+#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
+#define DEFINE_MANY(SUFFIX)                                                                       \
+    void sgd_##SUFFIX##_many(MANY_ARGS) {                                                         \
+        for (int64_t j = 0; j < count; j++, t += 2, d += 3)                                       \
+            sgd_##SUFFIX(t[0], t[1], n[j], d[0], d[1], d[2]);                                     \
+    }                                                                                             \
+    void rmsprop_##SUFFIX##_many(MANY_ARGS) {                                                     \
+        for (int64_t j = 0; j < count; j++, t += 5, d += 6, k += 2)                               \
+            rmsprop_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                k[0], k[1], d[5]);                                                                \
+    }                                                                                             \
+    void adadelta_##SUFFIX##_many(MANY_ARGS) {                                                    \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 5)                                       \
+            adadelta_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4]);        \
+    }                                                                                             \
+    void adamax_##SUFFIX##_many(MANY_ARGS) {                                                      \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 6, k += 1)                               \
+            adamax_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4], d[5],     \
+                k[0]);                                                                            \
+    }                                                                                             \
+    void nadam_##SUFFIX##_many(MANY_ARGS) {                                                       \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 8)                                       \
+            nadam_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4], d[5],      \
+                d[6], d[7]);                                                                      \
+    }                                                                                             \
+    void nesterov_##SUFFIX##_many(MANY_ARGS) {                                                    \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 4)                                       \
+            nesterov_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3]);                    \
+    }                                                                                             \
+    void lion_##SUFFIX##_many(MANY_ARGS) {                                                        \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5)                                       \
+            lion_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4]);                  \
+    }                                                                                             \
+    void schedule_free_##SUFFIX##_many(MANY_ARGS) {                                               \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 8, k += 1)                               \
+            schedule_free_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                d[5], d[6], d[7], k[0]);                                                          \
+    }                                                                                             \
+    void lamb_moments_##SUFFIX##_many(MANY_ARGS) {                                                \
+        for (int64_t j = 0; j < count; j++, t += 6, d += 7, k += 1)                               \
+            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], n[j], d[0], d[1], d[2],     \
+                d[3], d[4], d[5], d[6], k[0]);                                                    \
+    }                                                                                             \
+    void lamb_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 5, k += 1)                               \
+            lamb_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],       \
+                k[0]);                                                                            \
+    }                                                                                             \
+    void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 3)                                               \
+            lars_norms_##SUFFIX(t[0], t[1], t[2], n[j]);                                          \
+    }                                                                                             \
+    void lars_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 1)                               \
+            lars_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0]);      \
+    }                                                                                             \
+    void prodigy_moments_##SUFFIX##_many(MANY_ARGS) {                                             \
+        for (int64_t j = 0; j < count; j++, t += 7, d += 8, k += 1)                               \
+            prodigy_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], t[6], n[j], d[0],        \
+                d[1], d[2], d[3], d[4], d[5], d[6], d[7], k[0]);                                  \
+    }                                                                                             \
+    void prodigy_apply_##SUFFIX##_many(MANY_ARGS) {                                               \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 3)                                       \
+            prodigy_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2]);                     \
+    }
+
+DEFINE_MANY(f32)
+DEFINE_MANY(f64)
+
+/* The step counts of a step's tensors (float32 scalars, as torch's fused optimizers keep them):
+ * t ← t + 1 for each in one call; torch's foreach add falls back to a loop that costs about 3 µs per
+ * scalar tensor on a CPU, a third of a step over a ResNet's 161 small tensors. */
+void add_one_f32_many(int64_t count, float *const *t) {
+    for (int64_t j = 0; j < count; j++) *t[j] += 1.0f;
+}
 
 /* The epochs of descent.linear.LinearRegressionGD's stochastic modes ("single", "minibatch"):
  * one call walks batches [first, last) of an epoch's shuffled order and, for each, computes the
@@ -287,6 +697,19 @@ static INLINE void nadam_update(double *w, const double *g, double *const *s, in
 static INLINE void nesterov_update(double *w, const double *g, double *const *s, int64_t k,
                             const double *c, const int *f) {
     for (int64_t j = 0; j < k; j++) nesterov_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3]);
+}
+
+static INLINE void lion_update(double *w, const double *g, double *const *s, int64_t k,
+                               const double *c, const int *f) {
+    for (int64_t j = 0; j < k; j++) lion_step_f64(w + j, g[j], s[0] + j, c[0], c[1], c[2], c[3], c[4]);
+}
+
+static INLINE void schedule_free_update(double *w, const double *g, double *const *s, int64_t k,
+                                        const double *c, const int *f) {
+    const int adaptive = f[0];
+    for (int64_t j = 0; j < k; j++)
+        schedule_free_step_f64(w + j, g[j], s[0] + j, adaptive ? s[1] + j : s[1], c[0], c[1], c[2],
+                               c[3], c[4], c[5], c[6], c[7], adaptive);
 }
 
 /* φ·w in DOT_LANES interleaved partial sums (lane l sums the terms j ≡ l mod DOT_LANES, left to
@@ -492,6 +915,16 @@ KERNEL void nesterov_epoch(EPOCH_ARGS, double *v) {
     double *state[1] = {v};
     const int flags[1] = {0};
     EPOCH(state, flags, nesterov_update);
+}
+KERNEL void lion_epoch(EPOCH_ARGS, double *m) {
+    double *state[1] = {m};
+    const int flags[1] = {0};
+    EPOCH(state, flags, lion_update);
+}
+KERNEL void schedule_free_epoch(EPOCH_ARGS, double *z, double *v, int adaptive) {
+    double *state[2] = {z, v};
+    const int flags[1] = {adaptive};
+    EPOCH(state, flags, schedule_free_update);
 }
 
 /* An importable (empty) module, so setuptools builds and installs it like any extension. */

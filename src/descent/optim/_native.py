@@ -6,6 +6,11 @@ g=…, …)])``), so no call site repeats an argument order. ctypes itself check
 doubles would run), so a test reads the C prototypes in ``_kernels.c`` and compares them with this
 table.
 
+:data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
+ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
+the host, pass 2 applies. :func:`run` runs a kernel over all its jobs in one C call per dtype
+(``<kernel>_<suffix>_many``).
+
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
 is False when the extension was not built (no C compiler at install) or DESCENT_NO_NATIVE is set;
 the rules then run their foreach formulation.
@@ -19,6 +24,7 @@ applies a rule's step, the very step function the kernel of that rule runs. Its 
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import importlib.util
@@ -91,6 +97,98 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
         ("p", "g", "v"),
         (("lr", "double"), ("momentum", "double"), ("wd", "double"), ("sign", "double")),
     ),
+    "lion": (
+        ("p", "g", "m"),
+        (
+            ("lr", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+        ),
+    ),
+    # Schedule-Free SGD (adaptive 0: v is never read) and AdamW (adaptive 1); c_y = η(β₁(1−cₜ) − 1)
+    "schedule_free": (
+        ("p", "g", "z", "v"),
+        (
+            ("lr", "double"),
+            ("ckp1", "double"),
+            ("c_y", "double"),
+            ("beta2", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("adaptive", "int"),
+        ),
+    ),
+}
+
+#: The two-pass kernels (no ``<rule>_epoch`` entry: they sum over a tensor, so they are no
+#: per-element step the linear epoch loop could run): same form as :data:`KERNELS`. ``sums`` is a
+#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s.
+TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
+    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ, written to u when
+    # keep (a buffer of p's size; not touched otherwise)
+    "lamb_moments": (
+        ("p", "g", "m", "v", "u", "sums"),
+        (
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("bias1", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("keep", "int"),
+        ),
+    ),
+    # LAMB pass 2: θ ← θ − step·u, step = η·r; u read (keep) or recomputed from θ, m, v
+    "lamb_apply": (
+        ("p", "m", "v", "u"),
+        (
+            ("bias1", "double"),
+            ("bias2", "double"),
+            ("eps", "double"),
+            ("wd", "double"),
+            ("step", "double"),
+            ("keep", "int"),
+        ),
+    ),
+    # LARS pass 1: sums = (Σθ², Σg²)
+    "lars_norms": (("p", "g", "sums"), ()),
+    # LARS pass 2: u = r(±g + λθ), then the momentum buffer and θ
+    "lars_apply": (
+        ("p", "g", "b"),
+        (
+            ("ratio", "double"),
+            ("wd", "double"),
+            ("momentum", "double"),
+            ("lr", "double"),
+            ("sign", "double"),
+            ("lr_in_buffer", "int"),
+        ),
+    ),
+    # Prodigy pass 1: sums = (Σ g(θ₀ − θ), Σ|s|) around the moments' update (when ``update``)
+    "prodigy_moments": (
+        ("p", "g", "p0", "m", "v", "s", "sums"),
+        (
+            ("c_m", "double"),
+            ("c_v", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("beta3", "double"),
+            ("c_s", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("update", "int"),
+        ),
+    ),
+    # Prodigy pass 2: θ ← θ − decay·θ (decay ≠ 0) ; θ ← θ − step·m/(√v + d_eps)
+    "prodigy_apply": (
+        ("p", "m", "v"),
+        (("decay", "double"), ("step", "double"), ("d_eps", "double")),
+    ),
 }
 
 
@@ -142,7 +240,7 @@ def _library() -> ctypes.CDLL | None:
         return None
     # torch is imported (and its libgomp loaded) before the kernels, so they share its pool.
     library = ctypes.CDLL(spec.origin)
-    for name, (tensors, scalars) in KERNELS.items():
+    for name, (tensors, scalars) in {**KERNELS, **TWO_PASS}.items():
         for suffix in _SUFFIX.values():
             function = getattr(library, f"{name}_{suffix}")
             function.argtypes = (
@@ -151,6 +249,12 @@ def _library() -> ctypes.CDLL | None:
                 + [_CTYPES[kind] for _, kind in scalars]
             )
             function.restype = None
+            many = getattr(library, f"{name}_{suffix}_many")
+            many.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 4]
+            many.restype = None
+    library.add_one_f32_many.argtypes = [ctypes.c_int64, ctypes.c_void_p]
+    library.add_one_f32_many.restype = None
+    for name in KERNELS:
         epoch = getattr(library, f"{name}_epoch")
         epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
         epoch.restype = None
@@ -191,29 +295,77 @@ def capture() -> Iterator[list[tuple[str, Mapping[str, Any]]]]:
         _captured = outer
 
 
+Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], frozenset[str]]
+
+
+def add_one(counters: Sequence[Tensor]) -> bool:
+    """t ← t + 1 for every float32 CPU scalar tensor in ``counters`` (the rules' step counts), in
+    one C call; False, with nothing done, when the kernels are not built or a counter is anything
+    else (the caller then adds with torch). Runs under :func:`capture` too: it records no job."""
+    library = _library()
+    if library is None:
+        return False
+    pointers = []
+    for counter in counters:
+        if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
+            return False
+        pointers.append(counter.data_ptr())
+    library.add_one_f32_many(len(pointers), (ctypes.c_void_p * len(pointers))(*pointers))
+    return True
+
+
+@cache
+def _layout(kernel: str) -> Layout:
+    """(tensor names, double names, int names, all names) of a kernel, from its table row."""
+    tensors, scalars = KERNELS[kernel] if kernel in KERNELS else TWO_PASS[kernel]
+    doubles = tuple(name for name, kind in scalars if kind == "double")
+    ints = tuple(name for name, kind in scalars if kind == "int")
+    return tensors, doubles, ints, frozenset((*tensors, *doubles, *ints))
+
+
 def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
-    """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` by name (tensors
-    of equal size, then the scalars). A missing or unknown name is an error, not a silent shift."""
+    """Run ``kernel`` on each job: every argument of :data:`KERNELS` ``[kernel]`` (or
+    :data:`TWO_PASS`) by name (tensors of equal size, then the scalars; a tensor after the first
+    may be given by its address, an int). A missing or unknown name is an error, not a silent
+    shift. One C call per dtype runs all the jobs
+    (``<kernel>_<suffix>_many``), in order."""
     if not jobs:
         return
     library = _library()
     if library is None:
         raise RuntimeError("descent's C kernels are not built")
-    tensor_names, scalar_specs = KERNELS[kernel]
-    expected = set(tensor_names) | {name for name, _ in scalar_specs}
+    tensor_names, double_names, int_names, expected = _layout(kernel)
     for job in jobs:
-        if set(job) != expected:
+        if job.keys() != expected:
             raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(job)}")
     if _captured is not None:
+        if kernel in TWO_PASS:  # its caller would read sums that were never computed
+            raise RuntimeError(f"the two-pass kernel {kernel!r} cannot be captured")
         _captured.extend((kernel, job) for job in jobs)
         return
+    batches: dict[str, list[Mapping[str, Any]]] = {}
     for job in jobs:
-        tensors = [job[name] for name in tensor_names]
-        function = getattr(library, f"{kernel}_{_SUFFIX[tensors[0].dtype]}")
-        function(
-            *(t.data_ptr() for t in tensors),
-            tensors[0].numel(),
-            *(job[name] for name, _ in scalar_specs),
+        batches.setdefault(_SUFFIX[job[tensor_names[0]].dtype], []).append(job)
+    for suffix, batch in batches.items():
+        count = len(batch)
+        try:
+            pointers = [job[name].data_ptr() for job in batch for name in tensor_names]
+        except AttributeError:  # some tensors given by their address (an int)
+            pointers = [
+                value if type(value) is int else value.data_ptr()
+                for job in batch
+                for value in [job[name] for name in tensor_names]
+            ]
+        # array.array packs a list several times faster than a ctypes array; the C side reads
+        # each through the address (the arrays live until the call returns)
+        packed = (
+            array.array("q", pointers),
+            array.array("q", [job[tensor_names[0]].numel() for job in batch]),
+            array.array("d", [job[name] for job in batch for name in double_names] or [0.0]),
+            array.array("i", [job[name] for job in batch for name in int_names] or [0]),
+        )
+        getattr(library, f"{kernel}_{suffix}_many")(
+            count, *(values.buffer_info()[0] for values in packed)
         )
 
 

@@ -37,7 +37,8 @@ The fast path, by what the tensors are
 1. float32/float64 parameters, state of the same dtype, contiguous, on CPU or CUDA: torch's fused
    kernel where torch has the rule (Adam, AdamW, AMSGrad, SGD/Momentum, Adagrad, through
    :mod:`descent.optim._compat`); otherwise, on CPU, descent's single-pass C kernel (RMSprop,
-   Adadelta, AdaMax, Nadam, the lecture's Nesterov).
+   Adadelta, AdaMax, Nadam, the lecture's Nesterov, Lion, Schedule-Free), or its two-pass kernels
+   (sums, then the update: LAMB, LARS, Prodigy).
 2. Everything else (GPU tensors without a fused kernel, bfloat16/float16 parameters, a state dtype
    other than the parameter's, non-contiguous tensors, no C compiler at install, a torch whose
    private kernels fail their self-test): the rule's foreach formulation, computed in float32 or
@@ -70,7 +71,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
-from descent.optim import _compat, checkpoint
+from descent.optim import _compat, _native, checkpoint
 from descent.optim._compat import foreach
 from descent.optim.fastpath import Lifted, native_split, pick, real_state
 from descent.optim.options import (
@@ -337,7 +338,9 @@ class DescentOptimizer(torch.optim.Optimizer):
             else:
                 hosts = [self._host(p, s) for p, s in zip(params, states, strict=True)]
                 if self.counts_steps:
-                    foreach.add_([state["step"] for state in states], 1.0)
+                    counters = [state["step"] for state in states]
+                    if not _native.add_one(counters):  # one C call on CPU, else torch's add
+                        foreach.add_(counters, 1.0)
                     for host in hosts:
                         host["step"] += 1
             self._run(group, params, grads, states, hosts, lr)

@@ -5,7 +5,7 @@ module docstring for which path runs where."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -118,13 +118,52 @@ def fused_buckets(
 def native_split(
     params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
 ) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest."""
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
+    This runs every step over every tensor: the cheapest tests come first, and no device object
+    is built (``is_cpu``)."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        ok = param.device.type == "cpu" and _plain(param, grad, state)
+        dtype = param.dtype
+        ok = (
+            param.is_cpu
+            and grad.is_cpu
+            and dtype in FUSED_DTYPES
+            and grad.dtype == dtype
+            and param.is_contiguous()
+            and grad.is_contiguous()
+        )
+        if ok:
+            for key, value in state.items():
+                if value.dtype != dtype and key != "step" and value.dim() > 0:
+                    ok = False
+                    break
         (native if ok else rest).append(index)
     return native, rest
+
+
+#: Elements per batch of tensors a two-pass kernel runs pass 1, then pass 2 over (LAMB, LARS):
+#: small enough that a batch's parameters, gradients and state stay in the last-level cache
+#: between the passes, large enough that a batch of small tensors costs one C call per pass.
+TWO_PASS_BATCH = 1 << 19
+
+
+def cache_batches(
+    indices: Sequence[int], tensors: Sequence[Tensor], limit: int = TWO_PASS_BATCH
+) -> Iterator[list[int]]:
+    """``indices`` in order, cut into runs of at most ``limit`` elements of ``tensors`` (a
+    tensor larger than that is a run of its own)."""
+    batch: list[int] = []
+    size = 0
+    for index in indices:
+        count = tensors[index].numel()
+        if batch and size + count > limit:
+            yield batch
+            batch, size = [], 0
+        batch.append(index)
+        size += count
+    if batch:
+        yield batch

@@ -105,3 +105,28 @@ class Lion(DescentOptimizer):
         foreach.add_(params, foreach.sign(interpolated), alpha=-lr)
         foreach.mul_(m, beta2)
         foreach.add_(m, g, alpha=1 - beta2)
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            return dict(
+                p=params[i],
+                g=grads[i],
+                m=states[i]["exp_avg"],
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                wd=group["weight_decay"],
+                sign=sign,
+            )
+
+        self._native_update("lion", group, params, grads, states, hosts, lr, job)

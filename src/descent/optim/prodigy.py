@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grad,
     validate_betas,
 )
-from descent.optim.fastpath import pick, real_state
+from descent.optim.fastpath import native_split, pick, real_state
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -196,8 +196,23 @@ class Prodigy(DescentOptimizer):
             params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
             grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
             states = [real_state(s) for s in states]
-        # d couples every tensor of the group: lift all (device, dtype) buckets, step them
-        # together, write them back.
+        if group["impl"] != "reference" and self._path(group) == "fast":
+            self._fast_update(group, params, grads, states, hosts, lr)
+        else:
+            self._lifted_group(group, params, grads, states, int(hosts[0]["step"]), lr)
+
+    def _lifted_group(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        step: int,
+        lr: float,
+    ) -> None:
+        """The reference (impl="reference") or foreach step on the tensors lifted to their
+        compute dtype. d couples every tensor of the group: lift all (device, dtype) buckets, step
+        them together, write them back."""
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
         for i, (param, state) in enumerate(zip(params, states, strict=True)):
             key = (param.device, param.dtype, self._compute_dtype(param, state))
@@ -209,7 +224,6 @@ class Prodigy(DescentOptimizer):
         lifted_params = [p for work in works for p in work.params]
         lifted_grads = [g for work in works for g in work.grads]
         lifted_states = [s for work in works for s in work.states]
-        step = int(hosts[0]["step"])
         if group["impl"] == "reference":
             self._reference_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
         else:
@@ -305,6 +319,104 @@ class Prodigy(DescentOptimizer):
         foreach.add_(den, d * group["eps"])
         foreach.addcdiv_(params, m, den, [-dlr] * len(params))
         group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The whole group's step: the C passes on the tensors as they are when the kernels take
+        every tensor, else the foreach formulation on the lifted tensors."""
+        step = int(hosts[0]["step"])
+        if not self._native_group(group, params, grads, states, step, lr):
+            self._lifted_group(group, params, grads, states, step, lr)
+
+    def _native_group(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        step: int,
+        lr: float,
+    ) -> bool:
+        """The group's step in two C passes over its tensors (False, nothing done, unless the
+        kernels take every tensor): pass 1 updates m, v, s and sums Σ g(θ₀ − θ) and Σ|s| per
+        tensor; the host then estimates d; pass 2 applies θ's step, which needs the new d."""
+        from descent.optim import _native
+
+        if not params or native_split(params, grads, states)[1]:
+            return False
+        beta1, beta2 = group["betas"]
+        beta3 = math.sqrt(beta2) if group["beta3"] is None else group["beta3"]
+        d, d0, wd = group["d"], group["d0"], group["weight_decay"]
+        scale = 1.0
+        if group["bias_correction"]:
+            scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
+        dlr = d * lr * scale
+        sums = torch.empty(len(params), 2, dtype=torch.float64)
+        address = sums.data_ptr()  # row i at address + 16 i: no view per tensor
+        scalars = dict(
+            c_m=d * (1 - beta1),
+            c_v=d * d * (1 - beta2),
+            beta1=beta1,
+            beta2=beta2,
+            beta3=beta3,
+            c_s=(d / d0) * (d if group["safeguard_warmup"] else dlr),
+            wd=0.0 if group["decouple"] else wd,
+            sign=-1.0 if group["maximize"] else 1.0,
+            update=int(lr > 0),
+        )
+        _native.run(
+            "prodigy_moments",
+            [
+                dict(
+                    p=param,
+                    g=grad,
+                    p0=state["p0"],
+                    m=state["exp_avg"],
+                    v=state["exp_avg_sq"],
+                    s=state["s"],
+                    sums=address + 16 * i,
+                    **scalars,
+                )
+                for i, (param, grad, state) in enumerate(zip(params, grads, states, strict=True))
+            ],
+        )
+        totals = sums.tolist()
+        numerator = group["d_numerator"] * beta3
+        if lr > 0:
+            for dot, _ in totals:
+                numerator += (d / d0) * dlr * dot
+        denominator = sum(l1 for _, l1 in totals)
+        if denominator == 0:
+            return True
+        d_max = group["d_max"]
+        if lr > 0:
+            d, d_max = prodigy_estimate(
+                d, d_max, d0, numerator, denominator, group["d_coef"], group["growth_rate"]
+            )
+        decay = wd * dlr if wd != 0 and group["decouple"] else 0.0
+        _native.run(
+            "prodigy_apply",
+            [
+                dict(
+                    p=param,
+                    m=state["exp_avg"],
+                    v=state["exp_avg_sq"],
+                    decay=decay,
+                    step=dlr,
+                    d_eps=d * group["eps"],
+                )
+                for param, state in zip(params, states, strict=True)
+            ],
+        )
+        group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+        return True
 
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float

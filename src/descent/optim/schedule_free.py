@@ -101,6 +101,12 @@ class _ScheduleFree(DescentOptimizer):
         self._switch(False)
 
     def _switch(self, train: bool) -> None:
+        # eval() → train() → eval() with no step between gives back x exactly: train() keeps
+        # a copy of x until the next step (or a change to the parameter), and eval() restores
+        # it. Computed again, x = y + (1 − 1/β₁)(z − y) would differ from it in the last bit for
+        # some elements (two roundings each way), so a checkpoint taken at x would not hold the
+        # x a run ends with.
+        averages: dict[Tensor, tuple[Tensor, int]] = self.__dict__.setdefault("_averages", {})
         for group in self.param_groups:
             if group["train_mode"] == train:
                 continue
@@ -109,9 +115,21 @@ class _ScheduleFree(DescentOptimizer):
             weight = 1 - beta1 if train else 1 - 1 / beta1
             for param in group["params"]:
                 state = self.state[param]
-                if "z" in state:
-                    param.lerp_(state["z"].to(param.dtype), weight)
+                if "z" not in state:
+                    continue
+                kept = averages.pop(param, None)
+                if not train and kept is not None and kept[1] == param._version:
+                    param.copy_(kept[0])
+                    continue
+                x = param.clone() if train else None
+                param.lerp_(state["z"].to(param.dtype), weight)
+                if x is not None:
+                    averages[param] = (x, param._version)
             group["train_mode"] = train
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.__dict__.pop("_averages", None)  # copies of x from before the load
+        super().load_state_dict(state_dict)
 
     def _run(
         self,
@@ -127,6 +145,10 @@ class _ScheduleFree(DescentOptimizer):
                 f"{type(self).__name__}.step() was called in eval mode; call optimizer.train() "
                 "before training steps (and optimizer.eval() before evaluating)"
             )
+        averages = self.__dict__.get("_averages")
+        if averages:  # a step moves y: the copies of x kept by train() no longer apply
+            for param in group["params"]:
+                averages.pop(param, None)
         # cₜ is the group's (all its parameters share the average's weights), as in the authors'
         # code; the weights live in the group, so they are saved with it.
         group["ckp1"], group["lr_max"], group["weight_sum"] = schedule_free_weight(
@@ -188,6 +210,40 @@ class _ScheduleFree(DescentOptimizer):
         foreach.lerp_(params, z, ckp1)
         foreach.add_(params, g, alpha=lr * (self._momentum(group) * (1 - ckp1) - 1))
         foreach.add_(z, g, alpha=-lr)
+
+    def _fast_update(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        ckp1 = group["ckp1"]
+        beta2 = group["betas"][1] if self._adaptive else 0.0
+        # the coefficient of ĝ in y's update, as the reference computes it
+        c_y = lr * (self._momentum(group) * (1 - ckp1) - 1)
+
+        def job(i: int, sign: float) -> dict[str, Any]:
+            z = states[i]["z"]
+            return dict(
+                p=params[i],
+                g=grads[i],
+                z=z,
+                v=states[i]["exp_avg_sq"] if self._adaptive else z,
+                lr=lr,
+                ckp1=ckp1,
+                c_y=c_y,
+                beta2=beta2,
+                bias2=1 - beta2 ** hosts[i]["step"] if self._adaptive else 1.0,
+                eps=group.get("eps", 0.0),
+                wd=group["weight_decay"],
+                sign=sign,
+                adaptive=int(self._adaptive),
+            )
+
+        self._native_update("schedule_free", group, params, grads, states, hosts, lr, job)
 
 
 class ScheduleFreeSGD(_ScheduleFree):
