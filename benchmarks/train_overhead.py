@@ -173,9 +173,11 @@ def mnist_sized(model_name: str, epochs: int, rounds: int, workers: int) -> None
     )
 
 
-#: What every PyTorch training script pays before its first step: importing torch, and the first
-#: torch optimizer, whose add_param_group imports torch._dynamo.
-FLOOR = "import torch; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
+#: What every PyTorch program pays before its first step: importing torch.
+FLOOR = "import torch"
+#: What a hand-written script with a torch optimizer pays: its add_param_group imports
+#: torch._dynamo at first call (descent's optimizers skip that import; descent.optim._compat).
+TORCH_SCRIPT_FLOOR = "import torch; torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)"
 
 
 def wall_time(command: list[str]) -> float:
@@ -188,6 +190,7 @@ def cli_wall_time(nproc: int) -> None:
     """`descent train --model cnn --epochs 5` end to end: wall time vs the Trainer's fit time,
     and what is left after the fit and the floor every torch script pays."""
     floors = [wall_time([sys.executable, "-c", FLOOR])]
+    scripts = [wall_time([sys.executable, "-c", TORCH_SCRIPT_FLOOR])]
     with tempfile.TemporaryDirectory() as folder:
         command = [
             sys.executable,
@@ -207,13 +210,15 @@ def cli_wall_time(nproc: int) -> None:
         wall = wall_time(command)
         fit = json.loads((Path(folder) / "run" / "metrics.json").read_text())["fit_seconds"]
     floors.append(wall_time([sys.executable, "-c", FLOOR]))  # before and after: the load moves
-    floor = min(floors)
+    scripts.append(wall_time([sys.executable, "-c", TORCH_SCRIPT_FLOOR]))
+    floor, script = min(floors), min(scripts)
     print(
         f"descent train --model cnn --epochs 5{f' --nproc {nproc}' if nproc > 1 else ''}: "
         f"wall {wall:.2f} s, the Trainer's fit {fit:.2f} s, ratio {wall / fit:.2f} "
-        f"(target ≤ 2: {'ok' if wall <= 2 * fit else 'MISSED'}); importing torch and its "
-        f"optimizer machinery alone takes {floor:.2f} s, leaving {wall - fit - floor:.2f} s to "
-        "descent's start-up, data and test evaluation"
+        f"(target ≤ 2: {'ok' if wall <= 2 * fit else 'MISSED'}); importing torch alone takes "
+        f"{floor:.2f} s (with a torch optimizer's first use, as a hand-written script pays it: "
+        f"{script:.2f} s), leaving {wall - fit - floor:.2f} s to descent's start-up, data and "
+        "test evaluation"
     )
 
 
