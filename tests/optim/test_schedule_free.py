@@ -11,6 +11,7 @@ import schedulefree
 import torch
 
 from descent import optim
+from descent.optim import _compat
 from descent.optim.schedule_free import schedule_free_weight
 from tests.optim.resume import assert_resume_is_exact
 
@@ -178,3 +179,24 @@ def test_eval_train_eval_without_a_step_gives_back_the_average_exactly(rule: str
     with torch.no_grad():
         expected = (y + 1.0).lerp(opt.state[param]["z"], 1 - 1 / 0.9)
     assert torch.equal(param.detach(), expected)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "adamw"])
+def test_without_torch_s_write_counter_no_copy_is_kept(
+    rule: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torch without ``Tensor._version`` (_compat.write_count is None): train() keeps no copy
+    of x, and eval() computes x again, as before the copy existed."""
+    monkeypatch.setattr(_compat, "write_count", lambda tensor: None)
+    cls, base = RULES[rule]
+    torch.manual_seed(0)
+    param = torch.randn(1000, requires_grad=True)
+    opt = cls([param], **base)
+    param.grad = torch.sin(param.detach())
+    opt.step()
+    opt.eval()
+    x = param.detach().clone()
+    opt.train()
+    assert not opt.__dict__.get("_averages")
+    opt.eval()
+    torch.testing.assert_close(param.detach(), x, rtol=1e-6, atol=1e-6)

@@ -166,47 +166,38 @@ class Polynomial(Basis):
         ]
 
     def moments(self, X: np.ndarray, y: np.ndarray) -> Moments | None:
-        """For one input the features are x, x², …, x^d: each block's powers are built as the
-        rows of a (d+1) × b matrix V (row m = x^m, each row contiguous, so one multiplication
-        per power), and VVᵀ and Vy give Σ F, FᵀF and Fᵀy in two BLAS products. Building the
-        n × d design column by column instead cost more than the products (strided writes)."""
+        """For one input the features are x, x², …, x^d, so (FᵀF)ᵢⱼ = Σ x^(i+j): the statistics
+        are the power sums Σ xᵐ (m ≤ 2d) and Σ xᵐ y (m ≤ d), read from x and y in one pass (C,
+        or numpy on blocks of contiguous power rows without the kernels), without the n × d
+        design (whose column-by-column construction cost more than the products: strided
+        writes)."""
         if self.n_inputs_ != 1:
             return None
         x = self.checked_inputs(X)[:, 0].contiguous().numpy()
         target = np.ascontiguousarray(y, dtype=np.float64)
         d = self.degree
+        sums, weighted = np.zeros(2 * d + 1), np.zeros(d + 1)  # Σ xᵐ (m ≤ 2d), Σ xᵐ y (m ≤ d)
         power_sums = compiled.entry("power_sums_f64") if d <= compiled.MAX_POWER else None
         if power_sums is not None:  # one pass over x and y, the powers in registers
-            sums, weighted_sums = np.zeros(2 * d + 1), np.zeros(d + 1)
             power_sums(
-                x.ctypes.data, target.ctypes.data, len(x), d,
-                sums.ctypes.data, weighted_sums.ctypes.data,
+                x.ctypes.data, target.ctypes.data, len(x), d, sums.ctypes.data,
+                weighted.ctypes.data,
             )  # fmt: skip
-            indices = np.arange(1, d + 1)
-            return Moments(
-                len(x),
-                torch.from_numpy(sums[1 : d + 1].copy()),
-                torch.from_numpy(sums[indices[:, None] + indices[None, :]]),
-                torch.from_numpy(weighted_sums[1:].copy()),
-                float(weighted_sums[0]),
-                float(target @ target),
-            )
-        products, weighted = np.zeros((d + 1, d + 1)), np.zeros(d + 1)
-        powers = np.empty((d + 1, min(_POWER_BLOCK, len(x))))
-        for start in range(0, len(x), _POWER_BLOCK):
-            block = x[start : start + _POWER_BLOCK]
-            V = powers[:, : len(block)]
-            V[0] = 1.0
-            for m in range(1, d + 1):
-                np.multiply(V[m - 1], block, out=V[m])
-            # numpy (one thread for these small products): measured under load, torch's two
-            # threads per block product and per row cost more than the products themselves
-            products += V @ V.T
-            weighted += V @ target[start : start + _POWER_BLOCK]
+        else:  # numpy: the powers as the rows of a (2d+1) × b block, then two BLAS products
+            powers = np.empty((2 * d + 1, min(_POWER_BLOCK, len(x))))
+            for start in range(0, len(x), _POWER_BLOCK):
+                block = x[start : start + _POWER_BLOCK]
+                V = powers[:, : len(block)]
+                V[0] = 1.0
+                for m in range(1, 2 * d + 1):
+                    np.multiply(V[m - 1], block, out=V[m])
+                sums += V @ np.ones(len(block))
+                weighted += V[: d + 1] @ target[start : start + _POWER_BLOCK]
+        indices = np.arange(1, d + 1)
         return Moments(
             len(x),
-            torch.from_numpy(products[0, 1:].copy()),
-            torch.from_numpy(products[1:, 1:].copy()),
+            torch.from_numpy(sums[1 : d + 1].copy()),
+            torch.from_numpy(sums[indices[:, None] + indices[None, :]]),  # Hankel: Σ x^(i+j)
             torch.from_numpy(weighted[1:].copy()),
             float(weighted[0]),
             float(target @ target),

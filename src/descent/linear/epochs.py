@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -231,20 +230,16 @@ class StatisticsRun:
     ended: str
 
 
-def _statistics_loop() -> Any:
-    return compiled.entry("gd_statistics")
-
-
 def statistics_loop_available() -> bool:
     """True when the compiled full-batch loop can run (the C kernels built, COMPILED on)."""
-    return COMPILED and _statistics_loop() is not None
+    return COMPILED and compiled.entry("gd_statistics") is not None
 
 
 def evaluate_on_statistics(gram: Gram, w: Tensor, reduction: Reduction) -> tuple[float, float]:
     """J(w) and ‖∇J(w)‖ from the k × k statistics, by the C loop's own evaluation (a call that
     makes no update): one call where the torch form takes ten operations, which cost more than
     a small epoch itself. Needs the C kernels (:func:`statistics_evaluation_available`)."""
-    loop = _statistics_loop()
+    loop = compiled.entry("gd_statistics")
     if loop is None:
         raise RuntimeError("descent's C kernels are not built")
     weights = w.detach().contiguous()
@@ -265,7 +260,7 @@ def evaluate_on_statistics(gram: Gram, w: Tensor, reduction: Reduction) -> tuple
 def statistics_evaluation_available() -> bool:
     """True when the C kernels are built (whether or not the compiled epochs are switched on:
     both paths monitor their fits the same way)."""
-    return _statistics_loop() is not None
+    return compiled.entry("gd_statistics") is not None
 
 
 def descend_on_statistics(
@@ -281,7 +276,7 @@ def descend_on_statistics(
     ``gd_statistics`` (descent/optim/_kernels.c): O(k²) per epoch with no Python in between,
     the loop of ``LinearRegressionGD._descend_on_statistics`` with its stopping rules (which
     runs every other rule, and is this loop's reference in tests/linear/test_epochs.py)."""
-    loop = _statistics_loop()
+    loop = compiled.entry("gd_statistics")
     if loop is None:
         raise RuntimeError("descent's C kernels are not built")
     G, b = gram.gram.contiguous(), gram.moment.contiguous()

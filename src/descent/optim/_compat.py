@@ -14,8 +14,9 @@ arithmetic (AMSGrad without bias correction, Adam's ε-hat, the lecture's Moment
 re-expressions have their own self-tests here, so a kernel whose internals change loses only the
 re-expression.
 
-One more private detail, of another kind: torch wraps four Optimizer methods in
-``torch._disable_dynamo``, whose first call imports torch._dynamo (:func:`outside_dynamo`).
+Two more private details, of another kind: torch wraps four Optimizer methods in
+``torch._disable_dynamo``, whose first call imports torch._dynamo (:func:`outside_dynamo`); and a
+tensor's in-place write counter (:func:`write_count`).
 
 Force the public path with the environment variable ``DESCENT_PUBLIC_TORCH=1`` (read at first use)
 or :func:`force_public` (for tests).
@@ -461,3 +462,12 @@ def outside_dynamo(method: Callable[..., Any]) -> Callable[..., Any]:
         return plain(*args, **kwargs)
 
     return call
+
+
+def write_count(tensor: Tensor) -> int | None:
+    """How many in-place writes ``tensor`` has had (torch's ``Tensor._version``, which autograd
+    keeps), so a copy taken earlier can be known to still equal it; None where this torch has
+    no such counter (the caller then keeps no copy). It is a counter, not arithmetic, so the
+    forced public path (which replaces private kernels) keeps it."""
+    version = getattr(tensor, "_version", None)
+    return version if isinstance(version, int) else None

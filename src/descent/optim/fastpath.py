@@ -84,20 +84,20 @@ def pick(items: Sequence[Any], indices: Sequence[int]) -> list[Any]:
 
 
 def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
-    """float32/float64, contiguous, state of the parameter's dtype, gradient alike."""
+    """float32/float64, contiguous, state of the parameter's dtype, gradient alike (the device
+    is the caller's test). This runs every step over every tensor: the cheapest tests first."""
     dtype = param.dtype
-    return (
+    if not (
         dtype in FUSED_DTYPES
         and grad.dtype == dtype
         and param.is_contiguous()
         and grad.is_contiguous()
-        and grad.device == param.device
-        and all(
-            value.dtype == dtype
-            for key, value in states.items()
-            if key != "step" and value.dim() > 0
-        )
-    )
+    ):
+        return False
+    for key, value in states.items():
+        if value.dtype != dtype and key != "step" and value.dim() > 0:
+            return False
+    return True
 
 
 def fused_buckets(
@@ -108,7 +108,8 @@ def fused_buckets(
     buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     rest: list[int] = []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        if param.device.type in ("cpu", "cuda") and _plain(param, grad, state):
+        device = param.device
+        if device.type in ("cpu", "cuda") and grad.device == device and _plain(param, grad, state):
             buckets.setdefault((param.device, param.dtype), []).append(index)
         else:
             rest.append(index)
@@ -119,28 +120,14 @@ def native_split(
     params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
 ) -> tuple[list[int], list[int]]:
     """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
-    This runs every step over every tensor: the cheapest tests come first, and no device object
-    is built (``is_cpu``)."""
+    No device object is built (``is_cpu``): this runs every step over every tensor."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        dtype = param.dtype
-        ok = (
-            param.is_cpu
-            and grad.is_cpu
-            and dtype in FUSED_DTYPES
-            and grad.dtype == dtype
-            and param.is_contiguous()
-            and grad.is_contiguous()
-        )
-        if ok:
-            for key, value in state.items():
-                if value.dtype != dtype and key != "step" and value.dim() > 0:
-                    ok = False
-                    break
+        ok = param.is_cpu and grad.is_cpu and _plain(param, grad, state)
         (native if ok else rest).append(index)
     return native, rest
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
+from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
@@ -102,11 +103,13 @@ class _ScheduleFree(DescentOptimizer):
 
     def _switch(self, train: bool) -> None:
         # eval() → train() → eval() with no step between gives back x exactly: train() keeps
-        # a copy of x until the next step (or a change to the parameter), and eval() restores
+        # a copy of x until the next step (or a write to the parameter, which torch's write
+        # counter shows: _compat.write_count; without it no copy is kept), and eval() restores
         # it. Computed again, x = y + (1 − 1/β₁)(z − y) would differ from it in the last bit for
         # some elements (two roundings each way), so a checkpoint taken at x would not hold the
         # x a run ends with.
-        averages: dict[Tensor, tuple[Tensor, int]] = self.__dict__.setdefault("_averages", {})
+        averages: dict[Tensor, tuple[Tensor, int | None]]
+        averages = self.__dict__.setdefault("_averages", {})
         for group in self.param_groups:
             if group["train_mode"] == train:
                 continue
@@ -118,13 +121,13 @@ class _ScheduleFree(DescentOptimizer):
                 if "z" not in state:
                     continue
                 kept = averages.pop(param, None)
-                if not train and kept is not None and kept[1] == param._version:
+                if not train and kept is not None and kept[1] == _compat.write_count(param):
                     param.copy_(kept[0])
                     continue
-                x = param.clone() if train else None
+                x = param.clone() if train and _compat.write_count(param) is not None else None
                 param.lerp_(state["z"].to(param.dtype), weight)
                 if x is not None:
-                    averages[param] = (x, param._version)
+                    averages[param] = (x, _compat.write_count(param))
             group["train_mode"] = train
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
