@@ -190,9 +190,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
         """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
         a k × k matrix)."""
+        if not design.reads_finiteness(self.basis_, self.n_features_out_):
+            design.check_finite(X, self)
         if self.n_features_out_ + 1 > design.MAX_GRAM:
             return None
-        return design.raw_moments(self.basis_, X, y).gram(self.center_, self.transform_)
+        stats = design.raw_moments(self.basis_, X, y)
+        if self.basis_.shows_inputs:
+            design.check_finite(X, self, stats)
+        return stats.gram(self.center_, self.transform_)
 
     def _prepare(
         self, X: np.ndarray, y: np.ndarray, mode: str, design_wanted: bool
@@ -206,6 +211,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.basis_ = copy.deepcopy(parse_basis(self.basis))
         # k, checked before fit builds anything
         self.n_features_out_ = design.checked_size(self.basis_, self.basis, X, mode)
+        from_statistics = design.reads_finiteness(self.basis_, self.n_features_out_)
+        if not from_statistics:
+            design.check_finite(X, self)
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
         target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
@@ -214,6 +222,8 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
             return self._assemble(raw), target, None
         stats = design.raw_moments(self.basis_, X, y)
+        if from_statistics:
+            design.check_finite(X, self, stats)
         conditioning = design.from_statistics(stats, self.standardize)
         if conditioning is None:
             # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about ε·κ):
@@ -424,7 +434,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> LinearRegressionGD:
         """Descend from w₀ until a stopping rule holds or ``max_epochs`` epochs have run."""
         mode, rule = self._check_params()
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=[np.float64, np.float32])
+        # X's finiteness is checked in _prepare: from the statistics where they show it
+        X, y = validate_data(
+            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], ensure_all_finite=False
+        )
         started = time.perf_counter()
         seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
         Phi, target, gram = self._prepare(X, y, mode, design_wanted=mode != "full")
@@ -447,9 +460,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         (an eigendecomposition of the k × k ΦᵀΦ); only when ΦᵀΦ is too ill-conditioned for the
         normal equations is the optimum solved on Φ itself (an SVD, slower)."""
         check_is_fitted(self, "weights_")
-        X, y = validate_data(
-            self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32]
-        )
+        X, y = validate_data(  # X's finiteness: in _statistics
+            self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32],
+            ensure_all_finite=False,
+        )  # fmt: skip
         w = self._reported()
         reduction = self.loss_reduction
         gram = self._statistics(X, y)
@@ -475,9 +489,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         later calls continue with the same weights, optimizer state and learning-rate position."""
         mode, rule = self._check_params()
         first = not hasattr(self, "w_")
-        X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first
-        )
+        X, y = validate_data(  # a first call checks X's finiteness in _prepare
+            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first,
+            ensure_all_finite=not first,
+        )  # fmt: skip
         if first:
             seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
             Phi, target, gram = self._prepare(X, y, mode, design_wanted=True)
