@@ -74,6 +74,12 @@ def raw_moments(basis: Basis, X: np.ndarray, y: np.ndarray) -> Moments:
     return shortcut if shortcut is not None else moments(blocks(basis, X, y))
 
 
+def target(y: np.ndarray) -> torch.Tensor:
+    """y as a float64 tensor of its own (a numpy copy: torch.tensor is slow), made only where
+    rows are read (8 MB and about 3 ms on 1,000,000 rows)."""
+    return torch.from_numpy(np.array(y, dtype=np.float64))
+
+
 def reads_finiteness(basis: Basis, k: int) -> bool:
     """Whether the fit reads X's finiteness from its k × k statistics (:func:`check_finite`)
     rather than from a pass over X: when the basis shows its inputs and the statistics are

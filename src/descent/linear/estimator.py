@@ -201,9 +201,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     def _prepare(
         self, X: np.ndarray, y: np.ndarray, mode: str, design_wanted: bool
-    ) -> tuple[torch.Tensor | None, torch.Tensor, Gram | None]:
-        """Fit the basis and the conditioning from one blocked pass over the data; return Φ
-        (only when ``design_wanted``: the stochastic modes and partial_fit read rows), y and the
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, Gram | None]:
+        """Fit the basis and the conditioning from one blocked pass over the data; return Φ and y
+        (only when ``design_wanted`` or without statistics: the stochastic modes, partial_fit and
+        a k too large for ΦᵀΦ read rows), and the
         statistics of the conditioned design (None when k is too large to keep ΦᵀΦ).
 
         The pass accumulates FᵀF, Σ F, Fᵀy for the raw basis F; centering and scaling are
@@ -216,11 +217,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             design.check_finite(X, self)
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
-        target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
         if self.n_features_out_ + 1 > design.MAX_GRAM:  # no k × k statistics: use the data
             raw = self.basis_.checked_features(X)
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
-            return self._assemble(raw), target, None
+            return self._assemble(raw), design.target(y), None
         stats = design.raw_moments(self.basis_, X, y)
         if from_statistics:
             design.check_finite(X, self, stats)
@@ -230,11 +230,13 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             # whiten from the data's SVD and take ΦᵀΦ from Φ itself.
             raw = self.basis_.checked_features(X)
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
-            Phi = self._assemble(raw)
+            Phi, target = self._assemble(raw), design.target(y)
             return (Phi if design_wanted else None), target, Gram.of(Phi, target)
         self.center_, self.transform_ = conditioning
         gram = stats.gram(self.center_, self.transform_)
-        return (self._design(X) if design_wanted else None), target, gram
+        if not design_wanted:  # full batch on the statistics: no rows read again
+            return None, None, gram
+        return self._design(X), design.target(y), gram
 
     def _learning_rate(
         self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str, n: int
@@ -470,7 +472,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         exact = gram.optimum() if gram is not None else None
         if exact is None:
             Phi = self._design(X)
-            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
+            target = design.target(y)
             final = float(loss(Phi, target, w, reduction))
             optimum = least_squares(Phi, target, reduction).loss
         else:
@@ -502,7 +504,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.n_iter_ = 0
         else:
             Phi = self._design(X)
-            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
+            target = design.target(y)
             self.batches_ = self.batches_.resized(len(Phi))
         self._epoch(Phi, target, rule)  # type: ignore[arg-type]
         self.n_iter_ += 1
