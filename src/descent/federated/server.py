@@ -47,6 +47,8 @@ from torch import Tensor
 
 from descent import optim, validate
 from descent.optim.base import DescentOptimizer, LearningRate, validate_betas
+from descent.optim.options import hyperparameters
+from descent.optim.reference import apply_reference
 
 SERVER_RULES = ("fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
 SERVER_ALIASES = {
@@ -128,16 +130,7 @@ class Yogi(DescentOptimizer):
         eps: float = 1e-3,
         initial_accumulator_value: float | None = None,
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=tuple(betas),
-                eps=eps,
-                initial_accumulator_value=initial_accumulator_value,
-                impl="reference",
-            ),
-        )
+        super().__init__(params, {**hyperparameters(locals()), "impl": "reference"})
 
     def _validate(self, group: dict[str, Any]) -> None:
         super()._validate(group)
@@ -161,19 +154,8 @@ class Yogi(DescentOptimizer):
         host: dict[str, float],
         lr: float,
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = yogi_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
+        tensors = ("exp_avg", "exp_avg_sq")
+        apply_reference(yogi_reference, group, param, grad, state, host, lr, tensors)
 
     _fast_update = None  # type: ignore[assignment]  # impl is always "reference"
 
