@@ -46,7 +46,14 @@ import torch
 from torch import Tensor
 
 from descent import optim, validate
-from descent.optim.base import DescentOptimizer, LearningRate, validate_betas
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    LearningRate,
+    State,
+    validate_betas,
+)
 from descent.optim.options import hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -132,12 +139,12 @@ class Yogi(DescentOptimizer):
     ) -> None:
         super().__init__(params, {**hyperparameters(locals()), "impl": "reference"})
 
-    def _validate(self, group: dict[str, Any]) -> None:
+    def _validate(self, group: Group) -> None:
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (τ)")
 
-    def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def _init_state(self, param: Tensor, group: Group) -> State:
         start = group["initial_accumulator_value"]
         start = group["eps"] ** 2 if start is None else start
         return {
@@ -146,13 +153,7 @@ class Yogi(DescentOptimizer):
         }
 
     def _reference_update(
-        self,
-        group: dict[str, Any],
-        param: Tensor,
-        grad: Tensor,
-        state: dict[str, Any],
-        host: dict[str, float],
-        lr: float,
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         tensors = ("exp_avg", "exp_avg_sq")
         apply_reference(yogi_reference, group, param, grad, state, host, lr, tensors)
