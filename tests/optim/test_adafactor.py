@@ -4,16 +4,20 @@ checks."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 
 from descent import optim
 from tests.optim import oracle
-from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects, run
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
 schedule = oracle.Cosine(1e-2, 1e-4)
+# a matrix (row and column factors), a 3-D tensor (factored over its last two dimensions), a vector
+SHAPES = ((7, 3), (2, 4, 6), (5,))
+run = partial(oracle.run, shapes=SHAPES)
 
 
 def test_two_steps_of_a_matrix_by_hand() -> None:
@@ -69,7 +73,7 @@ VARIANTS = [{}, {"weight_decay": 0.1, "d": 0.5}, {**TORCH_FORM, "maximize": True
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    assert_fast_equals_reference(optim.Adafactor, {"lr": schedule, **kwargs})
+    assert_fast_equals_reference(optim.Adafactor, {"lr": schedule, **kwargs}, SHAPES)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.1}, {"lr": 5e-3, "d": 2.0}])
