@@ -11,16 +11,7 @@ import torch
 
 from descent.errors import InputError
 from descent.gradcheck import check
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from descent.cli.main import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
-
+from tests.cli_support import run_cli
 
 GOOD_HEAD = "import torch\nfrom torch import nn\n\n"
 

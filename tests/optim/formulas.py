@@ -4,7 +4,7 @@ coordinate at a time, written from the table and not from descent's code."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 # A rule: (list of gradients for one coordinate, starting θ, hyperparameters) -> θ after each step.
 Trajectory = list[float]
@@ -74,6 +74,18 @@ def rmsprop(
     return out
 
 
+def adam_moments(
+    grads: Sequence[float], b1: float = 0.9, b2: float = 0.999
+) -> Iterator[tuple[int, float, float, float]]:
+    """(t, g, m, v) for t = 1, 2, …: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g², from m = v = 0,
+    the moments Adam, AdamW, NAdam and AMSGrad share; each rule below writes only its step."""
+    m = v = 0.0
+    for t, g in enumerate(grads, start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        yield t, g, m, v
+
+
 def adam(
     theta: float,
     grads: Sequence[float],
@@ -82,11 +94,8 @@ def adam(
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> Trajectory:
-    m = v = 0.0
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+    for t, _, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * m_hat / (math.sqrt(v_hat) + eps)
         out.append(theta)
@@ -97,12 +106,9 @@ def adamw(
     theta: float, grads: Sequence[float], lr: float = 1e-3, wd: float = 0.01, **kw: float
 ) -> Trajectory:
     b1, b2, eps = kw.get("b1", 0.9), kw.get("b2", 0.999), kw.get("eps", 1e-8)
-    m = v = 0.0
     out = []
-    for t, g in enumerate(grads, start=1):
+    for t, _, m, v in adam_moments(grads, b1, b2):
         theta = theta - lr * wd * theta
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
         theta = theta - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
         out.append(theta)
     return out
@@ -134,11 +140,8 @@ def nadam(
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> Trajectory:
-    m = v = 0.0
     out = []
-    for t, g in enumerate(grads, start=1):
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+    for t, g, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * (b1 * m_hat + (1 - b1) * g / (1 - b1**t)) / (math.sqrt(v_hat) + eps)
         out.append(theta)
@@ -153,11 +156,8 @@ def amsgrad(
     b2: float = 0.999,
     eps: float = 1e-8,
 ) -> Trajectory:
-    m = v = v_max = 0.0
-    out = []
-    for g in grads:
-        m = b1 * m + (1 - b1) * g
-        v = b2 * v + (1 - b2) * g * g
+    v_max, out = 0.0, []
+    for _, _, m, v in adam_moments(grads, b1, b2):
         v_max = max(v_max, v)
         theta = theta - lr * m / (math.sqrt(v_max) + eps)
         out.append(theta)

@@ -4,17 +4,20 @@ checks."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
 
 from descent import optim
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 1e-2 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-4
+schedule = oracle.Cosine(1e-2, 1e-4)
+# a matrix (row and column factors), a 3-D tensor (factored over its last two dimensions), a vector
+SHAPES = ((7, 3), (2, 4, 6), (5,))
+run = partial(oracle.run, shapes=SHAPES)
 
 
 def test_two_steps_of_a_matrix_by_hand() -> None:
@@ -64,30 +67,13 @@ def test_a_matrix_keeps_row_and_column_factors() -> None:
     assert opt.state[param]["col_var"].shape == (1, 4)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = 50
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    shapes = ((7, 3), (2, 4, 6), (5,))
-    params = [torch.randn(*s, dtype=torch.float64).requires_grad_(True) for s in shapes]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() + 0.3 * k + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 TORCH_FORM = {"eps": (None, 1e-3), "eps1_inside": False}
 VARIANTS = [{}, {"weight_decay": 0.1, "d": 0.5}, {**TORCH_FORM, "maximize": True}]
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.Adafactor(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.Adafactor(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.Adafactor, {"lr": schedule, **kwargs}, SHAPES)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.1}, {"lr": 5e-3, "d": 2.0}])
@@ -95,14 +81,12 @@ def test_fast_equals_reference(kwargs: dict) -> None:
 def test_torch_adafactor_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None:
     ours = run(lambda p: optim.Adafactor(p, impl=impl, **TORCH_FORM, **kwargs))
     theirs = run(lambda p: torch.optim.Adafactor(p, **kwargs))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     assert_resume_is_exact(
-        lambda ps: optim.Adafactor(ps, lr=schedule, weight_decay=0.1),
-        [(4, 5), (5,)],
+        lambda ps: optim.Adafactor(ps, lr=schedule, weight_decay=0.1), [(4, 5), (5,)]
     )
 
 
@@ -118,8 +102,7 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.Adafactor([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.Adafactor, kwargs, message)
 
 
 @pytest.mark.parametrize("impl", ["fast", "reference"])

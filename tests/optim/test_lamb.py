@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
 from pytorch_optimizer import Lamb as PeerLamb
 
 from descent import optim
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 1e-2 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-4
+schedule = oracle.Cosine(1e-2, 1e-4)
+run = partial(oracle.run, gradient=oracle.chirping)
 
 
 def test_first_step_by_hand() -> None:
@@ -47,22 +48,6 @@ def test_exclude_1d_gives_biases_adams_step_without_decay() -> None:
     assert moved == pytest.approx(0.1 * 2.0, rel=1e-12)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = 50
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [
-        torch.randn(7, 3, dtype=torch.float64).requires_grad_(True),
-        torch.randn(3, dtype=torch.float64).requires_grad_(True),
-    ]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() * (k + 1) + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 PEER_FORM = {"bias_correction": "lr", "max_weight_norm": 10.0, "eps_in_trust": True}
 VARIANTS = [
     {},
@@ -74,10 +59,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.LAMB(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.LAMB(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.LAMB, {"lr": schedule, **kwargs}, gradient=oracle.chirping)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
@@ -85,8 +67,7 @@ def test_fast_equals_reference(kwargs: dict) -> None:
 def test_pytorch_optimizer_is_the_oracle_over_50_steps(weight_decay: float, impl: str) -> None:
     ours = run(lambda p: optim.LAMB(p, lr=1e-2, weight_decay=weight_decay, impl=impl, **PEER_FORM))
     theirs = run(lambda p: PeerLamb(p, lr=1e-2, weight_decay=weight_decay, weight_decouple=False))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_paper_form_differs_from_the_peer() -> None:
@@ -96,10 +77,7 @@ def test_paper_form_differs_from_the_peer() -> None:
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    assert_resume_is_exact(
-        lambda ps: optim.LAMB(ps, lr=schedule, weight_decay=0.1),
-        [(4, 5)],
-    )
+    assert_resume_is_exact(lambda ps: optim.LAMB(ps, lr=schedule, weight_decay=0.1), [(4, 5)])
 
 
 @pytest.mark.parametrize(
@@ -114,8 +92,7 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.LAMB([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.LAMB, kwargs, message)
 
 
 def test_bias_correction_none_is_pytorch_optimizers_adam_debias() -> None:
@@ -124,5 +101,4 @@ def test_bias_correction_none_is_pytorch_optimizers_adam_debias() -> None:
     theirs = run(
         lambda p: PeerLamb(p, lr=1e-2, weight_decay=0.01, weight_decouple=False, adam_debias=True)
     )
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import pytest
 import torch
 from pytorch_optimizer import LARS as PEER_LARS
 
 from descent import optim
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects, run
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 0.5 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-3
+schedule = oracle.Cosine(0.5, 1e-3)
 
 
 def test_two_steps_by_hand() -> None:
@@ -45,22 +42,6 @@ def test_exclude_1d_gives_biases_plain_momentum_sgd() -> None:
     torch.testing.assert_close(bias.detach(), expected, rtol=0, atol=1e-15)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = 50
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [
-        torch.randn(7, 3, dtype=torch.float64).requires_grad_(True),
-        torch.randn(3, dtype=torch.float64).requires_grad_(True),
-    ]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() + 0.3 * k + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 VARIANTS = [
     {},
     {"weight_decay": 0.1, "exclude_1d": True},
@@ -71,10 +52,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.LARS(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.LARS(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.LARS, {"lr": schedule, **kwargs})
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
@@ -83,15 +61,11 @@ def test_pytorch_optimizer_is_the_oracle_over_50_steps(weight_decay: float, impl
     peer_form = {"lr_in_buffer": False, "exclude_1d": True, "trust_coefficient": 0.02}
     ours = run(lambda p: optim.LARS(p, lr=0.5, weight_decay=weight_decay, impl=impl, **peer_form))
     theirs = run(lambda p: PEER_LARS(p, lr=0.5, weight_decay=weight_decay, trust_coefficient=0.02))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    assert_resume_is_exact(
-        lambda ps: optim.LARS(ps, lr=schedule, weight_decay=0.1),
-        [(4, 5)],
-    )
+    assert_resume_is_exact(lambda ps: optim.LARS(ps, lr=schedule, weight_decay=0.1), [(4, 5)])
 
 
 @pytest.mark.parametrize(
@@ -105,5 +79,4 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.LARS([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.LARS, kwargs, message)

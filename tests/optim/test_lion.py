@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
 from lion_pytorch import Lion as PeerLion
 
 from descent import optim
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 1e-3 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-5
+schedule = oracle.Cosine(1e-3, 1e-5)
+run = partial(oracle.run, gradient=oracle.chirping)
 
 
 def test_two_steps_by_hand() -> None:
@@ -38,33 +38,12 @@ def test_two_steps_by_hand() -> None:
     torch.testing.assert_close(param.detach(), expected, rtol=0, atol=1e-15)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
-    steps: int = 50,
-    dtype: torch.dtype = torch.float64,
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [
-        torch.randn(7, 3, dtype=dtype).requires_grad_(True),
-        torch.randn(3, dtype=dtype).requires_grad_(True),
-    ]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() * (k + 1) + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 VARIANTS = [{}, {"weight_decay": 0.3}, {"betas": (0.95, 0.98), "maximize": True}]
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.Lion(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.Lion(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.Lion, {"lr": schedule, **kwargs}, gradient=oracle.chirping)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"weight_decay": 0.3}, {"betas": (0.95, 0.98)}])
@@ -72,15 +51,11 @@ def test_fast_equals_reference(kwargs: dict) -> None:
 def test_lion_pytorch_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None:
     ours = run(lambda p: optim.Lion(p, lr=1e-3, impl=impl, **kwargs))
     theirs = run(lambda p: PeerLion(p, lr=1e-3, **kwargs))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    assert_resume_is_exact(
-        lambda ps: optim.Lion(ps, lr=schedule, weight_decay=0.1),
-        [(20,)],
-    )
+    assert_resume_is_exact(lambda ps: optim.Lion(ps, lr=schedule, weight_decay=0.1), [(20,)])
 
 
 @pytest.mark.parametrize(
@@ -93,5 +68,4 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.Lion([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.Lion, kwargs, message)

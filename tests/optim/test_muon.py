@@ -4,18 +4,21 @@ tensors) as oracles, resume, checks."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pytest
 import torch
 
 from descent import optim
 from descent.optim.muon import NS_COEFFICIENTS, newton_schulz
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
+schedule = oracle.Cosine(0.02, 1e-3)
 
-def schedule(n: int) -> float:
-    return 0.02 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-3
+
+def run(make: oracle.MakeOptimizer, shapes: tuple = ((7, 3), (4, 6))) -> list[torch.Tensor]:
+    return oracle.run(make, shapes)
 
 
 def scalar_newton_schulz(values: list[float], steps: int = 5) -> list[float]:
@@ -59,21 +62,6 @@ def test_one_step_by_hand() -> None:
     torch.testing.assert_close(param.detach(), expected, rtol=1e-13, atol=1e-13)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
-    shapes: tuple = ((7, 3), (4, 6)),
-    steps: int = 50,
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [torch.randn(*s, dtype=torch.float64).requires_grad_(True) for s in shapes]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() + 0.3 * k + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 VARIANTS = [
     {},
     {"nesterov": False, "weight_decay": 0.0},
@@ -85,13 +73,9 @@ VARIANTS = [
 def test_fast_equals_reference(kwargs: dict) -> None:
     # two groups of same-shaped matrices (orthogonalized as a batch), a lone matrix, a vector
     shapes = ((7, 3), (7, 3), (7, 3), (4, 2, 3), (4, 2, 3), (6, 6), (5,))
-    fast = run(lambda p: optim.Muon(p, lr=schedule, ns_dtype=torch.float64, **kwargs), shapes)
-    reference = run(
-        lambda p: optim.Muon(p, lr=schedule, ns_dtype=torch.float64, impl="reference", **kwargs),
-        shapes,
+    assert_fast_equals_reference(
+        optim.Muon, {"lr": schedule, "ns_dtype": torch.float64, **kwargs}, shapes
     )
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize(
@@ -102,8 +86,7 @@ def test_torch_muon_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None
     peer = {("adjust_lr_fn" if k == "lr_scale" else k): v for k, v in kwargs.items()}
     ours = run(lambda p: optim.Muon(p, lr=0.02, impl=impl, **kwargs))
     theirs = run(lambda p: torch.optim.Muon(p, lr=0.02, **peer))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_batched_newton_schulz_equals_one_matrix_at_a_time() -> None:
@@ -124,8 +107,7 @@ def test_torch_muon_is_the_oracle_for_same_shaped_matrices(impl: str) -> None:
     shapes = ((4, 6), (4, 6), (4, 6), (7, 3), (7, 3))
     ours = run(lambda p: optim.Muon(p, lr=0.02, impl=impl), shapes)
     theirs = run(lambda p: torch.optim.Muon(p, lr=0.02), shapes)
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 @pytest.mark.parametrize("impl", ["fast", "reference"])
@@ -141,15 +123,11 @@ def test_other_tensors_take_torch_adamw(impl: str) -> None:
         lambda p: torch.optim.AdamW(p, lr=1e-2, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.1),
         shapes=((4, 3), (6,)),
     )
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    assert_resume_is_exact(
-        lambda ps: optim.Muon(ps, lr=schedule),
-        [(4, 5), (5,)],
-    )
+    assert_resume_is_exact(lambda ps: optim.Muon(ps, lr=schedule), [(4, 5), (5,)])
 
 
 @pytest.mark.parametrize(
@@ -166,5 +144,4 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.Muon([torch.zeros(2, 2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.Muon, kwargs, message, shape=(2, 2))

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pytest
 import torch
 from prodigyopt import Prodigy as PeerProdigy
 
 from descent import optim
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects, run
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-2
+schedule = oracle.Cosine(1.0, 1e-2)
 
 
 def test_first_step_by_hand() -> None:
@@ -43,22 +42,6 @@ def test_first_step_by_hand() -> None:
     assert opt.param_groups[0]["d"] == pytest.approx(max(d0, r / s.abs().sum().item()), rel=1e-12)
 
 
-def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = 50
-) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [
-        torch.randn(7, 3, dtype=torch.float64).requires_grad_(True),
-        torch.randn(3, dtype=torch.float64).requires_grad_(True),
-    ]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() + 0.3 * k + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 VARIANTS = [
     {},
     {"weight_decay": 0.01},
@@ -71,10 +54,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", [*VARIANTS, {"maximize": True, "beta3": 0.95}])
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.Prodigy(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.Prodigy(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.Prodigy, {"lr": schedule, **kwargs})
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
@@ -85,15 +65,11 @@ def test_prodigyopt_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> None
     theirs = run(lambda p: PeerProdigy(p, **peer))
     moved = run(lambda p: optim.SGD(p, lr=0.0))
     assert max((a - b).abs().max().item() for a, b in zip(ours, moved, strict=True)) > 1e-5
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
-    assert_resume_is_exact(
-        lambda ps: optim.Prodigy(ps, lr=schedule, weight_decay=0.1),
-        [(4, 5)],
-    )
+    assert_resume_is_exact(lambda ps: optim.Prodigy(ps, lr=schedule, weight_decay=0.1), [(4, 5)])
 
 
 @pytest.mark.parametrize(
@@ -109,5 +85,4 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.Prodigy([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.Prodigy, kwargs, message)

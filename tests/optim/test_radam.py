@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 
 from descent import optim
 from descent.optim.radam import radam_rectification
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 0.01 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-4
+schedule = oracle.Cosine(0.01, 1e-4)
+run = partial(oracle.run, gradient=oracle.chirping)
 
 
 def test_rectification_by_hand() -> None:
@@ -56,20 +58,6 @@ def test_first_steps_by_hand() -> None:
         torch.testing.assert_close(param.detach(), theta, rtol=1e-14, atol=1e-14)
 
 
-def run(
-    make: callable, steps: int = 50, dtype: torch.dtype = torch.float64, seed: int = 0
-) -> list[torch.Tensor]:
-    torch.manual_seed(seed)
-    params = [torch.randn(7, 3, dtype=dtype, requires_grad=True), torch.randn(3, dtype=dtype)]
-    params[1].requires_grad_(True)
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(p.detach() * (k + 1) + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
-
-
 VARIANTS = [
     {},
     {"weight_decay": 0.1},
@@ -81,10 +69,7 @@ VARIANTS = [
 
 @pytest.mark.parametrize("kwargs", VARIANTS)
 def test_fast_equals_reference(kwargs: dict) -> None:
-    fast = run(lambda p: optim.RAdam(p, lr=schedule, **kwargs))
-    reference = run(lambda p: optim.RAdam(p, lr=schedule, impl="reference", **kwargs))
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.RAdam, {"lr": schedule, **kwargs}, gradient=oracle.chirping)
 
 
 @pytest.mark.parametrize("kwargs", VARIANTS[:4])
@@ -94,8 +79,7 @@ def test_torch_radam_is_the_oracle_over_50_steps(kwargs: dict, impl: str) -> Non
     torch_kwargs = {k: v for k, v in kwargs.items() if k != "threshold"}
     ours = run(lambda p: optim.RAdam(p, lr=0.01, impl=impl, **kwargs))
     theirs = run(lambda p: torch.optim.RAdam(p, lr=0.01, **torch_kwargs))
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_paper_threshold_differs_from_torch_at_step_5() -> None:
@@ -106,9 +90,7 @@ def test_paper_threshold_differs_from_torch_at_step_5() -> None:
 
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     assert_resume_is_exact(
-        lambda ps: optim.RAdam(
-            ps, lr=schedule, decoupled_weight_decay=True, weight_decay=0.1
-        ),
+        lambda ps: optim.RAdam(ps, lr=schedule, decoupled_weight_decay=True, weight_decay=0.1),
         [(20,)],
     )
 
@@ -124,5 +106,4 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.RAdam([torch.zeros(2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.RAdam, kwargs, message)

@@ -4,18 +4,17 @@ the oracle over 50 steps, resume, checks."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import pytest
 import torch
 
 from descent import optim
 from descent.optim.soap import eigenbasis, refresh_basis, soap_sides
+from tests.optim import oracle
+from tests.optim.oracle import assert_all_close, assert_fast_equals_reference, assert_rejects
 from tests.optim.resume import assert_resume_is_exact
 
-
-def schedule(n: int) -> float:
-    return 0.01 * (1 + math.cos(math.pi * min(n, 40) / 40)) / 2 + 1e-3
+schedule = oracle.Cosine(0.01, 1e-3)
 
 
 def rotation(angle: float) -> torch.Tensor:
@@ -95,19 +94,15 @@ def test_which_sides_are_preconditioned() -> None:
     assert soap_sides(torch.Size([7]), 10_000) == (False, False)  # a vector: Adam
 
 
+def rippling(p: torch.Tensor, k: int, i: int) -> torch.Tensor:
+    """sin(1.3θ + 0.3k + i) + 0.1θ: the drifting field, a little steeper."""
+    return torch.sin(1.3 * p + 0.3 * k + i) + 0.1 * p
+
+
 def run(
-    make: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
-    shapes: tuple = ((4, 4), (4, 4), (3, 3), (5,)),
-    steps: int = 50,
+    make: oracle.MakeOptimizer, shapes: tuple = ((4, 4), (4, 4), (3, 3), (5,))
 ) -> list[torch.Tensor]:
-    torch.manual_seed(0)
-    params = [torch.randn(*s, dtype=torch.float64).requires_grad_(True) for s in shapes]
-    opt = make(params)
-    for k in range(steps):
-        for i, p in enumerate(params):
-            p.grad = torch.sin(1.3 * p.detach() + 0.3 * k + i) + 0.1 * p.detach()
-        opt.step()
-    return [p.detach() for p in params]
+    return oracle.run(make, shapes, gradient=rippling)
 
 
 VARIANTS = [
@@ -124,10 +119,7 @@ def test_fast_equals_reference(kwargs: dict) -> None:
     # matrix (one matrix shape, different sides), and a matrix whose long side is beyond
     # max_precond_dim in the last variant
     shapes = ((4, 4), (4, 4), (3, 1, 3), (3, 6), (5,), (1, 5))
-    fast = run(lambda p: optim.SOAP(p, lr=schedule, **kwargs), shapes)
-    reference = run(lambda p: optim.SOAP(p, lr=schedule, impl="reference", **kwargs), shapes)
-    for a, b in zip(fast, reference, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_fast_equals_reference(optim.SOAP, {"lr": schedule, **kwargs}, shapes, rippling)
 
 
 def heavyball_soap(params: list[torch.Tensor], **kwargs: object) -> torch.optim.Optimizer:
@@ -159,8 +151,7 @@ def test_heavyball_soap_is_the_oracle_over_50_steps(frequency: int, impl: str) -
             **PEER_ARGS,
         )
     )
-    for a, b in zip(ours, theirs, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_all_close(ours, theirs)
 
 
 def test_heavyball_soap_with_factor_averaging() -> None:
@@ -182,7 +173,8 @@ def test_heavyball_soap_with_factor_averaging() -> None:
 def test_resume_with_a_schedule_is_bit_for_bit() -> None:
     assert_resume_is_exact(
         lambda ps: optim.SOAP(ps, lr=schedule, precondition_frequency=3),
-        [(4, 5), (4, 5), (5,)], split=13,
+        [(4, 5), (4, 5), (5,)],
+        split=13,
     )
 
 
@@ -215,8 +207,7 @@ def test_trains_a_small_regression() -> None:
     ],
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        optim.SOAP([torch.zeros(2, 2, requires_grad=True)], **kwargs)
+    assert_rejects(optim.SOAP, kwargs, message, shape=(2, 2))
 
 
 def test_complex_parameters_are_refused() -> None:

@@ -4,6 +4,7 @@ writes them, settings named in every error, the library's vocabulary (issues 10 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,16 @@ from descent import schedules
 from descent.errors import InputError
 from descent.train.config import RunConfig, load_config
 from tests.cli_support import run_cli
+
+
+def refusal(overrides: dict, error_type: type[ValueError]) -> str:
+    """The message of the ``error_type`` that ``load_config(**overrides)`` raises, asserted to be
+    one line."""
+    with pytest.raises(error_type) as error:
+        load_config(**overrides)
+    assert "\n" not in str(error.value)
+    return str(error.value)
+
 
 # -- row 1: "no schedule" can be said, on the command line and in a file -----------------------
 
@@ -88,9 +99,37 @@ def test_yaml_floats_in_exponent_form_everywhere(tmp_path: Path) -> None:
     ],
 )
 def test_values_are_not_silently_converted(overrides: dict, message: str) -> None:
-    with pytest.raises(InputError, match=message) as error:
-        load_config(**overrides)
-    assert "\n" not in str(error.value)
+    assert re.search(message, refusal(overrides, InputError))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"lr": -1.0}, "lr: Input should be greater than or equal to 0"),
+        ({"model": "resnet"}, "model: Input should be 'softmax', 'mlp' or 'cnn'"),
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"schedule": "cosine"}, "unknown schedule 'cosine'"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"learning_rate": 0.1}, "unknown setting 'learning_rate'"),
+    ],
+)
+def test_bad_config_values_fail_with_one_line(overrides: dict, message: str) -> None:
+    assert re.search(message, refusal(overrides, ValueError))
+
+
+def test_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        "model: mlp\nlr: 0.01\nschedule:\n  name: exponential_decay\n"
+        "  initial_learning_rate: 0.01\n  decay_steps: 100\n  decay_rate: 0.5\n"
+    )
+    config = load_config(path, epochs=2)
+    assert (config.model, config.lr, config.epochs) == ("mlp", 0.01, 2)
+    assert config.learning_rate(10)(100) == pytest.approx(0.005)
+    path.write_text("- a list\n")
+    with pytest.raises(ValueError, match="a config is a mapping"):
+        load_config(path)
 
 
 def test_a_bad_value_in_a_file_names_the_file(tmp_path: Path) -> None:

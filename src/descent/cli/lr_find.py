@@ -9,18 +9,17 @@ import typer
 from rich.table import Table
 
 from descent.cli.console import console
+from descent.cli.run_options import BatchSizeOption, ConfigOption, OptimizerOption, settings_from
 
 
 def lr_find(
-    config: Annotated[
-        Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
-    ] = None,
+    config: ConfigOption = None,
     model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
     data: Annotated[
         str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
     ] = None,
-    optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size B.")] = None,
+    optimizer: OptimizerOption = None,
+    batch_size: BatchSizeOption = None,
     seed: Annotated[int | None, typer.Option(help="Seeds the model and batch order.")] = None,
     min_lr: Annotated[float, typer.Option("--min", help="First rate of the sweep.")] = 1e-7,
     max_lr: Annotated[float, typer.Option("--max", help="Last rate of the sweep.")] = 10.0,
@@ -31,12 +30,9 @@ def lr_find(
 ) -> None:
     """Sweep the learning rate exponentially and suggest one (weights are not kept)."""
     from descent.diagnose.lr_find import range_test_for
-    from descent.train.config import load_config
 
-    given = dict(model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed)
-    # An option left out keeps the file's value or the default; one given always wins.
-    settings = load_config(
-        config, **{key: value for key, value in given.items() if value is not None}
+    settings = settings_from(
+        config, model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed
     )
     test = range_test_for(settings, min_lr=min_lr, max_lr=max_lr, steps=steps)
     table = Table(title=f"range test: {settings.model} on {settings.data}, {settings.optimizer}")

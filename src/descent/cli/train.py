@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 
 from descent.cli.console import console
+from descent.cli.run_options import BatchSizeOption, ConfigOption, OptimizerOption, settings_from
 
 if TYPE_CHECKING:
     from descent.train.config import RunConfig
@@ -22,9 +23,7 @@ if TYPE_CHECKING:
 
 
 def train(
-    config: Annotated[
-        Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
-    ] = None,
+    config: ConfigOption = None,
     model: Annotated[
         str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
     ] = None,
@@ -51,7 +50,7 @@ def train(
         list[int] | None,
         typer.Option(help="An mlp's hidden layer sizes, one per option: --hidden 64 --hidden 32."),
     ] = None,
-    optimizer: Annotated[str | None, typer.Option(help="Any descent update rule.")] = None,
+    optimizer: OptimizerOption = None,
     lr: Annotated[
         str | None,
         typer.Option(help="Learning rate (the schedule's start), or 'find' (a range test)."),
@@ -61,7 +60,7 @@ def train(
         typer.Option(help="A schedule name (cosine_decay, one_cycle, …), or 'none' for none."),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Mini-batch size B.")] = None,
+    batch_size: BatchSizeOption = None,
     mode: Annotated[
         str | None, typer.Option(help="full, single (one example per update) or minibatch.")
     ] = None,
@@ -125,7 +124,8 @@ def train(
     if resume and overwrite:
         raise ValueError("--resume continues the run and --overwrite replaces it: give one")
     lr, find_lr = parse_lr(lr)
-    given = dict(
+    settings = settings_from(
+        config,
         model=model,
         data=data,
         target=target,
@@ -149,10 +149,6 @@ def train(
         nproc=nproc,
         curvature_every=curvature_every,
         stop_on_plateau=stop_on_plateau,
-    )
-    # An option left out keeps the file's value or the default; one given always wins.
-    settings = load_config(
-        config, **{key: value for key, value in given.items() if value is not None}
     )
     updates: dict[str, object] = {}
     if settings.logdir is None:

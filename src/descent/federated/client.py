@@ -127,9 +127,12 @@ class ClientUpdate:
     loss: float
 
 
-def _loss_function(model: nn.Module, names: Sequence[str], mu: float) -> Callable[..., Any]:
-    """One client's objective h_k and loss F_k on a batch; ``mask`` (0/1 per example, or None)
-    marks the examples that are real when the batch is padded to a stacked group's width."""
+def _with_proximal_term(
+    data_loss: Callable[..., Tensor], mu: float, total: Callable[[Tensor], Tensor]
+) -> Callable[..., Any]:
+    """The client objective h_k = F_k + (μ/2)‖w − w_t‖² (FedProx; μ = 0 is FedAvg's F_k) around
+    ``data_loss(weights, x, y, mask)``; ``total`` sums a squared difference to one number per
+    client. The returned ``loss(weights, anchor, x, y, mask=None)`` gives (h_k, F_k detached)."""
 
     def loss(
         weights: tuple[Tensor, ...],
@@ -138,19 +141,30 @@ def _loss_function(model: nn.Module, names: Sequence[str], mu: float) -> Callabl
         y: Tensor,
         mask: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        logits = functional_call(model, dict(zip(names, weights, strict=True)), (x,))
-        if mask is None:
-            value = F.cross_entropy(logits, y)
-        else:
-            value = (F.cross_entropy(logits, y, reduction="none") * mask).sum() / mask.sum()
+        value = data_loss(weights, x, y, mask)
         objective = value
         if mu > 0:
             objective = objective + 0.5 * mu * sum(
-                ((w - a) ** 2).sum() for w, a in zip(weights, anchor, strict=True)
+                total((w - a) ** 2) for w, a in zip(weights, anchor, strict=True)
             )
         return objective, value.detach()
 
     return loss
+
+
+def _loss_function(model: nn.Module, names: Sequence[str], mu: float) -> Callable[..., Any]:
+    """One client's objective h_k and loss F_k on a batch; ``mask`` (0/1 per example, or None)
+    marks the examples that are real when the batch is padded to a stacked group's width."""
+
+    def cross_entropy(
+        weights: tuple[Tensor, ...], x: Tensor, y: Tensor, mask: Tensor | None
+    ) -> Tensor:
+        logits = functional_call(model, dict(zip(names, weights, strict=True)), (x,))
+        if mask is None:
+            return F.cross_entropy(logits, y)
+        return (F.cross_entropy(logits, y, reduction="none") * mask).sum() / mask.sum()
+
+    return _with_proximal_term(cross_entropy, mu, lambda square: square.sum())
 
 
 def _stacked_loss_function(
@@ -159,24 +173,14 @@ def _stacked_loss_function(
     """The loss of K clients at once (the same values as vmap of :func:`_loss_function`): each
     client's mean cross-entropy over its batch, and its proximal term."""
 
-    def loss(
-        weights: tuple[Tensor, ...],
-        anchor: tuple[Tensor, ...],
-        x: Tensor,
-        y: Tensor,
-        mask: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def cross_entropy(
+        weights: tuple[Tensor, ...], x: Tensor, y: Tensor, mask: Tensor | None
+    ) -> Tensor:
         logits = forward(dict(zip(names, weights, strict=True)), x)
         each = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-        value = each.mean(1) if mask is None else (each * mask).sum(1) / mask.sum(1)
-        objective = value
-        if mu > 0:
-            objective = objective + 0.5 * mu * sum(
-                ((w - a) ** 2).flatten(1).sum(1) for w, a in zip(weights, anchor, strict=True)
-            )
-        return objective, value.detach()
+        return each.mean(1) if mask is None else (each * mask).sum(1) / mask.sum(1)
 
-    return loss
+    return _with_proximal_term(cross_entropy, mu, lambda square: square.flatten(1).sum(1))
 
 
 def _descend(

@@ -46,7 +46,16 @@ import torch
 from torch import Tensor
 
 from descent import optim, validate
-from descent.optim.base import DescentOptimizer, LearningRate, validate_betas
+from descent.optim.base import (
+    DescentOptimizer,
+    Group,
+    Host,
+    LearningRate,
+    State,
+    validate_betas,
+)
+from descent.optim.options import hyperparameters
+from descent.optim.reference import apply_reference
 
 SERVER_RULES = ("fedavg", "fedavgm", "fedadagrad", "fedadam", "fedyogi")
 SERVER_ALIASES = {
@@ -128,23 +137,14 @@ class Yogi(DescentOptimizer):
         eps: float = 1e-3,
         initial_accumulator_value: float | None = None,
     ) -> None:
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=tuple(betas),
-                eps=eps,
-                initial_accumulator_value=initial_accumulator_value,
-                impl="reference",
-            ),
-        )
+        super().__init__(params, {**hyperparameters(locals()), "impl": "reference"})
 
-    def _validate(self, group: dict[str, Any]) -> None:
+    def _validate(self, group: Group) -> None:
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (τ)")
 
-    def _init_state(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+    def _init_state(self, param: Tensor, group: Group) -> State:
         start = group["initial_accumulator_value"]
         start = group["eps"] ** 2 if start is None else start
         return {
@@ -153,27 +153,10 @@ class Yogi(DescentOptimizer):
         }
 
     def _reference_update(
-        self,
-        group: dict[str, Any],
-        param: Tensor,
-        grad: Tensor,
-        state: dict[str, Any],
-        host: dict[str, float],
-        lr: float,
+        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = yogi_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-        )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
+        tensors = ("exp_avg", "exp_avg_sq")
+        apply_reference(yogi_reference, group, param, grad, state, host, lr, tensors)
 
     _fast_update = None  # type: ignore[assignment]  # impl is always "reference"
 

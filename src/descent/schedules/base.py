@@ -165,8 +165,12 @@ def for_run(name: str, lr: float, total_steps: int) -> Schedule:
     return create(name, **parameters[name])
 
 
-def _as_tuple(values: Sequence[Any] | Any, name: str) -> tuple[Any, ...]:
+def _tuple_field(schedule: Schedule, name: str) -> tuple[Any, ...]:
+    """The list field ``name`` of a frozen schedule, stored back as a tuple (so the schedule
+    hashes and compares by value) and returned; anything but a list or tuple is refused."""
+    values = getattr(schedule, name)
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise InputError(f"{name} must be a list, got {values!r}")
-    return tuple(values)
-
+    values = tuple(values)
+    object.__setattr__(schedule, name, values)
+    return values

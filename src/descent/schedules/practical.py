@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import Schedule, _as_tuple
+from descent.schedules.base import Schedule, _tuple_field
 
 # -- cyclical rates ----------------------------------------------------------------------------
 
@@ -109,8 +109,7 @@ class MultiStepDecay(Schedule):
     gamma: float = 0.1
 
     def __post_init__(self) -> None:
-        milestones = _as_tuple(self.milestones, "milestones")
-        object.__setattr__(self, "milestones", milestones)
+        milestones = _tuple_field(self, "milestones")
         validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
         for index, milestone in enumerate(milestones):
             validate.nonnegative(milestone, f"milestones[{index}]")
@@ -120,6 +119,11 @@ class MultiStepDecay(Schedule):
     def value(self, step: float) -> float:
         passed = sum(1 for milestone in self.milestones if milestone <= step)
         return self.initial_learning_rate * self.gamma**passed
+
+
+def _ramp(initial: float, target: float, step: float, warmup_steps: float) -> float:
+    """initial + (target − initial)·s/W: the linear warmup both warmups take for s < W."""
+    return initial + (target - initial) * step / warmup_steps
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ class LinearWarmup(Schedule):
     def value(self, step: float) -> float:
         if step >= self.warmup_steps:
             return self.target
-        return self.initial + (self.target - self.initial) * step / self.warmup_steps
+        return _ramp(self.initial, self.target, step, self.warmup_steps)
 
 
 @dataclass(frozen=True)
@@ -164,8 +168,7 @@ class Warmup(Schedule):
     def value(self, step: float) -> float:
         if step >= self.warmup_steps:
             return self.schedule(step - self.warmup_steps)
-        target = self.schedule(0)
-        return self.initial + (target - self.initial) * step / self.warmup_steps
+        return _ramp(self.initial, self.schedule(0), step, self.warmup_steps)
 
 
 @dataclass(frozen=True)
@@ -182,10 +185,8 @@ class Join(Schedule):
     boundaries: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        schedules = _as_tuple(self.schedules, "schedules")
-        boundaries = _as_tuple(self.boundaries, "boundaries")
-        object.__setattr__(self, "schedules", schedules)
-        object.__setattr__(self, "boundaries", boundaries)
+        schedules = _tuple_field(self, "schedules")
+        boundaries = _tuple_field(self, "boundaries")
         if len(schedules) < 2:
             raise InputError(f"join needs at least two schedules, got {len(schedules)}")
         if len(boundaries) != len(schedules) - 1:

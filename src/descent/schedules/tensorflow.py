@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import Number, Schedule, _as_tuple, _step
+from descent.schedules.base import Number, Schedule, _step, _tuple_field
 
 # -- the TensorFlow family ---------------------------------------------------------------------
 
@@ -74,10 +74,8 @@ class PiecewiseConstantDecay(Schedule):
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        boundaries = _as_tuple(self.boundaries, "boundaries")
-        values = _as_tuple(self.values, "values")
-        object.__setattr__(self, "boundaries", boundaries)
-        object.__setattr__(self, "values", values)
+        boundaries = _tuple_field(self, "boundaries")
+        values = _tuple_field(self, "values")
         if len(values) != len(boundaries) + 1:
             raise InputError(
                 f"piecewise_constant needs one more value than boundaries: got "
