@@ -22,6 +22,7 @@ Nadam, run with ``impl="fast"`` in float64; every other rule or option takes the
 
 from __future__ import annotations
 
+import ctypes
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,23 +153,26 @@ class BatchUpdates:
         self._shape = (n, k, batch_size)
         # plain SGD's rates: (rate, weight decay 0, sign 1) rows computed ahead, from update
         # number _rates_start on (its C step reads the three per update)
-        self._rates: np.ndarray | None = None
-        self._rates_start = 0
-        self._rates_ahead = 1
+        self._group = optimizer.param_groups[0]
+        self._rates = self._scalar_rows(0.0, 0)
+        self._rates_start, self._rates_pointer, self._rates_ahead = 0, 0, 1
         self._constant_rows = self._scalar_rows(0.0, 1)
+        self._constant_pointer = self._constant_rows.ctypes.data
         if self.native == "sgd":
             self._sgd_epoch = _native._library().sgd_epoch
 
     def epoch(self, batches: Batches) -> None:
         """One pass over the data in the next order ``batches`` draws (a full batch, when Φ is
         too wide for its k × k statistics: one BLAS gradient)."""
-        order = batches.order()
+        order = batches.order()  # a fresh contiguous int64 permutation of n
         if batches.mode == "full":
             with torch.no_grad():
                 self.w.grad = gradient(self.Phi, self.y, self.w, self.reduction)
             self.optimizer.step()
+        elif self.native is None:
+            self._reference(order, range(len(batches)))
         else:
-            self.run_batches(order, range(len(batches)))
+            self._compiled(order, 0, len(batches))
 
     def run_batches(self, order: Tensor, batches: range) -> None:
         if len(batches) == 0:
@@ -176,14 +180,9 @@ class BatchUpdates:
         if self.native is None:
             self._reference(order, batches)
             return
-        last = batches[-1] + 1
-        n = len(order)
-        if self.reduction == "mean" and last * self.batch_size > n and len(batches) > 1:
-            # the epoch's short last batch has its own 1/|b|: a call of its own
-            self._compiled(order, batches[:-1])
-            self._compiled(order, batches[-1:])
-            return
-        self._compiled(order, batches)
+        if order.dtype != torch.int64 or not order.is_contiguous() or len(order) != len(self.y):
+            raise TypeError(f"{self.rule}_epoch: order must be a contiguous CPU torch.int64")
+        self._compiled(order, batches[0], batches[-1] + 1)
 
     def _reference(self, order: Tensor, batches: range) -> None:
         n, size, w = len(order), self.batch_size, self.w
@@ -196,18 +195,19 @@ class BatchUpdates:
                 with torch.no_grad():
                     self.average.update(w)
 
-    def _compiled(self, order: Tensor, batches: range) -> None:
-        first, last = batches[0], batches[-1] + 1
-        count = last - first
+    def _compiled(self, order: Tensor, first: int, last: int) -> None:
+        """Batches first … last − 1 in C: one call, or two when "mean" meets the epoch's short
+        last batch (its own 1/|b|)."""
         n, k, size = self._shape
         scale = 1.0
-        if self.reduction == "mean":  # 1/|b| as the reference computes it; one size per call
-            scale = 1.0 / (min(size * last, n) - size * (last - 1))
+        if self.reduction == "mean":
+            if last * size > n and last - first > 1:
+                self._compiled(order, first, last - 1)
+                first = last - 1
+            scale = 1.0 / (min(size * last, n) - size * (last - 1))  # as the reference's 1/|b|
         averaged = self.average.count if self.average is not None else 0
-        if order.dtype != torch.int64 or not order.is_contiguous() or len(order) != n:
-            raise TypeError(f"{self.rule}_epoch: order must be a contiguous CPU torch.int64")
-        if self.rule == "sgd":
-            scalars, stride = self._sgd_rates(count)
+        if self.native == "sgd":
+            scalars, stride = self._sgd_rates(last - first)
             self._sgd_epoch(
                 *self._data, order.data_ptr(), *self._state, self._avg, n, k, size, first, last,
                 scale, averaged, scalars, stride,
@@ -215,31 +215,31 @@ class BatchUpdates:
         else:
             self._captured(order, first, last, scale, averaged)
         if self.average is not None:
-            self.average.count += count
+            self.average.count += last - first
 
     def _sgd_rates(self, count: int) -> tuple[int, int]:
         """(pointer, stride) of the rates of plain SGD's next ``count`` updates, and the
         group's update number advanced past them. Plain SGD calls no C kernel of its own (its
         step is torch's add_); its only per-update scalar is the rate."""
-        group = self.optimizer.param_groups[0]
+        group = self._group
         start = group["step"]
-        group["step"] += count
+        group["step"] = start + count
         lr = group["lr"]
         if not callable(lr):
             self._constant_rows[0, 0] = self.optimizer.lr_at(group)
-            return self._constant_rows.ctypes.data, 0
+            return self._constant_pointer, 0
         offset = start - self._rates_start
-        if self._rates is None or offset < 0 or offset + count > len(self._rates):
+        if offset < 0 or offset + count > len(self._rates):
             # a pure schedule's rates for the epochs ahead in one array (more each time, up
             # to RATES_AHEAD); any other schedule for these updates only
             ahead = count
             if _is_array_schedule(lr):
                 ahead = max(count, min(count * self._rates_ahead, RATES_AHEAD))
                 self._rates_ahead *= 2
-            rates = _rates_from(self.optimizer, start, ahead)
-            self._rates = self._scalar_rows(rates, ahead)
+            self._rates = self._scalar_rows(_rates_from(self.optimizer, start, ahead), ahead)
+            self._rates_pointer = self._rates.ctypes.data
             self._rates_start, offset = start, 0
-        return self._rates.ctypes.data + offset * self._rates.strides[0], 3
+        return self._rates_pointer + offset * 24, 3  # rows of three doubles
 
     @staticmethod
     def _scalar_rows(rates: np.ndarray | float, count: int) -> np.ndarray:
@@ -362,12 +362,14 @@ class StatisticsEvaluation:
         self._k = len(self._b)
         self._total = float(gram.total)
         self._scale = 1.0 if reduction == "sum" else 1.0 / gram.n
-        self._grad = np.empty(self._k)
-        self._out = np.zeros(2)  # J, ‖∇J‖
-        self._status = np.zeros(1, dtype=np.int64)
+        # ctypes buffers: reading one back is a Python float without a numpy scalar between
+        self._grad = (ctypes.c_double * self._k)()
+        self._value, self._norm = ctypes.c_double(), ctypes.c_double()
+        self._status = ctypes.c_int64()
         self._pointers = (
-            self._G.data_ptr(), self._b.data_ptr(), self._grad.ctypes.data,
-            self._out.ctypes.data, self._out.ctypes.data + 8, self._status.ctypes.data,
+            self._G.data_ptr(), self._b.data_ptr(), ctypes.addressof(self._grad),
+            ctypes.addressof(self._value), ctypes.addressof(self._norm),
+            ctypes.addressof(self._status),
         )  # fmt: skip
 
     def __call__(self, w: Tensor) -> tuple[float, float]:
@@ -376,9 +378,9 @@ class StatisticsEvaluation:
             G, b, self._total, w.data_ptr(), grad, self._k, self._scale, 0.0, 0, 0.0, 0.0,
             value, norm, 1, status,
         )  # fmt: skip
-        if self._status[0] == 2:  # J or ∇J not finite: ‖∇J‖ was not stored
-            return float(self._out[0]), math.nan
-        return float(self._out[0]), float(self._out[1])
+        if self._status.value == 2:  # J or ∇J not finite: ‖∇J‖ was not stored
+            return self._value.value, math.nan
+        return self._value.value, self._norm.value
 
 
 def evaluate_on_statistics(gram: Gram, w: Tensor, reduction: Reduction) -> tuple[float, float]:
@@ -393,8 +395,7 @@ def evaluator(
     are any (one C call when the kernels are built, else torch on the statistics), else from
     Φ itself (two passes)."""
     if gram is not None and statistics_evaluation_available():
-        evaluation = StatisticsEvaluation(gram, reduction)
-        return lambda w: evaluation(w.detach())
+        return StatisticsEvaluation(gram, reduction)
 
     def evaluate(w: Tensor) -> tuple[float, float]:
         with torch.no_grad():

@@ -364,7 +364,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         run = epochs.descend_on_rows(
             self._updates(Phi, y, rule),
             self.batches_,
-            lambda: evaluate(reported),
+            functools.partial(evaluate, reported),
             self.max_epochs,
             self.tol,
             self.tol_loss,
