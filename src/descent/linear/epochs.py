@@ -414,6 +414,50 @@ def statistics_evaluation_available() -> bool:
     return compiled.entry("gd_statistics") is not None
 
 
+def descend_with_optimizer(
+    gram: Gram,
+    w: Tensor,
+    optimizer: DescentOptimizer,
+    plain_step: float | None,
+    max_epochs: int,
+    tol: float,
+    tol_loss: float,
+    reduction: Reduction,
+) -> DescentRun:
+    """Full-batch gradient descent on the k × k statistics with any rule: per epoch one product
+    ΦᵀΦ w gives both J(w) and ∇J(w), written into one gradient buffer, and the optimizer steps
+    (or, with ``plain_step`` η, w ← w − η∇J in place without the optimizer's machinery: the
+    same iterates). The reference of :func:`descend_on_statistics`, with its stopping rules."""
+    grad = torch.zeros_like(w)
+    w.grad = grad
+    losses: list[Tensor] = []
+    first_norm = 0.0
+    with torch.no_grad():
+        for epoch in range(max_epochs + 1):
+            value, _ = gram.evaluate(w, reduction, out=grad)
+            losses.append(value)
+            norm = float(torch.linalg.vector_norm(grad))
+            if not math.isfinite(norm) or not math.isfinite(float(value)):
+                return DescentRun(epoch, torch.stack(losses).tolist(), "diverged")
+            if epoch == 0:
+                first_norm = norm
+                done = norm == 0.0
+            else:
+                done = norm <= tol * first_norm
+                if tol_loss > 0 and not done:
+                    previous, current = float(losses[-2]), float(value)
+                    done = abs(previous - current) <= tol_loss * current
+            if done or epoch == max_epochs:
+                return DescentRun(
+                    epoch, torch.stack(losses).tolist(), "converged" if done else "max_epochs"
+                )
+            if plain_step is not None:
+                w.sub_(grad, alpha=plain_step)
+            else:
+                optimizer.step()
+    raise AssertionError("unreachable: the loop returns at epoch max_epochs")  # pragma: no cover
+
+
 def descend_on_statistics(
     gram: Gram,
     w: Tensor,

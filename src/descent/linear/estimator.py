@@ -304,54 +304,23 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     # -- descending --------------------------------------------------------------------------------
 
     def _descend_on_statistics(self, gram: Gram, rule: str) -> None:
-        """Full-batch gradient descent as a tight loop on the k × k statistics: per epoch one
-        product ΦᵀΦ w gives both J(w) and ∇J(w), the gradient is written into one buffer, and
-        the plain rule with a constant step updates w in place without the optimizer's
-        machinery (the iterates are the same). That case runs in C when the kernels are built
-        (epochs.descend_on_statistics: about 0.5 µs an epoch for k = 81 instead of 16); this loop
-        is its reference and runs every other rule."""
-        w, reduction = self.w_, self.loss_reduction
-        grad = torch.zeros_like(w)
-        w.grad = grad
+        """Full-batch gradient descent on the k × k statistics: the plain rule with a constant
+        step in C when the kernels are built (epochs.descend_on_statistics: about 0.5 µs an
+        epoch for k = 81 instead of 16), every other rule by its optimizer in the Python loop
+        that is the C loop's reference (epochs.descend_with_optimizer)."""
         plain_step = (
             rule == "sgd" and isinstance(self.learning_rate_, float) and not self.optimizer_params
         )
+        settings = (self.max_epochs, self.tol, self.tol_loss, self.loss_reduction)
         if plain_step and epochs.statistics_loop_available():
-            run = epochs.descend_on_statistics(
-                gram, w, self.learning_rate_, self.max_epochs, self.tol, self.tol_loss, reduction
-            )
-            self.n_iter_, self.loss_history_ = run.updates, run.losses
-            if run.ended == "diverged":
-                self._diverged(run.updates, run.losses[-1], rule, gram)
-            self.converged_ = run.ended == "converged"
-            return
-        losses: list[torch.Tensor] = []
-        first_norm = 0.0
-        self.n_iter_ = 0
-        with torch.no_grad():
-            for epoch in range(self.max_epochs + 1):
-                value, _ = gram.evaluate(w, reduction, out=grad)
-                losses.append(value)
-                norm = float(torch.linalg.vector_norm(grad))
-                if not math.isfinite(norm) or not math.isfinite(float(value)):
-                    self._diverged(epoch, float(value), rule, gram)
-                if epoch == 0:
-                    first_norm = norm
-                    done = norm == 0.0
-                else:
-                    done = norm <= self.tol * first_norm
-                    if self.tol_loss > 0 and not done:
-                        previous, current = float(losses[-2]), float(value)
-                        done = abs(previous - current) <= self.tol_loss * current
-                if done or epoch == self.max_epochs:
-                    break
-                if plain_step:
-                    w.sub_(grad, alpha=self.learning_rate_)
-                else:
-                    self.optimizer_.step()
-                self.n_iter_ += 1
-        self.converged_ = done
-        self.loss_history_ = torch.stack(losses).tolist()
+            run = epochs.descend_on_statistics(gram, self.w_, self.learning_rate_, *settings)
+        else:
+            step = self.learning_rate_ if plain_step else None
+            run = epochs.descend_with_optimizer(gram, self.w_, self.optimizer_, step, *settings)
+        self.n_iter_, self.loss_history_ = run.updates, run.losses
+        if run.ended == "diverged":
+            self._diverged(run.updates, run.losses[-1], rule, gram)
+        self.converged_ = run.ended == "converged"
 
     def _descend_on_rows(
         self, Phi: torch.Tensor, y: torch.Tensor, rule: str, gram: Gram | None
