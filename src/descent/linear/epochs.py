@@ -110,8 +110,10 @@ def _is_array_schedule(lr: object) -> bool:
     return isinstance(lr, InverseTimeDecay) and not lr.staircase
 
 
-#: Updates of plain SGD whose rates are computed ahead in one array (24 bytes each, 24 MiB).
-RATES_AHEAD = 1 << 20
+#: Updates of plain SGD whose rates are computed ahead at most (24 bytes each: 1.5 MiB). A
+#: rate costs about as much to compute as a small update, so a fit stopped early by its
+#: tolerance should waste few: the look-ahead starts at one epoch and doubles.
+RATES_AHEAD = 1 << 16
 
 
 class BatchUpdates:
@@ -154,9 +156,9 @@ class BatchUpdates:
         # plain SGD's rates: (rate, weight decay 0, sign 1) rows computed ahead, from update
         # number _rates_start on (its C step reads the three per update)
         self._group = optimizer.param_groups[0]
-        self._rates = self._scalar_rows(0.0, 0)
-        self._rates_start, self._rates_pointer, self._rates_ahead = 0, 0, 1
-        self._constant_rows = self._scalar_rows(0.0, 1)
+        self._rates = np.empty((0, 3))
+        self._rates_start, self._rates_held, self._rates_pointer, self._rates_ahead = 0, 0, 0, 1
+        self._constant_rows = np.array([[0.0, 0.0, 1.0]])
         self._constant_pointer = self._constant_rows.ctypes.data
         if self.native == "sgd":
             self._sgd_epoch = _native._library().sgd_epoch
@@ -229,23 +231,20 @@ class BatchUpdates:
             self._constant_rows[0, 0] = self.optimizer.lr_at(group)
             return self._constant_pointer, 0
         offset = start - self._rates_start
-        if offset < 0 or offset + count > len(self._rates):
-            # a pure schedule's rates for the epochs ahead in one array (more each time, up
-            # to RATES_AHEAD); any other schedule for these updates only
+        if offset < 0 or offset + count > self._rates_held:
+            # a pure schedule's rates for the epochs ahead (more each time, up to RATES_AHEAD
+            # updates); any other schedule's for these updates only
             ahead = count
             if _is_array_schedule(lr):
                 ahead = max(count, min(count * self._rates_ahead, RATES_AHEAD))
                 self._rates_ahead *= 2
-            self._rates = self._scalar_rows(_rates_from(self.optimizer, start, ahead), ahead)
-            self._rates_pointer = self._rates.ctypes.data
-            self._rates_start, offset = start, 0
+            if len(self._rates) < ahead:  # rows (rate, weight decay 0, sign 1), reused
+                self._rates = np.empty((ahead, 3))
+                self._rates[:, 1], self._rates[:, 2] = 0.0, 1.0
+                self._rates_pointer = self._rates.ctypes.data
+            self._rates[:ahead, 0] = _rates_from(self.optimizer, start, ahead)
+            self._rates_start, self._rates_held, offset = start, ahead, 0
         return self._rates_pointer + offset * 24, 3  # rows of three doubles
-
-    @staticmethod
-    def _scalar_rows(rates: np.ndarray | float, count: int) -> np.ndarray:
-        rows = np.empty((count, 3))  # lr, weight decay 0, sign 1
-        rows[:, 0], rows[:, 1], rows[:, 2] = rates, 0.0, 1.0
-        return rows
 
     def _captured(self, order: Tensor, first: int, last: int, scale: float, averaged: int) -> None:
         """The rules with a C kernel of their own: their step() records what it would pass the
