@@ -296,7 +296,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         params = dict(self.optimizer_params or {})
         if lr is not None:
             params["lr"] = lr
-        self.optimizer_ = optim.create(rule, [self.w_], **params)
+        if self.optimizer_params:  # names from the user: checked, with the accepted list
+            self.optimizer_ = optim.create(rule, [self.w_], **params)
+        else:  # only lr: nothing to check (create's signature check costs a small epoch)
+            self.optimizer_ = optim.OPTIMIZERS[rule]([self.w_], **params)
         self.batches_ = Batches(n, mode, self.batch_size, seed=seed)
         self.learning_rate_ = lr
         self.average_ = epochs.Average(k) if self.average and mode != "full" else None
