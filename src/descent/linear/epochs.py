@@ -155,7 +155,6 @@ class BatchUpdates:
         self._shape = (n, k, batch_size)
         # plain SGD's rates: (rate, weight decay 0, sign 1) rows computed ahead, from update
         # number _rates_start on (its C step reads the three per update)
-        self._group = optimizer.param_groups[0]
         self._rates = np.empty((0, 3))
         self._rates_start, self._rates_held, self._rates_pointer, self._rates_ahead = 0, 0, 0, 1
         self._constant_rows = np.array([[0.0, 0.0, 1.0]])
@@ -223,7 +222,7 @@ class BatchUpdates:
         """(pointer, stride) of the rates of plain SGD's next ``count`` updates, and the
         group's update number advanced past them. Plain SGD calls no C kernel of its own (its
         step is torch's add_); its only per-update scalar is the rate."""
-        group = self._group
+        group = self.optimizer.param_groups[0]  # (load_state_dict replaces the group dicts)
         start = group["step"]
         group["step"] = start + count
         lr = group["lr"]
