@@ -315,3 +315,20 @@ def test_the_compiled_full_batch_loop_reports_divergence(monkeypatch: pytest.Mon
             message = str(raised.value)
         else:
             assert str(raised.value) == message
+
+
+@needs_c
+def test_a_diverging_stochastic_fit_stops_in_the_same_epoch_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from descent.errors import InputError
+
+    messages = []
+    for compiled in (True, False):
+        monkeypatch.setattr(epochs, "COMPILED", compiled)
+        with pytest.raises(InputError, match=r"diverged in epoch \d+ \(J is NaN") as raised:
+            LinearRegressionGD(mode="single", learning_rate=1e3, max_epochs=50).fit(
+                *load_diabetes_xy()
+            )
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]

@@ -330,9 +330,10 @@ def descend_on_rows(
     while not converged and done < max_epochs:
         updates.epoch(batches)
         done += 1
-        if not np.isfinite(weights).all():
-            return DescentRun(done, losses, "diverged")
         value, norm = evaluate()
+        # weights that are not finite give a gradient that is not: only then are they read
+        if not math.isfinite(norm) and not np.isfinite(weights).all():
+            return DescentRun(done, losses, "diverged")
         losses.append(value)
         small_gradient = norm <= tol * first_norm
         flat_loss = tol_loss > 0 and abs(losses[-2] - value) <= tol_loss * value
