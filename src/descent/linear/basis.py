@@ -45,6 +45,11 @@ class Basis:
     """Base class: ``fit(X)`` learns what the basis needs from data (centers, ranges), then
     ``transform(X)`` (or calling the basis) returns Φ with the bias column first."""
 
+    #: Whether every input column is itself one of the features (x₁ … x_p among φ(x)): then a
+    #: NaN or an infinity in X shows in the statistics (Σ xⱼ² is not finite), and the fit reads
+    #: X's finiteness from them instead of from a pass of its own (design.check_finite).
+    shows_inputs = False
+
     def fit(self, X: ArrayLike) -> Basis:
         shape = np.shape(X)
         self.n_inputs_ = shape[1] if len(shape) == 2 else 1
@@ -110,6 +115,8 @@ _POWER_BLOCK = 65536
 class Identity(Basis):
     """φ(x) = (1, x₁, …, x_p): plain linear regression."""
 
+    shows_inputs = True
+
     def size(self, n_inputs: int, n_examples: int) -> int:
         return n_inputs
 
@@ -122,14 +129,18 @@ class Identity(Basis):
         XᵀX by numpy, whose ``A.T @ A`` is a syrk (half a gemm's flops): on a quiet 2-core
         machine it took 0.19 s on 1,000,000 × 100 against torch's gemm's 0.32 s, and 0.014 s
         against 0.042 s on 100,000 × 80 (benchmarks/linear_fit.py prints both)."""
-        features = self.checked_features(X)
-        target = torch.as_tensor(np.asarray(y, dtype=np.float64))
-        array = features.numpy()
+        array = self.checked_features(X).numpy()
+        target = np.asarray(y, dtype=np.float64)
+        # Xᵀy and Xᵀ1 (the column sums) in one product: one read of X for both (a gemm on two
+        # columns costs about what one gemv does: memory-bound on X).
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN in X: design.check_finite
+            weighted = array.T @ np.stack([target, np.ones_like(target)]).T
+            cross = array.T @ array
         return Moments(
-            len(features),
-            features.sum(dim=0),
-            torch.from_numpy(array.T @ array),
-            features.T @ target,
+            len(array),
+            torch.from_numpy(weighted[:, 1].copy()),
+            torch.from_numpy(cross),
+            torch.from_numpy(weighted[:, 0].copy()),
             float(target.sum()),
             float(target @ target),
         )
@@ -138,6 +149,8 @@ class Identity(Basis):
 class Polynomial(Basis):
     """Monomials up to total degree d: with interactions every x_{i1}·…·x_{im} (m ≤ d), as
     scikit-learn's PolynomialFeatures; without, only the powers x_j^m of single features."""
+
+    shows_inputs = True  # the degree-1 terms
 
     def __init__(self, degree: int = 2, interactions: bool = True) -> None:
         if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1:
@@ -184,15 +197,7 @@ class Polynomial(Basis):
                 weighted.ctypes.data,
             )  # fmt: skip
         else:  # numpy: the powers as the rows of a (2d+1) × b block, then two BLAS products
-            powers = np.empty((2 * d + 1, min(_POWER_BLOCK, len(x))))
-            for start in range(0, len(x), _POWER_BLOCK):
-                block = x[start : start + _POWER_BLOCK]
-                V = powers[:, : len(block)]
-                V[0] = 1.0
-                for m in range(1, 2 * d + 1):
-                    np.multiply(V[m - 1], block, out=V[m])
-                sums += V @ np.ones(len(block))
-                weighted += V[: d + 1] @ target[start : start + _POWER_BLOCK]
+            self._numpy_power_sums(x, target, sums, weighted)
         indices = np.arange(1, d + 1)
         return Moments(
             len(x),
@@ -202,6 +207,23 @@ class Polynomial(Basis):
             float(weighted[0]),
             float(target @ target),
         )
+
+    def _numpy_power_sums(
+        self, x: np.ndarray, target: np.ndarray, sums: np.ndarray, weighted: np.ndarray
+    ) -> None:
+        """Σ xᵐ (m ≤ 2d) into ``sums`` and Σ xᵐ y (m ≤ d) into ``weighted`` without the C
+        kernels: the powers as the rows of a (2d+1) × b block, then two BLAS products."""
+        d = self.degree
+        with np.errstate(invalid="ignore", over="ignore"):  # a NaN in X: design.check_finite
+            powers = np.empty((2 * d + 1, min(_POWER_BLOCK, len(x))))
+            for start in range(0, len(x), _POWER_BLOCK):
+                block = x[start : start + _POWER_BLOCK]
+                V = powers[:, : len(block)]
+                V[0] = 1.0
+                for m in range(1, 2 * d + 1):
+                    np.multiply(V[m - 1], block, out=V[m])
+                sums += V @ np.ones(len(block))
+                weighted += V[: d + 1] @ target[start : start + _POWER_BLOCK]
 
     def features(self, X: Tensor) -> Tensor:
         terms = self.terms()

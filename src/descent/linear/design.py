@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_array
 
 from descent.data.tables import available_memory, format_bytes
 from descent.errors import InputError
@@ -71,6 +72,36 @@ def raw_moments(basis: Basis, X: np.ndarray, y: np.ndarray) -> Moments:
     block."""
     shortcut = basis.moments(X, y)
     return shortcut if shortcut is not None else moments(blocks(basis, X, y))
+
+
+def target(y: np.ndarray) -> torch.Tensor:
+    """y as a float64 tensor of its own (a numpy copy: torch.tensor is slow), made only where
+    rows are read (8 MB and about 3 ms on 1,000,000 rows)."""
+    return torch.from_numpy(np.array(y, dtype=np.float64))
+
+
+def reads_finiteness(basis: Basis, k: int) -> bool:
+    """Whether the fit reads X's finiteness from its k × k statistics (:func:`check_finite`)
+    rather than from a pass over X: when the basis shows its inputs and the statistics are
+    kept."""
+    return basis.shows_inputs and k + 1 <= MAX_GRAM
+
+
+def check_finite(X: np.ndarray, estimator: object, stats: Moments | None = None) -> None:
+    """Refuse an X with a NaN or an infinity, with scikit-learn's message. Given the statistics
+    of a basis that shows its inputs, read it from them: a non-finite xᵢⱼ makes Σ xⱼ² non-finite,
+    so the pass scikit-learn's check makes over X (0.05–0.08 s on 1,000,000 × 100) is needed
+    only when they show one; when X is finite after all, its squares overflowed."""
+    if stats is not None and all(
+        bool(torch.isfinite(part).all()) for part in (stats.sums, stats.cross, stats.moment)
+    ):
+        return
+    check_array(X, dtype=None, ensure_2d=False, input_name="X", estimator=estimator)
+    if stats is not None:
+        raise InputError(
+            "X is finite but the sums of its squares (or of the basis' powers) overflow float64; "
+            "rescale X, e.g. divide each column by its spread, before fitting"
+        )
 
 
 def from_statistics(stats: Moments, standardize: bool | str) -> Conditioning | None:

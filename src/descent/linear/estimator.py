@@ -205,15 +205,21 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
         """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
         a k × k matrix)."""
+        if not design.reads_finiteness(self.basis_, self.n_features_out_):
+            design.check_finite(X, self)
         if self.n_features_out_ + 1 > design.MAX_GRAM:
             return None
-        return design.raw_moments(self.basis_, X, y).gram(self.center_, self.transform_)
+        stats = design.raw_moments(self.basis_, X, y)
+        if self.basis_.shows_inputs:
+            design.check_finite(X, self, stats)
+        return stats.gram(self.center_, self.transform_)
 
     def _prepare(
         self, X: np.ndarray, y: np.ndarray, mode: str, design_wanted: bool
-    ) -> tuple[torch.Tensor | None, torch.Tensor, Gram | None]:
-        """Fit the basis and the conditioning from one blocked pass over the data; return Φ
-        (only when ``design_wanted``: the stochastic modes and partial_fit read rows), y and the
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, Gram | None]:
+        """Fit the basis and the conditioning from one blocked pass over the data; return Φ and y
+        (only when ``design_wanted`` or without statistics: the stochastic modes, partial_fit and
+        a k too large for ΦᵀΦ read rows), and the
         statistics of the conditioned design (None when k is too large to keep ΦᵀΦ).
 
         The pass accumulates FᵀF, Σ F, Fᵀy for the raw basis F; centering and scaling are
@@ -221,25 +227,31 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.basis_ = copy.deepcopy(parse_basis(self.basis))
         # k, checked before fit builds anything
         self.n_features_out_ = design.checked_size(self.basis_, self.basis, X, mode)
+        from_statistics = design.reads_finiteness(self.basis_, self.n_features_out_)
+        if not from_statistics:
+            design.check_finite(X, self)
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
-        target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
         if self.n_features_out_ + 1 > design.MAX_GRAM:  # no k × k statistics: use the data
             raw = self.basis_.checked_features(X)
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
-            return self._assemble(raw), target, None
+            return self._assemble(raw), design.target(y), None
         stats = design.raw_moments(self.basis_, X, y)
+        if from_statistics:
+            design.check_finite(X, self, stats)
         conditioning = design.from_statistics(stats, self.standardize)
         if conditioning is None:
             # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about ε·κ):
             # whiten from the data's SVD and take ΦᵀΦ from Φ itself.
             raw = self.basis_.checked_features(X)
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
-            Phi = self._assemble(raw)
+            Phi, target = self._assemble(raw), design.target(y)
             return (Phi if design_wanted else None), target, Gram.of(Phi, target)
         self.center_, self.transform_ = conditioning
         gram = stats.gram(self.center_, self.transform_)
-        return (self._design(X) if design_wanted else None), target, gram
+        if not design_wanted:  # full batch on the statistics: no rows read again
+            return None, None, gram
+        return self._design(X), design.target(y), gram
 
     def _learning_rate(
         self, Phi: torch.Tensor | None, gram: Gram | None, mode: str, rule: str, n: int
@@ -378,7 +390,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> LinearRegressionGD:
         """Descend from w₀ until a stopping rule holds or ``max_epochs`` epochs have run."""
         mode, rule = self._check_params()
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=[np.float64, np.float32])
+        # X's finiteness is checked in _prepare: from the statistics where they show it
+        X, y = validate_data(
+            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], ensure_all_finite=False
+        )
         started = time.perf_counter()
         seed = derived_seed(self.random_state)
         Phi, target, gram = self._prepare(X, y, mode, design_wanted=mode != "full")
@@ -401,16 +416,17 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         (an eigendecomposition of the k × k ΦᵀΦ); only when ΦᵀΦ is too ill-conditioned for the
         normal equations is the optimum solved on Φ itself (an SVD, slower)."""
         check_is_fitted(self, "weights_")
-        X, y = validate_data(
-            self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32]
-        )
+        X, y = validate_data(  # X's finiteness: in _statistics
+            self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32],
+            ensure_all_finite=False,
+        )  # fmt: skip
         w = self._reported()
         reduction = self.loss_reduction
         gram = self._statistics(X, y)
         exact = gram.optimum() if gram is not None else None
         if exact is None:
             Phi = self._design(X)
-            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
+            target = design.target(y)
             final = float(loss(Phi, target, w, reduction))
             optimum = least_squares(Phi, target, reduction).loss
         else:
@@ -429,9 +445,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         later calls continue with the same weights, optimizer state and learning-rate position."""
         mode, rule = self._check_params()
         first = not hasattr(self, "w_")
-        X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first
-        )
+        X, y = validate_data(  # a first call checks X's finiteness in _prepare
+            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first,
+            ensure_all_finite=not first,
+        )  # fmt: skip
         if first:
             seed = derived_seed(self.random_state)
             Phi, target, gram = self._prepare(X, y, mode, design_wanted=True)
@@ -441,7 +458,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self.n_iter_ = 0
         else:
             Phi = self._design(X)
-            target = torch.from_numpy(np.array(y, dtype=np.float64))  # a copy; torch.tensor is slow
+            target = design.target(y)
             self.batches_ = self.batches_.resized(len(Phi))
         self._updates(Phi, target, rule).epoch(self.batches_)  # type: ignore[arg-type]
         if not bool(torch.isfinite(self.w_).all()):
