@@ -187,9 +187,13 @@ def test_estimator_fits_equal_with_and_without_the_compiled_epochs(params: dict[
 
 
 @needs_c
-def test_rates_ahead_continue_across_calls_of_any_length() -> None:
+@pytest.mark.parametrize("ahead", [epochs.RATES_AHEAD, 10])  # 10: the cap below an epoch
+def test_rates_ahead_continue_across_calls_of_any_length(
+    ahead: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Bound once, the updates take batch ranges of any length (a resume, the split of a
     "mean" epoch) and read the rates of the right updates from the array computed ahead."""
+    monkeypatch.setattr(epochs, "RATES_AHEAD", ahead)
     Phi, y = problem()
     lr = schedules.InverseTimeDecay(0.02, 7.0, 1.0)
     results = []

@@ -161,6 +161,7 @@ class BatchUpdates:
         # plain SGD's rates: (rate, weight decay 0, sign 1) rows computed ahead, from update
         # number _rates_start on (its C step reads the three per update)
         self._rates = np.empty((0, 3))
+        self._rates_schedule: object = None  # the schedule the rates held are from
         self._rates_start, self._rates_held, self._rates_pointer, self._rates_ahead = 0, 0, 0, 1
         self._constant_rows = np.array([[0.0, 0.0, 1.0]])
         self._constant_pointer = self._constant_rows.ctypes.data
@@ -235,7 +236,7 @@ class BatchUpdates:
             self._constant_rows[0, 0] = self.optimizer.lr_at(group)
             return self._constant_pointer, 0
         offset = start - self._rates_start
-        if offset < 0 or offset + count > self._rates_held:
+        if offset < 0 or offset + count > self._rates_held or lr is not self._rates_schedule:
             # a pure schedule's rates for the epochs ahead (more each time, up to RATES_AHEAD
             # updates); any other schedule's for these updates only
             ahead = count
@@ -248,6 +249,7 @@ class BatchUpdates:
                 self._rates_pointer = self._rates.ctypes.data
             self._rates[:ahead, 0] = _rates_from(self.optimizer, start, ahead)
             self._rates_start, self._rates_held, offset = start, ahead, 0
+            self._rates_schedule = lr
         return self._rates_pointer + offset * 24, 3  # rows of three doubles
 
     def _captured(self, order: Tensor, first: int, last: int, scale: float, averaged: int) -> None:
