@@ -16,23 +16,8 @@ _POINTER, _DOUBLE, _COUNT = ctypes.c_void_p, ctypes.c_double, ctypes.c_int64
 ENTRIES: dict[str, tuple[tuple[Any, ...], Any]] = {
     # G, b, c, w, ∇J, k, s, η, updates, tol, tol_loss, losses, ‖∇J₀‖, first, status
     "gd_statistics": (
-        (
-            _POINTER,
-            _POINTER,
-            _DOUBLE,
-            _POINTER,
-            _POINTER,
-            _COUNT,
-            _DOUBLE,
-            _DOUBLE,
-            _COUNT,
-            _DOUBLE,
-            _DOUBLE,
-            _POINTER,
-            _POINTER,
-            _COUNT,
-            _POINTER,
-        ),
+        (_POINTER, _POINTER, _DOUBLE, _POINTER, _POINTER, _COUNT, _DOUBLE, _DOUBLE, _COUNT,
+         _DOUBLE, _DOUBLE, _POINTER, _POINTER, _COUNT, _POINTER),
         _COUNT,
     ),
     # x, y, n, d, Σ xᵐ (m ≤ 2d), Σ xᵐ y (m ≤ d)
