@@ -336,3 +336,18 @@ def test_a_diverging_stochastic_fit_stops_in_the_same_epoch_on_both_paths(
             )
         messages.append(str(raised.value))
     assert messages[0] == messages[1]
+
+
+@needs_c
+def test_the_compiled_path_refuses_an_order_it_cannot_walk() -> None:
+    Phi, y = problem()
+    w, optimizer = start("sgd", {}, 0.01)
+    updates = epochs.BatchUpdates(Phi, y, w, optimizer, "sgd", "sum", 1)
+    for order in (
+        torch.arange(N, dtype=torch.int32),
+        torch.arange(N + 1),
+        torch.arange(2 * N)[::2],
+    ):
+        with pytest.raises(TypeError, match=r"order must be a contiguous CPU torch\.int64"):
+            updates.run_batches(order, range(3))
+    assert torch.equal(w.detach(), torch.zeros(K, dtype=torch.float64))  # nothing ran
