@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from descent import optim, schedules
-from descent.linear import LinearRegressionGD, epochs
+from descent.linear import LinearRegressionGD, epochs, full_batch
 from descent.linear.solve import Gram, ordered_gradient
 from descent.optim import _native
 
@@ -290,7 +290,7 @@ def test_the_compiled_full_batch_loop_equals_the_python_loop(
     """The C loop on the k × k statistics (gd_statistics) stands for the Python loop for the
     plain rule: the same epochs, losses and weights (to the rounding of Gw: BLAS sums in
     another order), and it is the one the estimator runs."""
-    monkeypatch.setattr(epochs, "STATISTICS_CHUNK", 1000)  # several calls: the seams count too
+    monkeypatch.setattr(full_batch, "STATISTICS_CHUNK", 1000)  # several calls: the seams count too
     compiled, python = _full_batch_fits(monkeypatch, **params)
     assert compiled.n_iter_ == python.n_iter_
     assert compiled.converged_ == python.converged_
@@ -299,9 +299,9 @@ def test_the_compiled_full_batch_loop_equals_the_python_loop(
     np.testing.assert_allclose(compiled.weights_, python.weights_, rtol=1e-10, atol=1e-12)
     calls = []
     monkeypatch.setattr(epochs, "COMPILED", True)
-    original = epochs.descend_on_statistics
+    original = full_batch.descend_on_statistics
     monkeypatch.setattr(
-        epochs, "descend_on_statistics", lambda *a, **k: calls.append(1) or original(*a, **k)
+        full_batch, "descend_on_statistics", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     LinearRegressionGD(**params).fit(*load_diabetes_xy())
     assert calls == [1]

@@ -21,8 +21,8 @@ Nadam, run with ``impl="fast"`` in float64; every other rule or option takes the
 
 A fit binds what stays the same across its epochs once (:class:`BatchUpdates`,
 :class:`StatisticsEvaluation`), so that on a small data set an epoch costs its C loop and a few
-microseconds of Python; :func:`descend_on_rows` and :func:`descend_on_statistics` (with its
-reference :func:`descend_with_optimizer`) are the fit's loops with their stopping rules.
+microseconds of Python; :func:`descend_on_rows` is the fit's loop with its stopping rules (the
+full-batch loops on the k × k statistics are in descent.linear.full_batch).
 """
 
 from __future__ import annotations
@@ -300,16 +300,12 @@ def run_batches(
     )
 
 
-#: Epochs per call of the C loop (its loss buffer: 512 KiB); a longer fit makes several calls.
-STATISTICS_CHUNK = 65536
-
-
 @dataclass
 class DescentRun:
-    """What :func:`descend_on_statistics` or :func:`descend_on_rows` leaves: epochs run, J at
-    each point evaluated (J(w₀) first), and how it ended ("converged", "max_epochs" or
-    "diverged": on the statistics at J = losses[-1]; on the rows in epoch ``updates``, whose
-    weights are not finite)."""
+    """What :func:`descend_on_rows` or a full-batch loop (descent.linear.full_batch) leaves:
+    epochs run, J at each point evaluated (J(w₀) first), and how it ended ("converged",
+    "max_epochs" or "diverged": on the statistics at J = losses[-1]; on the rows in epoch
+    ``updates``, whose weights are not finite)."""
 
     updates: int
     losses: list[float]
@@ -346,11 +342,6 @@ def descend_on_rows(
         flat_loss = tol_loss > 0 and abs(losses[-2] - value) <= tol_loss * value
         converged = small_gradient or flat_loss
     return DescentRun(done, losses, "converged" if converged else "max_epochs")
-
-
-def statistics_loop_available() -> bool:
-    """True when the compiled full-batch loop can run (the C kernels built, COMPILED on)."""
-    return COMPILED and compiled.entry("gd_statistics") is not None
 
 
 class StatisticsEvaluation:
@@ -418,92 +409,3 @@ def statistics_evaluation_available() -> bool:
     """True when the C kernels are built (whether or not the compiled epochs are switched on:
     both paths monitor their fits the same way)."""
     return compiled.entry("gd_statistics") is not None
-
-
-def descend_with_optimizer(
-    gram: Gram,
-    w: Tensor,
-    optimizer: DescentOptimizer,
-    plain_step: float | None,
-    max_epochs: int,
-    tol: float,
-    tol_loss: float,
-    reduction: Reduction,
-) -> DescentRun:
-    """Full-batch gradient descent on the k × k statistics with any rule: per epoch one product
-    ΦᵀΦ w gives both J(w) and ∇J(w), written into one gradient buffer, and the optimizer steps
-    (or, with ``plain_step`` η, w ← w − η∇J in place without the optimizer's machinery: the
-    same iterates). The reference of :func:`descend_on_statistics`, with its stopping rules."""
-    grad = torch.zeros_like(w)
-    w.grad = grad
-    losses: list[Tensor] = []
-    first_norm = 0.0
-    with torch.no_grad():
-        for epoch in range(max_epochs + 1):
-            value, _ = gram.evaluate(w, reduction, out=grad)
-            losses.append(value)
-            norm = float(torch.linalg.vector_norm(grad))
-            if not math.isfinite(norm) or not math.isfinite(float(value)):
-                return DescentRun(epoch, torch.stack(losses).tolist(), "diverged")
-            if epoch == 0:
-                first_norm = norm
-                done = norm == 0.0
-            else:
-                done = norm <= tol * first_norm
-                if tol_loss > 0 and not done:
-                    previous, current = float(losses[-2]), float(value)
-                    done = abs(previous - current) <= tol_loss * current
-            if done or epoch == max_epochs:
-                return DescentRun(
-                    epoch, torch.stack(losses).tolist(), "converged" if done else "max_epochs"
-                )
-            if plain_step is not None:
-                w.sub_(grad, alpha=plain_step)
-            else:
-                optimizer.step()
-    raise AssertionError("unreachable: the loop returns at epoch max_epochs")  # pragma: no cover
-
-
-def descend_on_statistics(
-    gram: Gram,
-    w: Tensor,
-    lr: float,
-    max_epochs: int,
-    tol: float,
-    tol_loss: float,
-    reduction: Reduction,
-) -> DescentRun:
-    """Plain full-batch gradient descent w ← w − η∇J with a constant step, in the C loop
-    ``gd_statistics`` (descent/optim/_kernels.c): O(k²) per epoch with no Python in between,
-    the loop of ``LinearRegressionGD._descend_on_statistics`` with its stopping rules (which
-    runs every other rule, and is this loop's reference in tests/linear/test_epochs.py)."""
-    loop = compiled.entry("gd_statistics")
-    if loop is None:
-        raise RuntimeError("descent's C kernels are not built")
-    G, b = gram.gram.contiguous(), gram.moment.contiguous()
-    weights = w.detach()
-    grad = torch.zeros_like(weights)
-    w.grad = grad
-    first_norm = torch.zeros(1, dtype=torch.float64)
-    status = torch.zeros(1, dtype=torch.int64)
-    scale = 1.0 if reduction == "sum" else 1.0 / gram.n
-    losses: list[float] = []
-    updates = 0
-    buffer = torch.empty(min(max_epochs, STATISTICS_CHUNK) + 1, dtype=torch.float64)
-    while True:
-        chunk = min(max_epochs - updates, STATISTICS_CHUNK)
-        made = loop(
-            G.data_ptr(), b.data_ptr(), float(gram.total), weights.data_ptr(),
-            grad.data_ptr(), len(b), scale, lr, chunk, tol, tol_loss, buffer.data_ptr(),
-            first_norm.data_ptr(), int(updates == 0), status.data_ptr(),
-        )  # fmt: skip
-        # a later call starts by evaluating the point the previous one ended on: kept once
-        losses.extend(buffer[: made + 1].tolist()[0 if updates == 0 else 1 :])
-        updates += made
-        ended = int(status)
-        if ended == 1:
-            return DescentRun(updates, losses, "converged")
-        if ended == 2:
-            return DescentRun(updates, losses, "diverged")
-        if updates >= max_epochs:
-            return DescentRun(updates, losses, "max_epochs")

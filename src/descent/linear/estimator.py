@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from descent import optim, validate
 from descent.data.batches import Batches
 from descent.errors import InputError
-from descent.linear import design, epochs
+from descent.linear import design, epochs, full_batch
 from descent.linear.basis import parse_basis
 from descent.linear.solve import (
     Gram,
@@ -320,18 +320,18 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
 
     def _descend_on_statistics(self, gram: Gram, rule: str) -> None:
         """Full-batch gradient descent on the k × k statistics: the plain rule with a constant
-        step in C when the kernels are built (epochs.descend_on_statistics: about 0.5 µs an
+        step in C when the kernels are built (full_batch.descend_on_statistics: about 0.5 µs an
         epoch for k = 81 instead of 16), every other rule by its optimizer in the Python loop
-        that is the C loop's reference (epochs.descend_with_optimizer)."""
+        that is the C loop's reference (full_batch.descend_with_optimizer)."""
         plain_step = (
             rule == "sgd" and isinstance(self.learning_rate_, float) and not self.optimizer_params
         )
         settings = (self.max_epochs, self.tol, self.tol_loss, self.loss_reduction)
-        if plain_step and epochs.statistics_loop_available():
-            run = epochs.descend_on_statistics(gram, self.w_, self.learning_rate_, *settings)
+        if plain_step and full_batch.statistics_loop_available():
+            run = full_batch.descend_on_statistics(gram, self.w_, self.learning_rate_, *settings)
         else:
             step = self.learning_rate_ if plain_step else None
-            run = epochs.descend_with_optimizer(gram, self.w_, self.optimizer_, step, *settings)
+            run = full_batch.descend_with_optimizer(gram, self.w_, self.optimizer_, step, *settings)
         self.n_iter_, self.loss_history_ = run.updates, run.losses
         if run.ended == "diverged":
             self._diverged(run.updates, run.losses[-1], rule, gram)
