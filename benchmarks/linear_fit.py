@@ -36,7 +36,7 @@ from sklearn.preprocessing import PolynomialFeatures
 
 from descent import optim
 from descent.linear import LinearRegressionGD, Polynomial, gradient, least_squares
-from descent.linear.epochs import run_batches
+from descent.linear.epochs import BatchUpdates
 
 
 def synthetic_linear(n: int, p: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +97,7 @@ def floor(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
         ("floor: numpy XᵀX + Xᵀy", lambda: (X.T @ X, X.T @ y)),
         ("floor: torch XᵀX + Xᵀy", lambda: (Xt.T @ Xt, Xt.T @ yt)),
     ]:
-        out[label] = best_of(function, 2)
+        out[label] = timed(function, 2)[0]
     return out
 
 
@@ -145,7 +145,7 @@ def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
         # core from the BLAS threads it would be timing. The time is the best of two fits, as
         # the floor's.
         peak = measured(lambda e=estimator: e.fit(X, y))[1]  # type: ignore[attr-defined]
-        seconds = best_of(lambda e=estimator: e.fit(X, y), 2)  # type: ignore[attr-defined]
+        seconds = timed(lambda e=estimator: e.fit(X, y), 2)[0]  # type: ignore[attr-defined]
         times[label] = seconds
         reached = gap(estimator.predict, X, y, optimum)  # type: ignore[attr-defined]
         ratio = seconds / times["descent LinearRegressionGD"]
@@ -192,69 +192,77 @@ def stochastic_optimum(X: np.ndarray, y: np.ndarray) -> float:
 
 
 def sgd_table(name: str, X: np.ndarray, y: np.ndarray, seeds: tuple[int, ...] = (0, 1, 2)) -> None:
-    """SGDRegressor against descent's stochastic modes at SGDRegressor's epoch count."""
+    """SGDRegressor against descent's stochastic modes at SGDRegressor's epoch count: both fits
+    on the same data, timed the same way (wall clock around fit, best and median of repeats)."""
     optimum = stochastic_optimum(X, y)
-    rows: dict[str, list[tuple[float, float, int]]] = {}
-    # Plain wall-clock timing, the best of a few fits on the small sets: this table reports no
-    # memory, and the memory sampler's thread would take the GIL from the Python side of a fit.
-    repeats = 3 if len(y) < 100_000 else 1
+    rows: dict[str, list[tuple[float, float, float, int]]] = {}
+    # Plain wall-clock timing of a few fits on the small sets: this table reports no memory,
+    # and the memory sampler's thread would take the GIL from the Python side of a fit.
+    repeats = 7 if len(y) < 100_000 else 1
     for seed in seeds:
         sgd = SGDRegressor(random_state=seed)
-        seconds = best_of(lambda e=sgd: e.fit(X, y), repeats)
+        best, median = timed(lambda e=sgd: e.fit(X, y), repeats)
         epochs = int(sgd.n_iter_)
         rows.setdefault("sklearn SGDRegressor", []).append(
-            (seconds / epochs, gap(sgd.predict, X, y, optimum), epochs)
+            (best / epochs, median / epochs, gap(sgd.predict, X, y, optimum), epochs)
         )
         for mode in ("single", "minibatch"):
             model = LinearRegressionGD(mode=mode, max_epochs=epochs, tol=0.0, random_state=seed)
-            seconds = best_of(lambda e=model: e.fit(X, y), repeats)
+            best, median = timed(lambda e=model: e.fit(X, y), repeats)
             rows.setdefault(f"descent mode={mode!r}", []).append(
-                (seconds / model.n_iter_, gap(model.predict, X, y, optimum), model.n_iter_)
+                (best / epochs, median / epochs, gap(model.predict, X, y, optimum), model.n_iter_)
             )
-    print(f"\n{name}: n = {len(y):,}, k = {X.shape[1]}, seeds {seeds}")
-    print(f"{'estimator':28} {'epochs':>7} {'ms/epoch':>10} {'vs sklearn':>11} {'(J − J*)/J*':>12}")
-    reference = float(np.mean([t for t, _, _ in rows["sklearn SGDRegressor"]]))
+    print(f"\n{name}: n = {len(y):,}, k = {X.shape[1]}, seeds {seeds}, {repeats} fits each")
+    print(
+        f"{'estimator':28} {'epochs':>8} {'ms/epoch best':>14} {'median':>8} {'vs sklearn':>11} "
+        f"{'(J − J*)/J*':>12}"
+    )
+    reference = float(np.mean([t for t, _, _, _ in rows["sklearn SGDRegressor"]]))
     for label, results in rows.items():
-        per_epoch = float(np.mean([t for t, _, _ in results]))
-        reached = float(np.mean([g for _, g, _ in results]))
-        epochs_run = "/".join(str(e) for _, _, e in results)
+        per_epoch = float(np.mean([t for t, _, _, _ in results]))
+        per_epoch_median = float(np.mean([m for _, m, _, _ in results]))
+        reached = float(np.mean([g for _, _, g, _ in results]))
+        epochs_run = "/".join(str(e) for _, _, _, e in results)
         print(
-            f"{label:28} {epochs_run:>7} {per_epoch * 1e3:10.3f} {per_epoch / reference:10.2f}× "
-            f"{reached:12.2e}"
+            f"{label:28} {epochs_run:>8} {per_epoch * 1e3:14.3f} {per_epoch_median * 1e3:8.3f} "
+            f"{per_epoch / reference:10.2f}× {reached:12.2e}"
         )
-    # The epochs alone (no set-up): the compiled loop over a shuffled order, B = 1 and B = 50,
-    # beside one full-batch gradient Φᵀ(Φw − y) over the same rows (torch's BLAS).
+    if len(y) < 100_000:  # the fixed cost of a fit: one epoch, both
+        sgd_once = timed(lambda: SGDRegressor(max_iter=1, tol=None).fit(X, y), repeats)[0]
+        ours_once = timed(
+            lambda: LinearRegressionGD(mode="single", max_epochs=1, tol=0.0).fit(X, y), repeats
+        )[0]
+        print(f"one-epoch fit: sklearn {sgd_once * 1e3:.3f} ms, descent {ours_once * 1e3:.3f} ms")
+    # The epochs alone (no set-up), as a fit runs them: the C loop over a shuffled order bound
+    # once (BatchUpdates), B = 1 and B = 50, beside one full-batch gradient Φᵀ(Φw − y) over the
+    # same rows (torch's BLAS).
     Phi = torch.cat([torch.ones(len(y), 1, dtype=torch.float64), torch.from_numpy(X)], dim=1)
     target = torch.from_numpy(y)
     w = torch.zeros(Phi.shape[1], dtype=torch.float64, requires_grad=True)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    step = optim.SGD([w], lr=1e-9)
-    loops = {
-        batch: best_of(
-            lambda b=batch: run_batches(
-                Phi, target, order, b, range(-(-len(y) // b)), w, step, "sgd", "sum"
-            )
-        )
-        for batch in (1, 50)
-    }
-    full = best_of(lambda: gradient(Phi, target, w.detach()))
-    by_hand = best_of(lambda: torch_epoch(Phi, target, order, 50))
+    loops = {}
+    for batch in (1, 50):
+        updates = BatchUpdates(Phi, target, w, optim.SGD([w], lr=1e-9), "sgd", "sum", batch)
+        every = range(-(-len(y) // batch))
+        loops[batch] = timed(lambda u=updates, r=every: u.run_batches(order, r), 9)[0]
+    full = timed(lambda: gradient(Phi, target, w.detach()), 9)[0]
+    by_hand = timed(lambda: torch_epoch(Phi, target, order, 50), 5)[0]
     print(
-        f"epoch loop alone: B = 1 {loops[1] * 1e3:.3f} ms, B = 50 {loops[50] * 1e3:.3f} ms "
-        f"(a hand-written torch loop, B = 50: {by_hand * 1e3:.3f} ms, "
+        f"epoch loop alone (best of 9): B = 1 {loops[1] * 1e3:.3f} ms, B = 50 "
+        f"{loops[50] * 1e3:.3f} ms (a hand-written torch loop, B = 50: {by_hand * 1e3:.3f} ms, "
         f"{by_hand / loops[50]:.1f}× descent's); one full-batch gradient over the rows "
         f"{full * 1e3:.3f} ms; B = 50 / full = {loops[50] / full:.2f}× (target ≤ 2)"
     )
 
 
-def best_of(function: Callable[[], object], repeats: int = 5) -> float:
-    """Seconds of the fastest of ``repeats`` calls (no memory sampler: these take milliseconds)."""
+def timed(function: Callable[[], object], repeats: int = 5) -> tuple[float, float]:
+    """Seconds of the fastest and the median of ``repeats`` calls (no memory sampler)."""
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
-    return min(times)
+    return min(times), float(np.median(times))
 
 
 def torch_epoch(Phi: torch.Tensor, y: torch.Tensor, order: torch.Tensor, batch: int) -> None:

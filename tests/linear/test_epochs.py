@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,8 @@ import pytest
 import torch
 
 from descent import optim, schedules
-from descent.linear import LinearRegressionGD, epochs
-from descent.linear.solve import ordered_gradient
+from descent.linear import LinearRegressionGD, epochs, full_batch
+from descent.linear.solve import Gram, ordered_gradient
 from descent.optim import _native
 
 needs_c = pytest.mark.skipif(
@@ -156,20 +157,85 @@ def test_the_epoch_table_matches_the_c_prototypes() -> None:
 
 
 @needs_c
-def test_estimator_fits_equal_with_and_without_the_compiled_epochs() -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mode": "single", "max_epochs": 4},  # the decaying default: rates computed ahead
+        {"mode": "minibatch", "batch_size": 7, "loss_reduction": "mean", "average": True},
+        {"mode": "single", "learning_rate": "constant", "max_epochs": 3},
+        {"mode": "minibatch", "batch_size": 9, "learning_rate": schedules.CosineDecay(0.01, 40)},
+        {"mode": "minibatch", "optimizer": "adamax", "max_epochs": 5},
+    ],
+)
+def test_estimator_fits_equal_with_and_without_the_compiled_epochs(params: dict[str, Any]) -> None:
+    """A whole fit (its epochs bound once, plain SGD's rates computed epochs ahead) equals the
+    Python reference path: weights, every loss of the history, epochs run."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 3))
     y = X @ [1.0, -1.0, 2.0] + 0.1 * rng.normal(size=120)
+    settings = {"max_epochs": 6, "tol": 0.0, "random_state": 0, **params}
     fits = []
     for compiled in (True, False):
         epochs.COMPILED = compiled
         try:
-            model = LinearRegressionGD(mode="single", max_epochs=4, tol=0.0, random_state=0)
-            fits.append(model.fit(X, y))
+            fits.append(LinearRegressionGD(**settings).fit(X, y))
         finally:
             epochs.COMPILED = True
     np.testing.assert_array_equal(fits[0].weights_, fits[1].weights_)
     assert fits[0].loss_history_ == fits[1].loss_history_
+    assert fits[0].n_iter_ == fits[1].n_iter_ == settings["max_epochs"]
+
+
+@needs_c
+@pytest.mark.parametrize("ahead", [epochs.RATES_AHEAD, 10])  # 10: the cap below an epoch
+def test_rates_ahead_continue_across_calls_of_any_length(
+    ahead: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bound once, the updates take batch ranges of any length (a resume, the split of a
+    "mean" epoch) and read the rates of the right updates from the array computed ahead."""
+    monkeypatch.setattr(epochs, "RATES_AHEAD", ahead)
+    Phi, y = problem()
+    lr = schedules.InverseTimeDecay(0.02, 7.0, 1.0)
+    results = []
+    for pieces in ((), (1, 2, 3, 20, 21)):
+        w, optimizer = start("sgd", {}, lr)
+        updates = epochs.BatchUpdates(Phi, y, w, optimizer, "sgd", "sum", 1)
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(3):  # as run()
+            order = torch.randperm(N, generator=generator)
+            for first, last in itertools.pairwise([0, *pieces, N]):
+                updates.run_batches(order, range(first, last))
+        results.append((w.detach().clone(), optimizer.param_groups[0]["step"]))
+    reference = run(False, "sgd", {}, lr, 1, "sum", average=False)[0]
+    for weights, step in results:
+        assert torch.equal(weights, reference)
+        assert step == 3 * N
+
+
+@needs_c
+def test_the_bound_evaluation_is_the_statistics_form() -> None:
+    Phi, y = problem()
+    gram = Gram.of(Phi, y)
+    w = torch.linspace(-1, 1, K, dtype=torch.float64)
+    for reduction in ("sum", "mean"):
+        evaluation = epochs.StatisticsEvaluation(gram, reduction)
+        value, grad = gram.evaluate(w, reduction)
+        assert evaluation(w)[0] == pytest.approx(float(value), rel=1e-12)
+        assert evaluation(w)[1] == pytest.approx(float(grad.norm()), rel=1e-12)
+    _, norm = evaluation(torch.full((K,), math.inf, dtype=torch.float64))
+    assert math.isnan(norm)  # not finite: the stopping rules cannot hold, the fit reports it
+
+
+def test_the_seed_of_an_int_random_state_is_scikit_learn_s_draw() -> None:
+    from sklearn.utils import check_random_state
+
+    from descent.linear.estimator import derived_seed
+
+    for state in (0, 7, np.int64(7), 2**31):
+        expected = int(check_random_state(int(state)).randint(0, 2**31 - 1))
+        assert derived_seed(state) == derived_seed(state) == expected
+    generator = np.random.RandomState(3)
+    assert derived_seed(generator) != derived_seed(generator)  # it draws from the instance
 
 
 def test_average_is_the_mean_of_the_iterates() -> None:
@@ -224,7 +290,7 @@ def test_the_compiled_full_batch_loop_equals_the_python_loop(
     """The C loop on the k × k statistics (gd_statistics) stands for the Python loop for the
     plain rule: the same epochs, losses and weights (to the rounding of Gw: BLAS sums in
     another order), and it is the one the estimator runs."""
-    monkeypatch.setattr(epochs, "STATISTICS_CHUNK", 1000)  # several calls: the seams count too
+    monkeypatch.setattr(full_batch, "STATISTICS_CHUNK", 1000)  # several calls: the seams count too
     compiled, python = _full_batch_fits(monkeypatch, **params)
     assert compiled.n_iter_ == python.n_iter_
     assert compiled.converged_ == python.converged_
@@ -233,9 +299,9 @@ def test_the_compiled_full_batch_loop_equals_the_python_loop(
     np.testing.assert_allclose(compiled.weights_, python.weights_, rtol=1e-10, atol=1e-12)
     calls = []
     monkeypatch.setattr(epochs, "COMPILED", True)
-    original = epochs.descend_on_statistics
+    original = full_batch.descend_on_statistics
     monkeypatch.setattr(
-        epochs, "descend_on_statistics", lambda *a, **k: calls.append(1) or original(*a, **k)
+        full_batch, "descend_on_statistics", lambda *a, **k: calls.append(1) or original(*a, **k)
     )
     LinearRegressionGD(**params).fit(*load_diabetes_xy())
     assert calls == [1]
@@ -253,3 +319,35 @@ def test_the_compiled_full_batch_loop_reports_divergence(monkeypatch: pytest.Mon
             message = str(raised.value)
         else:
             assert str(raised.value) == message
+
+
+@needs_c
+def test_a_diverging_stochastic_fit_stops_in_the_same_epoch_on_both_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from descent.errors import InputError
+
+    messages = []
+    for compiled in (True, False):
+        monkeypatch.setattr(epochs, "COMPILED", compiled)
+        with pytest.raises(InputError, match=r"diverged in epoch \d+ \(J is NaN") as raised:
+            LinearRegressionGD(mode="single", learning_rate=1e3, max_epochs=50).fit(
+                *load_diabetes_xy()
+            )
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+
+
+@needs_c
+def test_the_compiled_path_refuses_an_order_it_cannot_walk() -> None:
+    Phi, y = problem()
+    w, optimizer = start("sgd", {}, 0.01)
+    updates = epochs.BatchUpdates(Phi, y, w, optimizer, "sgd", "sum", 1)
+    for order in (
+        torch.arange(N, dtype=torch.int32),
+        torch.arange(N + 1),
+        torch.arange(2 * N)[::2],
+    ):
+        with pytest.raises(TypeError, match=r"order must be a contiguous CPU torch\.int64"):
+            updates.run_batches(order, range(3))
+    assert torch.equal(w.detach(), torch.zeros(K, dtype=torch.float64))  # nothing ran

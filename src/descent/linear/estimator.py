@@ -4,7 +4,9 @@ estimator, trained by gradient descent in any of the three batch modes with any 
 from __future__ import annotations
 
 import copy
+import functools
 import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +20,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from descent import optim, validate
 from descent.data.batches import Batches
 from descent.errors import InputError
-from descent.linear import design, epochs
+from descent.linear import design, epochs, full_batch
 from descent.linear.basis import parse_basis
 from descent.linear.solve import (
     Gram,
     decay_steps,
-    gradient,
     least_squares,
     lipschitz_step,
     loss,
@@ -51,6 +52,20 @@ class FitReport:
         if self.optimum_loss == 0:
             return self.final_loss
         return (self.final_loss - self.optimum_loss) / self.optimum_loss
+
+
+def derived_seed(random_state: Any) -> int:
+    """The seed of a fit's generators, drawn from ``random_state`` as scikit-learn estimators
+    draw theirs (check_random_state(random_state).randint(2³¹ − 1)); for an int, remembered
+    (building a RandomState costs more than a small epoch)."""
+    if isinstance(random_state, numbers.Integral):
+        return _seed_of(int(random_state))
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+@functools.lru_cache(maxsize=256)
+def _seed_of(random_state: int) -> int:
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
 class LinearRegressionGD(RegressorMixin, BaseEstimator):
@@ -293,7 +308,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         params = dict(self.optimizer_params or {})
         if lr is not None:
             params["lr"] = lr
-        self.optimizer_ = optim.create(rule, [self.w_], **params)
+        if self.optimizer_params:  # names from the user: checked, with the accepted list
+            self.optimizer_ = optim.create(rule, [self.w_], **params)
+        else:  # only lr: nothing to check (create's signature check costs a small epoch)
+            self.optimizer_ = optim.OPTIMIZERS[rule]([self.w_], **params)
         self.batches_ = Batches(n, mode, self.batch_size, seed=seed)
         self.learning_rate_ = lr
         self.average_ = epochs.Average(k) if self.average and mode != "full" else None
@@ -301,120 +319,56 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     # -- descending --------------------------------------------------------------------------------
 
     def _descend_on_statistics(self, gram: Gram, rule: str) -> None:
-        """Full-batch gradient descent as a tight loop on the k × k statistics: per epoch one
-        product ΦᵀΦ w gives both J(w) and ∇J(w), the gradient is written into one buffer, and
-        the plain rule with a constant step updates w in place without the optimizer's
-        machinery (the iterates are the same). That case runs in C when the kernels are built
-        (epochs.descend_on_statistics: about 0.5 µs an epoch for k = 81 instead of 16); this loop
-        is its reference and runs every other rule."""
-        w, reduction = self.w_, self.loss_reduction
-        grad = torch.zeros_like(w)
-        w.grad = grad
+        """Full-batch gradient descent on the k × k statistics: the plain rule with a constant
+        step in C when the kernels are built (full_batch.descend_on_statistics: about 0.5 µs an
+        epoch for k = 81 instead of 16), every other rule by its optimizer in the Python loop
+        that is the C loop's reference (full_batch.descend_with_optimizer)."""
         plain_step = (
             rule == "sgd" and isinstance(self.learning_rate_, float) and not self.optimizer_params
         )
-        if plain_step and epochs.statistics_loop_available():
-            run = epochs.descend_on_statistics(
-                gram, w, self.learning_rate_, self.max_epochs, self.tol, self.tol_loss, reduction
-            )
-            self.n_iter_, self.loss_history_ = run.updates, run.losses
-            if run.ended == "diverged":
-                self._diverged(run.updates, run.losses[-1], rule, gram)
-            self.converged_ = run.ended == "converged"
-            return
-        losses: list[torch.Tensor] = []
-        first_norm = 0.0
-        self.n_iter_ = 0
-        with torch.no_grad():
-            for epoch in range(self.max_epochs + 1):
-                value, _ = gram.evaluate(w, reduction, out=grad)
-                losses.append(value)
-                norm = float(torch.linalg.vector_norm(grad))
-                if not math.isfinite(norm) or not math.isfinite(float(value)):
-                    self._diverged(epoch, float(value), rule, gram)
-                if epoch == 0:
-                    first_norm = norm
-                    done = norm == 0.0
-                else:
-                    done = norm <= self.tol * first_norm
-                    if self.tol_loss > 0 and not done:
-                        previous, current = float(losses[-2]), float(value)
-                        done = abs(previous - current) <= self.tol_loss * current
-                if done or epoch == self.max_epochs:
-                    break
-                if plain_step:
-                    w.sub_(grad, alpha=self.learning_rate_)
-                else:
-                    self.optimizer_.step()
-                self.n_iter_ += 1
-        self.converged_ = done
-        self.loss_history_ = torch.stack(losses).tolist()
+        settings = (self.max_epochs, self.tol, self.tol_loss, self.loss_reduction)
+        if plain_step and full_batch.statistics_loop_available():
+            run = full_batch.descend_on_statistics(gram, self.w_, self.learning_rate_, *settings)
+        else:
+            step = self.learning_rate_ if plain_step else None
+            run = full_batch.descend_with_optimizer(gram, self.w_, self.optimizer_, step, *settings)
+        self.n_iter_, self.loss_history_ = run.updates, run.losses
+        if run.ended == "diverged":
+            self._diverged(run.updates, run.losses[-1], rule, gram)
+        self.converged_ = run.ended == "converged"
 
     def _descend_on_rows(
         self, Phi: torch.Tensor, y: torch.Tensor, rule: str, gram: Gram | None
     ) -> None:
-        """Epochs of batches drawn from Φ's rows (the stochastic modes, or a full batch whose
-        k × k statistics would not fit). J and ‖∇J‖ after each epoch come from the k × k
-        statistics when there are any (O(k²), not another two passes over Φ)."""
-        value, norm = self._monitor(Phi, y, gram)
-        self.loss_history_ = [value]
-        first_norm = norm
-        self.converged_ = first_norm == 0.0
-        self.n_iter_ = 0
-        while not self.converged_ and self.n_iter_ < self.max_epochs:
-            self._epoch(Phi, y, rule)
-            self.n_iter_ += 1
-            value, norm = self._monitor(Phi, y, gram)
-            self.loss_history_.append(value)
-            previous, current = self.loss_history_[-2], self.loss_history_[-1]
-            small_gradient = norm <= self.tol * first_norm
-            flat_loss = self.tol_loss > 0 and abs(previous - current) <= self.tol_loss * current
-            self.converged_ = small_gradient or flat_loss
+        """Epochs of batches drawn from Φ's rows (epochs.descend_on_rows); J and ‖∇J‖ after
+        each epoch come from the k × k statistics when there are any (O(k²), not another two
+        passes over Φ)."""
+        evaluate = epochs.evaluator(gram, Phi, y, self.loss_reduction)
+        reported = self._reported()  # updated in place by every epoch
+        run = epochs.descend_on_rows(
+            self._updates(Phi, y, rule),
+            self.batches_,
+            functools.partial(evaluate, reported),
+            self.max_epochs,
+            self.tol,
+            self.tol_loss,
+        )
+        self.n_iter_, self.loss_history_ = run.updates, run.losses
+        if run.ended == "diverged":
+            self._diverged(self.batches_.epochs_done, math.nan, rule, None)
+        self.converged_ = run.ended == "converged"
 
     def _reported(self) -> torch.Tensor:
         """The weights the fit reports: the average of the iterates, or the last one."""
         return self.average_.weights if self.average_ is not None else self.w_.detach()
 
-    def _monitor(
-        self, Phi: torch.Tensor, y: torch.Tensor, gram: Gram | None
-    ) -> tuple[float, float]:
-        """J and ‖∇J‖ at the reported weights, over all the data."""
-        w = self._reported()
-        if gram is not None and epochs.statistics_evaluation_available():  # one C call
-            return epochs.evaluate_on_statistics(gram, w, self.loss_reduction)
-        with torch.no_grad():
-            if gram is not None:
-                value, grad = gram.evaluate(w, self.loss_reduction)
-            else:
-                value = loss(Phi, y, w, self.loss_reduction)
-                grad = gradient(Phi, y, w, self.loss_reduction)
-            return float(value), float(torch.linalg.vector_norm(grad))
-
-    def _epoch(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> None:
-        """One pass over the data: one update per batch of the epoch's shuffled order, with the
-        analytic gradient (descent.linear.epochs: one C loop when the rule has a C step)."""
-        batches = self.batches_
-        order = batches.order()
-        w = self.w_
-        if batches.mode == "full":  # one batch (Φ too wide for its statistics): BLAS
-            with torch.no_grad():
-                w.grad = gradient(Phi, y, w, self.loss_reduction)
-            self.optimizer_.step()
-        else:
-            epochs.run_batches(
-                Phi,
-                y,
-                order,
-                batches.batch_size,
-                range(len(batches)),
-                w,
-                self.optimizer_,
-                rule,
-                self.loss_reduction,
-                self.average_,
-            )
-        if not bool(torch.isfinite(w).all()):
-            self._diverged(batches.epochs_done, math.nan, rule, None)
+    def _updates(self, Phi: torch.Tensor, y: torch.Tensor, rule: str) -> epochs.BatchUpdates:
+        """The epochs' updates on Φ's rows with this fit's weights, rule and average, bound once
+        (one C loop per epoch when the rule has a C step: descent.linear.epochs)."""
+        return epochs.BatchUpdates(
+            Phi, y, self.w_, self.optimizer_, rule, self.loss_reduction,
+            self.batches_.batch_size, self.average_,
+        )  # fmt: skip
 
     def _diverged(self, epoch: int, value: float, rule: str, gram: Gram | None) -> None:
         """Stop with the advice training gives: the epoch, the loss, the rate and what to try."""
@@ -441,7 +395,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             self, X, y, y_numeric=True, dtype=[np.float64, np.float32], ensure_all_finite=False
         )
         started = time.perf_counter()
-        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        seed = derived_seed(self.random_state)
         Phi, target, gram = self._prepare(X, y, mode, design_wanted=mode != "full")
         if Phi is None and gram is None:  # pragma: no cover - _prepare returns one of them
             raise AssertionError("neither the design nor its statistics")
@@ -496,7 +450,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             ensure_all_finite=not first,
         )  # fmt: skip
         if first:
-            seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+            seed = derived_seed(self.random_state)
             Phi, target, gram = self._prepare(X, y, mode, design_wanted=True)
             self._start(Phi, gram, len(y), seed, mode, rule)
             self.gram_ = None  # later calls bring other data
@@ -506,7 +460,9 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
             Phi = self._design(X)
             target = design.target(y)
             self.batches_ = self.batches_.resized(len(Phi))
-        self._epoch(Phi, target, rule)  # type: ignore[arg-type]
+        self._updates(Phi, target, rule).epoch(self.batches_)  # type: ignore[arg-type]
+        if not bool(torch.isfinite(self.w_).all()):
+            self._diverged(self.batches_.epochs_done, math.nan, rule, None)
         self.n_iter_ += 1
         self.loss_history_.append(self._loss(Phi, target))  # type: ignore[arg-type]
         self._publish()

@@ -868,7 +868,11 @@ static INLINE void linear_epoch(const double *Phi, const double *y, const int64_
                 for (int64_t j = 0; j < k; j++) grad[j] += row[j] * residual;
             }
         }
-        for (int64_t j = 0; j < k; j++) grad[j] = -2.0 * grad[j] * scale;
+        if (scale == 1.0) { /* x · 1 = x exactly: one multiplication less on each update's path */
+            for (int64_t j = 0; j < k; j++) grad[j] = -2.0 * grad[j];
+        } else {
+            for (int64_t j = 0; j < k; j++) grad[j] = -2.0 * grad[j] * scale;
+        }
         update(w, grad, state, k, scalars + (b - first) * stride, flags);
         if (avg) {
             const double count = (double)(++averaged);
