@@ -522,16 +522,77 @@ DEFINE_SUMS(double, f64)
         }                                                                                         \
     }
 
+/* LAMB's trust ratio from pass 1's sums (Σθ², Σu²): r = φ(‖θ‖)/‖u‖ (‖u‖ + ε when eps_in_trust),
+ * φ(z) = min(z, max_weight_norm) (+∞: none); 1 when either norm is 0 or the tensor is excluded
+ * (!trust). As lamb_reference in descent/optim/lamb.py. */
+static inline double lamb_ratio(const double *sums, double eps, double max_weight_norm, int trust,
+                                int eps_in_trust) {
+    const double weight = sqrt(sums[0]), update = sqrt(sums[1]);
+    if (!trust || !(weight > 0 && update > 0)) return 1.0;
+    const double clipped = weight < max_weight_norm ? weight : max_weight_norm;
+    return clipped / (eps_in_trust ? update + eps : update);
+}
+
+/* LAMB over ``count`` tensors on one thread, software-pipelined: pass 2 of tensor j − 1 (which
+ * reads θ and u, or θ, m, v, from the cache pass 1 just left them in) runs in slices between the
+ * blocks of tensor j's pass 1 (which streams from memory), so the cache-bound work fills the time
+ * the core would wait for memory instead of following it. Consecutive kept tensors need distinct
+ * u buffers (the caller alternates two). The sums add block by block in the order of
+ * BLOCKED_SUMS, so the result is the one lamb_step gives. */
+/* The arguments of every ``<kernel>_<suffix>_many`` entry (see the batched entries below). */
+#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
+#define DEFINE_LAMB_PIPELINE(T, SUFFIX)                                                           \
+    static void lamb_pipeline_##SUFFIX(MANY_ARGS) {                                               \
+        T *const *tensors = (T *const *)t;                                                        \
+        int64_t previous = -1, applied = 0;                                                       \
+        double previous_step = 0.0;                                                               \
+        for (int64_t j = 0; j <= count; j++) {                                                    \
+            const int64_t size = j < count ? n[j] : 0;                                            \
+            const int64_t blocks = (size + REDUCE_BLOCK - 1) / REDUCE_BLOCK;                      \
+            const int64_t at = j < count ? j : 0, before = previous >= 0 ? previous : 0;          \
+            T *const *a = tensors + 5 * at; /* p, g, m, v, u */                                   \
+            const double *c = d + 9 * at;                                                         \
+            const int *f = k + 3 * at;                                                            \
+            T *const *b = tensors + 5 * before;                                                   \
+            const double *bc = d + 9 * before;                                                    \
+            const int *bf = k + 3 * before;                                                       \
+            double sums[2] = {0.0, 0.0};                                                          \
+            for (int64_t block = 0; block < blocks; block++) {                                    \
+                const int64_t lo = block * REDUCE_BLOCK;                                          \
+                const int64_t hi = lo + REDUCE_BLOCK < size ? lo + REDUCE_BLOCK : size;           \
+                double out[2];                                                                    \
+                lamb_moments_##SUFFIX##_block(a[0], a[1], a[2], a[3], a[4], lo, hi, c[0], c[1],   \
+                                              c[2], c[3], c[4], c[5], c[6], f[0], out);           \
+                sums[0] += out[0];                                                                \
+                sums[1] += out[1];                                                                \
+                if (previous >= 0) { /* the previous tensor's pass 2, in proportion */            \
+                    const int64_t until = n[previous] * (block + 1) / blocks;                     \
+                    lamb_apply_##SUFFIX##_slice(b[0] + applied, b[2] + applied, b[3] + applied,   \
+                                                b[4] + applied, until - applied, bc[2], bc[3],    \
+                                                bc[4], bc[5], previous_step, bf[0]);              \
+                    applied = until;                                                              \
+                }                                                                                 \
+            }                                                                                     \
+            if (previous >= 0 && applied < n[previous]) /* (no blocks: the last, or empty) */     \
+                lamb_apply_##SUFFIX##_slice(b[0] + applied, b[2] + applied, b[3] + applied,       \
+                                            b[4] + applied, n[previous] - applied, bc[2], bc[3],  \
+                                            bc[4], bc[5], previous_step, bf[0]);                  \
+            if (j == count) break;                                                                \
+            previous = j, applied = 0;                                                            \
+            previous_step = c[7] * lamb_ratio(sums, c[4], c[8], f[1], f[2]);                      \
+        }                                                                                         \
+    }
 #define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
-    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, T *u, double *sums, int64_t n,  \
-                               double beta1, double beta2, double bias1, double bias2,            \
-                               double eps, double wd, double sign, int keep) {                    \
+    /* LAMB's whole step on one tensor: pass 1 (moments, Σθ², Σu²), the trust ratio, pass 2 */  \
+    void lamb_step_##SUFFIX(T *p, const T *g, T *m, T *v, T *u, int64_t n, double beta1,          \
+                            double beta2, double bias1, double bias2, double eps, double wd,      \
+                            double sign, double lr, double max_weight_norm, int keep, int trust,  \
+                            int eps_in_trust) {                                                   \
+        double sums[2];                                                                           \
         BLOCKED_SUMS(n, sums,                                                                     \
                      lamb_moments_##SUFFIX##_block(p, g, m, v, u, lo_, hi_, beta1, beta2, bias1,  \
                                                    bias2, eps, wd, sign, keep, out));             \
-    }                                                                                             \
-    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, const T *u, int64_t n, double bias1,    \
-                             double bias2, double eps, double wd, double step, int keep) {        \
+        const double step = lr * lamb_ratio(sums, eps, max_weight_norm, trust, eps_in_trust);     \
         OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_,      \
                     bias1, bias2, eps, wd, step, keep));                                          \
     }                                                                                             \
@@ -560,6 +621,8 @@ DEFINE_SUMS(double, f64)
 
 DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
 DEFINE_TWO_PASS_STEPS(double, f64, sqrt, fabs)
+DEFINE_LAMB_PIPELINE(float, f32)
+DEFINE_LAMB_PIPELINE(double, f64)
 DEFINE_TWO_PASS_ENTRIES(float, f32)
 DEFINE_TWO_PASS_ENTRIES(double, f64)
 
@@ -568,7 +631,6 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
  * costs more than their arithmetic). Tensor j's pointers are t[j·T …], its element count n[j],
  * its doubles d[j·D …] and ints k[j·I …], each in the order of the kernel's prototype (T, D, I:
  * its numbers of tensors, doubles and ints; descent/optim/_native.py packs them). */
-#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
 #define DEFINE_MANY(SUFFIX)                                                                       \
     void sgd_##SUFFIX##_many(MANY_ARGS) {                                                         \
         for (int64_t j = 0; j < count; j++, t += 2, d += 3)                                       \
@@ -606,15 +668,14 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
             schedule_free_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
                 d[5], d[6], d[7], k[0]);                                                          \
     }                                                                                             \
-    void lamb_moments_##SUFFIX##_many(MANY_ARGS) {                                                \
-        for (int64_t j = 0; j < count; j++, t += 6, d += 7, k += 1)                               \
-            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], n[j], d[0], d[1], d[2],     \
-                d[3], d[4], d[5], d[6], k[0]);                                                    \
-    }                                                                                             \
-    void lamb_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
-        for (int64_t j = 0; j < count; j++, t += 4, d += 5, k += 1)                               \
-            lamb_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],       \
-                k[0]);                                                                            \
+    void lamb_step_##SUFFIX##_many(MANY_ARGS) {                                                   \
+        if (omp_get_max_threads() > 1) { /* each tensor's passes split over the threads */       \
+            for (int64_t j = 0; j < count; j++, t += 5, d += 9, k += 3)                           \
+                lamb_step_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],   \
+                    d[4], d[5], d[6], d[7], d[8], k[0], k[1], k[2]);                              \
+            return;                                                                               \
+        }                                                                                         \
+        lamb_pipeline_##SUFFIX(count, t, n, d, k);                                                \
     }                                                                                             \
     void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
         for (int64_t j = 0; j < count; j++, t += 3)                                               \

@@ -8,8 +8,8 @@ table.
 
 :data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
 ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
-the host, pass 2 applies. :func:`run` runs a kernel over all its jobs in one C call per dtype
-(``<kernel>_<suffix>_many``).
+the host, pass 2 applies (LAMB's kernel does all three in C). :func:`run` runs a kernel over all
+its jobs in one C call per dtype (``<kernel>_<suffix>_many``).
 
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
 is False when the extension was not built (no C compiler at install) or DESCENT_NO_NATIVE is set;
@@ -126,12 +126,16 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 
 #: The two-pass kernels (no ``<rule>_epoch`` entry: they sum over a tensor, so they are no
 #: per-element step the linear epoch loop could run): same form as :data:`KERNELS`. ``sums`` is a
-#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s.
+#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s. LAMB's
+#: ratio needs only its own tensor's sums, so its kernel runs both passes and the ratio itself.
 TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ, written to u when
-    # keep (a buffer of p's size; not touched otherwise)
-    "lamb_moments": (
-        ("p", "g", "m", "v", "u", "sums"),
+    # LAMB's whole step, both passes in one call: the moments and sums = (Σθ², Σu²) with
+    # u = m̂/(√v̂ + ε) + λθ (u written to ``u`` when keep, a buffer of p's size, else recomputed
+    # in pass 2), the trust ratio r (trust; φ = min(·, max_weight_norm), +∞ for none), then
+    # θ ← θ − lr·r·u. On one thread the tensors are pipelined: consecutive kept tensors need
+    # distinct ``u`` buffers.
+    "lamb_step": (
+        ("p", "g", "m", "v", "u"),
         (
             ("beta1", "double"),
             ("beta2", "double"),
@@ -140,19 +144,11 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("eps", "double"),
             ("wd", "double"),
             ("sign", "double"),
+            ("lr", "double"),
+            ("max_weight_norm", "double"),
             ("keep", "int"),
-        ),
-    ),
-    # LAMB pass 2: θ ← θ − step·u, step = η·r; u read (keep) or recomputed from θ, m, v
-    "lamb_apply": (
-        ("p", "m", "v", "u"),
-        (
-            ("bias1", "double"),
-            ("bias2", "double"),
-            ("eps", "double"),
-            ("wd", "double"),
-            ("step", "double"),
-            ("keep", "int"),
+            ("trust", "int"),
+            ("eps_in_trust", "int"),
         ),
     ),
     # LARS pass 1: sums = (Σθ², Σg²)

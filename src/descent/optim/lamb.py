@@ -22,7 +22,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches, native_split
+from descent.optim.fastpath import TWO_PASS_BATCH, native_split
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -76,22 +76,6 @@ def lamb_reference(
     denominator = update_norm + eps if eps_in_trust else update_norm
     ratio = torch.where((weight_norm > 0) & (update_norm > 0), weight_norm / denominator, 1.0)
     return param - lr * ratio * update, exp_avg, exp_avg_sq
-
-
-def lamb_trust_ratio(
-    weight_norm: float,
-    update_norm: float,
-    *,
-    eps: float,
-    max_weight_norm: float | None,
-    eps_in_trust: bool,
-) -> float:
-    """r = φ(‖θ‖)/‖u‖ (or /(‖u‖ + ε)), 1 when either norm is 0: the ratio of
-    :func:`lamb_reference` from two norms on the host (the C fast path's pass 1 sums them)."""
-    if not (weight_norm > 0 and update_norm > 0):
-        return 1.0
-    clipped = weight_norm if max_weight_norm is None else min(weight_norm, max_weight_norm)
-    return clipped / (update_norm + eps if eps_in_trust else update_norm)
 
 
 class LAMB(DescentOptimizer):
@@ -213,13 +197,15 @@ class LAMB(DescentOptimizer):
             foreach.mul_(update, [1 / (1 - beta1**t) for t in steps])
         foreach.add_(params, update, alpha=-lr)
 
-    def _kept_buffer(self, dtype: torch.dtype) -> Tensor:
-        """The buffer (TWO_PASS_BATCH elements of ``dtype``, allocated once per optimizer) that
-        holds u between the two passes of a cache-sized batch."""
-        buffers = self.__dict__.setdefault("_kept_buffers", {})
+    def _kept_buffers(self, dtype: torch.dtype) -> tuple[int, int]:
+        """The addresses of two buffers of TWO_PASS_BATCH elements of ``dtype`` (allocated once per
+        optimizer) that hold u between the two passes: the C loop pipelines consecutive tensors,
+        so each uses the buffer the one before it does not."""
+        buffers = self.__dict__.setdefault("_kept_buffers_by_dtype", {})
         if dtype not in buffers:
-            buffers[dtype] = torch.empty(TWO_PASS_BATCH, dtype=dtype)
-        return buffers[dtype]
+            buffers[dtype] = torch.empty(2, TWO_PASS_BATCH, dtype=dtype)
+        pair = buffers[dtype]
+        return pair[0].data_ptr(), pair[1].data_ptr()
 
     def _fast_update(
         self,
@@ -230,59 +216,59 @@ class LAMB(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """Two C passes over each batch of tensors that fits in the cache (a large tensor alone),
-        so the second reads from the cache: the moments and the sums ‖θ‖², ‖u‖²; then
-        θ ← θ − η r u with u recomputed from the new moments (cheaper than storing it)."""
+        """One C call for the group (per dtype): per tensor the moments and the sums ‖θ‖², ‖u‖²,
+        its trust ratio, then θ ← θ − η r u while θ and u are still in the cache (u kept in a
+        buffer up to TWO_PASS_BATCH elements, recomputed from θ, m, v above: cheaper than a
+        buffer of its size in memory)."""
         from descent.optim import _native
 
         native, rest = native_split(params, grads, states)
         beta1, beta2 = group["betas"]
         eps, mode = group["eps"], group["bias_correction"]
-        sign = -1.0 if group["maximize"] else 1.0
-        kept: dict[torch.dtype, Tensor] = {}
-        for batch in cache_batches(native, params):
-            sums = torch.empty(len(batch), 2, dtype=torch.float64)
-            address = sums.data_ptr()  # row j at address + 16 j: no view per tensor
-            moments, applies = [], []
-            # A batch that fits in the cache keeps u for pass 2 in one buffer (the division and
-            # square root are then computed once); a larger tensor recomputes it, which moves
-            # fewer bytes than a buffer of its size.
-            sizes = [params[i].numel() for i in batch]
-            keep = sum(sizes) <= TWO_PASS_BATCH
-            offset = 0
-            for row, i in enumerate(batch):
-                t = hosts[i]["step"]
-                bias1, bias2, step = 1.0, 1.0, lr
-                if mode == "moments":
-                    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-                elif mode == "lr":
-                    step = lr / (1 - beta1**t)
-                wd = 0.0 if self._excluded(group, params[i]) else group["weight_decay"]
-                m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
-                u: Tensor | int = params[i]  # never read nor written unless keep
-                if keep:
-                    dtype = params[i].dtype
-                    if dtype not in kept:
-                        kept[dtype] = self._kept_buffer(dtype)
-                    u = kept[dtype].data_ptr() + offset * params[i].element_size()
-                    offset += sizes[row]
-                shared = dict(
-                    p=params[i], m=m, v=v, u=u, bias1=bias1, bias2=bias2, eps=eps, wd=wd, keep=keep
+        max_weight_norm = group["max_weight_norm"]
+        shared = dict(
+            beta1=beta1,
+            beta2=beta2,
+            eps=eps,
+            sign=-1.0 if group["maximize"] else 1.0,
+            max_weight_norm=math.inf if max_weight_norm is None else float(max_weight_norm),
+            eps_in_trust=int(group["eps_in_trust"]),
+        )
+        kept: dict[torch.dtype, tuple[int, int]] = {}
+        parity: dict[torch.dtype, int] = {}
+        jobs = []
+        for i in native:
+            param = params[i]
+            t = hosts[i]["step"]
+            bias1, bias2, step = 1.0, 1.0, lr
+            if mode == "moments":
+                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+            elif mode == "lr":
+                step = lr / (1 - beta1**t)
+            excluded = self._excluded(group, param)
+            u: Tensor | int = param  # never read nor written unless keep
+            keep = param.numel() <= TWO_PASS_BATCH
+            if keep:
+                dtype = param.dtype
+                if dtype not in kept:
+                    kept[dtype], parity[dtype] = self._kept_buffers(dtype), 0
+                u = kept[dtype][parity[dtype]]
+                parity[dtype] ^= 1
+            jobs.append(
+                dict(
+                    shared,
+                    p=param,
+                    g=grads[i],
+                    m=states[i]["exp_avg"],
+                    v=states[i]["exp_avg_sq"],
+                    u=u,
+                    bias1=bias1,
+                    bias2=bias2,
+                    wd=0.0 if excluded else group["weight_decay"],
+                    lr=step,
+                    keep=int(keep),
+                    trust=int(not excluded),
                 )
-                sums_row = address + 16 * row
-                moments.append(
-                    dict(shared, g=grads[i], sums=sums_row, beta1=beta1, beta2=beta2, sign=sign)
-                )
-                applies.append(dict(shared, step=step))
-            _native.run("lamb_moments", moments)
-            for job, i, (weight_sq, update_sq) in zip(applies, batch, sums.tolist(), strict=True):
-                if not self._excluded(group, params[i]):
-                    job["step"] *= lamb_trust_ratio(
-                        math.sqrt(weight_sq),
-                        math.sqrt(update_sq),
-                        eps=eps,
-                        max_weight_norm=group["max_weight_norm"],
-                        eps_in_trust=group["eps_in_trust"],
-                    )
-            _native.run("lamb_apply", applies)
+            )
+        _native.run("lamb_step", jobs)
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
