@@ -63,3 +63,39 @@ def test_the_c_loops_equal_the_reference(name: str, kwargs: dict[str, Any], thre
     reference = _trajectory(name, "reference", threads, torch.float64, kwargs)
     for a, b in zip(fast, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+LR_SCHEDULE = [1.0, 1.0, 0.0, 1.0]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_prodigy_without_a_step_still_moves_its_moments(threads: int) -> None:
+    """A zero gradient first (Σ|s| = 0: m, v move, θ and d do not), then lr = 0 (θ moves with the
+    moments as they are, s and r do not): the C passes follow the reference through both."""
+    finals = []
+    for impl in ("fast", "reference"):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            generator = torch.Generator().manual_seed(4)
+            params = [torch.randn(s, generator=generator, dtype=torch.float64) for s in SIZES[1:]]
+            opt = optim.create(
+                "prodigy",
+                [p.requires_grad_() for p in params],
+                impl=impl,
+                lr=lambda k: LR_SCHEDULE[min(k, 3)],
+                weight_decay=0.1,
+            )
+            for k in range(4):
+                for i, p in enumerate(params):
+                    p.grad = torch.zeros_like(p) if k == 0 else torch.cos(p.detach() * k + i)
+                opt.step()
+            group = opt.param_groups[0]
+            finals.append(
+                [p.detach().clone() for p in params]
+                + [torch.tensor([group["d"], group["d_max"], group["d_numerator"]])]
+            )
+        finally:
+            torch.set_num_threads(before)
+    for a, b in zip(*finals, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

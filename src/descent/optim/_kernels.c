@@ -482,23 +482,21 @@ DEFINE_SUMS(double, f64)
     }                                                                                             \
                                                                                                   \
     /* pass 1 of Prodigy on [lo, hi), g = ±g + λθ (λ = 0 when decoupled): Σ g(θ₀ − θ) ; then    \
-     * (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g, s ← β₃s + c_s g ; Σ|s| */                    \
-    static KERNEL void prodigy_moments_##SUFFIX##_block(                                          \
-        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict m,            \
-        T *restrict v, T *restrict s, int64_t lo, int64_t hi,                                     \
-        double c_m, double c_v, double beta1, double beta2, double beta3, double c_s, double wd,  \
-        double sign, int update, double *out) {                                                   \
+     * (update) s ← β₃s + c_s g ; Σ|s|. The moments wait for pass 2, which reads g and θ anyway:  \
+     * pass 1 then reads θ, g, θ₀, s and writes s (20 bytes a float32 parameter), pass 2 reads    \
+     * θ, g, m, v and writes them but g (28): 48 bytes, where updating m and v here costs 52. */   \
+    static KERNEL void prodigy_sums_##SUFFIX##_block(                                             \
+        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict s,            \
+        int64_t lo, int64_t hi, double beta3, double c_s, double wd, double sign, int update,     \
+        double *out) {                                                                            \
         T dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                           \
         const int64_t n = hi - lo;                                                                \
-        p += lo, g += lo, p0 += lo, m += lo, v += lo, s += lo;                                    \
+        p += lo, g += lo, p0 += lo, s += lo;                                                      \
         if (update) {                                                                             \
-            const T b1 = (T)beta1, b2 = (T)beta2, b3 = (T)beta3;                                  \
-            const T cm = (T)c_m, cv = (T)c_v, cs = (T)c_s;                                        \
+            const T b3 = (T)beta3, cs = (T)c_s;                                                   \
             for (int64_t i = 0; i < n; i++) {                                                     \
                 const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
                 dots[i] = gi * (p0[i] - p[i]);                                                    \
-                m[i] = b1 * m[i] + cm * gi;                                                       \
-                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
                 const T si = b3 * s[i] + cs * gi;                                                 \
                 s[i] = si;                                                                        \
                 magnitudes[i] = FABS(si);                                                         \
@@ -512,13 +510,34 @@ DEFINE_SUMS(double, f64)
         sums_##SUFFIX(dots, magnitudes, n, 0, out);                                               \
     }                                                                                             \
                                                                                                   \
-    /* pass 2 of Prodigy: θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0) ;                      \
-     * θ ← θ − dη·m/(√v + d·ε) */                                                                 \
-    static KERNEL void prodigy_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,    \
-                                                      double decay, double step, double d_eps) {  \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                               \
-            p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                                  \
+    /* pass 2 of Prodigy, g = ±g + λθ as in pass 1: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; \
+     * (apply) θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0), θ ← θ − dη·m/(√v + d·ε) */      \
+    static KERNEL void prodigy_apply_##SUFFIX##_slice(                                            \
+        T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n, double c_m,  \
+        double c_v, double beta1, double beta2, double wd, double sign, double decay,             \
+        double step, double d_eps, int update, int apply) {                                       \
+        const T b1 = (T)beta1, b2 = (T)beta2, cm = (T)c_m, cv = (T)c_v;                           \
+        if (update && apply) {                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                const T mi = b1 * m[i] + cm * gi;                                                 \
+                const T vi = b2 * v[i] + cv * gi * gi;                                            \
+                m[i] = mi;                                                                        \
+                v[i] = vi;                                                                        \
+                const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                           \
+                p[i] = q - (T)step * mi / (SQRT(vi) + (T)d_eps);                                  \
+            }                                                                                     \
+        } else if (update) { /* Σ|s| = 0: the moments move, θ does not */                         \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                m[i] = b1 * m[i] + cm * gi;                                                       \
+                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
+            }                                                                                     \
+        } else if (apply) { /* η = 0: no moments */                                               \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                           \
+                p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                              \
+            }                                                                                     \
         }                                                                                         \
     }
 
@@ -604,19 +623,17 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
         OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd,    \
                     momentum, lr, sign, lr_in_buffer));                                           \
     }                                                                                             \
-    void prodigy_moments_##SUFFIX(const T *p, const T *g, const T *p0, T *m, T *v, T *s,           \
-                                  double *sums, int64_t n, double c_m, double c_v, double beta1,  \
-                                  double beta2, double beta3, double c_s, double wd, double sign, \
-                                  int update) {                                                   \
+    void prodigy_sums_##SUFFIX(const T *p, const T *g, const T *p0, T *s, double *sums, int64_t n,  \
+                               double beta3, double c_s, double wd, double sign, int update) {    \
         BLOCKED_SUMS(n, sums,                                                                     \
-                     prodigy_moments_##SUFFIX##_block(p, g, p0, m, v, s, lo_, hi_, c_m, c_v,      \
-                                                      beta1, beta2, beta3, c_s, wd, sign, update, \
-                                                      out));                                      \
+                     prodigy_sums_##SUFFIX##_block(p, g, p0, s, lo_, hi_, beta3, c_s, wd, sign,   \
+                                                   update, out));                                 \
     }                                                                                             \
-    void prodigy_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double decay,             \
-                                double step, double d_eps) {                                      \
-        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay,     \
-                    step, d_eps));                                                                \
+    void prodigy_apply_##SUFFIX(T *p, const T *g, T *m, T *v, int64_t n, double c_m, double c_v,   \
+                                double beta1, double beta2, double wd, double sign, double decay, \
+                                double step, double d_eps, int update, int apply) {               \
+        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_,   \
+                    c_m, c_v, beta1, beta2, wd, sign, decay, step, d_eps, update, apply));        \
     }
 
 DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
@@ -685,14 +702,15 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
         for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 1)                               \
             lars_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0]);      \
     }                                                                                             \
-    void prodigy_moments_##SUFFIX##_many(MANY_ARGS) {                                             \
-        for (int64_t j = 0; j < count; j++, t += 7, d += 8, k += 1)                               \
-            prodigy_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], t[6], n[j], d[0],        \
-                d[1], d[2], d[3], d[4], d[5], d[6], d[7], k[0]);                                  \
+    void prodigy_sums_##SUFFIX##_many(MANY_ARGS) {                                                \
+        for (int64_t j = 0; j < count; j++, t += 5, d += 4, k += 1)                               \
+            prodigy_sums_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],     \
+                k[0]);                                                                            \
     }                                                                                             \
     void prodigy_apply_##SUFFIX##_many(MANY_ARGS) {                                               \
-        for (int64_t j = 0; j < count; j++, t += 3, d += 3)                                       \
-            prodigy_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2]);                     \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 9, k += 2)                               \
+            prodigy_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                d[5], d[6], d[7], d[8], k[0], k[1]);                                              \
     }
 
 DEFINE_MANY(f32)

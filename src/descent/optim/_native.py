@@ -165,14 +165,10 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("lr_in_buffer", "int"),
         ),
     ),
-    # Prodigy pass 1: sums = (Σ g(θ₀ − θ), Σ|s|) around the moments' update (when ``update``)
-    "prodigy_moments": (
-        ("p", "g", "p0", "m", "v", "s", "sums"),
+    # Prodigy pass 1: g = ±g + λθ ; s ← β₃s + c_s g (when ``update``) ; sums = (Σ g(θ₀ − θ), Σ|s|)
+    "prodigy_sums": (
+        ("p", "g", "p0", "s", "sums"),
         (
-            ("c_m", "double"),
-            ("c_v", "double"),
-            ("beta1", "double"),
-            ("beta2", "double"),
             ("beta3", "double"),
             ("c_s", "double"),
             ("wd", "double"),
@@ -180,10 +176,23 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("update", "int"),
         ),
     ),
-    # Prodigy pass 2: θ ← θ − decay·θ (decay ≠ 0) ; θ ← θ − step·m/(√v + d_eps)
+    # Prodigy pass 2: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; (apply) θ ← θ − decay·θ
+    # (decay ≠ 0), θ ← θ − step·m/(√v + d_eps)
     "prodigy_apply": (
-        ("p", "m", "v"),
-        (("decay", "double"), ("step", "double"), ("d_eps", "double")),
+        ("p", "g", "m", "v"),
+        (
+            ("c_m", "double"),
+            ("c_v", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("decay", "double"),
+            ("step", "double"),
+            ("d_eps", "double"),
+            ("update", "int"),
+            ("apply", "int"),
+        ),
     ),
 }
 
