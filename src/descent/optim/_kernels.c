@@ -553,13 +553,17 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
 }
 
 /* LAMB over ``count`` tensors on one thread, software-pipelined: pass 2 of tensor j − 1 (which
- * reads θ and u, or θ, m, v, from the cache pass 1 just left them in) runs in slices between the
- * blocks of tensor j's pass 1 (which streams from memory), so the cache-bound work fills the time
- * the core would wait for memory instead of following it. Consecutive kept tensors need distinct
- * u buffers (the caller alternates two). The sums add block by block in the order of
- * BLOCKED_SUMS, so the result is the one lamb_step gives. */
+ * reads θ and u from the cache pass 1 just left them in) runs in slices between the blocks of
+ * tensor j's pass 1 (which streams from memory), so the cache-bound work fills the time the core
+ * waits for memory instead of following it. A tensor above PIPELINE_LIMIT runs its pass 2 right
+ * after its pass 1 (its data would leave the cache before the next tensor's pass 1 ended).
+ * Consecutive kept tensors need distinct u buffers (the caller alternates two). The sums add
+ * block by block in the order of BLOCKED_SUMS, so the result is the one lamb_step gives. */
 /* The arguments of every ``<kernel>_<suffix>_many`` entry (see the batched entries below). */
 #define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
+/* The largest tensor whose pass 2 waits for the next tensor's pass 1 (as TWO_PASS_BATCH in
+ * descent/optim/fastpath.py: a larger one is not kept in the cache that long). */
+#define PIPELINE_LIMIT (1 << 19)
 #define DEFINE_LAMB_PIPELINE(T, SUFFIX)                                                           \
     static void lamb_pipeline_##SUFFIX(MANY_ARGS) {                                               \
         T *const *tensors = (T *const *)t;                                                        \
@@ -597,8 +601,15 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
                                             b[4] + applied, n[previous] - applied, bc[2], bc[3],  \
                                             bc[4], bc[5], previous_step, bf[0]);                  \
             if (j == count) break;                                                                \
-            previous = j, applied = 0;                                                            \
-            previous_step = c[7] * lamb_ratio(sums, c[4], c[8], f[1], f[2]);                      \
+            const double step = c[7] * lamb_ratio(sums, c[4], c[8], f[1], f[2]);                  \
+            if (size <= PIPELINE_LIMIT) { /* pass 2 runs during the next tensor's pass 1 */       \
+                previous = j, applied = 0, previous_step = step;                                  \
+                continue;                                                                         \
+            }                                                                                     \
+            /* too large to wait in the cache: pass 2 now */                                      \
+            previous = -1;                                                                        \
+            lamb_apply_##SUFFIX##_slice(a[0], a[2], a[3], a[4], size, c[2], c[3], c[4], c[5],     \
+                                        step, f[0]);                                              \
         }                                                                                         \
     }
 #define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
