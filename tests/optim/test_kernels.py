@@ -99,3 +99,34 @@ def test_prodigy_without_a_step_still_moves_its_moments(threads: int) -> None:
             torch.set_num_threads(before)
     for a, b in zip(*finals, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_lamb_over_mixed_dtypes_equals_one_group_per_dtype() -> None:
+    """float32 and float64 tensors interleaved in one group (one C call per dtype, each pipelined
+    with its own pair of u buffers) step as two groups of one dtype each, bit for bit."""
+    sizes = [(3000,), (2000,), (4000,), (50, 20), (1000,)]
+    dtypes = [torch.float32, torch.float64, torch.float32, torch.float64, torch.float32]
+
+    def make() -> list[torch.Tensor]:
+        generator = torch.Generator().manual_seed(6)
+        return [
+            torch.randn(s, generator=generator, dtype=d).requires_grad_()
+            for s, d in zip(sizes, dtypes, strict=True)
+        ]
+
+    mixed, split = make(), make()
+    kwargs = {"lr": 0.01, "weight_decay": 0.1}
+    one = optim.create("lamb", mixed, **kwargs)
+    two = optim.create(
+        "lamb",
+        [{"params": [p for p in split if p.dtype == d]} for d in (torch.float32, torch.float64)],
+        **kwargs,
+    )
+    for k in range(3):
+        for params in (mixed, split):
+            for i, p in enumerate(params):
+                p.grad = torch.sin(p.detach() * (k + 1) + i)
+        one.step()
+        two.step()
+    for a, b in zip(mixed, split, strict=True):
+        assert torch.equal(a, b)

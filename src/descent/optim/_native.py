@@ -374,6 +374,50 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         )
 
 
+def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
+    """:func:`run` with each argument named once: a list (one value per job, in job order) or a
+    single value every job takes. For the sum-dependent rules' steps over hundreds of small
+    tensors, where a dictionary per job costs more than the packing."""
+    tensor_names, double_names, int_names, expected = _layout(kernel)
+    if columns.keys() != expected:
+        raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(columns)}")
+    firsts = columns[tensor_names[0]]
+    count = len(firsts)
+    if not count:
+        return
+    for name, value in columns.items():
+        if isinstance(value, list) and len(value) != count:
+            raise TypeError(f"kernel {kernel!r}: {name} has {len(value)} values, not {count}")
+    dtype = firsts[0].dtype
+    library = _library()
+    if _captured is not None or library is None or any(t.dtype != dtype for t in firsts):
+        # the general path: capture, mixed dtypes (one C call each), or its error
+        run(
+            kernel, [{name: _at(value, j) for name, value in columns.items()} for j in range(count)]
+        )
+        return
+
+    def values(names: tuple[str, ...]) -> list[Any]:
+        """The named columns interleaved job by job (the C side's order)."""
+        rows = [v if isinstance(v, list) else [v] * count for v in map(columns.__getitem__, names)]
+        return [value for row in zip(*rows, strict=True) for value in row]
+
+    pointers = [v if type(v) is int else v.data_ptr() for v in values(tensor_names)]
+    packed = (
+        array.array("q", pointers),
+        array.array("q", [t.numel() for t in firsts]),
+        array.array("d", values(double_names) or [0.0]),
+        array.array("i", values(int_names) or [0]),
+    )
+    getattr(library, f"{kernel}_{_SUFFIX[dtype]}_many")(
+        count, *(packed_values.buffer_info()[0] for packed_values in packed)
+    )
+
+
+def _at(value: Any, j: int) -> Any:
+    return value[j] if isinstance(value, list) else value
+
+
 def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
     """Run ``<rule>_epoch`` with every argument of :func:`epoch_signature` by name: tensors
     (float64 and contiguous; ``order`` int64; ``avg`` may be None), counts and flags. The caller

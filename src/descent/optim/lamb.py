@@ -220,55 +220,78 @@ class LAMB(DescentOptimizer):
         its trust ratio, then θ ← θ − η r u while θ and u are still in the cache (u kept in a
         buffer up to TWO_PASS_BATCH elements, recomputed from θ, m, v above: cheaper than a
         buffer of its size in memory)."""
+        native, rest = native_split(params, grads, states)
+        if native:
+            self._native_step(
+                group,
+                [params[i] for i in native],
+                [grads[i] for i in native],
+                [states[i] for i in native],
+                [hosts[i] for i in native],
+                lr,
+            )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    def _native_step(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The C step (``lamb_step``) over tensors the kernels take."""
         from descent.optim import _native
 
-        native, rest = native_split(params, grads, states)
         beta1, beta2 = group["betas"]
-        eps, mode = group["eps"], group["bias_correction"]
-        max_weight_norm = group["max_weight_norm"]
-        shared = dict(
-            beta1=beta1,
-            beta2=beta2,
-            eps=eps,
-            sign=-1.0 if group["maximize"] else 1.0,
-            max_weight_norm=math.inf if max_weight_norm is None else float(max_weight_norm),
-            eps_in_trust=int(group["eps_in_trust"]),
-        )
-        kept: dict[torch.dtype, tuple[int, int]] = {}
-        parity: dict[torch.dtype, int] = {}
-        jobs = []
-        for i in native:
-            param = params[i]
-            t = hosts[i]["step"]
-            bias1, bias2, step = 1.0, 1.0, lr
-            if mode == "moments":
-                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-            elif mode == "lr":
-                step = lr / (1 - beta1**t)
-            excluded = self._excluded(group, param)
-            u: Tensor | int = param  # never read nor written unless keep
-            keep = param.numel() <= TWO_PASS_BATCH
-            if keep:
+        mode = group["bias_correction"]
+        # (bias1, bias2, η') per step count: the tensors of a group share one, or a few
+        corrections: dict[float, tuple[float, float, float]] = {}
+        for host in hosts:
+            t = host["step"]
+            if t not in corrections:
+                if mode == "moments":
+                    corrections[t] = (1 - beta1**t, 1 - beta2**t, lr)
+                elif mode == "lr":
+                    corrections[t] = (1.0, 1.0, lr / (1 - beta1**t))
+                else:
+                    corrections[t] = (1.0, 1.0, lr)
+        per_tensor = [corrections[host["step"]] for host in hosts]
+        trusted = [not self._excluded(group, p) for p in params]
+        keep = [p.numel() <= TWO_PASS_BATCH for p in params]
+        # u's buffer: one of two per dtype, alternating over the kept tensors (the C loop runs a
+        # tensor's pass 2 during the next one's pass 1); a tensor not kept never touches u
+        u: list[Tensor | int] = list(params)
+        pairs: dict[torch.dtype, tuple[int, int]] = {}
+        turns: dict[torch.dtype, int] = {}  # one C call per dtype: alternate within each
+        for i, param in enumerate(params):
+            if keep[i]:
                 dtype = param.dtype
-                if dtype not in kept:
-                    kept[dtype], parity[dtype] = self._kept_buffers(dtype), 0
-                u = kept[dtype][parity[dtype]]
-                parity[dtype] ^= 1
-            jobs.append(
-                dict(
-                    shared,
-                    p=param,
-                    g=grads[i],
-                    m=states[i]["exp_avg"],
-                    v=states[i]["exp_avg_sq"],
-                    u=u,
-                    bias1=bias1,
-                    bias2=bias2,
-                    wd=0.0 if excluded else group["weight_decay"],
-                    lr=step,
-                    keep=int(keep),
-                    trust=int(not excluded),
-                )
-            )
-        _native.run("lamb_step", jobs)
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+                if dtype not in pairs:
+                    pairs[dtype], turns[dtype] = self._kept_buffers(dtype), 0
+                turn = turns[dtype]
+                u[i], turns[dtype] = pairs[dtype][turn], 1 - turn
+        max_weight_norm = group["max_weight_norm"]
+        _native.run_columns(
+            "lamb_step",
+            dict(
+                p=params,
+                g=grads,
+                m=[state["exp_avg"] for state in states],
+                v=[state["exp_avg_sq"] for state in states],
+                u=u,
+                beta1=beta1,
+                beta2=beta2,
+                bias1=[c[0] for c in per_tensor],
+                bias2=[c[1] for c in per_tensor],
+                eps=group["eps"],
+                wd=[group["weight_decay"] if t else 0.0 for t in trusted],
+                sign=-1.0 if group["maximize"] else 1.0,
+                lr=[c[2] for c in per_tensor],
+                max_weight_norm=math.inf if max_weight_norm is None else float(max_weight_norm),
+                keep=[int(k) for k in keep],
+                trust=[int(t) for t in trusted],
+                eps_in_trust=int(group["eps_in_trust"]),
+            ),
+        )

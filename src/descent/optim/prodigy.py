@@ -372,12 +372,16 @@ class Prodigy(DescentOptimizer):
             sign=sign,
             update=update,
         )
-        _native.run(
+        _native.run_columns(
             "prodigy_sums",
-            [
-                dict(shared, p=param, g=grad, p0=state["p0"], s=state["s"], sums=address + 16 * i)
-                for i, (param, grad, state) in enumerate(zip(params, grads, states, strict=True))
-            ],
+            dict(
+                shared,
+                p=params,
+                g=grads,
+                p0=[state["p0"] for state in states],
+                s=[state["s"] for state in states],
+                sums=list(range(address, address + 16 * len(params), 16)),
+            ),
         )
         totals = sums.tolist()
         numerator = group["d_numerator"] * beta3
@@ -404,12 +408,15 @@ class Prodigy(DescentOptimizer):
             update=update,
             apply=apply,
         )
-        _native.run(
+        _native.run_columns(
             "prodigy_apply",
-            [
-                dict(shared, p=param, g=grad, m=state["exp_avg"], v=state["exp_avg_sq"])
-                for param, grad, state in zip(params, grads, states, strict=True)
-            ],
+            dict(
+                shared,
+                p=params,
+                g=grads,
+                m=[state["exp_avg"] for state in states],
+                v=[state["exp_avg_sq"] for state in states],
+            ),
         )
         if apply:  # (Σ|s| = 0: d, d_max and r stay, as in the reference)
             group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
