@@ -159,6 +159,12 @@ PACKAGE_RULES: dict[str, tuple[int, str, Callable[..., torch.optim.Optimizer], b
 }
 
 
+# The bytes per fp32 parameter of the rules whose step needs sums over all their tensors before
+# any update (Prodigy's d), so their second pass reads from memory: their least possible traffic
+# (docs/optimizers.md, "What a step costs"), above the single-pass floor of PACKAGE_RULES.
+TWO_PASS_BYTES = {"prodigy": 48}
+
+
 def make_params(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     params = []
@@ -453,8 +459,11 @@ def target_text(rule: str, row: dict[str, float | str], peer_share: float) -> st
         if ratio <= 0.5:
             return "≥ 2× faster than the package ok"
         # the package at a floor share s: 2× faster needs 2s of the floor, impossible above 50%
-        needs = f" (2× needs {2 * peer_share:.0%} of the floor)" if peer_share > 0.5 else ""
-        return "≥ 2× faster than the package MISSED" + needs
+        needs = f"2× needs {2 * peer_share:.0%} of the floor"
+        if rule in TWO_PASS_BYTES:
+            needs += f"; two passes reach {PACKAGE_RULES[rule][0] / TWO_PASS_BYTES[rule]:.0%}"
+        return f"≥ 2× faster than the package MISSED ({needs})"
+
     if rule in TARGET_PEER_FASTEST:
         # The same kernel as torch's: "as fast" means within the noise measured beside it.
         tolerance = max(float(row["noise"]), 0.01)
