@@ -408,14 +408,15 @@ class Prodigy(DescentOptimizer):
             update=update,
             apply=apply,
         )
+        # last tensor first: pass 1 left the last ones' θ and g in the cache
         _native.run_columns(
             "prodigy_apply",
             dict(
                 shared,
-                p=params,
-                g=grads,
-                m=[state["exp_avg"] for state in states],
-                v=[state["exp_avg_sq"] for state in states],
+                p=params[::-1],
+                g=grads[::-1],
+                m=[state["exp_avg"] for state in reversed(states)],
+                v=[state["exp_avg_sq"] for state in reversed(states)],
             ),
         )
         if apply:  # (Σ|s| = 0: d, d_max and r stay, as in the reference)
