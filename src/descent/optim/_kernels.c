@@ -317,6 +317,7 @@ typedef double lanes_t __attribute__((vector_size(LANES * sizeof(double))));
 /* (GCC notes that such vectors are passed differently with and without AVX-512: only static inline
  * functions of this file take them, so no ABI boundary is crossed.) */
 #pragma GCC diagnostic ignored "-Wpsabi"
+typedef float lanes_f32_t __attribute__((vector_size(LANES * sizeof(float))));
 
 static inline lanes_t load_lanes_f64(const double *x) {
     lanes_t v;
@@ -324,12 +325,11 @@ static inline lanes_t load_lanes_f64(const double *x) {
     return v;
 }
 static inline lanes_t load_lanes_f32(const float *x) {
-    /* a loop the vectorizer turns into one conversion (GCC 12 lowers __builtin_convertvector of
-     * 8 floats half by half, through the stack, at a third of the speed) */
-    double wide[LANES];
-    for (int l = 0; l < LANES; l++) wide[l] = (double)x[l];
-    return load_lanes_f64(wide);
+    lanes_f32_t v;
+    memcpy(&v, x, sizeof v);
+    return __builtin_convertvector(v, lanes_t);
 }
+
 
 static inline double lanes_total(const lanes_t *lanes) {
     const lanes_t acc = *lanes;
@@ -512,7 +512,8 @@ DEFINE_SUMS(double, f64)
         const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict s,            \
         int64_t lo, int64_t hi, double beta3, double c_s, double wd, double sign, int update,     \
         double *out) {                                                                            \
-        T dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                           \
+        /* in double: the loop widens them in whole registers, sums_f64 need not */              \
+        double dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                      \
         const int64_t n = hi - lo;                                                                \
         p += lo, g += lo, p0 += lo, s += lo;                                                      \
         if (update) {                                                                             \
@@ -530,7 +531,7 @@ DEFINE_SUMS(double, f64)
                 magnitudes[i] = FABS(s[i]);                                                       \
             }                                                                                     \
         }                                                                                         \
-        sums_##SUFFIX(dots, magnitudes, n, 0, out);                                               \
+        sums_f64(dots, magnitudes, n, 0, out);                                                    \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of Prodigy, g = ±g + λθ as in pass 1: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; \
