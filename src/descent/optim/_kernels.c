@@ -302,7 +302,8 @@ DEFINE_ENTRIES(double, f64)
  * ratios) or over all tensors (Prodigy's d): pass 1 updates what it can and returns the sums,
  * the host turns them into the step's scalars (the formula's bookkeeping stays in Python), pass 2
  * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
- * is read from memory once.
+ * is read from memory once. LAMB's ratio is one line (lamb_ratio), so its kernel computes it and
+ * runs both passes itself, tensor after tensor, pipelined on one thread (lamb_pipeline).
  *
  * The sums have one fixed order: each block of REDUCE_BLOCK elements sums in LANES interleaved
  * double accumulators (a GCC vector: independent chains, added pairwise at the end), and the
