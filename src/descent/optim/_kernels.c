@@ -605,6 +605,10 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
             const double *bc = d + 9 * before;                                                    \
             const int *bf = k + 3 * before;                                                       \
             double sums[2] = {0.0, 0.0};                                                          \
+            /* over at most as many blocks as a kept tensor has: behind a large tensor, the      \
+             * previous one's pass 2 must end while its data is still cached */                  \
+            const int64_t spread = blocks < PIPELINE_LIMIT / REDUCE_BLOCK                         \
+                                       ? blocks : PIPELINE_LIMIT / REDUCE_BLOCK;                  \
             for (int64_t block = 0; block < blocks; block++) {                                    \
                 const int64_t lo = block * REDUCE_BLOCK;                                          \
                 const int64_t hi = lo + REDUCE_BLOCK < size ? lo + REDUCE_BLOCK : size;           \
@@ -613,8 +617,8 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
                                               c[2], c[3], c[4], c[5], c[6], f[0], out);           \
                 sums[0] += out[0];                                                                \
                 sums[1] += out[1];                                                                \
-                if (previous >= 0) { /* the previous tensor's pass 2, in proportion */            \
-                    const int64_t until = n[previous] * (block + 1) / blocks;                     \
+                if (previous >= 0 && block < spread) { /* the previous tensor's pass 2 */        \
+                    const int64_t until = n[previous] * (block + 1) / spread;                     \
                     lamb_apply_##SUFFIX##_slice(b[0] + applied, b[2] + applied, b[3] + applied,   \
                                                 b[4] + applied, until - applied, bc[2], bc[3],    \
                                                 bc[4], bc[5], previous_step, bf[0]);              \
