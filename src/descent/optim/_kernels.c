@@ -726,13 +726,27 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
                 d[5], d[6], d[7], k[0]);                                                          \
     }                                                                                             \
     void lamb_step_##SUFFIX##_many(MANY_ARGS) {                                                   \
-        if (omp_get_max_threads() > 1) { /* each tensor's passes split over the threads */       \
-            for (int64_t j = 0; j < count; j++, t += 5, d += 9, k += 3)                           \
-                lamb_step_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],   \
-                    d[4], d[5], d[6], d[7], d[8], k[0], k[1], k[2]);                              \
+        if (omp_get_max_threads() == 1) {                                                         \
+            lamb_pipeline_##SUFFIX(count, t, n, d, k);                                            \
             return;                                                                               \
         }                                                                                         \
-        lamb_pipeline_##SUFFIX(count, t, n, d, k);                                                \
+        /* several threads: a tensor of MIN_PARALLEL elements or more splits its passes over      \
+         * them; each run of smaller ones (one thread each) is pipelined */                       \
+        for (int64_t j = 0; j < count;) {                                                         \
+            if (n[j] >= MIN_PARALLEL) {                                                           \
+                void *const *a = t + 5 * j;                                                       \
+                const double *c = d + 9 * j;                                                      \
+                const int *f = k + 3 * j;                                                         \
+                lamb_step_##SUFFIX(a[0], a[1], a[2], a[3], a[4], n[j], c[0], c[1], c[2], c[3],    \
+                    c[4], c[5], c[6], c[7], c[8], f[0], f[1], f[2]);                              \
+                j++;                                                                              \
+                continue;                                                                         \
+            }                                                                                     \
+            int64_t end = j;                                                                      \
+            while (end < count && n[end] < MIN_PARALLEL) end++;                                   \
+            lamb_pipeline_##SUFFIX(end - j, t + 5 * j, n + j, d + 9 * j, k + 3 * j);              \
+            j = end;                                                                              \
+        }                                                                                         \
     }                                                                                             \
     void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
         for (int64_t j = 0; j < count; j++, t += 3)                                               \
