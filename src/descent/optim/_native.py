@@ -132,7 +132,7 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
     # LAMB's whole step, both passes in one call: the moments and sums = (Σθ², Σu²) with
     # u = m̂/(√v̂ + ε) + λθ (u written to ``u`` when keep, a buffer of p's size, else recomputed
     # in pass 2), the trust ratio r (trust; φ = min(·, max_weight_norm), +∞ for none), then
-    # θ ← θ − lr·r·u. On one thread the tensors are pipelined: consecutive kept tensors need
+    # θ ← θ − lr·r·u. The tensors are pipelined (lamb_pipeline): consecutive kept tensors need
     # distinct ``u`` buffers.
     "lamb_step": (
         ("p", "g", "m", "v", "u"),
