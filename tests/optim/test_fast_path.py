@@ -141,13 +141,16 @@ def test_the_fast_path_runs_the_c_kernel(
     """On contiguous float32/float64 CPU tensors the default step is the C kernel: with the
     kernels refused, the step fails instead of silently running the foreach formulation."""
     called: list[str] = []
-    real_run = _native.run
 
-    def spy(kernel: str, jobs: Any) -> None:
-        called.append(kernel)
-        real_run(kernel, jobs)
+    def spy(real: Any) -> Any:
+        def run(kernel: str, jobs: Any) -> None:
+            called.append(kernel)
+            real(kernel, jobs)
 
-    monkeypatch.setattr(_native, "run", spy)
+        return run
+
+    monkeypatch.setattr(_native, "run", spy(_native.run))
+    monkeypatch.setattr(_native, "run_columns", spy(_native.run_columns))
     param = torch.randn(70_001, dtype=dtype, requires_grad=True)
     opt = optim.create(name, [param])
     param.grad = torch.randn(70_001, dtype=dtype)

@@ -302,7 +302,8 @@ DEFINE_ENTRIES(double, f64)
  * ratios) or over all tensors (Prodigy's d): pass 1 updates what it can and returns the sums,
  * the host turns them into the step's scalars (the formula's bookkeeping stays in Python), pass 2
  * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
- * is read from memory once.
+ * is read from memory once. LAMB's ratio is one line (lamb_ratio), so its kernel computes it and
+ * runs both passes itself, tensor after tensor, pipelined on one thread (lamb_pipeline).
  *
  * The sums have one fixed order: each block of REDUCE_BLOCK elements sums in LANES interleaved
  * double accumulators (a GCC vector: independent chains, added pairwise at the end), and the
@@ -329,6 +330,7 @@ static inline lanes_t load_lanes_f32(const float *x) {
     memcpy(&v, x, sizeof v);
     return __builtin_convertvector(v, lanes_t);
 }
+
 
 static inline double lanes_total(const lanes_t *lanes) {
     const lanes_t acc = *lanes;
@@ -362,8 +364,8 @@ static inline double lanes_total(const lanes_t *lanes) {
                 sum_b[l] += (double)b[i];                                                         \
             }                                                                                     \
         }                                                                                         \
-        out[0] = lanes_total(&sum_a);                                                              \
-        out[1] = lanes_total(&sum_b);                                                              \
+        out[0] = lanes_total(&sum_a);                                                             \
+        out[1] = lanes_total(&sum_b);                                                             \
     }
 DEFINE_SUMS(float, f32)
 DEFINE_SUMS(double, f64)
@@ -406,10 +408,25 @@ DEFINE_SUMS(double, f64)
     } while (0)
 
 #define DEFINE_TWO_PASS_STEPS(T, SUFFIX, SQRT, FABS)                                              \
-    /* LAMB's direction u = m̂/(√v̂ + ε) + λθ, with m̂ = m/bias1, v̂ = v/bias2 */                    \
+    /* LAMB's direction u = m̂/(√v̂ + ε) + λθ, with m̂ = m/bias1, v̂ = v/bias2. Uncorrected      \
+     * (bias1 = bias2 = 1: bias_correction "lr" or "none") it skips the two divisions, which      \
+     * change nothing (x/1 = x exactly) but cost a fifth of pass 1's arithmetic. */                \
     static inline T lamb_direction_##SUFFIX(T p, T mi, T vi, double bias1, double bias2,          \
-                                            double eps, double wd) {                              \
+                                            double eps, double wd, int corrected) {               \
+        if (!corrected) return mi / (SQRT(vi) + (T)eps) + (T)wd * p;                              \
         return (mi / (T)bias1) / (SQRT(vi / (T)bias2) + (T)eps) + (T)wd * p;                      \
+    }                                                                                             \
+                                                                                                  \
+    /* m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² on one element; returns u */                      \
+    static inline T lamb_moments_step_##SUFFIX(T p, T g, T *m, T *v, T b1, T one_b1, T b2,        \
+                                               T one_b2, double bias1, double bias2, double eps,  \
+                                               double wd, double sign, int corrected) {           \
+        const T gi = (T)sign * g;                                                                 \
+        const T mi = b1 * *m + one_b1 * gi;                                                       \
+        const T vi = b2 * *v + one_b2 * gi * gi;                                                  \
+        *m = mi;                                                                                  \
+        *v = vi;                                                                                  \
+        return lamb_direction_##SUFFIX(p, mi, vi, bias1, bias2, eps, wd, corrected);              \
     }                                                                                             \
                                                                                                   \
     /* pass 1 of LAMB on [lo, hi): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g² ; Σθ², Σu². u goes to   \
@@ -426,13 +443,14 @@ DEFINE_SUMS(double, f64)
         T *restrict u = keep ? kept + lo : local;                                                 \
         const int64_t n = hi - lo;                                                                \
         p += lo, g += lo, m += lo, v += lo;                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            const T gi = (T)sign * g[i];                                                          \
-            const T mi = b1 * m[i] + one_b1 * gi;                                                 \
-            const T vi = b2 * v[i] + one_b2 * gi * gi;                                            \
-            m[i] = mi;                                                                            \
-            v[i] = vi;                                                                            \
-            u[i] = lamb_direction_##SUFFIX(p[i], mi, vi, bias1, bias2, eps, wd);                  \
+        if (bias1 == 1.0 && bias2 == 1.0) { /* a loop per case, each branch-free */             \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                u[i] = lamb_moments_step_##SUFFIX(p[i], g[i], m + i, v + i, b1, one_b1, b2,      \
+                                                  one_b2, 1.0, 1.0, eps, wd, sign, 0);            \
+        } else {                                                                                  \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                u[i] = lamb_moments_step_##SUFFIX(p[i], g[i], m + i, v + i, b1, one_b1, b2,      \
+                                                  one_b2, bias1, bias2, eps, wd, sign, 1);        \
         }                                                                                         \
         sums_##SUFFIX(p, u, n, 1, out);                                                           \
     }                                                                                             \
@@ -447,9 +465,15 @@ DEFINE_SUMS(double, f64)
             for (int64_t i = 0; i < n; i++) p[i] = p[i] - (T)step * u[i];                         \
             return;                                                                               \
         }                                                                                         \
+        if (bias1 == 1.0 && bias2 == 1.0) {                                                       \
+            for (int64_t i = 0; i < n; i++)                                                       \
+                p[i] = p[i] - (T)step * lamb_direction_##SUFFIX(p[i], m[i], v[i], 1.0, 1.0, eps,  \
+                                                                wd, 0);                           \
+            return;                                                                               \
+        }                                                                                         \
         for (int64_t i = 0; i < n; i++)                                                           \
             p[i] = p[i] - (T)step * lamb_direction_##SUFFIX(p[i], m[i], v[i], bias1, bias2, eps,  \
-                                                            wd);                                  \
+                                                            wd, 1);                               \
     }                                                                                             \
                                                                                                   \
     /* pass 1 of LARS on [lo, hi): Σθ², Σg² */                                                    \
@@ -482,23 +506,22 @@ DEFINE_SUMS(double, f64)
     }                                                                                             \
                                                                                                   \
     /* pass 1 of Prodigy on [lo, hi), g = ±g + λθ (λ = 0 when decoupled): Σ g(θ₀ − θ) ; then    \
-     * (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g, s ← β₃s + c_s g ; Σ|s| */                    \
-    static KERNEL void prodigy_moments_##SUFFIX##_block(                                          \
-        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict m,            \
-        T *restrict v, T *restrict s, int64_t lo, int64_t hi,                                     \
-        double c_m, double c_v, double beta1, double beta2, double beta3, double c_s, double wd,  \
-        double sign, int update, double *out) {                                                   \
-        T dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                           \
+     * (update) s ← β₃s + c_s g ; Σ|s|. The moments wait for pass 2, which reads g and θ anyway:  \
+     * pass 1 then reads θ, g, θ₀, s and writes s (20 bytes a float32 parameter), pass 2 reads    \
+     * θ, g, m, v and writes them but g (28): 48 bytes, where updating m and v here costs 52. */   \
+    static KERNEL void prodigy_sums_##SUFFIX##_block(                                             \
+        const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict s,            \
+        int64_t lo, int64_t hi, double beta3, double c_s, double wd, double sign, int update,     \
+        double *out) {                                                                            \
+        /* in double: the loop widens them in whole registers, sums_f64 need not */              \
+        double dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                      \
         const int64_t n = hi - lo;                                                                \
-        p += lo, g += lo, p0 += lo, m += lo, v += lo, s += lo;                                    \
+        p += lo, g += lo, p0 += lo, s += lo;                                                      \
         if (update) {                                                                             \
-            const T b1 = (T)beta1, b2 = (T)beta2, b3 = (T)beta3;                                  \
-            const T cm = (T)c_m, cv = (T)c_v, cs = (T)c_s;                                        \
+            const T b3 = (T)beta3, cs = (T)c_s;                                                   \
             for (int64_t i = 0; i < n; i++) {                                                     \
                 const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
                 dots[i] = gi * (p0[i] - p[i]);                                                    \
-                m[i] = b1 * m[i] + cm * gi;                                                       \
-                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
                 const T si = b3 * s[i] + cs * gi;                                                 \
                 s[i] = si;                                                                        \
                 magnitudes[i] = FABS(si);                                                         \
@@ -509,29 +532,126 @@ DEFINE_SUMS(double, f64)
                 magnitudes[i] = FABS(s[i]);                                                       \
             }                                                                                     \
         }                                                                                         \
-        sums_##SUFFIX(dots, magnitudes, n, 0, out);                                               \
+        sums_f64(dots, magnitudes, n, 0, out);                                                    \
     }                                                                                             \
                                                                                                   \
-    /* pass 2 of Prodigy: θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0) ;                      \
-     * θ ← θ − dη·m/(√v + d·ε) */                                                                 \
-    static KERNEL void prodigy_apply_##SUFFIX##_slice(T *p, const T *m, const T *v, int64_t n,    \
-                                                      double decay, double step, double d_eps) {  \
-        for (int64_t i = 0; i < n; i++) {                                                         \
-            const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                               \
-            p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                                  \
+    /* pass 2 of Prodigy, g = ±g + λθ as in pass 1: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; \
+     * (apply) θ ← θ − (λ·dη)θ (decoupled decay, when λ·dη ≠ 0), θ ← θ − dη·m/(√v + d·ε) */      \
+    static KERNEL void prodigy_apply_##SUFFIX##_slice(                                            \
+        T *restrict p, const T *restrict g, T *restrict m, T *restrict v, int64_t n, double c_m,  \
+        double c_v, double beta1, double beta2, double wd, double sign, double decay,             \
+        double step, double d_eps, int update, int apply) {                                       \
+        const T b1 = (T)beta1, b2 = (T)beta2, cm = (T)c_m, cv = (T)c_v;                           \
+        if (update && apply) {                                                                    \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                const T mi = b1 * m[i] + cm * gi;                                                 \
+                const T vi = b2 * v[i] + cv * gi * gi;                                            \
+                m[i] = mi;                                                                        \
+                v[i] = vi;                                                                        \
+                const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                           \
+                p[i] = q - (T)step * mi / (SQRT(vi) + (T)d_eps);                                  \
+            }                                                                                     \
+        } else if (update) { /* Σ|s| = 0: the moments move, θ does not */                         \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
+                m[i] = b1 * m[i] + cm * gi;                                                       \
+                v[i] = b2 * v[i] + cv * gi * gi;                                                  \
+            }                                                                                     \
+        } else if (apply) { /* η = 0: no moments */                                               \
+            for (int64_t i = 0; i < n; i++) {                                                     \
+                const T q = decay != 0 ? p[i] - (T)decay * p[i] : p[i];                           \
+                p[i] = q - (T)step * m[i] / (SQRT(v[i]) + (T)d_eps);                              \
+            }                                                                                     \
         }                                                                                         \
     }
 
+/* LAMB's trust ratio from pass 1's sums (Σθ², Σu²): r = φ(‖θ‖)/‖u‖ (‖u‖ + ε when eps_in_trust),
+ * φ(z) = min(z, max_weight_norm) (+∞: none); 1 when either norm is 0 or the tensor is excluded
+ * (!trust). As lamb_reference in descent/optim/lamb.py. */
+static inline double lamb_ratio(const double *sums, double eps, double max_weight_norm, int trust,
+                                int eps_in_trust) {
+    const double weight = sqrt(sums[0]), update = sqrt(sums[1]);
+    if (!trust || !(weight > 0 && update > 0)) return 1.0;
+    const double clipped = weight < max_weight_norm ? weight : max_weight_norm;
+    return clipped / (eps_in_trust ? update + eps : update);
+}
+
+/* LAMB over ``count`` tensors on one thread, software-pipelined: pass 2 of tensor j − 1 (which
+ * reads θ and u from the cache pass 1 just left them in) runs in slices between the blocks of
+ * tensor j's pass 1 (which streams from memory), so the cache-bound work fills the time the core
+ * waits for memory instead of following it. A tensor above PIPELINE_LIMIT runs its pass 2 right
+ * after its pass 1 (its data would leave the cache before the next tensor's pass 1 ended).
+ * Consecutive kept tensors need distinct u buffers (the caller alternates two). The sums add
+ * block by block in the order of BLOCKED_SUMS, so the result is the one lamb_step gives. */
+/* The arguments of every ``<kernel>_<suffix>_many`` entry (see the batched entries below). */
+#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
+/* The largest tensor whose pass 2 waits for the next tensor's pass 1 (as TWO_PASS_BATCH in
+ * descent/optim/fastpath.py: a larger one is not kept in the cache that long). */
+#define PIPELINE_LIMIT (1 << 19)
+#define DEFINE_LAMB_PIPELINE(T, SUFFIX)                                                           \
+    static void lamb_pipeline_##SUFFIX(MANY_ARGS) {                                               \
+        T *const *tensors = (T *const *)t;                                                        \
+        int64_t previous = -1, applied = 0;                                                       \
+        double previous_step = 0.0;                                                               \
+        for (int64_t j = 0; j <= count; j++) {                                                    \
+            const int64_t size = j < count ? n[j] : 0;                                            \
+            const int64_t blocks = (size + REDUCE_BLOCK - 1) / REDUCE_BLOCK;                      \
+            const int64_t at = j < count ? j : 0, before = previous >= 0 ? previous : 0;          \
+            T *const *a = tensors + 5 * at; /* p, g, m, v, u */                                   \
+            const double *c = d + 9 * at;                                                         \
+            const int *f = k + 3 * at;                                                            \
+            T *const *b = tensors + 5 * before;                                                   \
+            const double *bc = d + 9 * before;                                                    \
+            const int *bf = k + 3 * before;                                                       \
+            double sums[2] = {0.0, 0.0};                                                          \
+            /* over at most as many blocks as a kept tensor has: behind a large tensor, the      \
+             * previous one's pass 2 must end while its data is still cached */                  \
+            const int64_t spread = blocks < PIPELINE_LIMIT / REDUCE_BLOCK                         \
+                                       ? blocks : PIPELINE_LIMIT / REDUCE_BLOCK;                  \
+            for (int64_t block = 0; block < blocks; block++) {                                    \
+                const int64_t lo = block * REDUCE_BLOCK;                                          \
+                const int64_t hi = lo + REDUCE_BLOCK < size ? lo + REDUCE_BLOCK : size;           \
+                double out[2];                                                                    \
+                lamb_moments_##SUFFIX##_block(a[0], a[1], a[2], a[3], a[4], lo, hi, c[0], c[1],   \
+                                              c[2], c[3], c[4], c[5], c[6], f[0], out);           \
+                sums[0] += out[0];                                                                \
+                sums[1] += out[1];                                                                \
+                if (previous >= 0 && block < spread) { /* the previous tensor's pass 2 */        \
+                    const int64_t until = n[previous] * (block + 1) / spread;                     \
+                    lamb_apply_##SUFFIX##_slice(b[0] + applied, b[2] + applied, b[3] + applied,   \
+                                                b[4] + applied, until - applied, bc[2], bc[3],    \
+                                                bc[4], bc[5], previous_step, bf[0]);              \
+                    applied = until;                                                              \
+                }                                                                                 \
+            }                                                                                     \
+            if (previous >= 0 && applied < n[previous]) /* (no blocks: the last, or empty) */     \
+                lamb_apply_##SUFFIX##_slice(b[0] + applied, b[2] + applied, b[3] + applied,       \
+                                            b[4] + applied, n[previous] - applied, bc[2], bc[3],  \
+                                            bc[4], bc[5], previous_step, bf[0]);                  \
+            if (j == count) break;                                                                \
+            const double step = c[7] * lamb_ratio(sums, c[4], c[8], f[1], f[2]);                  \
+            if (size <= PIPELINE_LIMIT) { /* pass 2 runs during the next tensor's pass 1 */       \
+                previous = j, applied = 0, previous_step = step;                                  \
+                continue;                                                                         \
+            }                                                                                     \
+            /* too large to wait in the cache: pass 2 now */                                      \
+            previous = -1;                                                                        \
+            lamb_apply_##SUFFIX##_slice(a[0], a[2], a[3], a[4], size, c[2], c[3], c[4], c[5],     \
+                                        step, f[0]);                                              \
+        }                                                                                         \
+    }
 #define DEFINE_TWO_PASS_ENTRIES(T, SUFFIX)                                                        \
-    void lamb_moments_##SUFFIX(const T *p, const T *g, T *m, T *v, T *u, double *sums, int64_t n,  \
-                               double beta1, double beta2, double bias1, double bias2,            \
-                               double eps, double wd, double sign, int keep) {                    \
+    /* LAMB's whole step on one tensor: pass 1 (moments, Σθ², Σu²), the trust ratio, pass 2 */  \
+    void lamb_step_##SUFFIX(T *p, const T *g, T *m, T *v, T *u, int64_t n, double beta1,          \
+                            double beta2, double bias1, double bias2, double eps, double wd,      \
+                            double sign, double lr, double max_weight_norm, int keep, int trust,  \
+                            int eps_in_trust) {                                                   \
+        double sums[2];                                                                           \
         BLOCKED_SUMS(n, sums,                                                                     \
                      lamb_moments_##SUFFIX##_block(p, g, m, v, u, lo_, hi_, beta1, beta2, bias1,  \
                                                    bias2, eps, wd, sign, keep, out));             \
-    }                                                                                             \
-    void lamb_apply_##SUFFIX(T *p, const T *m, const T *v, const T *u, int64_t n, double bias1,    \
-                             double bias2, double eps, double wd, double step, int keep) {        \
+        const double step = lr * lamb_ratio(sums, eps, max_weight_norm, trust, eps_in_trust);     \
         OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_,      \
                     bias1, bias2, eps, wd, step, keep));                                          \
     }                                                                                             \
@@ -543,23 +663,23 @@ DEFINE_SUMS(double, f64)
         OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd,    \
                     momentum, lr, sign, lr_in_buffer));                                           \
     }                                                                                             \
-    void prodigy_moments_##SUFFIX(const T *p, const T *g, const T *p0, T *m, T *v, T *s,           \
-                                  double *sums, int64_t n, double c_m, double c_v, double beta1,  \
-                                  double beta2, double beta3, double c_s, double wd, double sign, \
-                                  int update) {                                                   \
+    void prodigy_sums_##SUFFIX(const T *p, const T *g, const T *p0, T *s, double *sums, int64_t n,  \
+                               double beta3, double c_s, double wd, double sign, int update) {    \
         BLOCKED_SUMS(n, sums,                                                                     \
-                     prodigy_moments_##SUFFIX##_block(p, g, p0, m, v, s, lo_, hi_, c_m, c_v,      \
-                                                      beta1, beta2, beta3, c_s, wd, sign, update, \
-                                                      out));                                      \
+                     prodigy_sums_##SUFFIX##_block(p, g, p0, s, lo_, hi_, beta3, c_s, wd, sign,   \
+                                                   update, out));                                 \
     }                                                                                             \
-    void prodigy_apply_##SUFFIX(T *p, const T *m, const T *v, int64_t n, double decay,             \
-                                double step, double d_eps) {                                      \
-        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, len_, decay,     \
-                    step, d_eps));                                                                \
+    void prodigy_apply_##SUFFIX(T *p, const T *g, T *m, T *v, int64_t n, double c_m, double c_v,   \
+                                double beta1, double beta2, double wd, double sign, double decay, \
+                                double step, double d_eps, int update, int apply) {               \
+        OVER_SLICES(n, prodigy_apply_##SUFFIX##_slice(p + lo_, g + lo_, m + lo_, v + lo_, len_,   \
+                    c_m, c_v, beta1, beta2, wd, sign, decay, step, d_eps, update, apply));        \
     }
 
 DEFINE_TWO_PASS_STEPS(float, f32, sqrtf, fabsf)
 DEFINE_TWO_PASS_STEPS(double, f64, sqrt, fabs)
+DEFINE_LAMB_PIPELINE(float, f32)
+DEFINE_LAMB_PIPELINE(double, f64)
 DEFINE_TWO_PASS_ENTRIES(float, f32)
 DEFINE_TWO_PASS_ENTRIES(double, f64)
 
@@ -568,7 +688,6 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
  * costs more than their arithmetic). Tensor j's pointers are t[j·T …], its element count n[j],
  * its doubles d[j·D …] and ints k[j·I …], each in the order of the kernel's prototype (T, D, I:
  * its numbers of tensors, doubles and ints; descent/optim/_native.py packs them). */
-#define MANY_ARGS int64_t count, void *const *t, const int64_t *n, const double *d, const int *k
 #define DEFINE_MANY(SUFFIX)                                                                       \
     void sgd_##SUFFIX##_many(MANY_ARGS) {                                                         \
         for (int64_t j = 0; j < count; j++, t += 2, d += 3)                                       \
@@ -606,15 +725,28 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
             schedule_free_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
                 d[5], d[6], d[7], k[0]);                                                          \
     }                                                                                             \
-    void lamb_moments_##SUFFIX##_many(MANY_ARGS) {                                                \
-        for (int64_t j = 0; j < count; j++, t += 6, d += 7, k += 1)                               \
-            lamb_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], n[j], d[0], d[1], d[2],     \
-                d[3], d[4], d[5], d[6], k[0]);                                                    \
-    }                                                                                             \
-    void lamb_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
-        for (int64_t j = 0; j < count; j++, t += 4, d += 5, k += 1)                               \
-            lamb_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],       \
-                k[0]);                                                                            \
+    void lamb_step_##SUFFIX##_many(MANY_ARGS) {                                                   \
+        if (omp_get_max_threads() == 1) {                                                         \
+            lamb_pipeline_##SUFFIX(count, t, n, d, k);                                            \
+            return;                                                                               \
+        }                                                                                         \
+        /* several threads: a tensor of MIN_PARALLEL elements or more splits its passes over      \
+         * them; each run of smaller ones (one thread each) is pipelined */                       \
+        for (int64_t j = 0; j < count;) {                                                         \
+            if (n[j] >= MIN_PARALLEL) {                                                           \
+                void *const *a = t + 5 * j;                                                       \
+                const double *c = d + 9 * j;                                                      \
+                const int *f = k + 3 * j;                                                         \
+                lamb_step_##SUFFIX(a[0], a[1], a[2], a[3], a[4], n[j], c[0], c[1], c[2], c[3],    \
+                    c[4], c[5], c[6], c[7], c[8], f[0], f[1], f[2]);                              \
+                j++;                                                                              \
+                continue;                                                                         \
+            }                                                                                     \
+            int64_t end = j;                                                                      \
+            while (end < count && n[end] < MIN_PARALLEL) end++;                                   \
+            lamb_pipeline_##SUFFIX(end - j, t + 5 * j, n + j, d + 9 * j, k + 3 * j);              \
+            j = end;                                                                              \
+        }                                                                                         \
     }                                                                                             \
     void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
         for (int64_t j = 0; j < count; j++, t += 3)                                               \
@@ -624,14 +756,15 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
         for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 1)                               \
             lars_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0]);      \
     }                                                                                             \
-    void prodigy_moments_##SUFFIX##_many(MANY_ARGS) {                                             \
-        for (int64_t j = 0; j < count; j++, t += 7, d += 8, k += 1)                               \
-            prodigy_moments_##SUFFIX(t[0], t[1], t[2], t[3], t[4], t[5], t[6], n[j], d[0],        \
-                d[1], d[2], d[3], d[4], d[5], d[6], d[7], k[0]);                                  \
+    void prodigy_sums_##SUFFIX##_many(MANY_ARGS) {                                                \
+        for (int64_t j = 0; j < count; j++, t += 5, d += 4, k += 1)                               \
+            prodigy_sums_##SUFFIX(t[0], t[1], t[2], t[3], t[4], n[j], d[0], d[1], d[2], d[3],     \
+                k[0]);                                                                            \
     }                                                                                             \
     void prodigy_apply_##SUFFIX##_many(MANY_ARGS) {                                               \
-        for (int64_t j = 0; j < count; j++, t += 3, d += 3)                                       \
-            prodigy_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2]);                     \
+        for (int64_t j = 0; j < count; j++, t += 4, d += 9, k += 2)                               \
+            prodigy_apply_##SUFFIX(t[0], t[1], t[2], t[3], n[j], d[0], d[1], d[2], d[3], d[4],    \
+                d[5], d[6], d[7], d[8], k[0], k[1]);                                              \
     }
 
 DEFINE_MANY(f32)

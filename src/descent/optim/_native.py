@@ -8,8 +8,8 @@ table.
 
 :data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
 ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
-the host, pass 2 applies. :func:`run` runs a kernel over all its jobs in one C call per dtype
-(``<kernel>_<suffix>_many``).
+the host, pass 2 applies (LAMB's kernel does all three in C). :func:`run` runs a kernel over all
+its jobs in one C call per dtype (``<kernel>_<suffix>_many``).
 
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
 is False when the extension was not built (no C compiler at install) or DESCENT_NO_NATIVE is set;
@@ -126,12 +126,16 @@ KERNELS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
 
 #: The two-pass kernels (no ``<rule>_epoch`` entry: they sum over a tensor, so they are no
 #: per-element step the linear epoch loop could run): same form as :data:`KERNELS`. ``sums`` is a
-#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s.
+#: float64 tensor of 2 that pass 1 writes (its two totals); the element count is ``p``'s. LAMB's
+#: ratio needs only its own tensor's sums, so its kernel runs both passes and the ratio itself.
 TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
-    # LAMB pass 1: moments, then sums = (Σθ², Σu²) with u = m̂/(√v̂ + ε) + λθ, written to u when
-    # keep (a buffer of p's size; not touched otherwise)
-    "lamb_moments": (
-        ("p", "g", "m", "v", "u", "sums"),
+    # LAMB's whole step, both passes in one call: the moments and sums = (Σθ², Σu²) with
+    # u = m̂/(√v̂ + ε) + λθ (u written to ``u`` when keep, a buffer of p's size, else recomputed
+    # in pass 2), the trust ratio r (trust; φ = min(·, max_weight_norm), +∞ for none), then
+    # θ ← θ − lr·r·u. The tensors are pipelined (lamb_pipeline): consecutive kept tensors need
+    # distinct ``u`` buffers.
+    "lamb_step": (
+        ("p", "g", "m", "v", "u"),
         (
             ("beta1", "double"),
             ("beta2", "double"),
@@ -140,19 +144,11 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("eps", "double"),
             ("wd", "double"),
             ("sign", "double"),
+            ("lr", "double"),
+            ("max_weight_norm", "double"),
             ("keep", "int"),
-        ),
-    ),
-    # LAMB pass 2: θ ← θ − step·u, step = η·r; u read (keep) or recomputed from θ, m, v
-    "lamb_apply": (
-        ("p", "m", "v", "u"),
-        (
-            ("bias1", "double"),
-            ("bias2", "double"),
-            ("eps", "double"),
-            ("wd", "double"),
-            ("step", "double"),
-            ("keep", "int"),
+            ("trust", "int"),
+            ("eps_in_trust", "int"),
         ),
     ),
     # LARS pass 1: sums = (Σθ², Σg²)
@@ -169,14 +165,10 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("lr_in_buffer", "int"),
         ),
     ),
-    # Prodigy pass 1: sums = (Σ g(θ₀ − θ), Σ|s|) around the moments' update (when ``update``)
-    "prodigy_moments": (
-        ("p", "g", "p0", "m", "v", "s", "sums"),
+    # Prodigy pass 1: g = ±g + λθ ; s ← β₃s + c_s g (when ``update``) ; sums = (Σ g(θ₀ − θ), Σ|s|)
+    "prodigy_sums": (
+        ("p", "g", "p0", "s", "sums"),
         (
-            ("c_m", "double"),
-            ("c_v", "double"),
-            ("beta1", "double"),
-            ("beta2", "double"),
             ("beta3", "double"),
             ("c_s", "double"),
             ("wd", "double"),
@@ -184,10 +176,23 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("update", "int"),
         ),
     ),
-    # Prodigy pass 2: θ ← θ − decay·θ (decay ≠ 0) ; θ ← θ − step·m/(√v + d_eps)
+    # Prodigy pass 2: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; (apply) θ ← θ − decay·θ
+    # (decay ≠ 0), θ ← θ − step·m/(√v + d_eps)
     "prodigy_apply": (
-        ("p", "m", "v"),
-        (("decay", "double"), ("step", "double"), ("d_eps", "double")),
+        ("p", "g", "m", "v"),
+        (
+            ("c_m", "double"),
+            ("c_v", "double"),
+            ("beta1", "double"),
+            ("beta2", "double"),
+            ("wd", "double"),
+            ("sign", "double"),
+            ("decay", "double"),
+            ("step", "double"),
+            ("d_eps", "double"),
+            ("update", "int"),
+            ("apply", "int"),
+        ),
     ),
 }
 
@@ -367,6 +372,50 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         getattr(library, f"{kernel}_{suffix}_many")(
             count, *(values.buffer_info()[0] for values in packed)
         )
+
+
+def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
+    """:func:`run` with each argument named once: a list (one value per job, in job order) or a
+    single value every job takes. For the sum-dependent rules' steps over hundreds of small
+    tensors, where a dictionary per job costs more than the packing."""
+    tensor_names, double_names, int_names, expected = _layout(kernel)
+    if columns.keys() != expected:
+        raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(columns)}")
+    firsts = columns[tensor_names[0]]
+    count = len(firsts)
+    if not count:
+        return
+    for name, value in columns.items():
+        if isinstance(value, list) and len(value) != count:
+            raise TypeError(f"kernel {kernel!r}: {name} has {len(value)} values, not {count}")
+    dtype = firsts[0].dtype
+    library = _library()
+    if _captured is not None or library is None or any(t.dtype != dtype for t in firsts):
+        # the general path: capture, mixed dtypes (one C call each), or its error
+        run(
+            kernel, [{name: _at(value, j) for name, value in columns.items()} for j in range(count)]
+        )
+        return
+
+    def values(names: tuple[str, ...]) -> list[Any]:
+        """The named columns interleaved job by job (the C side's order)."""
+        rows = [v if isinstance(v, list) else [v] * count for v in map(columns.__getitem__, names)]
+        return [value for row in zip(*rows, strict=True) for value in row]
+
+    pointers = [v if type(v) is int else v.data_ptr() for v in values(tensor_names)]
+    packed = (
+        array.array("q", pointers),
+        array.array("q", [t.numel() for t in firsts]),
+        array.array("d", values(double_names) or [0.0]),
+        array.array("i", values(int_names) or [0]),
+    )
+    getattr(library, f"{kernel}_{_SUFFIX[dtype]}_many")(
+        count, *(packed_values.buffer_info()[0] for packed_values in packed)
+    )
+
+
+def _at(value: Any, j: int) -> Any:
+    return value[j] if isinstance(value, list) else value
 
 
 def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:

@@ -22,7 +22,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches, native_split
+from descent.optim.fastpath import TWO_PASS_BATCH, native_split
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -76,22 +76,6 @@ def lamb_reference(
     denominator = update_norm + eps if eps_in_trust else update_norm
     ratio = torch.where((weight_norm > 0) & (update_norm > 0), weight_norm / denominator, 1.0)
     return param - lr * ratio * update, exp_avg, exp_avg_sq
-
-
-def lamb_trust_ratio(
-    weight_norm: float,
-    update_norm: float,
-    *,
-    eps: float,
-    max_weight_norm: float | None,
-    eps_in_trust: bool,
-) -> float:
-    """r = φ(‖θ‖)/‖u‖ (or /(‖u‖ + ε)), 1 when either norm is 0: the ratio of
-    :func:`lamb_reference` from two norms on the host (the C fast path's pass 1 sums them)."""
-    if not (weight_norm > 0 and update_norm > 0):
-        return 1.0
-    clipped = weight_norm if max_weight_norm is None else min(weight_norm, max_weight_norm)
-    return clipped / (update_norm + eps if eps_in_trust else update_norm)
 
 
 class LAMB(DescentOptimizer):
@@ -213,13 +197,15 @@ class LAMB(DescentOptimizer):
             foreach.mul_(update, [1 / (1 - beta1**t) for t in steps])
         foreach.add_(params, update, alpha=-lr)
 
-    def _kept_buffer(self, dtype: torch.dtype) -> Tensor:
-        """The buffer (TWO_PASS_BATCH elements of ``dtype``, allocated once per optimizer) that
-        holds u between the two passes of a cache-sized batch."""
-        buffers = self.__dict__.setdefault("_kept_buffers", {})
+    def _kept_buffers(self, dtype: torch.dtype) -> tuple[int, int]:
+        """The addresses of two buffers of TWO_PASS_BATCH elements of ``dtype`` (allocated once per
+        optimizer) that hold u between the two passes: the C loop pipelines consecutive tensors,
+        so each uses the buffer the one before it does not."""
+        buffers = self.__dict__.setdefault("_kept_buffers_by_dtype", {})
         if dtype not in buffers:
-            buffers[dtype] = torch.empty(TWO_PASS_BATCH, dtype=dtype)
-        return buffers[dtype]
+            buffers[dtype] = torch.empty(2, TWO_PASS_BATCH, dtype=dtype)
+        pair = buffers[dtype]
+        return pair[0].data_ptr(), pair[1].data_ptr()
 
     def _fast_update(
         self,
@@ -230,59 +216,82 @@ class LAMB(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """Two C passes over each batch of tensors that fits in the cache (a large tensor alone),
-        so the second reads from the cache: the moments and the sums ‖θ‖², ‖u‖²; then
-        θ ← θ − η r u with u recomputed from the new moments (cheaper than storing it)."""
+        """One C call for the group (per dtype): per tensor the moments and the sums ‖θ‖², ‖u‖²,
+        its trust ratio, then θ ← θ − η r u while θ and u are still in the cache (u kept in a
+        buffer up to TWO_PASS_BATCH elements, recomputed from θ, m, v above: cheaper than a
+        buffer of its size in memory)."""
+        native, rest = native_split(params, grads, states)
+        if native:
+            self._native_step(
+                group,
+                [params[i] for i in native],
+                [grads[i] for i in native],
+                [states[i] for i in native],
+                [hosts[i] for i in native],
+                lr,
+            )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    def _native_step(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The C step (``lamb_step``) over tensors the kernels take."""
         from descent.optim import _native
 
-        native, rest = native_split(params, grads, states)
         beta1, beta2 = group["betas"]
-        eps, mode = group["eps"], group["bias_correction"]
-        sign = -1.0 if group["maximize"] else 1.0
-        kept: dict[torch.dtype, Tensor] = {}
-        for batch in cache_batches(native, params):
-            sums = torch.empty(len(batch), 2, dtype=torch.float64)
-            address = sums.data_ptr()  # row j at address + 16 j: no view per tensor
-            moments, applies = [], []
-            # A batch that fits in the cache keeps u for pass 2 in one buffer (the division and
-            # square root are then computed once); a larger tensor recomputes it, which moves
-            # fewer bytes than a buffer of its size.
-            sizes = [params[i].numel() for i in batch]
-            keep = sum(sizes) <= TWO_PASS_BATCH
-            offset = 0
-            for row, i in enumerate(batch):
-                t = hosts[i]["step"]
-                bias1, bias2, step = 1.0, 1.0, lr
+        mode = group["bias_correction"]
+        # (bias1, bias2, η') per step count: the tensors of a group share one, or a few
+        corrections: dict[float, tuple[float, float, float]] = {}
+        for host in hosts:
+            t = host["step"]
+            if t not in corrections:
                 if mode == "moments":
-                    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+                    corrections[t] = (1 - beta1**t, 1 - beta2**t, lr)
                 elif mode == "lr":
-                    step = lr / (1 - beta1**t)
-                wd = 0.0 if self._excluded(group, params[i]) else group["weight_decay"]
-                m, v = states[i]["exp_avg"], states[i]["exp_avg_sq"]
-                u: Tensor | int = params[i]  # never read nor written unless keep
-                if keep:
-                    dtype = params[i].dtype
-                    if dtype not in kept:
-                        kept[dtype] = self._kept_buffer(dtype)
-                    u = kept[dtype].data_ptr() + offset * params[i].element_size()
-                    offset += sizes[row]
-                shared = dict(
-                    p=params[i], m=m, v=v, u=u, bias1=bias1, bias2=bias2, eps=eps, wd=wd, keep=keep
-                )
-                sums_row = address + 16 * row
-                moments.append(
-                    dict(shared, g=grads[i], sums=sums_row, beta1=beta1, beta2=beta2, sign=sign)
-                )
-                applies.append(dict(shared, step=step))
-            _native.run("lamb_moments", moments)
-            for job, i, (weight_sq, update_sq) in zip(applies, batch, sums.tolist(), strict=True):
-                if not self._excluded(group, params[i]):
-                    job["step"] *= lamb_trust_ratio(
-                        math.sqrt(weight_sq),
-                        math.sqrt(update_sq),
-                        eps=eps,
-                        max_weight_norm=group["max_weight_norm"],
-                        eps_in_trust=group["eps_in_trust"],
-                    )
-            _native.run("lamb_apply", applies)
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+                    corrections[t] = (1.0, 1.0, lr / (1 - beta1**t))
+                else:
+                    corrections[t] = (1.0, 1.0, lr)
+        per_tensor = [corrections[host["step"]] for host in hosts]
+        trusted = [not self._excluded(group, p) for p in params]
+        keep = [p.numel() <= TWO_PASS_BATCH for p in params]
+        # u's buffer: one of two per dtype, alternating over the kept tensors (the C loop runs a
+        # tensor's pass 2 during the next one's pass 1); a tensor not kept never touches u
+        u: list[Tensor | int] = list(params)
+        pairs: dict[torch.dtype, tuple[int, int]] = {}
+        turns: dict[torch.dtype, int] = {}  # one C call per dtype: alternate within each
+        for i, param in enumerate(params):
+            if keep[i]:
+                dtype = param.dtype
+                if dtype not in pairs:
+                    pairs[dtype], turns[dtype] = self._kept_buffers(dtype), 0
+                turn = turns[dtype]
+                u[i], turns[dtype] = pairs[dtype][turn], 1 - turn
+        max_weight_norm = group["max_weight_norm"]
+        _native.run_columns(
+            "lamb_step",
+            dict(
+                p=params,
+                g=grads,
+                m=[state["exp_avg"] for state in states],
+                v=[state["exp_avg_sq"] for state in states],
+                u=u,
+                beta1=beta1,
+                beta2=beta2,
+                bias1=[c[0] for c in per_tensor],
+                bias2=[c[1] for c in per_tensor],
+                eps=group["eps"],
+                wd=[group["weight_decay"] if t else 0.0 for t in trusted],
+                sign=-1.0 if group["maximize"] else 1.0,
+                lr=[c[2] for c in per_tensor],
+                max_weight_norm=math.inf if max_weight_norm is None else float(max_weight_norm),
+                keep=[int(k) for k in keep],
+                trust=[int(t) for t in trusted],
+                eps_in_trust=int(group["eps_in_trust"]),
+            ),
+        )

@@ -345,8 +345,10 @@ class Prodigy(DescentOptimizer):
         lr: float,
     ) -> bool:
         """The group's step in two C passes over its tensors (False, nothing done, unless the
-        kernels take every tensor): pass 1 updates m, v, s and sums Σ g(θ₀ − θ) and Σ|s| per
-        tensor; the host then estimates d; pass 2 applies θ's step, which needs the new d."""
+        kernels take every tensor): pass 1 updates s and sums Σ g(θ₀ − θ) and Σ|s| per tensor;
+        the host then estimates d; pass 2 updates m and v (they need only the old d, but moving
+        them here saves pass 1 their reads and writes) and applies θ's step, which needs the new
+        d."""
         from descent.optim import _native
 
         if not params or native_split(params, grads, states)[1]:
@@ -358,34 +360,28 @@ class Prodigy(DescentOptimizer):
         if group["bias_correction"]:
             scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
         dlr = d * lr * scale
+        update = int(lr > 0)
+        sign = -1.0 if group["maximize"] else 1.0
+        coupled_wd = 0.0 if group["decouple"] else wd  # in g: ±g + λθ
         sums = torch.empty(len(params), 2, dtype=torch.float64)
         address = sums.data_ptr()  # row i at address + 16 i: no view per tensor
-        scalars = dict(
-            c_m=d * (1 - beta1),
-            c_v=d * d * (1 - beta2),
-            beta1=beta1,
-            beta2=beta2,
+        shared = dict(
             beta3=beta3,
             c_s=(d / d0) * (d if group["safeguard_warmup"] else dlr),
-            wd=0.0 if group["decouple"] else wd,
-            sign=-1.0 if group["maximize"] else 1.0,
-            update=int(lr > 0),
+            wd=coupled_wd,
+            sign=sign,
+            update=update,
         )
-        _native.run(
-            "prodigy_moments",
-            [
-                dict(
-                    p=param,
-                    g=grad,
-                    p0=state["p0"],
-                    m=state["exp_avg"],
-                    v=state["exp_avg_sq"],
-                    s=state["s"],
-                    sums=address + 16 * i,
-                    **scalars,
-                )
-                for i, (param, grad, state) in enumerate(zip(params, grads, states, strict=True))
-            ],
+        _native.run_columns(
+            "prodigy_sums",
+            dict(
+                shared,
+                p=params,
+                g=grads,
+                p0=[state["p0"] for state in states],
+                s=[state["s"] for state in states],
+                sums=list(range(address, address + 16 * len(params), 16)),
+            ),
         )
         totals = sums.tolist()
         numerator = group["d_numerator"] * beta3
@@ -393,29 +389,38 @@ class Prodigy(DescentOptimizer):
             for dot, _ in totals:
                 numerator += (d / d0) * dlr * dot
         denominator = sum(l1 for _, l1 in totals)
-        if denominator == 0:
-            return True
+        apply = int(denominator != 0)
         d_max = group["d_max"]
-        if lr > 0:
+        if apply and lr > 0:
             d, d_max = prodigy_estimate(
                 d, d_max, d0, numerator, denominator, group["d_coef"], group["growth_rate"]
             )
-        decay = wd * dlr if wd != 0 and group["decouple"] else 0.0
-        _native.run(
-            "prodigy_apply",
-            [
-                dict(
-                    p=param,
-                    m=state["exp_avg"],
-                    v=state["exp_avg_sq"],
-                    decay=decay,
-                    step=dlr,
-                    d_eps=d * group["eps"],
-                )
-                for param, state in zip(params, states, strict=True)
-            ],
+        shared = dict(
+            c_m=group["d"] * (1 - beta1),
+            c_v=group["d"] * group["d"] * (1 - beta2),
+            beta1=beta1,
+            beta2=beta2,
+            wd=coupled_wd,
+            sign=sign,
+            decay=wd * dlr if wd != 0 and group["decouple"] else 0.0,
+            step=dlr,
+            d_eps=d * group["eps"],
+            update=update,
+            apply=apply,
         )
-        group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
+        # last tensor first: pass 1 left the last ones' θ and g in the cache
+        _native.run_columns(
+            "prodigy_apply",
+            dict(
+                shared,
+                p=params[::-1],
+                g=grads[::-1],
+                m=[state["exp_avg"] for state in reversed(states)],
+                v=[state["exp_avg_sq"] for state in reversed(states)],
+            ),
+        )
+        if apply:  # (Σ|s| = 0: d, d_max and r stay, as in the reference)
+            group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
         return True
 
     def _reference_update(
