@@ -24,7 +24,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -226,7 +226,7 @@ class Adam(_AdamBase):
     ) -> None:
         beta1, beta2 = group["betas"]
         name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused(name, device)
@@ -385,7 +385,7 @@ class AMSGrad(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused("_fused_adam_", device, amsgrad=True)

@@ -21,7 +21,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import fused_buckets, pick
+from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
@@ -166,7 +166,7 @@ class Adagrad(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             kernel = _compat.fused("_fused_adagrad_", params[indices[0]].device)
             if kernel is None:

@@ -83,21 +83,22 @@ def pick(items: Sequence[Any], indices: Sequence[int]) -> list[Any]:
     return [items[i] for i in indices]
 
 
-def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
-    """float32/float64, contiguous, state of the parameter's dtype, gradient alike (the device
-    is the caller's test). This runs every step over every tensor: the cheapest tests first."""
+def plain_state(param: Tensor, states: State) -> bool:
+    """float32/float64, contiguous, state of the parameter's dtype (what a kernel needs of a
+    parameter and its state; the device is the caller's test, the gradient :func:`_plain`'s)."""
     dtype = param.dtype
-    if not (
-        dtype in FUSED_DTYPES
-        and grad.dtype == dtype
-        and param.is_contiguous()
-        and grad.is_contiguous()
-    ):
+    if dtype not in FUSED_DTYPES or not param.is_contiguous():
         return False
     for key, value in states.items():
         if value.dtype != dtype and key != "step" and value.dim() > 0:
             return False
     return True
+
+
+def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
+    """:func:`plain_state`, and a contiguous gradient of the parameter's dtype. This runs every
+    step over every tensor where no step plan applies: the cheapest tests first."""
+    return grad.dtype == param.dtype and grad.is_contiguous() and plain_state(param, states)
 
 
 def fused_buckets(

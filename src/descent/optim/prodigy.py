@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grad,
     validate_betas,
 )
-from descent.optim.fastpath import native_split, pick, real_state
+from descent.optim.fastpath import native_split, pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -192,10 +192,7 @@ class Prodigy(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        if any(torch.is_complex(p) for p in params):  # as pairs of reals, as the base does
-            params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
-            grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [real_state(s) for s in states]
+        params, grads, states = self._as_real(params, grads, states)
         if group["impl"] != "reference" and self._path(group) == "fast":
             self._fast_update(group, params, grads, states, hosts, lr)
         else:
