@@ -24,6 +24,9 @@ from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 from descent.optim.reference import apply_reference
 
+#: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.
+AXPY_MIN_NUMEL = 1 << 16
+
 # -- pure reference steps: the formulas, line by line ------------------------------------------
 
 
@@ -146,11 +149,16 @@ class SGD(DescentOptimizer):
         lr: float,
     ) -> None:
         buckets, rest = self._fused_buckets(params, grads, states)
-        plain = group["weight_decay"] == 0 and not group["maximize"]
+        # θ ← θ − η g on large tensors: one in-place axpy per tensor (torch's foreach SGD), a few
+        # % faster than the fused kernel there; on small ones the fused kernel, which saves the
+        # per-tensor dispatch (about 0.4 µs: 10% of a step of ResNet-50's 161 tensors at ¼ width).
+        axpy = (
+            group["weight_decay"] == 0
+            and not group["maximize"]
+            and self._mean_numel(params) >= AXPY_MIN_NUMEL
+        )
         for indices in buckets:
-            if plain:
-                # θ ← θ − η g is one in-place axpy per tensor (torch's foreach SGD): faster than
-                # the fused kernel, and than a C loop, which the vectorized add_ matches.
+            if axpy:
                 if len(indices) == len(params):
                     foreach.add_(params, grads, alpha=-lr)
                 else:

@@ -80,6 +80,7 @@ class Plan:
         "has_complex",
         "hosts",
         "ids",
+        "mean_numel",
         "native",
         "params",
         "state_map",
@@ -106,6 +107,7 @@ class Plan:
         # its gradients (:meth:`dense_grads`) before using these.
         self.fused = _fused_split(params, self.states)
         self.native = _native_split(params, self.states)
+        self.mean_numel = _mean_numel(params)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
     def fits(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> bool:
@@ -148,6 +150,10 @@ def _native_split(params: list[Tensor], states: list[State]) -> tuple[list[int],
     for index, (param, state) in enumerate(zip(params, states, strict=True)):
         (native if param.is_cpu and plain_state(param, state) else rest).append(index)
     return native, rest
+
+
+def _mean_numel(params: list[Tensor]) -> float:
+    return sum(param.numel() for param in params) / max(len(params), 1)
 
 
 class Stepping:
@@ -351,6 +357,13 @@ class Stepping:
         if plan is not None and params is plan.params:
             return plan.native[0], list(plan.native[1])
         return native_split(params, grads, states)
+
+    def _mean_numel(self, params: list[Tensor]) -> float:
+        """Elements per tensor, on average (the plan's when these are its lists)."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.mean_numel
+        return _mean_numel(params)
 
     # -- the foreach formulation and the C kernels ----------------------------------------------
 
