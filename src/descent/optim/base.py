@@ -13,19 +13,24 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   The options every rule shares (``maximize``, ``impl``, ``state_dtype``, ``stochastic_rounding``
   and torch's ``foreach``, ``fused``, ``capturable``, ``differentiable``) and their defaults live
   in :data:`OPTIONS`; the base checks them and shows them in the rule's signature.
-- ``_validate(group)``: check the group's hyperparameters with :mod:`descent.validate` (call
+- ``flags``: the names of the rule's boolean hyperparameters (the base checks them).
+- ``_validate(group)``: check the group's other hyperparameters with :mod:`descent.validate` (call
   ``super()._validate(group)`` first); it may store normalized values back into the group (as
   :func:`validate_betas` does for ``betas``).
-- ``_init_state(param, group)``: the per-element state tensors, made with
-  :meth:`DescentOptimizer.zeros` so they get the group's state dtype. The base adds ``"step"`` (a
-  float32 tensor on the parameter's device, as torch's fused optimizers keep it) when the class sets
+- ``state_names``: the per-element state tensors, made zero by the default ``_init_state`` with
+  :meth:`DescentOptimizer.zeros` (so they get the group's state dtype); a rule that starts them
+  otherwise overrides ``_init_state(param, group)``. The base adds ``"step"`` (a float32 tensor on
+  the parameter's device, as torch's fused optimizers keep it) when the class sets
   ``counts_steps = True``.
 - ``scalar_state``: state scalars that are not per element (Nadam's μ-product), with the dtype they
   keep on load; the base mirrors them, and ``"step"``, on the host in ``host`` dicts so that a step
   never reads a device value back (no ``.item()``, no host sync on a GPU).
-- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function,
-  usually through :func:`descent.optim.reference.apply_reference`.
-  ``host["step"]`` is the step count t of this update (already advanced).
+- ``reference``: the pure reference function (``staticmethod(...)``), taking θ, g and the
+  ``state_names`` tensors and returning their new values; the default ``_reference_update(group,
+  param, grad, state, host, lr)`` calls it through :func:`descent.optim.reference.apply_reference`
+  (keywords from the group, ``_reference_keywords`` adds others). ``host["step"]`` is the step
+  count t of this update (already advanced). A rule whose reference takes more overrides
+  ``_reference_update``.
 - ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
   tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
   write into ``grads``.
@@ -78,6 +83,7 @@ from descent.optim.options import (
     check_torch_options,
     show_options_in_signature,
 )
+from descent.optim.reference import apply_reference
 from descent.optim.stepping import Group, Host, Plan, State, Stepping
 
 Schedule = Callable[[int], float]
@@ -148,6 +154,15 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
     #: (trust ratios, factored moments, orthogonalization, global estimates).
     elementwise: ClassVar[bool] = True
 
+    #: the per-element state tensors (zero at the start, unless the rule's ``_init_state`` says
+    #: otherwise), in the order the reference function takes and returns them after θ and g
+    state_names: ClassVar[tuple[str, ...]] = ()
+    #: the rule's pure reference function of one tensor (the formula line by line), which the
+    #: base's ``_reference_update`` calls through :func:`apply_reference`
+    reference: ClassVar[Callable[..., Any] | None] = None
+    #: the rule's boolean hyperparameters (the base's ``_validate`` checks them)
+    flags: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Any) -> None:
         for name in options:
             if name not in OPTIONS:
@@ -173,6 +188,8 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
     # -- construction and validation ----------------------------------------------------------
 
     def _validate(self, group: Group) -> None:
+        for name in self.flags:
+            validate.flag(group[name], name)
         validate.learning_rate(group["lr"])
         validate.flag(group["maximize"], "maximize")
         validate.choice(group["impl"], "impl", ("fast", "reference"))
@@ -239,7 +256,7 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
     # -- the subclass's part ------------------------------------------------------------------
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        raise NotImplementedError
+        return self.zeros(param, group, self.state_names)
 
     def _init_host(self, group: Group) -> Host:
         """Initial values of :attr:`scalar_state` (the base sets the tensors from them)."""
@@ -248,7 +265,16 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        raise NotImplementedError
+        if self.reference is None:
+            raise NotImplementedError
+        keywords = self._reference_keywords(group, param)
+        apply_reference(
+            self.reference, group, param, grad, state, host, lr, self.state_names, **keywords
+        )
+
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        """Arguments of :attr:`reference` that are not the group's entries of the same name."""
+        return {}
 
     def _foreach_update(
         self,
