@@ -23,7 +23,6 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -105,6 +104,10 @@ class Adagrad(DescentOptimizer):
         >>> opt = Adagrad(model.parameters(), lr=0.01)  # doctest: +SKIP
     """
 
+    state_names = ("sum",)  # started at G₀ (+ ε), not zero: see _init_state
+    reference = staticmethod(adagrad_reference)
+    flags = ("eps_inside_sqrt",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -124,20 +127,14 @@ class Adagrad(DescentOptimizer):
         validate.positive(group["eps"], "eps (ε)")
         validate.nonnegative(group["initial_accumulator_value"], "initial_accumulator_value (G₀)")
         validate.nonnegative(group["lr_decay"], "lr_decay")
-        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        state = self.zeros(param, group, ["sum"])
+        state = super()._init_state(param, group)
         start = group["initial_accumulator_value"]
         if group["eps_inside_sqrt"]:
             start += group["eps"]
         state["sum"].fill_(start)
         return state
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(adagrad_reference, group, param, grad, state, host, lr, ["sum"])
 
     def _foreach_update(
         self,
@@ -201,6 +198,9 @@ class Adadelta(DescentOptimizer):
         >>> opt = Adadelta(model.parameters())  # doctest: +SKIP
     """
 
+    state_names = ("square_avg", "acc_delta")
+    reference = staticmethod(adadelta_reference)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -216,15 +216,6 @@ class Adadelta(DescentOptimizer):
         super()._validate(group)
         validate.unit_interval(group["rho"], "rho (ρ)")
         validate.positive(group["eps"], "eps (ε)")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["square_avg", "acc_delta"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ["square_avg", "acc_delta"]
-        apply_reference(adadelta_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

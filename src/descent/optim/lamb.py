@@ -24,7 +24,6 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def lamb_reference(
@@ -123,6 +122,10 @@ class LAMB(DescentOptimizer):
     # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
     supports_differentiable = False
 
+    state_names = ("exp_avg", "exp_avg_sq")
+    reference = staticmethod(lamb_reference)
+    flags = ("exclude_1d", "eps_in_trust")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -143,29 +146,18 @@ class LAMB(DescentOptimizer):
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (ε)")
-        validate.flag(group["exclude_1d"], "exclude_1d")
         group["bias_correction"] = validate.choice(
             group["bias_correction"], "bias_correction", ("moments", "lr", "none")
         )
-        validate.flag(group["eps_in_trust"], "eps_in_trust")
         if group["max_weight_norm"] is not None:
             validate.positive(group["max_weight_norm"], "max_weight_norm")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
 
     @staticmethod
     def _excluded(group: Group, param: Tensor) -> bool:
         return group["exclude_1d"] and param.dim() <= 1
 
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        excluded = self._excluded(group, param)
-        tensors = ["exp_avg", "exp_avg_sq"]
-        apply_reference(
-            lamb_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
-        )
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"excluded": self._excluded(group, param)}
 
     def _foreach_update(
         self,

@@ -22,7 +22,6 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def lars_reference(
@@ -105,6 +104,10 @@ class LARS(DescentOptimizer):
 
     counts_steps = False  # the update does not depend on t
 
+    state_names = ("momentum_buffer",)
+    reference = staticmethod(lars_reference)
+    flags = ("exclude_1d", "lr_in_buffer")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -123,24 +126,13 @@ class LARS(DescentOptimizer):
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (μ)")
         validate.positive(group["trust_coefficient"], "trust_coefficient (κ)")
-        validate.flag(group["exclude_1d"], "exclude_1d")
-        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["momentum_buffer"])
 
     @staticmethod
     def _excluded(group: Group, param: Tensor) -> bool:
         return group["exclude_1d"] and param.dim() <= 1
 
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        excluded = self._excluded(group, param)
-        tensors = ["momentum_buffer"]
-        apply_reference(
-            lars_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
-        )
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"excluded": self._excluded(group, param)}
 
     def _foreach_update(
         self,

@@ -138,6 +138,8 @@ class Muon(DescentOptimizer):
 
     elementwise = False  # see DescentOptimizer.elementwise
 
+    flags = ("nesterov", "use_muon")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -178,7 +180,6 @@ class Muon(DescentOptimizer):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (μ)")
-        validate.flag(group["nesterov"], "nesterov")
         validate.positive_int(group["ns_steps"], "ns_steps")
         coefficients = group["ns_coefficients"]
         if not isinstance(coefficients, tuple | list) or len(coefficients) != 3:
@@ -195,7 +196,6 @@ class Muon(DescentOptimizer):
                 f"got {group['ns_dtype']!r}"
             )
         group["lr_scale"] = validate.choice(group["lr_scale"], "lr_scale", _LR_SCALES)
-        validate.flag(group["use_muon"], "use_muon")
         group["adamw_betas"] = validate_betas(group["adamw_betas"])
         validate.positive(group["adamw_eps"], "adamw_eps")
 

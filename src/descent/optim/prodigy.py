@@ -141,6 +141,8 @@ class Prodigy(DescentOptimizer):
     supports_differentiable = False
     device_steps = False
 
+    flags = ("decouple", "bias_correction", "safeguard_warmup")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -171,9 +173,6 @@ class Prodigy(DescentOptimizer):
         if not (isinstance(group["growth_rate"], int | float) and group["growth_rate"] >= 1):
             rate = group["growth_rate"]
             raise InputError(f"growth_rate must be a number ≥ 1 (math.inf: none), got {rate!r}")
-        validate.flag(group["decouple"], "decouple")
-        validate.flag(group["bias_correction"], "bias_correction")
-        validate.flag(group["safeguard_warmup"], "safeguard_warmup")
         group.setdefault("d", group["d0"])
         group.setdefault("d_max", group["d0"])
         group.setdefault("d_numerator", 0.0)

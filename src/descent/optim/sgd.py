@@ -22,7 +22,6 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 #: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.
 AXPY_MIN_NUMEL = 1 << 16
@@ -108,7 +107,8 @@ class SGD(DescentOptimizer):
         >>> opt = SGD(model.parameters(), lr=0.1)  # doctest: +SKIP
     """
 
-    counts_steps = False
+    counts_steps = False  # plain descent keeps no state; the update count lives in the group
+    reference = staticmethod(sgd_reference)
 
     def __init__(
         self,
@@ -118,14 +118,6 @@ class SGD(DescentOptimizer):
         **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return {}  # plain descent keeps no state; the update count lives in the group
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(sgd_reference, group, param, grad, state, host, lr, ())
 
     def _foreach_update(
         self,
@@ -186,6 +178,8 @@ class SGD(DescentOptimizer):
 class _MomentumBase(DescentOptimizer):
     _nesterov = False
     counts_steps = False  # only the velocity, as torch keeps it; the update count is the group's
+    state_names = ("momentum_buffer",)
+    flags = ("lr_in_buffer",)
 
     def __init__(
         self,
@@ -205,7 +199,6 @@ class _MomentumBase(DescentOptimizer):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (γ)")
-        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
         if group["dampening"] != 0:
             raise InputError(
                 f"dampening must be 0 (descent's momentum rules have none), got "
@@ -216,15 +209,6 @@ class _MomentumBase(DescentOptimizer):
                 f"nesterov={group['nesterov']!r} does not fit {type(self).__name__}; use "
                 "descent.optim.Nesterov for Nesterov's momentum and Momentum for Polyak's"
             )
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["momentum_buffer"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        reference = nesterov_reference if self._nesterov else momentum_reference
-        apply_reference(reference, group, param, grad, state, host, lr, ["momentum_buffer"])
 
     def _foreach_update(
         self,
@@ -336,6 +320,8 @@ class Momentum(_MomentumBase):
         >>> opt = Momentum(model.parameters(), lr=0.01, momentum=0.9)  # doctest: +SKIP
     """
 
+    reference = staticmethod(momentum_reference)
+
 
 class Nesterov(_MomentumBase):
     """Nesterov's accelerated gradient (NAG; Nesterov 1983, Sutskever et al. 2013).
@@ -359,3 +345,4 @@ class Nesterov(_MomentumBase):
     """
 
     _nesterov = True
+    reference = staticmethod(nesterov_reference)
