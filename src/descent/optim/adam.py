@@ -4,7 +4,7 @@ modules)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 import torch
@@ -24,7 +24,6 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -168,6 +167,38 @@ class _AdamBase(DescentOptimizer):
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (ε)")
 
+    def _fused_adam(
+        self,
+        kernel: Callable[..., Any],
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        run: list[int],
+        lr: float,
+        eps: float,
+        *,
+        amsgrad: bool,
+    ) -> None:
+        """torch's fused Adam kernel (``_fused_adam_`` or ``_fused_adamw_``) on the tensors at
+        ``run``, with this lr and ε (a re-expression may have rescaled them)."""
+        beta1, beta2 = group["betas"]
+        kernel(
+            self._pick(params, run),
+            self._pick(grads, run),
+            self._column(states, "exp_avg", run),
+            self._column(states, "exp_avg_sq", run),
+            self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
+            self._column(states, "step", run),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=eps,
+            amsgrad=amsgrad,
+            maximize=group["maximize"],
+        )
+
 
 class Adam(_AdamBase):
     """Adam (Kingma & Ba 2015): momentum on the gradient, RMSprop on its square, both
@@ -243,7 +274,7 @@ class Adam(_AdamBase):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        beta1, beta2 = group["betas"]
+        beta2 = group["betas"][1]
         name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
         buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
@@ -262,21 +293,7 @@ class Adam(_AdamBase):
             else:
                 runs = [(indices, group["eps"])]
             for run, eps in runs:
-                kernel(
-                    pick(params, run),
-                    pick(grads, run),
-                    [states[i]["exp_avg"] for i in run],
-                    [states[i]["exp_avg_sq"] for i in run],
-                    [],
-                    [states[i]["step"] for i in run],
-                    lr=lr,
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=eps,
-                    amsgrad=False,
-                    maximize=group["maximize"],
-                )
+                self._fused_adam(kernel, group, params, grads, states, run, lr, eps, amsgrad=False)
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
@@ -412,19 +429,7 @@ class AMSGrad(_AdamBase):
                     root_bias2 = math.sqrt(1 - beta2**t)
                     runs.append((same, lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2))
             for run, kernel_lr, eps in runs:
-                kernel(
-                    pick(params, run),
-                    pick(grads, run),
-                    [states[i]["exp_avg"] for i in run],
-                    [states[i]["exp_avg_sq"] for i in run],
-                    [states[i]["max_exp_avg_sq"] for i in run],
-                    [states[i]["step"] for i in run],
-                    lr=kernel_lr,
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=eps,
-                    amsgrad=True,
-                    maximize=group["maximize"],
+                self._fused_adam(
+                    kernel, group, params, grads, states, run, kernel_lr, eps, amsgrad=True
                 )
         self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -21,7 +21,6 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -170,10 +169,10 @@ class Adagrad(DescentOptimizer):
                 rest += indices
                 continue
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
-                [states[i]["sum"] for i in indices],
-                [states[i]["step"] for i in indices],
+                self._pick(params, indices),
+                self._pick(grads, indices),
+                self._column(states, "sum", indices),
+                self._column(states, "step", indices),
                 lr=lr,
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],

@@ -20,7 +20,6 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 #: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.
@@ -151,18 +150,15 @@ class SGD(DescentOptimizer):
         )
         for indices in buckets:
             if axpy:
-                if len(indices) == len(params):
-                    foreach.add_(params, grads, alpha=-lr)
-                else:
-                    foreach.add_(pick(params, indices), pick(grads, indices), alpha=-lr)
+                foreach.add_(self._pick(params, indices), self._pick(grads, indices), alpha=-lr)
                 continue
             kernel = _compat.fused("_fused_sgd_", params[indices[0]].device)
             if kernel is None:
                 rest += indices
                 continue
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
+                self._pick(params, indices),
+                self._pick(grads, indices),
                 [],
                 weight_decay=group["weight_decay"],
                 momentum=0.0,
@@ -279,9 +275,9 @@ class _MomentumBase(DescentOptimizer):
                 # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
                 kernel_lr, dampening = lr, 0.0
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
-                [states[i]["momentum_buffer"] for i in indices],
+                self._pick(params, indices),
+                self._pick(grads, indices),
+                self._column(states, "momentum_buffer", indices),
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
                 lr=kernel_lr,

@@ -71,6 +71,7 @@ class Plan:
 
     __slots__ = (
         "bump",
+        "columns",
         "counters",
         "dtypes",
         "fused",
@@ -101,6 +102,7 @@ class Plan:
         self.hosts = [optimizer._host(p, s) for p, s in zip(params, self.states, strict=True)]
         self.counters = [state["step"] for state in self.states] if optimizer.counts_steps else []
         self.bump = _counter_bump(self.counters)
+        self.columns: dict[str, list[Tensor]] = {}
         self.has_complex = any(torch.is_complex(param) for param in params)
         self.dtypes = [param.dtype for param in params]
         # Which tensors a kernel takes, as far as the parameters and states say; a step checks
@@ -364,6 +366,22 @@ class Stepping:
         if plan is not None and params is plan.params:
             return plan.mean_numel
         return _mean_numel(params)
+
+    def _pick(self, items: list[Any], indices: list[int]) -> list[Any]:
+        """``items`` at ``indices``: the list itself when they are all of it (in order, as a
+        split's indices are), so a kernel over the whole group copies no list."""
+        return items if len(indices) == len(items) else pick(items, indices)
+
+    def _column(self, states: list[State], name: str, indices: list[int]) -> list[Tensor]:
+        """``states[i][name]`` for i in ``indices``: kept in the plan when the states are its
+        own and the indices all of them (read again after a load: the plan is rebuilt)."""
+        plan = self._active
+        if plan is not None and states is plan.states and len(indices) == len(states):
+            column = plan.columns.get(name)
+            if column is None:
+                column = plan.columns[name] = [state[name] for state in states]
+            return column
+        return [states[i][name] for i in indices]
 
     # -- the foreach formulation and the C kernels ----------------------------------------------
 
