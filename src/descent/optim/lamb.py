@@ -12,7 +12,6 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.base import (
-    DescentOptimizer,
     Group,
     Host,
     LearningRate,
@@ -23,6 +22,7 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches, native_split
+from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -93,7 +93,7 @@ def lamb_trust_ratio(
     return clipped / (update_norm + eps if eps_in_trust else update_norm)
 
 
-class LAMB(DescentOptimizer):
+class LAMB(_LayerwiseRule):
     """LAMB (Y. You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
     minutes", ICLR 2020, Algorithm 2): Adam's direction plus weight decay, rescaled per tensor
     (per layer) so that its norm is a fixed fraction of the weights' norm.
@@ -116,11 +116,6 @@ class LAMB(DescentOptimizer):
         >>> params = model.parameters()  # doctest: +SKIP
         >>> opt = LAMB(params, lr=1e-3, weight_decay=0.01, exclude_1d=True)  # doctest: +SKIP
     """
-
-    elementwise = False  # see DescentOptimizer.elementwise
-
-    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
-    supports_differentiable = False
 
     state_names = ("exp_avg", "exp_avg_sq")
     reference = staticmethod(lamb_reference)
@@ -151,13 +146,6 @@ class LAMB(DescentOptimizer):
         )
         if group["max_weight_norm"] is not None:
             validate.positive(group["max_weight_norm"], "max_weight_norm")
-
-    @staticmethod
-    def _excluded(group: Group, param: Tensor) -> bool:
-        return group["exclude_1d"] and param.dim() <= 1
-
-    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
-        return {"excluded": self._excluded(group, param)}
 
     def _foreach_update(
         self,

@@ -75,7 +75,24 @@ def lars_trust_ratio(
     return trust_coefficient * weight_norm / denominator
 
 
-class LARS(DescentOptimizer):
+class _LayerwiseRule(DescentOptimizer):
+    """What LARS and LAMB share: a per-tensor (per-layer) trust ratio, from which
+    ``exclude_1d=True`` exempts vectors (biases, norms' scales), which also get no decay."""
+
+    elementwise = False  # see DescentOptimizer.elementwise
+
+    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
+    supports_differentiable = False
+
+    @staticmethod
+    def _excluded(group: Group, param: Tensor) -> bool:
+        return group["exclude_1d"] and param.dim() <= 1
+
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"excluded": self._excluded(group, param)}
+
+
+class LARS(_LayerwiseRule):
     """LARS (Y. You, I. Gitman & B. Ginsburg, "Large Batch Training of Convolutional Networks",
     2017, Algorithm 1): momentum SGD whose rate is scaled per tensor (per layer) by the ratio of
     the weights' norm to the gradient's.
@@ -96,11 +113,6 @@ class LARS(DescentOptimizer):
         >>> params = model.parameters()  # doctest: +SKIP
         >>> opt = LARS(params, lr=1.0, weight_decay=5e-4, exclude_1d=True)  # doctest: +SKIP
     """
-
-    elementwise = False  # see DescentOptimizer.elementwise
-
-    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
-    supports_differentiable = False
 
     counts_steps = False  # the update does not depend on t
 
@@ -126,13 +138,6 @@ class LARS(DescentOptimizer):
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (μ)")
         validate.positive(group["trust_coefficient"], "trust_coefficient (κ)")
-
-    @staticmethod
-    def _excluded(group: Group, param: Tensor) -> bool:
-        return group["exclude_1d"] and param.dim() <= 1
-
-    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
-        return {"excluded": self._excluded(group, param)}
 
     def _foreach_update(
         self,
