@@ -164,3 +164,25 @@ def test_copied_optimizer_steps_as_the_original() -> None:
     set_grads(clone_params, 1)
     clone.step()
     assert isinstance(next(iter(clone._plans.values())), Plan)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_parameters_cast_after_the_plan_are_stepped_afresh(name: str) -> None:
+    """A model cast after its optimizer was made (param.data replaced) is no longer what the
+    plan's kernel split saw: the step checks the tensors again (here: the foreach formulation,
+    as the float64 state no longer matches) and computes what the reference step does."""
+    results = []
+    for impl in ("fast", "reference"):
+        params = make_params()
+        optimizer = optim.create(name, params, lr=0.01, impl=impl)
+        set_grads(params, 0)
+        optimizer.step()
+        generator = torch.Generator().manual_seed(1)
+        for param in params:
+            param.data = param.data.float()
+            param.grad = torch.randn(param.shape, generator=generator)
+        optimizer.step()
+        results.append([param.detach() for param in params])
+    for fast, reference in zip(*results, strict=True):
+        assert fast.dtype == torch.float32
+        torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-7)

@@ -413,19 +413,3 @@ class Prodigy(DescentOptimizer):
         )
         group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
         return True
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:  # pragma: no cover - the group step above replaces the per-tensor hooks
-        raise NotImplementedError
-
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:  # pragma: no cover
-        raise NotImplementedError

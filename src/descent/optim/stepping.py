@@ -83,6 +83,7 @@ class Plan:
         "ids",
         "mean_numel",
         "native",
+        "on_cpu",
         "params",
         "state_map",
         "state_size",
@@ -105,6 +106,7 @@ class Plan:
         self.columns: dict[str, list[Tensor]] = {}
         self.has_complex = any(torch.is_complex(param) for param in params)
         self.dtypes = [param.dtype for param in params]
+        self.on_cpu = [param.is_cpu for param in params]
         # Which tensors a kernel takes, as far as the parameters and states say; a step checks
         # its gradients (:meth:`dense_grads`) before using these.
         self.fused = _fused_split(params, self.states)
@@ -125,11 +127,18 @@ class Plan:
         )
 
     def dense_grads(self, grads: list[Tensor]) -> bool:
-        """True when every gradient is dense, contiguous and of its parameter's dtype (what the
-        kernels need besides what the plan checked once)."""
+        """True when every gradient is dense, contiguous, of the dtype and on the side (CPU or
+        not) its parameter had when the plan was made: what the kernels need besides what the
+        plan checked once. A model moved or cast after the optimizer was made fails this, and
+        its step then checks every tensor afresh."""
         strided = torch.strided
-        for grad, dtype in zip(grads, self.dtypes, strict=True):
-            if grad.layout != strided or grad.dtype != dtype or not grad.is_contiguous():
+        for grad, dtype, on_cpu in zip(grads, self.dtypes, self.on_cpu, strict=True):
+            if (
+                grad.layout != strided
+                or grad.dtype != dtype
+                or grad.is_cpu != on_cpu
+                or not grad.is_contiguous()
+            ):
                 return False
         return True
 
