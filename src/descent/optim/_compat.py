@@ -36,14 +36,18 @@ import torch
 from torch import Tensor
 
 _forced: bool | None = None  # None: decided by the environment variable
+_environment_forced: bool | None = None  # the environment variable, read at first use
 _checked: dict[tuple[str, str], bool] = {}
 
 
 def public_forced() -> bool:
     """True when every private torch call is replaced by its public formulation."""
+    global _environment_forced
     if _forced is not None:
         return _forced
-    return os.environ.get("DESCENT_PUBLIC_TORCH", "") not in ("", "0")
+    if _environment_forced is None:  # read once: this runs at every kernel call
+        _environment_forced = os.environ.get("DESCENT_PUBLIC_TORCH", "") not in ("", "0")
+    return _environment_forced
 
 
 @contextmanager

@@ -232,9 +232,14 @@ class Stepping:
 
     def _step_group(self: DescentOptimizer, group: Group) -> None:
         lr = self.lr_at(group)
-        params = [param for param in group["params"] if param.grad is not None]
+        params = group["params"]
+        grads = [param.grad for param in params]
+        if any(grad is None for grad in grads):
+            params = [param for param, grad in zip(params, grads, strict=True) if grad is not None]
+            grads = [grad for grad in grads if grad is not None]
+        else:
+            params = list(params)  # the plan keeps this list: not the group's own
         if params:
-            grads = [param.grad for param in params]
             if self._path(group) == "device":
                 self._step_on_device(group, params, grads, lr)
             else:
