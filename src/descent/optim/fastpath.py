@@ -95,22 +95,27 @@ def plain_state(param: Tensor, states: State) -> bool:
     return True
 
 
-def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
-    """:func:`plain_state`, and a contiguous gradient of the parameter's dtype. This runs every
-    step over every tensor where no step plan applies: the cheapest tests first."""
-    return grad.dtype == param.dtype and grad.is_contiguous() and plain_state(param, states)
+def _plain(param: Tensor, grad: Tensor | None, states: State) -> bool:
+    """:func:`plain_state`, and a contiguous gradient of the parameter's dtype (``grad`` None:
+    the step plan, which checks the gradients at each step). This runs every step over every
+    tensor where no step plan applies: the cheapest tests first."""
+    if grad is not None and (grad.dtype != param.dtype or not grad.is_contiguous()):
+        return False
+    return plain_state(param, states)
 
 
 def fused_buckets(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], states: Sequence[State]
 ) -> tuple[list[list[int]], list[int]]:
     """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest
-    (for the foreach formulation). This runs every step: it is kept to a plain loop."""
+    (for the foreach formulation); ``grads`` may be Nones (see :func:`_plain`). This runs every
+    step: it is kept to a plain loop."""
     buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     rest: list[int] = []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
         device = param.device
-        if device.type in ("cpu", "cuda") and grad.device == device and _plain(param, grad, state):
+        same_device = grad is None or grad.device == device
+        if device.type in ("cpu", "cuda") and same_device and _plain(param, grad, state):
             buckets.setdefault((param.device, param.dtype), []).append(index)
         else:
             rest.append(index)
@@ -118,17 +123,18 @@ def fused_buckets(
 
 
 def native_split(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], states: Sequence[State]
 ) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
-    No device object is built (``is_cpu``): this runs every step over every tensor."""
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest;
+    ``grads`` may be Nones (see :func:`_plain`). No device object is built (``is_cpu``): this
+    runs every step over every tensor."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        ok = param.is_cpu and grad.is_cpu and _plain(param, grad, state)
+        ok = param.is_cpu and (grad is None or grad.is_cpu) and _plain(param, grad, state)
         (native if ok else rest).append(index)
     return native, rest
 

@@ -33,7 +33,6 @@ from descent.optim.fastpath import (
     fused_buckets,
     native_split,
     pick,
-    plain_state,
     real_state,
 )
 
@@ -109,8 +108,9 @@ class Plan:
         self.on_cpu = [param.is_cpu for param in params]
         # Which tensors a kernel takes, as far as the parameters and states say; a step checks
         # its gradients (:meth:`dense_grads`) before using these.
-        self.fused = _fused_split(params, self.states)
-        self.native = _native_split(params, self.states)
+        unchecked = [None] * len(params)  # the gradients are checked at each step
+        self.fused = fused_buckets(params, unchecked, self.states)
+        self.native = native_split(params, unchecked, self.states)
         self.mean_numel = _mean_numel(params)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
@@ -141,26 +141,6 @@ class Plan:
             ):
                 return False
         return True
-
-
-def _fused_split(params: list[Tensor], states: list[State]) -> tuple[list[list[int]], list[int]]:
-    buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-    rest: list[int] = []
-    for index, (param, state) in enumerate(zip(params, states, strict=True)):
-        if param.device.type in ("cpu", "cuda") and plain_state(param, state):
-            buckets.setdefault((param.device, param.dtype), []).append(index)
-        else:
-            rest.append(index)
-    return list(buckets.values()), rest
-
-
-def _native_split(params: list[Tensor], states: list[State]) -> tuple[list[int], list[int]]:
-    if not _native.available():
-        return [], list(range(len(params)))
-    native, rest = [], []
-    for index, (param, state) in enumerate(zip(params, states, strict=True)):
-        (native if param.is_cpu and plain_state(param, state) else rest).append(index)
-    return native, rest
 
 
 def _mean_numel(params: list[Tensor]) -> float:
