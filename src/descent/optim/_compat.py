@@ -36,14 +36,18 @@ import torch
 from torch import Tensor
 
 _forced: bool | None = None  # None: decided by the environment variable
+_environment_forced: bool | None = None  # the environment variable, read at first use
 _checked: dict[tuple[str, str], bool] = {}
 
 
 def public_forced() -> bool:
     """True when every private torch call is replaced by its public formulation."""
+    global _environment_forced
     if _forced is not None:
         return _forced
-    return os.environ.get("DESCENT_PUBLIC_TORCH", "") not in ("", "0")
+    if _environment_forced is None:  # read once: this runs at every kernel call
+        _environment_forced = os.environ.get("DESCENT_PUBLIC_TORCH", "") not in ("", "0")
+    return _environment_forced
 
 
 @contextmanager
@@ -180,9 +184,11 @@ class _Foreach:
     exists and passes its self-test on the tensors' device type, the per-tensor loop otherwise."""
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
+        # Built once per op name and kept on the instance (later lookups do not come here).
         if name not in _FOREACH_SAMPLES:
             raise AttributeError(f"descent uses no foreach op {name!r}; add it to _FOREACH_SAMPLES")
         public = _public_op(name)
+        private_name, check_name = f"_foreach_{name}", f"foreach_{name}"
 
         def op(tensors: Sequence[Tensor], *args: Any, **kwargs: Any) -> Any:
             if not tensors:
@@ -196,13 +202,17 @@ class _Foreach:
                 return self.add_(tensors, combined)
             if torch.compiler.is_compiling():
                 # dynamo traces torch's foreach ops (the self-test's cache would break the graph)
-                return getattr(torch, f"_foreach_{name}")(list(tensors), *args, **kwargs)
-            if not public_forced() and _passes(
-                f"foreach_{name}", tensors[0].device, _foreach_self_test(name)
-            ):
-                return getattr(torch, f"_foreach_{name}")(list(tensors), *args, **kwargs)
+                return getattr(torch, private_name)(list(tensors), *args, **kwargs)
+            if not public_forced():
+                passed = _checked.get((check_name, tensors[0].device.type))
+                if passed is None:
+                    passed = _passes(check_name, tensors[0].device, _foreach_self_test(name))
+                if passed:
+                    return getattr(torch, private_name)(list(tensors), *args, **kwargs)
             return public(tensors, *args, **kwargs)
 
+        if not torch.compiler.is_compiling():  # no side effect inside a traced step
+            setattr(self, name, op)
         return op
 
 

@@ -105,6 +105,8 @@ class Adafactor(DescentOptimizer):
     # The reference step reads RMS(θ) and RMS(update) back as floats: no gradient through them.
     supports_differentiable = False
 
+    flags = ("eps1_inside",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -130,7 +132,6 @@ class Adafactor(DescentOptimizer):
         eps1 = None if eps[0] is None else validate.positive(eps[0], "eps[0] (ε₁)")
         group["eps"] = (eps1, validate.nonnegative(eps[1], "eps[1] (ε₂)"))
         validate.positive(group["d"], "d")
-        validate.flag(group["eps1_inside"], "eps1_inside")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         dtype = self.state_dtype(param, group)

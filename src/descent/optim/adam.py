@@ -4,7 +4,7 @@ modules)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 import torch
@@ -24,9 +24,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -111,27 +109,95 @@ def _moments(
     group: Group, g: list[Tensor], states: list[State], second: str = "exp_avg_sq"
 ) -> tuple[list[Tensor], list[Tensor]]:
     """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists; returns (m, v)."""
-    beta1, beta2 = group["betas"]
     m = [state["exp_avg"] for state in states]
     v = [state[second] for state in states]
+    _update_moments(g, m, v, *group["betas"])
+    return m, v
+
+
+def _update_moments(
+    g: list[Tensor], m: list[Tensor], v: list[Tensor], beta1: float, beta2: float
+) -> None:
     foreach.mul_(m, beta1)
     foreach.add_(m, g, alpha=1 - beta1)
     foreach.mul_(v, beta2)
     foreach.addcmul_(v, g, g, value=1 - beta2)
-    return m, v
+
+
+def adam_foreach(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    steps: list[Any],
+    *,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float,
+    decoupled_weight_decay: bool,
+    epsilon_hat: bool = False,
+    maximize: bool = False,
+) -> None:
+    """:func:`adam_reference` over lists of tensors, in place (``steps``: each tensor's t, a
+    float or, on the device path, a 0-d tensor). Adam, AdamW and Muon's AdamW part use it."""
+    if decoupled_weight_decay:
+        foreach.add_(params, params, alpha=-lr * weight_decay)  # θ ← θ − ηλθ
+        g = effective_grads(params, grads, 0.0, maximize)
+    else:
+        g = effective_grads(params, grads, weight_decay, maximize)
+    _update_moments(g, exp_avgs, exp_avg_sqs, beta1, beta2)
+    den = foreach.sqrt(exp_avg_sqs)
+    if epsilon_hat:
+        foreach.add_(den, eps)
+        sizes = [-lr * scalar_sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
+    else:
+        foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
+        foreach.add_(den, eps)
+        sizes = [-lr / (1 - beta1**t) for t in steps]
+    foreach.addcdiv_(params, exp_avgs, den, sizes)
 
 
 class _AdamBase(DescentOptimizer):
-    #: names of the per-element state tensors
-    state_names: tuple[str, ...] = ("exp_avg", "exp_avg_sq")
+    state_names = ("exp_avg", "exp_avg_sq")
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (ε)")
 
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, self.state_names)
+    def _fused_adam(
+        self,
+        kernel: Callable[..., Any],
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        run: list[int],
+        lr: float,
+        eps: float,
+        *,
+        amsgrad: bool,
+    ) -> None:
+        """torch's fused Adam kernel (``_fused_adam_`` or ``_fused_adamw_``) on the tensors at
+        ``run``, with this lr and ε (a re-expression may have rescaled them)."""
+        beta1, beta2 = group["betas"]
+        kernel(
+            self._pick(params, run),
+            self._pick(grads, run),
+            self._column(states, "exp_avg", run),
+            self._column(states, "exp_avg_sq", run),
+            self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
+            self._column(states, "step", run),
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            weight_decay=group["weight_decay"],
+            eps=eps,
+            amsgrad=amsgrad,
+            maximize=group["maximize"],
+        )
 
 
 class Adam(_AdamBase):
@@ -154,6 +220,8 @@ class Adam(_AdamBase):
     """
 
     _decoupled = False
+    reference = staticmethod(adam_reference)
+    flags = ("epsilon_hat",)
 
     def __init__(
         self,
@@ -168,24 +236,8 @@ class Adam(_AdamBase):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
 
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        validate.flag(group["epsilon_hat"], "epsilon_hat")
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(
-            adam_reference,
-            group,
-            param,
-            grad,
-            state,
-            host,
-            lr,
-            ["exp_avg", "exp_avg_sq"],
-            decoupled_weight_decay=self._decoupled,
-        )
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"decoupled_weight_decay": self._decoupled}
 
     def _foreach_update(
         self,
@@ -197,23 +249,21 @@ class Adam(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        wd, eps = group["weight_decay"], group["eps"]
-        if self._decoupled:
-            foreach.add_(params, params, alpha=-lr * wd)  # θ ← θ − ηλθ
-            g = effective_grads(params, grads, 0.0, group["maximize"])
-        else:
-            g = effective_grads(params, grads, wd, group["maximize"])
-        m, v = _moments(group, g, states)
-        den = foreach.sqrt(v)
-        steps = [host["step"] for host in hosts]
-        if group["epsilon_hat"]:
-            foreach.add_(den, eps)
-            sizes = [-lr * scalar_sqrt(1 - beta2**t) / (1 - beta1**t) for t in steps]
-        else:
-            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
-            foreach.add_(den, eps)
-            sizes = [-lr / (1 - beta1**t) for t in steps]
-        foreach.addcdiv_(params, m, den, sizes)
+        adam_foreach(
+            params,
+            grads,
+            [state["exp_avg"] for state in states],
+            [state["exp_avg_sq"] for state in states],
+            [host["step"] for host in hosts],
+            lr=lr,
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=self._decoupled,
+            epsilon_hat=group["epsilon_hat"],
+            maximize=group["maximize"],
+        )
 
     def _fast_update(
         self,
@@ -224,9 +274,9 @@ class Adam(_AdamBase):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        beta1, beta2 = group["betas"]
+        beta2 = group["betas"][1]
         name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused(name, device)
@@ -243,21 +293,7 @@ class Adam(_AdamBase):
             else:
                 runs = [(indices, group["eps"])]
             for run, eps in runs:
-                kernel(
-                    pick(params, run),
-                    pick(grads, run),
-                    [states[i]["exp_avg"] for i in run],
-                    [states[i]["exp_avg_sq"] for i in run],
-                    [],
-                    [states[i]["step"] for i in run],
-                    lr=lr,
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=eps,
-                    amsgrad=False,
-                    maximize=group["maximize"],
-                )
+                self._fused_adam(kernel, group, params, grads, states, run, lr, eps, amsgrad=False)
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
@@ -327,6 +363,8 @@ class AMSGrad(_AdamBase):
     supports_differentiable = False
 
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    reference = staticmethod(amsgrad_reference)
+    flags = ("bias_correction",)
 
     def __init__(
         self,
@@ -340,16 +378,6 @@ class AMSGrad(_AdamBase):
         **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
-
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        validate.flag(group["bias_correction"], "bias_correction")
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
-        apply_reference(amsgrad_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,
@@ -385,7 +413,7 @@ class AMSGrad(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused("_fused_adam_", device, amsgrad=True)
@@ -401,19 +429,7 @@ class AMSGrad(_AdamBase):
                     root_bias2 = math.sqrt(1 - beta2**t)
                     runs.append((same, lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2))
             for run, kernel_lr, eps in runs:
-                kernel(
-                    pick(params, run),
-                    pick(grads, run),
-                    [states[i]["exp_avg"] for i in run],
-                    [states[i]["exp_avg_sq"] for i in run],
-                    [states[i]["max_exp_avg_sq"] for i in run],
-                    [states[i]["step"] for i in run],
-                    lr=kernel_lr,
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=group["weight_decay"],
-                    eps=eps,
-                    amsgrad=True,
-                    maximize=group["maximize"],
+                self._fused_adam(
+                    kernel, group, params, grads, states, run, kernel_lr, eps, amsgrad=True
                 )
         self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -8,7 +8,6 @@ from typing import Any, Unpack
 import torch
 from torch import Tensor
 
-from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.adam import _AdamBase
 from descent.optim.base import (
@@ -20,7 +19,6 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -75,6 +73,8 @@ class AdaMax(_AdamBase):
     """
 
     state_names = ("exp_avg", "exp_inf")
+    reference = staticmethod(adamax_reference)
+    flags = ("eps_in_max",)
 
     def __init__(
         self,
@@ -88,16 +88,6 @@ class AdaMax(_AdamBase):
         **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
-
-    def _validate(self, group: Group) -> None:
-        super()._validate(group)
-        validate.flag(group["eps_in_max"], "eps_in_max")
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ["exp_avg", "exp_inf"]
-        apply_reference(adamax_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

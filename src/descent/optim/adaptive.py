@@ -21,9 +21,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- pure reference steps ----------------------------------------------------------------------
 
@@ -105,6 +103,10 @@ class Adagrad(DescentOptimizer):
         >>> opt = Adagrad(model.parameters(), lr=0.01)  # doctest: +SKIP
     """
 
+    state_names = ("sum",)  # started at G₀ (+ ε), not zero: see _init_state
+    reference = staticmethod(adagrad_reference)
+    flags = ("eps_inside_sqrt",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -124,20 +126,14 @@ class Adagrad(DescentOptimizer):
         validate.positive(group["eps"], "eps (ε)")
         validate.nonnegative(group["initial_accumulator_value"], "initial_accumulator_value (G₀)")
         validate.nonnegative(group["lr_decay"], "lr_decay")
-        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        state = self.zeros(param, group, ["sum"])
+        state = super()._init_state(param, group)
         start = group["initial_accumulator_value"]
         if group["eps_inside_sqrt"]:
             start += group["eps"]
         state["sum"].fill_(start)
         return state
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(adagrad_reference, group, param, grad, state, host, lr, ["sum"])
 
     def _foreach_update(
         self,
@@ -166,17 +162,17 @@ class Adagrad(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             kernel = _compat.fused("_fused_adagrad_", params[indices[0]].device)
             if kernel is None:
                 rest += indices
                 continue
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
-                [states[i]["sum"] for i in indices],
-                [states[i]["step"] for i in indices],
+                self._pick(params, indices),
+                self._pick(grads, indices),
+                self._column(states, "sum", indices),
+                self._column(states, "step", indices),
                 lr=lr,
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
@@ -201,6 +197,9 @@ class Adadelta(DescentOptimizer):
         >>> opt = Adadelta(model.parameters())  # doctest: +SKIP
     """
 
+    state_names = ("square_avg", "acc_delta")
+    reference = staticmethod(adadelta_reference)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -216,15 +215,6 @@ class Adadelta(DescentOptimizer):
         super()._validate(group)
         validate.unit_interval(group["rho"], "rho (ρ)")
         validate.positive(group["eps"], "eps (ε)")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["square_avg", "acc_delta"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ["square_avg", "acc_delta"]
-        apply_reference(adadelta_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -13,19 +13,24 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   The options every rule shares (``maximize``, ``impl``, ``state_dtype``, ``stochastic_rounding``
   and torch's ``foreach``, ``fused``, ``capturable``, ``differentiable``) and their defaults live
   in :data:`OPTIONS`; the base checks them and shows them in the rule's signature.
-- ``_validate(group)``: check the group's hyperparameters with :mod:`descent.validate` (call
+- ``flags``: the names of the rule's boolean hyperparameters (the base checks them).
+- ``_validate(group)``: check the group's other hyperparameters with :mod:`descent.validate` (call
   ``super()._validate(group)`` first); it may store normalized values back into the group (as
   :func:`validate_betas` does for ``betas``).
-- ``_init_state(param, group)``: the per-element state tensors, made with
-  :meth:`DescentOptimizer.zeros` so they get the group's state dtype. The base adds ``"step"`` (a
-  float32 tensor on the parameter's device, as torch's fused optimizers keep it) when the class sets
+- ``state_names``: the per-element state tensors, made zero by the default ``_init_state`` with
+  :meth:`DescentOptimizer.zeros` (so they get the group's state dtype); a rule that starts them
+  otherwise overrides ``_init_state(param, group)``. The base adds ``"step"`` (a float32 tensor on
+  the parameter's device, as torch's fused optimizers keep it) when the class sets
   ``counts_steps = True``.
 - ``scalar_state``: state scalars that are not per element (Nadam's μ-product), with the dtype they
   keep on load; the base mirrors them, and ``"step"``, on the host in ``host`` dicts so that a step
   never reads a device value back (no ``.item()``, no host sync on a GPU).
-- ``_reference_update(group, param, grad, state, host, lr)``: call the pure reference function,
-  usually through :func:`descent.optim.reference.apply_reference`.
-  ``host["step"]`` is the step count t of this update (already advanced).
+- ``reference``: the pure reference function (``staticmethod(...)``), taking θ, g and the
+  ``state_names`` tensors and returning their new values; the default ``_reference_update(group,
+  param, grad, state, host, lr)`` calls it through :func:`descent.optim.reference.apply_reference`
+  (keywords from the group, ``_reference_keywords`` adds others). ``host["step"]`` is the step
+  count t of this update (already advanced). A rule whose reference takes more overrides
+  ``_reference_update``.
 - ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
   tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
   write into ``grads``.
@@ -64,31 +69,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from descent import validate
 from descent.errors import InputError
-from descent.optim import _compat, _native, checkpoint
+from descent.optim import _compat, checkpoint
 from descent.optim._compat import foreach
-from descent.optim.fastpath import Lifted, native_split, pick, real_state
 from descent.optim.options import (
     OPTIONS,
     check_torch_options,
     show_options_in_signature,
 )
+from descent.optim.reference import apply_reference
+from descent.optim.stepping import Group, Host, Plan, State, Stepping
 
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
-Group = dict[str, Any]
-State = dict[str, Any]
-Host = dict[str, float]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 _STATE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-Path = Literal["reference", "device", "foreach", "fast"]
 
 
 def scalar_sqrt(value: Any) -> Any:
@@ -134,7 +136,7 @@ _state_dict = _compat.outside_dynamo(torch.optim.Optimizer.state_dict)
 _load_state_dict = _compat.outside_dynamo(torch.optim.Optimizer.load_state_dict)
 
 
-class DescentOptimizer(torch.optim.Optimizer):
+class DescentOptimizer(Stepping, torch.optim.Optimizer):
     """Base of descent's update rules (see the module docstring for the subclass contract)."""
 
     #: True when the rule keeps a per-parameter step count ``state["step"]``
@@ -152,6 +154,15 @@ class DescentOptimizer(torch.optim.Optimizer):
     #: (trust ratios, factored moments, orthogonalization, global estimates).
     elementwise: ClassVar[bool] = True
 
+    #: the per-element state tensors (zero at the start, unless the rule's ``_init_state`` says
+    #: otherwise), in the order the reference function takes and returns them after θ and g
+    state_names: ClassVar[tuple[str, ...]] = ()
+    #: the rule's pure reference function of one tensor (the formula line by line), which the
+    #: base's ``_reference_update`` calls through :func:`apply_reference`
+    reference: ClassVar[Callable[..., Any] | None] = None
+    #: the rule's boolean hyperparameters (the base's ``_validate`` checks them)
+    flags: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any], **options: Any) -> None:
         for name in options:
             if name not in OPTIONS:
@@ -161,7 +172,14 @@ class DescentOptimizer(torch.optim.Optimizer):
         defaults = {**OPTIONS, **defaults, **options}
         defaults.setdefault("step", 0)
         self._hosts: dict[Tensor, Host] = {}
+        self._plans: dict[int, Plan] = {}
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch pickles only defaults, state and param_groups: the host mirrors and step plans
+        # are rebuilt from the state at the next step.
+        super().__setstate__(state)
+        self._hosts, self._plans = {}, {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -170,6 +188,8 @@ class DescentOptimizer(torch.optim.Optimizer):
     # -- construction and validation ----------------------------------------------------------
 
     def _validate(self, group: Group) -> None:
+        for name in self.flags:
+            validate.flag(group[name], name)
         validate.learning_rate(group["lr"])
         validate.flag(group["maximize"], "maximize")
         validate.choice(group["impl"], "impl", ("fast", "reference"))
@@ -233,19 +253,10 @@ class DescentOptimizer(torch.optim.Optimizer):
             for name in names
         }
 
-    def _host(self, param: Tensor, state: State) -> Host:
-        """The host mirror of ``param``'s scalar state (read from the device once, after a load)."""
-        host = self._hosts.get(param)
-        if host is None:
-            keys = (["step"] if self.counts_steps else []) + list(self.scalar_state)
-            host = {key: float(state[key]) for key in keys if key in state}
-            self._hosts[param] = host
-        return host
-
     # -- the subclass's part ------------------------------------------------------------------
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        raise NotImplementedError
+        return self.zeros(param, group, self.state_names)
 
     def _init_host(self, group: Group) -> Host:
         """Initial values of :attr:`scalar_state` (the base sets the tensors from them)."""
@@ -254,7 +265,16 @@ class DescentOptimizer(torch.optim.Optimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        raise NotImplementedError
+        if self.reference is None:
+            raise NotImplementedError
+        keywords = self._reference_keywords(group, param)
+        apply_reference(
+            self.reference, group, param, grad, state, host, lr, self.state_names, **keywords
+        )
+
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        """Arguments of :attr:`reference` that are not the group's entries of the same name."""
+        return {}
 
     def _foreach_update(
         self,
@@ -278,220 +298,6 @@ class DescentOptimizer(torch.optim.Optimizer):
     ) -> None:
         self._foreach_run(group, params, grads, states, hosts, lr)
 
-    # -- one update ---------------------------------------------------------------------------
-
-    def _new_state(self, param: Tensor, group: Group, keep_host: bool = True) -> None:
-        state = self.state[param]
-        if self.counts_steps:
-            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
-        state.update(self._init_state(param, group))
-        host = {"step": 0.0} if self.counts_steps else {}
-        for key, value in self._init_host(group).items():
-            state[key] = torch.tensor(value, dtype=self.scalar_state[key], device=param.device)
-            host[key] = value
-        if keep_host:
-            self._hosts[param] = host
-
-    def _device_host(self, state: State) -> Host:
-        """The scalar state as 0-d device tensors (the "device" path): t in float64 (float32
-        where the device has no float64) so that βᵗ is as exact as on the host."""
-        host: dict[str, Any] = {key: state[key] for key in self.scalar_state}
-        if self.counts_steps:
-            step = state["step"]
-            host["step"] = step.to(torch.float32 if step.device.type == "mps" else torch.float64)
-        return host
-
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One update of every parameter that has a gradient; returns the closure's loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        # As torch's optimizers: the update is recorded by autograd only when differentiable.
-        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
-            for group in self.param_groups:
-                self._step_group(group)
-        return loss
-
-    def _step_group(self, group: Group) -> None:
-        lr = self.lr_at(group)
-        on_device = self._path(group) == "device"
-        params, grads, states = [], [], []
-        for param in group["params"]:
-            if param.grad is None:
-                continue
-            if param.grad.is_sparse:
-                raise InputError(f"{type(self).__name__} does not take sparse gradients")
-            if not self.state[param]:
-                self._new_state(param, group, keep_host=not on_device)
-            params.append(param)
-            grads.append(param.grad)
-            states.append(self.state[param])
-        if params:
-            if on_device:
-                # The host mirrors go stale; an eager step after this reads them back once.
-                if self._hosts:
-                    self._hosts.clear()
-                if self.counts_steps:
-                    foreach.add_([state["step"] for state in states], 1.0)
-                hosts = [self._device_host(state) for state in states]
-            else:
-                hosts = [self._host(p, s) for p, s in zip(params, states, strict=True)]
-                if self.counts_steps:
-                    counters = [state["step"] for state in states]
-                    if not _native.add_one(counters):  # one C call on CPU, else torch's add
-                        foreach.add_(counters, 1.0)
-                    for host in hosts:
-                        host["step"] += 1
-            self._run(group, params, grads, states, hosts, lr)
-        group["step"] += 1
-
-    def _path(self, group: Group) -> Path:
-        """Which step runs (see the module docstring)."""
-        if group["impl"] == "reference" or group["foreach"] is False or group["differentiable"]:
-            return "reference"
-        if group["capturable"] or torch.compiler.is_compiling():
-            return "device"
-        if group["foreach"] or group["fused"] is False:
-            return "foreach"
-        return "fast"
-
-    def _run(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        # Complex parameters are updated as pairs of reals, as torch.optim does.
-        if any(torch.is_complex(p) for p in params):
-            params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
-            grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [real_state(s) for s in states]
-        path = self._path(group)
-        if path == "reference":
-            for i, (param, grad, state, host) in enumerate(
-                zip(params, grads, states, hosts, strict=True)
-            ):
-                work = self._lift(group, [param], [grad], [state], i)
-                self._reference_update(
-                    group, work.params[0], work.grads[0], work.states[0], host, lr
-                )
-                work.lower()
-        elif path == "fast":
-            self._fast_update(group, params, grads, states, hosts, lr)
-        else:
-            # Under torch.compile the foreach formulation is what dynamo can trace (a ctypes call
-            # breaks the graph, and torch's private fused calls fail functionalization); the
-            # compiler fuses it into one kernel per bucket.
-            self._foreach_run(group, params, grads, states, hosts, lr)
-
-    def _foreach_run(
-        self,
-        group: Group,
-        params: Sequence[Tensor],
-        grads: Sequence[Tensor],
-        states: Sequence[State],
-        hosts: Sequence[Host],
-        lr: float,
-    ) -> None:
-        """The foreach formulation on (device, dtype) buckets (see :meth:`_lift`)."""
-        buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
-        for i, (param, state) in enumerate(zip(params, states, strict=True)):
-            buckets.setdefault(
-                (param.device, param.dtype, self._compute_dtype(param, state)), []
-            ).append(i)
-        for ordinal, indices in enumerate(buckets.values()):
-            work = self._lift(
-                group, pick(params, indices), pick(grads, indices), pick(states, indices), ordinal
-            )
-            self._foreach_update(
-                group, work.params, work.grads, work.states, pick(hosts, indices), lr
-            )
-            work.lower()
-
-    def _foreach_some(
-        self,
-        group: Group,
-        indices: list[int],
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        """The foreach formulation on the tensors at ``indices`` (those no kernel took)."""
-        if indices:
-            self._foreach_run(
-                group,
-                pick(params, indices),
-                pick(grads, indices),
-                pick(states, indices),
-                pick(hosts, indices),
-                lr,
-            )
-
-    def _native_update(
-        self,
-        kernel: str,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-        job: Callable[[int, float], dict[str, Any]],
-    ) -> None:
-        """descent's single-pass C kernel ``kernel`` on the tensors it takes (``job(i, sign)``
-        gives tensor i's arguments; sign is −1 to maximize), the foreach formulation on the rest."""
-        from descent.optim import _native
-
-        native, rest = native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(kernel, [job(i, sign) for i in native])
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
-
-    def _per_element(self, state: State) -> list[str]:
-        return [key for key in state if key != "step" and key not in self.scalar_state]
-
-    def _compute_dtype(self, param: Tensor, state: State) -> torch.dtype:
-        """float32 or wider ("opmath", as torch's fused kernels compute)."""
-        keys = self._per_element(state)
-        state_dtype = state[keys[0]].dtype if keys else param.dtype
-        return torch.promote_types(torch.promote_types(param.dtype, state_dtype), torch.float32)
-
-    def _lift(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        ordinal: int,
-    ) -> Lifted:
-        """Parameters, gradients and states (all of one dtype each) in the compute dtype: copies
-        for bfloat16/float16 (and any state dtype other than the compute dtype), the tensors
-        themselves otherwise. ``lower()`` writes the copies back."""
-        compute = self._compute_dtype(params[0], states[0])
-        lifted_states, write_back = [], []
-        for state in states:
-            lifted = dict(state)
-            for key in self._per_element(state):
-                if state[key].dtype != compute:
-                    lifted[key] = state[key].to(compute)
-                    write_back.append((state[key], lifted[key]))
-            lifted_states.append(lifted)
-        stochastic = group.get("stochastic_rounding", False) and params[0].dtype == torch.bfloat16
-        return Lifted(
-            originals=params,
-            params=[p.to(compute) for p in params],
-            grads=[g.to(compute) for g in grads],
-            states=lifted_states,
-            write_back=write_back,
-            generator_seed=(group["step"], ordinal) if stochastic else None,
-        )
-
     # -- saving and resuming (the details in descent.optim.checkpoint) -------------------------
 
     def state_dict(self) -> dict[str, Any]:
@@ -511,7 +317,7 @@ class DescentOptimizer(torch.optim.Optimizer):
         """
         current_lrs = [group["lr"] for group in self.param_groups]
         _load_state_dict(self, state_dict)
-        self._hosts.clear()
+        self._forget_plans()
         for group in self.param_groups:  # a state dict from torch's own optimizer lacks these
             for key, value in self.defaults.items():
                 group.setdefault(key, value)

@@ -83,16 +83,11 @@ def pick(items: Sequence[Any], indices: Sequence[int]) -> list[Any]:
     return [items[i] for i in indices]
 
 
-def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
-    """float32/float64, contiguous, state of the parameter's dtype, gradient alike (the device
-    is the caller's test). This runs every step over every tensor: the cheapest tests first."""
+def plain_state(param: Tensor, states: State) -> bool:
+    """float32/float64, contiguous, state of the parameter's dtype (what a kernel needs of a
+    parameter and its state; the device is the caller's test, the gradient :func:`_plain`'s)."""
     dtype = param.dtype
-    if not (
-        dtype in FUSED_DTYPES
-        and grad.dtype == dtype
-        and param.is_contiguous()
-        and grad.is_contiguous()
-    ):
+    if dtype not in FUSED_DTYPES or not param.is_contiguous():
         return False
     for key, value in states.items():
         if value.dtype != dtype and key != "step" and value.dim() > 0:
@@ -100,16 +95,27 @@ def _plain(param: Tensor, grad: Tensor, states: State) -> bool:
     return True
 
 
+def _plain(param: Tensor, grad: Tensor | None, states: State) -> bool:
+    """:func:`plain_state`, and a contiguous gradient of the parameter's dtype (``grad`` None:
+    the step plan, which checks the gradients at each step). This runs every step over every
+    tensor where no step plan applies: the cheapest tests first."""
+    if grad is not None and (grad.dtype != param.dtype or not grad.is_contiguous()):
+        return False
+    return plain_state(param, states)
+
+
 def fused_buckets(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], states: Sequence[State]
 ) -> tuple[list[list[int]], list[int]]:
     """Indices of the tensors a fused kernel can take, bucketed by (device, dtype), and the rest
-    (for the foreach formulation). This runs every step: it is kept to a plain loop."""
+    (for the foreach formulation); ``grads`` may be Nones (see :func:`_plain`). This runs every
+    step: it is kept to a plain loop."""
     buckets: dict[tuple[torch.device, torch.dtype], list[int]] = {}
     rest: list[int] = []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
         device = param.device
-        if device.type in ("cpu", "cuda") and grad.device == device and _plain(param, grad, state):
+        same_device = grad is None or grad.device == device
+        if device.type in ("cpu", "cuda") and same_device and _plain(param, grad, state):
             buckets.setdefault((param.device, param.dtype), []).append(index)
         else:
             rest.append(index)
@@ -117,17 +123,18 @@ def fused_buckets(
 
 
 def native_split(
-    params: Sequence[Tensor], grads: Sequence[Tensor], states: Sequence[State]
+    params: Sequence[Tensor], grads: Sequence[Tensor | None], states: Sequence[State]
 ) -> tuple[list[int], list[int]]:
-    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest.
-    No device object is built (``is_cpu``): this runs every step over every tensor."""
+    """Indices the C kernels can take (built, CPU, contiguous, float32/float64), and the rest;
+    ``grads`` may be Nones (see :func:`_plain`). No device object is built (``is_cpu``): this
+    runs every step over every tensor."""
     from descent.optim import _native
 
     if not _native.available():
         return [], list(range(len(params)))
     native, rest = [], []
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-        ok = param.is_cpu and grad.is_cpu and _plain(param, grad, state)
+        ok = param.is_cpu and (grad is None or grad.is_cpu) and _plain(param, grad, state)
         (native if ok else rest).append(index)
     return native, rest
 

@@ -12,7 +12,6 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.base import (
-    DescentOptimizer,
     Group,
     Host,
     LearningRate,
@@ -23,8 +22,8 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.fastpath import TWO_PASS_BATCH, native_split
+from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def lamb_reference(
@@ -78,7 +77,7 @@ def lamb_reference(
     return param - lr * ratio * update, exp_avg, exp_avg_sq
 
 
-class LAMB(DescentOptimizer):
+class LAMB(_LayerwiseRule):
     """LAMB (Y. You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76
     minutes", ICLR 2020, Algorithm 2): Adam's direction plus weight decay, rescaled per tensor
     (per layer) so that its norm is a fixed fraction of the weights' norm.
@@ -102,10 +101,9 @@ class LAMB(DescentOptimizer):
         >>> opt = LAMB(params, lr=1e-3, weight_decay=0.01, exclude_1d=True)  # doctest: +SKIP
     """
 
-    elementwise = False  # see DescentOptimizer.elementwise
-
-    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
-    supports_differentiable = False
+    state_names = ("exp_avg", "exp_avg_sq")
+    reference = staticmethod(lamb_reference)
+    flags = ("exclude_1d", "eps_in_trust")
 
     def __init__(
         self,
@@ -127,29 +125,11 @@ class LAMB(DescentOptimizer):
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (ε)")
-        validate.flag(group["exclude_1d"], "exclude_1d")
         group["bias_correction"] = validate.choice(
             group["bias_correction"], "bias_correction", ("moments", "lr", "none")
         )
-        validate.flag(group["eps_in_trust"], "eps_in_trust")
         if group["max_weight_norm"] is not None:
             validate.positive(group["max_weight_norm"], "max_weight_norm")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
-
-    @staticmethod
-    def _excluded(group: Group, param: Tensor) -> bool:
-        return group["exclude_1d"] and param.dim() <= 1
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        excluded = self._excluded(group, param)
-        tensors = ["exp_avg", "exp_avg_sq"]
-        apply_reference(
-            lamb_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
-        )
 
     def _foreach_update(
         self,

@@ -22,7 +22,6 @@ from descent.optim.base import (
 )
 from descent.optim.fastpath import cache_batches, native_split
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def lars_reference(
@@ -76,7 +75,24 @@ def lars_trust_ratio(
     return trust_coefficient * weight_norm / denominator
 
 
-class LARS(DescentOptimizer):
+class _LayerwiseRule(DescentOptimizer):
+    """What LARS and LAMB share: a per-tensor (per-layer) trust ratio, from which
+    ``exclude_1d=True`` exempts vectors (biases, norms' scales), which also get no decay."""
+
+    elementwise = False  # see DescentOptimizer.elementwise
+
+    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
+    supports_differentiable = False
+
+    @staticmethod
+    def _excluded(group: Group, param: Tensor) -> bool:
+        return group["exclude_1d"] and param.dim() <= 1
+
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"excluded": self._excluded(group, param)}
+
+
+class LARS(_LayerwiseRule):
     """LARS (Y. You, I. Gitman & B. Ginsburg, "Large Batch Training of Convolutional Networks",
     2017, Algorithm 1): momentum SGD whose rate is scaled per tensor (per layer) by the ratio of
     the weights' norm to the gradient's.
@@ -98,12 +114,11 @@ class LARS(DescentOptimizer):
         >>> opt = LARS(params, lr=1.0, weight_decay=5e-4, exclude_1d=True)  # doctest: +SKIP
     """
 
-    elementwise = False  # see DescentOptimizer.elementwise
-
-    # The trust ratio's ‖θ‖ keeps θ for its gradient, and the step then overwrites θ in place.
-    supports_differentiable = False
-
     counts_steps = False  # the update does not depend on t
+
+    state_names = ("momentum_buffer",)
+    reference = staticmethod(lars_reference)
+    flags = ("exclude_1d", "lr_in_buffer")
 
     def __init__(
         self,
@@ -123,24 +138,6 @@ class LARS(DescentOptimizer):
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (μ)")
         validate.positive(group["trust_coefficient"], "trust_coefficient (κ)")
-        validate.flag(group["exclude_1d"], "exclude_1d")
-        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["momentum_buffer"])
-
-    @staticmethod
-    def _excluded(group: Group, param: Tensor) -> bool:
-        return group["exclude_1d"] and param.dim() <= 1
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        excluded = self._excluded(group, param)
-        tensors = ["momentum_buffer"]
-        apply_reference(
-            lars_reference, group, param, grad, state, host, lr, tensors, excluded=excluded
-        )
 
     def _foreach_update(
         self,

@@ -20,7 +20,6 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def lion_reference(
@@ -63,6 +62,8 @@ class Lion(DescentOptimizer):
     """
 
     counts_steps = False  # the update does not depend on t
+    state_names = ("exp_avg",)
+    reference = staticmethod(lion_reference)
 
     def __init__(
         self,
@@ -77,14 +78,6 @@ class Lion(DescentOptimizer):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["exp_avg"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(lion_reference, group, param, grad, state, host, lr, ["exp_avg"])
 
     def _foreach_update(
         self,

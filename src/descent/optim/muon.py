@@ -13,7 +13,7 @@ from torch import Tensor
 from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
-from descent.optim.adam import adam_reference
+from descent.optim.adam import adam_foreach, adam_reference
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -22,10 +22,10 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
-    scalar_sqrt,
     validate_betas,
 )
 from descent.optim.options import RuleOptions
+from descent.optim.reference import apply_reference
 
 #: the quintic Newton–Schulz coefficients of Jordan et al. (and torch.optim.Muon)
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
@@ -138,6 +138,8 @@ class Muon(DescentOptimizer):
 
     elementwise = False  # see DescentOptimizer.elementwise
 
+    flags = ("nesterov", "use_muon")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -178,7 +180,6 @@ class Muon(DescentOptimizer):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (μ)")
-        validate.flag(group["nesterov"], "nesterov")
         validate.positive_int(group["ns_steps"], "ns_steps")
         coefficients = group["ns_coefficients"]
         if not isinstance(coefficients, tuple | list) or len(coefficients) != 3:
@@ -195,7 +196,6 @@ class Muon(DescentOptimizer):
                 f"got {group['ns_dtype']!r}"
             )
         group["lr_scale"] = validate.choice(group["lr_scale"], "lr_scale", _LR_SCALES)
-        validate.flag(group["use_muon"], "use_muon")
         group["adamw_betas"] = validate_betas(group["adamw_betas"])
         validate.positive(group["adamw_eps"], "adamw_eps")
 
@@ -212,41 +212,33 @@ class Muon(DescentOptimizer):
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
         if "momentum_buffer" in state:
-            new_param, new_buffer = muon_reference(
+            apply_reference(
+                muon_reference,
+                group,
                 param,
                 grad,
-                state["momentum_buffer"],
-                lr=lr,
-                momentum=group["momentum"],
-                nesterov=group["nesterov"],
-                weight_decay=group["weight_decay"],
+                state,
+                host,
+                lr,
+                ("momentum_buffer",),
                 coefficients=group["ns_coefficients"],
-                ns_steps=group["ns_steps"],
-                eps=group["eps"],
-                ns_dtype=group["ns_dtype"],
-                lr_scale=group["lr_scale"],
-                maximize=group["maximize"],
             )
-            param.copy_(new_param)
-            state["momentum_buffer"].copy_(new_buffer)
             return
         beta1, beta2 = group["adamw_betas"]
-        new = adam_reference(
+        apply_reference(
+            adam_reference,
+            group,
             param,
             grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
+            state,
+            host,
+            lr,
+            ("exp_avg", "exp_avg_sq"),
             beta1=beta1,
             beta2=beta2,
             eps=group["adamw_eps"],
-            weight_decay=group["weight_decay"],
             decoupled_weight_decay=True,
-            maximize=group["maximize"],
         )
-        for target, value in zip((param, state["exp_avg"], state["exp_avg_sq"]), new, strict=True):
-            target.copy_(value)
 
     def _foreach_update(
         self,
@@ -302,17 +294,16 @@ class Muon(DescentOptimizer):
                 )
         if others:
             beta1, beta2 = group["adamw_betas"]
-            weights = [params[i] for i in others]
-            grads_o = [g[i] for i in others]
-            m = [states[i]["exp_avg"] for i in others]
-            v = [states[i]["exp_avg_sq"] for i in others]
-            steps = [hosts[i]["step"] for i in others]
-            foreach.add_(weights, weights, alpha=-lr * wd)
-            foreach.mul_(m, beta1)
-            foreach.add_(m, grads_o, alpha=1 - beta1)
-            foreach.mul_(v, beta2)
-            foreach.addcmul_(v, grads_o, grads_o, value=1 - beta2)
-            den = foreach.sqrt(v)
-            foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
-            foreach.add_(den, group["adamw_eps"])
-            foreach.addcdiv_(weights, m, den, [-lr / (1 - beta1**t) for t in steps])
+            adam_foreach(
+                [params[i] for i in others],
+                [g[i] for i in others],
+                [states[i]["exp_avg"] for i in others],
+                [states[i]["exp_avg_sq"] for i in others],
+                [hosts[i]["step"] for i in others],
+                lr=lr,
+                beta1=beta1,
+                beta2=beta2,
+                eps=group["adamw_eps"],
+                weight_decay=wd,
+                decoupled_weight_decay=True,
+            )

@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grad,
     validate_betas,
 )
-from descent.optim.fastpath import native_split, pick, real_state
+from descent.optim.fastpath import native_split, pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -141,6 +141,8 @@ class Prodigy(DescentOptimizer):
     supports_differentiable = False
     device_steps = False
 
+    flags = ("decouple", "bias_correction", "safeguard_warmup")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -171,9 +173,6 @@ class Prodigy(DescentOptimizer):
         if not (isinstance(group["growth_rate"], int | float) and group["growth_rate"] >= 1):
             rate = group["growth_rate"]
             raise InputError(f"growth_rate must be a number ≥ 1 (math.inf: none), got {rate!r}")
-        validate.flag(group["decouple"], "decouple")
-        validate.flag(group["bias_correction"], "bias_correction")
-        validate.flag(group["safeguard_warmup"], "safeguard_warmup")
         group.setdefault("d", group["d0"])
         group.setdefault("d_max", group["d0"])
         group.setdefault("d_numerator", 0.0)
@@ -192,10 +191,7 @@ class Prodigy(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        if any(torch.is_complex(p) for p in params):  # as pairs of reals, as the base does
-            params = [torch.view_as_real(p) if torch.is_complex(p) else p for p in params]
-            grads = [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads]
-            states = [real_state(s) for s in states]
+        params, grads, states = self._as_real(params, grads, states)
         if group["impl"] != "reference" and self._path(group) == "fast":
             self._fast_update(group, params, grads, states, hosts, lr)
         else:
@@ -422,19 +418,3 @@ class Prodigy(DescentOptimizer):
         if apply:  # (Σ|s| = 0: d, d_max and r stay, as in the reference)
             group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
         return True
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:  # pragma: no cover - the group step above replaces the per-tensor hooks
-        raise NotImplementedError
-
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:  # pragma: no cover
-        raise NotImplementedError

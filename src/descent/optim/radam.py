@@ -23,7 +23,6 @@ from descent.optim.base import (
     validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
@@ -99,6 +98,10 @@ class RAdam(DescentOptimizer):
         >>> like_torch = RAdam(model.parameters(), threshold=5.0)  # doctest: +SKIP
     """
 
+    state_names = ("exp_avg", "exp_avg_sq")
+    reference = staticmethod(radam_reference)
+    flags = ("decoupled_weight_decay",)
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -117,19 +120,9 @@ class RAdam(DescentOptimizer):
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
         validate.positive(group["eps"], "eps (ε)")
-        validate.flag(group["decoupled_weight_decay"], "decoupled_weight_decay")
         validate.nonnegative(
             group["threshold"], "threshold (the ρₜ above which Adam's step is used)"
         )
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ["exp_avg", "exp_avg_sq"]
-        apply_reference(radam_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -83,6 +83,8 @@ class RMSprop(DescentOptimizer):
         >>> opt = RMSprop(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
+    flags = ("centered", "eps_inside_sqrt")
+
     def __init__(
         self,
         params: Iterable[Any],
@@ -103,8 +105,6 @@ class RMSprop(DescentOptimizer):
         validate.unit_interval(group["rho"], "rho (ρ)")
         validate.positive(group["eps"], "eps (ε)")
         validate.unit_interval(group["momentum"], "momentum (μ)")
-        validate.flag(group["centered"], "centered")
-        validate.flag(group["eps_inside_sqrt"], "eps_inside_sqrt")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
         # Ē and b take memory only when centering or momentum asks for them.

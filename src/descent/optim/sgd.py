@@ -20,9 +20,10 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import fused_buckets, pick
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
+
+#: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.
+AXPY_MIN_NUMEL = 1 << 16
 
 # -- pure reference steps: the formulas, line by line ------------------------------------------
 
@@ -105,7 +106,8 @@ class SGD(DescentOptimizer):
         >>> opt = SGD(model.parameters(), lr=0.1)  # doctest: +SKIP
     """
 
-    counts_steps = False
+    counts_steps = False  # plain descent keeps no state; the update count lives in the group
+    reference = staticmethod(sgd_reference)
 
     def __init__(
         self,
@@ -115,14 +117,6 @@ class SGD(DescentOptimizer):
         **options: Unpack[RuleOptions],
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return {}  # plain descent keeps no state; the update count lives in the group
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(sgd_reference, group, param, grad, state, host, lr, ())
 
     def _foreach_update(
         self,
@@ -145,16 +139,26 @@ class SGD(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
+        # θ ← θ − η g on large tensors: one in-place axpy per tensor (torch's foreach SGD), a few
+        # % faster than the fused kernel there; on small ones the fused kernel, which saves the
+        # per-tensor dispatch (about 0.4 µs: 10% of a step of ResNet-50's 161 tensors at ¼ width).
+        axpy = (
+            group["weight_decay"] == 0
+            and not group["maximize"]
+            and self._mean_numel(params) >= AXPY_MIN_NUMEL
+        )
         for indices in buckets:
+            if axpy:
+                foreach.add_(self._pick(params, indices), self._pick(grads, indices), alpha=-lr)
+                continue
             kernel = _compat.fused("_fused_sgd_", params[indices[0]].device)
-            if kernel is None or (group["weight_decay"] == 0 and not group["maximize"]):
-                # θ ← θ − η g is one in-place axpy per tensor; faster than the fused kernel.
+            if kernel is None:
                 rest += indices
                 continue
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
+                self._pick(params, indices),
+                self._pick(grads, indices),
                 [],
                 weight_decay=group["weight_decay"],
                 momentum=0.0,
@@ -170,6 +174,8 @@ class SGD(DescentOptimizer):
 class _MomentumBase(DescentOptimizer):
     _nesterov = False
     counts_steps = False  # only the velocity, as torch keeps it; the update count is the group's
+    state_names = ("momentum_buffer",)
+    flags = ("lr_in_buffer",)
 
     def __init__(
         self,
@@ -189,7 +195,6 @@ class _MomentumBase(DescentOptimizer):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate.unit_interval(group["momentum"], "momentum (γ)")
-        validate.flag(group["lr_in_buffer"], "lr_in_buffer")
         if group["dampening"] != 0:
             raise InputError(
                 f"dampening must be 0 (descent's momentum rules have none), got "
@@ -200,15 +205,6 @@ class _MomentumBase(DescentOptimizer):
                 f"nesterov={group['nesterov']!r} does not fit {type(self).__name__}; use "
                 "descent.optim.Nesterov for Nesterov's momentum and Momentum for Polyak's"
             )
-
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["momentum_buffer"])
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        reference = nesterov_reference if self._nesterov else momentum_reference
-        apply_reference(reference, group, param, grad, state, host, lr, ["momentum_buffer"])
 
     def _foreach_update(
         self,
@@ -264,7 +260,7 @@ class _MomentumBase(DescentOptimizer):
 
             self._native_update("nesterov", group, params, grads, states, hosts, lr, job)
             return
-        buckets, rest = fused_buckets(params, grads, states)
+        buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:
             device = params[indices[0]].device
             kernel = _compat.fused("_fused_sgd_", device)
@@ -279,9 +275,9 @@ class _MomentumBase(DescentOptimizer):
                 # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
                 kernel_lr, dampening = lr, 0.0
             kernel(
-                pick(params, indices),
-                pick(grads, indices),
-                [states[i]["momentum_buffer"] for i in indices],
+                self._pick(params, indices),
+                self._pick(grads, indices),
+                self._column(states, "momentum_buffer", indices),
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
                 lr=kernel_lr,
@@ -320,6 +316,8 @@ class Momentum(_MomentumBase):
         >>> opt = Momentum(model.parameters(), lr=0.01, momentum=0.9)  # doctest: +SKIP
     """
 
+    reference = staticmethod(momentum_reference)
+
 
 class Nesterov(_MomentumBase):
     """Nesterov's accelerated gradient (NAG; Nesterov 1983, Sutskever et al. 2013).
@@ -343,3 +341,4 @@ class Nesterov(_MomentumBase):
     """
 
     _nesterov = True
+    reference = staticmethod(nesterov_reference)

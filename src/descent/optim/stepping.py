@@ -1,0 +1,489 @@
+"""One update of a descent rule: state creation, the step plan, and the dispatch to the reference,
+foreach or fast path (what :class:`~descent.optim.base.DescentOptimizer` inherits from
+:class:`Stepping`; the paths are described in :mod:`descent.optim.base`).
+
+The step plan
+-------------
+What a group's step gathers that does not change from one step to the next (the parameters that
+have a gradient, their state dicts and host mirrors, the step counters, which tensors a fused or C
+kernel takes) is computed once and kept in a :class:`Plan`, so that a step of a model with hundreds
+of small tensors costs the kernel calls and little else, as torch's fused step does. A step only
+re-reads the gradients (a new tensor each step after ``zero_grad()``) and checks that they are
+dense and contiguous. The plan is rebuilt when the set of parameters with a gradient changes, when
+a parameter is added to the group or the optimizer's state gains or loses an entry, and after
+``load_state_dict``. State tensors replaced in place by hand (``opt.state[p]["exp_avg"] = …``)
+keep the plan: give them the dtype and layout of the ones they replace, or load them with
+``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+from torch import Tensor
+
+from descent.errors import InputError
+from descent.optim import _native
+from descent.optim._compat import foreach
+from descent.optim.fastpath import (
+    Lifted,
+    fused_buckets,
+    native_split,
+    pick,
+    real_state,
+)
+
+if TYPE_CHECKING:
+    from descent.optim.base import DescentOptimizer
+
+Group = dict[str, Any]
+State = dict[str, Any]
+Host = dict[str, float]
+Path = Literal["reference", "device", "foreach", "fast"]
+
+
+def _counter_bump(counters: list[Tensor]) -> Callable[[], None] | None:
+    """t ← t + 1 on every counter in one C call whose pointer array is built once (the counters
+    are the state's own step tensors, which stay where they are until the state is replaced, and
+    the plan is rebuilt then); None where :func:`descent.optim._native.add_one` would refuse."""
+    library = _native._library()
+    if library is None or not counters:
+        return None
+    for counter in counters:
+        if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
+            return None
+    count = len(counters)
+    pointers = (ctypes.c_void_p * count)(*(counter.data_ptr() for counter in counters))
+    add_one_many = library.add_one_f32_many
+
+    def bump() -> None:
+        add_one_many(count, pointers)
+
+    return bump
+
+
+class Plan:
+    """The per-group lists a step reuses (see the module docstring)."""
+
+    __slots__ = (
+        "bump",
+        "columns",
+        "counters",
+        "dtypes",
+        "fused",
+        "group",
+        "group_params",
+        "group_size",
+        "has_complex",
+        "hosts",
+        "ids",
+        "mean_numel",
+        "native",
+        "on_cpu",
+        "params",
+        "state_map",
+        "state_size",
+        "states",
+    )
+
+    def __init__(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> None:
+        self.group, self.group_params = group, group["params"]
+        self.group_size = len(group["params"])
+        self.params = params
+        self.ids = list(map(id, params))
+        optimizer_state = optimizer.state
+        for param in params:
+            if not optimizer_state[param]:
+                optimizer._new_state(param, group)
+        self.states = [optimizer_state[param] for param in params]
+        self.hosts = [optimizer._host(p, s) for p, s in zip(params, self.states, strict=True)]
+        self.counters = [state["step"] for state in self.states] if optimizer.counts_steps else []
+        self.bump = _counter_bump(self.counters)
+        self.columns: dict[str, list[Tensor]] = {}
+        self.has_complex = any(torch.is_complex(param) for param in params)
+        self.dtypes = [param.dtype for param in params]
+        self.on_cpu = [param.is_cpu for param in params]
+        # Which tensors a kernel takes, as far as the parameters and states say; a step checks
+        # its gradients (:meth:`dense_grads`) before using these.
+        unchecked = [None] * len(params)  # the gradients are checked at each step
+        self.fused = fused_buckets(params, unchecked, self.states)
+        self.native = native_split(params, unchecked, self.states)
+        self.mean_numel = _mean_numel(params)
+        self.state_map, self.state_size = optimizer_state, len(optimizer_state)
+
+    def fits(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> bool:
+        """True when this plan still describes ``group`` with gradients on ``params``."""
+        return (
+            self.group is group
+            and self.group_params is group["params"]
+            and self.group_size == len(group["params"])
+            and self.state_map is optimizer.state
+            and self.state_size == len(optimizer.state)
+            and len(params) == len(self.params)
+            and (len(params) == self.group_size or list(map(id, params)) == self.ids)
+        )
+
+    def dense_grads(self, grads: list[Tensor]) -> bool:
+        """True when every gradient is dense, contiguous, of the dtype and on the side (CPU or
+        not) its parameter had when the plan was made: what the kernels need besides what the
+        plan checked once. A model moved or cast after the optimizer was made fails this, and
+        its step then checks every tensor afresh."""
+        strided = torch.strided
+        for grad, dtype, on_cpu in zip(grads, self.dtypes, self.on_cpu, strict=True):
+            if (
+                grad.layout != strided
+                or grad.dtype != dtype
+                or grad.is_cpu != on_cpu
+                or not grad.is_contiguous()
+            ):
+                return False
+        return True
+
+
+def _mean_numel(params: list[Tensor]) -> float:
+    return sum(param.numel() for param in params) / max(len(params), 1)
+
+
+class Stepping:
+    """The step machinery of :class:`~descent.optim.base.DescentOptimizer` (a mixin: the rule's
+    hooks and the state's dtypes are the base's)."""
+
+    # set by DescentOptimizer.__init__ (and __setstate__)
+    _hosts: dict[Tensor, Host]
+    _plans: dict[int, Plan]
+    #: the plan of the step under way, when its gradients fit it (else None)
+    _active: Plan | None = None
+
+    def _forget_plans(self: DescentOptimizer) -> None:
+        """Drop the host mirrors and plans (the state was replaced or stepped on the device)."""
+        self._hosts.clear()
+        self._plans.clear()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def _new_state(
+        self: DescentOptimizer, param: Tensor, group: Group, keep_host: bool = True
+    ) -> None:
+        state = self.state[param]
+        if self.counts_steps:
+            state["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+        state.update(self._init_state(param, group))
+        host = {"step": 0.0} if self.counts_steps else {}
+        for key, value in self._init_host(group).items():
+            state[key] = torch.tensor(value, dtype=self.scalar_state[key], device=param.device)
+            host[key] = value
+        if keep_host:
+            self._hosts[param] = host
+
+    def _host(self: DescentOptimizer, param: Tensor, state: State) -> Host:
+        """The host mirror of ``param``'s scalar state (read from the device once, after a load)."""
+        host = self._hosts.get(param)
+        if host is None:
+            keys = (["step"] if self.counts_steps else []) + list(self.scalar_state)
+            host = {key: float(state[key]) for key in keys if key in state}
+            self._hosts[param] = host
+        return host
+
+    def _device_host(self: DescentOptimizer, state: State) -> Host:
+        """The scalar state as 0-d device tensors (the "device" path): t in float64 (float32
+        where the device has no float64) so that βᵗ is as exact as on the host."""
+        host: dict[str, Any] = {key: state[key] for key in self.scalar_state}
+        if self.counts_steps:
+            step = state["step"]
+            host["step"] = step.to(torch.float32 if step.device.type == "mps" else torch.float64)
+        return host
+
+    # -- one update -----------------------------------------------------------------------------
+
+    def step(self: DescentOptimizer, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One update of every parameter that has a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        # As torch's optimizers: the update is recorded by autograd only when differentiable.
+        with torch.set_grad_enabled(bool(self.defaults["differentiable"])):
+            for group in self.param_groups:
+                self._step_group(group)
+        return loss
+
+    def _step_group(self: DescentOptimizer, group: Group) -> None:
+        lr = self.lr_at(group)
+        params = group["params"]
+        grads = [param.grad for param in params]
+        if any(grad is None for grad in grads):
+            params = [param for param, grad in zip(params, grads, strict=True) if grad is not None]
+            grads = [grad for grad in grads if grad is not None]
+        else:
+            params = list(params)  # the plan keeps this list: not the group's own
+        if params:
+            if self._path(group) == "device":
+                self._step_on_device(group, params, grads, lr)
+            else:
+                self._step_on_host(group, params, grads, lr)
+        group["step"] += 1
+
+    def _step_on_host(
+        self: DescentOptimizer,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        lr: float,
+    ) -> None:
+        plan = self._plans.get(id(group))
+        if plan is None or not plan.fits(self, group, params):
+            for grad in grads:
+                if grad.is_sparse:
+                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            plan = self._plans[id(group)] = Plan(self, group, params)
+        if not plan.dense_grads(grads):
+            for grad in grads:
+                if grad.is_sparse:
+                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            active = None
+        else:
+            active = plan
+        if plan.bump is not None:
+            plan.bump()
+        elif plan.counters and not _native.add_one(plan.counters):
+            foreach.add_(plan.counters, 1.0)
+        for host in plan.hosts if self.counts_steps else ():
+            host["step"] += 1
+        self._active = active
+        try:
+            self._run(group, plan.params, grads, plan.states, plan.hosts, lr)
+        finally:
+            self._active = None
+
+    def _step_on_device(
+        self: DescentOptimizer, group: Group, params: list[Tensor], grads: list[Tensor], lr: float
+    ) -> None:
+        """The "device" path: t read from the device, nothing cached (a compiled or captured
+        step must not depend on host state)."""
+        states = []
+        for param, grad in zip(params, grads, strict=True):
+            if grad.is_sparse:
+                raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            if not self.state[param]:
+                self._new_state(param, group, keep_host=False)
+            states.append(self.state[param])
+        # The host mirrors go stale; an eager step after this reads them back once.
+        if self._hosts or self._plans:
+            self._forget_plans()
+        if self.counts_steps:
+            foreach.add_([state["step"] for state in states], 1.0)
+        hosts = [self._device_host(state) for state in states]
+        self._run(group, params, grads, states, hosts, lr)
+
+    def _path(self: DescentOptimizer, group: Group) -> Path:
+        """Which step runs (see :mod:`descent.optim.base`)."""
+        if group["impl"] == "reference" or group["foreach"] is False or group["differentiable"]:
+            return "reference"
+        if group["capturable"] or torch.compiler.is_compiling():
+            return "device"
+        if group["foreach"] or group["fused"] is False:
+            return "foreach"
+        return "fast"
+
+    def _run(
+        self: DescentOptimizer,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        params, grads, states = self._as_real(params, grads, states)
+        path = self._path(group)
+        if path == "reference":
+            for i, (param, grad, state, host) in enumerate(
+                zip(params, grads, states, hosts, strict=True)
+            ):
+                work = self._lift(group, [param], [grad], [state], i)
+                self._reference_update(
+                    group, work.params[0], work.grads[0], work.states[0], host, lr
+                )
+                work.lower()
+        elif path == "fast":
+            self._fast_update(group, params, grads, states, hosts, lr)
+        else:
+            # Under torch.compile the foreach formulation is what dynamo can trace (a ctypes call
+            # breaks the graph, and torch's private fused calls fail functionalization); the
+            # compiler fuses it into one kernel per bucket.
+            self._foreach_run(group, params, grads, states, hosts, lr)
+
+    def _as_real(
+        self, params: list[Tensor], grads: list[Tensor], states: list[State]
+    ) -> tuple[list[Tensor], list[Tensor], list[State]]:
+        """Complex parameters (and their gradients and state) as pairs of reals, as torch.optim
+        updates them; the lists themselves when there are none."""
+        plan = self._active
+        if plan is not None and params is plan.params and not plan.has_complex:
+            return params, grads, states
+        if not any(torch.is_complex(param) for param in params):
+            return params, grads, states
+        self._active = None  # new lists: the plan's kernel splits do not apply to them
+        return (
+            [torch.view_as_real(p) if torch.is_complex(p) else p for p in params],
+            [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads],
+            [real_state(s) for s in states],
+        )
+
+    # -- the splits a fast update uses ----------------------------------------------------------
+
+    def _fused_buckets(
+        self, params: list[Tensor], grads: list[Tensor], states: list[State]
+    ) -> tuple[list[list[int]], list[int]]:
+        """Indices of the tensors a fused kernel takes, bucketed by (device, dtype), and the
+        rest (a new list the caller may extend): the plan's when these are its lists."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.fused[0], list(plan.fused[1])
+        return fused_buckets(params, grads, states)
+
+    def _native_split(
+        self, params: list[Tensor], grads: list[Tensor], states: list[State]
+    ) -> tuple[list[int], list[int]]:
+        """Indices the C kernels take, and the rest: the plan's when these are its lists."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.native[0], list(plan.native[1])
+        return native_split(params, grads, states)
+
+    def _mean_numel(self, params: list[Tensor]) -> float:
+        """Elements per tensor, on average (the plan's when these are its lists)."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.mean_numel
+        return _mean_numel(params)
+
+    def _pick(self, items: list[Any], indices: list[int]) -> list[Any]:
+        """``items`` at ``indices``: the list itself when they are all of it (in order, as a
+        split's indices are), so a kernel over the whole group copies no list."""
+        return items if len(indices) == len(items) else pick(items, indices)
+
+    def _column(self, states: list[State], name: str, indices: list[int]) -> list[Tensor]:
+        """``states[i][name]`` for i in ``indices``: kept in the plan when the states are its
+        own and the indices all of them (read again after a load: the plan is rebuilt)."""
+        plan = self._active
+        if plan is not None and states is plan.states and len(indices) == len(states):
+            column = plan.columns.get(name)
+            if column is None:
+                column = plan.columns[name] = [state[name] for state in states]
+            return column
+        return [states[i][name] for i in indices]
+
+    # -- the foreach formulation and the C kernels ----------------------------------------------
+
+    def _foreach_run(
+        self: DescentOptimizer,
+        group: Group,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        states: Sequence[State],
+        hosts: Sequence[Host],
+        lr: float,
+    ) -> None:
+        """The foreach formulation on (device, dtype) buckets (see :meth:`_lift`)."""
+        buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+        for i, (param, state) in enumerate(zip(params, states, strict=True)):
+            buckets.setdefault(
+                (param.device, param.dtype, self._compute_dtype(param, state)), []
+            ).append(i)
+        if len(buckets) == 1:  # the usual case: the lists as they are, no copies
+            work = self._lift(group, list(params), list(grads), list(states), 0)
+            self._foreach_update(group, work.params, work.grads, work.states, list(hosts), lr)
+            work.lower()
+            return
+        for ordinal, indices in enumerate(buckets.values()):
+            work = self._lift(
+                group, pick(params, indices), pick(grads, indices), pick(states, indices), ordinal
+            )
+            self._foreach_update(
+                group, work.params, work.grads, work.states, pick(hosts, indices), lr
+            )
+            work.lower()
+
+    def _foreach_some(
+        self: DescentOptimizer,
+        group: Group,
+        indices: list[int],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+    ) -> None:
+        """The foreach formulation on the tensors at ``indices`` (those no kernel took)."""
+        if indices:
+            self._foreach_run(
+                group,
+                pick(params, indices),
+                pick(grads, indices),
+                pick(states, indices),
+                pick(hosts, indices),
+                lr,
+            )
+
+    def _native_update(
+        self: DescentOptimizer,
+        kernel: str,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+        job: Callable[[int, float], dict[str, Any]],
+    ) -> None:
+        """descent's single-pass C kernel ``kernel`` on the tensors it takes (``job(i, sign)``
+        gives tensor i's arguments; sign is −1 to maximize), the foreach formulation on the rest."""
+        native, rest = self._native_split(params, grads, states)
+        sign = -1.0 if group["maximize"] else 1.0
+        _native.run(kernel, [job(i, sign) for i in native])
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    # -- lifting to the compute dtype ---------------------------------------------------------
+
+    def _per_element(self: DescentOptimizer, state: State) -> list[str]:
+        return [key for key in state if key != "step" and key not in self.scalar_state]
+
+    def _compute_dtype(self: DescentOptimizer, param: Tensor, state: State) -> torch.dtype:
+        """float32 or wider ("opmath", as torch's fused kernels compute)."""
+        keys = self._per_element(state)
+        state_dtype = state[keys[0]].dtype if keys else param.dtype
+        return torch.promote_types(torch.promote_types(param.dtype, state_dtype), torch.float32)
+
+    def _lift(
+        self: DescentOptimizer,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        ordinal: int,
+    ) -> Lifted:
+        """Parameters, gradients and states (all of one dtype each) in the compute dtype: copies
+        for bfloat16/float16 (and any state dtype other than the compute dtype), the tensors
+        themselves otherwise. ``lower()`` writes the copies back."""
+        compute = self._compute_dtype(params[0], states[0])
+        lifted_states, write_back = [], []
+        for state in states:
+            lifted = dict(state)
+            for key in self._per_element(state):
+                if state[key].dtype != compute:
+                    lifted[key] = state[key].to(compute)
+                    write_back.append((state[key], lifted[key]))
+            lifted_states.append(lifted)
+        stochastic = group.get("stochastic_rounding", False) and params[0].dtype == torch.bfloat16
+        return Lifted(
+            originals=params,
+            params=[p.to(compute) for p in params],
+            grads=[g.to(compute) for g in grads],
+            states=lifted_states,
+            write_back=write_back,
+            generator_seed=(group["step"], ordinal) if stochastic else None,
+        )

@@ -1,0 +1,188 @@
+"""The step plan (descent.optim.stepping): the lists a group's step reuses give the same numbers as
+gathering them afresh at every step, and are rebuilt whenever what they describe changes."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from descent import optim
+from descent.errors import InputError
+from descent.optim.stepping import Plan
+
+# One rule per kind of fast path: torch's fused kernel (Adam, Adagrad, Momentum), plain SGD's
+# axpy, descent's single-pass C kernel (Nesterov, RMSprop), a two-pass C kernel (LAMB), a rule with
+# host scalars (Nadam) and one whose step couples the whole group (Prodigy).
+RULES = ["sgd", "adam", "adagrad", "momentum", "nesterov", "rmsprop", "lamb", "nadam", "prodigy"]
+
+
+def make_params() -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(4, 4), (5,), (3, 2)]
+    return [
+        torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_()
+        for shape in shapes
+    ]
+
+
+def set_grads(params: list[torch.Tensor], update: int) -> None:
+    """Gradients that change with the update, with the situations a plan must notice: a
+    parameter without a gradient (updates 2 and 3), a non-contiguous gradient (update 4)."""
+    generator = torch.Generator().manual_seed(100 + update)
+    for index, param in enumerate(params):
+        grad = torch.randn(param.shape, generator=generator, dtype=torch.float64)
+        if index == 1 and update in (2, 3):
+            param.grad = None
+        elif index == 0 and update == 4:
+            param.grad = torch.randn(4, 4, generator=generator, dtype=torch.float64).t()
+        else:
+            param.grad = grad
+
+
+def run(
+    name: str,
+    updates: int,
+    before_step: Callable[[optim.DescentOptimizer], None],
+    impl: str = "fast",
+) -> list[torch.Tensor]:
+    params = make_params()
+    optimizer = optim.create(name, params, lr=0.01, impl=impl)
+    for update in range(updates):
+        set_grads(params, update)
+        before_step(optimizer)
+        optimizer.step()
+    return [param.detach() for param in params]
+
+
+def forget(optimizer: optim.DescentOptimizer) -> None:
+    optimizer._plans.clear()
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_reused_plan_equals_a_plan_made_at_every_step(name: str) -> None:
+    reused = run(name, 8, lambda optimizer: None)
+    afresh = run(name, 8, forget)
+    for mine, expected in zip(reused, afresh, strict=True):
+        torch.testing.assert_close(mine, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", RULES)
+def test_fast_step_through_changing_gradients_equals_the_reference(name: str) -> None:
+    fast = run(name, 8, lambda optimizer: None)
+    reference = run(name, 8, lambda optimizer: None, impl="reference")
+    for mine, expected in zip(fast, reference, strict=True):
+        torch.testing.assert_close(mine, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd", "rmsprop"])
+def test_plan_is_reused_while_it_fits_and_rebuilt_when_gradients_change(name: str) -> None:
+    params = make_params()
+    optimizer = optim.create(name, params, lr=0.01)
+    set_grads(params, 0)
+    optimizer.step()
+    (first,) = optimizer._plans.values()
+    set_grads(params, 1)
+    optimizer.step()
+    assert next(iter(optimizer._plans.values())) is first
+    set_grads(params, 2)  # the second parameter has no gradient
+    optimizer.step()
+    second = next(iter(optimizer._plans.values()))
+    assert second is not first
+    assert len(second.params) == 2
+
+
+def test_plan_is_rebuilt_after_load_and_after_the_state_is_cleared() -> None:
+    params = make_params()
+    optimizer = optim.Adam(params, lr=0.01)
+    for update in range(2):
+        set_grads(params, update)
+        optimizer.step()
+    saved = copy.deepcopy(optimizer.state_dict())
+    optimizer.load_state_dict(saved)
+    assert not optimizer._plans
+    optimizer.state.clear()
+    set_grads(params, 5)
+    optimizer.step()  # a fresh state: step 1 again
+    assert all(float(optimizer.state[p]["step"]) == 1.0 for p in params)
+
+
+def test_loaded_state_is_the_one_stepped() -> None:
+    """Resuming into an optimizer that has already stepped (so holds a plan) continues from the
+    loaded state, not from the plan's lists of the old one."""
+    params = make_params()
+    optimizer = optim.Adam(params, lr=0.01)
+    for update in range(3):
+        set_grads(params, update)
+        optimizer.step()
+    saved = copy.deepcopy(optimizer.state_dict())
+    kept = [param.detach().clone() for param in params]
+    for update in range(3, 6):
+        set_grads(params, update)
+        optimizer.step()
+    expected = [param.detach().clone() for param in params]
+    with torch.no_grad():
+        for param, value in zip(params, kept, strict=True):
+            param.copy_(value)
+    optimizer.load_state_dict(saved)
+    for update in range(3, 6):
+        set_grads(params, update)
+        optimizer.step()
+    for param, value in zip(params, expected, strict=True):
+        torch.testing.assert_close(param.detach(), value, rtol=0, atol=0)
+
+
+def test_sparse_gradient_is_refused_after_a_plan_exists() -> None:
+    param = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    optimizer = optim.Adam([param])
+    param.grad = torch.ones(6, dtype=torch.float64)
+    optimizer.step()
+    param.grad = torch.ones(6, dtype=torch.float64).to_sparse()
+    with pytest.raises(InputError, match="sparse gradients"):
+        optimizer.step()
+
+
+def test_copied_optimizer_steps_as_the_original() -> None:
+    params = make_params()
+    optimizer = optim.Adam(params, lr=0.01)
+    set_grads(params, 0)
+    optimizer.step()
+    twin_params = [param.detach().clone().requires_grad_() for param in params]
+    twin = optim.Adam(twin_params, lr=0.01)
+    twin.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    clone = copy.deepcopy(optimizer)  # torch pickles defaults, state and groups only
+    for update in (1, 2):
+        set_grads(params, update)
+        set_grads(twin_params, update)
+        optimizer.step()
+        twin.step()
+    for mine, theirs in zip(params, twin_params, strict=True):
+        torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=0, atol=0)
+    clone_params = clone.param_groups[0]["params"]
+    set_grads(clone_params, 1)
+    clone.step()
+    assert isinstance(next(iter(clone._plans.values())), Plan)
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "adam"])
+def test_parameters_cast_after_the_plan_are_stepped_afresh(name: str) -> None:
+    """A model cast after its optimizer was made (param.data replaced) is no longer what the
+    plan's kernel split saw: the step checks the tensors again (here: the foreach formulation,
+    as the float64 state no longer matches) and computes what the reference step does."""
+    results = []
+    for impl in ("fast", "reference"):
+        params = make_params()
+        optimizer = optim.create(name, params, lr=0.01, impl=impl)
+        set_grads(params, 0)
+        optimizer.step()
+        generator = torch.Generator().manual_seed(1)
+        for param in params:
+            param.data = param.data.float()
+            param.grad = torch.randn(param.shape, generator=generator)
+        optimizer.step()
+        results.append([param.detach() for param in params])
+    for fast, reference in zip(*results, strict=True):
+        assert fast.dtype == torch.float32
+        torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-7)
