@@ -279,7 +279,8 @@ class Baseline:
         try:
             importlib.import_module("descent.optim")
             # its C kernels now, while its ``src`` comes first on the path
-            importlib.import_module("descent.optim._native")._library()
+            native = importlib.import_module("descent.optim._native")
+            (getattr(native, "library", None) or native._library)()  # older releases: _library
             names = [name for name in sys.modules if _ours(name)]
             self.modules = {name: sys.modules.pop(name) for name in names}
         finally:

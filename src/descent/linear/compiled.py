@@ -31,7 +31,7 @@ MAX_POWER = 64
 @cache
 def entry(name: str) -> Any:
     """The bound C function ``name`` of :data:`ENTRIES`, or None without the kernels."""
-    library = _native._library()
+    library = _native.library()
     if library is None:
         return None
     function = getattr(library, name)

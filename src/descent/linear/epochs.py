@@ -166,7 +166,7 @@ class BatchUpdates:
         self._constant_rows = np.array([[0.0, 0.0, 1.0]])
         self._constant_pointer = self._constant_rows.ctypes.data
         if self.native == "sgd":
-            self._sgd_epoch = _native._library().sgd_epoch
+            self._sgd_epoch = _native.library().sgd_epoch
 
     def epoch(self, batches: Batches) -> None:
         """One pass over the data in the next order ``batches`` draws (a full batch, when Φ is

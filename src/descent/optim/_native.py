@@ -237,38 +237,41 @@ def epoch_scalar_names(rule: str) -> list[str]:
 
 
 @cache
-def _library() -> ctypes.CDLL | None:
+def library() -> ctypes.CDLL | None:
+    """The C kernels with every table row bound (argument types from KERNELS and TWO_PASS), or
+    None when they are not built or DESCENT_NO_NATIVE is set; loaded once, shared by the update
+    rules and descent.linear's compiled loops."""
     if os.environ.get("DESCENT_NO_NATIVE"):
         return None
     spec = importlib.util.find_spec("descent.optim._kernels")
     if spec is None or spec.origin is None:
         return None
     # torch is imported (and its libgomp loaded) before the kernels, so they share its pool.
-    library = ctypes.CDLL(spec.origin)
+    loaded = ctypes.CDLL(spec.origin)
     for name, (tensors, scalars) in {**KERNELS, **TWO_PASS}.items():
         for suffix in _SUFFIX.values():
-            function = getattr(library, f"{name}_{suffix}")
+            function = getattr(loaded, f"{name}_{suffix}")
             function.argtypes = (
                 [ctypes.c_void_p] * len(tensors)
                 + [ctypes.c_int64]
                 + [_CTYPES[kind] for _, kind in scalars]
             )
             function.restype = None
-            many = getattr(library, f"{name}_{suffix}_many")
+            many = getattr(loaded, f"{name}_{suffix}_many")
             many.argtypes = [ctypes.c_int64, *[ctypes.c_void_p] * 4]
             many.restype = None
-    library.add_one_f32_many.argtypes = [ctypes.c_int64, ctypes.c_void_p]
-    library.add_one_f32_many.restype = None
+    loaded.add_one_f32_many.argtypes = [ctypes.c_int64, ctypes.c_void_p]
+    loaded.add_one_f32_many.restype = None
     for name in KERNELS:
-        epoch = getattr(library, f"{name}_epoch")
+        epoch = getattr(loaded, f"{name}_epoch")
         epoch.argtypes = [_CTYPES[kind] for _, kind in epoch_signature(name)]
         epoch.restype = None
-    return library
+    return loaded
 
 
 def available() -> bool:
     """True when the C kernels were built and DESCENT_NO_NATIVE is not set."""
-    return _library() is not None
+    return library() is not None
 
 
 def supports(tensors: Sequence[Tensor]) -> bool:
@@ -307,15 +310,15 @@ def add_one(counters: Sequence[Tensor]) -> bool:
     """t ← t + 1 for every float32 CPU scalar tensor in ``counters`` (the rules' step counts), in
     one C call; False, with nothing done, when the kernels are not built or a counter is anything
     else (the caller then adds with torch). Runs under :func:`capture` too: it records no job."""
-    library = _library()
-    if library is None:
+    loaded = library()
+    if loaded is None:
         return False
     pointers = []
     for counter in counters:
         if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
             return False
         pointers.append(counter.data_ptr())
-    library.add_one_f32_many(len(pointers), (ctypes.c_void_p * len(pointers))(*pointers))
+    loaded.add_one_f32_many(len(pointers), (ctypes.c_void_p * len(pointers))(*pointers))
     return True
 
 
@@ -336,8 +339,8 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
     (``<kernel>_<suffix>_many``), in order."""
     if not jobs:
         return
-    library = _library()
-    if library is None:
+    loaded = library()
+    if loaded is None:
         raise RuntimeError("descent's C kernels are not built")
     tensor_names, double_names, int_names, expected = _layout(kernel)
     for job in jobs:
@@ -369,7 +372,7 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
             array.array("d", [job[name] for job in batch for name in double_names] or [0.0]),
             array.array("i", [job[name] for job in batch for name in int_names] or [0]),
         )
-        getattr(library, f"{kernel}_{suffix}_many")(
+        getattr(loaded, f"{kernel}_{suffix}_many")(
             count, *(values.buffer_info()[0] for values in packed)
         )
 
@@ -389,8 +392,8 @@ def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
         if isinstance(value, list) and len(value) != count:
             raise TypeError(f"kernel {kernel!r}: {name} has {len(value)} values, not {count}")
     dtype = firsts[0].dtype
-    library = _library()
-    if _captured is not None or library is None or any(t.dtype != dtype for t in firsts):
+    loaded = library()
+    if _captured is not None or loaded is None or any(t.dtype != dtype for t in firsts):
         # the general path: capture, mixed dtypes (one C call each), or its error
         run(
             kernel, [{name: _at(value, j) for name, value in columns.items()} for j in range(count)]
@@ -409,7 +412,7 @@ def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
         array.array("d", values(double_names) or [0.0]),
         array.array("i", values(int_names) or [0]),
     )
-    getattr(library, f"{kernel}_{_SUFFIX[dtype]}_many")(
+    getattr(loaded, f"{kernel}_{_SUFFIX[dtype]}_many")(
         count, *(packed_values.buffer_info()[0] for packed_values in packed)
     )
 
@@ -423,8 +426,8 @@ def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
     (float64 and contiguous; ``order`` int64; ``avg`` may be None), counts and flags. The caller
     keeps the tensors alive and sized as the C loop reads them (``scalars`` holds
     ``(last − first) × len(epoch_scalar_names(rule))`` doubles, or one row with ``stride`` 0)."""
-    library = _library()
-    if library is None:
+    loaded = library()
+    if loaded is None:
         raise RuntimeError("descent's C kernels are not built")
     signature = epoch_signature(rule)
     if len(arguments) != len(signature) or any(name not in arguments for name, _ in signature):
@@ -440,4 +443,4 @@ def run_epoch(rule: str, arguments: Mapping[str, Any]) -> None:
                 raise TypeError(f"{rule}_epoch: {name} must be a contiguous CPU {expected}")
             value = value.data_ptr()
         values.append(value)
-    getattr(library, f"{rule}_epoch")(*values)
+    getattr(loaded, f"{rule}_epoch")(*values)

@@ -49,7 +49,7 @@ def _counter_bump(counters: list[Tensor]) -> Callable[[], None] | None:
     """t ← t + 1 on every counter in one C call whose pointer array is built once (the counters
     are the state's own step tensors, which stay where they are until the state is replaced, and
     the plan is rebuilt then); None where :func:`descent.optim._native.add_one` would refuse."""
-    library = _native._library()
+    library = _native.library()
     if library is None or not counters:
         return None
     for counter in counters:
