@@ -84,6 +84,47 @@ def test_the_subspace_converges_to_the_extremes_with_budget(problem, eigen) -> N
     assert found.lambda_min == pytest.approx(float(values[0]), rel=1e-6)
 
 
+def test_without_probes_the_budget_goes_to_davidson_steps(problem, eigen) -> None:
+    """probes=0 from warm vectors: no trace, the third product is the residual's (a Davidson
+    step), which improves the worse pair more than a random probe does; a cold start still
+    takes one probe."""
+    values = eigen[0]
+    rough = subspace_curvature(
+        objective_of(problem), max_products=2, generator=torch.Generator().manual_seed(0)
+    )
+    warm = (rough.vector_max, rough.vector_min)
+    steps = subspace_curvature(
+        objective_of(problem),
+        warm=warm,
+        probes=0,
+        max_products=3,
+        tol=1e-12,
+        generator=torch.Generator().manual_seed(1),
+    )
+    probed = subspace_curvature(
+        objective_of(problem),
+        warm=warm,
+        probes=1,
+        max_products=3,
+        tol=1e-12,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert steps.trace is None
+    assert steps.trace_stderr is None
+    assert steps.probes == 0
+    assert steps.products == probed.products == 3
+    assert probed.trace is not None
+    worse = max(probed.residual_max, probed.residual_min)
+    assert max(steps.residual_max, steps.residual_min) < worse
+    assert steps.lambda_max <= float(values[-1]) + 1e-10
+    assert steps.lambda_min >= float(values[0]) - 1e-10
+    cold = subspace_curvature(
+        objective_of(problem), probes=0, max_products=3, generator=torch.Generator()
+    )
+    assert cold.probes == 1
+    assert cold.trace is not None
+
+
 def test_the_deflated_trace_is_unbiased_and_within_its_error_bar(problem, eigen) -> None:
     """Over 200 seeds the mean is the dense trace, and the error bar (an estimated upper bound
     of one standard error) covers the truth at 2 bars for at least 95% of the estimates; the
@@ -200,6 +241,30 @@ def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem
     assert resumed.history[0] == third
     with pytest.raises(InputError, match="signs"):
         CurvatureMonitor(1, data, signs=1)
+
+
+def test_the_trace_comes_every_trace_every_analyses_by_the_step(problem) -> None:
+    """trace_every=2: the trace at the analyses of steps 0, 2·every, 4·every, … (and at a cold
+    start); between them its product is a Davidson step. Decided by the step, so a resumed
+    run logs the same figures."""
+    model, data = problem
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    monitor = CurvatureMonitor(3, data, examples=48, trace_every=2)
+    for step in range(1, 13):
+        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    traced = {record["step"]: "curvature/trace" in record for record in monitor.history}
+    assert traced == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
+    every = CurvatureMonitor(3, data, examples=48, trace_every=1)
+    for step in range(1, 13):
+        every(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    assert all("curvature/trace_stderr" in record for record in every.history)
+    with pytest.raises(InputError, match="trace_every"):
+        CurvatureMonitor(1, data, trace_every=0)
 
 
 def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(

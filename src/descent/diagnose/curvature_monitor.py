@@ -98,10 +98,13 @@ class CurvatureMonitor:
         train: the training split (``.images``/``.labels``) or a batch ``(inputs, targets)``.
         batch_size: the training's mini-batch size, for the noise figure.
         examples: size of the fixed sample analysed (seeded by ``seed``).
-        products: Hessian-vector products per analysis (at least warm vectors + probes; more
-            allow Davidson steps); tol: no further step once both extreme residuals are below
-            ``tol`` × |λ|_max. probes: Rademacher probes for the trace (one suffices for the
-            error bar). signs: random-sign probes for the gradient noise (≥ 2).
+        products: Hessian-vector products per analysis (the two warm vectors, the trace's
+            probes when it is due, then Davidson steps); tol: no further step once both
+            extreme residuals are below ``tol`` × |λ|_max. probes: Rademacher probes for the
+            trace (one suffices for the error bar). trace_every: the trace at every k-th
+            analysis (those of the steps that are multiples of k × ``every``; 1: at each);
+            the others spend its products on a Davidson step. signs: random-sign probes for
+            the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights; None (the
@@ -114,10 +117,11 @@ class CurvatureMonitor:
         train: Any,
         *,
         batch_size: int | None = None,
-        examples: int = 64,
-        products: int = 4,
+        examples: int = 32,
+        products: int = 3,
         tol: float = 1e-2,
         probes: int = 1,
+        trace_every: int = 2,
         signs: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
@@ -129,6 +133,7 @@ class CurvatureMonitor:
         self.products = validate.positive_int(products, "products")
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
+        self.trace_every = validate.positive_int(trace_every, "trace_every")
         self.signs = validate.positive_int(signs, "signs")
         if self.signs < 2:
             raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
@@ -231,13 +236,15 @@ class CurvatureMonitor:
         Hessian-vector products) and the per-example losses (for the noise). The subspace
         starts from the previous analysis's Ritz vectors."""
         generator = torch.Generator().manual_seed(self.seed + step)
+        # The step, not a count of analyses, decides: a resumed run measures the same figures.
+        trace_due = (step // max(self.every, 1)) % self.trace_every == 0
         with curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
             prepared = objective.gradient_with_example_losses()
             estimate = subspace_curvature(
                 objective,
                 warm=self._warm,
-                probes=self.probes,
+                probes=self.probes if trace_due else 0,
                 max_products=self.products,
                 tol=self.tol,
                 generator=generator,
@@ -269,10 +276,11 @@ class CurvatureMonitor:
             "curvature/lambda_max_residual": estimate.residual_max,
             "curvature/lambda_min": estimate.lambda_min,
             "curvature/lambda_min_residual": estimate.residual_min,
-            "curvature/trace": estimate.trace,
-            "curvature/trace_stderr": estimate.trace_stderr,
-            "curvature/gradient_snr": noise.snr,
         }
+        if estimate.trace is not None and estimate.trace_stderr is not None:
+            figures["curvature/trace"] = estimate.trace
+            figures["curvature/trace_stderr"] = estimate.trace_stderr
+        figures["curvature/gradient_snr"] = noise.snr
         if noise.snr_stderr is not None:
             figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
