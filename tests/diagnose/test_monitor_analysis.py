@@ -41,6 +41,22 @@ def objective_of(problem: tuple) -> curvature.Objective:
     return curvature.Objective(model, F.cross_entropy, data)
 
 
+def fake_trainer(model: nn.Module, loss=F.cross_entropy) -> object:
+    """What the monitor reads of a Trainer: its model and loss, no log folder."""
+
+    class FakeTrainer:
+        logdir = None
+
+    trainer = FakeTrainer()
+    trainer.model, trainer.loss = model, loss
+    return trainer
+
+
+def feed(monitor: CurvatureMonitor, trainer: object, steps) -> None:
+    for step in steps:
+        monitor(trainer, "step", {"step": step, "loss": 1.0})
+
+
 def test_ritz_values_lie_inside_the_spectrum_within_their_residuals(problem, eigen) -> None:
     values = eigen[0]
     for seed in range(5):
@@ -93,21 +109,16 @@ def test_without_probes_the_budget_goes_to_davidson_steps(problem, eigen) -> Non
         objective_of(problem), max_products=2, generator=torch.Generator().manual_seed(0)
     )
     warm = (rough.vector_max, rough.vector_min)
-    steps = subspace_curvature(
-        objective_of(problem),
-        warm=warm,
-        probes=0,
-        max_products=3,
-        tol=1e-12,
-        generator=torch.Generator().manual_seed(1),
-    )
-    probed = subspace_curvature(
-        objective_of(problem),
-        warm=warm,
-        probes=1,
-        max_products=3,
-        tol=1e-12,
-        generator=torch.Generator().manual_seed(1),
+    steps, probed = (
+        subspace_curvature(
+            objective_of(problem),
+            warm=warm,
+            probes=probes,
+            max_products=3,
+            tol=1e-12,
+            generator=torch.Generator().manual_seed(1),
+        )
+        for probes in (0, 1)
     )
     assert steps.trace is None
     assert steps.trace_stderr is None
@@ -190,13 +201,8 @@ def test_a_loss_that_is_not_a_mean_falls_back_to_groups(problem) -> None:
 
     assert curvature.Objective(model, summed, data).gradient_with_example_losses() is None
 
-    class FakeTrainer:
-        loss = staticmethod(summed)
-        logdir = None
-
-    FakeTrainer.model = model
     monitor = CurvatureMonitor(1, data, examples=48)
-    monitor(FakeTrainer(), "step", {"step": 1, "loss": 1.0})
+    feed(monitor, fake_trainer(model, summed), [1])
     (figures,) = monitor.history
     assert "curvature/gradient_snr_stderr" not in figures  # the group estimate has none
     assert math.isfinite(figures["curvature/gradient_snr"])
@@ -205,14 +211,9 @@ def test_a_loss_that_is_not_a_mean_falls_back_to_groups(problem) -> None:
 def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem, eigen) -> None:
     model, data = problem
 
-    class FakeTrainer:
-        loss = staticmethod(F.cross_entropy)
-        logdir = None
-
-    FakeTrainer.model = model
+    trainer = fake_trainer(model)
     monitor = CurvatureMonitor(1, data, examples=48, products=6)
-    for step in (1, 2, 3):
-        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(monitor, trainer, (1, 2, 3))
     first, _, third = monitor.history
     assert set(first) == {
         "step",
@@ -234,10 +235,9 @@ def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem
     # The warm start travels in state_dict: a fresh monitor loaded with it logs the same.
     resumed = CurvatureMonitor(1, data, examples=48, products=6)
     twin = CurvatureMonitor(1, data, examples=48, products=6)
-    for step in (1, 2):
-        twin(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(twin, trainer, (1, 2))
     resumed.load_state_dict(twin.state_dict())
-    resumed(FakeTrainer(), "step", {"step": 3, "loss": 1.0})
+    feed(resumed, trainer, [3])
     assert resumed.history[0] == third
     with pytest.raises(InputError, match="signs"):
         CurvatureMonitor(1, data, signs=1)
@@ -248,20 +248,13 @@ def test_the_trace_comes_every_trace_every_analyses_by_the_step(problem) -> None
     start); between them its product is a Davidson step. Decided by the step, so a resumed
     run logs the same figures."""
     model, data = problem
-
-    class FakeTrainer:
-        loss = staticmethod(F.cross_entropy)
-        logdir = None
-
-    FakeTrainer.model = model
+    trainer = fake_trainer(model)
     monitor = CurvatureMonitor(3, data, examples=48, trace_every=2)
-    for step in range(1, 13):
-        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(monitor, trainer, range(1, 13))
     traced = {record["step"]: "curvature/trace" in record for record in monitor.history}
     assert traced == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
     every = CurvatureMonitor(3, data, examples=48, trace_every=1)
-    for step in range(1, 13):
-        every(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(every, trainer, range(1, 13))
     assert all("curvature/trace_stderr" in record for record in every.history)
     with pytest.raises(InputError, match="trace_every"):
         CurvatureMonitor(1, data, trace_every=0)
