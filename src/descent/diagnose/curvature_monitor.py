@@ -6,14 +6,17 @@ ends the run.
 The analysis (one every N updates) is built to cost a few training steps, and every figure
 comes with its accuracy:
 
-- **Sample**: a fixed, seeded sample of the training set (``examples``, 64 by default), the
-  same at every analysis so that successive points are comparable. One forward pass on it
+- **Sample**: a fixed, seeded sample of the training set (``examples``, 32 by default), the
+  same at every analysis so that successive points are comparable. The figures are the
+  sample's: their spread from sample to sample is not in any logged error bar
+  (benchmarks/curvature.py measures it against the whole training set). One forward pass on it
   serves everything: the gradient's graph for the Hessian-vector products and the per-example
   losses for the noise.
 - **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
-  products, 4 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
-  eigenvectors move little in N updates), one Rademacher probe, then the residual of the
-  worse-converged extreme pair (a Davidson step) while the budget lasts (see
+  products, 3 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
+  eigenvectors move little in N updates), the trace's Rademacher probe when the trace is due,
+  then the residual of the worse-converged extreme pair (a Davidson step) while the budget
+  lasts: by default the eigenvalues take a Davidson step at every other analysis (see
   :func:`descent.diagnose.lanczos.subspace_curvature`). Logged with their residuals
   ``curvature/lambda_max_residual`` and ``…_min_residual``: an eigenvalue of the Hessian lies
   within the residual of the logged value. Ritz values lie inside the spectrum, so the logged
@@ -24,16 +27,20 @@ comes with its accuracy:
   :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
 - **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
   the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
-  an estimated upper bound of its standard error that one probe already gives.
+  an estimated upper bound of its standard error that one probe already gives; at every
+  ``trace_every``-th analysis (2: those of the steps that are multiples of 2N, decided by the
+  step so that a resumed run measures the same).
 - **Gradient SNR** at the training batch size: the per-example variance ``tr Σ`` from
   ``signs`` (2) random-sign combinations of the per-example gradients, one backward pass each
   through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
-  ``curvature/gradient_snr_stderr``. A loss that is not the mean of per-example losses falls
-  back to group gradients (no error bar).
+  ``curvature/gradient_snr_stderr``; the sample's ‖ḡ‖² less its expected excess over the
+  training set's (:func:`descent.diagnose.noise.population_signal2`). A loss that is not the
+  mean of per-example losses falls back to group gradients (no error bar).
 
-Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis of 64 examples is one
-forward-and-double-backward graph, 3 to 4 Hessian-vector products and two backward passes:
-about eight training steps of CPU time (benchmarks/curvature.py measures it).
+Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
+forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
+passes: about five training steps of CPU time, 10% over 50 updates (64 examples and 4
+products, the settings before: about nine; benchmarks/curvature.py measures both).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
