@@ -21,6 +21,7 @@ Its eigenvalues and trace run unpatched. Both tools run on the CPU with the same
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -258,7 +259,12 @@ def monitor_variants() -> dict[str, dict[str, Any] | None]:
         "plain": None,
         "default": {},
         "default, training thread": {"background": False},
+        "default, training thread, analysis on 1 torch thread": {
+            "background": False,
+            "one_thread": True,
+        },
         "default, background thread": {"background": True},
+        "default, background thread on 1 torch thread": {"background": True, "one_thread": True},
         "before (64 ex., 4 products, trace each), training thread": {
             **BEFORE,
             "background": False,
@@ -276,17 +282,30 @@ def trainer_overhead(epochs: int, rounds: int) -> None:
     from descent.diagnose.curvature_monitor import CurvatureMonitor, spare_core
     from descent.train import Trainer
 
+    class OneThread(CurvatureMonitor):
+        """The analysis on one intra-op thread (in whichever thread runs it), the training's
+        threads untouched: a variant measured here, not an option of the monitor (a figure
+        computed with other thread counts may differ in its last bits)."""
+
+        def _analyse(self, model: Any, loss: Any, step: int) -> dict[str, float]:
+            before = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return super()._analyse(model, loss, step)
+            finally:
+                torch.set_num_threads(before)
+
     data = digits()
     counts: dict[str, int] = {}
 
     def seconds(name: str, options: dict[str, Any] | None) -> tuple[float, float, int]:
         torch.manual_seed(0)
         model = SmallCNN((1, 8, 8), 10)
-        monitor = (
-            CurvatureMonitor(50, data.train, batch_size=50, **options)
-            if options is not None
-            else None
-        )
+        monitor = None
+        if options is not None:
+            options = dict(options)
+            kind = OneThread if options.pop("one_thread", False) else CurvatureMonitor
+            monitor = kind(50, data.train, batch_size=50, **options)
         with tempfile.TemporaryDirectory() as logdir:
             trainer = Trainer(
                 model,
@@ -333,6 +352,51 @@ def trainer_overhead(epochs: int, rounds: int) -> None:
         per_50 = (wall - base) / analyses / (base / steps * 50)
         per_50_cpu = (cpu - base_cpu) / analyses / (base_cpu / steps * 50)
         print(f"  {name:58} {wall / base - 1:+9.1%} {per_50:+12.1%} {per_50_cpu:+11.1%}")
+
+
+def analysis_steps(rounds: int) -> None:
+    """One analysis's work in training steps, from CPU time in one process: a training step
+    (forward, backward and Adam on a batch of 50 of the digits CNN) and one analysis (warm,
+    its whole product budget spent) timed in alternation, the best of ``rounds`` each. CPU time
+    counts the work even on a busy machine, where the wall-clock ratios swing; over 50 updates
+    the cost is the steps / 50."""
+    from descent.diagnose.curvature_monitor import CurvatureMonitor
+
+    torch.manual_seed(0)
+    data = digits()
+    model = SmallCNN((1, 8, 8), 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    inputs, labels = data.train.images[:50], data.train.labels[:50]
+
+    def step() -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+
+    monitors = {
+        name: CurvatureMonitor(50, data.train, batch_size=50, background=False, **options)
+        for name, options in (("default", {}), ("before", BEFORE))
+    }
+    best = {"step": math.inf, **{name: math.inf for name in monitors}}
+    for round_ in range(rounds + 2):  # the first two warm the monitors up
+        start = time.process_time()
+        for _ in range(10):
+            step()
+        best["step"] = min(best["step"], (time.process_time() - start) / 10)
+        for name, monitor in monitors.items():
+            start = time.process_time()
+            monitor._analyse(model, F.cross_entropy, 50 * round_)
+            if round_ >= 2:
+                best[name] = min(best[name], time.process_time() - start)
+    print(
+        f"One analysis in training steps of CPU ({torch.get_num_threads()} torch threads, best "
+        f"of {rounds}; a step {best['step'] * 1e3:.2f} ms; analyses alternate with and without "
+        "the trace at the default):"
+    )
+    for name in monitors:
+        steps = best[name] / best["step"]
+        cost = f"{best[name] * 1e3:6.2f} ms = {steps:.2f} steps, {steps / 50:+.1%} per 50"
+        print(f"  {name:8} {cost}")
 
 
 def monitor_accuracy(seeds: int) -> None:
@@ -415,6 +479,7 @@ def main() -> None:
         compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:
         trainer_overhead(arguments.epochs, arguments.trainer_rounds)
+        analysis_steps(arguments.trainer_rounds * 2)
     if not arguments.skip_accuracy:
         monitor_accuracy(arguments.accuracy_seeds)
 

@@ -260,7 +260,7 @@ def test_the_trace_comes_every_trace_every_analyses_by_the_step(problem) -> None
         CurvatureMonitor(1, data, trace_every=0)
 
 
-def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
+def test_the_background_is_the_default_when_the_cpus_hold_the_threads_and_one_more(
     problem, monkeypatch
 ) -> None:
     import os
@@ -269,10 +269,41 @@ def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
 
     _, data = problem
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
     assert spare_core()
     assert CurvatureMonitor(1, data).background
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     assert not spare_core()
     assert not CurvatureMonitor(1, data).background
     assert CurvatureMonitor(1, data, background=True).background  # forced
+
+
+def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back(
+    problem, monkeypatch
+) -> None:
+    """On two torch threads the analysis runs on one (its figures the same as in a one-thread
+    process) and the training gets its two back."""
+    from descent.diagnose import curvature_monitor
+
+    model, data = problem
+    seen: list[int] = []
+    real = curvature_monitor.subspace_curvature
+
+    def watched(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = CurvatureMonitor(1, data, examples=48, background=False)
+        feed(alone, fake_trainer(model), (1, 2))
+        torch.set_num_threads(2)
+        shared = CurvatureMonitor(1, data, examples=48, background=False)
+        feed(shared, fake_trainer(model), (1, 2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, 1, 1]
+    assert shared.history == alone.history

@@ -44,7 +44,7 @@ products, the settings before: about nine; benchmarks/curvature.py measures both
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
-intra-op threads twice over (``background=None``, the default: :func:`spare_core`; True or
+intra-op threads and one more (``background=None``, the default: :func:`spare_core`; True or
 False to force it), so training goes on while the analysis runs on the other core (torch
 releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
 measured slower than the training thread: pass False there); the figures are logged at the
@@ -73,6 +73,8 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +247,7 @@ class CurvatureMonitor:
         generator = torch.Generator().manual_seed(self.seed + step)
         # The step, not a count of analyses, decides: a resumed run measures the same figures.
         trace_due = (step // max(self.every, 1)) % self.trace_every == 0
-        with curvature.evaluation_mode(model):
+        with one_thread(), curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
             prepared = objective.gradient_with_example_losses()
             estimate = subspace_curvature(
@@ -364,14 +366,35 @@ class CurvatureMonitor:
         return self._writer
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads at one inside the block (in the calling thread), restored after.
+
+    The analysis's operations are small (a few dozen examples): a second thread barely speeds
+    them up, and between them, in the analysis's Python, the OpenMP workers go to sleep, so
+    that each operation waits for them to wake; on a busy machine that wait measured 40 ms for
+    one forward pass of 1.4 ms (2 threads on 2 loaded cores). On one thread the figures also do
+    not depend on the thread count, in either thread (torch.set_num_threads also sizes a
+    process-wide pool that only QNNPACK's quantized operators use)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def spare_core() -> bool:
-    """Whether the CPUs this process may use hold torch's intra-op threads twice over: the
-    training's and a background analysis's, whose operations use as many threads again."""
+    """Whether the CPUs this process may use hold torch's intra-op threads and one more: the
+    training's and a background analysis's, which runs on one (:func:`one_thread`)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return 2 * torch.get_num_threads() <= cores
+    return torch.get_num_threads() + 1 <= cores
 
 
 class _Job:
