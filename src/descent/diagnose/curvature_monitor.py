@@ -90,6 +90,8 @@ from descent.errors import InputError
 
 #: The reasons to stop a run after which the verdict is worth computing.
 STALL_STOPS = ("early stopping", "plateau")
+#: The stall verdict's sample at the end of a run: at least this many training examples.
+VERDICT_EXAMPLES = 64
 
 
 class CurvatureMonitor:
@@ -99,7 +101,7 @@ class CurvatureMonitor:
     ``batch_size``, with ``curvature/gradient_snr_stderr``) to TensorBoard in the trainer's
     logdir (in an event file of its own); :meth:`finish` logs the stall
     verdict as text (``stall/verdict``) and the scalars ``stall/…`` when early stopping or a
-    plateau ended the run.
+    plateau ended the run (on the sample widened to ``VERDICT_EXAMPLES`` examples if smaller).
 
     Args:
         every: analyse every N optimizer updates (N ≥ 1; 0: no periodic analysis, only the
@@ -159,8 +161,13 @@ class CurvatureMonitor:
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
         generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(inputs), generator=generator)[: self.examples]
+        order = torch.randperm(len(inputs), generator=generator)
+        chosen = order[: self.examples]
         self.sample: tuple[Tensor, Tensor] = (inputs[chosen], targets[chosen])
+        # The verdict, computed once at the end, on a sample at least as large as before the
+        # analyses' default shrank; the analyses' examples come first in it.
+        wider = order[: max(self.examples, VERDICT_EXAMPLES)]
+        self.verdict_sample: tuple[Tensor, Tensor] = (inputs[wider], targets[wider])
         self.population = len(inputs)  # mini-batches come from the whole training set
         self.verdict: StallVerdict | None = None
         self._history: list[dict[str, float]] = []
@@ -224,7 +231,11 @@ class CurvatureMonitor:
         if any(reason in stopped for reason in STALL_STOPS):
             model = trainer.model
             self.verdict = stall(
-                model, trainer.loss, self._data(model), batch_size=self.batch_size, seed=self.seed
+                model,
+                trainer.loss,
+                self._data(model, self.verdict_sample),
+                batch_size=self.batch_size,
+                seed=self.seed,
             )
             writer = self._open(trainer)
             if writer is not None:
@@ -349,9 +360,11 @@ class CurvatureMonitor:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _data(self, model: nn.Module) -> tuple[Tensor, Tensor]:
+    def _data(
+        self, model: nn.Module, sample: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         parameter = next(model.parameters())
-        inputs, targets = self.sample
+        inputs, targets = sample or self.sample
         inputs = inputs.to(parameter.device)
         if inputs.is_floating_point():
             inputs = inputs.to(parameter.dtype)
