@@ -386,9 +386,10 @@ def one_thread() -> Iterator[None]:
     The analysis's operations are small (a few dozen examples): a second thread barely speeds
     them up, and between them, in the analysis's Python, the OpenMP workers go to sleep, so
     that each operation waits for them to wake; on a busy machine that wait made the forward
-    pass with its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores). On one thread the figures also do
-    not depend on the thread count, in either thread (torch.set_num_threads also sizes a
-    process-wide pool that only QNNPACK's quantized operators use)."""
+    pass with its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores).
+    On one thread the figures also do not depend on the thread count, in either thread
+    (torch.set_num_threads also sizes a process-wide pool that only QNNPACK's quantized
+    operators use)."""
     before = torch.get_num_threads()
     if before == 1:
         yield
