@@ -3,11 +3,14 @@ eigenvalue, the top-5, the trace and the density, with both answers compared to 
 (descent's Lanczos run to convergence in float64); the top-1 and top-5 again with descent
 stopped at PyHessian's accuracy (a residual tolerance that bounds descent's error by
 PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50`` against plain
-training on the same workload (the digits CNN, Adam, batches of 50), in the training thread and
-in a background thread, as wall-clock and CPU time.
+training on the same workload (the digits CNN, Adam, batches of 50), per 50 updates as a long
+run has it, at the monitor's defaults and at the settings before them, in the training thread
+and in a background thread, as wall-clock and CPU time; and what the defaults cost in accuracy
+(the figures over several samples against the whole training set's).
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
-        [--trainer-rounds 10] [--skip-pyhessian] [--skip-trainer]
+        [--trainer-rounds 10] [--accuracy-seeds 12]
+        [--skip-pyhessian] [--skip-trainer] [--skip-accuracy]
 
 PyHessian (``pip install pyhessian``, benchmark only) still calls ``torch.eig`` in its density;
 torch removed it (a stub that raises remains). This script alone replaces it with a stand-in
@@ -18,6 +21,8 @@ Its eigenvalues and trace run unpatched. Both tools run on the CPU with the same
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import statistics
 import sys
@@ -244,34 +249,63 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
         print(note)
 
 
-def trainer_overhead(epochs: int, rounds: int, examples: int, products: int) -> None:
+#: The monitor's settings compared: its defaults, and those of the release before (64
+#: examples, 4 products, the trace at every analysis), each in the training thread and in a
+#: background thread.
+BEFORE = {"examples": 64, "products": 4, "trace_every": 1}
+
+
+def monitor_variants() -> dict[str, dict[str, Any] | None]:
+    return {
+        "plain": None,
+        "default": {},
+        "default, training thread": {"background": False},
+        "default, training thread, analysis on torch's threads": {
+            "background": False,
+            "all_threads": True,
+        },
+        "default, background thread": {"background": True},
+        "before (64 ex., 4 products, trace each), training thread": {
+            **BEFORE,
+            "background": False,
+        },
+        "before, background thread": {**BEFORE, "background": True},
+    }
+
+
+def trainer_overhead(epochs: int, rounds: int) -> None:
     """The digits CNN trained as ``descent train --model cnn`` does (Adam, batches of 50, a
-    TensorBoard run folder), without the monitor, with it (``--curvature-every 50``: the
-    analyses in the training thread) and with its analyses in a background thread; rounds
-    alternated. Wall-clock and CPU time (this process's, all threads): on a busy machine the
-    wall-clock ratio swings with the load, while the CPU time still counts the work done."""
-    from descent.diagnose.curvature_monitor import CurvatureMonitor
+    TensorBoard run folder), without the monitor and with it (``--curvature-every 50``) at
+    each setting of :func:`monitor_variants`; rounds alternated. Wall-clock and CPU time (this
+    process's, all threads): on a busy machine the wall-clock ratio swings with the load,
+    while the CPU time still counts the work done."""
+    from descent.diagnose import curvature_monitor
+    from descent.diagnose.curvature_monitor import CurvatureMonitor, spare_core
     from descent.train import Trainer
 
-    data = digits()
+    class AllThreads(CurvatureMonitor):
+        """The analysis on torch's intra-op threads, as before this release (the monitor runs
+        it on one): measured here, not an option of the monitor."""
 
+        def _analyse(self, model: Any, loss: Any, step: int) -> dict[str, float]:
+            one_thread = curvature_monitor.one_thread
+            curvature_monitor.one_thread = contextlib.nullcontext  # type: ignore[assignment]
+            try:
+                return super()._analyse(model, loss, step)
+            finally:
+                curvature_monitor.one_thread = one_thread
+
+    data = digits()
     counts: dict[str, int] = {}
 
-    def seconds(monitor_options: dict[str, Any] | None) -> tuple[float, float, int]:
+    def seconds(name: str, options: dict[str, Any] | None) -> tuple[float, float, int]:
         torch.manual_seed(0)
         model = SmallCNN((1, 8, 8), 10)
-        monitor = (
-            CurvatureMonitor(
-                50,
-                data.train,
-                batch_size=50,
-                examples=examples,
-                products=products,
-                **monitor_options,
-            )
-            if monitor_options is not None
-            else None
-        )
+        monitor = None
+        if options is not None:
+            options = dict(options)
+            kind = AllThreads if options.pop("all_threads", False) else CurvatureMonitor
+            monitor = kind(50, data.train, batch_size=50, **options)
         with tempfile.TemporaryDirectory() as logdir:
             trainer = Trainer(
                 model,
@@ -285,50 +319,141 @@ def trainer_overhead(epochs: int, rounds: int, examples: int, products: int) -> 
             result = trainer.fit(data.train, data.validation)
             if monitor is not None:
                 monitor.finish(trainer, result.stopped)  # waits for the last analysis
-                counts["analyses"] = len(monitor.history)
+                counts[name] = len(monitor.history)
             return (
                 time.perf_counter() - start,
                 time.process_time() - start_cpu,
                 result.steps,
             )
 
-    from descent.diagnose.curvature_monitor import spare_core
-
-    default = "background thread" if spare_core() else "training thread"
-    variants = {
-        "plain": None,
-        "in the training thread": {"background": False},
-        "in a background thread": {"background": True},
-    }
+    variants = monitor_variants()
     walls: dict[str, list[float]] = {name: [] for name in variants}
     cpus: dict[str, list[float]] = {name: [] for name in variants}
     steps = 0
-    seconds(None)  # warm-up
+    seconds("plain", None)  # warm-up
     for _ in range(rounds):  # alternate, so that a busy machine hurts all alike
         for name, options in variants.items():
-            wall, cpu, steps = seconds(options)
+            wall, cpu, steps = seconds(name, options)
             walls[name].append(wall)
             cpus[name].append(cpu)
     base, base_cpu = min(walls["plain"]), min(cpus["plain"])
-    analyses = counts["analyses"]
+    default = "a background thread" if spare_core() else "the training thread"
     print(
         f"Trainer, digits CNN (SmallCNN, 21,386 parameters), Adam, batches of 50, {epochs} "
-        f"epochs ({steps} updates, {analyses} analyses of {examples} examples), "
-        f"best of {rounds}: plain {base:.2f} s wall, {base_cpu:.2f} s CPU (the default here: "
-        f"the {default})"
+        f"epochs ({steps} updates), {torch.get_num_threads()} torch threads, best of {rounds}: "
+        f"plain {base:.3f} s wall, {base_cpu:.3f} s CPU; the default analyses in {default}"
     )
     # A short run holds more analyses than one per 50 updates (one at the first update too):
     # the cost of --curvature-every 50 over a long run is one analysis's extra time over 50
     # updates' time.
+    print(f"  {'--curvature-every 50':58} {'run wall':>9} {'per 50 wall':>12} {'per 50 CPU':>11}")
     for name in list(variants)[1:]:
-        wall, cpu = min(walls[name]), min(cpus[name])
+        wall, cpu, analyses = min(walls[name]), min(cpus[name]), counts[name]
         per_50 = (wall - base) / analyses / (base / steps * 50)
         per_50_cpu = (cpu - base_cpu) / analyses / (base_cpu / steps * 50)
-        print(
-            f"  --curvature-every 50, {name}: {wall:.2f} s wall ({wall / base - 1:+.1%}), "
-            f"{cpu:.2f} s CPU ({cpu / base_cpu - 1:+.1%}); one analysis per 50 updates, as a "
-            f"long run has: {per_50:+.1%} wall, {per_50_cpu:+.1%} CPU"
-        )
+        print(f"  {name:58} {wall / base - 1:+9.1%} {per_50:+12.1%} {per_50_cpu:+11.1%}")
+
+
+def analysis_steps(rounds: int) -> None:
+    """One analysis's work in training steps, from CPU time in one process: a training step
+    (forward, backward and Adam on a batch of 50 of the digits CNN) and one analysis (warm,
+    its whole product budget spent) timed in alternation, the best of ``rounds`` each. CPU time
+    counts the work even on a busy machine, where the wall-clock ratios swing; over 50 updates
+    the cost is the steps / 50."""
+    from descent.diagnose.curvature_monitor import CurvatureMonitor
+
+    torch.manual_seed(0)
+    data = digits()
+    model = SmallCNN((1, 8, 8), 10)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    inputs, labels = data.train.images[:50], data.train.labels[:50]
+
+    def step() -> None:
+        optimizer.zero_grad()
+        F.cross_entropy(model(inputs), labels).backward()
+        optimizer.step()
+
+    monitors = {
+        name: CurvatureMonitor(50, data.train, batch_size=50, background=False, **options)
+        for name, options in (("default", {}), ("before", BEFORE))
+    }
+    best = {"step": math.inf, **{name: math.inf for name in monitors}}
+    for round_ in range(rounds + 2):  # the first two warm the monitors up
+        start = time.process_time()
+        for _ in range(10):
+            step()
+        best["step"] = min(best["step"], (time.process_time() - start) / 10)
+        for name, monitor in monitors.items():
+            start = time.process_time()
+            monitor._analyse(model, F.cross_entropy, 50 * round_)
+            if round_ >= 2:
+                best[name] = min(best[name], time.process_time() - start)
+    print(
+        f"One analysis in training steps of CPU ({torch.get_num_threads()} torch threads, best "
+        f"of {rounds}; a step {best['step'] * 1e3:.2f} ms; analyses alternate with and without "
+        "the trace at the default):"
+    )
+    for name in monitors:
+        steps = best[name] / best["step"]
+        cost = f"{best[name] * 1e3:6.2f} ms = {steps:.2f} steps, {steps / 50:+.1%} per 50"
+        print(f"  {name:8} {cost}")
+
+
+def monitor_accuracy(seeds: int) -> None:
+    """What the cheaper default costs in accuracy: the monitor's figures on the digits CNN
+    after 2 epochs, from ``seeds`` different fixed samples (each analysed three times, warm),
+    at the default and the settings before, against the whole training set's figures
+    (Lanczos to a residual of 1e-4·ρ, Hutchinson to 2%, the exact per-example SNR). The spread
+    over samples is the sampling error, which the logged residuals and standard errors (the
+    mean of each shown as "bar") do not include."""
+    from descent.diagnose.curvature_monitor import CurvatureMonitor
+    from descent.train import Trainer
+
+    torch.manual_seed(0)
+    data = digits()
+    model = SmallCNN((1, 8, 8), 10)
+    Trainer(model, lr=2e-3, epochs=2, batch_size=50).fit(data.train, data.validation)
+    everything = (data.train.images, data.train.labels)
+    spectrum = curvature.eigenvalues(
+        model, F.cross_entropy, everything, k=1, tol=1e-4, max_iterations=200
+    )
+    trace = curvature.trace(model, F.cross_entropy, everything, rtol=2e-2, max_probes=200)
+    noise = curvature.gradient_noise(model, F.cross_entropy, everything, batch_size=50)
+    reference = {
+        "lambda_max": spectrum.lambda_max,
+        "lambda_min": spectrum.lambda_min,
+        "trace": trace.value,
+        "gradient_snr": noise.snr,
+    }
+    bars = {
+        "lambda_max": "lambda_max_residual",
+        "lambda_min": "lambda_min_residual",
+        "trace": "trace_stderr",
+        "gradient_snr": "gradient_snr_stderr",
+    }
+    print(
+        f"The monitor's figures after 2 epochs over {seeds} samples (mean ± spread, bar: the "
+        f"mean logged error bar) against the {len(everything[0])} training examples' "
+        + ", ".join(f"{name} {value:.4g}" for name, value in reference.items())
+    )
+    for label, options in (("default", {}), ("before", BEFORE)):
+        records = []
+        for seed in range(seeds):
+            monitor = CurvatureMonitor(
+                50, data.train, batch_size=50, seed=seed, background=False, **options
+            )
+            for step in (0, 50, 100):  # the last two warm; 0 and 100 take the trace
+                record = monitor._analyse(model, F.cross_entropy, step)
+            records.append(record)
+        cells = []
+        for name, bar in bars.items():
+            values = [record[f"curvature/{name}"] for record in records]
+            errors = [record[f"curvature/{bar}"] for record in records]
+            cells.append(
+                f"{name} {statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} "
+                f"(bar {statistics.mean(errors):.2g})"
+            )
+        print(f"  {label:8} " + "; ".join(cells))
 
 
 def main() -> None:
@@ -338,8 +463,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--skip-trainer", action="store_true")
     parser.add_argument("--skip-pyhessian", action="store_true")
-    parser.add_argument("--monitor-examples", type=int, default=64)
-    parser.add_argument("--monitor-products", type=int, default=4)
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--accuracy-seeds", type=int, default=12)
     parser.add_argument(
         "--trainer-rounds", type=int, default=10, help="runs of each variant (each ~0.3 s)"
     )
@@ -353,12 +478,10 @@ def main() -> None:
     if not arguments.skip_pyhessian:
         compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:
-        trainer_overhead(
-            arguments.epochs,
-            arguments.trainer_rounds,
-            arguments.monitor_examples,
-            arguments.monitor_products,
-        )
+        trainer_overhead(arguments.epochs, arguments.trainer_rounds)
+        analysis_steps(arguments.trainer_rounds * 2)
+    if not arguments.skip_accuracy:
+        monitor_accuracy(arguments.accuracy_seeds)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,16 @@ def test_the_plateau_rule_is_no_relative_improvement_over_patience_epochs() -> N
     assert not CurvatureMonitor(0, toy()[1]).plateau(records([1.0] * 10))  # off by default
 
 
+def test_the_verdict_takes_at_least_64_examples_the_analyses_first() -> None:
+    _, data = toy()
+    small = CurvatureMonitor(1, data)
+    assert len(small.sample[0]) == 32
+    assert len(small.verdict_sample[0]) == 64
+    assert torch.equal(small.verdict_sample[0][:32], small.sample[0])
+    large = CurvatureMonitor(1, data, examples=100)
+    assert torch.equal(large.verdict_sample[1], large.sample[1])
+
+
 def test_bad_options_are_one_line() -> None:
     for options in ({"stop_on_plateau": 0}, {"plateau_rtol": 2.0}, {"background": 1}):
         with pytest.raises(InputError):

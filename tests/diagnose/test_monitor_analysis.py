@@ -41,6 +41,22 @@ def objective_of(problem: tuple) -> curvature.Objective:
     return curvature.Objective(model, F.cross_entropy, data)
 
 
+def fake_trainer(model: nn.Module, loss=F.cross_entropy) -> object:
+    """What the monitor reads of a Trainer: its model and loss, no log folder."""
+
+    class FakeTrainer:
+        logdir = None
+
+    trainer = FakeTrainer()
+    trainer.model, trainer.loss = model, loss
+    return trainer
+
+
+def feed(monitor: CurvatureMonitor, trainer: object, steps) -> None:
+    for step in steps:
+        monitor(trainer, "step", {"step": step, "loss": 1.0})
+
+
 def test_ritz_values_lie_inside_the_spectrum_within_their_residuals(problem, eigen) -> None:
     values = eigen[0]
     for seed in range(5):
@@ -82,6 +98,42 @@ def test_the_subspace_converges_to_the_extremes_with_budget(problem, eigen) -> N
     )
     assert found.lambda_max == pytest.approx(float(values[-1]), rel=1e-8)
     assert found.lambda_min == pytest.approx(float(values[0]), rel=1e-6)
+
+
+def test_without_probes_the_budget_goes_to_davidson_steps(problem, eigen) -> None:
+    """probes=0 from warm vectors: no trace, the third product is the residual's (a Davidson
+    step), which improves the worse pair more than a random probe does; a cold start still
+    takes one probe."""
+    values = eigen[0]
+    rough = subspace_curvature(
+        objective_of(problem), max_products=2, generator=torch.Generator().manual_seed(0)
+    )
+    warm = (rough.vector_max, rough.vector_min)
+    steps, probed = (
+        subspace_curvature(
+            objective_of(problem),
+            warm=warm,
+            probes=probes,
+            max_products=3,
+            tol=1e-12,
+            generator=torch.Generator().manual_seed(1),
+        )
+        for probes in (0, 1)
+    )
+    assert steps.trace is None
+    assert steps.trace_stderr is None
+    assert steps.probes == 0
+    assert steps.products == probed.products == 3
+    assert probed.trace is not None
+    worse = max(probed.residual_max, probed.residual_min)
+    assert max(steps.residual_max, steps.residual_min) < worse
+    assert steps.lambda_max <= float(values[-1]) + 1e-10
+    assert steps.lambda_min >= float(values[0]) - 1e-10
+    cold = subspace_curvature(
+        objective_of(problem), probes=0, max_products=3, generator=torch.Generator()
+    )
+    assert cold.probes == 1
+    assert cold.trace is not None
 
 
 def test_the_deflated_trace_is_unbiased_and_within_its_error_bar(problem, eigen) -> None:
@@ -149,13 +201,8 @@ def test_a_loss_that_is_not_a_mean_falls_back_to_groups(problem) -> None:
 
     assert curvature.Objective(model, summed, data).gradient_with_example_losses() is None
 
-    class FakeTrainer:
-        loss = staticmethod(summed)
-        logdir = None
-
-    FakeTrainer.model = model
     monitor = CurvatureMonitor(1, data, examples=48)
-    monitor(FakeTrainer(), "step", {"step": 1, "loss": 1.0})
+    feed(monitor, fake_trainer(model, summed), [1])
     (figures,) = monitor.history
     assert "curvature/gradient_snr_stderr" not in figures  # the group estimate has none
     assert math.isfinite(figures["curvature/gradient_snr"])
@@ -164,14 +211,9 @@ def test_a_loss_that_is_not_a_mean_falls_back_to_groups(problem) -> None:
 def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem, eigen) -> None:
     model, data = problem
 
-    class FakeTrainer:
-        loss = staticmethod(F.cross_entropy)
-        logdir = None
-
-    FakeTrainer.model = model
+    trainer = fake_trainer(model)
     monitor = CurvatureMonitor(1, data, examples=48, products=6)
-    for step in (1, 2, 3):
-        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(monitor, trainer, (1, 2, 3))
     first, _, third = monitor.history
     assert set(first) == {
         "step",
@@ -193,16 +235,32 @@ def test_the_monitor_logs_every_figure_with_its_accuracy_and_warm_starts(problem
     # The warm start travels in state_dict: a fresh monitor loaded with it logs the same.
     resumed = CurvatureMonitor(1, data, examples=48, products=6)
     twin = CurvatureMonitor(1, data, examples=48, products=6)
-    for step in (1, 2):
-        twin(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    feed(twin, trainer, (1, 2))
     resumed.load_state_dict(twin.state_dict())
-    resumed(FakeTrainer(), "step", {"step": 3, "loss": 1.0})
+    feed(resumed, trainer, [3])
     assert resumed.history[0] == third
     with pytest.raises(InputError, match="signs"):
         CurvatureMonitor(1, data, signs=1)
 
 
-def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
+def test_the_trace_comes_every_trace_every_analyses_by_the_step(problem) -> None:
+    """trace_every=2: the trace at the analyses of steps 0, 2·every, 4·every, … (and at a cold
+    start); between them its product is a Davidson step. Decided by the step, so a resumed
+    run logs the same figures."""
+    model, data = problem
+    trainer = fake_trainer(model)
+    monitor = CurvatureMonitor(3, data, examples=48, trace_every=2)
+    feed(monitor, trainer, range(1, 13))
+    traced = {record["step"]: "curvature/trace" in record for record in monitor.history}
+    assert traced == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
+    every = CurvatureMonitor(3, data, examples=48, trace_every=1)
+    feed(every, trainer, range(1, 13))
+    assert all("curvature/trace_stderr" in record for record in every.history)
+    with pytest.raises(InputError, match="trace_every"):
+        CurvatureMonitor(1, data, trace_every=0)
+
+
+def test_the_background_is_the_default_when_the_cpus_hold_the_threads_and_one_more(
     problem, monkeypatch
 ) -> None:
     import os
@@ -211,10 +269,41 @@ def test_the_background_is_the_default_when_the_cpus_hold_twice_the_threads(
 
     _, data = problem
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
     assert spare_core()
     assert CurvatureMonitor(1, data).background
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(3)), raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(2)), raising=False)
     assert not spare_core()
     assert not CurvatureMonitor(1, data).background
     assert CurvatureMonitor(1, data, background=True).background  # forced
+
+
+def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back(
+    problem, monkeypatch
+) -> None:
+    """On two torch threads the analysis runs on one (its figures the same as in a one-thread
+    process) and the training gets its two back."""
+    from descent.diagnose import curvature_monitor
+
+    model, data = problem
+    seen: list[int] = []
+    real = curvature_monitor.subspace_curvature
+
+    def watched(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = CurvatureMonitor(1, data, examples=48, background=False)
+        feed(alone, fake_trainer(model), (1, 2))
+        torch.set_num_threads(2)
+        shared = CurvatureMonitor(1, data, examples=48, background=False)
+        feed(shared, fake_trainer(model), (1, 2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1, 1, 1]
+    assert shared.history == alone.history

@@ -6,14 +6,17 @@ ends the run.
 The analysis (one every N updates) is built to cost a few training steps, and every figure
 comes with its accuracy:
 
-- **Sample**: a fixed, seeded sample of the training set (``examples``, 64 by default), the
-  same at every analysis so that successive points are comparable. One forward pass on it
+- **Sample**: a fixed, seeded sample of the training set (``examples``, 32 by default), the
+  same at every analysis so that successive points are comparable. The figures are the
+  sample's: their spread from sample to sample is not in any logged error bar
+  (benchmarks/curvature.py measures it against the whole training set). One forward pass on it
   serves everything: the gradient's graph for the Hessian-vector products and the per-example
   losses for the noise.
 - **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
-  products, 4 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
-  eigenvectors move little in N updates), one Rademacher probe, then the residual of the
-  worse-converged extreme pair (a Davidson step) while the budget lasts (see
+  products, 3 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
+  eigenvectors move little in N updates), the trace's Rademacher probe when the trace is due,
+  then the residual of the worse-converged extreme pair (a Davidson step) while the budget
+  lasts: by default the eigenvalues take a Davidson step at every other analysis (see
   :func:`descent.diagnose.lanczos.subspace_curvature`). Logged with their residuals
   ``curvature/lambda_max_residual`` and ``…_min_residual``: an eigenvalue of the Hessian lies
   within the residual of the logged value. Ritz values lie inside the spectrum, so the logged
@@ -24,20 +27,24 @@ comes with its accuracy:
   :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
 - **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
   the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
-  an estimated upper bound of its standard error that one probe already gives.
+  an estimated upper bound of its standard error that one probe already gives; at every
+  ``trace_every``-th analysis (2: those of the steps that are multiples of 2N, decided by the
+  step so that a resumed run measures the same).
 - **Gradient SNR** at the training batch size: the per-example variance ``tr Σ`` from
   ``signs`` (2) random-sign combinations of the per-example gradients, one backward pass each
   through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
-  ``curvature/gradient_snr_stderr``. A loss that is not the mean of per-example losses falls
-  back to group gradients (no error bar).
+  ``curvature/gradient_snr_stderr``; the sample's ‖ḡ‖² less its expected excess over the
+  training set's (:func:`descent.diagnose.noise.population_signal2`). A loss that is not the
+  mean of per-example losses falls back to group gradients (no error bar).
 
-Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis of 64 examples is one
-forward-and-double-backward graph, 3 to 4 Hessian-vector products and two backward passes:
-about eight training steps of CPU time (benchmarks/curvature.py measures it).
+Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
+forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
+passes: about five training steps of CPU time, 10% over 50 updates (64 examples and 4
+products, the settings before: about nine; benchmarks/curvature.py measures both).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
-intra-op threads twice over (``background=None``, the default: :func:`spare_core`; True or
+intra-op threads and one more (``background=None``, the default: :func:`spare_core`; True or
 False to force it), so training goes on while the analysis runs on the other core (torch
 releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
 measured slower than the training thread: pass False there); the figures are logged at the
@@ -66,6 +73,8 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +90,8 @@ from descent.errors import InputError
 
 #: The reasons to stop a run after which the verdict is worth computing.
 STALL_STOPS = ("early stopping", "plateau")
+#: The stall verdict's sample at the end of a run: at least this many training examples.
+VERDICT_EXAMPLES = 64
 
 
 class CurvatureMonitor:
@@ -90,7 +101,7 @@ class CurvatureMonitor:
     ``batch_size``, with ``curvature/gradient_snr_stderr``) to TensorBoard in the trainer's
     logdir (in an event file of its own); :meth:`finish` logs the stall
     verdict as text (``stall/verdict``) and the scalars ``stall/…`` when early stopping or a
-    plateau ended the run.
+    plateau ended the run (on the sample widened to ``VERDICT_EXAMPLES`` examples if smaller).
 
     Args:
         every: analyse every N optimizer updates (N ≥ 1; 0: no periodic analysis, only the
@@ -98,10 +109,13 @@ class CurvatureMonitor:
         train: the training split (``.images``/``.labels``) or a batch ``(inputs, targets)``.
         batch_size: the training's mini-batch size, for the noise figure.
         examples: size of the fixed sample analysed (seeded by ``seed``).
-        products: Hessian-vector products per analysis (at least warm vectors + probes; more
-            allow Davidson steps); tol: no further step once both extreme residuals are below
-            ``tol`` × |λ|_max. probes: Rademacher probes for the trace (one suffices for the
-            error bar). signs: random-sign probes for the gradient noise (≥ 2).
+        products: Hessian-vector products per analysis (the two warm vectors, the trace's
+            probes when it is due, then Davidson steps); tol: no further step once both
+            extreme residuals are below ``tol`` × |λ|_max. probes: Rademacher probes for the
+            trace (one suffices for the error bar). trace_every: the trace at every k-th
+            analysis (those of the steps that are multiples of k × ``every``; 1: at each);
+            the others spend its products on a Davidson step. signs: random-sign probes for
+            the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights; None (the
@@ -114,10 +128,11 @@ class CurvatureMonitor:
         train: Any,
         *,
         batch_size: int | None = None,
-        examples: int = 64,
-        products: int = 4,
+        examples: int = 32,
+        products: int = 3,
         tol: float = 1e-2,
         probes: int = 1,
+        trace_every: int = 2,
         signs: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
@@ -129,6 +144,7 @@ class CurvatureMonitor:
         self.products = validate.positive_int(products, "products")
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
+        self.trace_every = validate.positive_int(trace_every, "trace_every")
         self.signs = validate.positive_int(signs, "signs")
         if self.signs < 2:
             raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
@@ -145,8 +161,13 @@ class CurvatureMonitor:
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
         generator = torch.Generator().manual_seed(seed)
-        chosen = torch.randperm(len(inputs), generator=generator)[: self.examples]
+        order = torch.randperm(len(inputs), generator=generator)
+        chosen = order[: self.examples]
         self.sample: tuple[Tensor, Tensor] = (inputs[chosen], targets[chosen])
+        # The verdict, computed once at the end, on a sample at least as large as before the
+        # analyses' default shrank; the analyses' examples come first in it.
+        wider = order[: max(self.examples, VERDICT_EXAMPLES)]
+        self.verdict_sample: tuple[Tensor, Tensor] = (inputs[wider], targets[wider])
         self.population = len(inputs)  # mini-batches come from the whole training set
         self.verdict: StallVerdict | None = None
         self._history: list[dict[str, float]] = []
@@ -210,7 +231,11 @@ class CurvatureMonitor:
         if any(reason in stopped for reason in STALL_STOPS):
             model = trainer.model
             self.verdict = stall(
-                model, trainer.loss, self._data(model), batch_size=self.batch_size, seed=self.seed
+                model,
+                trainer.loss,
+                self._data(model, self.verdict_sample),
+                batch_size=self.batch_size,
+                seed=self.seed,
             )
             writer = self._open(trainer)
             if writer is not None:
@@ -231,13 +256,15 @@ class CurvatureMonitor:
         Hessian-vector products) and the per-example losses (for the noise). The subspace
         starts from the previous analysis's Ritz vectors."""
         generator = torch.Generator().manual_seed(self.seed + step)
-        with curvature.evaluation_mode(model):
+        # The step, not a count of analyses, decides: a resumed run measures the same figures.
+        trace_due = (step // max(self.every, 1)) % self.trace_every == 0
+        with one_thread(), curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
             prepared = objective.gradient_with_example_losses()
             estimate = subspace_curvature(
                 objective,
                 warm=self._warm,
-                probes=self.probes,
+                probes=self.probes if trace_due else 0,
                 max_products=self.products,
                 tol=self.tol,
                 generator=generator,
@@ -269,10 +296,11 @@ class CurvatureMonitor:
             "curvature/lambda_max_residual": estimate.residual_max,
             "curvature/lambda_min": estimate.lambda_min,
             "curvature/lambda_min_residual": estimate.residual_min,
-            "curvature/trace": estimate.trace,
-            "curvature/trace_stderr": estimate.trace_stderr,
-            "curvature/gradient_snr": noise.snr,
         }
+        if estimate.trace is not None and estimate.trace_stderr is not None:
+            figures["curvature/trace"] = estimate.trace
+            figures["curvature/trace_stderr"] = estimate.trace_stderr
+        figures["curvature/gradient_snr"] = noise.snr
         if noise.snr_stderr is not None:
             figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
@@ -332,9 +360,11 @@ class CurvatureMonitor:
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _data(self, model: nn.Module) -> tuple[Tensor, Tensor]:
+    def _data(
+        self, model: nn.Module, sample: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
         parameter = next(model.parameters())
-        inputs, targets = self.sample
+        inputs, targets = sample or self.sample
         inputs = inputs.to(parameter.device)
         if inputs.is_floating_point():
             inputs = inputs.to(parameter.dtype)
@@ -349,14 +379,36 @@ class CurvatureMonitor:
         return self._writer
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads at one inside the block (in the calling thread), restored after.
+
+    The analysis's operations are small (a few dozen examples): a second thread barely speeds
+    them up, and between them, in the analysis's Python, the OpenMP workers go to sleep, so
+    that each operation waits for them to wake; on a busy machine that wait made the forward
+    pass with its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores).
+    On one thread the figures also do not depend on the thread count, in either thread
+    (torch.set_num_threads also sizes a process-wide pool that only QNNPACK's quantized
+    operators use)."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def spare_core() -> bool:
-    """Whether the CPUs this process may use hold torch's intra-op threads twice over: the
-    training's and a background analysis's, whose operations use as many threads again."""
+    """Whether the CPUs this process may use hold torch's intra-op threads and one more: the
+    training's and a background analysis's, which runs on one (:func:`one_thread`)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
-    return 2 * torch.get_num_threads() <= cores
+    return torch.get_num_threads() + 1 <= cores
 
 
 class _Job:

@@ -1,12 +1,34 @@
-"""The lecture's figure of an initialization: per-layer histograms of the activations, one row
-per initialization, and the histograms of the gradients reaching each layer below them."""
+"""Figures: the one way every diagnose figure gets matplotlib (headless) and is written, and the
+lecture's figure of an initialization: per-layer histograms of the activations, one row per
+initialization, and the histograms of the gradients reaching each layer below them."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from descent.diagnose.init import InitReport, LayerReport
+if TYPE_CHECKING:
+    from descent.diagnose.init import InitReport, LayerReport
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    return plt
+
+
+def save_figure(figure: Any, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` (PNG, PDF or SVG by its suffix; folders made) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
+    return path
 
 
 def plot_init_reports(reports: Mapping[str, InitReport], path: str | Path) -> int:
@@ -17,11 +39,7 @@ def plot_init_reports(reports: Mapping[str, InitReport], path: str | Path) -> in
     activations are functional); the first block of rows shows activations, the second the
     gradients ∂L/∂(layer output), one row per initialization in each block.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     names = list(reports)
     columns = max(len(report.main_layers()) for report in reports.values())
     rows = 2 * len(names)
@@ -64,10 +82,7 @@ def plot_init_reports(reports: Mapping[str, InitReport], path: str | Path) -> in
     figure.suptitle(
         "Activations (top rows) and gradients ∂L/∂output (bottom rows) per layer", fontsize=9
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)
     return panels
 
 
@@ -81,4 +96,4 @@ def _row_range(layers: tuple[LayerReport, ...], kind: str) -> tuple[float, float
     return low, high
 
 
-__all__ = ["plot_init_reports"]
+__all__ = ["plot_init_reports", "pyplot", "save_figure"]

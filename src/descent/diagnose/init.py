@@ -373,13 +373,8 @@ def _symmetry(model: nn.Module) -> dict[int, float]:
         duplicated = 0
         for label in torch.nonzero(counts > 1).flatten().tolist():
             members = torch.nonzero(group == label).flatten()
-            same = torch.ones(len(members), dtype=torch.bool, device=members.device)
-            for part in parts:
-                rows = part[members]
-                same &= (rows == rows[0]).all(dim=1)
             # Rows equal to the group's first one; the others may still pair among themselves.
-            duplicated += int(same.sum()) if int(same.sum()) > 1 else 0
-            rest = members[~same]
+            rest = members
             while len(rest) > 1:
                 equal = torch.ones(len(rest), dtype=torch.bool, device=rest.device)
                 for part in parts:

@@ -220,7 +220,7 @@ class SubspaceEstimate:
             within this distance of the Ritz value (the accuracy certificate).
         vector_max, vector_min: the Ritz vectors (unit, flat): the next analysis's warm start.
         trace, trace_stderr: the deflated Hutchinson estimate of tr H and a bound on its
-            standard error.
+            standard error (None without probes).
         probes: Rademacher probes; products: Hessian-vector products used.
     """
 
@@ -230,8 +230,8 @@ class SubspaceEstimate:
     residual_min: float
     vector_max: Tensor = field(repr=False)
     vector_min: Tensor = field(repr=False)
-    trace: float
-    trace_stderr: float
+    trace: float | None
+    trace_stderr: float | None
     probes: int
     products: int
 
@@ -264,8 +264,11 @@ def subspace_curvature(
     (Avron & Toledo 2011), and ``E‖H y‖² = ‖H (I − WWᵀ)‖_F² ≥ ‖A‖_F²``, so
     ``√(2 · mean ‖H y_j‖² / m)`` estimates an upper bound of the standard error of the mean
     of m probes. The probes' products serve both the trace and the subspace.
+
+    ``probes=0`` with warm vectors: no trace (None), the whole budget for the eigenvalues (a
+    cold start always takes one probe, to start from).
     """
-    probes = validate.positive_int(probes, "probes")
+    probes = validate.nonnegative_int(probes, "probes")
     max_products = validate.positive_int(max_products, "max_products")
     dimension, dtype, device = objective.dimension, objective.dtype, objective.device
     # Vectors are rows (k × d, contiguous): the products with them are then 4-7× faster than
@@ -275,8 +278,12 @@ def subspace_curvature(
     if warm:
         warm_rows = [v.to(dtype=dtype, device=device).reshape(-1) for v in warm]
         warm_basis = _new_directions(torch.stack(warm_rows), empty)
-    signs = torch.stack([_rademacher(dimension, generator, dtype) for _ in range(probes)])
-    signs = signs.to(device)
+    if len(warm_basis) == 0:
+        probes = max(probes, 1)  # something to start from
+    signs = empty[:0]
+    if probes:
+        signs = torch.stack([_rademacher(dimension, generator, dtype) for _ in range(probes)])
+        signs = signs.to(device)
     projected = signs - (signs @ warm_basis.T) @ warm_basis
     basis = torch.cat([warm_basis, _new_directions(projected, warm_basis)])
     products = torch.stack([objective.hvp(row) for row in basis])
@@ -301,10 +308,14 @@ def subspace_curvature(
         basis = torch.cat([basis, fresh])
         products = torch.cat([products, torch.stack([objective.hvp(row) for row in fresh])])
     # Hutchinson on the projected probes y_j = Qᵀ a_j: y_jᵀ H y_j = a_jᵀ T a_j, H y_j = (HQ)ᵀ a_j.
-    coefficients = (projected @ basis.T).to(torch.float64)  # probes × k
-    samples = ((coefficients @ rayleigh) * coefficients).sum(dim=1)
-    squares = (coefficients @ products.to(torch.float64)).square().sum(dim=1)
-    exact_part = float(torch.diagonal(rayleigh)[: len(warm_basis)].sum())
+    trace = trace_stderr = None
+    if probes:
+        coefficients = (projected @ basis.T).to(torch.float64)  # probes × k
+        samples = ((coefficients @ rayleigh) * coefficients).sum(dim=1)
+        squares = (coefficients @ products.to(torch.float64)).square().sum(dim=1)
+        exact_part = float(torch.diagonal(rayleigh)[: len(warm_basis)].sum())
+        trace = exact_part + float(samples.mean())
+        trace_stderr = math.sqrt(2 * float(squares.mean()) / probes)
     return SubspaceEstimate(
         lambda_max=float(values[-1]),
         lambda_min=float(values[0]),
@@ -312,8 +323,8 @@ def subspace_curvature(
         residual_min=float(norms[1]),
         vector_max=ritz[0].clone(),
         vector_min=ritz[1].clone(),
-        trace=exact_part + float(samples.mean()),
-        trace_stderr=math.sqrt(2 * float(squares.mean()) / probes),
+        trace=trace,
+        trace_stderr=trace_stderr,
         probes=probes,
         products=len(basis),
     )

@@ -91,11 +91,9 @@ class RangeTest:
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """The raw and smoothed losses on a log-lr axis, the descending stretch shaded and the
         suggestion marked."""
-        import matplotlib
+        from descent.diagnose.figures import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
+        plt = pyplot()
         figure, axes = plt.subplots(figsize=(6.5, 4))
         axes.plot(self.lrs, self.losses, color="0.75", linewidth=0.8, label="loss")
         axes.plot(self.centres, self.smoothed, color="C0", label="smoothed")
@@ -123,11 +121,7 @@ class RangeTest:
         axes.set_title(title or "learning-rate range test")
         axes.legend()
         figure.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        return path
+        return save_figure(figure, path)
 
 
 def smooth(losses: np.ndarray, beta: float) -> np.ndarray:

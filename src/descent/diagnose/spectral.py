@@ -126,11 +126,9 @@ class SpectralDensity:
 
     def plot(self, path: str | Path, sigma: float | None = None, title: str | None = None) -> Path:
         """Draw the smoothed density on a log scale to a PNG."""
-        import matplotlib
+        from descent.diagnose.figures import pyplot, save_figure
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
+        plt = pyplot()
         grid, values = self.curve(sigma=sigma)
         figure, axes = plt.subplots(figsize=(6, 4))
         axes.semilogy(grid.numpy(), values.clamp_min(1e-12).numpy())
@@ -138,11 +136,7 @@ class SpectralDensity:
         axes.set_ylabel("density")
         axes.set_title(title or "Hessian eigenvalue density (SLQ)")
         figure.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        return path
+        return save_figure(figure, path)
 
 
 def density(

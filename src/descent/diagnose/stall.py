@@ -37,15 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from descent import validate
-from descent.diagnose.curvature import (
-    GradientNoise,
-    LossFn,
-    Objective,
-    Spectrum,
-    eigenvalues,
-    evaluation_mode,
-    gradient_noise,
-)
+from descent.diagnose.curvature import GradientNoise, LossFn, Spectrum, analyze, as_batches
 
 VERDICTS = ("descending", "plateau", "saddle", "local minimum", "SGD noise floor")
 
@@ -242,24 +234,23 @@ def stall(
         >>> verdict.verdict         # "descending", "plateau", "saddle", ...
     """
     thresholds = thresholds or Thresholds()
-    with evaluation_mode(model):
-        objective = Objective(model, loss, data, dtype=dtype)
-        value, gradient = objective.loss_and_gradient()
-        spectrum = eigenvalues(
-            model,
-            loss,
-            data,
-            k=1,
-            tol=tol,
-            max_iterations=max_iterations,
-            seed=seed,
-            objective=objective,
-        )
-        noise = None
-        if batch_size is not None or len(objective.batches) > 1:
-            noise = gradient_noise(model, loss, data, batch_size=batch_size, objective=objective)
-    gradient_norm = float(gradient.norm())
-    parameter_norm = float(objective.flat_parameters().norm())
+    batches = as_batches(data)  # read once: an iterable of batches may not be read twice
+    # The noise only where it is the training's: at its batch size, or between its batches.
+    report = analyze(
+        model,
+        loss,
+        batches,
+        k=1,
+        tol=tol,
+        max_iterations=max_iterations,
+        trace_rtol=None,
+        noise=batch_size is not None or len(batches) > 1,
+        noise_batch_size=batch_size,
+        seed=seed,
+        dtype=dtype,
+    )
+    value, spectrum, noise = report.loss, report.spectrum, report.noise
+    gradient_norm, parameter_norm = report.gradient_norm, report.parameter_norm
     snr = noise.snr if noise is not None else None
     verdict, reason, figures = decide(
         value,
