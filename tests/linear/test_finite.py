@@ -86,3 +86,10 @@ def test_partial_fit_refuses_a_non_finite_input_on_every_call() -> None:
     model.partial_fit(X, y)
     with pytest.raises(ValueError, match="infinity"):
         model.partial_fit(bad, y)
+
+
+def test_an_overflowing_x_transpose_y_names_y() -> None:
+    X, y = data()
+    y = y * 1e306  # finite; Xᵀy is not
+    with pytest.raises(InputError, match=r"Xᵀy or yᵀy overflows float64 .* rescale y"):
+        LinearRegressionGD(standardize=False).fit(X * 10.0, y)

@@ -153,6 +153,9 @@ def test_copied_optimizer_steps_as_the_original() -> None:
     twin = optim.Adam(twin_params, lr=0.01)
     twin.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     clone = copy.deepcopy(optimizer)  # torch pickles defaults, state and groups only
+    clone_twin_params = [param.detach().clone().requires_grad_() for param in params]
+    clone_twin = optim.Adam(clone_twin_params, lr=0.01)
+    clone_twin.load_state_dict(copy.deepcopy(optimizer.state_dict()))
     for update in (1, 2):
         set_grads(params, update)
         set_grads(twin_params, update)
@@ -160,10 +163,64 @@ def test_copied_optimizer_steps_as_the_original() -> None:
         twin.step()
     for mine, theirs in zip(params, twin_params, strict=True):
         torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=0, atol=0)
+    # the clone steps its own copies (not the original's tensors), as a fresh twin does
+    after_original = [param.detach().clone() for param in params]
     clone_params = clone.param_groups[0]["params"]
     set_grads(clone_params, 1)
+    set_grads(clone_twin_params, 1)
     clone.step()
+    clone_twin.step()
     assert isinstance(next(iter(clone._plans.values())), Plan)
+    for mine, theirs in zip(clone_params, clone_twin_params, strict=True):
+        torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=0, atol=0)
+    for param, before in zip(params, after_original, strict=True):
+        assert torch.equal(param.detach(), before)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum", "lamb", "rmsprop", "sgd"])
+def test_a_parameter_swapped_into_the_group_is_stepped(name: str) -> None:
+    """opt.param_groups[0]["params"][i] = new: the next step updates the new tensor with its own
+    gradient and state (a plan kept by the group's size alone stepped the old one)."""
+    params = make_params()
+    optimizer = optim.create(name, params, lr=0.01)
+    set_grads(params, 0)
+    optimizer.step()
+    old = params[1]
+    new = old.detach().clone().mul_(2.0).requires_grad_()
+    optimizer.param_groups[0]["params"][1] = new
+    swapped = list(optimizer.param_groups[0]["params"])
+    twin_params = [param.detach().clone().requires_grad_() for param in swapped]
+    twin = optim.create(name, twin_params, lr=0.01, impl="reference")
+    # (state.get: reading a missing key of torch's defaultdict would add an entry)
+    twin.state.update({twin_params[i]: copy.deepcopy(optimizer.state.get(p))
+                       for i, p in enumerate(swapped) if optimizer.state.get(p)})  # fmt: skip
+    twin.param_groups[0]["step"] = optimizer.param_groups[0]["step"]
+    old_value = old.detach().clone()
+    old.grad = None
+    set_grads(swapped, 1)
+    set_grads(twin_params, 1)
+    optimizer.step()
+    twin.step()
+    assert torch.equal(old.detach(), old_value)  # the tensor swapped out is left alone
+    for mine, theirs in zip(swapped, twin_params, strict=True):
+        torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_a_state_tensor_replaced_by_hand_is_the_one_updated(name: str) -> None:
+    params = make_params()
+    optimizer = optim.create(name, params, lr=0.01)
+    set_grads(params, 0)
+    optimizer.step()
+    state = optimizer.state[params[0]]
+    key = "exp_avg" if name == "adam" else "momentum_buffer"
+    old = state[key]
+    state[key] = torch.zeros_like(old)
+    old_value = old.clone()
+    set_grads(params, 1)
+    optimizer.step()
+    assert torch.equal(old, old_value)
+    assert not torch.equal(state[key], torch.zeros_like(old))
 
 
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])

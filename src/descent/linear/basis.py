@@ -136,13 +136,14 @@ class Identity(Basis):
         with np.errstate(invalid="ignore", over="ignore"):  # a NaN in X: design.check_finite
             weighted = array.T @ np.stack([target, np.ones_like(target)]).T
             cross = array.T @ array
+            y_squares = float(target @ target)
         return Moments(
             len(array),
             torch.from_numpy(weighted[:, 1].copy()),
             torch.from_numpy(cross),
             torch.from_numpy(weighted[:, 0].copy()),
             float(target.sum()),
-            float(target @ target),
+            y_squares,
         )
 
 

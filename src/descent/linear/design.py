@@ -91,10 +91,15 @@ def check_finite(X: np.ndarray, estimator: object, stats: Moments | None = None)
     """Refuse an X with a NaN or an infinity, with scikit-learn's message. Given the statistics
     of a basis that shows its inputs, read it from them: a non-finite xᵢⱼ makes Σ xⱼ² non-finite,
     so the pass scikit-learn's check makes over X (0.05–0.08 s on 1,000,000 × 100) is needed
-    only when they show one; when X is finite after all, its squares overflowed."""
-    if stats is not None and all(
-        bool(torch.isfinite(part).all()) for part in (stats.sums, stats.cross, stats.moment)
-    ):
+    only when they show one; when X is finite after all, its squares overflowed. (y is checked
+    by scikit-learn; Xᵀy can still overflow with a finite X and y: said as such.)"""
+    parts = (stats.sums, stats.cross) if stats is not None else ()
+    if stats is not None and all(bool(torch.isfinite(part).all()) for part in parts):
+        if not (bool(torch.isfinite(stats.moment).all()) and math.isfinite(stats.y_squares)):
+            raise InputError(
+                "Xᵀy or yᵀy overflows float64 although X and y are finite; rescale y (or X) "
+                "before fitting"
+            )
         return
     check_array(X, dtype=None, ensure_2d=False, input_name="X", estimator=estimator)
     if stats is not None:

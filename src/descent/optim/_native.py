@@ -306,19 +306,31 @@ def capture() -> Iterator[list[tuple[str, Mapping[str, Any]]]]:
 Layout = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], frozenset[str]]
 
 
-def add_one(counters: Sequence[Tensor]) -> bool:
-    """t ← t + 1 for every float32 CPU scalar tensor in ``counters`` (the rules' step counts), in
-    one C call; False, with nothing done, when the kernels are not built or a counter is anything
-    else (the caller then adds with torch). Runs under :func:`capture` too: it records no job."""
-    loaded = library()
-    if loaded is None:
-        return False
-    pointers = []
+def counter_pointers(counters: Sequence[Tensor]) -> ctypes.Array | None:
+    """The data pointers of ``counters`` (the rules' step counts) as one array for
+    :func:`add_one_at`, or None when the kernels are not built or a counter is anything but a
+    float32 CPU scalar tensor (the caller then adds with torch)."""
+    if library() is None:
+        return None
     for counter in counters:
         if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
-            return False
-        pointers.append(counter.data_ptr())
-    loaded.add_one_f32_many(len(pointers), (ctypes.c_void_p * len(pointers))(*pointers))
+            return None
+    return (ctypes.c_void_p * len(counters))(*(counter.data_ptr() for counter in counters))
+
+
+def add_one_at(pointers: ctypes.Array) -> None:
+    """t ← t + 1 for the counters behind ``pointers`` (:func:`counter_pointers`), in one C call
+    (the caller keeps the counters alive). Runs under :func:`capture` too: it records no job."""
+    library().add_one_f32_many(len(pointers), pointers)  # type: ignore[union-attr]
+
+
+def add_one(counters: Sequence[Tensor]) -> bool:
+    """t ← t + 1 for every counter in ``counters`` in one C call; False, with nothing done, where
+    :func:`counter_pointers` refuses them."""
+    pointers = counter_pointers(counters)
+    if pointers is None:
+        return False
+    add_one_at(pointers)
     return True
 
 

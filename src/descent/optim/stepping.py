@@ -9,17 +9,20 @@ have a gradient, their state dicts and host mirrors, the step counters, which te
 kernel takes) is computed once and kept in a :class:`Plan`, so that a step of a model with hundreds
 of small tensors costs the kernel calls and little else, as torch's fused step does. A step only
 re-reads the gradients (a new tensor each step after ``zero_grad()``) and checks that they are
-dense and contiguous. The plan is rebuilt when the set of parameters with a gradient changes, when
-a parameter is added to the group or the optimizer's state gains or loses an entry, and after
-``load_state_dict``. State tensors replaced in place by hand (``opt.state[p]["exp_avg"] = …``)
-keep the plan: give them the dtype and layout of the ones they replace, or load them with
-``load_state_dict``.
+dense and contiguous. The plan is rebuilt when the parameters with a gradient change (by identity:
+a parameter swapped into the group is seen), when a parameter is added to the group or the
+optimizer's state gains or loses an entry, when a step counter is replaced, and after
+``load_state_dict``; a list of state tensors it keeps is checked against the states at each step
+(by identity, a few microseconds for hundreds of tensors), so a tensor replaced by hand
+(``opt.state[p]["exp_avg"] = …``) is the one the next step updates, as in torch. Give it the
+dtype and layout of the one it replaces: the kernels chosen when the plan was made take it.
 """
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable, Sequence
+from functools import partial
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -47,22 +50,12 @@ Path = Literal["reference", "device", "foreach", "fast"]
 
 def _counter_bump(counters: list[Tensor]) -> Callable[[], None] | None:
     """t ← t + 1 on every counter in one C call whose pointer array is built once (the counters
-    are the state's own step tensors, which stay where they are until the state is replaced, and
-    the plan is rebuilt then); None where :func:`descent.optim._native.add_one` would refuse."""
-    library = _native.library()
-    if library is None or not counters:
+    are the state's own step tensors: the plan is rebuilt when one is replaced); None where
+    :func:`descent.optim._native.counter_pointers` refuses them."""
+    pointers = _native.counter_pointers(counters) if counters else None
+    if pointers is None:
         return None
-    for counter in counters:
-        if counter.dtype != torch.float32 or not counter.is_cpu or counter.dim() != 0:
-            return None
-    count = len(counters)
-    pointers = (ctypes.c_void_p * count)(*(counter.data_ptr() for counter in counters))
-    add_one_many = library.add_one_f32_many
-
-    def bump() -> None:
-        add_one_many(count, pointers)
-
-    return bump
+    return partial(_native.add_one_at, pointers)
 
 
 class Plan:
@@ -79,7 +72,6 @@ class Plan:
         "group_size",
         "has_complex",
         "hosts",
-        "ids",
         "mean_numel",
         "native",
         "on_cpu",
@@ -93,7 +85,6 @@ class Plan:
         self.group, self.group_params = group, group["params"]
         self.group_size = len(group["params"])
         self.params = params
-        self.ids = list(map(id, params))
         optimizer_state = optimizer.state
         for param in params:
             if not optimizer_state[param]:
@@ -123,7 +114,8 @@ class Plan:
             and self.state_map is optimizer.state
             and self.state_size == len(optimizer.state)
             and len(params) == len(self.params)
-            and (len(params) == self.group_size or list(map(id, params)) == self.ids)
+            and all(map(is_, params, self.params))
+            and all(map(is_, self.counters, map(itemgetter("step"), self.states)))
         )
 
     def dense_grads(self, grads: list[Tensor]) -> bool:
@@ -235,14 +227,13 @@ class Stepping:
     ) -> None:
         plan = self._plans.get(id(group))
         if plan is None or not plan.fits(self, group, params):
-            for grad in grads:
-                if grad.is_sparse:
-                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            self._refuse_sparse(grads)
+            live = {id(other) for other in self.param_groups}  # plans of removed groups go
+            for key in [key for key in self._plans if key not in live]:
+                del self._plans[key]
             plan = self._plans[id(group)] = Plan(self, group, params)
         if not plan.dense_grads(grads):
-            for grad in grads:
-                if grad.is_sparse:
-                    raise InputError(f"{type(self).__name__} does not take sparse gradients")
+            self._refuse_sparse(grads)
             active = None
         else:
             active = plan
@@ -263,10 +254,9 @@ class Stepping:
     ) -> None:
         """The "device" path: t read from the device, nothing cached (a compiled or captured
         step must not depend on host state)."""
+        self._refuse_sparse(grads)
         states = []
-        for param, grad in zip(params, grads, strict=True):
-            if grad.is_sparse:
-                raise InputError(f"{type(self).__name__} does not take sparse gradients")
+        for param in params:
             if not self.state[param]:
                 self._new_state(param, group, keep_host=False)
             states.append(self.state[param])
@@ -277,6 +267,10 @@ class Stepping:
             foreach.add_([state["step"] for state in states], 1.0)
         hosts = [self._device_host(state) for state in states]
         self._run(group, params, grads, states, hosts, lr)
+
+    def _refuse_sparse(self: DescentOptimizer, grads: Sequence[Tensor]) -> None:
+        if any(grad.is_sparse for grad in grads):
+            raise InputError(f"{type(self).__name__} does not take sparse gradients")
 
     def _path(self: DescentOptimizer, group: Group) -> Path:
         """Which step runs (see :mod:`descent.optim.base`)."""
@@ -372,7 +366,7 @@ class Stepping:
         plan = self._active
         if plan is not None and states is plan.states and len(indices) == len(states):
             column = plan.columns.get(name)
-            if column is None:
+            if column is None or not all(map(is_, column, map(itemgetter(name), states))):
                 column = plan.columns[name] = [state[name] for state in states]
             return column
         return [states[i][name] for i in indices]
