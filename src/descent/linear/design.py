@@ -21,6 +21,9 @@ MAX_GRAM = 4096
 #: The most basis functions a fit accepts, whatever the memory (a basis is also refused when its
 #: design matrix or ΦᵀΦ would not fit in the memory available).
 MAX_BASIS_FUNCTIONS = 1_000_000
+#: A fit needing at most this many bytes skips the operating system's free-memory figure
+#: (reading /proc/meminfo costs more than a small fit's statistics).
+MEMORY_CHECK_FROM = 1 << 20
 #: Bytes of basis features evaluated at once in the blocked pass over the rows.
 BLOCK_BYTES = 8 << 20
 
@@ -44,6 +47,8 @@ def checked_size(basis: Basis, spec: object, X: np.ndarray, mode: str) -> int:
     needed = 3 * 8 * (k + 1) ** 2 if keeps_gram else 0  # ΦᵀΦ and its conditioning
     if mode != "full" or not keeps_gram:
         needed += 8 * n * (k + 1)  # the design matrix itself
+    if needed <= MEMORY_CHECK_FROM:  # what any machine running Python has free
+        return k
     available = available_memory()
     if needed > available:
         raise InputError(
@@ -94,8 +99,8 @@ def check_finite(X: np.ndarray, estimator: object, stats: Moments | None = None)
     only when they show one; when X is finite after all, its squares overflowed. (y is checked
     by scikit-learn; Xᵀy can still overflow with a finite X and y: said as such.)"""
     parts = (stats.sums, stats.cross) if stats is not None else ()
-    if stats is not None and all(bool(torch.isfinite(part).all()) for part in parts):
-        if not (bool(torch.isfinite(stats.moment).all()) and math.isfinite(stats.y_squares)):
+    if stats is not None and all(np.isfinite(part.numpy()).all() for part in parts):
+        if not (np.isfinite(stats.moment.numpy()).all() and math.isfinite(stats.y_squares)):
             raise InputError(
                 "Xᵀy or yᵀy overflows float64 although X and y are finite; rescale y (or X) "
                 "before fitting"
@@ -114,7 +119,11 @@ def from_statistics(stats: Moments, standardize: bool | str) -> Conditioning | N
     whitening of the centered cross product ("orthonormal"); None when that is too
     ill-conditioned to do from k × k statistics (then :func:`from_data`)."""
     if standardize in (True, "columns"):
-        return stats.mean, _inverse_spread(stats.centered_cross().diagonal() / stats.n)
+        # the diagonal of the centered cross product alone: Σ x² − n μ², as centered_cross has it
+        sums, n = stats.sums.numpy(), stats.n
+        mean = sums / n
+        variance = (np.diagonal(stats.cross.numpy()) - n * (mean * mean)) / n
+        return torch.from_numpy(mean), _inverse_spread(variance)
     if standardize == "orthonormal":
         transform = _whitening_from(stats)
         return None if transform is None else (stats.mean, transform)
@@ -128,7 +137,7 @@ def from_data(raw: torch.Tensor, standardize: bool | str) -> Conditioning:
     center = raw.mean(dim=0)
     if standardize == "orthonormal":
         return center, _whitening(raw, center)
-    return center, _inverse_spread((raw - center).square().mean(dim=0))
+    return center, _inverse_spread((raw - center).square().mean(dim=0).numpy())
 
 
 def assemble(features: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
@@ -160,10 +169,11 @@ def unconditioned(w: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
     return torch.cat([(w[0] - center @ coef).view(1), coef])  # type: ignore[operator]
 
 
-def _inverse_spread(variance: torch.Tensor) -> torch.Tensor:
-    """1 / standard deviation per column; 1 for a constant column (nothing to scale)."""
-    spread = variance.clamp_min(0.0).sqrt()
-    return 1.0 / torch.where(spread > 0, spread, 1.0)
+def _inverse_spread(variance: np.ndarray) -> torch.Tensor:
+    """1 / standard deviation per column; 1 for a constant column (nothing to scale). numpy:
+    a k-vector's few operations cost a third of torch's dispatch in a small fit."""
+    spread = np.sqrt(np.maximum(variance, 0.0))
+    return torch.from_numpy(1.0 / np.where(spread > 0, spread, 1.0))
 
 
 def _whitening_from(stats: Moments) -> torch.Tensor | None:
