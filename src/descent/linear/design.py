@@ -119,11 +119,8 @@ def from_statistics(stats: Moments, standardize: bool | str) -> Conditioning | N
     whitening of the centered cross product ("orthonormal"); None when that is too
     ill-conditioned to do from k × k statistics (then :func:`from_data`)."""
     if standardize in (True, "columns"):
-        # the diagonal of the centered cross product alone: Σ x² − n μ², as centered_cross has it
-        sums, n = stats.sums.numpy(), stats.n
-        mean = sums / n
-        variance = (np.diagonal(stats.cross.numpy()) - n * (mean * mean)) / n
-        return torch.from_numpy(mean), _inverse_spread(variance)
+        variance = np.diagonal(stats.centered_cross_array()) / stats.n
+        return torch.from_numpy(stats.sums.numpy() / stats.n), _inverse_spread(variance)
     if standardize == "orthonormal":
         transform = _whitening_from(stats)
         return None if transform is None else (stats.mean, transform)

@@ -144,23 +144,27 @@ class Moments:
 
     def centered_cross(self) -> Tensor:
         """(F − μ)ᵀ(F − μ) = FᵀF − n μμᵀ (μ the column means)."""
-        return self.cross - self.n * torch.outer(self.mean, self.mean)
+        return torch.from_numpy(self.centered_cross_array())
+
+    def centered_cross_array(self) -> np.ndarray:
+        """:meth:`centered_cross` as a numpy array: the k × k conditioning runs on numpy views of
+        the statistics, whose small operations cost about a third of torch's dispatch."""
+        mean = self.sums.numpy() / self.n
+        return self.cross.numpy() - self.n * np.outer(mean, mean)
 
     def gram(self, center: Tensor | None = None, transform: Tensor | None = None) -> Gram:
         """ΦᵀΦ, Φᵀy, yᵀy for Φ = [1, F] (no arguments) or [1, (F − c) T] with ``center`` c
         (the column means μ, as the estimator centers) and ``transform`` T a vector (a column
         scaling, T = diag(t)) or a k × m matrix. Centered on the means themselves, the cross terms
-        1ᵀ(F − μ) are exactly 0. Computed on numpy views of the k × k statistics: a dozen small
-        operations, which cost about a third of torch's dispatch at the k of a small fit."""
-        n, sums, cross, moment = self.n, self.sums.numpy(), self.cross.numpy(), self.moment.numpy()
+        1ᵀ(F − μ) are exactly 0. Computed on numpy views (see :meth:`centered_cross_array`)."""
+        n, sums, moment = self.n, self.sums.numpy(), self.moment.numpy()
         if center is None:
-            border, block, projected = sums, cross, moment
+            border, block, projected = sums, self.cross.numpy(), moment
         else:
             # (F − c)ᵀ(F − c) = (F − μ)ᵀ(F − μ) + n d dᵀ and 1ᵀ(F − c) = n d, with d = μ − c
             c = center.numpy()
-            mean = sums / n
-            offset = mean - c
-            block = cross - n * np.outer(mean, mean) + n * np.outer(offset, offset)
+            offset = sums / n - c
+            block = self.centered_cross_array() + n * np.outer(offset, offset)
             border = n * offset
             projected = moment - self.y_sum * c  # (F − c)ᵀy
             if transform is not None and transform.dim() == 1:
