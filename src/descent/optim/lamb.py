@@ -21,7 +21,7 @@ from descent.optim.base import (
     scalar_sqrt,
     validate_betas,
 )
-from descent.optim.fastpath import TWO_PASS_BATCH, native_split
+from descent.optim.fastpath import TWO_PASS_BATCH
 from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -200,14 +200,14 @@ class LAMB(_LayerwiseRule):
         its trust ratio, then θ ← θ − η r u while θ and u are still in the cache (u kept in a
         buffer up to TWO_PASS_BATCH elements, recomputed from θ, m, v above: cheaper than a
         buffer of its size in memory)."""
-        native, rest = native_split(params, grads, states)
+        native, rest = self._native_split(params, grads, states)
         if native:
             self._native_step(
                 group,
-                [params[i] for i in native],
-                [grads[i] for i in native],
-                [states[i] for i in native],
-                [hosts[i] for i in native],
+                self._pick(params, native),
+                self._pick(grads, native),
+                self._pick(states, native),
+                self._pick(hosts, native),
                 lr,
             )
         self._foreach_some(group, rest, params, grads, states, hosts, lr)

@@ -20,7 +20,7 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import cache_batches, native_split
+from descent.optim.fastpath import cache_batches
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -189,7 +189,7 @@ class LARS(_LayerwiseRule):
         r(g + λθ). An excluded tensor steps with r = 1, λ = 0 (u = g)."""
         from descent.optim import _native
 
-        native, rest = native_split(params, grads, states)
+        native, rest = self._native_split(params, grads, states)
         sign = -1.0 if group["maximize"] else 1.0
         common = dict(momentum=group["momentum"], lr=lr, sign=sign)
         common["lr_in_buffer"] = int(group["lr_in_buffer"])

@@ -22,7 +22,7 @@ from descent.optim.base import (
     effective_grad,
     validate_betas,
 )
-from descent.optim.fastpath import native_split, pick
+from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -347,7 +347,7 @@ class Prodigy(DescentOptimizer):
         d."""
         from descent.optim import _native
 
-        if not params or native_split(params, grads, states)[1]:
+        if not params or self._native_split(params, grads, states)[1]:
             return False
         beta1, beta2 = group["betas"]
         beta3 = math.sqrt(beta2) if group["beta3"] is None else group["beta3"]
