@@ -79,6 +79,22 @@ def raw_moments(basis: Basis, X: np.ndarray, y: np.ndarray) -> Moments:
     return shortcut if shortcut is not None else moments(blocks(basis, X, y))
 
 
+def check_inputs(basis: Basis, k: int, X: np.ndarray, estimator: object) -> None:
+    """X's finiteness, checked before the basis is fitted, where the statistics will not tell
+    (:func:`reads_finiteness`); otherwise :func:`checked_moments` reads it from them."""
+    if not reads_finiteness(basis, k):
+        check_finite(X, estimator)
+
+
+def checked_moments(basis: Basis, X: np.ndarray, y: np.ndarray, estimator: object) -> Moments:
+    """:func:`raw_moments`, with X's finiteness read from them where the basis shows its inputs
+    (:func:`check_inputs` checked X before otherwise)."""
+    stats = raw_moments(basis, X, y)
+    if basis.shows_inputs:
+        check_finite(X, estimator, stats)
+    return stats
+
+
 def target(y: np.ndarray) -> torch.Tensor:
     """y as a float64 tensor of its own (a numpy copy: torch.tensor is slow), made only where
     rows are read (8 MB and about 3 ms on 1,000,000 rows)."""

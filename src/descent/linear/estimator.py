@@ -205,14 +205,10 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
     def _statistics(self, X: np.ndarray, y: np.ndarray) -> Gram | None:
         """ΦᵀΦ, Φᵀy, yᵀy of the conditioned design in one blocked pass (None: k too large to keep
         a k × k matrix)."""
-        if not design.reads_finiteness(self.basis_, self.n_features_out_):
-            design.check_finite(X, self)
+        design.check_inputs(self.basis_, self.n_features_out_, X, self)
         if self.n_features_out_ + 1 > design.MAX_GRAM:
             return None
-        stats = design.raw_moments(self.basis_, X, y)
-        if self.basis_.shows_inputs:
-            design.check_finite(X, self, stats)
-        return stats.gram(self.center_, self.transform_)
+        return design.checked_moments(self.basis_, X, y, self).gram(self.center_, self.transform_)
 
     def _prepare(
         self, X: np.ndarray, y: np.ndarray, mode: str, design_wanted: bool
@@ -227,18 +223,14 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         self.basis_ = copy.deepcopy(parse_basis(self.basis))
         # k, checked before fit builds anything
         self.n_features_out_ = design.checked_size(self.basis_, self.basis, X, mode)
-        from_statistics = design.reads_finiteness(self.basis_, self.n_features_out_)
-        if not from_statistics:
-            design.check_finite(X, self)
+        design.check_inputs(self.basis_, self.n_features_out_, X, self)
         self.basis_.fit(X)
         self.center_, self.transform_ = None, None
         if self.n_features_out_ + 1 > design.MAX_GRAM:  # no k × k statistics: use the data
             raw = self.basis_.checked_features(X)
             self.center_, self.transform_ = design.from_data(raw, self.standardize)
             return self._assemble(raw), design.target(y), None
-        stats = design.raw_moments(self.basis_, X, y)
-        if from_statistics:
-            design.check_finite(X, self, stats)
+        stats = design.checked_moments(self.basis_, X, y, self)
         conditioning = design.from_statistics(stats, self.standardize)
         if conditioning is None:
             # Too ill-conditioned for the k × k route (TᵀCT would be n·I only to about ε·κ):
