@@ -93,3 +93,82 @@ def test_an_overflowing_x_transpose_y_names_y() -> None:
     y = y * 1e306  # finite; Xᵀy is not
     with pytest.raises(InputError, match=r"Xᵀy or yᵀy overflows float64 .* rescale y"):
         LinearRegressionGD(standardize=False).fit(X * 10.0, y)
+
+
+# -- design.validated: arrays already in validate_data's output form skip its dispatch -----------
+
+
+def sklearn_validated(estimator: object, X: object, y: object, reset: bool = True) -> tuple:
+    from sklearn.utils.validation import validate_data
+
+    return validate_data(
+        estimator, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=reset,
+        ensure_all_finite=False,
+    )  # fmt: skip
+
+
+def same_arrays(got: tuple, expected: tuple) -> bool:
+    return len(got) == len(expected) and all(
+        np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, expected, strict=True)
+    )
+
+
+def outcome(validation: object, *arguments: object) -> tuple[str, object]:
+    """("error", its message) or ("arrays", what came back)."""
+    try:
+        return "arrays", validation(*arguments)  # type: ignore[operator]
+    except ValueError as error:
+        return "error", str(error)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ready_arrays_come_back_as_they_are_with_the_attributes_validate_data_sets(
+    dtype: type,
+) -> None:
+    X, y = data()
+    X, y = X.astype(dtype), y.astype(dtype)
+    ours, theirs = LinearRegressionGD(), LinearRegressionGD()
+    got, expected = design.validated(ours, X, y), sklearn_validated(theirs, X, y)
+    assert got[0] is X
+    assert got[1] is y
+    assert same_arrays(got, expected)
+    assert ours.n_features_in_ == theirs.n_features_in_ == 3
+
+
+def test_a_fit_on_arrays_after_one_on_a_dataframe_drops_the_feature_names() -> None:
+    pandas = pytest.importorskip("pandas")
+    X, y = data()
+    model = LinearRegressionGD(max_epochs=3).fit(pandas.DataFrame(X, columns=list("abc")), y)
+    assert list(model.feature_names_in_) == ["a", "b", "c"]
+    model.fit(X, y)
+    assert not hasattr(model, "feature_names_in_")
+    assert model.n_features_in_ == 3
+
+
+@pytest.mark.parametrize(
+    "case", ["y with a NaN", "y as a column", "integer X", "list X", "y of another length"]
+)
+def test_every_other_input_gets_validate_datas_own_answer(case: str) -> None:
+    X, y = data()
+    if case == "y with a NaN":
+        y[4] = np.nan
+    elif case == "y as a column":
+        y = y[:, None]
+    elif case == "integer X":
+        X = (10 * X).astype(np.int64)
+    elif case == "list X":
+        X = X.tolist()
+    else:
+        y = y[:-1]
+    kind, expected = outcome(sklearn_validated, LinearRegressionGD(), X, y)
+    got_kind, got = outcome(design.validated, LinearRegressionGD(), X, y)
+    assert got_kind == kind
+    assert got == expected if kind == "error" else same_arrays(got, expected)  # type: ignore[arg-type]
+
+
+def test_without_reset_a_width_or_names_mismatch_is_validate_datas_message() -> None:
+    X, y = data()
+    model = LinearRegressionGD(max_epochs=3).fit(X, y)
+    with pytest.raises(ValueError, match="X has 2 features, but LinearRegressionGD is expecting 3"):
+        model.fit_report(X[:, :2], y)
+    assert design.validated(model, X, y, reset=False)[0] is X

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_array
+from sklearn.utils.validation import check_array, validate_data
 
 from descent.data.tables import available_memory, format_bytes
 from descent.errors import InputError
@@ -28,6 +29,46 @@ MEMORY_CHECK_FROM = 1 << 20
 BLOCK_BYTES = 8 << 20
 
 Conditioning = tuple[torch.Tensor | None, torch.Tensor | None]  # (center c, transform T)
+
+
+#: The dtypes a fit keeps as they are (scikit-learn converts anything else to float64).
+FIT_DTYPES = (np.float64, np.float32)
+
+
+def validated(estimator: object, X: Any, y: Any, *, reset: bool = True) -> tuple[Any, Any]:
+    """(X, y) as scikit-learn's ``validate_data(estimator, X, y, y_numeric=True,
+    dtype=[float64, float32], ensure_all_finite=False)`` returns them (X's finiteness is the
+    fit's own check: :func:`check_inputs`, :func:`checked_moments`).
+
+    Arrays already in that form (a 2-D float ndarray with at least one row and one column, a
+    1-D float y of the same length with every value finite) come back as they are, with the
+    estimator's ``n_features_in_`` set (and a previous fit's ``feature_names_in_`` dropped)
+    exactly as validate_data sets them: its generic dispatch over DataFrame libraries costs
+    about 0.12 ms, a third of a one-epoch fit on 442 rows. Anything else goes through
+    validate_data itself, with its conversions and messages."""
+    ready = (
+        type(X) is np.ndarray
+        and type(y) is np.ndarray
+        and X.ndim == 2
+        and y.ndim == 1
+        and X.dtype in FIT_DTYPES
+        and y.dtype in FIT_DTYPES
+        and X.shape[0] == y.shape[0] >= 1
+        and X.shape[1] >= 1
+        and bool(np.isfinite(y).all())
+    )
+    if ready and reset:
+        estimator.__dict__.pop("feature_names_in_", None)
+        estimator.n_features_in_ = X.shape[1]  # type: ignore[attr-defined]
+        return X, y
+    # without reset: as they are when fitted on arrays with X's width (else validate_data says)
+    named = getattr(estimator, "feature_names_in_", None) is not None
+    if ready and not named and getattr(estimator, "n_features_in_", None) == X.shape[1]:
+        return X, y
+    return validate_data(
+        estimator, X, y, y_numeric=True, dtype=list(FIT_DTYPES), reset=reset,
+        ensure_all_finite=False,
+    )  # fmt: skip
 
 
 def checked_size(basis: Basis, spec: object, X: np.ndarray, mode: str) -> int:
@@ -154,23 +195,27 @@ def from_data(raw: torch.Tensor, standardize: bool | str) -> Conditioning:
 
 
 def assemble(features: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
-    """The design matrix in one allocation: the bias column, then the conditioned features."""
+    """The design matrix in one allocation: the bias column, then the conditioned features
+    (numpy on views of the tensors: the same arithmetic, without torch's dispatch per operation,
+    which is most of the cost on a small data set)."""
     center, transform = conditioning
-    n = len(features)
+    raw = features.numpy()
+    n = len(raw)
     if transform is not None and transform.dim() == 2:  # orthonormal: mixes
-        # (φ − c) T = φ T − c T, in one fused multiply-add
-        shift = -(center @ transform)  # type: ignore[operator]
-        Phi = torch.empty(n, transform.shape[1] + 1, dtype=torch.float64)
-        Phi[:, 1:] = torch.addmm(shift, features, transform)
+        # (φ − c) T = φ T − c T
+        t = transform.numpy()
+        Phi = np.empty((n, t.shape[1] + 1))
+        np.matmul(raw, t, out=Phi[:, 1:])
+        Phi[:, 1:] -= center.numpy() @ t  # type: ignore[union-attr]
     else:
-        Phi = torch.empty(n, features.shape[1] + 1, dtype=torch.float64)
+        Phi = np.empty((n, raw.shape[1] + 1))
         if center is None:
-            Phi[:, 1:] = features
+            Phi[:, 1:] = raw
         else:  # columns: scales each one
-            torch.sub(features, center, out=Phi[:, 1:])
-            Phi[:, 1:].mul_(transform)
+            np.subtract(raw, center.numpy(), out=Phi[:, 1:])
+            Phi[:, 1:] *= transform.numpy()  # type: ignore[union-attr]
     Phi[:, 0] = 1.0
-    return Phi
+    return torch.from_numpy(Phi)
 
 
 def unconditioned(w: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
@@ -178,8 +223,11 @@ def unconditioned(w: torch.Tensor, conditioning: Conditioning) -> torch.Tensor:
     center, transform = conditioning
     if transform is None:
         return w.clone()
-    coef = transform * w[1:] if transform.dim() == 1 else transform @ w[1:]
-    return torch.cat([(w[0] - center @ coef).view(1), coef])  # type: ignore[operator]
+    weights, t = w.detach().numpy(), transform.numpy()
+    raw = np.empty(t.shape[0] + 1)
+    raw[1:] = t * weights[1:] if t.ndim == 1 else t @ weights[1:]
+    raw[0] = weights[0] - center.numpy() @ raw[1:]  # type: ignore[union-attr]
+    return torch.from_numpy(raw)
 
 
 def _inverse_spread(variance: np.ndarray) -> torch.Tensor:

@@ -383,9 +383,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         """Descend from w₀ until a stopping rule holds or ``max_epochs`` epochs have run."""
         mode, rule = self._check_params()
         # X's finiteness is checked in _prepare: from the statistics where they show it
-        X, y = validate_data(
-            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], ensure_all_finite=False
-        )
+        X, y = design.validated(self, X, y)
         started = time.perf_counter()
         seed = derived_seed(self.random_state)
         Phi, target, gram = self._prepare(X, y, mode, design_wanted=mode != "full")
@@ -408,10 +406,7 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         (an eigendecomposition of the k × k ΦᵀΦ); only when ΦᵀΦ is too ill-conditioned for the
         normal equations is the optimum solved on Φ itself (an SVD, slower)."""
         check_is_fitted(self, "weights_")
-        X, y = validate_data(  # X's finiteness: in _statistics
-            self, X, y, y_numeric=True, reset=False, dtype=[np.float64, np.float32],
-            ensure_all_finite=False,
-        )  # fmt: skip
+        X, y = design.validated(self, X, y, reset=False)  # X's finiteness: in _statistics
         w = self._reported()
         reduction = self.loss_reduction
         gram = self._statistics(X, y)
@@ -437,10 +432,12 @@ class LinearRegressionGD(RegressorMixin, BaseEstimator):
         later calls continue with the same weights, optimizer state and learning-rate position."""
         mode, rule = self._check_params()
         first = not hasattr(self, "w_")
-        X, y = validate_data(  # a first call checks X's finiteness in _prepare
-            self, X, y, y_numeric=True, dtype=[np.float64, np.float32], reset=first,
-            ensure_all_finite=not first,
-        )  # fmt: skip
+        if first:  # X's finiteness: in _prepare
+            X, y = design.validated(self, X, y)
+        else:
+            X, y = validate_data(
+                self, X, y, y_numeric=True, dtype=list(design.FIT_DTYPES), reset=False
+            )
         if first:
             seed = derived_seed(self.random_state)
             Phi, target, gram = self._prepare(X, y, mode, design_wanted=True)
