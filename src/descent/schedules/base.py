@@ -5,14 +5,47 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from descent import validate
 from descent.errors import InputError
 
 Number = int | float
+
+# A field's check stated with its type, the way pydantic's Field(ge=0) is: ``gamma: NonNegative``
+# is checked by Schedule.__post_init__ (``None`` passes a ``NonNegative | None`` field), so a
+# schedule's own __post_init__ keeps only the checks that are its own (a choice, a range, a list).
+NonNegative = Annotated[float, validate.nonnegative]
+Positive = Annotated[float, validate.positive]
+PositiveInt = Annotated[int, validate.positive_int]
+Finite = Annotated[float, validate.finite]
+
+Check = Callable[[Any, str], Any]
+
+
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, Check], ...]:
+    """(field, check) for every init field of ``cls`` whose type carries a check, in field order."""
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except NameError:  # a schedule written in a function, annotated with names local to it:
+        return ()  # its own __post_init__ checks what it needs, as before these types
+    checks = []
+    for item in dataclasses.fields(cls):
+        hint = hints.get(item.name)
+        # ``NonNegative | None``: the check sits on the union's non-None member
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        members = typing.get_args(hint) if union else (hint,)
+        for member in members:
+            if typing.get_origin(member) is Annotated:
+                checks.append((item.name, member.__metadata__[0]))
+    return tuple(checks)
 
 
 def _step(step: Any, schedule: str) -> float:
@@ -41,6 +74,14 @@ class Schedule:
         super().__init_subclass__(**kwargs)
         if cls.name:
             _REGISTRY[cls.name] = cls
+
+    def __post_init__(self) -> None:
+        """The checks the fields' types carry (``NonNegative``, ``Positive``, …); a subclass with
+        checks of its own runs these first, through ``super().__post_init__()``."""
+        for name, check in _field_checks(type(self)):
+            value = getattr(self, name)
+            if value is not None:
+                check(value, name)
 
     def __call__(self, step: Number) -> float:
         step = _step(step, self.name)

@@ -18,7 +18,15 @@ from typing import Any, ClassVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import Number, Schedule, _step, _tuple_field
+from descent.schedules.base import (
+    Finite,
+    NonNegative,
+    Number,
+    Positive,
+    Schedule,
+    _step,
+    _tuple_field,
+)
 
 # -- the TensorFlow family ---------------------------------------------------------------------
 
@@ -28,16 +36,15 @@ class _DecayByRate(Schedule):
     """What TF's exponential, natural-exponential and inverse-time decays share: the parameters
     and the progress p = s / decay_steps, floored with ``staircase`` (a step function)."""
 
-    initial_learning_rate: float
-    decay_steps: float
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
     decay_rate: float
     staircase: bool = False
     #: natural_exp_decay takes any finite rate (a negative one grows the rate); the others ≥ 0.
     negative_rate_allowed: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
+        super().__post_init__()
         check_rate = validate.finite if self.negative_rate_allowed else validate.nonnegative
         check_rate(self.decay_rate, "decay_rate")
 
@@ -75,6 +82,7 @@ class PiecewiseConstantDecay(Schedule):
     values: tuple[float, ...]
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         boundaries = _tuple_field(self, "boundaries")
         values = _tuple_field(self, "values")
         if len(values) != len(boundaries) + 1:
@@ -105,17 +113,11 @@ class PolynomialDecay(Schedule):
     """
 
     name: ClassVar[str] = "polynomial_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    end_learning_rate: float = 0.0001
-    power: float = 1.0
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    end_learning_rate: NonNegative = 0.0001
+    power: Positive = 1.0
     cycle: bool = False
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.end_learning_rate, "end_learning_rate")
-        validate.positive(self.power, "power")
 
     def value(self, step: float) -> float:
         decay_steps = self.decay_steps
@@ -168,19 +170,11 @@ class CosineDecay(Schedule):
     """
 
     name: ClassVar[str] = "cosine_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    alpha: float = 0.0
-    warmup_target: float | None = None
-    warmup_steps: float = 0
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.alpha, "alpha")
-        if self.warmup_target is not None:
-            validate.nonnegative(self.warmup_target, "warmup_target")
-        validate.nonnegative(self.warmup_steps, "warmup_steps")
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    alpha: NonNegative = 0.0
+    warmup_target: NonNegative | None = None
+    warmup_steps: NonNegative = 0
 
     def value(self, step: float) -> float:
         if self.warmup_target is None:
@@ -210,18 +204,11 @@ class CosineDecayRestarts(Schedule):
     """
 
     name: ClassVar[str] = "cosine_decay_restarts"
-    initial_learning_rate: float
-    first_decay_steps: float
-    t_mul: float = 2.0
-    m_mul: float = 1.0
-    alpha: float = 0.0
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.first_decay_steps, "first_decay_steps")
-        validate.positive(self.t_mul, "t_mul")
-        validate.nonnegative(self.m_mul, "m_mul")
-        validate.nonnegative(self.alpha, "alpha")
+    initial_learning_rate: NonNegative
+    first_decay_steps: Positive
+    t_mul: Positive = 2.0
+    m_mul: NonNegative = 1.0
+    alpha: NonNegative = 0.0
 
     def _period_start(self, i: int) -> float:
         """S_i in units of first_decay_steps."""
@@ -256,18 +243,11 @@ class LinearCosineDecay(Schedule):
     lr·((α + lin)·c + β). Step 0 gives lr(1 + α + β), above lr (as TF)."""
 
     name: ClassVar[str] = "linear_cosine_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    num_periods: float = 0.5
-    alpha: float = 0.0
-    beta: float = 0.001
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.finite(self.num_periods, "num_periods")
-        validate.nonnegative(self.alpha, "alpha")
-        validate.nonnegative(self.beta, "beta")
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    num_periods: Finite = 0.5
+    alpha: NonNegative = 0.0
+    beta: NonNegative = 0.001
 
     def _parts(self, step: float) -> tuple[float, float, float]:
         step = min(step, self.decay_steps)
@@ -290,14 +270,12 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
     """
 
     name: ClassVar[str] = "noisy_linear_cosine_decay"
-    initial_variance: float = 1.0
-    variance_decay: float = 0.55
+    initial_variance: NonNegative = 1.0
+    variance_decay: NonNegative = 0.55
     seed: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        validate.nonnegative(self.initial_variance, "initial_variance")
-        validate.nonnegative(self.variance_decay, "variance_decay")
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -406,13 +384,5 @@ noisy_linear_cosine_decay = _tf1_form(
     NoisyLinearCosineDecay,
     "noisy linear cosine decay",
     "TF1's ``noisy_linear_cosine_decay`` (``seed`` makes it reproducible).",
-    (
-        "decay_steps",
-        "initial_variance",
-        "variance_decay",
-        "num_periods",
-        "alpha",
-        "beta",
-        "seed",
-    ),
+    ("decay_steps", "initial_variance", "variance_decay", "num_periods", "alpha", "beta", "seed"),
 )
