@@ -4,6 +4,7 @@ Finite) run for every schedule, name the field, and let None through an optional
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -93,3 +94,25 @@ def test_a_schedule_of_ones_own_gets_the_checks_its_types_carry() -> None:
         Halving(-1.0)
     with pytest.raises(InputError, match=r"^every must be > 0"):
         Halving(1.0, every=0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "field"),
+    [
+        (lambda: sch.MultiStepDecay(0.1, [2, 4]), "milestones"),
+        (lambda: sch.PiecewiseConstantDecay([5.0], [0.1, 0.01]), "boundaries"),
+        (lambda: sch.Join([sch.Constant(0.1), sch.Constant(0.01)], [5]), "schedules"),
+    ],
+)
+def test_a_list_field_is_stored_as_a_tuple_so_the_schedule_hashes(
+    schedule: Callable[[], Schedule], field: str
+) -> None:
+    built = schedule()
+    assert isinstance(getattr(built, field), tuple)
+    assert hash(built) == hash(schedule())
+    assert built == schedule()
+
+
+def test_a_list_field_refuses_what_is_not_a_list() -> None:
+    with pytest.raises(InputError, match=r"^milestones must be a list, got 3"):
+        sch.MultiStepDecay(0.1, 3)  # type: ignore[arg-type]

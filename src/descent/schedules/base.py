@@ -19,8 +19,9 @@ from descent.errors import InputError
 Number = int | float
 
 # A field's check stated with its type, the way pydantic's Field(ge=0) is: ``gamma: NonNegative``
-# is checked by Schedule.__post_init__ (``None`` passes a ``NonNegative | None`` field), so a
-# schedule's own __post_init__ keeps only the checks that are its own (a choice, a range, a list).
+# is checked by Schedule.__post_init__ (``None`` passes a ``NonNegative | None`` field), and a
+# ``tuple[...]`` field is stored as a tuple, so a schedule's own __post_init__ keeps only the
+# checks that are its own (a choice, a range, how two lists fit together).
 NonNegative = Annotated[float, validate.nonnegative]
 Positive = Annotated[float, validate.positive]
 PositiveInt = Annotated[int, validate.positive_int]
@@ -31,7 +32,8 @@ Check = Callable[[Any, str], Any]
 
 @functools.cache
 def _field_checks(cls: type) -> tuple[tuple[str, Check], ...]:
-    """(field, check) for every init field of ``cls`` whose type carries a check, in field order."""
+    """(field, check) for every init field of ``cls`` whose type carries a check, in field order;
+    a ``tuple[...]`` field's check is :func:`_tuple_field`."""
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except NameError:  # a schedule written in a function, annotated with names local to it:
@@ -45,6 +47,8 @@ def _field_checks(cls: type) -> tuple[tuple[str, Check], ...]:
         for member in members:
             if typing.get_origin(member) is Annotated:
                 checks.append((item.name, member.__metadata__[0]))
+            elif typing.get_origin(member) is tuple:
+                checks.append((item.name, _tuple_field))
     return tuple(checks)
 
 
@@ -79,9 +83,10 @@ class Schedule:
         """The checks the fields' types carry (``NonNegative``, ``Positive``, …); a subclass with
         checks of its own runs these first, through ``super().__post_init__()``."""
         for name, check in _field_checks(type(self)):
-            value = getattr(self, name)
-            if value is not None:
-                check(value, name)
+            if check is _tuple_field:
+                _tuple_field(self, name)
+            elif getattr(self, name) is not None:
+                check(getattr(self, name), name)
 
     def __call__(self, step: Number) -> float:
         step = _step(step, self.name)
@@ -208,7 +213,8 @@ def for_run(name: str, lr: float, total_steps: int) -> Schedule:
 
 def _tuple_field(schedule: Schedule, name: str) -> tuple[Any, ...]:
     """The list field ``name`` of a frozen schedule, stored back as a tuple (so the schedule
-    hashes and compares by value) and returned; anything but a list or tuple is refused."""
+    hashes and compares by value) and returned; anything but a list or tuple is refused.
+    Schedule.__post_init__ runs it on every ``tuple[...]`` field."""
     values = getattr(schedule, name)
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise InputError(f"{name} must be a list, got {values!r}")

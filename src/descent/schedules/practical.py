@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import NonNegative, Positive, PositiveInt, Schedule, _tuple_field
+from descent.schedules.base import NonNegative, Positive, PositiveInt, Schedule
 
 # -- cyclical rates ----------------------------------------------------------------------------
 
@@ -98,7 +98,7 @@ class MultiStepDecay(Schedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        milestones = _tuple_field(self, "milestones")
+        milestones = self.milestones
         for index, milestone in enumerate(milestones):
             validate.nonnegative(milestone, f"milestones[{index}]")
         validate.increasing(milestones, "milestones", strict=False)  # a repeat counts twice
@@ -167,8 +167,7 @@ class Join(Schedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        schedules = _tuple_field(self, "schedules")
-        boundaries = _tuple_field(self, "boundaries")
+        schedules, boundaries = self.schedules, self.boundaries
         if len(schedules) < 2:
             raise InputError(f"join needs at least two schedules, got {len(schedules)}")
         if len(boundaries) != len(schedules) - 1:

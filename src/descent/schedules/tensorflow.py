@@ -25,7 +25,6 @@ from descent.schedules.base import (
     Positive,
     Schedule,
     _step,
-    _tuple_field,
 )
 
 # -- the TensorFlow family ---------------------------------------------------------------------
@@ -83,8 +82,7 @@ class PiecewiseConstantDecay(Schedule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        boundaries = _tuple_field(self, "boundaries")
-        values = _tuple_field(self, "values")
+        boundaries, values = self.boundaries, self.values
         if len(values) != len(boundaries) + 1:
             raise InputError(
                 f"piecewise_constant needs one more value than boundaries: got "
