@@ -4,6 +4,7 @@ Finite) run for every schedule, name the field, and let None through an optional
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -116,3 +117,19 @@ def test_a_list_field_is_stored_as_a_tuple_so_the_schedule_hashes(
 def test_a_list_field_refuses_what_is_not_a_list() -> None:
     with pytest.raises(InputError, match=r"^milestones must be a list, got 3"):
         sch.MultiStepDecay(0.1, 3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (lambda: sch.PiecewiseConstantDecay([1.0, math.inf], [0.1, 0.05, 0.01]), "boundaries[1]"),
+        (lambda: sch.PiecewiseConstantDecay([1.0], [0.1, -0.01]), "values[1] must be ≥ 0"),
+        (lambda: sch.MultiStepDecay(0.1, [-1, 4]), "milestones[0] must be ≥ 0"),
+        (lambda: sch.Join([sch.Constant(0.1), sch.Constant(0.01)], [0]), "boundaries[0] must be >"),
+    ],
+)
+def test_each_element_of_a_list_field_is_checked_naming_its_index(
+    schedule: Callable[[], Schedule], message: str
+) -> None:
+    with pytest.raises(InputError, match=f"^{re.escape(message)}"):
+        schedule()

@@ -20,20 +20,48 @@ Number = int | float
 
 # A field's check stated with its type, the way pydantic's Field(ge=0) is: ``gamma: NonNegative``
 # is checked by Schedule.__post_init__ (``None`` passes a ``NonNegative | None`` field), and a
-# ``tuple[...]`` field is stored as a tuple, so a schedule's own __post_init__ keeps only the
-# checks that are its own (a choice, a range, how two lists fit together).
+# ``tuple[Finite, ...]`` field is stored as a tuple and each element checked (``boundaries[2]``),
+# so a schedule's own __post_init__ keeps only the checks that are its own (a choice, a range,
+# how two lists fit together).
 NonNegative = Annotated[float, validate.nonnegative]
 Positive = Annotated[float, validate.positive]
 PositiveInt = Annotated[int, validate.positive_int]
 Finite = Annotated[float, validate.finite]
 
+#: a check of one value: ``check(value, name)`` raises InputError naming it
 Check = Callable[[Any, str], Any]
+#: a check of a schedule's field: ``check(schedule, field)``
+FieldCheck = Callable[["Schedule", str], None]
+
+
+def _value_check(check: Check) -> FieldCheck:
+    def field_check(schedule: Schedule, name: str) -> None:
+        value = getattr(schedule, name)
+        if value is not None:
+            check(value, name)
+
+    return field_check
+
+
+def _list_check(each: Check | None) -> FieldCheck:
+    def field_check(schedule: Schedule, name: str) -> None:
+        values = _tuple_field(schedule, name)
+        if each is not None:
+            for index, value in enumerate(values):
+                each(value, f"{name}[{index}]")
+
+    return field_check
+
+
+def _check_of(annotation: Any) -> Check | None:
+    """The check an ``Annotated[type, check]`` carries (None for a type without one)."""
+    return annotation.__metadata__[0] if typing.get_origin(annotation) is Annotated else None
 
 
 @functools.cache
-def _field_checks(cls: type) -> tuple[tuple[str, Check], ...]:
+def _field_checks(cls: type) -> tuple[tuple[str, FieldCheck], ...]:
     """(field, check) for every init field of ``cls`` whose type carries a check, in field order;
-    a ``tuple[...]`` field's check is :func:`_tuple_field`."""
+    a ``tuple[...]`` field's check stores it as a tuple, then checks each element."""
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
     except NameError:  # a schedule written in a function, annotated with names local to it:
@@ -45,10 +73,11 @@ def _field_checks(cls: type) -> tuple[tuple[str, Check], ...]:
         union = typing.get_origin(hint) in (typing.Union, types.UnionType)
         members = typing.get_args(hint) if union else (hint,)
         for member in members:
-            if typing.get_origin(member) is Annotated:
-                checks.append((item.name, member.__metadata__[0]))
+            check = _check_of(member)
+            if check is not None:
+                checks.append((item.name, _value_check(check)))
             elif typing.get_origin(member) is tuple:
-                checks.append((item.name, _tuple_field))
+                checks.append((item.name, _list_check(_check_of(typing.get_args(member)[0]))))
     return tuple(checks)
 
 
@@ -83,10 +112,7 @@ class Schedule:
         """The checks the fields' types carry (``NonNegative``, ``Positive``, …); a subclass with
         checks of its own runs these first, through ``super().__post_init__()``."""
         for name, check in _field_checks(type(self)):
-            if check is _tuple_field:
-                _tuple_field(self, name)
-            elif getattr(self, name) is not None:
-                check(getattr(self, name), name)
+            check(self, name)
 
     def __call__(self, step: Number) -> float:
         step = _step(step, self.name)

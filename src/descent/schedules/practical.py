@@ -93,15 +93,12 @@ class MultiStepDecay(Schedule):
 
     name: ClassVar[str] = "multistep"
     initial_learning_rate: NonNegative
-    milestones: tuple[int, ...]
+    milestones: tuple[NonNegative, ...]
     gamma: NonNegative = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        milestones = self.milestones
-        for index, milestone in enumerate(milestones):
-            validate.nonnegative(milestone, f"milestones[{index}]")
-        validate.increasing(milestones, "milestones", strict=False)  # a repeat counts twice
+        validate.increasing(self.milestones, "milestones", strict=False)  # a repeat counts twice
 
     def value(self, step: float) -> float:
         passed = sum(1 for milestone in self.milestones if milestone <= step)
@@ -163,7 +160,7 @@ class Join(Schedule):
 
     name: ClassVar[str] = "join"
     schedules: tuple[Schedule, ...]
-    boundaries: tuple[float, ...]
+    boundaries: tuple[Positive, ...]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -178,8 +175,6 @@ class Join(Schedule):
         for index, schedule in enumerate(schedules):
             if not isinstance(schedule, Schedule):
                 raise InputError(f"schedules[{index}] must be a descent schedule, got {schedule!r}")
-        for index, boundary in enumerate(boundaries):
-            validate.positive(boundary, f"boundaries[{index}]")
         validate.increasing(boundaries, "boundaries")
 
     def value(self, step: float) -> float:

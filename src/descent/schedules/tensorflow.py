@@ -77,22 +77,17 @@ class PiecewiseConstantDecay(Schedule):
     """
 
     name: ClassVar[str] = "piecewise_constant"
-    boundaries: tuple[float, ...]
-    values: tuple[float, ...]
+    boundaries: tuple[Finite, ...]
+    values: tuple[NonNegative, ...]
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        boundaries, values = self.boundaries, self.values
-        if len(values) != len(boundaries) + 1:
+        if len(self.values) != len(self.boundaries) + 1:
             raise InputError(
                 f"piecewise_constant needs one more value than boundaries: got "
-                f"{len(boundaries)} boundaries and {len(values)} values"
+                f"{len(self.boundaries)} boundaries and {len(self.values)} values"
             )
-        for index, boundary in enumerate(boundaries):
-            validate.finite(boundary, f"boundaries[{index}]")
-        for index, value in enumerate(values):
-            validate.nonnegative(value, f"values[{index}]")
-        validate.increasing(boundaries, "boundaries")
+        validate.increasing(self.boundaries, "boundaries")
 
     def value(self, step: float) -> float:
         for boundary, value in zip(self.boundaries, self.values, strict=False):
