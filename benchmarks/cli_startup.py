@@ -6,11 +6,12 @@ answer without importing torch), beside a bare `python -c pass` for the interpre
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import time
+
+from conditions import parser as benchmark_parser
 
 
 def timed(args: list[str], runs: int) -> list[float]:
@@ -23,7 +24,7 @@ def timed(args: list[str], runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--runs", type=int, default=7)
     runs = parser.parse_args().runs
     python = sys.executable

@@ -16,12 +16,13 @@ the registry holds beyond the lecture's.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from conditions import parser as benchmark_parser
 
 
 def best_accuracy(
@@ -61,7 +62,7 @@ def summary(values: list[float]) -> tuple[float, float, float, float]:
 def main() -> None:
     from descent.tune import compared_rules
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rules", default=",".join(compared_rules()))
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--seeds", type=int, default=3)

@@ -14,7 +14,6 @@ update and are left out: timing them would time the compiler.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -26,6 +25,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from conditions import conditions
+from conditions import parser as benchmark_parser
 from descent import optim
 from optim_step import RULES as PEERS
 
@@ -95,7 +96,7 @@ def compiled_rows(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--params", type=int, default=1_000_000)
     parser.add_argument("--tensors", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=15)
@@ -107,8 +108,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown or recompiling rule(s) {unknown}; choose from {COMPILED}")
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.params:,} float32 "
-        f"parameters in {args.tensors} tensors on the CPU, backend {args.backend}"
+        f"{conditions()}; {args.params:,} float32 parameters in {args.tensors} tensors on the "
+        f"CPU, backend {args.backend}"
     )
     compiled_rows(
         names,

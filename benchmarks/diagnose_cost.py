@@ -15,14 +15,14 @@ quantities at every step (its paper's figure, not measured here: Cockpit is not 
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
 
 import torch
 from torch.nn import functional as F
 
+from conditions import conditions
+from conditions import parser as benchmark_parser
 from descent.data.images import digits
 from descent.diagnose import init_report
 from descent.diagnose.monitor import InitDiagnosis
@@ -100,14 +100,12 @@ def training_overhead(rounds: int, epochs: int, every: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--every", type=int, default=50)
     args = parser.parse_args()
-    load = os.getloadavg()[0]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load average {load:.1f} at the start (a busy machine makes the ratios noisy)")
+    print(f"{conditions()} at the start")
     report_cost(args.rounds)
     training_overhead(args.rounds, args.epochs, args.every)
     print("Cockpit (its paper): about 1.5× the run time for its cheapest quantities every step")

@@ -23,10 +23,8 @@
 
 from __future__ import annotations
 
-import argparse
 import copy
 import importlib.util
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +32,8 @@ from typing import Any
 
 import torch
 
+from conditions import conditions
+from conditions import parser as benchmark_parser
 from descent.data.images import digits
 from descent.federated import ClientConfig, FederatedConfig, Federation, iid, sample_clients
 from descent.federated.experiment import Experiment, build_model, compare
@@ -237,7 +237,7 @@ def whole_rounds(rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds per path")
     parser.add_argument(
         "--threads", default="1,2", help="intra-op thread counts for section 1, comma-separated"
@@ -253,7 +253,7 @@ def main() -> None:
     args = parser.parse_args()
     thread_counts = [int(count) for count in args.threads.split(",")]
 
-    print(f"torch {torch.__version__}, load average {os.getloadavg()[0]:.1f}")
+    print(conditions())
     for threads in thread_counts:
         client_training(args.rounds, threads, args.repeats)
     torch.set_num_threads(thread_counts[0])

@@ -18,7 +18,6 @@ its CPU result by more than the tolerance.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from compiled_step import COMPILED, compiled_rows, median_step
+from conditions import parser as benchmark_parser
 
 TOLERANCE = 1e-5
 
@@ -119,7 +119,7 @@ def compiled_step_times(device: torch.device, total: int, repeats: int, backend:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--params", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--skip-trainer", action="store_true")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from conditions import conditions
 from descent import optim
 from descent.landscapes import DEFAULT_RULES, get, race
 from descent.landscapes.figures import render
@@ -43,8 +44,7 @@ def timed(work: object) -> tuple[float, float, object]:
 
 
 def main() -> None:
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(conditions())
     race("beale", steps=20)  # imports and first-call costs out of the figure
     wall, cpu, result = timed(lambda: race("beale", rules=DEFAULT_RULES, steps=1000))
     rates = {run.rule: run.lr for run in result.runs}  # type: ignore[attr-defined]

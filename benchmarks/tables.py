@@ -11,7 +11,6 @@ The readers run in alternation, three rounds; each one's best wall-clock and CPU
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from conditions import parser as benchmark_parser
 
 
 def timed(functions: dict[str, Any], rounds: int = 3) -> dict[str, tuple[float, float]]:
@@ -42,7 +43,7 @@ def main() -> None:
 
     from descent.data.tables import load_table
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--columns", type=int, default=51)
     args = parser.parse_args()

@@ -21,7 +21,6 @@ imports torch and builds a torch optimizer (which imports torch._dynamo) before 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -35,6 +34,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from conditions import conditions
+from conditions import parser as benchmark_parser
 from descent import optim
 from descent.data.images import digits
 from descent.models import MLP, SmallCNN
@@ -223,7 +224,7 @@ def cli_wall_time(nproc: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--model", choices=["cnn", "mlp"], default="cnn")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
@@ -232,7 +233,7 @@ def main() -> None:
     parser.add_argument("--cli", action="store_true", help="also time `descent train`")
     parser.add_argument("--ddp", action="store_true", help="also `descent train --nproc 2`")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    print(conditions())
     digits_tensors(args.model, args.epochs, args.rounds)
     if args.mnist_epochs:
         mnist_sized(args.model, args.mnist_epochs, args.rounds, args.workers)

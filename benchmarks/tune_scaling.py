@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import optuna
 
+from conditions import conditions
+from conditions import parser as benchmark_parser
 from descent.tune import DEFAULT_SPACE, SearchSpace, StudySettings, tune
 
 
@@ -61,13 +62,14 @@ def best_found(method: str, trials: int, seed: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = benchmark_parser(__doc__)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--quality-trials", type=int, default=12)
     parser.add_argument("--throughput-only", action="store_true")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    print(conditions())
     one, held_one, distinct_one = throughput(1, args.trials)
     two, held_two, distinct_two = throughput(2, args.trials)
     print(f"trials per minute: 1 worker {one:.1f}, 2 workers {two:.1f}, ratio {two / one:.2f}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 
+from descent.errors import InputError
 from descent.models import MLP, SmallCNN, SoftmaxRegression, initialize
 
 
@@ -34,15 +37,6 @@ def test_initialization_schemes() -> None:
     assert float(weight.std()) == pytest.approx((2 / 20) ** 0.5, rel=0.15)
     initialize(model, "xavier", generator=torch.Generator().manual_seed(0))
     assert float(weight.std()) == pytest.approx((2 / 70) ** 0.5, rel=0.15)
-
-
-def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="unknown initialization 'he'"):
-        initialize(MLP(4, 2), "he")
-    with pytest.raises(ValueError, match="dropout"):
-        MLP(4, 2, dropout=1.0)
-    with pytest.raises(ValueError, match="too small"):
-        SmallCNN((1, 2, 2), 10)
 
 
 def test_the_initializations_follow_their_formulas() -> None:
@@ -77,32 +71,34 @@ def test_the_initializations_follow_their_formulas() -> None:
     assert str(parse_init("normal:1e-2")) == "normal:0.01"
 
 
-@pytest.mark.parametrize(
-    ("spec", "message"),
-    [
-        ("he", "unknown initialization 'he'"),
-        ("normal:0", "must be a finite number > 0, got 'normal:0'"),
-        ("normal:nan", "must be a finite number > 0"),
-        ("uniform", "needs its bound"),
-        ("xavier_normal:2", "takes no parameter"),
-    ],
-)
-def test_bad_initializations_are_one_sentence(spec: str, message: str) -> None:
-    from descent.errors import InputError
-
-    with pytest.raises(InputError, match=message):
-        initialize(MLP(4, 2), spec)
+def _initializing(spec: str) -> Callable[[], object]:
+    return lambda: initialize(MLP(4, 2), spec)
 
 
-def test_lsuv_needs_a_batch_and_the_mlp_its_depth() -> None:
-    from descent.errors import InputError
+#: Every refusal of a model's or an initialization's arguments: (the call, what it raises, the
+#: message it matches). InputError is descent's ValueError for bad input.
+BAD_ARGUMENTS = {
+    "unknown scheme": (_initializing("he"), InputError, "unknown initialization 'he'"),
+    "std 0": (_initializing("normal:0"), InputError, "must be a finite number > 0, got 'normal:0'"),
+    "nan std": (_initializing("normal:nan"), InputError, "must be a finite number > 0"),
+    "uniform's bound": (_initializing("uniform"), InputError, "needs its bound"),
+    "parameter of xavier": (_initializing("xavier_normal:2"), InputError, "takes no parameter"),
+    "lsuv without a batch": (_initializing("lsuv"), InputError, "lsuv needs a batch"),
+    "depth 0": (lambda: MLP(4, 2, depth=0), InputError, "depth must be a positive integer, got 0"),
+    "activation": (lambda: MLP(4, 2, activation="swish2"), InputError, "activation must be one of"),
+    "dropout 1": (lambda: MLP(4, 2, dropout=1.0), ValueError, "dropout"),
+    "image too small": (lambda: SmallCNN((1, 2, 2), 10), ValueError, "too small"),
+}
 
-    with pytest.raises(InputError, match="lsuv needs a batch"):
-        initialize(MLP(4, 2), "lsuv")
-    with pytest.raises(InputError, match="depth must be a positive integer, got 0"):
-        MLP(4, 2, depth=0)
-    with pytest.raises(InputError, match="activation must be one of"):
-        MLP(4, 2, activation="swish2")
+
+@pytest.mark.parametrize("case", list(BAD_ARGUMENTS))
+def test_bad_arguments_are_refused(case: str) -> None:
+    call, error, message = BAD_ARGUMENTS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_mlp_takes_its_depth_width_and_activation() -> None:
     model = MLP(8, 3, depth=3, width=5, activation="GELU")
     assert [type(m).__name__ for m in model.layers] == [
         "Linear",

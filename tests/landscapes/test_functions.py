@@ -62,3 +62,15 @@ def test_unknown_function_is_one_sentence() -> None:
     with pytest.raises(ValueError, match="unknown function 'nope'; accepted: ravine"):
         get("nope")
     assert get("Six-Hump-Camel").name == "six_hump_camel"
+
+
+def test_race_rates_share_the_heavy_ball_rate_and_override_the_adaptive_ones() -> None:
+    from descent.landscapes.functions import ADAPTIVE_RATES, race_rates
+
+    rates = race_rates(0.1, 0.05, adam=0.3)
+    assert rates["sgd"] == 0.1
+    assert rates["momentum"] == rates["nesterov"] == 0.05
+    assert rates["adam"] == 0.3 != ADAPTIVE_RATES["adam"]
+    assert {name: rates[name] for name in ADAPTIVE_RATES if name != "adam"} == {
+        name: rate for name, rate in ADAPTIVE_RATES.items() if name != "adam"
+    }

@@ -186,6 +186,37 @@ def test_tf1_forms_take_tfs_arguments_and_equal_the_schedules(name: str) -> None
         form(learning_rate, 3, *rest, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
 
 
+#: tf.compat.v1.train's defaults, from TF's signatures: the forms take them from the schedules.
+TF1_DEFAULTS = {
+    "exponential_decay": {"staircase": False},
+    "natural_exp_decay": {"staircase": False},
+    "inverse_time_decay": {"staircase": False},
+    "polynomial_decay": {"end_learning_rate": 0.0001, "power": 1.0, "cycle": False},
+    "cosine_decay": {"alpha": 0.0},
+    "cosine_decay_restarts": {"t_mul": 2.0, "m_mul": 1.0, "alpha": 0.0},
+    "linear_cosine_decay": {"num_periods": 0.5, "alpha": 0.0, "beta": 0.001},
+    "noisy_linear_cosine_decay": {
+        "initial_variance": 1.0,
+        "variance_decay": 0.55,
+        "num_periods": 0.5,
+        "alpha": 0.0,
+        "beta": 0.001,
+        "seed": None,
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(TF1_DEFAULTS))
+def test_tf1_forms_have_tfs_defaults_and_required_arguments(name: str) -> None:
+    import inspect
+
+    parameters = inspect.signature(getattr(sch, name)).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    assert defaults == TF1_DEFAULTS[name]
+    with pytest.raises(TypeError, match="missing a required argument"):
+        getattr(sch, name)(0.1)
+
+
 def test_seeded_noise_is_a_function_of_the_step() -> None:
     noisy = sch.NoisyLinearCosineDecay(0.1, 100, seed=3)
     assert [noisy(n) for n in range(20)] == [noisy(n) for n in range(20)]

@@ -16,9 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from descent.cli.main import main
 from descent.cli.train import free_port
 from descent.tune import SearchSpace, StudySettings, tune
+from tests.cli_support import run_cli
 
 
 def postgres_bin() -> Path | None:
@@ -112,25 +112,12 @@ def test_a_password_in_the_storage_url_is_never_shown_or_written(
     caplog.set_level(logging.DEBUG)
     outputs = []
     for extra in ([], ["--resume"]):
-        with pytest.raises(SystemExit) as exit_info:
-            main(
-                [
-                    "tune",
-                    str(space),
-                    "--method",
-                    "grid",
-                    "--storage",
-                    url,
-                    "--study",
-                    str(folder),
-                    "--pruner",
-                    "none",
-                    *extra,
-                ]
-            )
-        captured = capsys.readouterr()
-        assert exit_info.value.code in (0, None), captured.err
-        outputs.append(captured.out + captured.err)
+        arguments = ["tune", str(space), "--method", "grid", "--storage", url]
+        code, out, err = run_cli(
+            [*arguments, "--study", str(folder), "--pruner", "none", *extra], capsys
+        )
+        assert code == 0, err
+        outputs.append(out + err)
     assert "postgres:***@127.0.0.1" in outputs[0]
     for output in outputs:
         assert secret not in output

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from descent.cli.console import console
+from descent.cli.run_options import InputShapeOption, ModuleOption, parse_input_shape
 
 #: Short verdict names for the side-by-side table.
 SHORT = {
@@ -53,10 +54,8 @@ def init(
             "(none: the model as its constructor initialized it)",
         ),
     ] = None,
-    module: Annotated[str | None, typer.Option(help="Your module as path.py:ClassName.")] = None,
-    input_shape: Annotated[
-        str | None, typer.Option(help="Shape of one example, e.g. 1,28,28 (normal data).")
-    ] = None,
+    module: ModuleOption = None,
+    input_shape: InputShapeOption = None,
     data: Annotated[
         str, typer.Option(help="normal (standard-normal inputs), digits or mnist:DIR, …")
     ] = "normal",
@@ -96,14 +95,7 @@ def init(
     elif data != "normal":
         shape = ()  # read from the data below
     elif input_shape:
-        try:
-            shape = tuple(
-                validate.positive_int(int(part), "--input-shape") for part in input_shape.split(",")
-            )
-        except ValueError:
-            raise InputError(
-                f"--input-shape must be positive integers like 1,8,8, got {input_shape!r}"
-            ) from None
+        shape = parse_input_shape(input_shape)
     else:
         shape = {"mlp": (width,), "cnn": (1, 8, 8), "softmax": (64,)}[model]
     inputs, targets = _batch(data, shape, batch, seed)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from descent.cli.console import console
+from descent.cli.run_options import MODEL
 
 
 def parse_batch(text: str) -> int | None:
@@ -47,7 +48,7 @@ def federate(
     server_lr: Annotated[
         float | None, typer.Option(help="η of the server rule (default: the rule's).")
     ] = None,
-    model: Annotated[str, typer.Option(help="softmax, mlp or cnn.")] = "cnn",
+    model: Annotated[str, MODEL] = "cnn",
     data: Annotated[str, typer.Option(help="digits, mnist:DIR or fashion-mnist:DIR.")] = "digits",
     rounds: Annotated[int, typer.Option(help="The most communication rounds.")] = 50,
     target: Annotated[

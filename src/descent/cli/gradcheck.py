@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from descent.gradcheck import GradcheckResult
 
 from descent.cli.console import console
+from descent.cli.run_options import InputShapeOption, ModuleOption, parse_input_shape
 
 BUILT_IN = ("basis", "softmax", "mlp", "cnn")
 
@@ -129,10 +130,7 @@ def input_shape_of(model: nn.Module, text: str | None) -> tuple[int, ...]:
     from torch import nn
 
     if text:
-        try:
-            return tuple(int(part) for part in text.split(","))
-        except ValueError:
-            raise ValueError(f"--input-shape must be integers like 1,8,8, got {text!r}") from None
+        return parse_input_shape(text)
     first = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
     if first is None:
         raise ValueError("give --input-shape (the shape of one example) for this module")
@@ -143,16 +141,8 @@ def gradcheck(
     models: Annotated[
         list[str] | None, typer.Argument(help="Built-in models: basis, softmax, mlp, cnn (all).")
     ] = None,
-    module: Annotated[
-        str | None,
-        typer.Option(
-            help="Your module as path.py:ClassName. This imports and runs path.py (as python "
-            "would): give only a file you trust."
-        ),
-    ] = None,
-    input_shape: Annotated[
-        str | None, typer.Option(help="Shape of one example for --module, e.g. 1,28,28.")
-    ] = None,
+    module: ModuleOption = None,
+    input_shape: InputShapeOption = None,
     h: Annotated[float, typer.Option(help="Step of the difference quotient.")] = 1e-5,
     method: Annotated[str, typer.Option(help="centered or forward.")] = "centered",
     max_coords: Annotated[int, typer.Option(min=1, help="Coordinates checked per tensor.")] = 200,

@@ -9,12 +9,18 @@ import typer
 from rich.table import Table
 
 from descent.cli.console import console
-from descent.cli.run_options import BatchSizeOption, ConfigOption, OptimizerOption, settings_from
+from descent.cli.run_options import (
+    MODEL,
+    BatchSizeOption,
+    ConfigOption,
+    OptimizerOption,
+    settings_from,
+)
 
 
 def lr_find(
     config: ConfigOption = None,
-    model: Annotated[str | None, typer.Option(help="softmax, mlp or cnn.")] = None,
+    model: Annotated[str | None, MODEL] = None,
     data: Annotated[
         str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
     ] = None,

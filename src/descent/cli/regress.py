@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from descent.cli.run_options import BATCH_MODE, OPTIMIZER
+
 if TYPE_CHECKING:
     from descent.data.tables import Table as DataTable
     from descent.linear import LinearRegressionGD
@@ -50,11 +52,9 @@ def regress(
     basis: Annotated[
         str, typer.Option(help="identity, poly:D, powers:D, rbf:K, sigmoid:K, fourier:M.")
     ] = "identity",
-    mode: Annotated[
-        str, typer.Option(help="full, single (one example per update) or minibatch.")
-    ] = "full",
+    mode: Annotated[str, BATCH_MODE] = "full",
     batch_size: Annotated[int, typer.Option(min=1, help="B for minibatch.")] = 50,
-    optimizer: Annotated[str, typer.Option(help="Any descent update rule.")] = "sgd",
+    optimizer: Annotated[str, OPTIMIZER] = "sgd",
     lr: Annotated[
         str,
         typer.Option(

@@ -1,5 +1,10 @@
-"""What `descent train` and `descent lr-find` share: the options that name a RunConfig file and
-override its settings, and the rule by which they combine."""
+"""The options more than one command takes, each defined once (its help, its checks), and the
+rule by which `descent train` and `descent lr-find` combine a RunConfig file with the options that
+override it.
+
+An option whose default differs between commands is a ``typer.Option`` here (``OPTIMIZER``) that
+each command annotates with its own type and default; one whose default is the same everywhere is
+a whole annotation (``ConfigOption``)."""
 
 from __future__ import annotations
 
@@ -14,8 +19,43 @@ if TYPE_CHECKING:
 ConfigOption = Annotated[
     Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
 ]
-OptimizerOption = Annotated[str | None, typer.Option(help="Any descent update rule.")]
+#: `train`, `lr-find`, `regress`
+OPTIMIZER = typer.Option(help="Any descent update rule.")
+OptimizerOption = Annotated[str | None, OPTIMIZER]
 BatchSizeOption = Annotated[int | None, typer.Option(help="Mini-batch size B.")]
+#: `train`, `regress` (descent.validate.batch_mode reads it)
+BATCH_MODE = typer.Option(help="full, single (one example per update) or minibatch.")
+#: `lr-find`, `federate` (`train` and `diagnose init` say more: their defaults depend on the data)
+MODEL = typer.Option(help="softmax, mlp or cnn.")
+#: `gradcheck --module`, `diagnose init --module`: both import and run the file.
+ModuleOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Your module as path.py:ClassName. This imports and runs path.py (as python "
+        "would): give only a file you trust."
+    ),
+]
+#: `gradcheck`, `diagnose init` (read by :func:`parse_input_shape`)
+InputShapeOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Shape of one example, e.g. 1,28,28 (default: a built-in model's own; for --module, "
+        "the inputs of its first Linear layer)."
+    ),
+]
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """--input-shape's ``1,28,28`` as (1, 28, 28): positive integers, comma-separated."""
+    from descent import validate
+    from descent.errors import InputError
+
+    try:
+        return tuple(validate.positive_int(int(part), "--input-shape") for part in text.split(","))
+    except ValueError:
+        raise InputError(
+            f"--input-shape must be positive integers like 1,8,8, got {text!r}"
+        ) from None
 
 
 def settings_from(config: Path | None, **given: Any) -> RunConfig:

@@ -15,7 +15,13 @@ import typer
 from rich.table import Table
 
 from descent.cli.console import console
-from descent.cli.run_options import BatchSizeOption, ConfigOption, OptimizerOption, settings_from
+from descent.cli.run_options import (
+    BATCH_MODE,
+    BatchSizeOption,
+    ConfigOption,
+    OptimizerOption,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from descent.train.config import RunConfig
@@ -61,9 +67,7 @@ def train(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch_size: BatchSizeOption = None,
-    mode: Annotated[
-        str | None, typer.Option(help="full, single (one example per update) or minibatch.")
-    ] = None,
+    mode: Annotated[str | None, BATCH_MODE] = None,
     seed: Annotated[int | None, typer.Option(help="Seeds everything (an integer ≥ 0).")] = None,
     logdir: Annotated[str | None, typer.Option(help="Run folder (default runs/MODEL).")] = None,
     histograms_every: Annotated[

@@ -48,6 +48,7 @@ from descent.data.images import Split
 from descent.errors import InputError
 from descent.federated.client import (
     ClientConfig,
+    ClientData,
     ClientUpdate,
     client_seed,
     train_looped,
@@ -210,7 +211,7 @@ class Federation:
             ready.append(
                 (client, images, labels, client_seed(self.config.seed, round_number, client))
             )
-        groups: dict[int, list] = {}
+        groups: dict[int, list[ClientData]] = {}
         if self.config.vectorize and self.config.client.vectorizable:
             for entry in ready:  # clients taking equally many local updates train stacked
                 groups.setdefault(self.config.client.updates(len(entry[2])), []).append(entry)

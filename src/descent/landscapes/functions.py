@@ -220,6 +220,13 @@ ADAPTIVE_RATES = {
     "adamw": 0.05,
 }
 
+def race_rates(sgd: float, momentum: float, **adaptive: float) -> dict[str, float]:
+    """A landscape's learning rates: ``sgd`` for plain descent, ``momentum`` for both heavy-ball
+    rules (Nesterov's look-ahead moves the same distance per step, so it suits the same rate),
+    and :data:`ADAPTIVE_RATES` with the ``adaptive`` rules this landscape's shape overrides."""
+    return {"sgd": sgd, "momentum": momentum, "nesterov": momentum, **ADAPTIVE_RATES, **adaptive}
+
+
 LANDSCAPES: dict[str, Landscape] = {
     landscape.name: landscape
     for landscape in (
@@ -231,15 +238,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-10, 10, -2, 2),
             (-8.0, 1.0),
-            {
-                "sgd": 0.035,
-                "momentum": 0.01,
-                "nesterov": 0.01,
-                **ADAPTIVE_RATES,
-                "adagrad": 1.0,
-                "rmsprop": 0.05,
-                "adam": 0.3,
-            },
+            race_rates(0.035, 0.01, adagrad=1.0, rmsprop=0.05, adam=0.3),
             "a narrow valley (condition number 50): SGD zig-zags across it, momentum runs along it",
         ),
         Landscape(
@@ -250,7 +249,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-3, 3, -3, 3),
             (-2.5, 2.0),
-            {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, **ADAPTIVE_RATES},
+            race_rates(0.1, 0.05),
             "the round bowl: every rule's easiest case",
         ),
         Landscape(
@@ -261,14 +260,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(1, 1, 0),),
             (-2, 2, -1, 3),
             (-1.5, 2.0),
-            {
-                "sgd": 1e-3,
-                "momentum": 1e-4,
-                "nesterov": 1e-4,
-                **ADAPTIVE_RATES,
-                "adam": 0.02,
-                "rmsprop": 0.005,
-            },
+            race_rates(1e-3, 1e-4, adam=0.02, rmsprop=0.005),
             "a curved banana valley: finding it is easy, following it to (1, 1) is slow",
         ),
         Landscape(
@@ -279,14 +271,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(3, 0.5, 0),),
             (-4.5, 4.5, -4.5, 4.5),
             (0.7, 1.4),
-            {
-                "sgd": 1e-3,
-                "momentum": 1e-4,
-                "nesterov": 1e-4,
-                **ADAPTIVE_RATES,
-                "adam": 0.02,
-                "rmsprop": 0.005,
-            },
+            race_rates(1e-3, 1e-4, adam=0.02, rmsprop=0.005),
             "flat plains and steep walls: rates suited to one are wrong for the other",
         ),
         Landscape(
@@ -302,7 +287,7 @@ LANDSCAPES: dict[str, Landscape] = {
             ),
             (-5, 5, -5, 5),
             (0.0, 0.0),
-            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **ADAPTIVE_RATES},
+            race_rates(0.01, 2e-3),
             "four minima of equal value: where a rule ends depends on its path",
         ),
         Landscape(
@@ -313,7 +298,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(1, 3, 0),),
             (-10, 10, -10, 10),
             (-8.0, -8.0),
-            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **ADAPTIVE_RATES, "adam": 0.5},
+            race_rates(0.05, 0.01, adam=0.5),
             "a tilted convex bowl",
         ),
         Landscape(
@@ -324,7 +309,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0, "saddle"),),
             (-2, 2, -2, 2),
             (-1.5, 1e-3),
-            {"sgd": 0.05, "momentum": 0.01, "nesterov": 0.01, **ADAPTIVE_RATES},
+            race_rates(0.05, 0.01),
             "a saddle: attracting along x, repelling along y; started on y = 0 exactly, "
             "gradient descent converges to it",
         ),
@@ -336,7 +321,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0, "saddle"),),
             (-1.5, 1.5, -1.5, 1.5),
             (-1.0, 0.2),
-            {"sgd": 0.02, "momentum": 0.005, "nesterov": 0.005, **ADAPTIVE_RATES},
+            race_rates(0.02, 0.005),
             "a degenerate saddle (zero curvature at the origin), three valleys down",
         ),
         Landscape(
@@ -347,7 +332,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-4, 4, -4, 4),
             (3.0, 2.5),
-            {"sgd": 1.0, "momentum": 0.1, "nesterov": 0.1, **ADAPTIVE_RATES},
+            race_rates(1.0, 0.1),
             "a plateau leading to a bowl: the gradient out there is ~1e-3, so plain descent "
             "crawls; adaptive rules normalize it away",
         ),
@@ -362,7 +347,7 @@ LANDSCAPES: dict[str, Landscape] = {
             ),
             (-2, 2, -1, 1),
             (-1.5, 0.8),
-            {"sgd": 0.01, "momentum": 2e-3, "nesterov": 2e-3, **ADAPTIVE_RATES},
+            race_rates(0.01, 2e-3),
             "six local minima, two of them global",
         ),
         Landscape(
@@ -373,7 +358,7 @@ LANDSCAPES: dict[str, Landscape] = {
             (Point(0, 0, 0),),
             (-5.12, 5.12, -5.12, 5.12),
             (3.2, 2.1),
-            {"sgd": 2e-3, "momentum": 5e-4, "nesterov": 5e-4, **ADAPTIVE_RATES},
+            race_rates(2e-3, 5e-4),
             "a grid of local minima: every rule stops in the first one it meets",
         ),
     )

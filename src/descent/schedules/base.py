@@ -5,14 +5,80 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
+from descent import validate
 from descent.errors import InputError
 
 Number = int | float
+
+# A field's check stated with its type, the way pydantic's Field(ge=0) is: ``gamma: NonNegative``
+# is checked by Schedule.__post_init__ (``None`` passes a ``NonNegative | None`` field), and a
+# ``tuple[Finite, ...]`` field is stored as a tuple and each element checked (``boundaries[2]``),
+# so a schedule's own __post_init__ keeps only the checks that are its own (a choice, a range,
+# how two lists fit together).
+NonNegative = Annotated[float, validate.nonnegative]
+Positive = Annotated[float, validate.positive]
+PositiveInt = Annotated[int, validate.positive_int]
+Finite = Annotated[float, validate.finite]
+
+#: a check of one value: ``check(value, name)`` raises InputError naming it
+Check = Callable[[Any, str], Any]
+#: a check of a schedule's field: ``check(schedule, field)``
+FieldCheck = Callable[["Schedule", str], None]
+
+
+def _value_check(check: Check) -> FieldCheck:
+    def field_check(schedule: Schedule, name: str) -> None:
+        value = getattr(schedule, name)
+        if value is not None:
+            check(value, name)
+
+    return field_check
+
+
+def _list_check(each: Check | None) -> FieldCheck:
+    def field_check(schedule: Schedule, name: str) -> None:
+        values = _tuple_field(schedule, name)
+        if each is not None:
+            for index, value in enumerate(values):
+                each(value, f"{name}[{index}]")
+
+    return field_check
+
+
+def _check_of(annotation: Any) -> Check | None:
+    """The check an ``Annotated[type, check]`` carries (None for a type without one)."""
+    return annotation.__metadata__[0] if typing.get_origin(annotation) is Annotated else None
+
+
+@functools.cache
+def _field_checks(cls: type) -> tuple[tuple[str, FieldCheck], ...]:
+    """(field, check) for every init field of ``cls`` whose type carries a check, in field order;
+    a ``tuple[...]`` field's check stores it as a tuple, then checks each element."""
+    try:
+        hints = typing.get_type_hints(cls, include_extras=True)
+    except NameError:  # a schedule written in a function, annotated with names local to it:
+        return ()  # its own __post_init__ checks what it needs, as before these types
+    checks = []
+    for item in dataclasses.fields(cls):
+        hint = hints.get(item.name)
+        # ``NonNegative | None``: the check sits on the union's non-None member
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        members = typing.get_args(hint) if union else (hint,)
+        for member in members:
+            check = _check_of(member)
+            if check is not None:
+                checks.append((item.name, _value_check(check)))
+            elif typing.get_origin(member) is tuple:
+                checks.append((item.name, _list_check(_check_of(typing.get_args(member)[0]))))
+    return tuple(checks)
 
 
 def _step(step: Any, schedule: str) -> float:
@@ -41,6 +107,12 @@ class Schedule:
         super().__init_subclass__(**kwargs)
         if cls.name:
             _REGISTRY[cls.name] = cls
+
+    def __post_init__(self) -> None:
+        """The checks the fields' types carry (``NonNegative``, ``Positive``, …); a subclass with
+        checks of its own runs these first, through ``super().__post_init__()``."""
+        for name, check in _field_checks(type(self)):
+            check(self, name)
 
     def __call__(self, step: Number) -> float:
         step = _step(step, self.name)
@@ -167,7 +239,8 @@ def for_run(name: str, lr: float, total_steps: int) -> Schedule:
 
 def _tuple_field(schedule: Schedule, name: str) -> tuple[Any, ...]:
     """The list field ``name`` of a frozen schedule, stored back as a tuple (so the schedule
-    hashes and compares by value) and returned; anything but a list or tuple is refused."""
+    hashes and compares by value) and returned; anything but a list or tuple is refused.
+    Schedule.__post_init__ runs it on every ``tuple[...]`` field."""
     values = getattr(schedule, name)
     if isinstance(values, str) or not isinstance(values, Sequence):
         raise InputError(f"{name} must be a list, got {values!r}")

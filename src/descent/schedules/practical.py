@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import Schedule, _tuple_field
+from descent.schedules.base import NonNegative, Positive, PositiveInt, Schedule
 
 # -- cyclical rates ----------------------------------------------------------------------------
 
@@ -28,19 +28,15 @@ class Cyclical(Schedule):
 
     name: ClassVar[str] = "cyclical"
     MODES: ClassVar[tuple[str, ...]] = ("triangular", "triangular2", "exp_range")
-    base_lr: float
-    max_lr: float
-    step_size_up: float = 2000
-    step_size_down: float | None = None
+    base_lr: NonNegative
+    max_lr: NonNegative
+    step_size_up: Positive = 2000
+    step_size_down: Positive | None = None
     mode: str = "triangular"
     gamma: float = 1.0
 
     def __post_init__(self) -> None:
-        validate.nonnegative(self.base_lr, "base_lr")
-        validate.nonnegative(self.max_lr, "max_lr")
-        validate.positive(self.step_size_up, "step_size_up")
-        if self.step_size_down is not None:
-            validate.positive(self.step_size_down, "step_size_down")
+        super().__post_init__()
         if self.mode not in self.MODES:
             raise InputError(f"mode must be one of {', '.join(self.MODES)}, got {self.mode!r}")
         gamma = validate.positive(self.gamma, "gamma")
@@ -71,10 +67,7 @@ class Constant(Schedule):
     """The same rate at every step."""
 
     name: ClassVar[str] = "constant"
-    learning_rate: float
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.learning_rate, "learning_rate")
+    learning_rate: NonNegative
 
     def value(self, step: float) -> float:
         return self.learning_rate
@@ -85,14 +78,9 @@ class StepDecay(Schedule):
     """lr · γ^floor(s / step_size): torch's StepLR (γ = 0.1 by default)."""
 
     name: ClassVar[str] = "step"
-    initial_learning_rate: float
-    step_size: int
-    gamma: float = 0.1
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive_int(self.step_size, "step_size")
-        validate.nonnegative(self.gamma, "gamma")
+    initial_learning_rate: NonNegative
+    step_size: PositiveInt
+    gamma: NonNegative = 0.1
 
     def value(self, step: float) -> float:
         return self.initial_learning_rate * self.gamma ** math.floor(step / self.step_size)
@@ -104,17 +92,13 @@ class MultiStepDecay(Schedule):
     The new rate starts at the milestone itself (TF's piecewise_constant starts one step later)."""
 
     name: ClassVar[str] = "multistep"
-    initial_learning_rate: float
-    milestones: tuple[int, ...]
-    gamma: float = 0.1
+    initial_learning_rate: NonNegative
+    milestones: tuple[NonNegative, ...]
+    gamma: NonNegative = 0.1
 
     def __post_init__(self) -> None:
-        milestones = _tuple_field(self, "milestones")
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        for index, milestone in enumerate(milestones):
-            validate.nonnegative(milestone, f"milestones[{index}]")
-        validate.increasing(milestones, "milestones", strict=False)  # a repeat counts twice
-        validate.nonnegative(self.gamma, "gamma")
+        super().__post_init__()
+        validate.increasing(self.milestones, "milestones", strict=False)  # a repeat counts twice
 
     def value(self, step: float) -> float:
         passed = sum(1 for milestone in self.milestones if milestone <= step)
@@ -131,14 +115,9 @@ class LinearWarmup(Schedule):
     """initial + (target − initial)·s/W for s < W, then target."""
 
     name: ClassVar[str] = "linear_warmup"
-    target: float
-    warmup_steps: float
-    initial: float = 0.0
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.target, "target")
-        validate.positive(self.warmup_steps, "warmup_steps")
-        validate.nonnegative(self.initial, "initial")
+    target: NonNegative
+    warmup_steps: Positive
+    initial: NonNegative = 0.0
 
     def value(self, step: float) -> float:
         if step >= self.warmup_steps:
@@ -154,16 +133,15 @@ class Warmup(Schedule):
 
     name: ClassVar[str] = "warmup"
     schedule: Schedule
-    warmup_steps: float
-    initial: float = 0.0
+    warmup_steps: Positive
+    initial: NonNegative = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not isinstance(self.schedule, Schedule):
             raise InputError(
                 f"warmup needs a descent schedule to warm up into, got {self.schedule!r}"
             )
-        validate.positive(self.warmup_steps, "warmup_steps")
-        validate.nonnegative(self.initial, "initial")
 
     def value(self, step: float) -> float:
         if step >= self.warmup_steps:
@@ -182,11 +160,11 @@ class Join(Schedule):
 
     name: ClassVar[str] = "join"
     schedules: tuple[Schedule, ...]
-    boundaries: tuple[float, ...]
+    boundaries: tuple[Positive, ...]
 
     def __post_init__(self) -> None:
-        schedules = _tuple_field(self, "schedules")
-        boundaries = _tuple_field(self, "boundaries")
+        super().__post_init__()
+        schedules, boundaries = self.schedules, self.boundaries
         if len(schedules) < 2:
             raise InputError(f"join needs at least two schedules, got {len(schedules)}")
         if len(boundaries) != len(schedules) - 1:
@@ -197,8 +175,6 @@ class Join(Schedule):
         for index, schedule in enumerate(schedules):
             if not isinstance(schedule, Schedule):
                 raise InputError(f"schedules[{index}] must be a descent schedule, got {schedule!r}")
-        for index, boundary in enumerate(boundaries):
-            validate.positive(boundary, f"boundaries[{index}]")
         validate.increasing(boundaries, "boundaries")
 
     def value(self, step: float) -> float:
@@ -228,25 +204,22 @@ class OneCycle(Schedule):
 
     name: ClassVar[str] = "one_cycle"
     STRATEGIES: ClassVar[tuple[str, ...]] = ("cos", "linear")
-    max_lr: float
-    total_steps: int
+    max_lr: NonNegative
+    total_steps: PositiveInt
     pct_start: float = 0.3
     anneal_strategy: str = "cos"
-    div_factor: float = 25.0
-    final_div_factor: float = 1e4
+    div_factor: Positive = 25.0
+    final_div_factor: Positive = 1e4
     three_phase: bool = False
     _phases: tuple[tuple[float, float, float], ...] = field(
         init=False, repr=False, compare=False, default=()
     )
 
     def __post_init__(self) -> None:
-        validate.nonnegative(self.max_lr, "max_lr")
-        validate.positive_int(self.total_steps, "total_steps")
+        super().__post_init__()
         pct = validate.in_range(self.pct_start, "pct_start", 0, 1)
         strategy = validate.choice(self.anneal_strategy, "anneal_strategy", self.STRATEGIES)
         object.__setattr__(self, "anneal_strategy", strategy)
-        validate.positive(self.div_factor, "div_factor")
-        validate.positive(self.final_div_factor, "final_div_factor")
         initial = self.max_lr / self.div_factor
         minimum = initial / self.final_div_factor
         n = self.total_steps

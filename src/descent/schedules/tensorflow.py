@@ -8,16 +8,24 @@ conventions and the test vectors are in docs/schedules.md. The functional forms 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 from descent import validate
 from descent.errors import InputError
-from descent.schedules.base import Number, Schedule, _step, _tuple_field
+from descent.schedules.base import (
+    Finite,
+    NonNegative,
+    Number,
+    Positive,
+    Schedule,
+    _step,
+)
 
 # -- the TensorFlow family ---------------------------------------------------------------------
 
@@ -27,16 +35,15 @@ class _DecayByRate(Schedule):
     """What TF's exponential, natural-exponential and inverse-time decays share: the parameters
     and the progress p = s / decay_steps, floored with ``staircase`` (a step function)."""
 
-    initial_learning_rate: float
-    decay_steps: float
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
     decay_rate: float
     staircase: bool = False
     #: natural_exp_decay takes any finite rate (a negative one grows the rate); the others ≥ 0.
     negative_rate_allowed: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
+        super().__post_init__()
         check_rate = validate.finite if self.negative_rate_allowed else validate.nonnegative
         check_rate(self.decay_rate, "decay_rate")
 
@@ -70,22 +77,17 @@ class PiecewiseConstantDecay(Schedule):
     """
 
     name: ClassVar[str] = "piecewise_constant"
-    boundaries: tuple[float, ...]
-    values: tuple[float, ...]
+    boundaries: tuple[Finite, ...]
+    values: tuple[NonNegative, ...]
 
     def __post_init__(self) -> None:
-        boundaries = _tuple_field(self, "boundaries")
-        values = _tuple_field(self, "values")
-        if len(values) != len(boundaries) + 1:
+        super().__post_init__()
+        if len(self.values) != len(self.boundaries) + 1:
             raise InputError(
                 f"piecewise_constant needs one more value than boundaries: got "
-                f"{len(boundaries)} boundaries and {len(values)} values"
+                f"{len(self.boundaries)} boundaries and {len(self.values)} values"
             )
-        for index, boundary in enumerate(boundaries):
-            validate.finite(boundary, f"boundaries[{index}]")
-        for index, value in enumerate(values):
-            validate.nonnegative(value, f"values[{index}]")
-        validate.increasing(boundaries, "boundaries")
+        validate.increasing(self.boundaries, "boundaries")
 
     def value(self, step: float) -> float:
         for boundary, value in zip(self.boundaries, self.values, strict=False):
@@ -104,17 +106,11 @@ class PolynomialDecay(Schedule):
     """
 
     name: ClassVar[str] = "polynomial_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    end_learning_rate: float = 0.0001
-    power: float = 1.0
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    end_learning_rate: NonNegative = 0.0001
+    power: Positive = 1.0
     cycle: bool = False
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.end_learning_rate, "end_learning_rate")
-        validate.positive(self.power, "power")
 
     def value(self, step: float) -> float:
         decay_steps = self.decay_steps
@@ -167,19 +163,11 @@ class CosineDecay(Schedule):
     """
 
     name: ClassVar[str] = "cosine_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    alpha: float = 0.0
-    warmup_target: float | None = None
-    warmup_steps: float = 0
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.nonnegative(self.alpha, "alpha")
-        if self.warmup_target is not None:
-            validate.nonnegative(self.warmup_target, "warmup_target")
-        validate.nonnegative(self.warmup_steps, "warmup_steps")
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    alpha: NonNegative = 0.0
+    warmup_target: NonNegative | None = None
+    warmup_steps: NonNegative = 0
 
     def value(self, step: float) -> float:
         if self.warmup_target is None:
@@ -209,18 +197,11 @@ class CosineDecayRestarts(Schedule):
     """
 
     name: ClassVar[str] = "cosine_decay_restarts"
-    initial_learning_rate: float
-    first_decay_steps: float
-    t_mul: float = 2.0
-    m_mul: float = 1.0
-    alpha: float = 0.0
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.first_decay_steps, "first_decay_steps")
-        validate.positive(self.t_mul, "t_mul")
-        validate.nonnegative(self.m_mul, "m_mul")
-        validate.nonnegative(self.alpha, "alpha")
+    initial_learning_rate: NonNegative
+    first_decay_steps: Positive
+    t_mul: Positive = 2.0
+    m_mul: NonNegative = 1.0
+    alpha: NonNegative = 0.0
 
     def _period_start(self, i: int) -> float:
         """S_i in units of first_decay_steps."""
@@ -255,18 +236,11 @@ class LinearCosineDecay(Schedule):
     lr·((α + lin)·c + β). Step 0 gives lr(1 + α + β), above lr (as TF)."""
 
     name: ClassVar[str] = "linear_cosine_decay"
-    initial_learning_rate: float
-    decay_steps: float
-    num_periods: float = 0.5
-    alpha: float = 0.0
-    beta: float = 0.001
-
-    def __post_init__(self) -> None:
-        validate.nonnegative(self.initial_learning_rate, "initial_learning_rate")
-        validate.positive(self.decay_steps, "decay_steps")
-        validate.finite(self.num_periods, "num_periods")
-        validate.nonnegative(self.alpha, "alpha")
-        validate.nonnegative(self.beta, "beta")
+    initial_learning_rate: NonNegative
+    decay_steps: Positive
+    num_periods: Finite = 0.5
+    alpha: NonNegative = 0.0
+    beta: NonNegative = 0.001
 
     def _parts(self, step: float) -> tuple[float, float, float]:
         step = min(step, self.decay_steps)
@@ -289,14 +263,12 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
     """
 
     name: ClassVar[str] = "noisy_linear_cosine_decay"
-    initial_variance: float = 1.0
-    variance_decay: float = 0.55
+    initial_variance: NonNegative = 1.0
+    variance_decay: NonNegative = 0.55
     seed: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        validate.nonnegative(self.initial_variance, "initial_variance")
-        validate.nonnegative(self.variance_decay, "variance_decay")
         if self.seed is not None and (
             isinstance(self.seed, bool) or not isinstance(self.seed, int)
         ):
@@ -316,62 +288,71 @@ class NoisyLinearCosineDecay(LinearCosineDecay):
 
 # -- TF's functional forms ---------------------------------------------------------------------
 
-_Form = TypeVar("_Form", bound=Callable[..., float])
-
-
 def _tf1_form(
-    schedule: type[Schedule], tf_name: str, signature: _Form, doc: str | None = None
-) -> _Form:
-    """The TF1 function form of ``schedule``, named as TF names it (the schedule's name), from
-    ``signature``: a function that only states TF1's arguments (``learning_rate, global_step, …``
-    in TF's order, with TF's defaults: the API a user calls). The form checks the step as TF does
-    (``global_step is required for <tf_name>``), builds ``schedule`` from the other arguments
-    (TF's ``learning_rate`` is the schedule's ``initial_learning_rate``, the others keep their
-    names) and evaluates it at the step: one body for every form."""
-    parameters = inspect.signature(signature)
+    schedule: type[Schedule],
+    tf_name: str,
+    doc: str,
+    arguments: Sequence[str] | None = None,
+) -> Callable[..., float]:
+    """The TF1 function form of ``schedule``, named as TF names it (the schedule's name):
+    ``form(learning_rate, global_step, *arguments)``, where ``arguments`` are the schedule's own
+    fields in TF1's order (default: the schedule's field order, which is TF1's for most) and
+    keep the schedule's defaults, so a default is stated once, on the schedule. The form checks
+    the step as TF does (``global_step is required for <tf_name>``), builds ``schedule`` from the
+    other arguments (TF's ``learning_rate`` is the schedule's ``initial_learning_rate``) and
+    evaluates it at the step: one body for every form."""
+    fields = {field.name: field for field in dataclasses.fields(schedule)}
+    if arguments is None:
+        arguments = [name for name in fields if name != "initial_learning_rate"]
+    keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = inspect.Signature(
+        [
+            inspect.Parameter("learning_rate", keyword, annotation="float"),
+            inspect.Parameter("global_step", keyword, annotation="Number"),
+            *(
+                inspect.Parameter(
+                    name,
+                    keyword,
+                    default=(
+                        inspect.Parameter.empty
+                        if fields[name].default is dataclasses.MISSING
+                        else fields[name].default
+                    ),
+                    annotation=fields[name].type,
+                )
+                for name in arguments
+            ),
+        ],
+        return_annotation="float",
+    )
 
     def form(*args: Any, **kwargs: Any) -> float:
         bound = parameters.bind(*args, **kwargs)
         bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        step = arguments.pop("global_step")
+        settings = dict(bound.arguments)
+        step = settings.pop("global_step")
         _step(step, tf_name)
-        arguments["initial_learning_rate"] = arguments.pop("learning_rate")
-        return schedule(**arguments)(step)
+        settings["initial_learning_rate"] = settings.pop("learning_rate")
+        return schedule(**settings)(step)
 
     form.__signature__ = parameters  # type: ignore[attr-defined]
     form.__name__ = form.__qualname__ = schedule.name
-    form.__doc__ = doc if doc is not None else signature.__doc__
-    form.__annotations__ = dict(signature.__annotations__)
-    return form  # type: ignore[return-value]
-
-
-def _tf1(schedule: type[Schedule], tf_name: str) -> Callable[[_Form], _Form]:
-    """:func:`_tf1_form` as a decorator of the signature, which names and documents the form."""
-    return lambda signature: _tf1_form(schedule, tf_name, signature)
-
-
-def _decay_by_rate(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    decay_rate: float,
-    staircase: bool = False,
-) -> float:
-    """The signature TF1's exponential, natural-exponential and inverse-time decays share."""
+    form.__doc__ = doc
+    form.__annotations__ = {
+        **{name: parameter.annotation for name, parameter in parameters.parameters.items()},
+        "return": "float",
+    }
+    return form
 
 
 exponential_decay = _tf1_form(
     ExponentialDecay,
     "exponential_decay",
-    _decay_by_rate,
     "TF1's ``exponential_decay`` as a function returning a float.",
 )
-natural_exp_decay = _tf1_form(
-    NaturalExpDecay, "natural_exp_decay", _decay_by_rate, "TF1's ``natural_exp_decay``."
-)
+natural_exp_decay = _tf1_form(NaturalExpDecay, "natural_exp_decay", "TF1's ``natural_exp_decay``.")
 inverse_time_decay = _tf1_form(
-    InverseTimeDecay, "inverse_time_decay", _decay_by_rate, "TF1's ``inverse_time_decay``."
+    InverseTimeDecay, "inverse_time_decay", "TF1's ``inverse_time_decay``."
 )
 
 
@@ -380,59 +361,21 @@ def piecewise_constant(x: Number, boundaries: Sequence[float], values: Sequence[
     return PiecewiseConstantDecay(tuple(boundaries), tuple(values))(x)
 
 
-@_tf1(PolynomialDecay, "polynomial_decay")
-def polynomial_decay(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    end_learning_rate: float = 0.0001,
-    power: float = 1.0,
-    cycle: bool = False,
-) -> float:
-    """TF1's ``polynomial_decay``."""
-
-
-@_tf1(CosineDecay, "cosine decay")
-def cosine_decay(
-    learning_rate: float, global_step: Number, decay_steps: float, alpha: float = 0.0
-) -> float:
-    """TF1's ``cosine_decay``."""
-
-
-@_tf1(CosineDecayRestarts, "cosine decay restarts")
-def cosine_decay_restarts(
-    learning_rate: float,
-    global_step: Number,
-    first_decay_steps: float,
-    t_mul: float = 2.0,
-    m_mul: float = 1.0,
-    alpha: float = 0.0,
-) -> float:
-    """TF1's ``cosine_decay_restarts``."""
-
-
-@_tf1(LinearCosineDecay, "linear cosine decay")
-def linear_cosine_decay(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    num_periods: float = 0.5,
-    alpha: float = 0.0,
-    beta: float = 0.001,
-) -> float:
-    """TF1's ``linear_cosine_decay``."""
-
-
-@_tf1(NoisyLinearCosineDecay, "noisy linear cosine decay")
-def noisy_linear_cosine_decay(
-    learning_rate: float,
-    global_step: Number,
-    decay_steps: float,
-    initial_variance: float = 1.0,
-    variance_decay: float = 0.55,
-    num_periods: float = 0.5,
-    alpha: float = 0.0,
-    beta: float = 0.001,
-    seed: int | None = None,
-) -> float:
-    """TF1's ``noisy_linear_cosine_decay`` (``seed`` makes it reproducible)."""
+polynomial_decay = _tf1_form(PolynomialDecay, "polynomial_decay", "TF1's ``polynomial_decay``.")
+# TF1's cosine_decay has no warmup: Keras 3 added it.
+cosine_decay = _tf1_form(
+    CosineDecay, "cosine decay", "TF1's ``cosine_decay``.", ("decay_steps", "alpha")
+)
+cosine_decay_restarts = _tf1_form(
+    CosineDecayRestarts, "cosine decay restarts", "TF1's ``cosine_decay_restarts``."
+)
+linear_cosine_decay = _tf1_form(
+    LinearCosineDecay, "linear cosine decay", "TF1's ``linear_cosine_decay``."
+)
+# TF1 puts the noise's parameters before the inherited linear-cosine ones.
+noisy_linear_cosine_decay = _tf1_form(
+    NoisyLinearCosineDecay,
+    "noisy linear cosine decay",
+    "TF1's ``noisy_linear_cosine_decay`` (``seed`` makes it reproducible).",
+    ("decay_steps", "initial_variance", "variance_decay", "num_periods", "alpha", "beta", "seed"),
+)
