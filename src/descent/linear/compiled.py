@@ -23,6 +23,8 @@ ENTRIES: dict[str, tuple[tuple[Any, ...], Any]] = {
     # x, y, n, d, Σ xᵐ (m ≤ 2d), Σ xᵐ y (m ≤ d)
     "power_sums_f64": ((_POINTER, _POINTER, _COUNT, _COUNT, _POINTER, _POINTER), None),
 }
+# gd_statistics in G's eigenbasis: the same prototype, with Λ for G, β = Qᵀb for b, z = Qᵀw for w
+ENTRIES["gd_eigen_statistics"] = ENTRIES["gd_statistics"]
 
 #: The highest degree power_sums_f64 takes (MAX_POWER in _kernels.c).
 MAX_POWER = 64
