@@ -1,8 +1,9 @@
 """Full-batch gradient descent on the k × k statistics ΦᵀΦ, Φᵀy, yᵀy of LinearRegressionGD: the
-C loop for the plain rule with a constant step (``gd_statistics`` in descent/optim/_kernels.c)
-and its Python reference, which runs every rule through its optimizer. Both stop by the same
-rules and end with a :class:`~descent.linear.epochs.DescentRun`; tests/linear/test_epochs.py
-holds them equal."""
+C loops for the plain rule with a constant step (``gd_statistics``, O(k²) an epoch, then, for a
+fit that outlasts its first chunk, ``gd_eigen_statistics`` in ΦᵀΦ's eigenbasis, O(k) an epoch;
+both in descent/optim/_kernels.c) and their Python reference, which runs every rule through its
+optimizer. All stop by the same rules and end with a :class:`~descent.linear.epochs.DescentRun`;
+tests/linear/test_full_batch.py and test_epochs.py hold them equal."""
 
 from __future__ import annotations
 
