@@ -16,7 +16,7 @@ set-up included) and the gap (J − J*)/J* reached, averaged over seeds 0–2; t
 epoch beside a full-batch epoch over the same rows (one gradient Φᵀ(Φw − y)). Targets: descent's
 SGD epoch ≤ SGDRegressor's, a smaller gap at its epoch count, mini-batch ≤ 2× full batch.
 
-    python benchmarks/linear_fit.py [--n 1000000] [--p 100] [--sgd]
+    python benchmarks/linear_fit.py [--n 1000000] [--p 100] [--sgd | --correlated]
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from descent import optim
-from descent.linear import LinearRegressionGD, Polynomial, gradient, least_squares
+from descent.linear import LinearRegressionGD, Polynomial, full_batch, gradient, least_squares
+from descent.linear.basis import Identity
 from descent.linear.epochs import BatchUpdates
 
 
@@ -163,13 +164,41 @@ def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
 
 
 def epochs_per_second(X: np.ndarray, y: np.ndarray) -> None:
-    """The full-batch loop alone: epochs/s on the k × k statistics once the pass is done."""
-    model = LinearRegressionGD(tol=0.0, max_epochs=20_000).fit(X, y)
-    pass_only = LinearRegressionGD(tol=0.0, max_epochs=1).fit(X, y).fit_seconds_
-    loop = max(model.fit_seconds_ - pass_only, 1e-9)
+    """The full-batch loops alone, on the k × k statistics of a fit (the pass not timed): 20,000
+    epochs by gd_statistics alone (O(k²) an epoch) and as a fit runs them (its first chunk,
+    then G's eigendecomposition and gd_eigen_statistics, O(k) an epoch), best of five; and the
+    Gram pass the fit makes (basis.Identity.moments)."""
+    model = LinearRegressionGD(max_epochs=1).fit(X, y)
+    gram, lr, k = model.gram_, model.learning_rate_, X.shape[1] + 1
+    epochs = 20_000
+
+    def loop(first_chunk: int) -> Callable[[], object]:
+        def run() -> object:
+            w = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+            saved = full_batch.EIGENBASIS_AFTER
+            full_batch.EIGENBASIS_AFTER = first_chunk
+            try:
+                return full_batch.descend_on_statistics(gram, w, lr, epochs, 0.0, 0.0, "sum")
+            finally:
+                full_batch.EIGENBASIS_AFTER = saved
+
+        return run
+
+    sequential = timed(loop(10**9), 5)[0]
+    eigen = timed(loop(full_batch.EIGENBASIS_AFTER), 5)[0]
+    first = full_batch.EIGENBASIS_AFTER
     print(
-        f"full-batch loop on k = {X.shape[1] + 1}: {model.n_iter_:,} epochs in {loop:.3f} s "
-        f"({model.n_iter_ / loop:,.0f} epochs/s, {loop / model.n_iter_ * 1e6:.1f} µs per epoch)"
+        f"full-batch loop on k = {k}, {epochs:,} epochs: gd_statistics alone {sequential * 1e3:.2f}"
+        f" ms ({epochs / sequential:,.0f} epochs/s); as the fit runs them ({first:,} of "
+        f"gd_statistics, eigh, then gd_eigen_statistics) {eigen * 1e3:.2f} ms "
+        f"({epochs / eigen:,.0f} epochs/s, {sequential / eigen:.1f}× faster)"
+    )
+    identity = Identity().fit(X)
+    pass_seconds = timed(lambda: identity.moments(X, y), 3)[0]
+    one_epoch = timed(lambda: LinearRegressionGD(max_epochs=1).fit(X, y), 3)[0]
+    print(
+        f"the fit's Gram pass (numpy: syrk XᵀX, one gemm Xᵀ[y, 1]) {pass_seconds * 1e3:.1f} ms; "
+        f"a one-epoch fit (the pass and the set-up) {one_epoch * 1e3:.1f} ms"
     )
 
 
@@ -293,6 +322,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--p", type=int, default=100)
     parser.add_argument("--sgd", action="store_true", help="the stochastic table (issue 23)")
+    parser.add_argument(
+        "--correlated", action="store_true", help="only the correlated-columns section"
+    )
     args = parser.parse_args()
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {}).get("name", "?")
     print(
@@ -305,13 +337,21 @@ def main() -> None:
     if args.sgd:
         sgd_main(args.n, args.p)
         return
+    if args.correlated:
+        correlated(args.n)
+        return
     X, y = synthetic_linear(args.n, args.p)
     run(f"linear, {args.p} features", X, y, None)
     del X, y
     x, y = synthetic_curve(args.n)
     run("degree-5 polynomial of one feature", x, y, 5)
     del x, y
-    X, y = synthetic_correlated(max(args.n // 10, 1000))
+    correlated(args.n)
+
+
+def correlated(n: int) -> None:
+    """The correlated-columns section: n / 10 rows (100,000 by default)."""
+    X, y = synthetic_correlated(max(n // 10, 1000))
     run("80 correlated columns (thousands of epochs)", X, y, None)
     epochs_per_second(X, y)
 

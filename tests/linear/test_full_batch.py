@@ -78,7 +78,7 @@ def test_the_eigenbasis_loop_equals_the_sequential_loop_and_the_python_loop(
     X, y = correlated()
     fits = three_fits(monkeypatch, X, y, **params)
     eigen = fits["eigen"]
-    assert eigen.n_iter_ > full_batch.sequential_epochs(X.shape[1] + 1)
+    assert eigen.n_iter_ > full_batch.EIGENBASIS_AFTER
     assert len(eigen_calls) >= 2  # the eigenbasis ran, over a seam between calls
     for other in (fits["sequential"], fits["python"]):
         assert eigen.n_iter_ == other.n_iter_
@@ -116,7 +116,7 @@ def test_a_diverging_step_stops_in_the_same_epoch_on_every_loop(
         messages[label] = str(raised.value)
     assert eigen_calls
     epoch = int(messages["eigen"].split("diverged in epoch ")[1].split()[0])
-    assert epoch > full_batch.sequential_epochs(X.shape[1] + 1)
+    assert epoch > full_batch.EIGENBASIS_AFTER
     # the epoch is the same; J at the overflow differs in its last digits only
     for label in ("sequential", "python"):
         assert messages[label].split(" (J")[0] == messages["eigen"].split(" (J")[0]
@@ -132,7 +132,7 @@ def test_a_fit_that_ends_in_the_first_chunk_is_the_plain_loop_s_bit_for_bit(
     for first_chunk in (full_batch.EIGENBASIS_AFTER, 10**9):
         monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", first_chunk)
         fits.append(LinearRegressionGD(**params).fit(X, y))
-    assert 0 < fits[0].n_iter_ < full_batch.sequential_epochs(X.shape[1] + 1)
+    assert 0 < fits[0].n_iter_ < full_batch.EIGENBASIS_AFTER
     assert eigen_calls == []
     assert fits[0].n_iter_ == fits[1].n_iter_
     assert fits[0].loss_history_ == fits[1].loss_history_
