@@ -177,3 +177,26 @@ def test_the_eigenbasis_loop_is_its_formula(reduction: str, scale: float) -> Non
     np.testing.assert_allclose(z.numpy(), closed, rtol=1e-11)
     assert expected[-1] < expected[0]
     assert min(expected) >= 4 * scale * (1 - 1e-12)
+
+
+@needs_c
+def test_kernels_built_before_the_eigenbasis_loop_run_the_plain_loop_to_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library without an entry gives None (not an AttributeError), and the fit is then
+    gd_statistics' alone, bit for bit."""
+    monkeypatch.setitem(compiled.ENTRIES, "gd_not_in_this_build", compiled.ENTRIES["gd_statistics"])
+    assert compiled.entry("gd_not_in_this_build") is None
+    X, y = correlated()
+    first_chunk = full_batch.EIGENBASIS_AFTER
+    monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", 10**9)
+    plain = LinearRegressionGD().fit(X, y)
+    monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", first_chunk)
+    entry = compiled.entry
+    monkeypatch.setattr(
+        compiled, "entry", lambda name: None if name == "gd_eigen_statistics" else entry(name)
+    )
+    old_build = LinearRegressionGD().fit(X, y)
+    assert old_build.n_iter_ == plain.n_iter_ > first_chunk
+    assert old_build.loss_history_ == plain.loss_history_
+    assert torch.equal(old_build.w_, plain.w_)

@@ -32,10 +32,11 @@ MAX_POWER = 64
 
 @cache
 def entry(name: str) -> Any:
-    """The bound C function ``name`` of :data:`ENTRIES`, or None without the kernels."""
+    """The bound C function ``name`` of :data:`ENTRIES`, or None without the kernels (or in a
+    build older than the entry: setup.py build_ext rebuilds them)."""
     library = _native.library()
-    if library is None:
+    function = None if library is None else getattr(library, name, None)
+    if function is None:
         return None
-    function = getattr(library, name)
     function.argtypes, function.restype = ENTRIES[name]
     return function

@@ -147,7 +147,7 @@ def descend_on_statistics(
     Works", Distill (2017).
     """
     loop, eigen_loop = compiled.entry("gd_statistics"), compiled.entry("gd_eigen_statistics")
-    if loop is None or eigen_loop is None:
+    if loop is None:
         raise RuntimeError("descent's C kernels are not built")
     G, b = gram.gram.contiguous(), gram.moment.contiguous()
     weights = w.detach()
@@ -155,7 +155,9 @@ def descend_on_statistics(
     w.grad = grad
     scale = 1.0 if reduction == "sum" else 1.0 / gram.n
     chunks = _Chunks(float(gram.total), scale, lr, tol, tol_loss, max_epochs)
-    ended = chunks.run(loop, G, b, weights, grad, min(max_epochs, EIGENBASIS_AFTER))
+    # a build of the kernels older than gd_eigen_statistics: gd_statistics to the end
+    first_chunk = EIGENBASIS_AFTER if eigen_loop is not None else max_epochs
+    ended = chunks.run(loop, G, b, weights, grad, min(max_epochs, first_chunk))
     if not ended:
         eigenvalues, vectors = torch.linalg.eigh(G)
         z, beta = vectors.T @ weights, vectors.T @ b
