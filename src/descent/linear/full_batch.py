@@ -79,6 +79,19 @@ def descend_with_optimizer(
 EIGENBASIS_AFTER = 768
 
 
+def eigendecomposition(G: Tensor) -> tuple[Tensor, Tensor]:
+    """``torch.linalg.eigh(G)`` on one of torch's threads (restored after): at k = 81 a second
+    thread saves nothing, and right after the pass (another BLAS pool's workers still spinning)
+    the wait for torch's workers made the median 40–94 ms instead of 0.65 ms (2 threads on 2
+    loaded cores, benchmarks/linear_fit.py's correlated shape)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return torch.linalg.eigh(G)
+    finally:
+        torch.set_num_threads(threads)
+
+
 class _Chunks:
     """Calls of a C loop on the statistics (``gd_statistics`` or ``gd_eigen_statistics``: one
     prototype), STATISTICS_CHUNK epochs at a time, collecting the loss history across calls and
@@ -159,7 +172,7 @@ def descend_on_statistics(
     first_chunk = EIGENBASIS_AFTER if eigen_loop is not None else max_epochs
     ended = chunks.run(loop, G, b, weights, grad, min(max_epochs, first_chunk))
     if not ended:
-        eigenvalues, vectors = torch.linalg.eigh(G)
+        eigenvalues, vectors = eigendecomposition(G)
         z, beta = vectors.T @ weights, vectors.T @ b
         eigen_grad = torch.zeros_like(z)
         ended = chunks.run(eigen_loop, eigenvalues, beta, z, eigen_grad, max_epochs)
