@@ -200,3 +200,26 @@ def test_kernels_built_before_the_eigenbasis_loop_run_the_plain_loop_to_the_end(
     assert old_build.n_iter_ == plain.n_iter_ > first_chunk
     assert old_build.loss_history_ == plain.loss_history_
     assert torch.equal(old_build.w_, plain.w_)
+
+
+@needs_c
+@pytest.mark.parametrize("standardize", [True, False])
+def test_a_singular_gram_matrix_gives_the_same_fit_in_the_eigenbasis(
+    standardize: bool, monkeypatch: pytest.MonkeyPatch, eigen_calls: list[int]
+) -> None:
+    """Duplicated columns: ΦᵀΦ is singular and eigh returns eigenvalues of either sign at the
+    rounding's size; those directions do not move (βᵢ ≈ 0) in either loop."""
+    X, y = correlated()
+    X = np.c_[X, X[:, :3]]
+    first_chunk = full_batch.EIGENBASIS_AFTER
+    fits = []
+    for after in (first_chunk, 10**9):
+        monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", after)
+        fits.append(LinearRegressionGD(standardize=standardize).fit(X, y))
+    eigen, plain = fits
+    assert eigen_calls
+    assert eigen.n_iter_ == plain.n_iter_ > first_chunk
+    assert eigen.converged_
+    assert plain.converged_
+    np.testing.assert_allclose(eigen.loss_history_, plain.loss_history_, rtol=1e-10)
+    np.testing.assert_allclose(eigen.weights_, plain.weights_, rtol=1e-10, atol=1e-10)
