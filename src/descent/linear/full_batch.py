@@ -117,7 +117,7 @@ class _Chunks:
             made = loop(
                 G.data_ptr(), b.data_ptr(), total, w.data_ptr(), grad.data_ptr(), len(b), scale,
                 lr, chunk, tol, tol_loss, self.buffer.data_ptr(), self.first_norm.data_ptr(),
-                int(self.updates == 0 and not self.losses), self.status.data_ptr(),
+                int(not self.losses), self.status.data_ptr(),
             )  # fmt: skip
             self.losses.extend(self.buffer[: made + 1].tolist()[1 if self.losses else 0 :])
             self.updates += made
