@@ -1114,13 +1114,12 @@ KERNEL int64_t gd_eigen_statistics(const double *eigenvalues, const double *beta
         value = (value > 0.0 ? value : 0.0) * scale;
         losses[e] = value;
         const double norm = sqrt(lanes_total(&squares));
-        int done = 0;
         const int diverged = !isfinite(norm) || !isfinite(value);
-        if (diverged) {
-        } else if (first && e == 0) {
+        int done = 0;
+        if (!diverged && first && e == 0) {
             *first_norm = norm;
             done = norm == 0.0;
-        } else {
+        } else if (!diverged) {
             done = norm <= tol * *first_norm;
             if (tol_loss > 0 && !done && e > 0)
                 done = fabs(losses[e - 1] - value) <= tol_loss * value;
