@@ -16,7 +16,7 @@ set-up included) and the gap (J − J*)/J* reached, averaged over seeds 0–2; t
 epoch beside a full-batch epoch over the same rows (one gradient Φᵀ(Φw − y)). Targets: descent's
 SGD epoch ≤ SGDRegressor's, a smaller gap at its epoch count, mini-batch ≤ 2× full batch.
 
-    python benchmarks/linear_fit.py [--n 1000000] [--p 100] [--sgd]
+    python benchmarks/linear_fit.py [--n 1000000] [--p 100] [--sgd | --correlated]
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures
 
 from descent import optim
-from descent.linear import LinearRegressionGD, Polynomial, gradient, least_squares
+from descent.linear import LinearRegressionGD, Polynomial, full_batch, gradient, least_squares
+from descent.linear.basis import Identity
 from descent.linear.epochs import BatchUpdates
 
 
@@ -89,15 +90,16 @@ def measured(function: Callable[[], object]) -> tuple[float, int]:
     return seconds, max(peak[0], resident_bytes()) - start_rss
 
 
-def floor(X: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    """One XᵀX and Xᵀy pass: numpy (BLAS syrk) and torch (gemm), best of two (no sampler)."""
+def floor(X: np.ndarray, y: np.ndarray, repeats: int = 2) -> dict[str, float]:
+    """One XᵀX and Xᵀy pass: numpy (BLAS syrk) and torch (gemm), best of ``repeats`` (no
+    sampler)."""
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     out = {}
     for label, function in [
         ("floor: numpy XᵀX + Xᵀy", lambda: (X.T @ X, X.T @ y)),
         ("floor: torch XᵀX + Xᵀy", lambda: (Xt.T @ Xt, Xt.T @ yt)),
     ]:
-        out[label] = timed(function, 2)[0]
+        out[label] = timed(function, repeats)[0]
     return out
 
 
@@ -108,7 +110,7 @@ def gap(
     return (float(residual @ residual) - optimum) / optimum
 
 
-def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
+def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None, repeats: int = 2) -> None:
     if degree is None:
         Phi = torch.cat([torch.ones(len(X), 1, dtype=torch.float64), torch.as_tensor(X)], dim=1)
     else:
@@ -135,7 +137,7 @@ def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
     }
     print(f"\n{name}: n = {len(y):,}, k = {floor_design.shape[1]}, J* = {optimum:.6g}")
     print(f"{'estimator':34} {'fit s':>8} {'peak MB':>8} {'(J − J*)/J*':>12} {'vs descent':>11}")
-    floors = floor(floor_design, y)
+    floors = floor(floor_design, y, repeats)
     del floor_design
     times: dict[str, float] = {}
     epochs_note = ""
@@ -145,7 +147,7 @@ def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
         # core from the BLAS threads it would be timing. The time is the best of two fits, as
         # the floor's.
         peak = measured(lambda e=estimator: e.fit(X, y))[1]  # type: ignore[attr-defined]
-        seconds = timed(lambda e=estimator: e.fit(X, y), 2)[0]  # type: ignore[attr-defined]
+        seconds = timed(lambda e=estimator: e.fit(X, y), repeats)[0]  # type: ignore[attr-defined]
         times[label] = seconds
         reached = gap(estimator.predict, X, y, optimum)  # type: ignore[attr-defined]
         ratio = seconds / times["descent LinearRegressionGD"]
@@ -163,13 +165,41 @@ def run(name: str, X: np.ndarray, y: np.ndarray, degree: int | None) -> None:
 
 
 def epochs_per_second(X: np.ndarray, y: np.ndarray) -> None:
-    """The full-batch loop alone: epochs/s on the k × k statistics once the pass is done."""
-    model = LinearRegressionGD(tol=0.0, max_epochs=20_000).fit(X, y)
-    pass_only = LinearRegressionGD(tol=0.0, max_epochs=1).fit(X, y).fit_seconds_
-    loop = max(model.fit_seconds_ - pass_only, 1e-9)
+    """The full-batch loops alone, on the k × k statistics of a fit (the pass not timed): 20,000
+    epochs by gd_statistics alone (O(k²) an epoch) and as a fit runs them (its first chunk,
+    then G's eigendecomposition and gd_eigen_statistics, O(k) an epoch), best of five; and the
+    Gram pass the fit makes (basis.Identity.moments)."""
+    model = LinearRegressionGD(max_epochs=1).fit(X, y)
+    gram, lr, k = model.gram_, model.learning_rate_, X.shape[1] + 1
+    epochs = 20_000
+
+    def loop(first_chunk: int) -> Callable[[], object]:
+        def run() -> object:
+            w = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+            saved = full_batch.EIGENBASIS_AFTER
+            full_batch.EIGENBASIS_AFTER = first_chunk
+            try:
+                return full_batch.descend_on_statistics(gram, w, lr, epochs, 0.0, 0.0, "sum")
+            finally:
+                full_batch.EIGENBASIS_AFTER = saved
+
+        return run
+
+    sequential = timed(loop(10**9), 5)[0]
+    eigen = timed(loop(full_batch.EIGENBASIS_AFTER), 5)[0]
+    first = full_batch.EIGENBASIS_AFTER
     print(
-        f"full-batch loop on k = {X.shape[1] + 1}: {model.n_iter_:,} epochs in {loop:.3f} s "
-        f"({model.n_iter_ / loop:,.0f} epochs/s, {loop / model.n_iter_ * 1e6:.1f} µs per epoch)"
+        f"full-batch loop on k = {k}, {epochs:,} epochs: gd_statistics alone {sequential * 1e3:.2f}"
+        f" ms ({epochs / sequential:,.0f} epochs/s); as the fit runs them ({first:,} of "
+        f"gd_statistics, eigh, then gd_eigen_statistics) {eigen * 1e3:.2f} ms "
+        f"({epochs / eigen:,.0f} epochs/s, {sequential / eigen:.1f}× faster)"
+    )
+    identity = Identity().fit(X)
+    pass_seconds = timed(lambda: identity.moments(X, y), 3)[0]
+    one_epoch = timed(lambda: LinearRegressionGD(max_epochs=1).fit(X, y), 3)[0]
+    print(
+        f"the fit's Gram pass (numpy: syrk XᵀX, one gemm Xᵀ[y, 1]) {pass_seconds * 1e3:.1f} ms; "
+        f"a one-epoch fit (the pass and the set-up) {one_epoch * 1e3:.1f} ms"
     )
 
 
@@ -293,6 +323,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--p", type=int, default=100)
     parser.add_argument("--sgd", action="store_true", help="the stochastic table (issue 23)")
+    parser.add_argument(
+        "--correlated", action="store_true", help="only the correlated-columns section"
+    )
     args = parser.parse_args()
     blas = np.__config__.CONFIG.get("Build Dependencies", {}).get("blas", {}).get("name", "?")
     print(
@@ -305,14 +338,23 @@ def main() -> None:
     if args.sgd:
         sgd_main(args.n, args.p)
         return
+    if args.correlated:
+        correlated(args.n)
+        return
     X, y = synthetic_linear(args.n, args.p)
     run(f"linear, {args.p} features", X, y, None)
     del X, y
     x, y = synthetic_curve(args.n)
     run("degree-5 polynomial of one feature", x, y, 5)
     del x, y
-    X, y = synthetic_correlated(max(args.n // 10, 1000))
-    run("80 correlated columns (thousands of epochs)", X, y, None)
+    correlated(args.n)
+
+
+def correlated(n: int) -> None:
+    """The correlated-columns section: n / 10 rows (100,000 by default)."""
+    X, y = synthetic_correlated(max(n // 10, 1000))
+    # a small shape: best of five, a steadier ratio on a shared machine
+    run("80 correlated columns (thousands of epochs)", X, y, None, repeats=5)
     epochs_per_second(X, y)
 
 

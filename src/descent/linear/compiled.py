@@ -23,6 +23,8 @@ ENTRIES: dict[str, tuple[tuple[Any, ...], Any]] = {
     # x, y, n, d, Σ xᵐ (m ≤ 2d), Σ xᵐ y (m ≤ d)
     "power_sums_f64": ((_POINTER, _POINTER, _COUNT, _COUNT, _POINTER, _POINTER), None),
 }
+# gd_statistics in G's eigenbasis: the same prototype, with Λ for G, β = Qᵀb for b, z = Qᵀw for w
+ENTRIES["gd_eigen_statistics"] = ENTRIES["gd_statistics"]
 
 #: The highest degree power_sums_f64 takes (MAX_POWER in _kernels.c).
 MAX_POWER = 64
@@ -30,10 +32,11 @@ MAX_POWER = 64
 
 @cache
 def entry(name: str) -> Any:
-    """The bound C function ``name`` of :data:`ENTRIES`, or None without the kernels."""
+    """The bound C function ``name`` of :data:`ENTRIES`, or None without the kernels (or in a
+    build older than the entry: setup.py build_ext rebuilds them)."""
     library = _native.library()
-    if library is None:
+    function = None if library is None else getattr(library, name, None)
+    if function is None:
         return None
-    function = getattr(library, name)
     function.argtypes, function.restype = ENTRIES[name]
     return function

@@ -1070,3 +1070,68 @@ static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",
                                             -1, NULL};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
+
+/* gd_statistics in the eigenbasis of G = QΛQᵀ (descent.linear.full_batch). Gradient descent on
+ * a quadratic is rotation-equivariant: with z = Qᵀw and β = Qᵀb the plain rule
+ *     w ← w − η·2s(Gw − b)   becomes   zᵢ ← zᵢ − η·2s(λᵢzᵢ − βᵢ),  i = 1 … k,
+ * k decoupled scalar recurrences (the same iterates, w = Qz, up to rounding), and since ‖Qx‖ = ‖x‖
+ *     J = s·max(c − 2 β·z + z·Λz, 0)   and   ‖∇J‖ = ‖2s(Λz − β)‖
+ * are O(k) sums too: an epoch costs O(k) instead of gd_statistics' O(k²) product. The arguments,
+ * the stopping rules, the loss buffer and the status are gd_statistics', with the diagonal Λ
+ * (`eigenvalues`) for G, β for b and z for w; `grad` receives ∇J in the eigenbasis at the end.
+ * Per epoch the next point is written beside the current one (z and `grad` take turns holding
+ * it) and kept only if no rule stops the fit; the sums run in the LANES accumulators of lanes_t
+ * (lane i mod LANES, joined by lanes_total): they vectorize, and the same input gives the same
+ * bits on every vector unit. */
+KERNEL int64_t gd_eigen_statistics(const double *eigenvalues, const double *beta, double total,
+                                   double *z, double *grad, int64_t k, double scale, double lr,
+                                   int64_t updates, double tol, double tol_loss, double *losses,
+                                   double *first_norm, int64_t first, int64_t *status) {
+    const double twice = 2.0 * scale;
+    double *current = z, *next = grad;
+    for (int64_t e = 0;; e++) {
+        /* the step, rounded once as gd_statistics' (an elementwise loop: it vectorizes) */
+        for (int64_t i = 0; i < k; i++)
+            next[i] = fma((eigenvalues[i] * current[i] - beta[i]) * twice, -lr, current[i]);
+        lanes_t bz = {0}, zp = {0}, squares = {0};
+        int64_t i = 0;
+        for (; i + LANES <= k; i += LANES) {
+            const lanes_t zi = load_lanes_f64(current + i), bi = load_lanes_f64(beta + i);
+            const lanes_t p = load_lanes_f64(eigenvalues + i) * zi;
+            const lanes_t g = (p - bi) * twice;
+            bz += bi * zi;
+            zp += zi * p;
+            squares += g * g;
+        }
+        for (int l = 0; i < k; i++, l++) {
+            const double zi = current[i], p = eigenvalues[i] * zi;
+            const double g = (p - beta[i]) * twice;
+            bz[l] += beta[i] * zi;
+            zp[l] += zi * p;
+            squares[l] += g * g;
+        }
+        double value = total - 2.0 * lanes_total(&bz) + lanes_total(&zp);
+        value = (value > 0.0 ? value : 0.0) * scale;
+        losses[e] = value;
+        const double norm = sqrt(lanes_total(&squares));
+        const int diverged = !isfinite(norm) || !isfinite(value);
+        int done = 0;
+        if (!diverged && first && e == 0) {
+            *first_norm = norm;
+            done = norm == 0.0;
+        } else if (!diverged) {
+            done = norm <= tol * *first_norm;
+            if (tol_loss > 0 && !done && e > 0)
+                done = fabs(losses[e - 1] - value) <= tol_loss * value;
+        }
+        if (diverged || done || e == updates) {
+            if (current != z) memcpy(z, current, (size_t)k * sizeof(double));
+            for (int64_t j = 0; j < k; j++) grad[j] = (eigenvalues[j] * z[j] - beta[j]) * twice;
+            *status = diverged ? 2 : done;
+            return e;
+        }
+        double *const previous = current;
+        current = next;
+        next = previous;
+    }
+}
