@@ -29,6 +29,25 @@ from descent.optim.options import RuleOptions, hyperparameters
 # -- pure reference steps ----------------------------------------------------------------------
 
 
+def decayed_grad(
+    param: Tensor, grad: Tensor, lr: float, weight_decay: float, decoupled: bool, maximize: bool
+) -> tuple[Tensor, Tensor]:
+    """(θ, g) as the Adam family starts a step: decoupled (AdamW, Loshchilov & Hutter 2019)
+    θ ← θ − ηλθ and g = ±g; otherwise θ as it is and g = ±g + λθ (L2)."""
+    if decoupled:
+        param = param - lr * weight_decay * param
+        return param, effective_grad(param, grad, 0.0, maximize)
+    return param, effective_grad(param, grad, weight_decay, maximize)
+
+
+def moments_reference(
+    g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, beta1: float, beta2: float
+) -> tuple[Tensor, Tensor]:
+    """Adam's moments (Kingma & Ba 2015): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g². Returns (m, v)."""
+    return beta1 * exp_avg + (1 - beta1) * g, beta2 * exp_avg_sq + (1 - beta2) * g * g
+
+
+
 def adam_reference(
     param: Tensor,
     grad: Tensor,
@@ -53,13 +72,8 @@ def adam_reference(
 
     Returns (θ, m, v).
     """
-    if decoupled_weight_decay:
-        param = param - lr * weight_decay * param
-        g = effective_grad(param, grad, 0.0, maximize)
-    else:
-        g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    param, g = decayed_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     bias1, bias2 = 1 - beta1**step, 1 - beta2**step
     if epsilon_hat:
         update = lr * math.sqrt(bias2) / bias1 * exp_avg / (torch.sqrt(exp_avg_sq) + eps)
@@ -91,8 +105,7 @@ def amsgrad_reference(
     Returns (θ, m, v, v̂).
     """
     g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     max_exp_avg_sq = torch.maximum(max_exp_avg_sq, exp_avg_sq)
     if bias_correction:
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
@@ -118,10 +131,28 @@ def _moments(
 def _update_moments(
     g: list[Tensor], m: list[Tensor], v: list[Tensor], beta1: float, beta2: float
 ) -> None:
+    """:func:`moments_reference` over lists, in place."""
     foreach.mul_(m, beta1)
     foreach.add_(m, g, alpha=1 - beta1)
     foreach.mul_(v, beta2)
     foreach.addcmul_(v, g, g, value=1 - beta2)
+
+
+def decayed_grads(
+    params: list[Tensor],
+    grads: list[Tensor],
+    lr: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+) -> list[Tensor]:
+    """:func:`decayed_grad` over lists: the decoupled decay applied to ``params`` in place; returns
+    the gradients (new tensors when anything is added)."""
+    if decoupled:
+        if weight_decay != 0:
+            foreach.add_(params, params, alpha=-lr * weight_decay)  # θ ← θ − ηλθ
+        return effective_grads(params, grads, 0.0, maximize)
+    return effective_grads(params, grads, weight_decay, maximize)
 
 
 def adam_foreach(
@@ -142,11 +173,7 @@ def adam_foreach(
 ) -> None:
     """:func:`adam_reference` over lists of tensors, in place (``steps``: each tensor's t, a
     float or, on the device path, a 0-d tensor). Adam, AdamW and Muon's AdamW part use it."""
-    if decoupled_weight_decay:
-        foreach.add_(params, params, alpha=-lr * weight_decay)  # θ ← θ − ηλθ
-        g = effective_grads(params, grads, 0.0, maximize)
-    else:
-        g = effective_grads(params, grads, weight_decay, maximize)
+    g = decayed_grads(params, grads, lr, weight_decay, decoupled_weight_decay, maximize)
     _update_moments(g, exp_avgs, exp_avg_sqs, beta1, beta2)
     den = foreach.sqrt(exp_avg_sqs)
     if epsilon_hat:
@@ -159,13 +186,19 @@ def adam_foreach(
     foreach.addcdiv_(params, exp_avgs, den, sizes)
 
 
+def validate_moments(group: Group) -> None:
+    """The checks of every rule with Adam's two moments: β₁, β₂ in [0, 1) (normalized to a tuple)
+    and ε > 0."""
+    group["betas"] = validate_betas(group["betas"])
+    validate.positive(group["eps"], "eps (ε)")
+
+
 class _AdamBase(DescentOptimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
+        validate_moments(group)
 
     def _fused_adam(
         self,

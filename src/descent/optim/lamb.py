@@ -11,6 +11,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
+from descent.optim.adam import _moments, moments_reference, validate_moments
 from descent.optim.base import (
     Group,
     Host,
@@ -19,7 +20,6 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
     scalar_sqrt,
-    validate_betas,
 )
 from descent.optim.fastpath import TWO_PASS_BATCH
 from descent.optim.lars import _LayerwiseRule
@@ -57,8 +57,7 @@ def lamb_reference(
     Returns (θ, m, v).
     """
     g = effective_grad(param, grad, 0.0, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     bias1, bias2 = (1.0, 1.0)
     if bias_correction == "moments":
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
@@ -123,8 +122,7 @@ class LAMB(_LayerwiseRule):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
+        validate_moments(group)
         group["bias_correction"] = validate.choice(
             group["bias_correction"], "bias_correction", ("moments", "lr", "none")
         )
@@ -142,12 +140,7 @@ class LAMB(_LayerwiseRule):
     ) -> None:
         beta1, beta2 = group["betas"]
         g = effective_grads(params, grads, 0.0, group["maximize"])
-        m = [state["exp_avg"] for state in states]
-        v = [state["exp_avg_sq"] for state in states]
-        foreach.mul_(m, beta1)
-        foreach.add_(m, g, alpha=1 - beta1)
-        foreach.mul_(v, beta2)
-        foreach.addcmul_(v, g, g, value=1 - beta2)
+        m, v = _moments(group, g, states)
         den = foreach.sqrt(v)
         steps = [host["step"] for host in hosts]
         moments = group["bias_correction"] == "moments"

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.adam import _AdamBase, _moments
+from descent.optim.adam import _AdamBase, _moments, moments_reference
 from descent.optim.base import (
     Group,
     Host,
@@ -66,8 +66,7 @@ def nadam_reference(
     Returns (θ, m, v, μ-product).
     """
     g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     v_hat = exp_avg_sq / (1 - beta2**step)
     c_g, c_m, mu_product = nadam_coefficients(step, lr, beta1, momentum_decay, mu_product)
     update = (c_g * g + c_m * exp_avg) / (torch.sqrt(v_hat) + eps)

@@ -12,16 +12,14 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-    validate_betas,
+from descent.optim.adam import (
+    _AdamBase,
+    _moments,
+    decayed_grad,
+    decayed_grads,
+    moments_reference,
 )
+from descent.optim.base import Group, Host, LearningRate, State
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -63,13 +61,8 @@ def radam_reference(
 
     Returns (θ, m, v).
     """
-    if decoupled_weight_decay:
-        param = param - lr * weight_decay * param
-        g = effective_grad(param, grad, 0.0, maximize)
-    else:
-        g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    param, g = decayed_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     corrected = exp_avg / (1 - beta1**step)
     rect = radam_rectification(step, beta2, threshold)
     if rect is None:
@@ -78,7 +71,7 @@ def radam_reference(
     return param - lr * rect * corrected * adaptive, exp_avg, exp_avg_sq
 
 
-class RAdam(DescentOptimizer):
+class RAdam(_AdamBase):
     """RAdam (L. Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020):
     Adam with a warmup derived from the variance of its adaptive rate.
 
@@ -98,7 +91,6 @@ class RAdam(DescentOptimizer):
         >>> like_torch = RAdam(model.parameters(), threshold=5.0)  # doctest: +SKIP
     """
 
-    state_names = ("exp_avg", "exp_avg_sq")
     reference = staticmethod(radam_reference)
     flags = ("decoupled_weight_decay",)
 
@@ -118,8 +110,6 @@ class RAdam(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
         validate.nonnegative(
             group["threshold"], "threshold (the ρₜ above which Adam's step is used)"
         )
@@ -134,18 +124,15 @@ class RAdam(DescentOptimizer):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        wd = group["weight_decay"]
-        if group["decoupled_weight_decay"]:
-            foreach.add_(params, params, alpha=-lr * wd)  # θ ← θ − ηλθ
-            g = effective_grads(params, grads, 0.0, group["maximize"])
-        else:
-            g = effective_grads(params, grads, wd, group["maximize"])
-        m = [state["exp_avg"] for state in states]
-        v = [state["exp_avg_sq"] for state in states]
-        foreach.mul_(m, beta1)
-        foreach.add_(m, g, alpha=1 - beta1)
-        foreach.mul_(v, beta2)
-        foreach.addcmul_(v, g, g, value=1 - beta2)
+        g = decayed_grads(
+            params,
+            grads,
+            lr,
+            group["weight_decay"],
+            group["decoupled_weight_decay"],
+            group["maximize"],
+        )
+        m, v = _moments(group, g, states)
         if isinstance(hosts[0]["step"], Tensor):
             self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
             return
