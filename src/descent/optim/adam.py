@@ -47,7 +47,6 @@ def moments_reference(
     return beta1 * exp_avg + (1 - beta1) * g, beta2 * exp_avg_sq + (1 - beta2) * g * g
 
 
-
 def adam_reference(
     param: Tensor,
     grad: Tensor,

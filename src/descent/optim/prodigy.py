@@ -13,6 +13,7 @@ from torch import Tensor
 from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -20,7 +21,6 @@ from descent.optim.base import (
     LearningRate,
     State,
     effective_grad,
-    validate_betas,
 )
 from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
@@ -164,10 +164,9 @@ class Prodigy(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
+        validate_moments(group)
         if group["beta3"] is not None:
             validate.unit_interval(group["beta3"], "beta3 (β₃)")
-        validate.positive(group["eps"], "eps (ε)")
         validate.positive(group["d0"], "d0 (d₀)")
         validate.positive(group["d_coef"], "d_coef")
         if not (isinstance(group["growth_rate"], int | float) and group["growth_rate"] >= 1):

@@ -14,6 +14,7 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -22,7 +23,6 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
-    validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -329,10 +329,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
+        validate_moments(group)
         if group["betas"][0] == 0:
             raise InputError("betas[0] (β₁) must be in (0, 1) for Schedule-Free, got 0")
-        validate.positive(group["eps"], "eps (ε)")
 
     def _momentum(self, group: Group) -> float:
         return group["betas"][0]

@@ -13,6 +13,7 @@ from torch import Tensor
 from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -21,7 +22,6 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
-    validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -216,10 +216,9 @@ class SOAP(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
+        validate_moments(group)
         if group["shampoo_beta"] is not None:
             validate.unit_interval(group["shampoo_beta"], "shampoo_beta (β_s)")
-        validate.positive(group["eps"], "eps (ε)")
         validate.positive_int(group["precondition_frequency"], "precondition_frequency")
         validate.positive_int(group["max_precond_dim"], "max_precond_dim")
         group["convention"] = validate.choice(group["convention"], "convention", _CONVENTIONS)
