@@ -71,6 +71,14 @@ def schedule_free_reference(
     return y, z - lr * g, exp_avg_sq
 
 
+def _validate_interpolation(value: Any, name: str) -> None:
+    """Schedule-Free's β (y = (1−β)z + βx): in [0, 1) as every momentum, and not 0 (y would be z
+    and the average x would never enter the gradient)."""
+    validate.unit_interval(value, name)
+    if value == 0:
+        raise InputError(f"{name} must be in (0, 1) for Schedule-Free, got 0")
+
+
 class _ScheduleFree(DescentOptimizer):
     _adaptive = False
 
@@ -286,9 +294,7 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        validate.unit_interval(group["momentum"], "momentum (β)")
-        if group["momentum"] == 0:
-            raise InputError("momentum (β) must be in (0, 1) for Schedule-Free, got 0")
+        _validate_interpolation(group["momentum"], "momentum (β)")
 
     def _momentum(self, group: Group) -> float:
         return group["momentum"]
@@ -330,8 +336,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _validate(self, group: Group) -> None:
         super()._validate(group)
         validate_moments(group)
-        if group["betas"][0] == 0:
-            raise InputError("betas[0] (β₁) must be in (0, 1) for Schedule-Free, got 0")
+        _validate_interpolation(group["betas"][0], "betas[0] (β₁)")
 
     def _momentum(self, group: Group) -> float:
         return group["betas"][0]
