@@ -294,32 +294,44 @@ def _adam_kernel_test(
     return check
 
 
-def _sgd_self_test(device: torch.device) -> bool:
-    """Two steps of torch's momentum SGD (dampening, weight decay, Nesterov) against its formula."""
-    for nesterov in (False, True):
+def _sgd_kernel_test(
+    formula: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]], **kernel: Any
+) -> Callable[[torch.device], bool]:
+    """Two steps of torch's fused SGD with the arguments ``kernel`` against ``formula`` (θ, b, g)
+    -> (θ, b)."""
+
+    def check(device: torch.device) -> bool:
         param, grad = _tiny(device, 2)
         buffer = torch.zeros_like(param)
         p_ref, b_ref = param.clone(), buffer.clone()
-        lr, momentum, dampening, wd = 0.1, 0.7, 0.3, 0.05
         for _ in range(2):
             torch._fused_sgd_(
-                [param],
-                [grad],
-                [buffer],
-                weight_decay=wd,
-                momentum=momentum,
-                lr=lr,
-                dampening=dampening,
-                nesterov=nesterov,
-                maximize=False,
-                is_first_step=False,
+                [param], [grad], [buffer], maximize=False, is_first_step=False, **kernel
             )
-            g = grad + wd * p_ref
-            b_ref = momentum * b_ref + (1 - dampening) * g
-            p_ref = p_ref - lr * (g + momentum * b_ref if nesterov else b_ref)
-        if not (_close(param, p_ref) and _close(buffer, b_ref)):
-            return False
-    return True
+            p_ref, b_ref = formula(p_ref, b_ref, grad)
+        return _close(param, p_ref) and _close(buffer, b_ref)
+
+    return check
+
+
+def _torch_momentum(nesterov: bool) -> Callable[[torch.device], bool]:
+    """torch's momentum SGD (dampening τ, weight decay, Nesterov):
+    b ← γb + (1−τ)(g + λθ) ; θ ← θ − η(g + λθ + γb if nesterov else b)."""
+    lr, momentum, dampening, wd = 0.1, 0.7, 0.3, 0.05
+
+    def formula(param: Tensor, buffer: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+        g = grad + wd * param
+        buffer = momentum * buffer + (1 - dampening) * g
+        return param - lr * (g + momentum * buffer if nesterov else buffer), buffer
+
+    return _sgd_kernel_test(
+        formula, weight_decay=wd, momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov
+    )
+
+
+def _sgd_self_test(device: torch.device) -> bool:
+    """torch's momentum SGD, heavy-ball and Nesterov, against its formula."""
+    return all(_torch_momentum(nesterov)(device) for nesterov in (False, True))
 
 
 def _adagrad_self_test(device: torch.device) -> bool:
@@ -370,34 +382,22 @@ def fused(name: str, device: torch.device, *, amsgrad: bool = False) -> Callable
 # -- re-expressions through a kernel's internals ---------------------------------------------------
 
 
-def _momentum_lecture_self_test(device: torch.device) -> bool:
+def _momentum_lecture(lr: float = 0.1, momentum: float = 0.7) -> Callable[[torch.device], bool]:
     """The lecture's v ← γv + ηg ; θ ← θ − v through fused SGD with dampening 1 − η and lr 1."""
-    param, grad = _tiny(device, 2)
-    buffer = torch.zeros_like(param)
-    p_ref, v_ref = param.clone(), buffer.clone()
-    lr, momentum = 0.1, 0.7
-    for _ in range(2):
-        torch._fused_sgd_(
-            [param],
-            [grad],
-            [buffer],
-            weight_decay=0.0,
-            momentum=momentum,
-            lr=1.0,
-            dampening=1.0 - lr,
-            nesterov=False,
-            maximize=False,
-            is_first_step=False,
-        )
-        v_ref = momentum * v_ref + lr * grad
-        p_ref = p_ref - v_ref
-    return _close(param, p_ref) and _close(buffer, v_ref)
+
+    def formula(param: Tensor, velocity: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+        velocity = momentum * velocity + lr * grad
+        return param - velocity, velocity
+
+    return _sgd_kernel_test(
+        formula, weight_decay=0.0, momentum=momentum, lr=1.0, dampening=1.0 - lr, nesterov=False
+    )
 
 
 _REEXPRESSIONS: dict[str, Callable[[torch.device], bool]] = {
     "amsgrad_lecture": _adam_kernel_test("_fused_adam_", amsgrad=True, form="amsgrad_lecture"),
     "adam_epsilon_hat": _adam_kernel_test("_fused_adam_", amsgrad=False, form="epsilon_hat"),
-    "momentum_lecture": _momentum_lecture_self_test,
+    "momentum_lecture": _momentum_lecture(),
 }
 
 
