@@ -83,6 +83,24 @@ def refreshes(step: int, frequency: int, convention: str) -> bool:
     return t % frequency == 0
 
 
+def rotate(x: Tensor, q_left: Tensor | None, q_right: Tensor | None) -> Tensor:
+    """Q_Lᵀ X Q_R: X (one matrix or a stack) into the eigenbasis; a side without a basis is I."""
+    if q_left is not None:
+        x = q_left.mT @ x
+    if q_right is not None:
+        x = x @ q_right
+    return x
+
+
+def rotate_back(x: Tensor, q_left: Tensor | None, q_right: Tensor | None) -> Tensor:
+    """Q_L X Q_Rᵀ: the inverse of :func:`rotate` (the bases are orthogonal)."""
+    if q_left is not None:
+        x = q_left @ x
+    if q_right is not None:
+        x = x @ q_right.mT
+    return x
+
+
 def soap_reference(
     param: Tensor,
     grad: Tensor,
@@ -132,25 +150,14 @@ def soap_reference(
         q_right = None if right is None else eigenbasis(right)
         return param, exp_avg, exp_avg_sq, left, right, q_left, q_right
 
-    def project(x: Tensor) -> Tensor:
-        x = x.reshape(matrix.shape)
-        if q_left is not None:
-            x = q_left.T @ x
-        if q_right is not None:
-            x = x @ q_right
-        return x
-
     t = step - 1
-    projected = project(g)
+    projected = rotate(matrix, q_left, q_right)
     exp_avg = beta1 * exp_avg + (1 - beta1) * g
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * (projected * projected).reshape(param.shape)
     root = torch.sqrt(exp_avg_sq.reshape(matrix.shape) / (1 - beta2**t))
     denominator = torch.clamp(root, min=eps) if convention == "heavyball" else root + eps
-    direction = (project(exp_avg) / (1 - beta1**t)) / denominator
-    if q_left is not None:
-        direction = q_left @ direction
-    if q_right is not None:
-        direction = direction @ q_right.T
+    first = rotate(exp_avg.reshape(matrix.shape), q_left, q_right)
+    direction = rotate_back((first / (1 - beta1**t)) / denominator, q_left, q_right)
     param = param * (1 - lr * weight_decay) - lr * direction.reshape(param.shape)
     left, right = update_factors(shampoo_beta)
     if refreshes(step, precondition_frequency, convention):
@@ -332,17 +339,9 @@ class SOAP(DescentOptimizer):
         shape = matrices.shape
         q_left = torch.stack([s["q_left"] for s in states]) if "q_left" in states[0] else None
         q_right = torch.stack([s["q_right"] for s in states]) if "q_right" in states[0] else None
-
-        def project(x: Tensor) -> Tensor:
-            if q_left is not None:
-                x = q_left.mT @ x
-            if q_right is not None:
-                x = x @ q_right
-            return x
-
         exp_avg = [s["exp_avg"] for s in states]
         exp_avg_sq = [s["exp_avg_sq"] for s in states]
-        projected = project(matrices)
+        projected = rotate(matrices, q_left, q_right)
         foreach.lerp_(exp_avg, g, 1 - beta1)
         foreach.mul_(exp_avg_sq, beta2)
         squared = list((projected * projected).unbind())
@@ -351,7 +350,7 @@ class SOAP(DescentOptimizer):
             [s.reshape(v.shape) for s, v in zip(squared, exp_avg_sq, strict=True)],
             alpha=1 - beta2,
         )
-        first = project(torch.stack([m.reshape(shape[1:]) for m in exp_avg]))
+        first = rotate(torch.stack([m.reshape(shape[1:]) for m in exp_avg]), q_left, q_right)
         second = torch.stack([v.reshape(shape[1:]) for v in exp_avg_sq])
         dtype, device = matrices.dtype, matrices.device
         correction1 = torch.tensor(
@@ -365,11 +364,7 @@ class SOAP(DescentOptimizer):
             denominator = root.clamp_(min=group["eps"])
         else:
             denominator = root.add_(group["eps"])
-        direction = (first / correction1).div_(denominator)
-        if q_left is not None:
-            direction = q_left @ direction
-        if q_right is not None:
-            direction = direction @ q_right.mT
+        direction = rotate_back((first / correction1).div_(denominator), q_left, q_right)
         if group["weight_decay"] != 0:
             foreach.mul_(params, 1 - lr * group["weight_decay"])
         foreach.add_(
