@@ -23,6 +23,16 @@ from descent.optim.base import Group, Host, LearningRate, State
 from descent.optim.options import RuleOptions, hyperparameters
 
 
+def _rho_and_square(step: Any, beta2: float) -> tuple[Any, Any]:
+    """(ρₜ, rₜ²) for step t, a number or a 0-d tensor (the device path):
+
+    ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2t β₂ᵗ/(1−β₂ᵗ) ;  rₜ² = (ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ)
+    """
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    return rho_t, (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+
+
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
     """rₜ for step t, or None while ρₜ ≤ threshold (the variance of the adaptive rate is not yet
     tractable and the step is plain momentum SGD):
@@ -30,11 +40,10 @@ def radam_rectification(step: int, beta2: float, threshold: float) -> float | No
         ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2t β₂ᵗ/(1−β₂ᵗ)
         rₜ = √( (ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ) )
     """
-    rho_inf = 2 / (1 - beta2) - 1
-    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    rho_t, square = _rho_and_square(step, beta2)
     if rho_t <= threshold:
         return None
-    return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    return math.sqrt(square)
 
 
 def radam_reference(
@@ -171,15 +180,12 @@ class RAdam(_AdamBase):
         """The step with t a device tensor (compiled or capturable): both branches of the
         rectification computed and chosen by torch.where, so nothing is read back to the host."""
         beta1, beta2 = group["betas"]
-        rho_inf = 2 / (1 - beta2) - 1
         den = foreach.sqrt(v)
         foreach.add_(den, group["eps"])
         factors, sizes = [], []
         for t, d in zip(steps, den, strict=True):
-            bias2 = 1 - beta2**t
-            rho_t = rho_inf - 2 * t * beta2**t / bias2
-            ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            adaptive = (ratio.clamp(min=0) * bias2).sqrt()  # rₜ √(1−β₂ᵗ)
+            rho_t, square = _rho_and_square(t, beta2)
+            adaptive = (square.clamp(min=0) * (1 - beta2**t)).sqrt()  # rₜ √(1−β₂ᵗ)
             factors.append(torch.where(rho_t > group["threshold"], adaptive / d, 1.0))
             sizes.append(-lr / (1 - beta1**t))
         foreach.addcmul_(params, m, factors, sizes)
