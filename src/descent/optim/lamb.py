@@ -26,6 +26,19 @@ from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
 
 
+def lamb_corrections(
+    mode: str, step: float, beta1: float, beta2: float, lr: float
+) -> tuple[float, float, float]:
+    """(1−β₁ᵗ, 1−β₂ᵗ, η) dividing m, v and the step for ``bias_correction`` ``mode``: "moments"
+    (the paper) corrects the moments; "lr" (pytorch_optimizer's) leaves them and steps by
+    η/(1−β₁ᵗ); "none" corrects nothing."""
+    if mode == "moments":
+        return 1 - beta1**step, 1 - beta2**step, lr
+    if mode == "lr":
+        return 1.0, 1.0, lr / (1 - beta1**step)
+    return 1.0, 1.0, lr
+
+
 def lamb_reference(
     param: Tensor,
     grad: Tensor,
@@ -58,11 +71,7 @@ def lamb_reference(
     """
     g = effective_grad(param, grad, 0.0, maximize)
     exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
-    bias1, bias2 = (1.0, 1.0)
-    if bias_correction == "moments":
-        bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-    elif bias_correction == "lr":
-        lr = lr / (1 - beta1**step)
+    bias1, bias2, lr = lamb_corrections(bias_correction, step, beta1, beta2, lr)
     update = (exp_avg / bias1) / (torch.sqrt(exp_avg_sq / bias2) + eps)
     if excluded:
         return param - lr * update, exp_avg, exp_avg_sq
@@ -224,12 +233,7 @@ class LAMB(_LayerwiseRule):
         for host in hosts:
             t = host["step"]
             if t not in corrections:
-                if mode == "moments":
-                    corrections[t] = (1 - beta1**t, 1 - beta2**t, lr)
-                elif mode == "lr":
-                    corrections[t] = (1.0, 1.0, lr / (1 - beta1**t))
-                else:
-                    corrections[t] = (1.0, 1.0, lr)
+                corrections[t] = lamb_corrections(mode, t, beta1, beta2, lr)
         per_tensor = [corrections[host["step"]] for host in hosts]
         trusted = [not self._excluded(group, p) for p in params]
         keep = [p.numel() <= TWO_PASS_BATCH for p in params]
