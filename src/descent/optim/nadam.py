@@ -20,6 +20,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -141,27 +142,17 @@ class Nadam(_AdamBase):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new_param, new_m, new_v, mu_product = nadam_reference(
+        apply_reference(
+            nadam_reference,
+            group,
             param,
             grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            momentum_decay=group["momentum_decay"],
-            mu_product=host["mu_product"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
+            state,
+            host,
+            lr,
+            self.state_names,
+            scalars=("mu_product",),
         )
-        param.copy_(new_param)
-        state["exp_avg"].copy_(new_m)
-        state["exp_avg_sq"].copy_(new_v)
-        host["mu_product"] = mu_product
-        state["mu_product"].fill_(mu_product)
 
     def _foreach_update(
         self,

@@ -24,6 +24,7 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
+from descent.optim.reference import apply_reference
 
 _CONVENTIONS = ("paper", "heavyball")
 # heavyball's floor for the shift of its power iteration (the ε it passes to its QR step)
@@ -252,28 +253,18 @@ class SOAP(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        beta1, beta2 = group["betas"]
-        new = soap_reference(
+        tensors = ("exp_avg", "exp_avg_sq", *_FACTORS)  # a side not preconditioned has none
+        apply_reference(
+            soap_reference,
+            group,
             param,
             grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            *(state.get(name) for name in _FACTORS),
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
+            state,
+            host,
+            lr,
+            tensors,
             shampoo_beta=self._shampoo_beta(group),
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            precondition_frequency=group["precondition_frequency"],
-            convention=group["convention"],
-            maximize=group["maximize"],
         )
-        param.copy_(new[0])
-        for name, value in zip(("exp_avg", "exp_avg_sq", *_FACTORS), new[1:], strict=True):
-            if name in state:
-                state[name].copy_(value)
 
     def _foreach_update(
         self,
