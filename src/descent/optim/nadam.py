@@ -20,7 +20,6 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- pure reference step ------------------------------------------------------------------------
 
@@ -93,6 +92,7 @@ class Nadam(_AdamBase):
     """
 
     scalar_state: ClassVar[dict[str, torch.dtype]] = {"mu_product": torch.float64}
+    reference = staticmethod(nadam_reference)
 
     def __init__(
         self,
@@ -138,21 +138,6 @@ class Nadam(_AdamBase):
                 state["mu_product"].fill_(mu_product)
             coefficients.append((c_g, c_m))
         return coefficients
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        apply_reference(
-            nadam_reference,
-            group,
-            param,
-            grad,
-            state,
-            host,
-            lr,
-            self.state_names,
-            scalars=("mu_product",),
-        )
 
     def _foreach_update(
         self,

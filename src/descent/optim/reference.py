@@ -31,17 +31,16 @@ def apply_reference(
     host: dict[str, Any],
     lr: float,
     tensors: Sequence[str],
-    *,
-    scalars: Sequence[str] = (),
     **given: Any,
 ) -> None:
     """``function(param, grad, *state[tensors], **keywords)``, its results written back into
-    ``param``, ``state[tensors]`` and then ``scalars`` (in that order).
+    ``param`` and ``state[tensors]`` (in that order), then into the host scalars it takes.
 
     A name of ``tensors`` the state does not hold (a buffer the group's options leave out, e.g.
-    RMSprop's Ē when not centered) is passed as None and its result is not written. ``scalars``
-    are the rule's host scalars (``scalar_state``, e.g. Nadam's μ-product): each result is written
-    to the host and to its 0-d state tensor.
+    RMSprop's Ē when not centered) is passed as None and its result is not written. A host scalar
+    (the rule's ``scalar_state``, e.g. Nadam's μ-product) that ``function`` takes as a keyword it
+    also returns, after the tensors and in the order of its keywords: each is written to the host
+    and to its 0-d state tensor.
 
     Each keyword-only argument of ``function`` is taken from ``given``, else: ``step`` from the
     host's (already advanced) count, ``lr`` as this update's rate, ``beta1``/``beta2`` from the
@@ -49,6 +48,7 @@ def apply_reference(
     name; one found nowhere keeps its default.
     """
     keywords = {}
+    scalars = []
     for name in _keywords(function):
         if name in given:
             keywords[name] = given[name]
@@ -60,6 +60,7 @@ def apply_reference(
             keywords[name] = group["betas"][0 if name == "beta1" else 1]
         elif name in host:
             keywords[name] = host[name]
+            scalars.append(name)
         elif name in group:
             keywords[name] = group[name]
     targets = [param, *(state.get(key) for key in tensors)]

@@ -21,7 +21,6 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 # -- the pure reference step -------------------------------------------------------------------
 
@@ -85,6 +84,9 @@ class RMSprop(DescentOptimizer):
         >>> opt = RMSprop(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
+    # Ē and b are kept only when centering or momentum asks for them (see _init_state)
+    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    reference = staticmethod(rmsprop_reference)
     flags = ("centered", "eps_inside_sqrt")
 
     def __init__(
@@ -116,13 +118,6 @@ class RMSprop(DescentOptimizer):
         if group["momentum"] > 0:
             names.append("momentum_buffer")
         return self.zeros(param, group, names)
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        # Ē and b are in the state only when centering or momentum asks for them
-        tensors = ("square_avg", "grad_avg", "momentum_buffer")
-        apply_reference(rmsprop_reference, group, param, grad, state, host, lr, tensors)
 
     def _foreach_update(
         self,

@@ -24,7 +24,6 @@ from descent.optim.base import (
     effective_grads,
 )
 from descent.optim.options import RuleOptions, hyperparameters
-from descent.optim.reference import apply_reference
 
 _CONVENTIONS = ("paper", "heavyball")
 # heavyball's floor for the shift of its power iteration (the ε it passes to its QR step)
@@ -205,6 +204,9 @@ class SOAP(DescentOptimizer):
     # are in place on tensors autograd would need: no capturable or differentiable step
     device_steps = False
     supports_differentiable = False
+    # the factors and bases of a side that is not preconditioned are not kept (see _init_state)
+    state_names = ("exp_avg", "exp_avg_sq", *_FACTORS)
+    reference = staticmethod(soap_reference)
 
     def __init__(
         self,
@@ -250,21 +252,8 @@ class SOAP(DescentOptimizer):
                 state["q_" + name] = torch.zeros(size, size, dtype=dtype, device=param.device)
         return state
 
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        tensors = ("exp_avg", "exp_avg_sq", *_FACTORS)  # a side not preconditioned has none
-        apply_reference(
-            soap_reference,
-            group,
-            param,
-            grad,
-            state,
-            host,
-            lr,
-            tensors,
-            shampoo_beta=self._shampoo_beta(group),
-        )
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"shampoo_beta": self._shampoo_beta(group)}
 
     def _foreach_update(
         self,
