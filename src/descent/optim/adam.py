@@ -199,40 +199,60 @@ class _AdamBase(DescentOptimizer):
         super()._validate(group)
         validate_moments(group)
 
-    def _fused_adam(
+
+class _FusedAdam(_AdamBase):
+    """Adam and AMSGrad: their fast path is torch's fused Adam kernel."""
+
+    def _fused_step(
         self,
-        kernel: Callable[..., Any],
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
-        run: list[int],
+        hosts: list[Host],
         lr: float,
-        eps: float,
         *,
+        kernel_name: str,
         amsgrad: bool,
+        reexpression: str | None = None,
+        rescaled: Callable[[float], tuple[float, float]] | None = None,
     ) -> None:
-        """torch's fused Adam kernel (``_fused_adam_`` or ``_fused_adamw_``) on the tensors at
-        ``run``, with this lr and ε (a re-expression may have rescaled them)."""
+        """torch's fused kernel ``kernel_name`` (``_fused_adam_`` or ``_fused_adamw_``) on the
+        buckets it takes, the foreach formulation on the rest. A form reached through the kernel's
+        internal bias corrections names its ``reexpression`` (its self-test in _compat) and passes
+        the kernel ``rescaled(t)`` = (η, ε) for the tensors at step count t."""
         beta1, beta2 = group["betas"]
-        kernel(
-            self._pick(params, run),
-            self._pick(grads, run),
-            self._column(states, "exp_avg", run),
-            self._column(states, "exp_avg_sq", run),
-            self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
-            self._column(states, "step", run),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=eps,
-            amsgrad=amsgrad,
-            maximize=group["maximize"],
-        )
+        buckets, rest = self._fused_buckets(params, grads, states)
+        for indices in buckets:
+            device = params[indices[0]].device
+            kernel = _compat.fused(kernel_name, device, amsgrad=amsgrad)
+            if kernel is None or (reexpression and not _compat.reexpression(reexpression, device)):
+                rest += indices
+                continue
+            if rescaled is None:
+                runs = [(indices, (lr, group["eps"]))]
+            else:
+                runs = [(same, rescaled(t)) for t, same in _by_step(hosts, indices).items()]
+            for run, (kernel_lr, eps) in runs:
+                kernel(
+                    self._pick(params, run),
+                    self._pick(grads, run),
+                    self._column(states, "exp_avg", run),
+                    self._column(states, "exp_avg_sq", run),
+                    self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
+                    self._column(states, "step", run),
+                    lr=kernel_lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=eps,
+                    amsgrad=amsgrad,
+                    maximize=group["maximize"],
+                )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
-class Adam(_AdamBase):
+class Adam(_FusedAdam):
     """Adam (Kingma & Ba 2015): momentum on the gradient, RMSprop on its square, both
     bias-corrected.
 
@@ -307,26 +327,20 @@ class Adam(_AdamBase):
         lr: float,
     ) -> None:
         beta2 = group["betas"][1]
-        name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
-        buckets, rest = self._fused_buckets(params, grads, states)
-        for indices in buckets:
-            device = params[indices[0]].device
-            kernel = _compat.fused(name, device)
-            hat = group["epsilon_hat"]
-            if kernel is None or (hat and not _compat.reexpression("adam_epsilon_hat", device)):
-                rest += indices
-                continue
-            if hat:
-                # The kernel divides √v by √(1−β₂ᵗ) before adding ε; ε/√(1−β₂ᵗ) undoes that.
-                runs = [
-                    (same, group["eps"] / math.sqrt(1 - beta2**t))
-                    for t, same in _by_step(hosts, indices).items()
-                ]
-            else:
-                runs = [(indices, group["eps"])]
-            for run, eps in runs:
-                self._fused_adam(kernel, group, params, grads, states, run, lr, eps, amsgrad=False)
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        hat = group["epsilon_hat"]
+        self._fused_step(
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            kernel_name="_fused_adamw_" if self._decoupled else "_fused_adam_",
+            amsgrad=False,
+            reexpression="adam_epsilon_hat" if hat else None,
+            # The kernel divides √v by √(1−β₂ᵗ) before adding ε; ε/√(1−β₂ᵗ) undoes that.
+            rescaled=(lambda t: (lr, group["eps"] / math.sqrt(1 - beta2**t))) if hat else None,
+        )
 
 
 def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
@@ -373,7 +387,7 @@ class AdamW(Adam):
         )
 
 
-class AMSGrad(_AdamBase):
+class AMSGrad(_FusedAdam):
     """AMSGrad (Reddi, Kale & Kumar 2018): Adam whose second moment never decreases.
 
     Lecture (default):  m, v as Adam ;  v̂ ← max(v̂, v) ;  θ ← θ − η m/(√v̂ + ε)
@@ -445,23 +459,22 @@ class AMSGrad(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = self._fused_buckets(params, grads, states)
-        for indices in buckets:
-            device = params[indices[0]].device
-            kernel = _compat.fused("_fused_adam_", device, amsgrad=True)
-            lecture = not group["bias_correction"]
-            if kernel is None or (lecture and not _compat.reexpression("amsgrad_lecture", device)):
-                rest += indices
-                continue
-            if not lecture:
-                runs = [(indices, lr, group["eps"])]
-            else:
-                runs = []
-                for t, same in _by_step(hosts, indices).items():
-                    root_bias2 = math.sqrt(1 - beta2**t)
-                    runs.append((same, lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2))
-            for run, kernel_lr, eps in runs:
-                self._fused_adam(
-                    kernel, group, params, grads, states, run, kernel_lr, eps, amsgrad=True
-                )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+        def lecture(t: float) -> tuple[float, float]:
+            # η(1−β₁ᵗ)/√(1−β₂ᵗ) and ε/√(1−β₂ᵗ) cancel the kernel's bias corrections exactly
+            root_bias2 = math.sqrt(1 - beta2**t)
+            return lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2
+
+        corrected = group["bias_correction"]
+        self._fused_step(
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            kernel_name="_fused_adam_",
+            amsgrad=True,
+            reexpression=None if corrected else "amsgrad_lecture",
+            rescaled=None if corrected else lecture,
+        )
