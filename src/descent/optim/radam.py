@@ -146,13 +146,18 @@ class RAdam(_AdamBase):
             self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
             return
         adaptive, plain = [], []
+        # (adaptive?, step size) per step count: the tensors of a group share one, or a few
+        by_step: dict[float, tuple[bool, float]] = {}
         for i, host in enumerate(hosts):
             t = host["step"]
-            rect = radam_rectification(int(t), beta2, group["threshold"])
-            if rect is None:
-                plain.append((i, -lr / (1 - beta1**t)))
-            else:
-                adaptive.append((i, -lr * rect * math.sqrt(1 - beta2**t) / (1 - beta1**t)))
+            if t not in by_step:
+                rect = radam_rectification(int(t), beta2, group["threshold"])
+                if rect is None:
+                    by_step[t] = (False, -lr / (1 - beta1**t))
+                else:
+                    by_step[t] = (True, -lr * rect * math.sqrt(1 - beta2**t) / (1 - beta1**t))
+            rectified, size = by_step[t]
+            (adaptive if rectified else plain).append((i, size))
         if plain:
             foreach.add_(
                 [params[i] for i, _ in plain],
