@@ -118,11 +118,12 @@ def amsgrad_reference(
 
 
 def _moments(
-    group: Group, g: list[Tensor], states: list[State], second: str = "exp_avg_sq"
+    group: Group, g: list[Tensor], states: list[State]
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists; returns (m, v)."""
+    """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists, in the states' ``exp_avg`` and
+    ``exp_avg_sq``; returns (m, v)."""
     m = [state["exp_avg"] for state in states]
-    v = [state[second] for state in states]
+    v = [state["exp_avg_sq"] for state in states]
     _update_moments(g, m, v, *group["betas"])
     return m, v
 
