@@ -3,75 +3,88 @@ coordinate at a time, written from the table and not from descent's code."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 # A rule: (list of gradients for one coordinate, starting θ, hyperparameters) -> θ after each step.
 Trajectory = list[float]
 
 
-def sgd(theta: float, grads: Sequence[float], lr: float) -> Trajectory:
-    out = []
+def rule(steps: Callable[..., Iterator[float]]) -> Callable[..., Trajectory]:
+    """A rule written as a generator of θ after each step, as the list of them."""
+
+    @functools.wraps(steps)
+    def trajectory(*args: Any, **kwargs: Any) -> Trajectory:
+        return list(steps(*args, **kwargs))
+
+    return trajectory
+
+
+@rule
+def sgd(theta: float, grads: Sequence[float], lr: float) -> Iterator[float]:
     for g in grads:
         theta = theta - lr * g
-        out.append(theta)
-    return out
+        yield theta
 
 
-def momentum(theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9) -> Trajectory:
-    v, out = 0.0, []
+@rule
+def momentum(
+    theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9
+) -> Iterator[float]:
+    v = 0.0
     for g in grads:
         v = gamma * v + lr * g
         theta = theta - v
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def nesterov_stored(
     theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9
-) -> Trajectory:
+) -> Iterator[float]:
     """φ ← φ − (γ v + η g) after v ← γ v + η g, g taken at φ."""
-    v, out = 0.0, []
+    v = 0.0
     for g in grads:
         v = gamma * v + lr * g
         theta = theta - (gamma * v + lr * g)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def adagrad(
     theta: float, grads: Sequence[float], lr: float = 0.01, eps: float = 1e-8, g0: float = 0.0
-) -> Trajectory:
-    G, out = g0, []
+) -> Iterator[float]:
+    G = g0
     for g in grads:
         G = G + g * g
         theta = theta - lr * g / math.sqrt(G + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def adadelta(
     theta: float, grads: Sequence[float], lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6
-) -> Trajectory:
-    Eg, Ed, out = 0.0, 0.0, []
+) -> Iterator[float]:
+    Eg, Ed = 0.0, 0.0
     for g in grads:
         Eg = rho * Eg + (1 - rho) * g * g
         delta = -math.sqrt(Ed + eps) / math.sqrt(Eg + eps) * g
         Ed = rho * Ed + (1 - rho) * delta * delta
         theta = theta + lr * delta
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def rmsprop(
     theta: float, grads: Sequence[float], lr: float = 1e-3, rho: float = 0.9, eps: float = 1e-8
-) -> Trajectory:
-    E, out = 0.0, []
+) -> Iterator[float]:
+    E = 0.0
     for g in grads:
         E = rho * E + (1 - rho) * g * g
         theta = theta - lr * g / math.sqrt(E + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
 def adam_moments(
@@ -86,6 +99,7 @@ def adam_moments(
         yield t, g, m, v
 
 
+@rule
 def adam(
     theta: float,
     grads: Sequence[float],
@@ -93,27 +107,25 @@ def adam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-) -> Trajectory:
-    out = []
+) -> Iterator[float]:
     for t, _, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * m_hat / (math.sqrt(v_hat) + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def adamw(
     theta: float, grads: Sequence[float], lr: float = 1e-3, wd: float = 0.01, **kw: float
-) -> Trajectory:
+) -> Iterator[float]:
     b1, b2, eps = kw.get("b1", 0.9), kw.get("b2", 0.999), kw.get("eps", 1e-8)
-    out = []
     for t, _, m, v in adam_moments(grads, b1, b2):
         theta = theta - lr * wd * theta
         theta = theta - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def adamax(
     theta: float,
     grads: Sequence[float],
@@ -121,17 +133,16 @@ def adamax(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-) -> Trajectory:
+) -> Iterator[float]:
     m = u = 0.0
-    out = []
     for t, g in enumerate(grads, start=1):
         m = b1 * m + (1 - b1) * g
         u = max(b2 * u, abs(g))
         theta = theta - lr / (1 - b1**t) * m / (u + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def nadam(
     theta: float,
     grads: Sequence[float],
@@ -139,15 +150,14 @@ def nadam(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-) -> Trajectory:
-    out = []
+) -> Iterator[float]:
     for t, g, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * (b1 * m_hat + (1 - b1) * g / (1 - b1**t)) / (math.sqrt(v_hat) + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
+@rule
 def amsgrad(
     theta: float,
     grads: Sequence[float],
@@ -155,13 +165,12 @@ def amsgrad(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-8,
-) -> Trajectory:
-    v_max, out = 0.0, []
+) -> Iterator[float]:
+    v_max = 0.0
     for _, _, m, v in adam_moments(grads, b1, b2):
         v_max = max(v_max, v)
         theta = theta - lr * m / (math.sqrt(v_max) + eps)
-        out.append(theta)
-    return out
+        yield theta
 
 
 #: optimizer name -> (hand formula, descent kwargs giving the same hyperparameters)

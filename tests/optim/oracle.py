@@ -77,6 +77,14 @@ def assert_fast_equals_reference(
     assert_all_close(fast, reference)
 
 
+#: (kwargs, message) that every rule with Adam's two moments refuses: its β and ε are checked by
+#: one function (descent.optim.adam.validate_moments); each rule's test adds its own rows
+MOMENT_REJECTIONS: list[tuple[dict, str]] = [
+    ({"betas": (0.9, 1.0)}, r"betas\[1\].*\[0, 1\)"),
+    ({"eps": 0.0}, r"eps.*> 0"),
+]
+
+
 def assert_rejects(
     rule: Callable[..., torch.optim.Optimizer],
     kwargs: dict,

@@ -66,20 +66,17 @@ HOST_SCALARS = {"prodigy", "soap"}
 HOST_GROUP_FLOATS = {"schedule_free_adamw", "schedule_free_sgd"}
 
 
+def _every_rule(failing: set[str], reason: str) -> list[object]:
+    """Every rule's name, those in ``failing`` marked as expected (strictly) to fail."""
+    mark = pytest.mark.xfail(reason=reason, strict=True)
+    return [
+        pytest.param(name, marks=mark) if name in failing else name for name in sorted(OPTIMIZERS)
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="branches on values read back to the host", strict=True
-            ),
-        )
-        if name in HOST_SCALARS
-        else name
-        for name in sorted(OPTIMIZERS)
-    ],
+    "name", _every_rule(HOST_SCALARS, "branches on values read back to the host")
 )
 def test_compiled_step_equals_eager_step(name: str) -> None:
     error, _, frames = _run(name, "aot_eager")
@@ -100,17 +97,9 @@ def test_rules_that_read_the_host_compile_with_graph_breaks(name: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="a host value new at every update (docs/optimizers.md)", strict=True
-            ),
-        )
-        if name in HOST_SCALARS | HOST_GROUP_FLOATS
-        else name
-        for name in sorted(OPTIMIZERS)
-    ],
+    _every_rule(
+        HOST_SCALARS | HOST_GROUP_FLOATS, "a host value new at every update (docs/optimizers.md)"
+    ),
 )
 def test_compiled_step_is_reused_after_two_updates(name: str) -> None:
     """No recompilation after the second update: the step count and the bias corrections are

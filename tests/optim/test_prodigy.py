@@ -75,8 +75,7 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"betas": (0.9, 1.0)}, r"betas\[1\].*\[0, 1\)"),
-        ({"eps": 0.0}, r"eps.*> 0"),
+        *oracle.MOMENT_REJECTIONS,
         ({"d0": 0.0}, r"d0.*> 0"),
         ({"d_coef": -1.0}, r"d_coef.*> 0"),
         ({"growth_rate": 0.5}, r"growth_rate.*≥ 1"),

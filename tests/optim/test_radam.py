@@ -98,8 +98,8 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        *oracle.MOMENT_REJECTIONS,
         ({"betas": (1.0, 0.999)}, r"betas\[0\].*\[0, 1\)"),
-        ({"eps": 0.0}, r"eps.*> 0"),
         ({"threshold": -1.0}, r"threshold.*≥ 0"),
         ({"decoupled_weight_decay": "yes"}, "decoupled_weight_decay"),
         ({"weight_decay": -0.1}, r"weight_decay.*≥ 0"),

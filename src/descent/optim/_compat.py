@@ -230,18 +230,35 @@ def _tiny(device: torch.device, count: int) -> list[Tensor]:
     ]
 
 
-def _adam_self_test(kernel_name: str, amsgrad: bool) -> Callable[[torch.device], bool]:
-    """Two steps of the kernel against Adam (torch's form: bias-corrected, AMSGrad on v̂)."""
+def _adam_kernel_test(
+    kernel_name: str, *, amsgrad: bool, form: str = "torch"
+) -> Callable[[torch.device], bool]:
+    """Two steps of torch's fused Adam kernel ``kernel_name`` against descent's reference step.
+
+    ``form`` "torch": the kernel as torch uses it (bias-corrected Adam, AdamW, AMSGrad on v̂, with
+    weight decay). The re-expressions through the kernel's internal bias corrections, without
+    weight decay: "amsgrad_lecture" (the lecture's AMSGrad, no bias correction: η and ε passed as
+    η(1−β₁ᵗ)/√(1−β₂ᵗ) and ε/√(1−β₂ᵗ)) and "epsilon_hat" (Keras' ε-hat Adam: ε passed as
+    ε/√(1−β₂ᵗ))."""
 
     def check(device: torch.device) -> bool:
+        from descent.optim.adam import adam_reference, amsgrad_reference  # adam imports this
+
         kernel = getattr(torch, kernel_name)
         param, grad = _tiny(device, 2)
         m, v, vmax = (torch.zeros_like(param) for _ in range(3))
         step = torch.zeros((), dtype=torch.float32, device=device)
-        lr, beta1, beta2, eps, wd = 0.1, 0.8, 0.9, 1e-3, 0.05
-        p_ref, m_ref, v_ref, vmax_ref = param.clone(), m.clone(), v.clone(), vmax.clone()
+        lr, beta1, beta2, eps = 0.1, 0.8, 0.9, 1e-3
+        wd = 0.05 if form == "torch" else 0.0
+        reference: Sequence[Tensor] = (param.clone(), m.clone(), v.clone(), vmax.clone())
         for t in (1, 2):
             step += 1
+            hyper = dict(step=t, lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=wd)
+            kernel_lr, kernel_eps = lr, eps
+            if form != "torch":
+                kernel_eps = eps / math.sqrt(1 - beta2**t)
+            if form == "amsgrad_lecture":
+                kernel_lr = lr * (1 - beta1**t) / math.sqrt(1 - beta2**t)
             kernel(
                 [param],
                 [grad],
@@ -249,55 +266,72 @@ def _adam_self_test(kernel_name: str, amsgrad: bool) -> Callable[[torch.device],
                 [v],
                 [vmax] if amsgrad else [],
                 [step],
-                lr=lr,
+                lr=kernel_lr,
                 beta1=beta1,
                 beta2=beta2,
                 weight_decay=wd,
-                eps=eps,
+                eps=kernel_eps,
                 amsgrad=amsgrad,
                 maximize=False,
             )
-            if kernel_name == "_fused_adamw_":
-                p_ref = p_ref * (1 - lr * wd)
-                g = grad
+            p_ref, *moments = reference
+            if amsgrad:
+                correct = form == "torch"
+                reference = amsgrad_reference(
+                    p_ref, grad, *moments, bias_correction=correct, **hyper
+                )
             else:
-                g = grad + wd * p_ref
-            m_ref = beta1 * m_ref + (1 - beta1) * g
-            v_ref = beta2 * v_ref + (1 - beta2) * g * g
-            vmax_ref = torch.maximum(vmax_ref, v_ref) if amsgrad else v_ref
-            denominator = torch.sqrt(vmax_ref) / math.sqrt(1 - beta2**t) + eps
-            p_ref = p_ref - lr / (1 - beta1**t) * m_ref / denominator
-        return _close(param, p_ref) and _close(m, m_ref) and _close(v, v_ref)
+                reference = adam_reference(
+                    p_ref,
+                    grad,
+                    *moments[:2],
+                    epsilon_hat=form == "epsilon_hat",
+                    decoupled_weight_decay=kernel_name == "_fused_adamw_",
+                    **hyper,
+                )
+        return all(_close(a, b) for a, b in zip((param, m, v), reference, strict=False))
 
     return check
 
 
-def _sgd_self_test(device: torch.device) -> bool:
-    """Two steps of torch's momentum SGD (dampening, weight decay, Nesterov) against its formula."""
-    for nesterov in (False, True):
+def _sgd_kernel_test(
+    formula: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]], **kernel: Any
+) -> Callable[[torch.device], bool]:
+    """Two steps of torch's fused SGD with the arguments ``kernel`` against ``formula`` (θ, b, g)
+    -> (θ, b)."""
+
+    def check(device: torch.device) -> bool:
         param, grad = _tiny(device, 2)
         buffer = torch.zeros_like(param)
         p_ref, b_ref = param.clone(), buffer.clone()
-        lr, momentum, dampening, wd = 0.1, 0.7, 0.3, 0.05
         for _ in range(2):
             torch._fused_sgd_(
-                [param],
-                [grad],
-                [buffer],
-                weight_decay=wd,
-                momentum=momentum,
-                lr=lr,
-                dampening=dampening,
-                nesterov=nesterov,
-                maximize=False,
-                is_first_step=False,
+                [param], [grad], [buffer], maximize=False, is_first_step=False, **kernel
             )
-            g = grad + wd * p_ref
-            b_ref = momentum * b_ref + (1 - dampening) * g
-            p_ref = p_ref - lr * (g + momentum * b_ref if nesterov else b_ref)
-        if not (_close(param, p_ref) and _close(buffer, b_ref)):
-            return False
-    return True
+            p_ref, b_ref = formula(p_ref, b_ref, grad)
+        return _close(param, p_ref) and _close(buffer, b_ref)
+
+    return check
+
+
+def _torch_momentum(nesterov: bool) -> Callable[[torch.device], bool]:
+    """torch's momentum SGD (dampening τ, weight decay, Nesterov):
+    b ← γb + (1−τ)(g + λθ) ; θ ← θ − η(g + λθ + γb if nesterov else b)."""
+    lr, momentum, dampening, wd = 0.1, 0.7, 0.3, 0.05
+
+    def formula(param: Tensor, buffer: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+        g = grad + wd * param
+        buffer = momentum * buffer + (1 - dampening) * g
+        return param - lr * (g + momentum * buffer if nesterov else buffer), buffer
+
+    return _sgd_kernel_test(
+        formula, weight_decay=wd, momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov
+    )
+
+
+def _sgd_self_test(device: torch.device) -> bool:
+    """torch's momentum SGD, heavy-ball and Nesterov, against its formula."""
+    return all(_torch_momentum(nesterov)(device) for nesterov in (False, True))
 
 
 def _adagrad_self_test(device: torch.device) -> bool:
@@ -326,9 +360,9 @@ def _adagrad_self_test(device: torch.device) -> bool:
 
 
 _FUSED_SELF_TESTS: dict[str, Callable[[torch.device], bool]] = {
-    "_fused_adam_": _adam_self_test("_fused_adam_", amsgrad=False),
-    "_fused_adam_amsgrad": _adam_self_test("_fused_adam_", amsgrad=True),
-    "_fused_adamw_": _adam_self_test("_fused_adamw_", amsgrad=False),
+    "_fused_adam_": _adam_kernel_test("_fused_adam_", amsgrad=False),
+    "_fused_adam_amsgrad": _adam_kernel_test("_fused_adam_", amsgrad=True),
+    "_fused_adamw_": _adam_kernel_test("_fused_adamw_", amsgrad=False),
     "_fused_sgd_": _sgd_self_test,
     "_fused_adagrad_": _adagrad_self_test,
 }
@@ -348,99 +382,22 @@ def fused(name: str, device: torch.device, *, amsgrad: bool = False) -> Callable
 # -- re-expressions through a kernel's internals ---------------------------------------------------
 
 
-def _amsgrad_lecture_self_test(device: torch.device) -> bool:
-    """The lecture's AMSGrad (no bias correction) through the fused AMSGrad kernel, with lr and ε
-    scaled by (1−β₁ᵗ)/√(1−β₂ᵗ) and 1/√(1−β₂ᵗ) to cancel the kernel's own corrections."""
-    param, grad = _tiny(device, 2)
-    m, v, vmax = (torch.zeros_like(param) for _ in range(3))
-    step = torch.zeros((), dtype=torch.float32, device=device)
-    lr, beta1, beta2, eps = 0.1, 0.8, 0.9, 1e-3
-    p_ref, m_ref, v_ref, vmax_ref = param.clone(), m.clone(), v.clone(), vmax.clone()
-    for t in (1, 2):
-        step += 1
-        root_bias2 = math.sqrt(1 - beta2**t)
-        torch._fused_adam_(
-            [param],
-            [grad],
-            [m],
-            [v],
-            [vmax],
-            [step],
-            lr=lr * (1 - beta1**t) / root_bias2,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=0.0,
-            eps=eps / root_bias2,
-            amsgrad=True,
-            maximize=False,
-        )
-        m_ref = beta1 * m_ref + (1 - beta1) * grad
-        v_ref = beta2 * v_ref + (1 - beta2) * grad * grad
-        vmax_ref = torch.maximum(vmax_ref, v_ref)
-        p_ref = p_ref - lr * m_ref / (torch.sqrt(vmax_ref) + eps)
-    return _close(param, p_ref)
-
-
-def _epsilon_hat_self_test(device: torch.device) -> bool:
-    """Keras' ε-hat Adam through the fused Adam kernel with ε scaled by 1/√(1−β₂ᵗ)."""
-    param, grad = _tiny(device, 2)
-    m, v = torch.zeros_like(param), torch.zeros_like(param)
-    step = torch.zeros((), dtype=torch.float32, device=device)
-    lr, beta1, beta2, eps = 0.1, 0.8, 0.9, 1e-3
-    p_ref, m_ref, v_ref = param.clone(), m.clone(), v.clone()
-    for t in (1, 2):
-        step += 1
-        torch._fused_adam_(
-            [param],
-            [grad],
-            [m],
-            [v],
-            [],
-            [step],
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=0.0,
-            eps=eps / math.sqrt(1 - beta2**t),
-            amsgrad=False,
-            maximize=False,
-        )
-        m_ref = beta1 * m_ref + (1 - beta1) * grad
-        v_ref = beta2 * v_ref + (1 - beta2) * grad * grad
-        p_ref = p_ref - lr * math.sqrt(1 - beta2**t) / (1 - beta1**t) * m_ref / (
-            torch.sqrt(v_ref) + eps
-        )
-    return _close(param, p_ref)
-
-
-def _momentum_lecture_self_test(device: torch.device) -> bool:
+def _momentum_lecture(lr: float = 0.1, momentum: float = 0.7) -> Callable[[torch.device], bool]:
     """The lecture's v ← γv + ηg ; θ ← θ − v through fused SGD with dampening 1 − η and lr 1."""
-    param, grad = _tiny(device, 2)
-    buffer = torch.zeros_like(param)
-    p_ref, v_ref = param.clone(), buffer.clone()
-    lr, momentum = 0.1, 0.7
-    for _ in range(2):
-        torch._fused_sgd_(
-            [param],
-            [grad],
-            [buffer],
-            weight_decay=0.0,
-            momentum=momentum,
-            lr=1.0,
-            dampening=1.0 - lr,
-            nesterov=False,
-            maximize=False,
-            is_first_step=False,
-        )
-        v_ref = momentum * v_ref + lr * grad
-        p_ref = p_ref - v_ref
-    return _close(param, p_ref) and _close(buffer, v_ref)
+
+    def formula(param: Tensor, velocity: Tensor, grad: Tensor) -> tuple[Tensor, Tensor]:
+        velocity = momentum * velocity + lr * grad
+        return param - velocity, velocity
+
+    return _sgd_kernel_test(
+        formula, weight_decay=0.0, momentum=momentum, lr=1.0, dampening=1.0 - lr, nesterov=False
+    )
 
 
 _REEXPRESSIONS: dict[str, Callable[[torch.device], bool]] = {
-    "amsgrad_lecture": _amsgrad_lecture_self_test,
-    "adam_epsilon_hat": _epsilon_hat_self_test,
-    "momentum_lecture": _momentum_lecture_self_test,
+    "amsgrad_lecture": _adam_kernel_test("_fused_adam_", amsgrad=True, form="amsgrad_lecture"),
+    "adam_epsilon_hat": _adam_kernel_test("_fused_adam_", amsgrad=False, form="epsilon_hat"),
+    "momentum_lecture": _momentum_lecture(),
 }
 
 

@@ -29,6 +29,24 @@ from descent.optim.options import RuleOptions, hyperparameters
 # -- pure reference steps ----------------------------------------------------------------------
 
 
+def decayed_grad(
+    param: Tensor, grad: Tensor, lr: float, weight_decay: float, decoupled: bool, maximize: bool
+) -> tuple[Tensor, Tensor]:
+    """(θ, g) as the Adam family starts a step: decoupled (AdamW, Loshchilov & Hutter 2019)
+    θ ← θ − ηλθ and g = ±g; otherwise θ as it is and g = ±g + λθ (L2)."""
+    if decoupled:
+        param = param - lr * weight_decay * param
+        return param, effective_grad(param, grad, 0.0, maximize)
+    return param, effective_grad(param, grad, weight_decay, maximize)
+
+
+def moments_reference(
+    g: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, beta1: float, beta2: float
+) -> tuple[Tensor, Tensor]:
+    """Adam's moments (Kingma & Ba 2015): m ← β₁m + (1−β₁)g ; v ← β₂v + (1−β₂)g². Returns (m, v)."""
+    return beta1 * exp_avg + (1 - beta1) * g, beta2 * exp_avg_sq + (1 - beta2) * g * g
+
+
 def adam_reference(
     param: Tensor,
     grad: Tensor,
@@ -53,13 +71,8 @@ def adam_reference(
 
     Returns (θ, m, v).
     """
-    if decoupled_weight_decay:
-        param = param - lr * weight_decay * param
-        g = effective_grad(param, grad, 0.0, maximize)
-    else:
-        g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    param, g = decayed_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     bias1, bias2 = 1 - beta1**step, 1 - beta2**step
     if epsilon_hat:
         update = lr * math.sqrt(bias2) / bias1 * exp_avg / (torch.sqrt(exp_avg_sq) + eps)
@@ -91,8 +104,7 @@ def amsgrad_reference(
     Returns (θ, m, v, v̂).
     """
     g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     max_exp_avg_sq = torch.maximum(max_exp_avg_sq, exp_avg_sq)
     if bias_correction:
         bias1, bias2 = 1 - beta1**step, 1 - beta2**step
@@ -106,11 +118,12 @@ def amsgrad_reference(
 
 
 def _moments(
-    group: Group, g: list[Tensor], states: list[State], second: str = "exp_avg_sq"
+    group: Group, g: list[Tensor], states: list[State]
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists; returns (m, v)."""
+    """m ← β₁m + (1−β₁)g and v ← β₂v + (1−β₂)g² over lists, in the states' ``exp_avg`` and
+    ``exp_avg_sq``; returns (m, v)."""
     m = [state["exp_avg"] for state in states]
-    v = [state[second] for state in states]
+    v = [state["exp_avg_sq"] for state in states]
     _update_moments(g, m, v, *group["betas"])
     return m, v
 
@@ -118,10 +131,28 @@ def _moments(
 def _update_moments(
     g: list[Tensor], m: list[Tensor], v: list[Tensor], beta1: float, beta2: float
 ) -> None:
+    """:func:`moments_reference` over lists, in place."""
     foreach.mul_(m, beta1)
     foreach.add_(m, g, alpha=1 - beta1)
     foreach.mul_(v, beta2)
     foreach.addcmul_(v, g, g, value=1 - beta2)
+
+
+def decayed_grads(
+    params: list[Tensor],
+    grads: list[Tensor],
+    lr: float,
+    weight_decay: float,
+    decoupled: bool,
+    maximize: bool,
+) -> list[Tensor]:
+    """:func:`decayed_grad` over lists: the decoupled decay applied to ``params`` in place; returns
+    the gradients (new tensors when anything is added)."""
+    if decoupled:
+        if weight_decay != 0:
+            foreach.add_(params, params, alpha=-lr * weight_decay)  # θ ← θ − ηλθ
+        return effective_grads(params, grads, 0.0, maximize)
+    return effective_grads(params, grads, weight_decay, maximize)
 
 
 def adam_foreach(
@@ -142,11 +173,7 @@ def adam_foreach(
 ) -> None:
     """:func:`adam_reference` over lists of tensors, in place (``steps``: each tensor's t, a
     float or, on the device path, a 0-d tensor). Adam, AdamW and Muon's AdamW part use it."""
-    if decoupled_weight_decay:
-        foreach.add_(params, params, alpha=-lr * weight_decay)  # θ ← θ − ηλθ
-        g = effective_grads(params, grads, 0.0, maximize)
-    else:
-        g = effective_grads(params, grads, weight_decay, maximize)
+    g = decayed_grads(params, grads, lr, weight_decay, decoupled_weight_decay, maximize)
     _update_moments(g, exp_avgs, exp_avg_sqs, beta1, beta2)
     den = foreach.sqrt(exp_avg_sqs)
     if epsilon_hat:
@@ -159,48 +186,74 @@ def adam_foreach(
     foreach.addcdiv_(params, exp_avgs, den, sizes)
 
 
+def validate_moments(group: Group) -> None:
+    """The checks of every rule with Adam's two moments: β₁, β₂ in [0, 1) (normalized to a tuple)
+    and ε > 0."""
+    group["betas"] = validate_betas(group["betas"])
+    validate.positive(group["eps"], "eps (ε)")
+
+
 class _AdamBase(DescentOptimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
+        validate_moments(group)
 
-    def _fused_adam(
+
+class _FusedAdam(_AdamBase):
+    """Adam and AMSGrad: their fast path is torch's fused Adam kernel."""
+
+    def _fused_step(
         self,
-        kernel: Callable[..., Any],
         group: Group,
         params: list[Tensor],
         grads: list[Tensor],
         states: list[State],
-        run: list[int],
+        hosts: list[Host],
         lr: float,
-        eps: float,
         *,
+        kernel_name: str,
         amsgrad: bool,
+        reexpression: str | None = None,
+        rescaled: Callable[[float], tuple[float, float]] | None = None,
     ) -> None:
-        """torch's fused Adam kernel (``_fused_adam_`` or ``_fused_adamw_``) on the tensors at
-        ``run``, with this lr and ε (a re-expression may have rescaled them)."""
+        """torch's fused kernel ``kernel_name`` (``_fused_adam_`` or ``_fused_adamw_``) on the
+        buckets it takes, the foreach formulation on the rest. A form reached through the kernel's
+        internal bias corrections names its ``reexpression`` (its self-test in _compat) and passes
+        the kernel ``rescaled(t)`` = (η, ε) for the tensors at step count t."""
         beta1, beta2 = group["betas"]
-        kernel(
-            self._pick(params, run),
-            self._pick(grads, run),
-            self._column(states, "exp_avg", run),
-            self._column(states, "exp_avg_sq", run),
-            self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
-            self._column(states, "step", run),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            eps=eps,
-            amsgrad=amsgrad,
-            maximize=group["maximize"],
-        )
+        buckets, rest = self._fused_buckets(params, grads, states)
+        for indices in buckets:
+            device = params[indices[0]].device
+            kernel = _compat.fused(kernel_name, device, amsgrad=amsgrad)
+            if kernel is None or (reexpression and not _compat.reexpression(reexpression, device)):
+                rest += indices
+                continue
+            if rescaled is None:
+                runs = [(indices, (lr, group["eps"]))]
+            else:
+                runs = [(same, rescaled(t)) for t, same in _by_step(hosts, indices).items()]
+            for run, (kernel_lr, eps) in runs:
+                kernel(
+                    self._pick(params, run),
+                    self._pick(grads, run),
+                    self._column(states, "exp_avg", run),
+                    self._column(states, "exp_avg_sq", run),
+                    self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
+                    self._column(states, "step", run),
+                    lr=kernel_lr,
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=group["weight_decay"],
+                    eps=eps,
+                    amsgrad=amsgrad,
+                    maximize=group["maximize"],
+                )
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
 
-class Adam(_AdamBase):
+class Adam(_FusedAdam):
     """Adam (Kingma & Ba 2015): momentum on the gradient, RMSprop on its square, both
     bias-corrected.
 
@@ -275,26 +328,20 @@ class Adam(_AdamBase):
         lr: float,
     ) -> None:
         beta2 = group["betas"][1]
-        name = "_fused_adamw_" if self._decoupled else "_fused_adam_"
-        buckets, rest = self._fused_buckets(params, grads, states)
-        for indices in buckets:
-            device = params[indices[0]].device
-            kernel = _compat.fused(name, device)
-            hat = group["epsilon_hat"]
-            if kernel is None or (hat and not _compat.reexpression("adam_epsilon_hat", device)):
-                rest += indices
-                continue
-            if hat:
-                # The kernel divides √v by √(1−β₂ᵗ) before adding ε; ε/√(1−β₂ᵗ) undoes that.
-                runs = [
-                    (same, group["eps"] / math.sqrt(1 - beta2**t))
-                    for t, same in _by_step(hosts, indices).items()
-                ]
-            else:
-                runs = [(indices, group["eps"])]
-            for run, eps in runs:
-                self._fused_adam(kernel, group, params, grads, states, run, lr, eps, amsgrad=False)
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        hat = group["epsilon_hat"]
+        self._fused_step(
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            kernel_name="_fused_adamw_" if self._decoupled else "_fused_adam_",
+            amsgrad=False,
+            reexpression="adam_epsilon_hat" if hat else None,
+            # The kernel divides √v by √(1−β₂ᵗ) before adding ε; ε/√(1−β₂ᵗ) undoes that.
+            rescaled=(lambda t: (lr, group["eps"] / math.sqrt(1 - beta2**t))) if hat else None,
+        )
 
 
 def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
@@ -341,7 +388,7 @@ class AdamW(Adam):
         )
 
 
-class AMSGrad(_AdamBase):
+class AMSGrad(_FusedAdam):
     """AMSGrad (Reddi, Kale & Kumar 2018): Adam whose second moment never decreases.
 
     Lecture (default):  m, v as Adam ;  v̂ ← max(v̂, v) ;  θ ← θ − η m/(√v̂ + ε)
@@ -413,23 +460,22 @@ class AMSGrad(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        buckets, rest = self._fused_buckets(params, grads, states)
-        for indices in buckets:
-            device = params[indices[0]].device
-            kernel = _compat.fused("_fused_adam_", device, amsgrad=True)
-            lecture = not group["bias_correction"]
-            if kernel is None or (lecture and not _compat.reexpression("amsgrad_lecture", device)):
-                rest += indices
-                continue
-            if not lecture:
-                runs = [(indices, lr, group["eps"])]
-            else:
-                runs = []
-                for t, same in _by_step(hosts, indices).items():
-                    root_bias2 = math.sqrt(1 - beta2**t)
-                    runs.append((same, lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2))
-            for run, kernel_lr, eps in runs:
-                self._fused_adam(
-                    kernel, group, params, grads, states, run, kernel_lr, eps, amsgrad=True
-                )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+        def lecture(t: float) -> tuple[float, float]:
+            # η(1−β₁ᵗ)/√(1−β₂ᵗ) and ε/√(1−β₂ᵗ) cancel the kernel's bias corrections exactly
+            root_bias2 = math.sqrt(1 - beta2**t)
+            return lr * (1 - beta1**t) / root_bias2, group["eps"] / root_bias2
+
+        corrected = group["bias_correction"]
+        self._fused_step(
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            kernel_name="_fused_adam_",
+            amsgrad=True,
+            reexpression=None if corrected else "amsgrad_lecture",
+            rescaled=None if corrected else lecture,
+        )

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
+from descent.optim.adam import _moments, moments_reference, validate_moments
 from descent.optim.base import (
     Group,
     Host,
@@ -19,11 +20,23 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
     scalar_sqrt,
-    validate_betas,
 )
 from descent.optim.fastpath import TWO_PASS_BATCH
 from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
+
+
+def lamb_corrections(
+    mode: str, step: float, beta1: float, beta2: float, lr: float
+) -> tuple[float, float, float]:
+    """(1−β₁ᵗ, 1−β₂ᵗ, η) dividing m, v and the step for ``bias_correction`` ``mode``: "moments"
+    (the paper) corrects the moments; "lr" (pytorch_optimizer's) leaves them and steps by
+    η/(1−β₁ᵗ); "none" corrects nothing."""
+    if mode == "moments":
+        return 1 - beta1**step, 1 - beta2**step, lr
+    if mode == "lr":
+        return 1.0, 1.0, lr / (1 - beta1**step)
+    return 1.0, 1.0, lr
 
 
 def lamb_reference(
@@ -57,13 +70,8 @@ def lamb_reference(
     Returns (θ, m, v).
     """
     g = effective_grad(param, grad, 0.0, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
-    bias1, bias2 = (1.0, 1.0)
-    if bias_correction == "moments":
-        bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-    elif bias_correction == "lr":
-        lr = lr / (1 - beta1**step)
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
+    bias1, bias2, lr = lamb_corrections(bias_correction, step, beta1, beta2, lr)
     update = (exp_avg / bias1) / (torch.sqrt(exp_avg_sq / bias2) + eps)
     if excluded:
         return param - lr * update, exp_avg, exp_avg_sq
@@ -123,8 +131,7 @@ class LAMB(_LayerwiseRule):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
+        validate_moments(group)
         group["bias_correction"] = validate.choice(
             group["bias_correction"], "bias_correction", ("moments", "lr", "none")
         )
@@ -142,12 +149,7 @@ class LAMB(_LayerwiseRule):
     ) -> None:
         beta1, beta2 = group["betas"]
         g = effective_grads(params, grads, 0.0, group["maximize"])
-        m = [state["exp_avg"] for state in states]
-        v = [state["exp_avg_sq"] for state in states]
-        foreach.mul_(m, beta1)
-        foreach.add_(m, g, alpha=1 - beta1)
-        foreach.mul_(v, beta2)
-        foreach.addcmul_(v, g, g, value=1 - beta2)
+        m, v = _moments(group, g, states)
         den = foreach.sqrt(v)
         steps = [host["step"] for host in hosts]
         moments = group["bias_correction"] == "moments"
@@ -231,12 +233,7 @@ class LAMB(_LayerwiseRule):
         for host in hosts:
             t = host["step"]
             if t not in corrections:
-                if mode == "moments":
-                    corrections[t] = (1 - beta1**t, 1 - beta2**t, lr)
-                elif mode == "lr":
-                    corrections[t] = (1.0, 1.0, lr / (1 - beta1**t))
-                else:
-                    corrections[t] = (1.0, 1.0, lr)
+                corrections[t] = lamb_corrections(mode, t, beta1, beta2, lr)
         per_tensor = [corrections[host["step"]] for host in hosts]
         trusted = [not self._excluded(group, p) for p in params]
         keep = [p.numel() <= TWO_PASS_BATCH for p in params]

@@ -4,7 +4,7 @@ iteration, with AdamW for the tensors that are not matrices, in one optimizer ob
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Unpack
 
 import torch
@@ -211,34 +211,17 @@ class Muon(DescentOptimizer):
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
     ) -> None:
-        if "momentum_buffer" in state:
-            apply_reference(
-                muon_reference,
-                group,
-                param,
-                grad,
-                state,
-                host,
-                lr,
-                ("momentum_buffer",),
-                coefficients=group["ns_coefficients"],
+        if "momentum_buffer" in state:  # a matrix: Muon's step
+            function: Callable[..., Any] = muon_reference
+            tensors: tuple[str, ...] = ("momentum_buffer",)
+            keywords: dict[str, Any] = {"coefficients": group["ns_coefficients"]}
+        else:  # anything else: AdamW with the group's adamw_* hyperparameters
+            beta1, beta2 = group["adamw_betas"]
+            function, tensors = adam_reference, ("exp_avg", "exp_avg_sq")
+            keywords = dict(
+                beta1=beta1, beta2=beta2, eps=group["adamw_eps"], decoupled_weight_decay=True
             )
-            return
-        beta1, beta2 = group["adamw_betas"]
-        apply_reference(
-            adam_reference,
-            group,
-            param,
-            grad,
-            state,
-            host,
-            lr,
-            ("exp_avg", "exp_avg_sq"),
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["adamw_eps"],
-            decoupled_weight_decay=True,
-        )
+        apply_reference(function, group, param, grad, state, host, lr, tensors, **keywords)
 
     def _foreach_update(
         self,

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.adam import _AdamBase, _moments
+from descent.optim.adam import _AdamBase, _moments, moments_reference
 from descent.optim.base import (
     Group,
     Host,
@@ -66,8 +66,7 @@ def nadam_reference(
     Returns (θ, m, v, μ-product).
     """
     g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     v_hat = exp_avg_sq / (1 - beta2**step)
     c_g, c_m, mu_product = nadam_coefficients(step, lr, beta1, momentum_decay, mu_product)
     update = (c_g * g + c_m * exp_avg) / (torch.sqrt(v_hat) + eps)
@@ -93,6 +92,7 @@ class Nadam(_AdamBase):
     """
 
     scalar_state: ClassVar[dict[str, torch.dtype]] = {"mu_product": torch.float64}
+    reference = staticmethod(nadam_reference)
 
     def __init__(
         self,
@@ -138,31 +138,6 @@ class Nadam(_AdamBase):
                 state["mu_product"].fill_(mu_product)
             coefficients.append((c_g, c_m))
         return coefficients
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        new_param, new_m, new_v, mu_product = nadam_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            momentum_decay=group["momentum_decay"],
-            mu_product=host["mu_product"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new_param)
-        state["exp_avg"].copy_(new_m)
-        state["exp_avg_sq"].copy_(new_v)
-        host["mu_product"] = mu_product
-        state["mu_product"].fill_(mu_product)
 
     def _foreach_update(
         self,

@@ -13,6 +13,7 @@ from torch import Tensor
 from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -20,7 +21,7 @@ from descent.optim.base import (
     LearningRate,
     State,
     effective_grad,
-    validate_betas,
+    effective_grads,
 )
 from descent.optim.fastpath import pick
 from descent.optim.options import RuleOptions, hyperparameters
@@ -42,6 +43,21 @@ def prodigy_estimate(
         d = max(d, d_hat)
     d_max = max(d_max, d_hat)
     return min(d_max, d * growth_rate), d_max
+
+
+def prodigy_step_size(
+    step: int,
+    lr: float,
+    d: float,
+    beta1: float,
+    beta2: float,
+    beta3: float | None,
+    bias_correction: bool,
+) -> tuple[float, float]:
+    """(β₃, dη): β₃ = √β₂ unless given ; dη = d·η·(√(1−β₂ᵗ)/(1−β₁ᵗ) if bias_correction else 1)."""
+    beta3 = math.sqrt(beta2) if beta3 is None else beta3
+    scale = math.sqrt(1 - beta2**step) / (1 - beta1**step) if bias_correction else 1.0
+    return beta3, d * lr * scale
 
 
 def prodigy_reference(
@@ -81,9 +97,7 @@ def prodigy_reference(
 
     Returns (θ, m, v, s, d, d_max, r).
     """
-    beta3 = math.sqrt(beta2) if beta3 is None else beta3
-    scale = math.sqrt(1 - beta2**step) / (1 - beta1**step) if bias_correction else 1.0
-    dlr = d * lr * scale
+    beta3, dlr = prodigy_step_size(step, lr, d, beta1, beta2, beta3, bias_correction)
     numerator = numerator * beta3
     new_m, new_v, new_s, gs = [], [], [], []
     for param, grad, m, v, s, start in zip(
@@ -164,10 +178,9 @@ class Prodigy(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
+        validate_moments(group)
         if group["beta3"] is not None:
             validate.unit_interval(group["beta3"], "beta3 (β₃)")
-        validate.positive(group["eps"], "eps (ε)")
         validate.positive(group["d0"], "d0 (d₀)")
         validate.positive(group["d_coef"], "d_coef")
         if not (isinstance(group["growth_rate"], int | float) and group["growth_rate"] >= 1):
@@ -181,6 +194,27 @@ class Prodigy(DescentOptimizer):
         state = self.zeros(param, group, ["exp_avg", "exp_avg_sq", "s", "p0"])
         state["p0"].copy_(param)
         return state
+
+    @staticmethod
+    def _step_size(group: Group, step: int, lr: float) -> tuple[float, float]:
+        """(β₃, dη) of this group at step t (:func:`prodigy_step_size`)."""
+        beta1, beta2 = group["betas"]
+        return prodigy_step_size(
+            step, lr, group["d"], beta1, beta2, group["beta3"], group["bias_correction"]
+        )
+
+    @staticmethod
+    def _estimate(
+        group: Group, numerator: float, denominator: float, update: bool
+    ) -> tuple[float, float]:
+        """(d, d_max) after this step: :func:`prodigy_estimate` when ``update`` (η > 0 and a
+        nonzero Σ‖s‖₁), else the group's as they are."""
+        d, d_max = group["d"], group["d_max"]
+        if not update:
+            return d, d_max
+        return prodigy_estimate(
+            d, d_max, group["d0"], numerator, denominator, group["d_coef"], group["growth_rate"]
+        )
 
     def _run(
         self,
@@ -277,16 +311,9 @@ class Prodigy(DescentOptimizer):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        beta3 = math.sqrt(beta2) if group["beta3"] is None else group["beta3"]
+        beta3, dlr = self._step_size(group, step, lr)
         d, d0, wd = group["d"], group["d0"], group["weight_decay"]
-        scale = 1.0
-        if group["bias_correction"]:
-            scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        dlr = d * lr * scale
-        if group["maximize"]:
-            grads = foreach.neg(grads)
-        if wd != 0 and not group["decouple"]:
-            grads = foreach.add(grads, params, alpha=wd)
+        grads = effective_grads(params, grads, 0.0 if group["decouple"] else wd, group["maximize"])
         m = [state["exp_avg"] for state in states]
         v = [state["exp_avg_sq"] for state in states]
         s = [state["s"] for state in states]
@@ -304,11 +331,7 @@ class Prodigy(DescentOptimizer):
         denominator = float(torch.stack(foreach.norm(s, 1)).sum())
         if denominator == 0:
             return
-        d_max = group["d_max"]
-        if lr > 0:
-            d, d_max = prodigy_estimate(
-                d, d_max, d0, numerator, denominator, group["d_coef"], group["growth_rate"]
-            )
+        d, d_max = self._estimate(group, numerator, denominator, lr > 0)
         if wd != 0 and group["decouple"]:
             foreach.add_(params, params, alpha=-wd * dlr)
         den = foreach.sqrt(v)
@@ -350,12 +373,8 @@ class Prodigy(DescentOptimizer):
         if not params or self._native_split(params, grads, states)[1]:
             return False
         beta1, beta2 = group["betas"]
-        beta3 = math.sqrt(beta2) if group["beta3"] is None else group["beta3"]
+        beta3, dlr = self._step_size(group, step, lr)
         d, d0, wd = group["d"], group["d0"], group["weight_decay"]
-        scale = 1.0
-        if group["bias_correction"]:
-            scale = math.sqrt(1 - beta2**step) / (1 - beta1**step)
-        dlr = d * lr * scale
         update = int(lr > 0)
         sign = -1.0 if group["maximize"] else 1.0
         coupled_wd = 0.0 if group["decouple"] else wd  # in g: ±g + λθ
@@ -386,11 +405,7 @@ class Prodigy(DescentOptimizer):
                 numerator += (d / d0) * dlr * dot
         denominator = sum(l1 for _, l1 in totals)
         apply = int(denominator != 0)
-        d_max = group["d_max"]
-        if apply and lr > 0:
-            d, d_max = prodigy_estimate(
-                d, d_max, d0, numerator, denominator, group["d_coef"], group["growth_rate"]
-            )
+        d, d_max = self._estimate(group, numerator, denominator, bool(apply) and lr > 0)
         shared = dict(
             c_m=group["d"] * (1 - beta1),
             c_v=group["d"] * group["d"] * (1 - beta2),

@@ -12,17 +12,25 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-    validate_betas,
+from descent.optim.adam import (
+    _AdamBase,
+    _moments,
+    decayed_grad,
+    decayed_grads,
+    moments_reference,
 )
+from descent.optim.base import Group, Host, LearningRate, State
 from descent.optim.options import RuleOptions, hyperparameters
+
+
+def _rho_and_square(step: Any, beta2: float) -> tuple[Any, Any]:
+    """(ρₜ, rₜ²) for step t, a number or a 0-d tensor (the device path):
+
+    ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2t β₂ᵗ/(1−β₂ᵗ) ;  rₜ² = (ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ)
+    """
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    return rho_t, (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
 
 
 def radam_rectification(step: int, beta2: float, threshold: float) -> float | None:
@@ -32,11 +40,10 @@ def radam_rectification(step: int, beta2: float, threshold: float) -> float | No
         ρ∞ = 2/(1−β₂) − 1 ;  ρₜ = ρ∞ − 2t β₂ᵗ/(1−β₂ᵗ)
         rₜ = √( (ρₜ−4)(ρₜ−2)ρ∞ / ((ρ∞−4)(ρ∞−2)ρₜ) )
     """
-    rho_inf = 2 / (1 - beta2) - 1
-    rho_t = rho_inf - 2 * step * beta2**step / (1 - beta2**step)
+    rho_t, square = _rho_and_square(step, beta2)
     if rho_t <= threshold:
         return None
-    return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    return math.sqrt(square)
 
 
 def radam_reference(
@@ -63,13 +70,8 @@ def radam_reference(
 
     Returns (θ, m, v).
     """
-    if decoupled_weight_decay:
-        param = param - lr * weight_decay * param
-        g = effective_grad(param, grad, 0.0, maximize)
-    else:
-        g = effective_grad(param, grad, weight_decay, maximize)
-    exp_avg = beta1 * exp_avg + (1 - beta1) * g
-    exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g
+    param, g = decayed_grad(param, grad, lr, weight_decay, decoupled_weight_decay, maximize)
+    exp_avg, exp_avg_sq = moments_reference(g, exp_avg, exp_avg_sq, beta1, beta2)
     corrected = exp_avg / (1 - beta1**step)
     rect = radam_rectification(step, beta2, threshold)
     if rect is None:
@@ -78,7 +80,7 @@ def radam_reference(
     return param - lr * rect * corrected * adaptive, exp_avg, exp_avg_sq
 
 
-class RAdam(DescentOptimizer):
+class RAdam(_AdamBase):
     """RAdam (L. Liu et al., "On the Variance of the Adaptive Learning Rate and Beyond", ICLR 2020):
     Adam with a warmup derived from the variance of its adaptive rate.
 
@@ -98,7 +100,6 @@ class RAdam(DescentOptimizer):
         >>> like_torch = RAdam(model.parameters(), threshold=5.0)  # doctest: +SKIP
     """
 
-    state_names = ("exp_avg", "exp_avg_sq")
     reference = staticmethod(radam_reference)
     flags = ("decoupled_weight_decay",)
 
@@ -118,8 +119,6 @@ class RAdam(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        validate.positive(group["eps"], "eps (ε)")
         validate.nonnegative(
             group["threshold"], "threshold (the ρₜ above which Adam's step is used)"
         )
@@ -134,29 +133,31 @@ class RAdam(DescentOptimizer):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-        wd = group["weight_decay"]
-        if group["decoupled_weight_decay"]:
-            foreach.add_(params, params, alpha=-lr * wd)  # θ ← θ − ηλθ
-            g = effective_grads(params, grads, 0.0, group["maximize"])
-        else:
-            g = effective_grads(params, grads, wd, group["maximize"])
-        m = [state["exp_avg"] for state in states]
-        v = [state["exp_avg_sq"] for state in states]
-        foreach.mul_(m, beta1)
-        foreach.add_(m, g, alpha=1 - beta1)
-        foreach.mul_(v, beta2)
-        foreach.addcmul_(v, g, g, value=1 - beta2)
+        g = decayed_grads(
+            params,
+            grads,
+            lr,
+            group["weight_decay"],
+            group["decoupled_weight_decay"],
+            group["maximize"],
+        )
+        m, v = _moments(group, g, states)
         if isinstance(hosts[0]["step"], Tensor):
             self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
             return
         adaptive, plain = [], []
+        # (adaptive?, step size) per step count: the tensors of a group share one, or a few
+        by_step: dict[float, tuple[bool, float]] = {}
         for i, host in enumerate(hosts):
             t = host["step"]
-            rect = radam_rectification(int(t), beta2, group["threshold"])
-            if rect is None:
-                plain.append((i, -lr / (1 - beta1**t)))
-            else:
-                adaptive.append((i, -lr * rect * math.sqrt(1 - beta2**t) / (1 - beta1**t)))
+            if t not in by_step:
+                rect = radam_rectification(int(t), beta2, group["threshold"])
+                if rect is None:
+                    by_step[t] = (False, -lr / (1 - beta1**t))
+                else:
+                    by_step[t] = (True, -lr * rect * math.sqrt(1 - beta2**t) / (1 - beta1**t))
+            rectified, size = by_step[t]
+            (adaptive if rectified else plain).append((i, size))
         if plain:
             foreach.add_(
                 [params[i] for i, _ in plain],
@@ -184,15 +185,12 @@ class RAdam(DescentOptimizer):
         """The step with t a device tensor (compiled or capturable): both branches of the
         rectification computed and chosen by torch.where, so nothing is read back to the host."""
         beta1, beta2 = group["betas"]
-        rho_inf = 2 / (1 - beta2) - 1
         den = foreach.sqrt(v)
         foreach.add_(den, group["eps"])
         factors, sizes = [], []
         for t, d in zip(steps, den, strict=True):
-            bias2 = 1 - beta2**t
-            rho_t = rho_inf - 2 * t * beta2**t / bias2
-            ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            adaptive = (ratio.clamp(min=0) * bias2).sqrt()  # rₜ √(1−β₂ᵗ)
+            rho_t, square = _rho_and_square(t, beta2)
+            adaptive = (square.clamp(min=0) * (1 - beta2**t)).sqrt()  # rₜ √(1−β₂ᵗ)
             factors.append(torch.where(rho_t > group["threshold"], adaptive / d, 1.0))
             sizes.append(-lr / (1 - beta1**t))
         foreach.addcmul_(params, m, factors, sizes)

@@ -28,20 +28,27 @@ def apply_reference(
     param: Tensor,
     grad: Tensor,
     state: dict[str, Any],
-    host: dict[str, float],
+    host: dict[str, Any],
     lr: float,
     tensors: Sequence[str],
     **given: Any,
 ) -> None:
     """``function(param, grad, *state[tensors], **keywords)``, its results written back into
-    ``param`` and ``state[tensors]`` (in that order).
+    ``param`` and ``state[tensors]`` (in that order), then into the host scalars it takes.
+
+    A name of ``tensors`` the state does not hold (a buffer the group's options leave out, e.g.
+    RMSprop's Ē when not centered) is passed as None and its result is not written. A host scalar
+    (the rule's ``scalar_state``, e.g. Nadam's μ-product) that ``function`` takes as a keyword it
+    also returns, after the tensors and in the order of its keywords: each is written to the host
+    and to its 0-d state tensor.
 
     Each keyword-only argument of ``function`` is taken from ``given``, else: ``step`` from the
     host's (already advanced) count, ``lr`` as this update's rate, ``beta1``/``beta2`` from the
-    group's ``betas``, anything else from the group's entry of that name; one found nowhere keeps
-    its default.
+    group's ``betas``, a host scalar from the host, anything else from the group's entry of that
+    name; one found nowhere keeps its default.
     """
     keywords = {}
+    scalars = []
     for name in _keywords(function):
         if name in given:
             keywords[name] = given[name]
@@ -51,9 +58,17 @@ def apply_reference(
             keywords[name] = lr
         elif name in ("beta1", "beta2") and "betas" in group:
             keywords[name] = group["betas"][0 if name == "beta1" else 1]
+        elif name in host:
+            keywords[name] = host[name]
+            scalars.append(name)
         elif name in group:
             keywords[name] = group[name]
-    targets = [param, *(state[key] for key in tensors)]
+    targets = [param, *(state.get(key) for key in tensors)]
     new = function(param, grad, *targets[1:], **keywords)
-    for target, value in zip(targets, (new,) if isinstance(new, Tensor) else new, strict=True):
-        target.copy_(value)
+    results = (new,) if isinstance(new, Tensor) else new
+    for target, value in zip(targets, results[: len(targets)], strict=True):
+        if target is not None:
+            target.copy_(value)
+    for name, value in zip(scalars, results[len(targets) :], strict=True):
+        host[name] = value
+        state[name].fill_(value)

@@ -29,8 +29,8 @@ def rmsprop_reference(
     param: Tensor,
     grad: Tensor,
     square_avg: Tensor,
-    grad_avg: Tensor,
-    momentum_buffer: Tensor,
+    grad_avg: Tensor | None,
+    momentum_buffer: Tensor | None,
     *,
     lr: float,
     rho: float = 0.9,
@@ -40,14 +40,15 @@ def rmsprop_reference(
     centered: bool = False,
     weight_decay: float = 0.0,
     maximize: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """E ← ρ E + (1−ρ) g² ; θ ← θ − η g / √(E + ε)   (the lecture's form)
 
     centered:  Ē ← ρ Ē + (1−ρ) g and E − Ē² replaces E under the root.
     eps_inside_sqrt=False: √(·) + ε instead of √(· + ε) (torch's form).
     momentum μ > 0:  b ← μ b + g / denominator ; θ ← θ − η b (torch's form).
 
-    Returns (θ, E, Ē, b).
+    Returns (θ, E, Ē, b); Ē and b (None when not kept) are read only when centered and when
+    μ > 0.
     """
     g = effective_grad(param, grad, weight_decay, maximize)
     square_avg = rho * square_avg + (1 - rho) * g * g
@@ -83,6 +84,9 @@ class RMSprop(DescentOptimizer):
         >>> opt = RMSprop(model.parameters(), lr=1e-3)  # doctest: +SKIP
     """
 
+    # Ē and b are kept only when centering or momentum asks for them (see _init_state)
+    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    reference = staticmethod(rmsprop_reference)
     flags = ("centered", "eps_inside_sqrt")
 
     def __init__(
@@ -114,30 +118,6 @@ class RMSprop(DescentOptimizer):
         if group["momentum"] > 0:
             names.append("momentum_buffer")
         return self.zeros(param, group, names)
-
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        unused = param.new_zeros(())
-        new = rmsprop_reference(
-            param,
-            grad,
-            state["square_avg"],
-            state.get("grad_avg", unused),
-            state.get("momentum_buffer", unused),
-            lr=lr,
-            rho=group["rho"],
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        targets = (param, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"))
-        for target, value in zip(targets, new, strict=True):
-            if target is not None:
-                target.copy_(value)
 
     def _foreach_update(
         self,

@@ -14,6 +14,7 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -22,7 +23,6 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
-    validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -69,6 +69,14 @@ def schedule_free_reference(
     y = (1 - ckp1) * param + ckp1 * z
     y = y + lr * (beta1 * (1 - ckp1) - 1) * g
     return y, z - lr * g, exp_avg_sq
+
+
+def _validate_interpolation(value: Any, name: str) -> None:
+    """Schedule-Free's β (y = (1−β)z + βx): in [0, 1) as every momentum, and not 0 (y would be z
+    and the average x would never enter the gradient)."""
+    validate.unit_interval(value, name)
+    if value == 0:
+        raise InputError(f"{name} must be in (0, 1) for Schedule-Free, got 0")
 
 
 class _ScheduleFree(DescentOptimizer):
@@ -286,9 +294,7 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        validate.unit_interval(group["momentum"], "momentum (β)")
-        if group["momentum"] == 0:
-            raise InputError("momentum (β) must be in (0, 1) for Schedule-Free, got 0")
+        _validate_interpolation(group["momentum"], "momentum (β)")
 
     def _momentum(self, group: Group) -> float:
         return group["momentum"]
@@ -329,10 +335,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
-        if group["betas"][0] == 0:
-            raise InputError("betas[0] (β₁) must be in (0, 1) for Schedule-Free, got 0")
-        validate.positive(group["eps"], "eps (ε)")
+        validate_moments(group)
+        _validate_interpolation(group["betas"][0], "betas[0] (β₁)")
 
     def _momentum(self, group: Group) -> float:
         return group["betas"][0]

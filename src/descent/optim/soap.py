@@ -13,6 +13,7 @@ from torch import Tensor
 from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
+from descent.optim.adam import validate_moments
 from descent.optim.base import (
     DescentOptimizer,
     Group,
@@ -21,7 +22,6 @@ from descent.optim.base import (
     State,
     effective_grad,
     effective_grads,
-    validate_betas,
 )
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -83,6 +83,24 @@ def refreshes(step: int, frequency: int, convention: str) -> bool:
     return t % frequency == 0
 
 
+def rotate(x: Tensor, q_left: Tensor | None, q_right: Tensor | None) -> Tensor:
+    """Q_Lᵀ X Q_R: X (one matrix or a stack) into the eigenbasis; a side without a basis is I."""
+    if q_left is not None:
+        x = q_left.mT @ x
+    if q_right is not None:
+        x = x @ q_right
+    return x
+
+
+def rotate_back(x: Tensor, q_left: Tensor | None, q_right: Tensor | None) -> Tensor:
+    """Q_L X Q_Rᵀ: the inverse of :func:`rotate` (the bases are orthogonal)."""
+    if q_left is not None:
+        x = q_left @ x
+    if q_right is not None:
+        x = x @ q_right.mT
+    return x
+
+
 def soap_reference(
     param: Tensor,
     grad: Tensor,
@@ -132,25 +150,14 @@ def soap_reference(
         q_right = None if right is None else eigenbasis(right)
         return param, exp_avg, exp_avg_sq, left, right, q_left, q_right
 
-    def project(x: Tensor) -> Tensor:
-        x = x.reshape(matrix.shape)
-        if q_left is not None:
-            x = q_left.T @ x
-        if q_right is not None:
-            x = x @ q_right
-        return x
-
     t = step - 1
-    projected = project(g)
+    projected = rotate(matrix, q_left, q_right)
     exp_avg = beta1 * exp_avg + (1 - beta1) * g
     exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * (projected * projected).reshape(param.shape)
     root = torch.sqrt(exp_avg_sq.reshape(matrix.shape) / (1 - beta2**t))
     denominator = torch.clamp(root, min=eps) if convention == "heavyball" else root + eps
-    direction = (project(exp_avg) / (1 - beta1**t)) / denominator
-    if q_left is not None:
-        direction = q_left @ direction
-    if q_right is not None:
-        direction = direction @ q_right.T
+    first = rotate(exp_avg.reshape(matrix.shape), q_left, q_right)
+    direction = rotate_back((first / (1 - beta1**t)) / denominator, q_left, q_right)
     param = param * (1 - lr * weight_decay) - lr * direction.reshape(param.shape)
     left, right = update_factors(shampoo_beta)
     if refreshes(step, precondition_frequency, convention):
@@ -197,6 +204,9 @@ class SOAP(DescentOptimizer):
     # are in place on tensors autograd would need: no capturable or differentiable step
     device_steps = False
     supports_differentiable = False
+    # the factors and bases of a side that is not preconditioned are not kept (see _init_state)
+    state_names = ("exp_avg", "exp_avg_sq", *_FACTORS)
+    reference = staticmethod(soap_reference)
 
     def __init__(
         self,
@@ -216,10 +226,9 @@ class SOAP(DescentOptimizer):
 
     def _validate(self, group: Group) -> None:
         super()._validate(group)
-        group["betas"] = validate_betas(group["betas"])
+        validate_moments(group)
         if group["shampoo_beta"] is not None:
             validate.unit_interval(group["shampoo_beta"], "shampoo_beta (β_s)")
-        validate.positive(group["eps"], "eps (ε)")
         validate.positive_int(group["precondition_frequency"], "precondition_frequency")
         validate.positive_int(group["max_precond_dim"], "max_precond_dim")
         group["convention"] = validate.choice(group["convention"], "convention", _CONVENTIONS)
@@ -243,31 +252,8 @@ class SOAP(DescentOptimizer):
                 state["q_" + name] = torch.zeros(size, size, dtype=dtype, device=param.device)
         return state
 
-    def _reference_update(
-        self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        new = soap_reference(
-            param,
-            grad,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            *(state.get(name) for name in _FACTORS),
-            step=int(host["step"]),
-            lr=lr,
-            beta1=beta1,
-            beta2=beta2,
-            shampoo_beta=self._shampoo_beta(group),
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            precondition_frequency=group["precondition_frequency"],
-            convention=group["convention"],
-            maximize=group["maximize"],
-        )
-        param.copy_(new[0])
-        for name, value in zip(("exp_avg", "exp_avg_sq", *_FACTORS), new[1:], strict=True):
-            if name in state:
-                state[name].copy_(value)
+    def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
+        return {"shampoo_beta": self._shampoo_beta(group)}
 
     def _foreach_update(
         self,
@@ -333,17 +319,9 @@ class SOAP(DescentOptimizer):
         shape = matrices.shape
         q_left = torch.stack([s["q_left"] for s in states]) if "q_left" in states[0] else None
         q_right = torch.stack([s["q_right"] for s in states]) if "q_right" in states[0] else None
-
-        def project(x: Tensor) -> Tensor:
-            if q_left is not None:
-                x = q_left.mT @ x
-            if q_right is not None:
-                x = x @ q_right
-            return x
-
         exp_avg = [s["exp_avg"] for s in states]
         exp_avg_sq = [s["exp_avg_sq"] for s in states]
-        projected = project(matrices)
+        projected = rotate(matrices, q_left, q_right)
         foreach.lerp_(exp_avg, g, 1 - beta1)
         foreach.mul_(exp_avg_sq, beta2)
         squared = list((projected * projected).unbind())
@@ -352,7 +330,7 @@ class SOAP(DescentOptimizer):
             [s.reshape(v.shape) for s, v in zip(squared, exp_avg_sq, strict=True)],
             alpha=1 - beta2,
         )
-        first = project(torch.stack([m.reshape(shape[1:]) for m in exp_avg]))
+        first = rotate(torch.stack([m.reshape(shape[1:]) for m in exp_avg]), q_left, q_right)
         second = torch.stack([v.reshape(shape[1:]) for v in exp_avg_sq])
         dtype, device = matrices.dtype, matrices.device
         correction1 = torch.tensor(
@@ -366,11 +344,7 @@ class SOAP(DescentOptimizer):
             denominator = root.clamp_(min=group["eps"])
         else:
             denominator = root.add_(group["eps"])
-        direction = (first / correction1).div_(denominator)
-        if q_left is not None:
-            direction = q_left @ direction
-        if q_right is not None:
-            direction = direction @ q_right.mT
+        direction = rotate_back((first / correction1).div_(denominator), q_left, q_right)
         if group["weight_decay"] != 0:
             foreach.mul_(params, 1 - lr * group["weight_decay"])
         foreach.add_(
