@@ -281,29 +281,64 @@ def test_the_background_is_the_default_when_the_cpus_hold_the_threads_and_one_mo
 def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back(
     problem, monkeypatch
 ) -> None:
-    """On two torch threads the analysis runs on one (its figures the same as in a one-thread
-    process) and the training gets its two back."""
+    """On two torch threads the analysis runs on one in each of its threads (the products in
+    the calling one, the noise in the second: its figures the same as in a one-thread process)
+    and the training gets its two back."""
+    import threading
+
     from descent.diagnose import curvature_monitor
 
     model, data = problem
-    seen: list[int] = []
-    real = curvature_monitor.subspace_curvature
+    seen: list[tuple[str, int]] = []
 
-    def watched(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return real(*args, **kwargs)
+    def watched(name: str, real):
+        def call(*args, **kwargs):
+            seen.append((name, torch.get_num_threads()))
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
+        return call
+
+    for name in ("subspace_curvature", "signed_noise"):
+        real = getattr(curvature_monitor, name)
+        monkeypatch.setattr(curvature_monitor, name, watched(name, real))
+    threads: set[str] = set()
+    real_noise = curvature_monitor.signed_noise
+
+    def noise_thread(*args, **kwargs):
+        threads.add(threading.current_thread().name)
+        return real_noise(*args, **kwargs)
+
+    monkeypatch.setattr(curvature_monitor, "signed_noise", noise_thread)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         alone = CurvatureMonitor(1, data, examples=48, background=False)
         feed(alone, fake_trainer(model), (1, 2))
+        assert not any(name.startswith("curvature-noise") for name in threads)
         torch.set_num_threads(2)
         shared = CurvatureMonitor(1, data, examples=48, background=False)
         feed(shared, fake_trainer(model), (1, 2))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
-    assert seen == [1, 1, 1, 1]
+    # The two parts of each analysis in either order (concurrent at 2), each on one thread.
+    assert sorted(seen) == sorted([("subspace_curvature", 1), ("signed_noise", 1)] * 4)
+    assert any(name.startswith("curvature-noise") for name in threads)  # the split, at 2
     assert shared.history == alone.history
+
+
+def test_the_noise_in_its_own_thread_gives_the_same_figures_run_after_run(problem) -> None:
+    """parallel=True (the noise's backward passes concurrent with the products) and False give
+    the same figures bit for bit, at every analysis, whatever the scheduling: each part draws
+    from its own generator."""
+    model, data = problem
+    histories = []
+    for parallel in (False, True, True):
+        monitor = CurvatureMonitor(1, data, examples=48, background=False, parallel=parallel)
+        feed(monitor, fake_trainer(model), (1, 2, 3, 4))
+        monitor.finish(fake_trainer(model), "budget")
+        histories.append(monitor.history)
+    assert histories[0] == histories[1] == histories[2]
+    assert len({record["curvature/gradient_snr"] for record in histories[0]}) > 1
+    with pytest.raises(InputError, match="parallel"):
+        CurvatureMonitor(1, data, parallel="yes")  # type: ignore[arg-type]
