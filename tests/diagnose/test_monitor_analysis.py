@@ -278,67 +278,51 @@ def test_the_background_is_the_default_when_the_cpus_hold_the_threads_and_one_mo
     assert CurvatureMonitor(1, data, background=True).background  # forced
 
 
-def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back(
+def test_the_analysis_runs_on_the_training_threads_and_in_the_background_on_one(
     problem, monkeypatch
 ) -> None:
-    """On two torch threads the analysis runs on one in each of its threads (the products in
-    the calling one, the noise in the second: its figures the same as in a one-thread process)
-    and the training gets its two back."""
-    import threading
-
+    """In the training thread the analysis runs on torch's threads as they are (the training
+    waits for it: no switch, the same figures run after run); in a background thread on one
+    (its figures a one-thread process's), and the training keeps its two."""
     from descent.diagnose import curvature_monitor
 
     model, data = problem
-    seen: list[tuple[str, int]] = []
+    seen: list[int] = []
+    real = curvature_monitor.subspace_curvature
 
-    def watched(name: str, real):
-        def call(*args, **kwargs):
-            seen.append((name, torch.get_num_threads()))
-            return real(*args, **kwargs)
+    def watched(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
 
-        return call
-
-    for name in ("subspace_curvature", "signed_noise"):
-        real = getattr(curvature_monitor, name)
-        monkeypatch.setattr(curvature_monitor, name, watched(name, real))
-    threads: set[str] = set()
-    real_noise = curvature_monitor.signed_noise
-
-    def noise_thread(*args, **kwargs):
-        threads.add(threading.current_thread().name)
-        return real_noise(*args, **kwargs)
-
-    monkeypatch.setattr(curvature_monitor, "signed_noise", noise_thread)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        alone = CurvatureMonitor(1, data, examples=48, background=False)
-        feed(alone, fake_trainer(model), (1, 2))
-        assert not any(name.startswith("curvature-noise") for name in threads)
-        torch.set_num_threads(2)
-        shared = CurvatureMonitor(1, data, examples=48, background=False)
-        feed(shared, fake_trainer(model), (1, 2))
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-    # The two parts of each analysis in either order (concurrent at 2), each on one thread.
-    assert sorted(seen) == sorted([("subspace_curvature", 1), ("signed_noise", 1)] * 4)
-    assert any(name.startswith("curvature-noise") for name in threads)  # the split, at 2
-    assert shared.history == alone.history
+    monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
+    torch.set_num_threads(1)  # the fixture restores the count
+    alone = CurvatureMonitor(1, data, examples=48, background=False)
+    feed(alone, fake_trainer(model), (1, 2))
+    torch.set_num_threads(2)
+    shared = [CurvatureMonitor(1, data, examples=48, background=False) for _ in range(2)]
+    for monitor in shared:
+        feed(monitor, fake_trainer(model), (1, 2))
+    behind = CurvatureMonitor(1, data, examples=48, background=True)
+    feed(behind, fake_trainer(model), (1, 2))
+    behind.finish(fake_trainer(model), "budget")
+    assert torch.get_num_threads() == 2
+    assert seen == [1, 1, 2, 2, 2, 2, 1, 1]
+    assert shared[0].history == shared[1].history
+    assert behind.history == alone.history
 
 
-def test_the_noise_in_its_own_thread_gives_the_same_figures_run_after_run(problem) -> None:
-    """parallel=True (the noise's backward passes concurrent with the products) and False give
-    the same figures bit for bit, at every analysis, whatever the scheduling: each part draws
-    from its own generator."""
+def test_the_noise_draws_from_its_own_generator(problem) -> None:
+    """The curvature's probe (drawn at a trace analysis only) does not move the noise's signs:
+    with the trace at every analysis or every other one, the SNR figures are the same bit for
+    bit; a resumed run draws the same as an uninterrupted one (seeded by the seed and the
+    step)."""
     model, data = problem
     histories = []
-    for parallel in (False, True, True):
-        monitor = CurvatureMonitor(1, data, examples=48, background=False, parallel=parallel)
+    for trace_every in (1, 2):
+        monitor = CurvatureMonitor(1, data, examples=48, trace_every=trace_every)
         feed(monitor, fake_trainer(model), (1, 2, 3, 4))
-        monitor.finish(fake_trainer(model), "budget")
         histories.append(monitor.history)
-    assert histories[0] == histories[1] == histories[2]
-    assert len({record["curvature/gradient_snr"] for record in histories[0]}) > 1
-    with pytest.raises(InputError, match="parallel"):
-        CurvatureMonitor(1, data, parallel="yes")  # type: ignore[arg-type]
+    snr = [[record["curvature/gradient_snr"] for record in history] for history in histories]
+    assert snr[0] == snr[1]
+    assert len(set(snr[0])) > 1  # each step draws its own signs
+    assert "curvature/trace" not in histories[1][2]  # step 3 of every 2: no probe drawn

@@ -74,8 +74,7 @@ import copy
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +121,6 @@ class CurvatureMonitor:
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights; None (the
             default): when torch's threads leave a CPU core free (see the module's docstring).
-        parallel: an analysis in the training thread runs the gradient noise in a second
-            thread, on one torch thread, while the curvature's products run in the calling
-            one; None (the default): when torch has two threads or more (the core of its
-            second would otherwise wait). The figures are the same either way (tested).
     """
 
     def __init__(
@@ -144,7 +139,6 @@ class CurvatureMonitor:
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
         background: bool | None = None,
-        parallel: bool | None = None,
     ) -> None:
         self.every = validate.nonnegative_int(every, "curvature_every")
         self.examples = validate.positive_int(examples, "examples")
@@ -164,7 +158,6 @@ class CurvatureMonitor:
         self.background = (
             validate.flag(background, "background") if background is not None else spare_core()
         )
-        self.parallel = validate.flag(parallel, "parallel") if parallel is not None else None
         self.batch_size = batch_size
         self.seed = seed
         inputs, targets = (train.images, train.labels) if hasattr(train, "images") else tuple(train)
@@ -184,7 +177,6 @@ class CurvatureMonitor:
         self._snapshot: nn.Module | None = None
         self._job: _Job | None = None
         self._warm: tuple[Tensor, ...] = ()
-        self._noise_thread: ThreadPoolExecutor | None = None
 
     # -- the callback --------------------------------------------------------------------------
 
@@ -225,8 +217,7 @@ class CurvatureMonitor:
     def measure(self, trainer: Any, step: int) -> dict[str, float]:
         """Analyse the current weights on the sample (in this thread) and log the figures at
         ``step``."""
-        split = self.parallel if self.parallel is not None else torch.get_num_threads() > 1
-        figures = self._analyse(trainer.model, trainer.loss, step, split=split)
+        figures = self._analyse(trainer.model, trainer.loss, step)
         self._record(trainer, step, figures)
         return figures
 
@@ -257,46 +248,42 @@ class CurvatureMonitor:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        if self._noise_thread is not None:
-            self._noise_thread.shutdown(wait=False)
-            self._noise_thread = None
         return self.verdict
 
     # -- the analysis --------------------------------------------------------------------------
 
     def _analyse(
-        self, model: nn.Module, loss: Any, step: int, *, split: bool = False
+        self, model: nn.Module, loss: Any, step: int, *, background: bool = False
     ) -> dict[str, float]:
         """One forward pass on the sample serves everything: the gradient's graph (for the
         Hessian-vector products) and the per-example losses (for the noise). The subspace
-        starts from the previous analysis's Ritz vectors. ``split``: the noise's backward
-        passes in the second thread, concurrently with the products (each part draws from its
-        own generator, so the figures do not depend on the order)."""
+        starts from the previous analysis's Ritz vectors. In the training thread on torch's
+        threads, in a ``background`` thread on one (see :func:`one_thread`)."""
         curvature_generator, noise_generator = self._generators(step)
         # The step, not a count of analyses, decides: a resumed run measures the same figures.
         trace_due = (step // max(self.every, 1)) % self.trace_every == 0
-        with one_thread(), curvature.evaluation_mode(model):
+        threads = one_thread() if background else nullcontext()
+        with threads, curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
             prepared = objective.gradient_with_example_losses()
-            pending: Future[Any] | None = None
-            if prepared is not None and split:
-                pending = self._second_thread().submit(
-                    self._signed_noise, objective, prepared, noise_generator
-                )
-            try:
-                estimate = subspace_curvature(
+            estimate = subspace_curvature(
+                objective,
+                warm=self._warm,
+                probes=self.probes if trace_due else 0,
+                max_products=self.products,
+                tol=self.tol,
+                generator=curvature_generator,
+            )
+            if prepared is not None:
+                noise = signed_noise(
                     objective,
-                    warm=self._warm,
-                    probes=self.probes if trace_due else 0,
-                    max_products=self.products,
-                    tol=self.tol,
-                    generator=curvature_generator,
+                    *prepared,
+                    batch_size=self.batch_size or 1,
+                    probes=self.signs,
+                    population=self.population,
+                    generator=noise_generator,
                 )
-            finally:  # never leave the second thread on the graph when this one fails
-                noise = pending.result() if pending is not None else None
-            if noise is None and prepared is not None:
-                noise = self._signed_noise(objective, prepared, noise_generator)
-            elif noise is None:  # a loss that is not a mean of per-example losses: groups
+            else:  # a loss that is not a mean of per-example losses: group gradients
                 noise = curvature.gradient_noise(
                     model,
                     loss,
@@ -323,18 +310,6 @@ class CurvatureMonitor:
             figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
 
-    def _signed_noise(
-        self, objective: Any, prepared: tuple[Tensor, Tensor], generator: torch.Generator
-    ) -> Any:
-        return signed_noise(
-            objective,
-            *prepared,
-            batch_size=self.batch_size or 1,
-            probes=self.signs,
-            population=self.population,
-            generator=generator,
-        )
-
     def _generators(self, step: int) -> tuple[torch.Generator, torch.Generator]:
         """The curvature's and the noise's generators at ``step``: seeded by ``seed`` and the
         step only (a resumed run draws the same), one for each part so that neither's draws
@@ -344,18 +319,6 @@ class CurvatureMonitor:
             torch.Generator().manual_seed(int(curvature_seed)),
             torch.Generator().manual_seed(int(noise_seed)),
         )
-
-    def _second_thread(self) -> ThreadPoolExecutor:
-        """The noise's thread, made once, on one torch thread (set while the caller's
-        :func:`one_thread` holds the process-wide count at one, so nothing else sees it)."""
-        if self._noise_thread is None:
-            self._noise_thread = ThreadPoolExecutor(
-                1,
-                thread_name_prefix="curvature-noise",
-                initializer=torch.set_num_threads,
-                initargs=(1,),
-            )
-        return self._noise_thread
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start vectors: a checkpoint that saves them (and :meth:`load_state_dict` on
@@ -474,7 +437,7 @@ class _Job:
 
         def work() -> None:
             try:
-                self.figures = analyse(model, loss, step)
+                self.figures = analyse(model, loss, step, background=True)
             except BaseException as error:  # handed to the training thread at collection
                 self.error = error
             finally:
