@@ -39,20 +39,29 @@ comes with its accuracy:
 
 Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
 forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
-passes: about five training steps of CPU time, 10% over 50 updates (64 examples and 4
-products, the settings before: about nine; benchmarks/curvature.py measures both).
+passes: about five training steps on one core (64 examples and 4 products, the settings
+before: about nine). benchmarks/curvature.py measures the trainer's cost per 50 updates at one
+torch thread and at torch's default side by side.
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
 intra-op threads and one more (``background=None``, the default: :func:`spare_core`; True or
-False to force it), so training goes on while the analysis runs on the other core (torch
-releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
-measured slower than the training thread: pass False there); the figures are logged at the
-step they describe as soon as the analysis ends (and at the latest
-when the run ends or the ``history`` is read). Analyses run one after another, each from the
-previous one's vectors, and every analysis draws its probes from its own generator seeded by
-``seed`` and the step, never from torch's global one, so the figures and the training are the
-same either way (tested). The warm start is the monitor's only state: :meth:`state_dict` /
+False to force it), so training goes on while the analysis runs on the other core, on one
+torch thread (:func:`one_thread`; torch releases the GIL inside its kernels; on a machine
+whose cores are all busy with other work it measured slower than the training thread: pass
+False there); the figures are logged at the step they describe as soon as the analysis ends
+(and at the latest when the run ends or the ``history`` is read). Otherwise (torch's threads
+fill the cores, its default) in the training thread, which waits for it, on torch's threads
+as the training leaves them: their OpenMP team is still awake from the training step (an idle
+worker spin-waits for a few milliseconds before it sleeps), so the analysis's larger products
+use both cores, where on one thread the other core only spun (the analysis cost the same
+wall-clock time in a one- and a two-thread process, and the two-thread steps are faster).
+Analyses run one after another, each from the previous one's vectors, and every analysis
+draws from generators of its own, seeded by ``seed`` and the step (one for the curvature's
+probes, one for the noise's signs), never from torch's global one: the figures and the
+training are the same run after run, in the background or not at one thread (tested); in the
+training thread at two threads the figures are those of two threads (float sums in another
+order). The warm start is the monitor's only state: :meth:`state_dict` /
 :meth:`load_state_dict` carry it, so a checkpoint that saves it resumes the same figures.
 
 A plateau (``stop_on_plateau = P``): the run ends, with the reason "plateau", when the training
@@ -119,8 +128,9 @@ class CurvatureMonitor:
             the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
-        background: analyse in a background thread on a snapshot of the weights; None (the
-            default): when torch's threads leave a CPU core free (see the module's docstring).
+        background: analyse in a background thread on a snapshot of the weights, on one torch
+            thread (False: in the training thread, on torch's threads); None (the default):
+            when torch's threads leave a CPU core free (see the module's docstring).
     """
 
     def __init__(
@@ -396,15 +406,15 @@ class CurvatureMonitor:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """torch's intra-op threads at one inside the block (in the calling thread), restored after.
+    """torch's intra-op threads at one inside the block (in the calling thread), restored after:
+    the background analysis's setting.
 
-    The analysis's operations are small (a few dozen examples): a second thread barely speeds
-    them up, and between them, in the analysis's Python, the OpenMP workers go to sleep, so
-    that each operation waits for them to wake; on a busy machine that wait made the forward
-    pass with its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores).
-    On one thread the figures also do not depend on the thread count, in either thread
-    (torch.set_num_threads also sizes a process-wide pool that only QNNPACK's quantized
-    operators use)."""
+    A background thread that ran OpenMP regions would have a team of its own, whose workers
+    go to sleep between the analysis's operations (its Python runs between them), so that each
+    operation waits for them to wake; on a busy machine that wait made the forward pass with
+    its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores). On one
+    thread the figures also do not depend on the thread count (torch.set_num_threads also sizes
+    a process-wide pool that only QNNPACK's quantized operators use)."""
     before = torch.get_num_threads()
     if before == 1:
         yield
