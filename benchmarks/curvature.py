@@ -5,8 +5,10 @@ stopped at PyHessian's accuracy (a residual tolerance that bounds descent's erro
 PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50`` against plain
 training on the same workload (the digits CNN, Adam, batches of 50), per 50 updates as a long
 run has it, at the monitor's defaults and at the settings before them, in the training thread
-and in a background thread, as wall-clock and CPU time; and what the defaults cost in accuracy
-(the figures over several samples against the whole training set's).
+(on torch's threads, and on one as the release before ran it) and in a background thread, as
+wall-clock and CPU time, at one torch thread and at torch's default side by side (each in a
+process of its own); and what the defaults cost in accuracy (the figures over several samples
+against the whole training set's).
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
         [--trainer-rounds 10] [--accuracy-seeds 12]
