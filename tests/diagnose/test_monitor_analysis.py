@@ -326,3 +326,22 @@ def test_the_noise_draws_from_its_own_generator(problem) -> None:
     assert snr[0] == snr[1]
     assert len(set(snr[0])) > 1  # each step draws its own signs
     assert "curvature/trace" not in histories[1][2]  # step 3 of every 2: no probe drawn
+
+
+def test_a_cnn_analysed_on_two_threads_gives_the_same_figures_run_after_run() -> None:
+    """On torch's two threads (the training thread's analysis) the convolutions' products run
+    on both: the figures are two threads' and the same at every run."""
+    from descent.models import SmallCNN
+
+    torch.set_num_threads(2)  # the fixture restores the count
+    images = torch.randn(64, 64, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(4))
+    histories = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SmallCNN((1, 8, 8), 10, channels=(8, 16))
+        monitor = CurvatureMonitor(1, (images, labels), examples=32, background=False)
+        feed(monitor, fake_trainer(model), (1, 2, 3))
+        histories.append(monitor.history)
+    assert histories[0] == histories[1]
+    assert all(math.isfinite(value) for record in histories[0] for value in record.values())
