@@ -43,8 +43,9 @@ passes: 9.2 ms wall, 5.2 training steps, at one torch thread; 7.5 ms, 6.0 of the
 two-thread steps, in the training thread at two (64 examples and 4 products, the settings
 before: 8.6 and 9.0 steps). benchmarks/curvature.py measures the trainer's cost per 50 updates
 at one torch thread and at torch's default side by side: about 5% at one (in the background)
-and 11–16% at two on 2 cores (10% the target), where the one-thread analysis of the release
-before cost 17–18% in the same runs.
+and 11–17% at two on 2 cores (10% the target; runs of 0.15 s swing by 3 points). Inside the
+Trainer at two threads an analysis took 8.5 ms (median) on torch's threads against 10.2 ms on
+one, as the release before ran it.
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
