@@ -5,8 +5,10 @@ stopped at PyHessian's accuracy (a residual tolerance that bounds descent's erro
 PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50`` against plain
 training on the same workload (the digits CNN, Adam, batches of 50), per 50 updates as a long
 run has it, at the monitor's defaults and at the settings before them, in the training thread
-and in a background thread, as wall-clock and CPU time; and what the defaults cost in accuracy
-(the figures over several samples against the whole training set's).
+(on torch's threads, and on one as the release before ran it) and in a background thread, as
+wall-clock and CPU time, at one torch thread and at torch's default side by side (each in a
+process of its own); and what the defaults cost in accuracy (the figures over several samples
+against the whole training set's).
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
         [--trainer-rounds 10] [--accuracy-seeds 12]
@@ -21,10 +23,11 @@ Its eigenvalues and trace run unpatched. Both tools run on the CPU with the same
 from __future__ import annotations
 
 import argparse
-import contextlib
+import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -250,50 +253,48 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
 
 
 #: The monitor's settings compared: its defaults, and those of the release before (64
-#: examples, 4 products, the trace at every analysis), each in the training thread and in a
-#: background thread.
+#: examples, 4 products, the trace at every analysis).
 BEFORE = {"examples": 64, "products": 4, "trace_every": 1}
+#: torch's thread counts the trainer's cost is measured at, each in a process of its own: one
+#: (OMP_NUM_THREADS=1) and torch's default (OMP_NUM_THREADS unset: the physical cores).
+THREADS = ("1", "default")
 
 
 def monitor_variants() -> dict[str, dict[str, Any] | None]:
     return {
         "plain": None,
         "default": {},
-        "default, training thread": {"background": False},
-        "default, training thread, analysis on torch's threads": {
+        "training thread, torch's threads": {"background": False},
+        "training thread, one torch thread (as before)": {
             "background": False,
-            "all_threads": True,
+            "one_thread": True,
         },
-        "default, background thread": {"background": True},
+        "background thread (one torch thread)": {"background": True},
         "before (64 ex., 4 products, trace each), training thread": {
             **BEFORE,
             "background": False,
         },
-        "before, background thread": {**BEFORE, "background": True},
     }
 
 
-def trainer_overhead(epochs: int, rounds: int) -> None:
+def trainer_overhead(epochs: int, rounds: int) -> dict[str, Any]:
     """The digits CNN trained as ``descent train --model cnn`` does (Adam, batches of 50, a
     TensorBoard run folder), without the monitor and with it (``--curvature-every 50``) at
     each setting of :func:`monitor_variants`; rounds alternated. Wall-clock and CPU time (this
     process's, all threads): on a busy machine the wall-clock ratio swings with the load,
-    while the CPU time still counts the work done."""
+    while the CPU time still counts the work done (and, at two threads, the idle OpenMP
+    worker's spin-wait)."""
     from descent.diagnose import curvature_monitor
     from descent.diagnose.curvature_monitor import CurvatureMonitor, spare_core
     from descent.train import Trainer
 
-    class AllThreads(CurvatureMonitor):
-        """The analysis on torch's intra-op threads, as before this release (the monitor runs
-        it on one): measured here, not an option of the monitor."""
+    class OneThread(CurvatureMonitor):
+        """The analysis in the training thread on one torch thread, as the release before ran
+        it: measured here, not an option of the monitor."""
 
-        def _analyse(self, model: Any, loss: Any, step: int) -> dict[str, float]:
-            one_thread = curvature_monitor.one_thread
-            curvature_monitor.one_thread = contextlib.nullcontext  # type: ignore[assignment]
-            try:
-                return super()._analyse(model, loss, step)
-            finally:
-                curvature_monitor.one_thread = one_thread
+        def _analyse(self, model: Any, loss: Any, step: int, **options: Any) -> dict[str, float]:
+            with curvature_monitor.one_thread():
+                return super()._analyse(model, loss, step, **options)
 
     data = digits()
     counts: dict[str, int] = {}
@@ -304,7 +305,7 @@ def trainer_overhead(epochs: int, rounds: int) -> None:
         monitor = None
         if options is not None:
             options = dict(options)
-            kind = AllThreads if options.pop("all_threads", False) else CurvatureMonitor
+            kind = OneThread if options.pop("one_thread", False) else CurvatureMonitor
             monitor = kind(50, data.train, batch_size=50, **options)
         with tempfile.TemporaryDirectory() as logdir:
             trainer = Trainer(
@@ -337,29 +338,32 @@ def trainer_overhead(epochs: int, rounds: int) -> None:
             walls[name].append(wall)
             cpus[name].append(cpu)
     base, base_cpu = min(walls["plain"]), min(cpus["plain"])
-    default = "a background thread" if spare_core() else "the training thread"
-    print(
-        f"Trainer, digits CNN (SmallCNN, 21,386 parameters), Adam, batches of 50, {epochs} "
-        f"epochs ({steps} updates), {torch.get_num_threads()} torch threads, best of {rounds}: "
-        f"plain {base:.3f} s wall, {base_cpu:.3f} s CPU; the default analyses in {default}"
-    )
     # A short run holds more analyses than one per 50 updates (one at the first update too):
     # the cost of --curvature-every 50 over a long run is one analysis's extra time over 50
     # updates' time.
-    print(f"  {'--curvature-every 50':58} {'run wall':>9} {'per 50 wall':>12} {'per 50 CPU':>11}")
+    rows = {}
     for name in list(variants)[1:]:
         wall, cpu, analyses = min(walls[name]), min(cpus[name]), counts[name]
-        per_50 = (wall - base) / analyses / (base / steps * 50)
-        per_50_cpu = (cpu - base_cpu) / analyses / (base_cpu / steps * 50)
-        print(f"  {name:58} {wall / base - 1:+9.1%} {per_50:+12.1%} {per_50_cpu:+11.1%}")
+        rows[name] = {
+            "run wall": wall / base - 1,
+            "per 50 wall": (wall - base) / analyses / (base / steps * 50),
+            "per 50 CPU": (cpu - base_cpu) / analyses / (base_cpu / steps * 50),
+        }
+    return {
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "plain wall": base,
+        "plain CPU": base_cpu,
+        "default": "a background thread" if spare_core() else "the training thread",
+        "rows": rows,
+    }
 
 
-def analysis_steps(rounds: int) -> None:
-    """One analysis's work in training steps, from CPU time in one process: a training step
-    (forward, backward and Adam on a batch of 50 of the digits CNN) and one analysis (warm,
-    its whole product budget spent) timed in alternation, the best of ``rounds`` each. CPU time
-    counts the work even on a busy machine, where the wall-clock ratios swing; over 50 updates
-    the cost is the steps / 50."""
+def analysis_steps(rounds: int) -> dict[str, Any]:
+    """One analysis's work in training steps: a training step (forward, backward and Adam on a
+    batch of 50 of the digits CNN) and one analysis in the training thread (warm, its whole
+    product budget spent) timed in alternation, wall-clock and CPU time, the best of
+    ``rounds`` each; over 50 updates the cost is the steps / 50."""
     from descent.diagnose.curvature_monitor import CurvatureMonitor
 
     torch.manual_seed(0)
@@ -377,26 +381,92 @@ def analysis_steps(rounds: int) -> None:
         name: CurvatureMonitor(50, data.train, batch_size=50, background=False, **options)
         for name, options in (("default", {}), ("before", BEFORE))
     }
-    best = {"step": math.inf, **{name: math.inf for name in monitors}}
+    clocks = {"wall": time.perf_counter, "CPU": time.process_time}
+    best = {(name, clock): math.inf for name in ("step", *monitors) for clock in clocks}
     for round_ in range(rounds + 2):  # the first two warm the monitors up
-        start = time.process_time()
+        starts = {clock: read() for clock, read in clocks.items()}
         for _ in range(10):
             step()
-        best["step"] = min(best["step"], (time.process_time() - start) / 10)
+        for clock, read in clocks.items():
+            best["step", clock] = min(best["step", clock], (read() - starts[clock]) / 10)
         for name, monitor in monitors.items():
-            start = time.process_time()
+            starts = {clock: read() for clock, read in clocks.items()}
             monitor._analyse(model, F.cross_entropy, 50 * round_)
             if round_ >= 2:
-                best[name] = min(best[name], time.process_time() - start)
+                for clock, read in clocks.items():
+                    best[name, clock] = min(best[name, clock], read() - starts[clock])
+    return {
+        "threads": torch.get_num_threads(),
+        **{f"{name} {clock}": value for (name, clock), value in best.items()},
+    }
+
+
+def trainer_child(epochs: int, rounds: int) -> None:
+    """This process's figures (at its torch thread count) as one JSON line, for the parent."""
+    figures = {
+        "overhead": trainer_overhead(epochs, rounds),
+        "analysis": analysis_steps(rounds * 2),
+    }
+    print("FIGURES " + json.dumps(figures))
+
+
+def trainer_costs(epochs: int, rounds: int) -> None:
+    """The trainer's cost at one torch thread and at torch's default, each measured in a
+    process of its own (torch's thread count is the process's), printed side by side."""
+    results = {}
+    for threads in THREADS:
+        environment = {
+            name: value
+            for name, value in os.environ.items()
+            if name not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        }
+        if threads != "default":
+            environment.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+        command = [sys.executable, __file__, "--trainer-child", "--epochs", str(epochs)]
+        command += ["--trainer-rounds", str(rounds)]
+        output = subprocess.run(
+            command, env=environment, check=True, capture_output=True, text=True
+        ).stdout
+        line = next(line for line in output.splitlines() if line.startswith("FIGURES "))
+        results[threads] = json.loads(line.removeprefix("FIGURES "))
+    first = results[THREADS[0]]["overhead"]
+    heads = []
+    for threads in THREADS:
+        overhead = results[threads]["overhead"]
+        heads.append(
+            f"{overhead['threads']} torch thread(s): plain {overhead['plain wall']:.3f} s wall, "
+            f"{overhead['plain CPU']:.3f} s CPU, the default analyses in {overhead['default']}"
+        )
     print(
-        f"One analysis in training steps of CPU ({torch.get_num_threads()} torch threads, best "
-        f"of {rounds}; a step {best['step'] * 1e3:.2f} ms; analyses alternate with and without "
-        "the trace at the default):"
+        f"Trainer, digits CNN (SmallCNN, 21,386 parameters), Adam, batches of 50, {epochs} "
+        f"epochs ({first['steps']} updates), best of {rounds}; " + "; ".join(heads)
     )
-    for name in monitors:
-        steps = best[name] / best["step"]
-        cost = f"{best[name] * 1e3:6.2f} ms = {steps:.2f} steps, {steps / 50:+.1%} per 50"
-        print(f"  {name:8} {cost}")
+    columns = [f"{results[t]['overhead']['threads']} thr." for t in THREADS]
+    print(
+        f"  {'--curvature-every 50, per 50 updates':58} "
+        + " ".join(f"{column + ' wall':>13} {column + ' CPU':>12}" for column in columns)
+    )
+    for name in first["rows"]:
+        cells = []
+        for threads in THREADS:
+            row = results[threads]["overhead"]["rows"][name]
+            cells.append(f"{row['per 50 wall']:+13.1%} {row['per 50 CPU']:+12.1%}")
+        print(f"  {name:58} " + " ".join(cells))
+    print(
+        "One analysis in the training thread against a training step (best of "
+        f"{rounds * 2}; the default analyses alternate with and without the trace):"
+    )
+    for threads in THREADS:
+        analysis = results[threads]["analysis"]
+        step_wall, step_cpu = analysis["step wall"], analysis["step CPU"]
+        cells = [f"a step {step_wall * 1e3:.2f} ms wall, {step_cpu * 1e3:.2f} ms CPU"]
+        for name in ("default", "before"):
+            wall, cpu = analysis[f"{name} wall"], analysis[f"{name} CPU"]
+            cells.append(
+                f"{name} {wall * 1e3:.2f} ms wall = {wall / step_wall:.2f} steps "
+                f"({wall / step_wall / 50:+.1%} per 50), {cpu * 1e3:.2f} ms CPU"
+            )
+        print(f"  {analysis['threads']} torch thread(s): " + "; ".join(cells))
 
 
 def monitor_accuracy(seeds: int) -> None:
@@ -468,7 +538,11 @@ def main() -> None:
     parser.add_argument(
         "--trainer-rounds", type=int, default=10, help="runs of each variant (each ~0.3 s)"
     )
+    parser.add_argument("--trainer-child", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
+    if arguments.trainer_child:
+        trainer_child(arguments.epochs, arguments.trainer_rounds)
+        return
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     load = os.getloadavg()[0]
     print(
@@ -478,8 +552,7 @@ def main() -> None:
     if not arguments.skip_pyhessian:
         compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:
-        trainer_overhead(arguments.epochs, arguments.trainer_rounds)
-        analysis_steps(arguments.trainer_rounds * 2)
+        trainer_costs(arguments.epochs, arguments.trainer_rounds)
     if not arguments.skip_accuracy:
         monitor_accuracy(arguments.accuracy_seeds)
 

@@ -278,11 +278,12 @@ def test_the_background_is_the_default_when_the_cpus_hold_the_threads_and_one_mo
     assert CurvatureMonitor(1, data, background=True).background  # forced
 
 
-def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back(
+def test_the_analysis_runs_on_the_training_threads_and_in_the_background_on_one(
     problem, monkeypatch
 ) -> None:
-    """On two torch threads the analysis runs on one (its figures the same as in a one-thread
-    process) and the training gets its two back."""
+    """In the training thread the analysis runs on torch's threads as they are (the training
+    waits for it: no switch, the same figures run after run); in a background thread on one
+    (its figures a one-thread process's), and the training keeps its two."""
     from descent.diagnose import curvature_monitor
 
     model, data = problem
@@ -294,16 +295,53 @@ def test_the_analysis_runs_on_one_thread_and_gives_the_training_its_threads_back
         return real(*args, **kwargs)
 
     monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        alone = CurvatureMonitor(1, data, examples=48, background=False)
-        feed(alone, fake_trainer(model), (1, 2))
-        torch.set_num_threads(2)
-        shared = CurvatureMonitor(1, data, examples=48, background=False)
-        feed(shared, fake_trainer(model), (1, 2))
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-    assert seen == [1, 1, 1, 1]
-    assert shared.history == alone.history
+    torch.set_num_threads(1)  # the fixture restores the count
+    alone = CurvatureMonitor(1, data, examples=48, background=False)
+    feed(alone, fake_trainer(model), (1, 2))
+    torch.set_num_threads(2)
+    shared = [CurvatureMonitor(1, data, examples=48, background=False) for _ in range(2)]
+    for monitor in shared:
+        feed(monitor, fake_trainer(model), (1, 2))
+    behind = CurvatureMonitor(1, data, examples=48, background=True)
+    feed(behind, fake_trainer(model), (1, 2))
+    behind.finish(fake_trainer(model), "budget")
+    assert torch.get_num_threads() == 2
+    assert seen == [1, 1, 2, 2, 2, 2, 1, 1]
+    assert shared[0].history == shared[1].history
+    assert behind.history == alone.history
+
+
+def test_the_noise_draws_from_its_own_generator(problem) -> None:
+    """The curvature's probe (drawn at a trace analysis only) does not move the noise's signs:
+    with the trace at every analysis or every other one, the SNR figures are the same bit for
+    bit; a resumed run draws the same as an uninterrupted one (seeded by the seed and the
+    step)."""
+    model, data = problem
+    histories = []
+    for trace_every in (1, 2):
+        monitor = CurvatureMonitor(1, data, examples=48, trace_every=trace_every)
+        feed(monitor, fake_trainer(model), (1, 2, 3, 4))
+        histories.append(monitor.history)
+    snr = [[record["curvature/gradient_snr"] for record in history] for history in histories]
+    assert snr[0] == snr[1]
+    assert len(set(snr[0])) > 1  # each step draws its own signs
+    assert "curvature/trace" not in histories[1][2]  # step 3 of every 2: no probe drawn
+
+
+def test_a_cnn_analysed_on_two_threads_gives_the_same_figures_run_after_run() -> None:
+    """On torch's two threads (the training thread's analysis) the convolutions' products run
+    on both: the figures are two threads' and the same at every run."""
+    from descent.models import SmallCNN
+
+    torch.set_num_threads(2)  # the fixture restores the count
+    images = torch.randn(64, 64, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, 10, (64,), generator=torch.Generator().manual_seed(4))
+    histories = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = SmallCNN((1, 8, 8), 10, channels=(8, 16))
+        monitor = CurvatureMonitor(1, (images, labels), examples=32, background=False)
+        feed(monitor, fake_trainer(model), (1, 2, 3))
+        histories.append(monitor.history)
+    assert histories[0] == histories[1]
+    assert all(math.isfinite(value) for record in histories[0] for value in record.values())

@@ -39,20 +39,33 @@ comes with its accuracy:
 
 Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
 forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
-passes: about five training steps of CPU time, 10% over 50 updates (64 examples and 4
-products, the settings before: about nine; benchmarks/curvature.py measures both).
+passes: 9.2 ms wall, 5.2 training steps, at one torch thread; 7.5 ms, 6.0 of the 1.3× faster
+two-thread steps, in the training thread at two (64 examples and 4 products, the settings
+before: 8.6 and 9.0 steps). benchmarks/curvature.py measures the trainer's cost per 50 updates
+at one torch thread and at torch's default side by side: about 5% at one (in the background)
+and 11–17% at two on 2 cores (10% the target; runs of 0.15 s swing by 3 points). Inside the
+Trainer at two threads an analysis took 8.5 ms (median) on torch's threads against 10.2 ms on
+one, as the release before ran it.
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
 intra-op threads and one more (``background=None``, the default: :func:`spare_core`; True or
-False to force it), so training goes on while the analysis runs on the other core (torch
-releases the GIL inside its kernels; on a machine whose cores are all busy with other work it
-measured slower than the training thread: pass False there); the figures are logged at the
-step they describe as soon as the analysis ends (and at the latest
-when the run ends or the ``history`` is read). Analyses run one after another, each from the
-previous one's vectors, and every analysis draws its probes from its own generator seeded by
-``seed`` and the step, never from torch's global one, so the figures and the training are the
-same either way (tested). The warm start is the monitor's only state: :meth:`state_dict` /
+False to force it), so training goes on while the analysis runs on the other core, on one
+torch thread (:func:`one_thread`; torch releases the GIL inside its kernels; on a machine
+whose cores are all busy with other work it measured slower than the training thread: pass
+False there); the figures are logged at the step they describe as soon as the analysis ends
+(and at the latest when the run ends or the ``history`` is read). Otherwise (torch's threads
+fill the cores, its default) in the training thread, which waits for it, on torch's threads
+as the training leaves them: their OpenMP team is still awake from the training step (an idle
+worker spin-waits for a few milliseconds before it sleeps), so the analysis's larger products
+use both cores, where on one thread the other core only spun (the analysis cost the same
+wall-clock time in a one- and a two-thread process, and the two-thread steps are faster).
+Analyses run one after another, each from the previous one's vectors, and every analysis
+draws from generators of its own, seeded by ``seed`` and the step (one for the curvature's
+probes, one for the noise's signs), never from torch's global one: the figures and the
+training are the same run after run, in the background or not at one thread (tested); in the
+training thread at two threads the figures are those of two threads (float sums in another
+order). The warm start is the monitor's only state: :meth:`state_dict` /
 :meth:`load_state_dict` carry it, so a checkpoint that saves it resumes the same figures.
 
 A plateau (``stop_on_plateau = P``): the run ends, with the reason "plateau", when the training
@@ -74,10 +87,11 @@ import copy
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -118,8 +132,9 @@ class CurvatureMonitor:
             the gradient noise (≥ 2).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
-        background: analyse in a background thread on a snapshot of the weights; None (the
-            default): when torch's threads leave a CPU core free (see the module's docstring).
+        background: analyse in a background thread on a snapshot of the weights, on one torch
+            thread (False: in the training thread, on torch's threads); None (the default):
+            when torch's threads leave a CPU core free (see the module's docstring).
     """
 
     def __init__(
@@ -251,14 +266,18 @@ class CurvatureMonitor:
 
     # -- the analysis --------------------------------------------------------------------------
 
-    def _analyse(self, model: nn.Module, loss: Any, step: int) -> dict[str, float]:
+    def _analyse(
+        self, model: nn.Module, loss: Any, step: int, *, background: bool = False
+    ) -> dict[str, float]:
         """One forward pass on the sample serves everything: the gradient's graph (for the
         Hessian-vector products) and the per-example losses (for the noise). The subspace
-        starts from the previous analysis's Ritz vectors."""
-        generator = torch.Generator().manual_seed(self.seed + step)
+        starts from the previous analysis's Ritz vectors. In the training thread on torch's
+        threads, in a ``background`` thread on one (see :func:`one_thread`)."""
+        curvature_generator, noise_generator = self._generators(step)
         # The step, not a count of analyses, decides: a resumed run measures the same figures.
         trace_due = (step // max(self.every, 1)) % self.trace_every == 0
-        with one_thread(), curvature.evaluation_mode(model):
+        threads = one_thread() if background else nullcontext()
+        with threads, curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
             prepared = objective.gradient_with_example_losses()
             estimate = subspace_curvature(
@@ -267,7 +286,7 @@ class CurvatureMonitor:
                 probes=self.probes if trace_due else 0,
                 max_products=self.products,
                 tol=self.tol,
-                generator=generator,
+                generator=curvature_generator,
             )
             if prepared is not None:
                 noise = signed_noise(
@@ -276,7 +295,7 @@ class CurvatureMonitor:
                     batch_size=self.batch_size or 1,
                     probes=self.signs,
                     population=self.population,
-                    generator=generator,
+                    generator=noise_generator,
                 )
             else:  # a loss that is not a mean of per-example losses: group gradients
                 noise = curvature.gradient_noise(
@@ -304,6 +323,16 @@ class CurvatureMonitor:
         if noise.snr_stderr is not None:
             figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
+
+    def _generators(self, step: int) -> tuple[torch.Generator, torch.Generator]:
+        """The curvature's and the noise's generators at ``step``: seeded by ``seed`` and the
+        step only (a resumed run draws the same), one for each part so that neither's draws
+        depend on when the other runs."""
+        curvature_seed, noise_seed = np.random.SeedSequence([self.seed, step]).generate_state(2)
+        return (
+            torch.Generator().manual_seed(int(curvature_seed)),
+            torch.Generator().manual_seed(int(noise_seed)),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start vectors: a checkpoint that saves them (and :meth:`load_state_dict` on
@@ -381,15 +410,15 @@ class CurvatureMonitor:
 
 @contextmanager
 def one_thread() -> Iterator[None]:
-    """torch's intra-op threads at one inside the block (in the calling thread), restored after.
+    """torch's intra-op threads at one inside the block (in the calling thread), restored after:
+    the background analysis's setting.
 
-    The analysis's operations are small (a few dozen examples): a second thread barely speeds
-    them up, and between them, in the analysis's Python, the OpenMP workers go to sleep, so
-    that each operation waits for them to wake; on a busy machine that wait made the forward
-    pass with its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores).
-    On one thread the figures also do not depend on the thread count, in either thread
-    (torch.set_num_threads also sizes a process-wide pool that only QNNPACK's quantized
-    operators use)."""
+    A background thread that ran OpenMP regions would have a team of its own, whose workers
+    go to sleep between the analysis's operations (its Python runs between them), so that each
+    operation waits for them to wake; on a busy machine that wait made the forward pass with
+    its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores). On one
+    thread the figures also do not depend on the thread count (torch.set_num_threads also sizes
+    a process-wide pool that only QNNPACK's quantized operators use)."""
     before = torch.get_num_threads()
     if before == 1:
         yield
@@ -422,7 +451,7 @@ class _Job:
 
         def work() -> None:
             try:
-                self.figures = analyse(model, loss, step)
+                self.figures = analyse(model, loss, step, background=True)
             except BaseException as error:  # handed to the training thread at collection
                 self.error = error
             finally:
