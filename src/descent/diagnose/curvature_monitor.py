@@ -86,8 +86,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,7 @@ from descent.diagnose.lanczos import subspace_curvature
 from descent.diagnose.noise import signed_noise
 from descent.diagnose.stall import StallVerdict, stall
 from descent.errors import InputError
+from descent.threads import one_torch_thread
 
 #: The reasons to stop a run after which the verdict is worth computing.
 STALL_STOPS = ("early stopping", "plateau")
@@ -408,26 +408,8 @@ class CurvatureMonitor:
         return self._writer
 
 
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """torch's intra-op threads at one inside the block (in the calling thread), restored after:
-    the background analysis's setting.
-
-    A background thread that ran OpenMP regions would have a team of its own, whose workers
-    go to sleep between the analysis's operations (its Python runs between them), so that each
-    operation waits for them to wake; on a busy machine that wait made the forward pass with
-    its gradient's graph take 42 ms instead of 1.6 ms (2 threads on 2 loaded cores). On one
-    thread the figures also do not depend on the thread count (torch.set_num_threads also sizes
-    a process-wide pool that only QNNPACK's quantized operators use)."""
-    before = torch.get_num_threads()
-    if before == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+#: the background analysis's thread setting (descent.threads)
+one_thread = one_torch_thread
 
 
 def spare_core() -> bool:

@@ -17,6 +17,7 @@ from descent.linear import compiled, epochs
 from descent.linear.epochs import DescentRun
 from descent.linear.solve import Gram, Reduction
 from descent.optim.base import DescentOptimizer
+from descent.threads import one_torch_thread
 
 #: Epochs per call of the C loop (its loss buffer: 512 KiB); a longer fit makes several calls.
 STATISTICS_CHUNK = 65536
@@ -80,16 +81,12 @@ EIGENBASIS_AFTER = 768
 
 
 def eigendecomposition(G: Tensor) -> tuple[Tensor, Tensor]:
-    """``torch.linalg.eigh(G)`` on one of torch's threads (restored after): at k = 81 a second
-    thread saves nothing, and right after the pass (another BLAS pool's workers still spinning)
-    the wait for torch's workers made the median 40–94 ms instead of 0.65 ms (2 threads on 2
+    """``torch.linalg.eigh(G)`` on one of torch's threads (descent.threads): at k = 81 a second
+    thread saves nothing, and right after the pass (numpy's BLAS workers still spinning) the
+    wait for torch's second worker made the median 40–94 ms instead of 0.65 ms (2 threads on 2
     loaded cores, benchmarks/linear_fit.py's correlated shape)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         return torch.linalg.eigh(G)
-    finally:
-        torch.set_num_threads(threads)
 
 
 class _Chunks:
