@@ -143,9 +143,9 @@ def test_the_fast_path_runs_the_c_kernel(
     called: list[str] = []
 
     def spy(real: Any) -> Any:
-        def run(kernel: str, jobs: Any) -> None:
+        def run(kernel: str, jobs: Any, **options: Any) -> None:
             called.append(kernel)
-            real(kernel, jobs)
+            real(kernel, jobs, **options)
 
         return run
 

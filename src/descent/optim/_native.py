@@ -389,10 +389,12 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         )
 
 
-def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
+def run_columns(kernel: str, columns: Mapping[str, Any], dtype: torch.dtype | None = None) -> None:
     """:func:`run` with each argument named once: a list (one value per job, in job order) or a
-    single value every job takes. For the sum-dependent rules' steps over hundreds of small
-    tensors, where a dictionary per job costs more than the packing."""
+    single value every job takes. For the steps over hundreds of small tensors, where a
+    dictionary per job costs more than the kernels: a scalar every job shares is packed once and
+    repeated, a list of tensors is read with one ``data_ptr`` call each. ``dtype``: the dtype of
+    every tensor when the caller has checked it (a step plan), so it is not read again here."""
     tensor_names, double_names, int_names, expected = _layout(kernel)
     if columns.keys() != expected:
         raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(columns)}")
@@ -403,30 +405,62 @@ def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
     for name, value in columns.items():
         if isinstance(value, list) and len(value) != count:
             raise TypeError(f"kernel {kernel!r}: {name} has {len(value)} values, not {count}")
-    dtype = firsts[0].dtype
+    mixed = False
+    if dtype is None:
+        dtype = firsts[0].dtype
+        mixed = any(t.dtype != dtype for t in firsts)
     loaded = library()
-    if _captured is not None or loaded is None or any(t.dtype != dtype for t in firsts):
+    if _captured is not None or loaded is None or mixed or dtype not in _SUFFIX:
         # the general path: capture, mixed dtypes (one C call each), or its error
         run(
             kernel, [{name: _at(value, j) for name, value in columns.items()} for j in range(count)]
         )
         return
-
-    def values(names: tuple[str, ...]) -> list[Any]:
-        """The named columns interleaved job by job (the C side's order)."""
-        rows = [v if isinstance(v, list) else [v] * count for v in map(columns.__getitem__, names)]
-        return [value for row in zip(*rows, strict=True) for value in row]
-
-    pointers = [v if type(v) is int else v.data_ptr() for v in values(tensor_names)]
+    width = len(tensor_names)
+    pointers = array.array("q", bytes(8 * width * count))
+    for column, name in enumerate(tensor_names):
+        value = columns[name]
+        if not isinstance(value, list):
+            addresses = array.array("q", [_address(value)]) * count
+        else:
+            try:
+                addresses = array.array("q", map(_DATA_PTR, value))
+            except TypeError:  # some given by their address (an int)
+                addresses = array.array("q", map(_address, value))
+        pointers[column::width] = addresses
+    # array.array packs a list several times faster than a ctypes array; the C side reads each
+    # through the address (the arrays live until the call returns)
     packed = (
-        array.array("q", pointers),
-        array.array("q", [t.numel() for t in firsts]),
-        array.array("d", values(double_names) or [0.0]),
-        array.array("i", values(int_names) or [0]),
+        pointers,
+        array.array("q", map(_NUMEL, firsts)),
+        _scalars(columns, double_names, "d", count),
+        _scalars(columns, int_names, "i", count),
     )
     getattr(loaded, f"{kernel}_{_SUFFIX[dtype]}_many")(
         count, *(packed_values.buffer_info()[0] for packed_values in packed)
     )
+
+
+_DATA_PTR = Tensor.data_ptr
+_NUMEL = Tensor.numel
+
+
+def _address(value: Tensor | int) -> int:
+    return value if type(value) is int else value.data_ptr()
+
+
+def _scalars(
+    columns: Mapping[str, Any], names: tuple[str, ...], code: str, count: int
+) -> array.array:
+    """The named scalar columns interleaved job by job (the C side's order): one row repeated
+    when every job shares them."""
+    if not names:
+        return array.array(code, [0])
+    values = [columns[name] for name in names]
+    if not any(isinstance(value, list) for value in values):
+        return array.array(code, values) * count
+    rows = [value if isinstance(value, list) else [value] * count for value in values]
+    return array.array(code, [item for row in zip(*rows, strict=True) for item in row])
 
 
 def _at(value: Any, j: int) -> Any:

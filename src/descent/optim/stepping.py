@@ -74,6 +74,7 @@ class Plan:
         "hosts",
         "mean_numel",
         "native",
+        "native_dtype",
         "on_cpu",
         "params",
         "state_map",
@@ -102,6 +103,8 @@ class Plan:
         unchecked = [None] * len(params)  # the gradients are checked at each step
         self.fused = fused_buckets(params, unchecked, self.states)
         self.native = native_split(params, unchecked, self.states)
+        native_dtypes = {self.dtypes[i] for i in self.native[0]}
+        self.native_dtype = native_dtypes.pop() if len(native_dtypes) == 1 else None
         self.mean_numel = _mean_numel(params)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
@@ -348,6 +351,14 @@ class Stepping:
             return plan.native[0], list(plan.native[1])
         return native_split(params, grads, states)
 
+    def _native_dtype(self, params: list[Tensor]) -> torch.dtype | None:
+        """The one dtype of the tensors the C kernels take, when the plan knows it (these are its
+        lists, of one dtype); else None (the caller reads them)."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.native_dtype
+        return None
+
     def _mean_numel(self, params: list[Tensor]) -> float:
         """Elements per tensor, on average (the plan's when these are its lists)."""
         plan = self._active
@@ -439,6 +450,32 @@ class Stepping:
         native, rest = self._native_split(params, grads, states)
         sign = -1.0 if group["maximize"] else 1.0
         _native.run(kernel, [job(i, sign) for i in native])
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    def _native_shared(
+        self: DescentOptimizer,
+        kernel: str,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+        state_keys: dict[str, str],
+        scalars: dict[str, Any],
+    ) -> None:
+        """:meth:`_native_update` for a kernel whose scalars every tensor shares: θ is its ``p``,
+        the gradient its ``g``, ``state[key]`` its tensor ``name`` for each name → key of
+        ``state_keys``, ``scalars`` (and ``sign``, −1 to maximize) the rest. One list per
+        argument instead of a dictionary per tensor: a step over hundreds of small tensors then
+        costs its kernel call and a few microseconds of packing."""
+        native, rest = self._native_split(params, grads, states)
+        if native:
+            columns = {"p": self._pick(params, native), "g": self._pick(grads, native)}
+            for name, key in state_keys.items():
+                columns[name] = self._column(states, key, native)
+            columns.update(scalars, sign=-1.0 if group["maximize"] else 1.0)
+            _native.run_columns(kernel, columns, dtype=self._native_dtype(params))
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
     # -- lifting to the compute dtype ---------------------------------------------------------
