@@ -8,7 +8,8 @@ table.
 
 :data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
 ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
-the host, pass 2 applies (LAMB's kernel does all three in C). :func:`run` runs a kernel over all
+the host, pass 2 applies (LAMB's and LARS's kernels, whose ratio needs only their own tensor's
+sums, do all three in C). :func:`run` runs a kernel over all
 its jobs in one C call per dtype (``<kernel>_<suffix>_many``).
 
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
@@ -151,18 +152,19 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("eps_in_trust", "int"),
         ),
     ),
-    # LARS pass 1: sums = (Σθ², Σg²)
-    "lars_norms": (("p", "g", "sums"), ()),
-    # LARS pass 2: u = r(±g + λθ), then the momentum buffer and θ
-    "lars_apply": (
+    # LARS's whole step, both passes in one call: (trust) sums = (Σθ², Σg²) and the ratio
+    # r = κ‖θ‖/(‖g‖ + λ‖θ‖), then u = r(±g + λθ) (r = 1, λ = 0 when not trust), the momentum
+    # buffer and θ
+    "lars_step": (
         ("p", "g", "b"),
         (
-            ("ratio", "double"),
+            ("trust_coefficient", "double"),
             ("wd", "double"),
             ("momentum", "double"),
             ("lr", "double"),
             ("sign", "double"),
             ("lr_in_buffer", "int"),
+            ("trust", "int"),
         ),
     ),
     # Prodigy pass 1: g = ±g + λθ ; s ← β₃s + c_s g (when ``update``) ; sums = (Σ g(θ₀ − θ), Σ|s|)

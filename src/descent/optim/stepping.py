@@ -73,6 +73,7 @@ class Plan:
         "has_complex",
         "hosts",
         "mean_numel",
+        "memo",
         "native",
         "native_dtype",
         "on_cpu",
@@ -106,6 +107,7 @@ class Plan:
         native_dtypes = {self.dtypes[i] for i in self.native[0]}
         self.native_dtype = native_dtypes.pop() if len(native_dtypes) == 1 else None
         self.mean_numel = _mean_numel(params)
+        self.memo: dict[str, Any] = {}  # what a rule derives from the parameters (_planned)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
     def fits(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> bool:
@@ -358,6 +360,18 @@ class Stepping:
         if plan is not None and params is plan.params:
             return plan.native_dtype
         return None
+
+    def _planned(self, params: list[Tensor], key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in the plan under ``key`` when ``params`` are its list (for what a
+        rule derives from the parameters alone, e.g. their dimensions: the plan is rebuilt
+        when they change)."""
+        plan = self._active
+        if plan is None or params is not plan.params:
+            return compute()
+        value = plan.memo.get(key)
+        if value is None:
+            value = plan.memo[key] = compute()
+        return value
 
     def _mean_numel(self, params: list[Tensor]) -> float:
         """Elements per tensor, on average (the plan's when these are its lists)."""
