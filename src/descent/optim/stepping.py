@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from operator import is_, itemgetter
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -72,11 +73,11 @@ class Plan:
         "group_size",
         "has_complex",
         "hosts",
+        "kinds",
         "mean_numel",
         "memo",
         "native",
         "native_dtype",
-        "on_cpu",
         "params",
         "state_map",
         "state_size",
@@ -98,7 +99,8 @@ class Plan:
         self.columns: dict[str, list[Tensor]] = {}
         self.has_complex = any(torch.is_complex(param) for param in params)
         self.dtypes = [param.dtype for param in params]
-        self.on_cpu = [param.is_cpu for param in params]
+        # what each gradient must be (dense_grads): _GRAD_KIND of a dense gradient of its param
+        self.kinds = [(torch.strided, param.dtype, param.is_cpu) for param in params]
         # Which tensors a kernel takes, as far as the parameters and states say; a step checks
         # its gradients (:meth:`dense_grads`) before using these.
         unchecked = [None] * len(params)  # the gradients are checked at each step
@@ -127,17 +129,14 @@ class Plan:
         """True when every gradient is dense, contiguous, of the dtype and on the side (CPU or
         not) its parameter had when the plan was made: what the kernels need besides what the
         plan checked once. A model moved or cast after the optimizer was made fails this, and
-        its step then checks every tensor afresh."""
-        strided = torch.strided
-        for grad, dtype, on_cpu in zip(grads, self.dtypes, self.on_cpu, strict=True):
-            if (
-                grad.layout != strided
-                or grad.dtype != dtype
-                or grad.is_cpu != on_cpu
-                or not grad.is_contiguous()
-            ):
-                return False
-        return True
+        its step then checks every tensor afresh. (Two C-level passes: the (layout, dtype, side)
+        triples compared as one list, whose items are singletons compared by identity first,
+        then contiguity, only asked of dense tensors.)"""
+        return list(map(_GRAD_KIND, grads)) == self.kinds and all(map(_CONTIGUOUS, grads))
+
+
+_GRAD_KIND = attrgetter("layout", "dtype", "is_cpu")
+_CONTIGUOUS = Tensor.is_contiguous
 
 
 def _mean_numel(params: list[Tensor]) -> float:
@@ -211,7 +210,7 @@ class Stepping:
         lr = self.lr_at(group)
         params = group["params"]
         grads = [param.grad for param in params]
-        if any(grad is None for grad in grads):
+        if any(map(is_, grads, repeat(None))):
             params = [param for param, grad in zip(params, grads, strict=True) if grad is not None]
             grads = [grad for grad in grads if grad is not None]
         else:
