@@ -9,16 +9,18 @@ path. For the rules torch lacks (Lion, LAMB, LARS, Prodigy, Schedule-Free): the 
 usual package (the faster of its foreach and for-loop paths where it has both), set to compute
 the same step. Muon and SOAP, whose cost is matrix work, are timed per parameter shape (several
 matrices of one shape) against torch.optim.Muon and heavyball.SOAP. Everything is measured in
-this one run, stepped in turn so that each sees the same machine. The floor is the
-bytes a single-pass step must move per parameter (docs/optimizers.md, "What a step costs") over a
-copy bandwidth measured on a working set several times the last-level cache (read from the OS);
-at the default size no array of the step (θ, g, a state) fits in that cache either, so no
-implementation finds its data there from one pass to the next (``--params 4000000`` shows the
-former, cache-flattered size). "B/p" is each implementation's time times that bandwidth: the
-traffic its time is worth; "floor" columns are the floor's time over each one's (the share of
-the memory-bandwidth limit it reaches). Where the package already runs at more than half of the
-floor, 2× faster than it is physically impossible, and the target column says how much of the
-floor 2× would need.
+this one run, stepped in turn so that each sees the same machine.
+
+The floor is the bytes a single-pass step must move per parameter (docs/optimizers.md, "What a
+step costs") over the bandwidth of an in-place update x += αy (a step's access pattern: it
+rewrites what it reads, so unlike a copy it pays no write-allocate read), measured on a working
+set several times the last-level cache (read from the OS). At the default size no array of the
+step (θ, g, a state) fits in that cache either, so no implementation finds its data there from
+one pass to the next (``--params 4000000`` shows the former, cache-flattered size). "B/p" is each
+implementation's time times that bandwidth: the traffic its time is worth; "floor" columns are
+the floor's time over each one's (the share of the memory-bandwidth limit it reaches). Where the
+package already runs at more than half of the floor, 2× faster than it is physically impossible,
+and the target column says how much of the floor 2× would need.
 
 ``--baseline PATH`` also steps the descent found under PATH (the ``src`` directory of another
 checkout, e.g. an older commit) in the same interleaved run, to compare two versions of descent.
@@ -322,19 +324,27 @@ def _ours(name: str) -> bool:
     return name == "descent" or name.startswith("descent.")
 
 
-def copy_bandwidth(total: int, repeats: int) -> float:
-    """Bytes per second of dst.copy_(src) over ``total`` float32 values (read + write), the median
-    of at least 10 copies (the best single copy on a shared machine is an outlier: up to twice
-    the median here)."""
-    src, dst = torch.randn(total), torch.empty(total)
-    for _ in range(3):
-        dst.copy_(src)
-    times = []
-    for _ in range(max(repeats, 10)):
-        start = CLOCK()
-        dst.copy_(src)
-        times.append(CLOCK() - start)
-    return 2 * 4 * total / statistics.median(times)
+def bandwidths(total: int, repeats: int) -> tuple[float, float]:
+    """Bytes per second over ``total`` float32 values (a working set of 2 arrays) of
+    dst.copy_(src) (read + write) and of x.add_(y, alpha=…) (read 2, write 1 in place: the
+    access pattern of an update rule's step, which rewrites what it has read and so pays no
+    write-allocate read of its destination, as a copy does); each the median of at least 10
+    (the best single pass on a shared machine is an outlier: up to twice the median here)."""
+    x, y = torch.randn(total), torch.randn(total)
+
+    def median_seconds(work: Callable[[], object]) -> float:
+        for _ in range(3):
+            work()
+        times = []
+        for _ in range(max(repeats, 10)):
+            start = CLOCK()
+            work()
+            times.append(CLOCK() - start)
+        return statistics.median(times)
+
+    copy = 2 * 4 * total / median_seconds(lambda: x.copy_(y))
+    update = 3 * 4 * total / median_seconds(lambda: x.add_(y, alpha=1e-12))
+    return copy, update
 
 
 def measure(
@@ -496,7 +506,7 @@ def print_table(
     baseline: Baseline | None,
 ) -> None:
     """One row per rule, every implementation stepped in the same interleaved run. The floor is
-    the single-pass bytes per parameter at the measured copy bandwidth; "B/p" columns are each
+    the single-pass bytes per parameter at the measured update bandwidth; "B/p" columns are each
     time times that bandwidth per parameter; a floor share above 100% means the data was (partly)
     in cache, as it is for small tensors."""
     params = sum(math.prod(shape) for shape in shapes)
@@ -573,13 +583,14 @@ def main() -> None:
     baseline = Baseline(args.baseline) if args.baseline else None
     cache = last_level_cache()
     params = large_params(cache, args.tensors) if args.params is None else args.params
-    # Source and destination of `cache` float32 values each: 8× the last-level cache, so the copy
-    # streams from memory, as the steps do.
+    # Two arrays of `cache` float32 values each: 8× the last-level cache, so the passes stream
+    # from memory, as the steps do.
     copied = max(cache, params)
-    bandwidth = copy_bandwidth(copied, args.repeats)
+    copy, bandwidth = bandwidths(copied, args.repeats)
     print(machine_line(cache) + f", load average {os.getloadavg()[0]:.1f} at the start")
     print(
-        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB; steps timed by "
+        f"bandwidth over {copied * 8 >> 20} MiB: {bandwidth / 1e9:.1f} GB/s updating in place "
+        f"(x += αy, the floor's), {copy / 1e9:.1f} GB/s copying; steps timed by "
         f"{'the thread CPU time' if args.clock == 'cpu' else 'the wall clock'}"
     )
     rules = [r for r in args.rules.split(",") if r]
