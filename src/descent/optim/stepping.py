@@ -477,11 +477,12 @@ class Stepping:
         state_keys: dict[str, str],
         scalars: dict[str, Any],
     ) -> None:
-        """:meth:`_native_update` for a kernel whose scalars every tensor shares: θ is its ``p``,
-        the gradient its ``g``, ``state[key]`` its tensor ``name`` for each name → key of
-        ``state_keys``, ``scalars`` (and ``sign``, −1 to maximize) the rest. One list per
-        argument instead of a dictionary per tensor: a step over hundreds of small tensors then
-        costs its kernel call and a few microseconds of packing."""
+        """:meth:`_native_update` from one value or list per kernel argument: θ is the kernel's
+        ``p``, the gradient its ``g``, ``state[key]`` its tensor ``name`` for each name → key of
+        ``state_keys``, and ``scalars`` (plus ``sign``, −1 to maximize) the rest, each a value
+        every tensor takes or a list of one per tensor the kernel takes (``_native_split``'s
+        first indices, in order). No dictionary per tensor: a step over hundreds of small
+        tensors then costs its kernel call and a few microseconds of packing."""
         native, rest = self._native_split(params, grads, states)
         if native:
             columns = {"p": self._pick(params, native), "g": self._pick(grads, native)}
