@@ -579,7 +579,8 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
 }
 
 /* LARS's trust ratio from pass 1's sums (Σθ², Σg²): r = κ‖θ‖/(‖g‖ + λ‖θ‖), 1 when ‖θ‖ or the
- * denominator is 0. As lars_trust_ratio in descent/optim/lars.py, operation by operation. */
+ * denominator is 0; the ratio of lars_reference (descent/optim/lars.py), operation by
+ * operation. */
 static inline double lars_ratio(const double *sums, double trust_coefficient, double wd) {
     const double weight = sqrt(sums[0]), denominator = sqrt(sums[1]) + wd * weight;
     if (!(weight > 0 && denominator > 0)) return 1.0;
