@@ -1,6 +1,7 @@
-"""Time one optimizer step, descent vs its peers, in two regimes: large tensors (10 M float32
-parameters in 10 tensors by default) and many small ones (ResNet-50's 161 parameter shapes at ¼
-width, where the per-tensor overhead of a step shows).
+"""Time one optimizer step, descent vs its peers, in two regimes: large tensors (by default in 10
+tensors, as many float32 parameters as make one array over them twice the last-level cache:
+16.8 M for 32 MiB) and many small ones (ResNet-50's 161 parameter shapes at ¼ width, where the
+per-tensor overhead of a step shows).
 
 For every rule torch has: descent's default (fast) path, torch's fastest implementation of the
 same rule (fused where torch has one, else the faster of foreach and for-loop) and torch's default
@@ -8,10 +9,14 @@ path. For the rules torch lacks (Lion, LAMB, LARS, Prodigy, Schedule-Free): the 
 usual package (the faster of its foreach and for-loop paths where it has both), set to compute
 the same step. Muon and SOAP, whose cost is matrix work, are timed per parameter shape (several
 matrices of one shape) against torch.optim.Muon and heavyball.SOAP. Everything is measured in
-this one run, stepped in turn so that each sees the same machine. The floor is the
-bytes a single-pass step must move per parameter (docs/optimizers.md, "What a step costs") over a
-copy bandwidth measured on a working set several times the last-level cache (read from the OS);
-with --params 20000000 the optimizer's state does not fit in that cache either. "B/p" is each
+this one run, stepped in turn so that each sees the same machine.
+
+The floor is the bytes a single-pass step must move per parameter (docs/optimizers.md, "What a
+step costs") over the bandwidth of an in-place update x += αy (a step's access pattern: it
+rewrites what it reads, so unlike a copy it pays no write-allocate read), measured on a working
+set several times the last-level cache (read from the OS). At the default size no array of the
+step (θ, g, a state) fits in that cache either, so no implementation finds its data there from
+one pass to the next (``--params 4000000`` shows the former, cache-flattered size). "B/p" is each
 implementation's time times that bandwidth: the traffic its time is worth; "floor" columns are
 the floor's time over each one's (the share of the memory-bandwidth limit it reaches). Where the
 package already runs at more than half of the floor, 2× faster than it is physically impossible,
@@ -20,7 +25,7 @@ and the target column says how much of the floor 2× would need.
 ``--baseline PATH`` also steps the descent found under PATH (the ``src`` directory of another
 checkout, e.g. an older commit) in the same interleaved run, to compare two versions of descent.
 
-    python benchmarks/optim_step.py [--params 10000000] [--tensors 10] [--repeats 9]
+    python benchmarks/optim_step.py [--params N] [--tensors 10] [--repeats 9]
                                     [--rules adam,adamax] [--baseline ../old/src] [--no-small]
                                     [--clock cpu]
                                     [--matrix-rules muon,soap] [--shapes 16x128x128,4x512x512]
@@ -175,6 +180,16 @@ def make_params(shapes: list[tuple[int, ...]]) -> list[torch.Tensor]:
     return params
 
 
+def large_params(cache: int, tensors: int) -> int:
+    """The large-tensor table's default size: the fewest parameters (a multiple of ``tensors``)
+    whose float32 array is at least twice the last-level cache, so that no array of a step (θ,
+    g, a state) stays in the cache from one pass to the next. A smaller size lets the multi-pass
+    peers (torch's default for-loop and foreach paths) find their arrays in the cache on their
+    second pass, which no model larger than the cache allows."""
+    minimum = -(-2 * cache // 4)
+    return -(-minimum // tensors) * tensors
+
+
 def large_shapes(total: int, count: int) -> list[tuple[int, ...]]:
     """``count`` flat tensors of ``total // count`` parameters (the large-tensor regime)."""
     return [(total // count,)] * count
@@ -309,19 +324,27 @@ def _ours(name: str) -> bool:
     return name == "descent" or name.startswith("descent.")
 
 
-def copy_bandwidth(total: int, repeats: int) -> float:
-    """Bytes per second of dst.copy_(src) over ``total`` float32 values (read + write), the median
-    of at least 10 copies (the best single copy on a shared machine is an outlier: up to twice
-    the median here)."""
-    src, dst = torch.randn(total), torch.empty(total)
-    for _ in range(3):
-        dst.copy_(src)
-    times = []
-    for _ in range(max(repeats, 10)):
-        start = CLOCK()
-        dst.copy_(src)
-        times.append(CLOCK() - start)
-    return 2 * 4 * total / statistics.median(times)
+def bandwidths(total: int, repeats: int) -> tuple[float, float]:
+    """Bytes per second over ``total`` float32 values (a working set of 2 arrays) of
+    dst.copy_(src) (read + write) and of x.add_(y, alpha=…) (read 2, write 1 in place: the
+    access pattern of an update rule's step, which rewrites what it has read and so pays no
+    write-allocate read of its destination, as a copy does); each the median of at least 10
+    (the best single pass on a shared machine is an outlier: up to twice the median here)."""
+    x, y = torch.randn(total), torch.randn(total)
+
+    def median_seconds(work: Callable[[], object]) -> float:
+        for _ in range(3):
+            work()
+        times = []
+        for _ in range(max(repeats, 10)):
+            start = CLOCK()
+            work()
+            times.append(CLOCK() - start)
+        return statistics.median(times)
+
+    copy = 2 * 4 * total / median_seconds(lambda: x.copy_(y))
+    update = 3 * 4 * total / median_seconds(lambda: x.add_(y, alpha=1e-12))
+    return copy, update
 
 
 def measure(
@@ -483,7 +506,7 @@ def print_table(
     baseline: Baseline | None,
 ) -> None:
     """One row per rule, every implementation stepped in the same interleaved run. The floor is
-    the single-pass bytes per parameter at the measured copy bandwidth; "B/p" columns are each
+    the single-pass bytes per parameter at the measured update bandwidth; "B/p" columns are each
     time times that bandwidth per parameter; a floor share above 100% means the data was (partly)
     in cache, as it is for small tensors."""
     params = sum(math.prod(shape) for shape in shapes)
@@ -522,7 +545,12 @@ def print_table(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", type=int, default=10_000_000)
+    parser.add_argument(
+        "--params",
+        type=int,
+        default=None,
+        help="parameters of the large-tensor table (default: large_params(), from the cache size)",
+    )
     parser.add_argument("--tensors", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--rules", default=",".join([*RULES, *PACKAGE_RULES]))
@@ -554,21 +582,33 @@ def main() -> None:
 
     baseline = Baseline(args.baseline) if args.baseline else None
     cache = last_level_cache()
-    # Source and destination of `cache` float32 values each: 8× the last-level cache, so the copy
-    # streams from memory, as the steps do.
-    copied = max(cache, args.params)
-    bandwidth = copy_bandwidth(copied, args.repeats)
-    print(machine_line(cache))
+    params = large_params(cache, args.tensors) if args.params is None else args.params
+    # Two arrays of `cache` float32 values each: 8× the last-level cache, so the passes stream
+    # from memory, as the steps do.
+    copied = max(cache, params)
+    copy, bandwidth = bandwidths(copied, args.repeats)
+    print(machine_line(cache) + f", load average {os.getloadavg()[0]:.1f} at the start")
     print(
-        f"copy bandwidth {bandwidth / 1e9:.1f} GB/s over {copied * 8 >> 20} MiB; steps timed by "
+        f"bandwidth over {copied * 8 >> 20} MiB: {bandwidth / 1e9:.1f} GB/s updating in place "
+        f"(x += αy, the floor's), {copy / 1e9:.1f} GB/s copying; steps timed by "
         f"{'the thread CPU time' if args.clock == 'cpu' else 'the wall clock'}"
     )
     rules = [r for r in args.rules.split(",") if r]
+    array_mib = params * 4 >> 20
+    streams = params * 4 >= 2 * cache
     print(
-        f"\nLarge tensors: {args.params:,} float32 parameters in {args.tensors} tensors "
-        f"(the state does not fit in the cache when 8 × params × 4 B ≫ {cache >> 20} MiB)"
+        f"\nLarge tensors: {params:,} float32 parameters in {args.tensors} tensors "
+        f"({'the default: ' if args.params is None else ''}one float32 array over them, θ, g or "
+        f"a state, is {array_mib} MiB, "
+        + (
+            f"≥ 2 × the {cache >> 20} MiB last-level cache: no array stays in the cache from one "
+            "pass or step to the next)"
+            if streams
+            else f"< 2 × the {cache >> 20} MiB last-level cache: a multi-pass peer finds part of "
+            "its arrays in the cache on its next pass, which flatters it)"
+        )
     )
-    print_table(rules, large_shapes(args.params, args.tensors), args.repeats, bandwidth, baseline)
+    print_table(rules, large_shapes(params, args.tensors), args.repeats, bandwidth, baseline)
     if args.small:
         shapes = resnet50_shapes()
         total = sum(math.prod(shape) for shape in shapes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from descent import optim
 from descent.optim import _native
-from descent.optim.fastpath import TWO_PASS_BATCH, cache_batches
+from descent.optim.fastpath import TWO_PASS_BATCH
 
 VARIANTS: dict[str, list[dict[str, Any]]] = {
     "sgd": [{}, {"weight_decay": 0.1, "maximize": True}],
@@ -143,9 +144,9 @@ def test_the_fast_path_runs_the_c_kernel(
     called: list[str] = []
 
     def spy(real: Any) -> Any:
-        def run(kernel: str, jobs: Any) -> None:
+        def run(kernel: str, jobs: Any, **options: Any) -> None:
             called.append(kernel)
-            real(kernel, jobs)
+            real(kernel, jobs, **options)
 
         return run
 
@@ -168,9 +169,7 @@ def test_fast_equals_reference_float32(name: str) -> None:
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("name", list(ALL_VARIANTS))
-def test_complex_parameters_update_as_real_pairs(
-    name: str, dtype: torch.dtype, impl: str
-) -> None:
+def test_complex_parameters_update_as_real_pairs(name: str, dtype: torch.dtype, impl: str) -> None:
     """complex64 and complex128, both paths; the gradients have nonzero imaginary parts (an ε
     filled into only the real half of Adagrad's accumulator once turned them into NaN)."""
     real = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=dtype, requires_grad=True)
@@ -187,8 +186,9 @@ def test_complex_parameters_update_as_real_pairs(
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_two_pass_sums_are_exact_and_do_not_depend_on_the_thread_count(dtype: torch.dtype) -> None:
-    """The pass-1 sums (here LARS's Σθ², Σg²) equal the float64 sums to rounding, and come out
-    bit for bit the same on one thread and on several (fixed blocks added in order)."""
+    """The pass-1 sums (here LARS's Σθ², Σg², seen through its ratio r = κ‖θ‖/‖g‖: with μ = 0,
+    η = 1 the buffer becomes r·g) equal the float64 sums to rounding, and come out bit for bit
+    the same on one thread and on several (fixed blocks added in order)."""
     generator = torch.Generator().manual_seed(3)
     p = torch.randn(300_007, generator=generator, dtype=dtype)  # blocks that do not divide n
     g = torch.randn(300_007, generator=generator, dtype=dtype)
@@ -197,20 +197,22 @@ def test_two_pass_sums_are_exact_and_do_not_depend_on_the_thread_count(dtype: to
     try:
         for count in (1, 2, 3):
             torch.set_num_threads(count)
-            sums = torch.zeros(2, dtype=torch.float64)
-            _native.run("lars_norms", [dict(p=p, g=g, sums=sums)])
-            results.append(sums.tolist())
+            buffer = torch.zeros_like(p)
+            step = dict(trust_coefficient=0.5, wd=0.0, momentum=0.0, lr=1.0, sign=1.0)
+            _native.run(
+                "lars_step", [dict(p=p.clone(), g=g, b=buffer, **step, lr_in_buffer=1, trust=1)]
+            )
+            results.append(buffer)
     finally:
         torch.set_num_threads(threads)
-    assert results[0] == results[1] == results[2]
-    expected = [float((p.double() ** 2).sum()), float((g.double() ** 2).sum())]
-    assert results[0] == pytest.approx(expected, rel=1e-12)
-
-
-def test_cache_batches_cut_at_the_limit() -> None:
-    tensors = [torch.empty(n) for n in (600, 5, 300, 300, 21)]
-    assert list(cache_batches(range(5), tensors, limit=500)) == [[0], [1, 2], [3, 4]]
-    assert list(cache_batches([4, 1], tensors, limit=500)) == [[4, 1]]
+    assert torch.equal(results[0], results[1])
+    assert torch.equal(results[0], results[2])
+    ratio = (
+        0.5 * math.sqrt(float((p.double() ** 2).sum())) / math.sqrt(float((g.double() ** 2).sum()))
+    )
+    expected = (torch.tensor(ratio, dtype=dtype) * g).to(dtype)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-6
+    torch.testing.assert_close(results[0], expected, rtol=tolerance, atol=0)
 
 
 @pytest.mark.parametrize(

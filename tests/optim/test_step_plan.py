@@ -14,9 +14,21 @@ from descent.errors import InputError
 from descent.optim.stepping import Plan
 
 # One rule per kind of fast path: torch's fused kernel (Adam, Adagrad, Momentum), plain SGD's
-# axpy, descent's single-pass C kernel (Nesterov, RMSprop), a two-pass C kernel (LAMB), a rule with
-# host scalars (Nadam) and one whose step couples the whole group (Prodigy).
-RULES = ["sgd", "adam", "adagrad", "momentum", "nesterov", "rmsprop", "lamb", "nadam", "prodigy"]
+# axpy, descent's single-pass C kernel (Nesterov, RMSprop), the two-pass C kernels (LAMB, and LARS,
+# whose plan keeps the parameters' dimensions), a rule with host scalars (Nadam) and one whose
+# step couples the whole group (Prodigy).
+RULES = [
+    "sgd",
+    "adam",
+    "adagrad",
+    "momentum",
+    "nesterov",
+    "rmsprop",
+    "lamb",
+    "lars",
+    "nadam",
+    "prodigy",
+]
 
 
 def make_params() -> list[torch.Tensor]:
@@ -243,3 +255,25 @@ def test_parameters_cast_after_the_plan_are_stepped_afresh(name: str) -> None:
     for fast, reference in zip(*results, strict=True):
         assert fast.dtype == torch.float32
         torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-7)
+
+
+def _lars_run(impl: str, switch_at: int) -> list[torch.Tensor]:
+    params = make_params()
+    optimizer = optim.create("lars", params, lr=0.01, weight_decay=0.1, exclude_1d=True, impl=impl)
+    for update in range(7):
+        set_grads(params, update)
+        optimizer.param_groups[0]["exclude_1d"] = update < switch_at
+        optimizer.step()
+    return [param.detach() for param in params]
+
+
+def test_lars_plan_keeps_dimensions_and_reads_the_exclusion_each_step() -> None:
+    """LARS's plan keeps its parameters' dimensions; whether 1-D tensors are exempt from the
+    trust ratio is read from the group at each step: switching ``exclude_1d`` mid-run (through
+    the plan changes of set_grads) steps as the reference does."""
+    fast, reference = _lars_run("fast", 5), _lars_run("reference", 5)
+    for a, b in zip(fast, reference, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # the switch changes the 1-D parameter's path: a step that kept the old exclusion would fail
+    never_switched = _lars_run("reference", 7)
+    assert not torch.allclose(reference[1], never_switched[1], rtol=1e-9, atol=0)

@@ -302,8 +302,9 @@ DEFINE_ENTRIES(double, f64)
  * ratios) or over all tensors (Prodigy's d): pass 1 updates what it can and returns the sums,
  * the host turns them into the step's scalars (the formula's bookkeeping stays in Python), pass 2
  * applies. Called on one tensor right after the other, a tensor that fits in the last-level cache
- * is read from memory once. LAMB's ratio is one line (lamb_ratio), so its kernel computes it and
- * runs both passes itself, tensor after tensor, pipelined on one thread (lamb_pipeline).
+ * is read from memory once. LAMB's and LARS's ratios are one line each (lamb_ratio, lars_ratio),
+ * so their kernels compute them and run both passes themselves, tensor after tensor (LAMB's
+ * pipelined on one thread: lamb_pipeline).
  *
  * The sums have one fixed order: each block of REDUCE_BLOCK elements sums in LANES interleaved
  * double accumulators (a GCC vector: independent chains, added pairwise at the end), and the
@@ -577,6 +578,15 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
     return clipped / (eps_in_trust ? update + eps : update);
 }
 
+/* LARS's trust ratio from pass 1's sums (Σθ², Σg²): r = κ‖θ‖/(‖g‖ + λ‖θ‖), 1 when ‖θ‖ or the
+ * denominator is 0; the ratio of lars_reference (descent/optim/lars.py), operation by
+ * operation. */
+static inline double lars_ratio(const double *sums, double trust_coefficient, double wd) {
+    const double weight = sqrt(sums[0]), denominator = sqrt(sums[1]) + wd * weight;
+    if (!(weight > 0 && denominator > 0)) return 1.0;
+    return trust_coefficient * weight / denominator;
+}
+
 /* LAMB over ``count`` tensors on one thread, software-pipelined: pass 2 of tensor j − 1 (which
  * reads θ and u from the cache pass 1 just left them in) runs in slices between the blocks of
  * tensor j's pass 1 (which streams from memory), so the cache-bound work fills the time the core
@@ -655,12 +665,20 @@ static inline double lamb_ratio(const double *sums, double eps, double max_weigh
         OVER_SLICES(n, lamb_apply_##SUFFIX##_slice(p + lo_, m + lo_, v + lo_, u + lo_, len_,      \
                     bias1, bias2, eps, wd, step, keep));                                          \
     }                                                                                             \
-    void lars_norms_##SUFFIX(const T *p, const T *g, double *sums, int64_t n) {                    \
-        BLOCKED_SUMS(n, sums, lars_norms_##SUFFIX##_block(p, g, lo_, hi_, out));                  \
-    }                                                                                             \
-    void lars_apply_##SUFFIX(T *p, const T *g, T *b, int64_t n, double ratio, double wd,           \
-                             double momentum, double lr, double sign, int lr_in_buffer) {         \
-        OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, wd,    \
+    /* LARS's whole step on one tensor: (trust) Σθ², Σg² and the ratio r, then the update with \
+     * r(±g + λθ); an excluded tensor (!trust) steps with r = 1, λ = 0 (u = g). Pass 2 follows \
+     * pass 1 at once: a tensor that fits in the cache is read from memory once. */              \
+    void lars_step_##SUFFIX(T *p, const T *g, T *b, int64_t n, double trust_coefficient,          \
+                            double wd, double momentum, double lr, double sign, int lr_in_buffer, \
+                            int trust) {                                                          \
+        double ratio = 1.0, decay = 0.0;                                                          \
+        if (trust) {                                                                              \
+            double sums[2];                                                                       \
+            BLOCKED_SUMS(n, sums, lars_norms_##SUFFIX##_block(p, g, lo_, hi_, out));              \
+            ratio = lars_ratio(sums, trust_coefficient, wd);                                      \
+            decay = wd;                                                                           \
+        }                                                                                         \
+        OVER_SLICES(n, lars_apply_##SUFFIX##_slice(p + lo_, g + lo_, b + lo_, len_, ratio, decay, \
                     momentum, lr, sign, lr_in_buffer));                                           \
     }                                                                                             \
     void prodigy_sums_##SUFFIX(const T *p, const T *g, const T *p0, T *s, double *sums, int64_t n,  \
@@ -748,13 +766,9 @@ DEFINE_TWO_PASS_ENTRIES(double, f64)
             j = end;                                                                              \
         }                                                                                         \
     }                                                                                             \
-    void lars_norms_##SUFFIX##_many(MANY_ARGS) {                                                  \
-        for (int64_t j = 0; j < count; j++, t += 3)                                               \
-            lars_norms_##SUFFIX(t[0], t[1], t[2], n[j]);                                          \
-    }                                                                                             \
-    void lars_apply_##SUFFIX##_many(MANY_ARGS) {                                                  \
-        for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 1)                               \
-            lars_apply_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0]);      \
+    void lars_step_##SUFFIX##_many(MANY_ARGS) {                                                   \
+        for (int64_t j = 0; j < count; j++, t += 3, d += 5, k += 2)                               \
+            lars_step_##SUFFIX(t[0], t[1], t[2], n[j], d[0], d[1], d[2], d[3], d[4], k[0], k[1]); \
     }                                                                                             \
     void prodigy_sums_##SUFFIX##_many(MANY_ARGS) {                                                \
         for (int64_t j = 0; j < count; j++, t += 5, d += 4, k += 1)                               \

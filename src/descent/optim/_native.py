@@ -8,7 +8,8 @@ table.
 
 :data:`TWO_PASS` states the kernels of the rules whose step needs sums (LAMB's and LARS's trust
 ratios, Prodigy's d): pass 1 returns two sums per tensor, the rule turns them into its scalars on
-the host, pass 2 applies (LAMB's kernel does all three in C). :func:`run` runs a kernel over all
+the host, pass 2 applies (LAMB's and LARS's kernels, whose ratio needs only their own tensor's
+sums, do all three in C). :func:`run` runs a kernel over all
 its jobs in one C call per dtype (``<kernel>_<suffix>_many``).
 
 The kernels parallelize with OpenMP on torch's own thread pool (see ``_kernels.c``). ``available()``
@@ -151,18 +152,19 @@ TWO_PASS: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...]]] = {
             ("eps_in_trust", "int"),
         ),
     ),
-    # LARS pass 1: sums = (Σθ², Σg²)
-    "lars_norms": (("p", "g", "sums"), ()),
-    # LARS pass 2: u = r(±g + λθ), then the momentum buffer and θ
-    "lars_apply": (
+    # LARS's whole step, both passes in one call: (trust) sums = (Σθ², Σg²) and the ratio
+    # r = κ‖θ‖/(‖g‖ + λ‖θ‖), then u = r(±g + λθ) (r = 1, λ = 0 when not trust), the momentum
+    # buffer and θ
+    "lars_step": (
         ("p", "g", "b"),
         (
-            ("ratio", "double"),
+            ("trust_coefficient", "double"),
             ("wd", "double"),
             ("momentum", "double"),
             ("lr", "double"),
             ("sign", "double"),
             ("lr_in_buffer", "int"),
+            ("trust", "int"),
         ),
     ),
     # Prodigy pass 1: g = ±g + λθ ; s ← β₃s + c_s g (when ``update``) ; sums = (Σ g(θ₀ − θ), Σ|s|)
@@ -389,10 +391,12 @@ def run(kernel: str, jobs: Sequence[Mapping[str, Any]]) -> None:
         )
 
 
-def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
+def run_columns(kernel: str, columns: Mapping[str, Any], dtype: torch.dtype | None = None) -> None:
     """:func:`run` with each argument named once: a list (one value per job, in job order) or a
-    single value every job takes. For the sum-dependent rules' steps over hundreds of small
-    tensors, where a dictionary per job costs more than the packing."""
+    single value every job takes. For the steps over hundreds of small tensors, where a
+    dictionary per job costs more than the kernels: a scalar every job shares is packed once and
+    repeated, a list of tensors is read with one ``data_ptr`` call each. ``dtype``: the dtype of
+    every tensor when the caller has checked it (a step plan), so it is not read again here."""
     tensor_names, double_names, int_names, expected = _layout(kernel)
     if columns.keys() != expected:
         raise TypeError(f"kernel {kernel!r} takes {sorted(expected)}, got {sorted(columns)}")
@@ -403,30 +407,62 @@ def run_columns(kernel: str, columns: Mapping[str, Any]) -> None:
     for name, value in columns.items():
         if isinstance(value, list) and len(value) != count:
             raise TypeError(f"kernel {kernel!r}: {name} has {len(value)} values, not {count}")
-    dtype = firsts[0].dtype
+    mixed = False
+    if dtype is None:
+        dtype = firsts[0].dtype
+        mixed = any(t.dtype != dtype for t in firsts)
     loaded = library()
-    if _captured is not None or loaded is None or any(t.dtype != dtype for t in firsts):
+    if _captured is not None or loaded is None or mixed or dtype not in _SUFFIX:
         # the general path: capture, mixed dtypes (one C call each), or its error
         run(
             kernel, [{name: _at(value, j) for name, value in columns.items()} for j in range(count)]
         )
         return
-
-    def values(names: tuple[str, ...]) -> list[Any]:
-        """The named columns interleaved job by job (the C side's order)."""
-        rows = [v if isinstance(v, list) else [v] * count for v in map(columns.__getitem__, names)]
-        return [value for row in zip(*rows, strict=True) for value in row]
-
-    pointers = [v if type(v) is int else v.data_ptr() for v in values(tensor_names)]
+    width = len(tensor_names)
+    pointers = array.array("q", bytes(8 * width * count))
+    for column, name in enumerate(tensor_names):
+        value = columns[name]
+        if not isinstance(value, list):
+            addresses = array.array("q", [_address(value)]) * count
+        else:
+            try:
+                addresses = array.array("q", map(_DATA_PTR, value))
+            except TypeError:  # some given by their address (an int)
+                addresses = array.array("q", map(_address, value))
+        pointers[column::width] = addresses
+    # array.array packs a list several times faster than a ctypes array; the C side reads each
+    # through the address (the arrays live until the call returns)
     packed = (
-        array.array("q", pointers),
-        array.array("q", [t.numel() for t in firsts]),
-        array.array("d", values(double_names) or [0.0]),
-        array.array("i", values(int_names) or [0]),
+        pointers,
+        array.array("q", map(_NUMEL, firsts)),
+        _scalars(columns, double_names, "d", count),
+        _scalars(columns, int_names, "i", count),
     )
     getattr(loaded, f"{kernel}_{_SUFFIX[dtype]}_many")(
         count, *(packed_values.buffer_info()[0] for packed_values in packed)
     )
+
+
+_DATA_PTR = Tensor.data_ptr
+_NUMEL = Tensor.numel
+
+
+def _address(value: Tensor | int) -> int:
+    return value if type(value) is int else value.data_ptr()
+
+
+def _scalars(
+    columns: Mapping[str, Any], names: tuple[str, ...], code: str, count: int
+) -> array.array:
+    """The named scalar columns interleaved job by job (the C side's order): one row repeated
+    when every job shares them."""
+    if not names:
+        return array.array(code, [0])
+    values = [columns[name] for name in names]
+    if not any(isinstance(value, list) for value in values):
+        return array.array(code, values) * count
+    rows = [value if isinstance(value, list) else [value] * count for value in values]
+    return array.array(code, [item for row in zip(*rows, strict=True) for item in row])
 
 
 def _at(value: Any, j: int) -> Any:

@@ -183,51 +183,50 @@ class Adafactor(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        # One tensor at a time (each has its own factor shapes), in place and without reading a
-        # value back to the host: α and the clipping stay on the device. Every pass over the
-        # tensor counts (the step is memory-bound): the factored means come from norms (no g²
-        # tensor), V̂ is formed once out of place (no copy of V), and the clipped step is one
-        # addcmul with a 0-dim scale.
+        # One tensor at a time (each has its own factor shapes). Every pass over the tensor
+        # counts (the step is memory-bound): g² is formed once and its factored means are plain
+        # means of it (torch's norms over a dimension of 1 or 3 elements cost several times a
+        # pass), R·C is a broadcast product (the matmul of an n×1 by a 1×m matrix, exactly, at
+        # half its cost), and the clipped step is one add. On the CPU α and the clipping are
+        # host floats, as in the reference (reading a CPU value costs nothing, and each 0-dim
+        # tensor op costs microseconds); elsewhere they stay on the device (no host sync).
         g_all = effective_grads(params, grads, 0.0, group["maximize"])
         eps2, d, inside = group["eps"][1], group["d"], group["eps1_inside"]
         for param, g, state, host in zip(params, g_all, states, hosts, strict=True):
             step = host["step"]
+            on_host = param.is_cpu and not isinstance(step, Tensor)
             eps1 = self._eps1(group, param)
             rate = step ** group["beta2_decay"]
-            rho = (
-                torch.clamp(1 / scalar_sqrt(step), max=lr)
-                if isinstance(step, Tensor)
-                else min(lr, 1 / math.sqrt(step))
-            )
-            rms_param = torch.linalg.vector_norm(param) / math.sqrt(param.numel())
-            alpha = torch.clamp(rms_param, min=eps2) * rho
+            norm = torch.linalg.vector_norm(param)
+            if on_host:
+                rho = min(lr, 1 / math.sqrt(step))
+                alpha = max(eps2, float(norm) / math.sqrt(param.numel())) * rho
+            else:
+                rho = (
+                    torch.clamp(1 / scalar_sqrt(step), max=lr)
+                    if isinstance(step, Tensor)
+                    else min(lr, 1 / math.sqrt(step))
+                )
+                alpha = torch.clamp(norm / math.sqrt(param.numel()), min=eps2) * rho
             if group["weight_decay"] != 0:
                 param.mul_(1 - lr * group["weight_decay"])
+            squared = g * g
+            if inside:
+                squared.add_(eps1)
             if g.dim() > 1:
                 row, col = state["row_var"], state["col_var"]
-                # mean(g² + ε₁) over a dimension = ‖g‖²/n + ε₁
-                row_mean_sq = torch.linalg.vector_norm(g, dim=-1, keepdim=True).square_()
-                row_mean_sq.div_(g.size(-1))
-                col_mean_sq = torch.linalg.vector_norm(g, dim=-2, keepdim=True).square_()
-                col_mean_sq.div_(g.size(-2))
-                if inside:
-                    row_mean_sq.add_(eps1)
-                    col_mean_sq.add_(eps1)
-                row.lerp_(row_mean_sq, rate)
-                col.lerp_(col_mean_sq, rate)
+                row.lerp_(squared.mean(dim=-1, keepdim=True), rate)
+                col.lerp_(squared.mean(dim=-2, keepdim=True), rate)
+                del squared
                 row_mean = row.mean(dim=-2, keepdim=True)
-                if not inside:
-                    row_mean.clamp_(min=eps1)
                 if inside:  # factored, as in the reference (no underflow of R·C)
                     inverse_root = torch.rsqrt(row / row_mean) * torch.rsqrt(col)
                 else:
-                    estimate = (row @ col).div_(row_mean)
+                    row_mean.clamp_(min=eps1)
+                    estimate = torch.mul(row, col).div_(row_mean)
                     inverse_root = estimate.clamp_(min=eps1 * eps1).rsqrt_()
             else:
                 variance = state["variance"]
-                squared = g * g
-                if inside:
-                    squared.add_(eps1)
                 variance.lerp_(squared, rate)
                 del squared
                 if inside:
@@ -235,6 +234,11 @@ class Adafactor(DescentOptimizer):
                 else:
                     inverse_root = torch.clamp(variance, min=eps1 * eps1).rsqrt_()
             update = inverse_root.mul_(g)
-            rms_update = torch.linalg.vector_norm(update) / math.sqrt(update.numel())
-            scale = alpha / torch.clamp(rms_update / d, min=1.0)
-            param.addcmul_(update, scale, value=-1)
+            rms_update = torch.linalg.vector_norm(update)
+            if on_host:
+                rms = float(rms_update) / math.sqrt(update.numel())
+                param.add_(update, alpha=-(alpha / max(1.0, rms / d)))
+            else:
+                rms = rms_update / math.sqrt(update.numel())
+                scale = alpha / torch.clamp(rms / d, min=1.0)
+                param.addcmul_(update, scale, value=-1)

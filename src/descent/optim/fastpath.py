@@ -5,7 +5,7 @@ module docstring for which path runs where."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -139,25 +139,7 @@ def native_split(
     return native, rest
 
 
-#: Elements per batch of tensors a two-pass kernel runs pass 1, then pass 2 over (LAMB, LARS):
-#: small enough that a batch's parameters, gradients and state stay in the last-level cache
-#: between the passes, large enough that a batch of small tensors costs one C call per pass.
+#: The largest tensor whose LAMB direction u the C step keeps in a buffer between its passes
+#: (small enough that the tensor's parameters, gradients, state and u stay in the last-level
+#: cache between the passes; above it, pass 2 recomputes u).
 TWO_PASS_BATCH = 1 << 19
-
-
-def cache_batches(
-    indices: Sequence[int], tensors: Sequence[Tensor], limit: int = TWO_PASS_BATCH
-) -> Iterator[list[int]]:
-    """``indices`` in order, cut into runs of at most ``limit`` elements of ``tensors`` (a
-    tensor larger than that is a run of its own)."""
-    batch: list[int] = []
-    size = 0
-    for index in indices:
-        count = tensors[index].numel()
-        if batch and size + count > limit:
-            yield batch
-            batch, size = [], 0
-        batch.append(index)
-        size += count
-    if batch:
-        yield batch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any, Unpack
 
@@ -20,7 +19,6 @@ from descent.optim.base import (
     effective_grad,
     effective_grads,
 )
-from descent.optim.fastpath import cache_batches
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -62,17 +60,6 @@ def lars_reference(
         return param - momentum_buffer, momentum_buffer
     momentum_buffer = momentum * momentum_buffer + update
     return param - lr * momentum_buffer, momentum_buffer
-
-
-def lars_trust_ratio(
-    weight_norm: float, grad_norm: float, *, trust_coefficient: float, weight_decay: float
-) -> float:
-    """r = κ‖θ‖/(‖g‖ + λ‖θ‖), 1 when ‖θ‖ or the denominator is 0: the ratio of
-    :func:`lars_reference` from two norms on the host (the C fast path's pass 1 sums them)."""
-    denominator = grad_norm + weight_decay * weight_norm
-    if not (weight_norm > 0 and denominator > 0):
-        return 1.0
-    return trust_coefficient * weight_norm / denominator
 
 
 class _LayerwiseRule(DescentOptimizer):
@@ -184,45 +171,29 @@ class LARS(_LayerwiseRule):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        """Two C passes over each batch of tensors that fits in the cache (a large tensor alone),
-        so the second reads from the cache: the sums ‖θ‖², ‖g‖²; then the momentum step on
-        r(g + λθ). An excluded tensor steps with r = 1, λ = 0 (u = g)."""
-        from descent.optim import _native
-
-        native, rest = self._native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        common = dict(momentum=group["momentum"], lr=lr, sign=sign)
-        common["lr_in_buffer"] = int(group["lr_in_buffer"])
-        for batch in cache_batches(native, params):
-            trusted = [i for i in batch if not self._excluded(group, params[i])]
-            sums = torch.empty(len(trusted), 2, dtype=torch.float64)
-            address = sums.data_ptr()  # row j at address + 16 j: no view per tensor
-            _native.run(
-                "lars_norms",
-                [
-                    dict(p=params[i], g=grads[i], sums=address + 16 * row)
-                    for row, i in enumerate(trusted)
-                ],
-            )
-            ratios = dict.fromkeys(batch, 1.0)
-            for i, (weight_sq, grad_sq) in zip(trusted, sums.tolist(), strict=True):
-                ratios[i] = lars_trust_ratio(
-                    math.sqrt(weight_sq),
-                    math.sqrt(grad_sq),
-                    trust_coefficient=group["trust_coefficient"],
-                    weight_decay=group["weight_decay"],
-                )
-            wd = group["weight_decay"]
-            jobs = [
-                dict(
-                    p=params[i],
-                    g=grads[i],
-                    b=states[i]["momentum_buffer"],
-                    ratio=ratios[i],
-                    wd=0.0 if self._excluded(group, params[i]) else wd,
-                    **common,
-                )
-                for i in batch
-            ]
-            _native.run("lars_apply", jobs)
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        """One C call for the group (per dtype): per tensor the sums ‖θ‖², ‖g‖², its ratio r,
+        then the momentum step on r(g + λθ) while θ and g are still in the cache. An excluded
+        tensor steps with r = 1, λ = 0 (u = g)."""
+        native, _ = self._native_split(params, grads, states)
+        trust: int | list[int] = 1
+        if group["exclude_1d"]:
+            dims = self._planned(params, "dims", lambda: [param.dim() for param in params])
+            trust = [int(dims[i] > 1) for i in native]
+        self._native_shared(
+            "lars_step",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            {"b": "momentum_buffer"},
+            dict(
+                trust_coefficient=group["trust_coefficient"],
+                wd=group["weight_decay"],
+                momentum=group["momentum"],
+                lr=lr,
+                lr_in_buffer=int(group["lr_in_buffer"]),
+                trust=trust,
+            ),
+        )

@@ -247,18 +247,17 @@ class _MomentumBase(DescentOptimizer):
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
             # single-pass C kernel does, and what it cannot take runs the foreach formulation.
-            def job(i: int, sign: float) -> dict[str, Any]:
-                return dict(
-                    p=params[i],
-                    g=grads[i],
-                    v=states[i]["momentum_buffer"],
-                    lr=lr,
-                    momentum=group["momentum"],
-                    wd=group["weight_decay"],
-                    sign=sign,
-                )
-
-            self._native_update("nesterov", group, params, grads, states, hosts, lr, job)
+            self._native_shared(
+                "nesterov",
+                group,
+                params,
+                grads,
+                states,
+                hosts,
+                lr,
+                {"v": "momentum_buffer"},
+                dict(lr=lr, momentum=group["momentum"], wd=group["weight_decay"]),
+            )
             return
         buckets, rest = self._fused_buckets(params, grads, states)
         for indices in buckets:

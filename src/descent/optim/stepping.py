@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from operator import is_, itemgetter
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
@@ -72,9 +73,11 @@ class Plan:
         "group_size",
         "has_complex",
         "hosts",
+        "kinds",
         "mean_numel",
+        "memo",
         "native",
-        "on_cpu",
+        "native_dtype",
         "params",
         "state_map",
         "state_size",
@@ -96,13 +99,17 @@ class Plan:
         self.columns: dict[str, list[Tensor]] = {}
         self.has_complex = any(torch.is_complex(param) for param in params)
         self.dtypes = [param.dtype for param in params]
-        self.on_cpu = [param.is_cpu for param in params]
+        # what each gradient must be (dense_grads): _GRAD_KIND of a dense gradient of its param
+        self.kinds = [(torch.strided, param.dtype, param.is_cpu) for param in params]
         # Which tensors a kernel takes, as far as the parameters and states say; a step checks
         # its gradients (:meth:`dense_grads`) before using these.
         unchecked = [None] * len(params)  # the gradients are checked at each step
         self.fused = fused_buckets(params, unchecked, self.states)
         self.native = native_split(params, unchecked, self.states)
+        native_dtypes = {self.dtypes[i] for i in self.native[0]}
+        self.native_dtype = native_dtypes.pop() if len(native_dtypes) == 1 else None
         self.mean_numel = _mean_numel(params)
+        self.memo: dict[str, Any] = {}  # what a rule derives from the parameters (_planned)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
     def fits(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> bool:
@@ -122,17 +129,14 @@ class Plan:
         """True when every gradient is dense, contiguous, of the dtype and on the side (CPU or
         not) its parameter had when the plan was made: what the kernels need besides what the
         plan checked once. A model moved or cast after the optimizer was made fails this, and
-        its step then checks every tensor afresh."""
-        strided = torch.strided
-        for grad, dtype, on_cpu in zip(grads, self.dtypes, self.on_cpu, strict=True):
-            if (
-                grad.layout != strided
-                or grad.dtype != dtype
-                or grad.is_cpu != on_cpu
-                or not grad.is_contiguous()
-            ):
-                return False
-        return True
+        its step then checks every tensor afresh. (Two C-level passes: the (layout, dtype, side)
+        triples compared as one list, whose items are singletons compared by identity first,
+        then contiguity, only asked of dense tensors.)"""
+        return list(map(_GRAD_KIND, grads)) == self.kinds and all(map(_CONTIGUOUS, grads))
+
+
+_GRAD_KIND = attrgetter("layout", "dtype", "is_cpu")
+_CONTIGUOUS = Tensor.is_contiguous
 
 
 def _mean_numel(params: list[Tensor]) -> float:
@@ -206,7 +210,7 @@ class Stepping:
         lr = self.lr_at(group)
         params = group["params"]
         grads = [param.grad for param in params]
-        if any(grad is None for grad in grads):
+        if any(map(is_, grads, repeat(None))):
             params = [param for param, grad in zip(params, grads, strict=True) if grad is not None]
             grads = [grad for grad in grads if grad is not None]
         else:
@@ -348,6 +352,26 @@ class Stepping:
             return plan.native[0], list(plan.native[1])
         return native_split(params, grads, states)
 
+    def _native_dtype(self, params: list[Tensor]) -> torch.dtype | None:
+        """The one dtype of the tensors the C kernels take, when the plan knows it (these are its
+        lists, of one dtype); else None (the caller reads them)."""
+        plan = self._active
+        if plan is not None and params is plan.params:
+            return plan.native_dtype
+        return None
+
+    def _planned(self, params: list[Tensor], key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in the plan under ``key`` when ``params`` are its list (for what a
+        rule derives from the parameters alone, e.g. their dimensions: the plan is rebuilt
+        when they change)."""
+        plan = self._active
+        if plan is None or params is not plan.params:
+            return compute()
+        value = plan.memo.get(key)
+        if value is None:
+            value = plan.memo[key] = compute()
+        return value
+
     def _mean_numel(self, params: list[Tensor]) -> float:
         """Elements per tensor, on average (the plan's when these are its lists)."""
         plan = self._active
@@ -439,6 +463,33 @@ class Stepping:
         native, rest = self._native_split(params, grads, states)
         sign = -1.0 if group["maximize"] else 1.0
         _native.run(kernel, [job(i, sign) for i in native])
+        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    def _native_shared(
+        self: DescentOptimizer,
+        kernel: str,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+        state_keys: dict[str, str],
+        scalars: dict[str, Any],
+    ) -> None:
+        """:meth:`_native_update` from one value or list per kernel argument: θ is the kernel's
+        ``p``, the gradient its ``g``, ``state[key]`` its tensor ``name`` for each name → key of
+        ``state_keys``, and ``scalars`` (plus ``sign``, −1 to maximize) the rest, each a value
+        every tensor takes or a list of one per tensor the kernel takes (``_native_split``'s
+        first indices, in order). No dictionary per tensor: a step over hundreds of small
+        tensors then costs its kernel call and a few microseconds of packing."""
+        native, rest = self._native_split(params, grads, states)
+        if native:
+            columns = {"p": self._pick(params, native), "g": self._pick(grads, native)}
+            for name, key in state_keys.items():
+                columns[name] = self._column(states, key, native)
+            columns.update(scalars, sign=-1.0 if group["maximize"] else 1.0)
+            _native.run_columns(kernel, columns, dtype=self._native_dtype(params))
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
 
     # -- lifting to the compute dtype ---------------------------------------------------------
