@@ -20,6 +20,7 @@ from descent.cli.train import free_port
 from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
 from descent.tune.sampling import TrialSeededSampler, make_sampler
+from descent.tune.storage import open_storage
 from tests.cli_support import run_cli
 from tests.processes import alive, children, run_python
 
@@ -174,6 +175,38 @@ def test_workers_die_with_their_parent_and_a_resume_finishes_the_study(tmp_path:
     assert len(finished) == 4
     assert len({t.params["lr"] for t in finished}) == 4
     assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_trial_has_a_heartbeat_before_its_training_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker killed before optuna's heartbeat thread wrote anything left a RUNNING trial
+    without a heartbeat, which fail_stale_trials never fails: a resume waited for it forever.
+    With that thread kept from writing at all (test-only: optuna's private module), the trial
+    still has the heartbeat the objective records first, so once it is older than the grace
+    period the trial is stale, failed and queued again."""
+    from optuna.storages import _heartbeat
+
+    monkeypatch.setattr(_heartbeat.HeartbeatThread, "start", lambda self: None)
+    monkeypatch.setattr(_heartbeat.HeartbeatThread, "join", lambda self: None)
+    folder = tmp_path / "study"
+    study_settings = settings(folder, method="random", trials=1)
+    states: list[tuple[int, str]] = []
+
+    def probe(trainer: object, event: str, info: dict) -> None:
+        if event != "step" or states:
+            return
+        time.sleep(FAST["grace_period"] + 1.0)  # the objective's heartbeat is now stale
+        storage = open_storage(study_settings)  # with the study's heartbeat settings
+        study = optuna.load_study(study_name=study_settings.name, storage=storage)
+        optuna.storages.fail_stale_trials(study)
+        states.extend((t.number, t.state.name) for t in study.get_trials(deepcopy=False))
+
+    # the trial, failed under its running objective, cannot be told complete: optuna's error
+    with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):
+        tune(study_settings, callbacks=[probe])
+    assert (0, "FAIL") in states  # the running trial was stale: it had a heartbeat
+    assert (1, "WAITING") in states  # and was queued again
 
 
 LIVE_WORKER = """

@@ -58,14 +58,22 @@ class _NoSlotLeftError(Exception):
 
 
 def _objective(
-    settings: StudySettings, callbacks: Sequence[Any], claim: _ClaimLock
+    settings: StudySettings, callbacks: Sequence[Any], claim: _ClaimLock, study: Any, storage: Any
 ) -> Callable[[Any], float]:
     from descent.train.run import run
 
     assert settings.space is not None
     space = settings.space
+    study_id = storage.get_study_id_from_name(study.study_name)
 
     def objective(trial: Any) -> float:
+        # A heartbeat before anything else. Optuna's heartbeat thread records its first one when
+        # it gets to run (behind other writers to the database), and a RUNNING trial without
+        # any is never stale to fail_stale_trials: a worker killed in that window left a trial
+        # that every later worker waited for, forever.
+        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+            study_id, trial.number
+        ))  # fmt: skip
         claim.release()  # the slot is ours now
         if SLOT not in trial.user_attrs:
             trial.set_user_attr(SPARE, True)
@@ -107,9 +115,10 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
     import torch
 
     torch.set_num_threads(threads)
-    study = load_study(settings, open_storage(settings))
+    storage = open_storage(settings)
+    study = load_study(settings, storage)
     claim = _ClaimLock(settings.folder)
-    objective = _objective(settings, callbacks, claim)
+    objective = _objective(settings, callbacks, claim, study, storage)
     while True:
         claim.acquire()
         try:
