@@ -6,6 +6,7 @@ rounding; a fit that ends within the first chunk is the plain loop's, bit for bi
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -49,17 +50,22 @@ def three_fits(
 ) -> dict[str, LinearRegressionGD]:
     """The same fit by the eigenbasis loop (after its first chunk), by gd_statistics alone and
     by the Python reference, in several C calls each (a small STATISTICS_CHUNK: the seams)."""
+    return {label: LinearRegressionGD(**params).fit(X, y) for label in three_paths(monkeypatch)}
+
+
+def three_paths(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Sets up each path in turn ("eigen", "sequential", "python"), in several C calls each (a
+    small STATISTICS_CHUNK: the seams), and yields its label."""
     monkeypatch.setattr(full_batch, "STATISTICS_CHUNK", 700)
-    fits = {}
+    eigen_after = full_batch.EIGENBASIS_AFTER
     for label, compiled_on, first_chunk in [
-        ("eigen", True, full_batch.EIGENBASIS_AFTER),
+        ("eigen", True, eigen_after),
         ("sequential", True, 10**9),
-        ("python", False, full_batch.EIGENBASIS_AFTER),
+        ("python", False, eigen_after),
     ]:
         monkeypatch.setattr(epochs, "COMPILED", compiled_on)
         monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", first_chunk)
-        fits[label] = LinearRegressionGD(**params).fit(X, y)
-    return fits
+        yield label
 
 
 @needs_c
@@ -103,14 +109,7 @@ def test_a_diverging_step_stops_in_the_same_epoch_on_every_loop(
     X, y = correlated()
     top = float(torch.linalg.eigvalsh(LinearRegressionGD(max_epochs=1).fit(X, y).gram_.gram)[-1])
     messages = {}
-    monkeypatch.setattr(full_batch, "STATISTICS_CHUNK", 700)
-    for label, compiled_on, first_chunk in [
-        ("eigen", True, full_batch.EIGENBASIS_AFTER),
-        ("sequential", True, 10**9),
-        ("python", False, full_batch.EIGENBASIS_AFTER),
-    ]:
-        monkeypatch.setattr(epochs, "COMPILED", compiled_on)
-        monkeypatch.setattr(full_batch, "EIGENBASIS_AFTER", first_chunk)
+    for label in three_paths(monkeypatch):
         with pytest.raises(InputError, match=r"diverged in epoch (\d+)") as raised:
             LinearRegressionGD(learning_rate=1.05 / top, max_epochs=100_000).fit(X, y)
         messages[label] = str(raised.value)
