@@ -457,7 +457,7 @@ class Stepping:
         states: list[State],
         hosts: list[Host],
         lr: float,
-        state_keys: dict[str, str],
+        state_keys: dict[str, str | None],
         scalars: dict[str, Any],
     ) -> None:
         """descent's single-pass C kernel ``kernel`` on the tensors it takes, the foreach
@@ -467,8 +467,8 @@ class Stepping:
         ``sign``, −1 to maximize) the rest: each a value every tensor takes, a list of one per
         tensor the kernel takes (``_native_split``'s first indices, in order), or a callable of
         the step count t (see :meth:`_by_step`). One list per argument, no dictionary per
-        tensor: a step over hundreds of small tensors then costs its kernel call and a few
-        microseconds of packing."""
+        tensor: a step over hundreds of small tensors then costs its kernel call and the packing
+        of its lists (one address read per tensor and list)."""
         native, rest = self._native_split(params, grads, states)
         if native:
             columns = {"p": self._pick(params, native), "g": self._pick(grads, native)}
