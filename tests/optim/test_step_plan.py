@@ -16,7 +16,8 @@ from descent.optim.stepping import Plan
 # One rule per kind of fast path: torch's fused kernel (Adam, Adagrad, Momentum), plain SGD's
 # axpy, descent's single-pass C kernel (Nesterov, RMSprop), the two-pass C kernels (LAMB, and LARS,
 # whose plan keeps the parameters' dimensions), a rule with host scalars (Nadam) and one whose
-# step couples the whole group (Prodigy).
+# step couples the whole group (Prodigy); and the other single-pass C kernels, whose scalars may
+# depend on each tensor's step count t (AdaMax, Schedule-Free) or not (Adadelta, Lion).
 RULES = [
     "sgd",
     "adam",
@@ -28,6 +29,10 @@ RULES = [
     "lars",
     "nadam",
     "prodigy",
+    "adamax",
+    "adadelta",
+    "lion",
+    "schedule_free_adamw",
 ]
 
 
@@ -277,3 +282,33 @@ def test_lars_plan_keeps_dimensions_and_reads_the_exclusion_each_step() -> None:
     # the switch changes the 1-D parameter's path: a step that kept the old exclusion would fail
     never_switched = _lars_run("reference", 7)
     assert not torch.allclose(reference[1], never_switched[1], rtol=1e-9, atol=0)
+
+
+def test_nadam_momentum_schedule_keeps_its_product_through_a_plan() -> None:
+    """Nadam's μ-product Πₜ (momentum_decay set) advances on the host and in the state tensors the
+    plan writes through: after every update the state holds exactly the host's Π (what a resume
+    reads) and the reference's, while all parameters share t, after one skips updates (t and Π
+    then differ), and after a μ-product tensor is replaced by hand (the new one is written)."""
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(shape, generator=generator, dtype=torch.float64).requires_grad_()
+              for shape in [(4, 4), (5,), (3, 2)]]  # fmt: skip
+    twins = [param.detach().clone().requires_grad_() for param in params]
+    fast = optim.Nadam(params, lr=0.01, momentum_decay=0.004)
+    reference = optim.Nadam(twins, lr=0.01, momentum_decay=0.004, impl="reference")
+    for update in range(10):
+        for mine, theirs in zip(params, twins, strict=True):
+            grad = torch.randn(mine.shape, generator=generator, dtype=torch.float64)
+            skip = mine is params[1] and update in (6, 7)
+            mine.grad = None if skip else grad
+            theirs.grad = None if skip else grad.clone()
+        if update == 3:
+            fast.state[params[0]]["mu_product"] = fast.state[params[0]]["mu_product"].clone()
+        fast.step()
+        reference.step()
+        for mine, theirs in zip(params, twins, strict=True):
+            torch.testing.assert_close(mine.detach(), theirs.detach(), rtol=1e-12, atol=1e-14)
+            product = float(fast.state[mine]["mu_product"])
+            assert product == float(reference.state[theirs]["mu_product"]), update
+            assert product == fast._hosts[mine]["mu_product"], update
+    assert fast.state[params[1]]["step"] == 8
+    assert fast.state[params[0]]["step"] == 10

@@ -123,20 +123,21 @@ class AdaMax(_AdamBase):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-
-        def job(i: int, sign: float) -> dict[str, Any]:
-            return dict(
-                p=params[i],
-                g=grads[i],
-                m=states[i]["exp_avg"],
-                u=states[i]["exp_inf"],
-                step_size=lr / (1 - beta1 ** hosts[i]["step"]),
+        self._native_shared(
+            "adamax",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            {"m": "exp_avg", "u": "exp_inf"},
+            dict(
+                step_size=lambda t: lr / (1 - beta1**t),
                 beta1=beta1,
                 beta2=beta2,
                 eps=group["eps"],
                 wd=group["weight_decay"],
-                sign=sign,
                 eps_in_max=group["eps_in_max"],
-            )
-
-        self._native_update("adamax", group, params, grads, states, hosts, lr, job)
+            ),
+        )

@@ -250,17 +250,14 @@ class Adadelta(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-        def job(i: int, sign: float) -> dict[str, Any]:
-            return dict(
-                p=params[i],
-                g=grads[i],
-                eg=states[i]["square_avg"],
-                ed=states[i]["acc_delta"],
-                lr=lr,
-                rho=group["rho"],
-                eps=group["eps"],
-                wd=group["weight_decay"],
-                sign=sign,
-            )
-
-        self._native_update("adadelta", group, params, grads, states, hosts, lr, job)
+        self._native_shared(
+            "adadelta",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            {"eg": "square_avg", "ed": "acc_delta"},
+            dict(lr=lr, rho=group["rho"], eps=group["eps"], wd=group["weight_decay"]),
+        )

@@ -36,8 +36,7 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   write into ``grads``.
 - ``_fast_update``: defaults to the foreach formulation; a rule with a single-pass kernel overrides
   it, sends what the kernel takes there and the rest to :meth:`DescentOptimizer._foreach_run`
-  (``_native_shared`` does both from one value or list per kernel argument; ``_native_update``
-  from a dictionary per tensor, which costs about 1 µs a tensor more).
+  (``_native_shared`` does both from one value, list or function of t per kernel argument).
 
 The fast path, by what the tensors are
 --------------------------------------

@@ -109,17 +109,14 @@ class Lion(DescentOptimizer):
         lr: float,
     ) -> None:
         beta1, beta2 = group["betas"]
-
-        def job(i: int, sign: float) -> dict[str, Any]:
-            return dict(
-                p=params[i],
-                g=grads[i],
-                m=states[i]["exp_avg"],
-                lr=lr,
-                beta1=beta1,
-                beta2=beta2,
-                wd=group["weight_decay"],
-                sign=sign,
-            )
-
-        self._native_update("lion", group, params, grads, states, hosts, lr, job)
+        self._native_shared(
+            "lion",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            {"m": "exp_avg"},
+            dict(lr=lr, beta1=beta1, beta2=beta2, wd=group["weight_decay"]),
+        )

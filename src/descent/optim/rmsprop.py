@@ -163,23 +163,28 @@ class RMSprop(DescentOptimizer):
         hosts: list[Host],
         lr: float,
     ) -> None:
-
-        def job(i: int, sign: float) -> dict[str, Any]:
-            p, state = params[i], states[i]
-            return dict(
-                p=p,
-                g=grads[i],
-                e=state["square_avg"],
-                ebar=state.get("grad_avg", p),  # pointers the kernel never reads when unused
-                b=state.get("momentum_buffer", p),
+        centered, momentum = group["centered"], group["momentum"]
+        self._native_shared(
+            "rmsprop",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            # θ's pointer stands in for a buffer the kernel never reads under these settings
+            {
+                "e": "square_avg",
+                "ebar": "grad_avg" if centered else None,
+                "b": "momentum_buffer" if momentum != 0 else None,
+            },
+            dict(
                 lr=lr,
                 rho=group["rho"],
                 eps=group["eps"],
                 wd=group["weight_decay"],
-                sign=sign,
                 inside=group["eps_inside_sqrt"],
-                centered=group["centered"],
-                momentum=group["momentum"],
-            )
-
-        self._native_update("rmsprop", group, params, grads, states, hosts, lr, job)
+                centered=centered,
+                momentum=momentum,
+            ),
+        )

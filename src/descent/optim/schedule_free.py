@@ -235,26 +235,28 @@ class _ScheduleFree(DescentOptimizer):
         beta2 = group["betas"][1] if self._adaptive else 0.0
         # the coefficient of ĝ in y's update, as the reference computes it
         c_y = lr * (self._momentum(group) * (1 - ckp1) - 1)
-
-        def job(i: int, sign: float) -> dict[str, Any]:
-            z = states[i]["z"]
-            return dict(
-                p=params[i],
-                g=grads[i],
-                z=z,
-                v=states[i]["exp_avg_sq"] if self._adaptive else z,
+        adaptive = self._adaptive
+        self._native_shared(
+            "schedule_free",
+            group,
+            params,
+            grads,
+            states,
+            hosts,
+            lr,
+            # without the second moment, z's pointer stands in for v (the kernel never reads it)
+            {"z": "z", "v": "exp_avg_sq" if adaptive else "z"},
+            dict(
                 lr=lr,
                 ckp1=ckp1,
                 c_y=c_y,
                 beta2=beta2,
-                bias2=1 - beta2 ** hosts[i]["step"] if self._adaptive else 1.0,
+                bias2=(lambda t: 1 - beta2**t) if adaptive else 1.0,
                 eps=group.get("eps", 0.0),
                 wd=group["weight_decay"],
-                sign=sign,
-                adaptive=int(self._adaptive),
-            )
-
-        self._native_update("schedule_free", group, params, grads, states, hosts, lr, job)
+                adaptive=int(adaptive),
+            ),
+        )
 
 
 class ScheduleFreeSGD(_ScheduleFree):

@@ -136,6 +136,7 @@ class Plan:
 
 
 _GRAD_KIND = attrgetter("layout", "dtype", "is_cpu")
+_STEP = itemgetter("step")
 _CONTIGUOUS = Tensor.is_contiguous
 
 
@@ -447,24 +448,6 @@ class Stepping:
                 lr,
             )
 
-    def _native_update(
-        self: DescentOptimizer,
-        kernel: str,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-        job: Callable[[int, float], dict[str, Any]],
-    ) -> None:
-        """descent's single-pass C kernel ``kernel`` on the tensors it takes (``job(i, sign)``
-        gives tensor i's arguments; sign is −1 to maximize), the foreach formulation on the rest."""
-        native, rest = self._native_split(params, grads, states)
-        sign = -1.0 if group["maximize"] else 1.0
-        _native.run(kernel, [job(i, sign) for i in native])
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
-
     def _native_shared(
         self: DescentOptimizer,
         kernel: str,
@@ -474,23 +457,38 @@ class Stepping:
         states: list[State],
         hosts: list[Host],
         lr: float,
-        state_keys: dict[str, str],
+        state_keys: dict[str, str | None],
         scalars: dict[str, Any],
     ) -> None:
-        """:meth:`_native_update` from one value or list per kernel argument: θ is the kernel's
-        ``p``, the gradient its ``g``, ``state[key]`` its tensor ``name`` for each name → key of
-        ``state_keys``, and ``scalars`` (plus ``sign``, −1 to maximize) the rest, each a value
-        every tensor takes or a list of one per tensor the kernel takes (``_native_split``'s
-        first indices, in order). No dictionary per tensor: a step over hundreds of small
-        tensors then costs its kernel call and a few microseconds of packing."""
+        """descent's single-pass C kernel ``kernel`` on the tensors it takes, the foreach
+        formulation on the rest. θ is the kernel's ``p``, the gradient its ``g``, ``state[key]``
+        its tensor ``name`` for each name → key of ``state_keys`` (a key ``None``: θ again, for
+        a tensor the kernel does not read under these settings), and ``scalars`` (plus
+        ``sign``, −1 to maximize) the rest: each a value every tensor takes, a list of one per
+        tensor the kernel takes (``_native_split``'s first indices, in order), or a callable of
+        the step count t (see :meth:`_by_step`). One list per argument, no dictionary per
+        tensor: a step over hundreds of small tensors then costs its kernel call and the packing
+        of its lists (one address read per tensor and list)."""
         native, rest = self._native_split(params, grads, states)
         if native:
             columns = {"p": self._pick(params, native), "g": self._pick(grads, native)}
             for name, key in state_keys.items():
-                columns[name] = self._column(states, key, native)
-            columns.update(scalars, sign=-1.0 if group["maximize"] else 1.0)
+                columns[name] = columns["p"] if key is None else self._column(states, key, native)
+            for name, value in scalars.items():
+                columns[name] = self._by_step(hosts, native, value) if callable(value) else value
+            columns["sign"] = -1.0 if group["maximize"] else 1.0
             _native.run_columns(kernel, columns, dtype=self._native_dtype(params))
         self._foreach_some(group, rest, params, grads, states, hosts, lr)
+
+    def _by_step(
+        self, hosts: list[Host], indices: list[int], compute: Callable[[float], Any]
+    ) -> Any:
+        """``compute(t)`` for the step count t of the tensors at ``indices``: one value when they
+        all share t (the usual case: computed once), else a list of one per tensor."""
+        steps = list(map(_STEP, self._pick(hosts, indices)))
+        if steps.count(steps[0]) == len(steps):
+            return compute(steps[0])
+        return [compute(step) for step in steps]
 
     # -- lifting to the compute dtype ---------------------------------------------------------
 
