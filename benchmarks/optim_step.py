@@ -227,6 +227,11 @@ def resnet50_shapes(width: float = 0.25) -> list[tuple[int, ...]]:
 CLOCK: Callable[[], float] = time.perf_counter
 
 
+#: Untimed steps of a fresh optimizer: its state allocated and its first-step branches passed,
+#: RAdam's among them (its first 5 steps at β₂ = 0.999 are plain momentum, a cheaper step).
+WARM_UP_STEPS = 10
+
+
 def time_interleaved(
     optimizers: dict[str, torch.optim.Optimizer], repeats: int
 ) -> dict[str, float]:
@@ -258,9 +263,9 @@ def time_rotated(
 
 def _steps(optimizers: dict[str, torch.optim.Optimizer], repeats: int) -> dict[str, list[float]]:
     """Seconds of each optimizer's ``repeats`` timed steps, stepped in turn in a shuffled order
-    each round, after three untimed ones."""
+    each round, after WARM_UP_STEPS untimed ones."""
     for optimizer in optimizers.values():
-        for _ in range(3):  # warm up: state allocation, first-step branches
+        for _ in range(WARM_UP_STEPS):
             optimizer.step()
     times: dict[str, list[float]] = {name: [] for name in optimizers}
     order = list(optimizers)
