@@ -345,3 +345,16 @@ def test_a_cnn_analysed_on_two_threads_gives_the_same_figures_run_after_run() ->
         histories.append(monitor.history)
     assert histories[0] == histories[1]
     assert all(math.isfinite(value) for record in histories[0] for value in record.values())
+
+
+def test_a_negative_seed_analyses_as_its_64_bit_pattern(problem) -> None:
+    """The constructor takes any integer seed (torch.manual_seed does); the analyses' generators
+    come from numpy's SeedSequence, which takes non-negative entries only."""
+    model, data = problem
+    trainer = fake_trainer(model)
+    negative = CurvatureMonitor(3, data, examples=48, seed=-1)
+    pattern = CurvatureMonitor(3, data, examples=48, seed=2**64 - 1)
+    feed(negative, trainer, range(1, 7))
+    feed(pattern, fake_trainer(model), range(1, 7))
+    assert [r["step"] for r in negative.history] == [3, 6]
+    assert negative.history == pattern.history

@@ -75,6 +75,15 @@ def test_a_value_outside_a_fields_domain_is_refused_naming_the_field(name: str, 
         sch.create(name, **{**valid, field: bad[field]})
 
 
+@pytest.mark.parametrize(
+    ("name", "field"), [(name, field) for name, (valid, _) in DOMAINS.items() for field in valid]
+)
+def test_none_is_refused_in_a_required_field_naming_it(name: str, field: str) -> None:
+    valid, _ = DOMAINS[name]
+    with pytest.raises(InputError, match=f"^{field}"):
+        sch.create(name, **{**valid, field: None})
+
+
 def test_none_passes_an_optional_checked_field() -> None:
     assert sch.CosineDecay(0.1, 10, warmup_target=None)(3) == sch.CosineDecay(0.1, 10)(3)
     assert sch.Cyclical(0.01, 0.1, step_size_down=None).step_size_down is None

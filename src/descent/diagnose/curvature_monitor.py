@@ -328,7 +328,9 @@ class CurvatureMonitor:
         """The curvature's and the noise's generators at ``step``: seeded by ``seed`` and the
         step only (a resumed run draws the same), one for each part so that neither's draws
         depend on when the other runs."""
-        curvature_seed, noise_seed = np.random.SeedSequence([self.seed, step]).generate_state(2)
+        # (SeedSequence takes non-negative entries: a negative seed as its 64-bit pattern)
+        entropy = [self.seed % 2**64, step]
+        curvature_seed, noise_seed = np.random.SeedSequence(entropy).generate_state(2)
         return (
             torch.Generator().manual_seed(int(curvature_seed)),
             torch.Generator().manual_seed(int(noise_seed)),

@@ -207,8 +207,8 @@ class Prodigy(DescentOptimizer):
     def _estimate(
         group: Group, numerator: float, denominator: float, update: bool
     ) -> tuple[float, float]:
-        """(d, d_max) after this step: :func:`prodigy_estimate` when ``update`` (η > 0 and a
-        nonzero Σ‖s‖₁), else the group's as they are."""
+        """(d, d_max) after this step: :func:`prodigy_estimate` when ``update`` (the callers'
+        condition: η > 0), else the group's as they are."""
         d, d_max = group["d"], group["d_max"]
         if not update:
             return d, d_max

@@ -34,10 +34,12 @@ Check = Callable[[Any, str], Any]
 FieldCheck = Callable[["Schedule", str], None]
 
 
-def _value_check(check: Check) -> FieldCheck:
+def _value_check(check: Check, optional: bool) -> FieldCheck:
+    """The field's check; ``None`` passes only an optional field (``NonNegative | None``)."""
+
     def field_check(schedule: Schedule, name: str) -> None:
         value = getattr(schedule, name)
-        if value is not None:
+        if value is not None or not optional:
             check(value, name)
 
     return field_check
@@ -64,8 +66,10 @@ def _field_checks(cls: type) -> tuple[tuple[str, FieldCheck], ...]:
     a ``tuple[...]`` field's check stores it as a tuple, then checks each element."""
     try:
         hints = typing.get_type_hints(cls, include_extras=True)
-    except NameError:  # a schedule written in a function, annotated with names local to it:
-        return ()  # its own __post_init__ checks what it needs, as before these types
+    except NameError:  # annotations that do not resolve at module level (a schedule written in
+        # a function, or names imported only for type checking): no type-carried checks, only
+        # its own __post_init__'s (docs/schedules.md says so)
+        return ()
     checks = []
     for item in dataclasses.fields(cls):
         hint = hints.get(item.name)
@@ -75,7 +79,7 @@ def _field_checks(cls: type) -> tuple[tuple[str, FieldCheck], ...]:
         for member in members:
             check = _check_of(member)
             if check is not None:
-                checks.append((item.name, _value_check(check)))
+                checks.append((item.name, _value_check(check, type(None) in members)))
             elif typing.get_origin(member) is tuple:
                 checks.append((item.name, _list_check(_check_of(typing.get_args(member)[0]))))
     return tuple(checks)
