@@ -20,7 +20,7 @@ from descent.cli.train import free_port
 from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
 from descent.tune.sampling import TrialSeededSampler, make_sampler
-from descent.tune.storage import open_storage
+from descent.tune.storage import BEATING, fail_dead_trials, open_storage
 from tests.cli_support import run_cli
 from tests.processes import alive, children, run_python
 
@@ -207,6 +207,27 @@ def test_a_trial_has_a_heartbeat_before_its_training_starts(
         tune(study_settings, callbacks=[probe])
     assert (0, "FAIL") in states  # the running trial was stale: it had a heartbeat
     assert (1, "WAITING") in states  # and was queued again
+
+
+def test_a_trial_taken_by_a_worker_killed_before_its_objective_is_queued_again(
+    tmp_path: Path,
+) -> None:
+    """A worker killed between taking a slot (WAITING → RUNNING) and its objective's first line
+    leaves a RUNNING trial without any heartbeat, which Optuna never takes for stale: a resume
+    waited for it forever. Younger than the grace period it is left alone (its worker may be
+    about to start it); older, it is failed, its slot queued again, and the resume finishes."""
+    folder = tmp_path / "study"
+    study, _ = open_study(settings(folder, method="random", trials=2), resume=False)
+    storage = open_storage(settings(folder, method="random", trials=2))
+    taken = study.ask()  # the killed worker took a slot and never reached the objective
+    fail_dead_trials(study, storage, FAST["grace_period"])
+    assert study.trials[taken.number].state == optuna.trial.TrialState.RUNNING  # too young
+    time.sleep(FAST["grace_period"] + 1.0)
+    resumed = tune(settings(folder, method="random", trials=2), resume=True)
+    trials = resumed.get_trials()
+    assert trials[taken.number].state == optuna.trial.TrialState.FAIL
+    assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 2
+    assert all(BEATING in t.system_attrs for t in trials if t.number != taken.number)
 
 
 LIVE_WORKER = """

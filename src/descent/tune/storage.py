@@ -3,12 +3,14 @@ database server) and its URL, which may hold a password and is shown, logged and
 through :func:`mask_url` (``postgresql://user:***@host/db``).
 
 A trial whose process dies stops sending heartbeats; once its ``grace_period`` has passed, any
-worker marks it failed and queues a slot with its parameters again (:func:`_on_stale`).
+worker marks it failed and queues a slot with its parameters again (:func:`_on_stale`,
+:func:`fail_dead_trials`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import re
 import warnings
 from collections.abc import Callable, Iterator
@@ -54,6 +56,51 @@ def quiet_experimental() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         yield
+
+
+#: The system attribute a trial's objective sets right after it records its first heartbeat.
+BEATING = "descent:beating"
+
+
+def mark_beating(storage: Any, trial_id: int) -> None:
+    """A trial's first heartbeat, and the mark that says it has one (see
+    :func:`fail_dead_trials`): the objective's first act."""
+    storage.record_heartbeat(trial_id)
+    storage.set_trial_system_attr(trial_id, BEATING, True)
+
+
+def fail_dead_trials(study: Any, storage: Any, grace_period: float) -> None:
+    """Fail, and queue again through the storage's callback, the trials whose worker died.
+
+    Optuna's ``fail_stale_trials`` finds those whose heartbeat stopped. A trial taken by a
+    worker killed before its objective's first line has no heartbeat at all, which Optuna never
+    takes for stale, so every later worker and resume would wait for it forever: a RUNNING trial
+    without the :data:`BEATING` mark, started more than ``grace_period`` seconds ago, is failed
+    here the same way (taking a trial and reaching the objective take milliseconds)."""
+    with quiet_experimental():
+        optuna.storages.fail_stale_trials(study)
+    study_id = storage.get_study_id_from_name(study.study_name)
+    oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace_period)
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in running:
+        if BEATING in trial.system_attrs or trial.datetime_start is None:
+            continue
+        if trial.datetime_start > oldest:
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        try:
+            failed = storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker failed it first
+        callback = _stale_callback(storage)
+        if failed and callback is not None:
+            callback(study, storage.get_trial(trial_id))
+
+
+def _stale_callback(storage: Any) -> Callable[[Any, Any], None] | None:
+    """The storage's callback for a dead trial (Optuna 4.9 renamed its getter)."""
+    getter = getattr(storage, "get_heartbeat_stale_trial_callback", None)
+    return getter() if getter is not None else storage.get_failed_trial_callback()
 
 
 def _on_stale(settings: StudySettings) -> Callable[[Any, Any], None]:

@@ -30,7 +30,12 @@ from descent.errors import InputError
 from descent.tune.hparams import write_experiment
 from descent.tune.sampling import METHODS, PRUNERS, make_pruner, make_sampler
 from descent.tune.space import DEFAULT_SPACE, SearchSpace, difference
-from descent.tune.storage import mask_url, open_storage, quiet_experimental, storage_url
+from descent.tune.storage import (
+    fail_dead_trials,
+    mask_url,
+    open_storage,
+    storage_url,
+)
 
 #: Defaults of the settings a resumed study takes from its record when they are not given.
 DEFAULTS: dict[str, Any] = {"method": "tpe", "trials": 12, "pruner": "median", "seed": 0}
@@ -247,8 +252,7 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
     if first:
         write_experiment(folder, settings.space)
     if resume:
-        with quiet_experimental():
-            optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped
+        fail_dead_trials(study, storage, settings.grace_period)
     _queue_slots(study, settings)
     return study, settings
 

@@ -26,7 +26,13 @@ from optuna.trial import TrialState
 from descent import validate
 from descent.errors import DescentError, InputError
 from descent.tune.hparams import write_session_end, write_session_start, write_test_accuracy
-from descent.tune.storage import open_storage, quiet_experimental, scrub, storage_url
+from descent.tune.storage import (
+    fail_dead_trials,
+    mark_beating,
+    open_storage,
+    scrub,
+    storage_url,
+)
 from descent.tune.study import SLOT, SPARE, StudySettings, load_study, open_study
 
 
@@ -69,9 +75,9 @@ def _objective(
     def objective(trial: Any) -> float:
         # A heartbeat before anything else. Optuna's heartbeat thread records its first one when
         # it gets to run (behind other writers to the database), and a RUNNING trial without
-        # any is never stale to fail_stale_trials: a worker killed in that window left a trial
-        # that every later worker waited for, forever.
-        storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        # any is never stale to fail_stale_trials; the mark lets fail_dead_trials tell a trial
+        # whose worker died even before this line.
+        mark_beating(storage, storage.get_trial_id_from_study_id_trial_number(
             study_id, trial.number
         ))  # fmt: skip
         claim.release()  # the slot is ours now
@@ -130,8 +136,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
         time.sleep(1.0)
-        with quiet_experimental():
-            optuna.storages.fail_stale_trials(study)
+        fail_dead_trials(study, storage, settings.grace_period)
 
 
 def _die_with_parent() -> None:
