@@ -6,19 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from descent.cli.main import main
-
-
-def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import run_cli
 
 
 def test_lr_find_prints_the_sweep_and_plots_it(capsys, tmp_path: Path) -> None:
     picture = tmp_path / "lr.png"
-    code, out, err = invoke(
+    code, out, err = run_cli(
         [
             "lr-find",
             "--model",
@@ -50,14 +43,14 @@ def test_lr_find_prints_the_sweep_and_plots_it(capsys, tmp_path: Path) -> None:
     ],
 )
 def test_lr_find_bad_input_is_one_line(capsys, args: list[str], words: str) -> None:
-    code, _, err = invoke(["lr-find", "--model", "softmax", *args], capsys)
+    code, _, err = run_cli(["lr-find", "--model", "softmax", *args], capsys)
     assert code == 2
     assert words in err
     assert err.count("\n") == 1
 
 
 def test_train_lr_find_trains_at_the_suggested_rate(capsys, tmp_path: Path) -> None:
-    code, out, err = invoke(
+    code, out, err = run_cli(
         [
             "train",
             "--model",
@@ -82,6 +75,6 @@ def test_train_lr_find_trains_at_the_suggested_rate(capsys, tmp_path: Path) -> N
 
 
 def test_train_lr_must_be_a_number_or_find(capsys, tmp_path: Path) -> None:
-    code, _, err = invoke(["train", "--lr", "fast", "--logdir", str(tmp_path / "x")], capsys)
+    code, _, err = run_cli(["train", "--lr", "fast", "--logdir", str(tmp_path / "x")], capsys)
     assert code == 2
     assert "--lr must be a number or 'find'" in err
