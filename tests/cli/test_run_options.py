@@ -44,6 +44,10 @@ def test_both_commands_that_run_a_module_check_its_input_shape_alike(
         (["train"], "full, single (one example per update) or minibatch"),
         (["regress"], "full, single (one example per update) or minibatch"),
         (["lr-find"], "Any descent update rule"),
+        (["train"], "folder:DIR@64 resizes to 64×64), or table:FILE"),
+        (["lr-find"], "folder:DIR@64 resizes to 64×64), or table:FILE"),
+        (["train"], "The column of a table:FILE to predict."),
+        (["lr-find"], "The column of a table:FILE to predict."),
         (["regress"], "Any descent update rule"),
     ],
 )

@@ -14,7 +14,7 @@ from descent.diagnose.curvature_monitor import CurvatureMonitor
 from descent.diagnose.stall import VERDICTS
 from descent.train.config import load_config
 from descent.train.run import run as run_config
-from tests.cli_support import run_cli
+from tests.cli_support import refusal, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -118,15 +118,9 @@ def test_diagnose_curvature_prints_top_k_and_draws_the_density(stopped_run, caps
 
 def test_diagnose_bad_input_is_one_line(stopped_run, capsys, tmp_path: Path) -> None:
     folder, _ = stopped_run
-    code, _, err = run_cli(["diagnose", "stall", str(tmp_path / "nowhere")], capsys)
-    assert code == 2
-    assert err.count("\n") == 1
+    err = refusal(["diagnose", "stall", str(tmp_path / "nowhere")], capsys)
     assert "no such run folder" in err
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    code, _, err = run_cli(
-        ["diagnose", "curvature", str(folder), "--checkpoint", str(broken)], capsys
-    )
-    assert code == 2
+    err = refusal(["diagnose", "curvature", str(folder), "--checkpoint", str(broken)], capsys)
     assert "not a usable descent checkpoint" in err
-    assert err.count("\n") == 1

@@ -19,6 +19,16 @@ if TYPE_CHECKING:
 ConfigOption = Annotated[
     Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
 ]
+#: `train`, `lr-find`: the data sources a RunConfig reads (descent.train.run.load_data)
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR (one subfolder per "
+        "class; folder:DIR@64 resizes to 64×64), or table:FILE (a CSV or Parquet file; with "
+        "--target)."
+    ),
+]
+TargetOption = Annotated[str | None, typer.Option(help="The column of a table:FILE to predict.")]
 #: `train`, `lr-find`, `regress`
 OPTIMIZER = typer.Option(help="Any descent update rule.")
 OptimizerOption = Annotated[str | None, OPTIMIZER]

@@ -19,7 +19,9 @@ from descent.cli.run_options import (
     BATCH_MODE,
     BatchSizeOption,
     ConfigOption,
+    DataOption,
     OptimizerOption,
+    TargetOption,
     settings_from,
 )
 
@@ -33,17 +35,8 @@ def train(
     model: Annotated[
         str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
     ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR (one subfolder "
-            "per class; folder:DIR@64 resizes to 64×64), or table:FILE (a CSV or Parquet file; "
-            "with --target)."
-        ),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="The column of a table:FILE to predict.")
-    ] = None,
+    data: DataOption = None,
+    target: TargetOption = None,
     task: Annotated[
         str | None,
         typer.Option(help="classification or regression (default: regression for a table)."),
