@@ -10,11 +10,12 @@ from rich.table import Table
 
 from descent.cli.console import console
 from descent.cli.run_options import (
-    MODEL,
     BatchSizeOption,
     ConfigOption,
     DataOption,
     OptimizerOption,
+    RunModelOption,
+    SeedOption,
     TargetOption,
     settings_from,
 )
@@ -22,12 +23,12 @@ from descent.cli.run_options import (
 
 def lr_find(
     config: ConfigOption = None,
-    model: Annotated[str | None, MODEL] = None,
+    model: RunModelOption = None,
     data: DataOption = None,
     target: TargetOption = None,
     optimizer: OptimizerOption = None,
     batch_size: BatchSizeOption = None,
-    seed: Annotated[int | None, typer.Option(help="Seeds the model and batch order.")] = None,
+    seed: SeedOption = None,
     min_lr: Annotated[float, typer.Option("--min", help="First rate of the sweep.")] = 1e-7,
     max_lr: Annotated[float, typer.Option("--max", help="Last rate of the sweep.")] = 10.0,
     steps: Annotated[int, typer.Option(help="Updates in the sweep (≥ 10).")] = 100,

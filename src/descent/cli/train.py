@@ -21,6 +21,8 @@ from descent.cli.run_options import (
     ConfigOption,
     DataOption,
     OptimizerOption,
+    RunModelOption,
+    SeedOption,
     TargetOption,
     settings_from,
 )
@@ -32,9 +34,7 @@ if TYPE_CHECKING:
 
 def train(
     config: ConfigOption = None,
-    model: Annotated[
-        str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
-    ] = None,
+    model: RunModelOption = None,
     data: DataOption = None,
     target: TargetOption = None,
     task: Annotated[
@@ -61,7 +61,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch_size: BatchSizeOption = None,
     mode: Annotated[str | None, BATCH_MODE] = None,
-    seed: Annotated[int | None, typer.Option(help="Seeds everything (an integer ≥ 0).")] = None,
+    seed: SeedOption = None,
     logdir: Annotated[str | None, typer.Option(help="Run folder (default runs/MODEL).")] = None,
     histograms_every: Annotated[
         int | None, typer.Option(help="Histograms every N steps (0: off).")
