@@ -22,7 +22,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from descent.errors import DescentError
 
@@ -48,15 +47,6 @@ class GallerySettings:
 QUICK = GallerySettings(
     race_steps=30, race_frames=4, race_dpi=40, schedule_steps=30, fit_epochs=3, cnn_epochs=1, dpi=40
 )
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def race_figure(target: Path, settings: GallerySettings) -> Path:
@@ -92,18 +82,18 @@ def schedules_figure(target: Path, settings: GallerySettings) -> Path:
             schedules.CosineDecay(0.1, steps - steps // 10), steps // 10
         ),
     }
-    plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(8, 4.2), layout="constrained")
-    try:
+    from descent.plotting import figure_file
+
+    with figure_file(target, dpi=settings.dpi, figsize=(8, 4.2), layout="constrained") as (
+        figure,
+        axes,
+    ):
         for name, schedule in curves.items():
             axes.plot([schedule(n) for n in range(steps + 1)], label=name, linewidth=1.4)
         axes.set_xlabel("update n")
         axes.set_ylabel("learning rate")
         axes.set_title("descent.schedules on one plot", fontsize=10)
         figure.legend(loc="outside lower center", ncol=3, fontsize=8)
-        figure.savefig(target, dpi=settings.dpi)
-    finally:
-        plt.close(figure)
     return target
 
 
@@ -129,9 +119,11 @@ def linear_fit_figure(target: Path, settings: GallerySettings) -> Path:
         for mode in ("full", "single", "minibatch")
     }
     optimum = fits["full"].fit_report(x, y).optimum_loss
-    plt = _pyplot()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), layout="constrained")
-    try:
+    from descent.plotting import figure_file
+
+    with figure_file(
+        target, 1, 2, dpi=settings.dpi, figsize=(9, 3.6), layout="constrained"
+    ) as (_, (left, right)):
         grid = torch.linspace(0, 1, 200, dtype=torch.float64).unsqueeze(1)
         line = grid[:, 0].numpy()
         left.scatter(x[:, 0].numpy(), y.numpy(), s=6, color="0.6", label="data")
@@ -148,9 +140,6 @@ def linear_fit_figure(target: Path, settings: GallerySettings) -> Path:
         right.set_ylabel("J(w) − J(w*)  (floored at 1e-10)")
         right.set_title("loss above the exact optimum, per batch mode", fontsize=10)
         right.legend(fontsize=8)
-        figure.savefig(target, dpi=settings.dpi)
-    finally:
-        plt.close(figure)
     return target
 
 
@@ -172,9 +161,11 @@ def filters_figure(target: Path, settings: GallerySettings) -> Path:
         (data.train.images, data.train.labels), (data.validation.images, data.validation.labels)
     )
     filters = model.features[0].weight.detach()[:, 0]
-    plt = _pyplot()
-    figure, axes = plt.subplots(2, len(filters) // 2, figsize=(8, 2.4), layout="constrained")
-    try:
+    from descent.plotting import figure_file
+
+    with figure_file(
+        target, 2, len(filters) // 2, dpi=settings.dpi, figsize=(8, 2.4), layout="constrained"
+    ) as (figure, axes):
         for axis, kernel in zip(axes.flat, filters, strict=True):
             limit = float(kernel.abs().max())
             axis.imshow(kernel.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
@@ -185,9 +176,6 @@ def filters_figure(target: Path, settings: GallerySettings) -> Path:
             f"(validation accuracy {accuracy:.2f})",
             fontsize=10,
         )
-        figure.savefig(target, dpi=settings.dpi)
-    finally:
-        plt.close(figure)
     return target
 
 

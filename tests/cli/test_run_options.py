@@ -36,16 +36,21 @@ def test_both_commands_that_run_a_module_check_its_input_shape_alike(
     assert "--input-shape must be positive integers like 1,8,8, got '3,0'" in err
 
 
+#: words of each shared option's help, and the commands that take the option
+SHARED_HELP = {
+    "runs path.py": ("gradcheck", "diagnose init"),
+    "full, single (one example per update) or minibatch": ("train", "regress"),
+    "Any descent update rule": ("lr-find", "regress"),
+    "folder:DIR@64 resizes to 64×64), or table:FILE": ("train", "lr-find"),
+    "The column of a table:FILE to predict.": ("train", "lr-find"),
+    "softmax, mlp or cnn (default: cnn; mlp for a table).": ("train", "lr-find"),
+    "Seeds everything (an integer ≥ 0).": ("train", "lr-find"),
+}
+
+
 @pytest.mark.parametrize(
     ("command", "words"),
-    [
-        (["gradcheck"], "runs path.py"),
-        (["diagnose", "init"], "runs path.py"),
-        (["train"], "full, single (one example per update) or minibatch"),
-        (["regress"], "full, single (one example per update) or minibatch"),
-        (["lr-find"], "Any descent update rule"),
-        (["regress"], "Any descent update rule"),
-    ],
+    [(command.split(), words) for words, commands in SHARED_HELP.items() for command in commands],
 )
 def test_a_shared_option_says_the_same_in_every_command(
     command: list[str], words: str, capsys: pytest.CaptureFixture[str]

@@ -169,11 +169,9 @@ def test_table_faults_are_one_line(
 
 
 def test_a_target_for_images_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, _, err = run(["--target", "y", "--logdir", str(tmp_path / "run")], capsys)
-    assert code == 2
+    err = refusal(["train", "--target", "y", "--logdir", str(tmp_path / "run")], capsys)
     assert "target 'y' names a table's column, but data 'digits' is not a table" in err
-    code, _, err = run(["--data", "prices.csv", "--logdir", str(tmp_path / "run")], capsys)
-    assert code == 2
+    err = refusal(["train", "--data", "prices.csv", "--logdir", str(tmp_path / "run")], capsys)
     assert "data 'prices.csv' is a file: train on a table with data table:prices.csv" in err
 
 

@@ -189,3 +189,14 @@ def test_load_names_every_kind() -> None:
 
 def test_a_data_file_error_is_bad_input() -> None:
     assert issubclass(DataFileError, InputError)
+
+
+def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path) -> None:
+    """IDX and CIFAR files are read by one helper: the path and the system's reason, one line."""
+    unreadable = tmp_path / "train-images-idx3-ubyte"
+    unreadable.mkdir()  # reading a folder fails as an unreadable file does, even for root
+    one_line_error(read_idx, unreadable, match=r"train-images-idx3-ubyte: cannot read the file \(")
+    # cifar10 checks its batches are files first, so its reader is called on a folder directly
+    from descent.data.images import _unpickle
+
+    one_line_error(_unpickle, unreadable, match=r"train-images-idx3-ubyte: cannot read the file")

@@ -5,20 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from descent.cli.main import main
-
-
-def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import refusal, run_cli
 
 
 def test_lr_find_prints_the_sweep_and_plots_it(capsys, tmp_path: Path) -> None:
     picture = tmp_path / "lr.png"
-    code, out, err = invoke(
+    code, out, err = run_cli(
         [
             "lr-find",
             "--model",
@@ -50,14 +44,12 @@ def test_lr_find_prints_the_sweep_and_plots_it(capsys, tmp_path: Path) -> None:
     ],
 )
 def test_lr_find_bad_input_is_one_line(capsys, args: list[str], words: str) -> None:
-    code, _, err = invoke(["lr-find", "--model", "softmax", *args], capsys)
-    assert code == 2
+    err = refusal(["lr-find", "--model", "softmax", *args], capsys)
     assert words in err
-    assert err.count("\n") == 1
 
 
 def test_train_lr_find_trains_at_the_suggested_rate(capsys, tmp_path: Path) -> None:
-    code, out, err = invoke(
+    code, out, err = run_cli(
         [
             "train",
             "--model",
@@ -82,6 +74,23 @@ def test_train_lr_find_trains_at_the_suggested_rate(capsys, tmp_path: Path) -> N
 
 
 def test_train_lr_must_be_a_number_or_find(capsys, tmp_path: Path) -> None:
-    code, _, err = invoke(["train", "--lr", "fast", "--logdir", str(tmp_path / "x")], capsys)
-    assert code == 2
+    err = refusal(["train", "--lr", "fast", "--logdir", str(tmp_path / "x")], capsys)
     assert "--lr must be a number or 'find'" in err
+
+
+def test_lr_find_reads_a_table_with_its_target_as_train_does(capsys, tmp_path: Path) -> None:
+    """`--data` and `--target` are the same options in `lr-find` as in `train`."""
+    rows = torch.Generator().manual_seed(0)
+    features = torch.rand(120, 2, generator=rows)
+    target = 3 * features[:, 0] - 2 * features[:, 1]
+    table = tmp_path / "t.csv"
+    lines = (f"{a:.5f},{b:.5f},{y:.5f}\n" for (a, b), y in zip(features, target, strict=True))
+    table.write_text("a,b,y\n" + "".join(lines))
+    code, out, err = run_cli(
+        ["lr-find", "--data", f"table:{table}", "--target", "y", "--steps", "30"],
+        capsys,
+        words=True,
+    )
+    assert code == 0, err
+    assert "range test: mlp on table:" in out
+    assert "suggested lr" in out

@@ -10,18 +10,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.nn import functional as F
 
-from descent.cli.main import main
 from descent.diagnose.curvature_monitor import CurvatureMonitor
 from descent.diagnose.stall import VERDICTS
 from descent.train.config import load_config
 from descent.train.run import run as run_config
-
-
-def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+from tests.cli_support import refusal, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +83,11 @@ def test_the_monitor_figures_are_the_library_figures() -> None:
 
 def test_diagnose_stall_reads_the_run_folder(stopped_run, capsys) -> None:
     folder, outcome = stopped_run
-    code, out, err = invoke(["diagnose", "stall", str(folder)], capsys)
+    code, out, err = run_cli(["diagnose", "stall", str(folder)], capsys)
     assert code == 0, err
     assert f"verdict: {outcome.stall.verdict}" in out
     assert "next:" in out
-    code, out, _ = invoke(["diagnose", "stall", str(folder), "--checkpoint", "best"], capsys)
+    code, out, _ = run_cli(["diagnose", "stall", str(folder), "--checkpoint", "best"], capsys)
     assert code == 0
     assert "best checkpoint" in out
 
@@ -102,7 +95,7 @@ def test_diagnose_stall_reads_the_run_folder(stopped_run, capsys) -> None:
 def test_diagnose_curvature_prints_top_k_and_draws_the_density(stopped_run, capsys) -> None:
     folder, _ = stopped_run
     picture = folder / "density.png"
-    code, out, err = invoke(
+    code, out, err = run_cli(
         [
             "diagnose",
             "curvature",
@@ -125,15 +118,9 @@ def test_diagnose_curvature_prints_top_k_and_draws_the_density(stopped_run, caps
 
 def test_diagnose_bad_input_is_one_line(stopped_run, capsys, tmp_path: Path) -> None:
     folder, _ = stopped_run
-    code, _, err = invoke(["diagnose", "stall", str(tmp_path / "nowhere")], capsys)
-    assert code == 2
-    assert err.count("\n") == 1
+    err = refusal(["diagnose", "stall", str(tmp_path / "nowhere")], capsys)
     assert "no such run folder" in err
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    code, _, err = invoke(
-        ["diagnose", "curvature", str(folder), "--checkpoint", str(broken)], capsys
-    )
-    assert code == 2
+    err = refusal(["diagnose", "curvature", str(folder), "--checkpoint", str(broken)], capsys)
     assert "not a usable descent checkpoint" in err
-    assert err.count("\n") == 1

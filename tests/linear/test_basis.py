@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 from sklearn.preprocessing import PolynomialFeatures
 
+from descent.errors import InputError
 from descent.linear import RBF, Custom, Fourier, Identity, Polynomial, Sigmoid, parse_basis
 
 X = np.random.default_rng(0).normal(size=(30, 3))
@@ -79,3 +82,20 @@ def test_parse_basis(spec: str, expected: object) -> None:
 def test_parse_basis_errors(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_basis(spec)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Sigmoid(0), "number of centers must be a positive integer, got 0"),
+        (lambda: Sigmoid(True), "number of centers must be a positive integer, got True"),
+        (lambda: Fourier(2.5), "frequencies must be a positive integer, got 2.5"),
+        (lambda: Fourier(3, period=-1.0), "fourier period must be > 0, got -1.0"),
+        (lambda: Fourier(3, period=float("inf")), "fourier period must be a finite number"),
+        (lambda: RBF(5, width=0.0), "RBF width must be > 0, got 0.0"),
+        (lambda: RBF(5, width=float("nan")), "RBF width must be a finite number"),
+    ],
+)
+def test_bad_basis_arguments_are_refused_in_the_library_wording(make, message: str) -> None:
+    with pytest.raises(InputError, match=re.escape(message)):
+        make()

@@ -10,23 +10,25 @@ from rich.table import Table
 
 from descent.cli.console import console
 from descent.cli.run_options import (
-    MODEL,
     BatchSizeOption,
     ConfigOption,
+    DataOption,
     OptimizerOption,
+    RunModelOption,
+    SeedOption,
+    TargetOption,
     settings_from,
 )
 
 
 def lr_find(
     config: ConfigOption = None,
-    model: Annotated[str | None, MODEL] = None,
-    data: Annotated[
-        str | None, typer.Option(help="digits, mnist:DIR, fashion-mnist:DIR or cifar10:DIR.")
-    ] = None,
+    model: RunModelOption = None,
+    data: DataOption = None,
+    target: TargetOption = None,
     optimizer: OptimizerOption = None,
     batch_size: BatchSizeOption = None,
-    seed: Annotated[int | None, typer.Option(help="Seeds the model and batch order.")] = None,
+    seed: SeedOption = None,
     min_lr: Annotated[float, typer.Option("--min", help="First rate of the sweep.")] = 1e-7,
     max_lr: Annotated[float, typer.Option("--max", help="Last rate of the sweep.")] = 10.0,
     steps: Annotated[int, typer.Option(help="Updates in the sweep (≥ 10).")] = 100,
@@ -38,7 +40,13 @@ def lr_find(
     from descent.diagnose.lr_find import range_test_for
 
     settings = settings_from(
-        config, model=model, data=data, optimizer=optimizer, batch_size=batch_size, seed=seed
+        config,
+        model=model,
+        data=data,
+        target=target,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        seed=seed,
     )
     test = range_test_for(settings, min_lr=min_lr, max_lr=max_lr, steps=steps)
     table = Table(title=f"range test: {settings.model} on {settings.data}, {settings.optimizer}")

@@ -151,14 +151,12 @@ def _plot(
 ) -> None:
     """Loss curves (J − J*)/J* per epoch for the three batch modes, and for one input feature the
     fitted curve over the data."""
-    import matplotlib
     import numpy as np
 
     from descent.linear import LinearRegressionGD
+    from descent.plotting import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     single_feature = table.X.shape[1] == 1
     panels = 4 if single_feature else 3
     figure, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), layout="constrained")
@@ -187,6 +185,4 @@ def _plot(
         axis.set_ylabel(table.target_name)
         axis.legend(fontsize=8)
     figure.suptitle(f"{table.source}: basis {settings['basis']}, {settings['optimizer']}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    save_figure(figure, path)

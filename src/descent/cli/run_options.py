@@ -19,13 +19,28 @@ if TYPE_CHECKING:
 ConfigOption = Annotated[
     Path | None, typer.Option(help="A YAML RunConfig; options below override it.")
 ]
+#: `train`, `lr-find`: RunConfig's model (its default depends on the data), data sources
+#: (descent.train.run.load_data), a table's target and seed
+RunModelOption = Annotated[
+    str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
+]
+SeedOption = Annotated[int | None, typer.Option(help="Seeds everything (an integer ≥ 0).")]
+DataOption = Annotated[
+    str | None,
+    typer.Option(
+        help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR (one subfolder per "
+        "class; folder:DIR@64 resizes to 64×64), or table:FILE (a CSV or Parquet file; with "
+        "--target)."
+    ),
+]
+TargetOption = Annotated[str | None, typer.Option(help="The column of a table:FILE to predict.")]
 #: `train`, `lr-find`, `regress`
 OPTIMIZER = typer.Option(help="Any descent update rule.")
 OptimizerOption = Annotated[str | None, OPTIMIZER]
 BatchSizeOption = Annotated[int | None, typer.Option(help="Mini-batch size B.")]
 #: `train`, `regress` (descent.validate.batch_mode reads it)
 BATCH_MODE = typer.Option(help="full, single (one example per update) or minibatch.")
-#: `lr-find`, `federate` (`train` and `diagnose init` say more: their defaults depend on the data)
+#: `federate` (`train`, `lr-find` and `diagnose init` say more: their defaults depend on the data)
 MODEL = typer.Option(help="softmax, mlp or cnn.")
 #: `gradcheck --module`, `diagnose init --module`: both import and run the file.
 ModuleOption = Annotated[

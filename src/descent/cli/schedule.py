@@ -100,24 +100,18 @@ def plot_steps(steps: int, points: int = PLOT_POINTS) -> list[int]:
 
 
 def draw(curves: list[schedules.Schedule], steps: int, path: Path) -> None:
-    import matplotlib
+    from descent.plotting import figure_file
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 5), layout="constrained")
-    xs = plot_steps(steps)
-    for schedule in curves:
-        axes.plot(xs, [schedule(n) for n in xs], label=label(schedule), linewidth=1.6)
-    axes.set_xlabel("update n (0-based)")
-    axes.set_ylabel("learning rate")
-    axes.set_title("Learning-rate schedules")
-    axes.grid(alpha=0.3)
-    # Below the axes, so the legend never hides a curve.
-    axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with figure_file(path, dpi=120, figsize=(8, 5), layout="constrained") as (_, axes):
+        xs = plot_steps(steps)
+        for schedule in curves:
+            axes.plot(xs, [schedule(n) for n in xs], label=label(schedule), linewidth=1.6)
+        axes.set_xlabel("update n (0-based)")
+        axes.set_ylabel("learning rate")
+        axes.set_title("Learning-rate schedules")
+        axes.grid(alpha=0.3)
+        # Below the axes, so the legend never hides a curve.
+        axes.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
 
 
 def schedule(

@@ -19,7 +19,11 @@ from descent.cli.run_options import (
     BATCH_MODE,
     BatchSizeOption,
     ConfigOption,
+    DataOption,
     OptimizerOption,
+    RunModelOption,
+    SeedOption,
+    TargetOption,
     settings_from,
 )
 
@@ -30,20 +34,9 @@ if TYPE_CHECKING:
 
 def train(
     config: ConfigOption = None,
-    model: Annotated[
-        str | None, typer.Option(help="softmax, mlp or cnn (default: cnn; mlp for a table).")
-    ] = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="digits, mnist:DIR, fashion-mnist:DIR, cifar10:DIR, folder:DIR (one subfolder "
-            "per class; folder:DIR@64 resizes to 64×64), or table:FILE (a CSV or Parquet file; "
-            "with --target)."
-        ),
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="The column of a table:FILE to predict.")
-    ] = None,
+    model: RunModelOption = None,
+    data: DataOption = None,
+    target: TargetOption = None,
     task: Annotated[
         str | None,
         typer.Option(help="classification or regression (default: regression for a table)."),
@@ -68,7 +61,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch_size: BatchSizeOption = None,
     mode: Annotated[str | None, BATCH_MODE] = None,
-    seed: Annotated[int | None, typer.Option(help="Seeds everything (an integer ≥ 0).")] = None,
+    seed: SeedOption = None,
     logdir: Annotated[str | None, typer.Option(help="Run folder (default runs/MODEL).")] = None,
     histograms_every: Annotated[
         int | None, typer.Option(help="Histograms every N steps (0: off).")

@@ -139,12 +139,17 @@ FASHION_CLASSES = (
 )
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    """The file's bytes, decompressed when it is gzip (by its magic bytes, whatever its name)."""
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, or a DataFileError naming it and the system's reason."""
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise DataFileError(f"{path}: cannot read the file ({error.strerror})") from None
+
+
+def _read_maybe_gzip(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip (by its magic bytes, whatever its name)."""
+    raw = _read_bytes(path)
     if raw[:2] != b"\x1f\x8b":
         if path.suffix == ".gz":
             raise DataFileError(f"{path}: named .gz but not a gzip file")
@@ -310,10 +315,7 @@ class _CifarUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path) -> dict:
     """A CIFAR-10 python batch through the restricted unpickler: a dict with str keys."""
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as error:
-        raise DataFileError(f"{path}: cannot read the file ({error.strerror})") from None
+    raw_bytes = _read_bytes(path)
     try:
         raw = _CifarUnpickler(io.BytesIO(raw_bytes), encoding="latin1").load()
     except _RefusedGlobal as refused:

@@ -1,34 +1,17 @@
-"""Figures: the one way every diagnose figure gets matplotlib (headless) and is written, and the
-lecture's figure of an initialization: per-layer histograms of the activations, one row per
-initialization, and the histograms of the gradients reaching each layer below them."""
+"""The lecture's figure of an initialization: per-layer histograms of the activations, one row per
+initialization, and the histograms of the gradients reaching each layer below them. (``pyplot``
+and ``save_figure`` come from :mod:`descent.plotting`, the one way descent draws.)"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from descent.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
     from descent.diagnose.init import InitReport, LayerReport
-
-
-def pyplot() -> Any:
-    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    return plt
-
-
-def save_figure(figure: Any, path: str | Path) -> Path:
-    """Write ``figure`` to ``path`` (PNG, PDF or SVG by its suffix; folders made) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    pyplot().close(figure)
-    return path
 
 
 def plot_init_reports(reports: Mapping[str, InitReport], path: str | Path) -> int:

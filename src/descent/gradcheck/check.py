@@ -4,13 +4,13 @@ centered (or forward) differences, compared with the analytic one."""
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from descent import validate
 from descent.errors import InputError
 from descent.gradcheck.kinks import branch_recorder, same_branches
 from descent.gradcheck.report import (
@@ -57,12 +57,10 @@ def check(
         max_coords: tensors with more elements are checked on a seeded random sample of this many.
         seed: seeds the coordinate sample, the projection, and torch's RNG at every evaluation.
     """
-    if not (isinstance(h, int | float) and h > 0 and math.isfinite(h)):
-        raise ValueError(f"h must be a finite float > 0, got {h!r}")
+    validate.positive(h, "h")
     if method not in ("centered", "forward"):
         raise ValueError(f"method must be 'centered' or 'forward', got {method!r}")
-    if isinstance(max_coords, bool) or not isinstance(max_coords, int) or max_coords < 1:
-        raise ValueError(f"max_coords must be a positive integer, got {max_coords!r}")
+    validate.positive_int(max_coords, "max_coords")
     args = list(inputs) if isinstance(inputs, list | tuple) else [inputs]
     saved_rng = torch.random.get_rng_state()
     try:

@@ -12,20 +12,12 @@ import torch
 from descent import validate
 from descent.errors import InputError
 from descent.landscapes.race import RaceResult, log_levels
+from descent.plotting import pyplot
 
 #: Frames of an animation unless told otherwise (each shows the paths up to a step).
 DEFAULT_FRAMES = 100
 ANIMATION_DPI = 80
 FORMATS = (".gif", ".mp4", ".png")
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _grid(result: RaceResult, points: int = 200) -> tuple[Any, Any, Any]:
@@ -38,7 +30,7 @@ def _grid(result: RaceResult, points: int = 200) -> tuple[Any, Any, Any]:
 
 
 def _axes(result: RaceResult, surface: bool) -> tuple[Any, Any]:
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import LogNorm
 
     landscape = result.landscape
@@ -82,7 +74,7 @@ def _axes(result: RaceResult, surface: bool) -> tuple[Any, Any]:
 
 def _lines(result: RaceResult, axes: Any, surface: bool) -> list[tuple[Any, Any, Any]]:
     """One (line, head, path) per rule; the path is [steps + 1, 2] (and its height for 3-D)."""
-    colors = _pyplot().get_cmap("tab10")
+    colors = pyplot().get_cmap("tab10")
     lines = []
     for index, run in enumerate(result.runs):
         label = f"{run.rule} (lr {run.lr:.3g})" + (" diverged" if run.diverged else "")
@@ -208,7 +200,7 @@ def render(
         raise InputError(f"{target}: the figure must end in {', '.join(FORMATS)}")
     if suffix == ".mp4" and not ffmpeg_available():
         target, suffix = target.with_suffix(".png"), ".png"
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = _axes(result, surface)
     lines = _lines(result, axes, surface)
     steps = len(result.runs[0].path) - 1

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from descent import validate
 from descent.errors import InputError
 from descent.linear import compiled
 from descent.linear.solve import Moments
@@ -251,8 +252,8 @@ class RBF(Basis):
     def __init__(self, centers: int | ArrayLike = 10, width: float | None = None, seed: int = 0):
         if isinstance(centers, int) and centers < 1:
             raise InputError(f"RBF needs at least one center, got {centers!r}")
-        if width is not None and not width > 0:
-            raise InputError(f"RBF width must be > 0, got {width!r}")
+        if width is not None:
+            validate.positive(width, "RBF width")
         self.centers = centers
         self.width = width
         self.seed = seed
@@ -306,8 +307,7 @@ class Sigmoid(Basis):
     centers per feature at evenly spaced quantiles and s_j the feature's spread / k."""
 
     def __init__(self, centers: int = 10) -> None:
-        if isinstance(centers, bool) or not isinstance(centers, int) or centers < 1:
-            raise InputError(f"sigmoid basis needs a number of centers ≥ 1, got {centers!r}")
+        validate.positive_int(centers, "the sigmoid basis's number of centers")
         self.centers = centers
 
     def _params(self) -> dict[str, Any]:
@@ -335,10 +335,9 @@ class Fourier(Basis):
     at fit (or ``period``)."""
 
     def __init__(self, frequencies: int = 5, period: float | None = None) -> None:
-        if isinstance(frequencies, bool) or not isinstance(frequencies, int) or frequencies < 1:
-            raise InputError(f"fourier basis needs frequencies ≥ 1, got {frequencies!r}")
-        if period is not None and not period > 0:
-            raise InputError(f"fourier period must be > 0, got {period!r}")
+        validate.positive_int(frequencies, "the fourier basis's frequencies")
+        if period is not None:
+            validate.positive(period, "fourier period")
         self.frequencies = frequencies
         self.period = period
 
