@@ -312,6 +312,8 @@ DEFINE_ENTRIES(double, f64)
  * on the vector unit. float32 values are squared and summed in double. */
 #define REDUCE_BLOCK 4096
 #define LANES 8
+/* The piece of a block LAMB's pass 1 updates and then sums (a multiple of LANES). */
+#define MOMENTS_PIECE 256
 
 /* LANES doubles as one GCC vector: one register with AVX-512, two with AVX2, four with SSE2; the
  * same lanes (so the same sums) on each. */
@@ -338,23 +340,34 @@ static inline double lanes_total(const lanes_t *lanes) {
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-/* out[0] = Σ a (Σ a² when square), out[1] = Σ b (Σ b²) over n elements: element e in lane
- * e mod LANES, the lanes added pairwise. */
+/* sum_a += a², sum_b += b² over n elements, element e in lane e mod LANES (the caller's lanes, so
+ * that one sum can run over consecutive pieces whose starts are multiples of LANES). */
 #define DEFINE_SUMS(T, SUFFIX)                                                                    \
+    static inline void add_squares_##SUFFIX(const T *a, const T *b, int64_t n, lanes_t *sum_a,    \
+                                            lanes_t *sum_b) {                                     \
+        lanes_t x2 = *sum_a, y2 = *sum_b;                                                         \
+        int64_t i = 0;                                                                            \
+        for (; i + LANES <= n; i += LANES) {                                                      \
+            const lanes_t x = load_lanes_##SUFFIX(a + i), y = load_lanes_##SUFFIX(b + i);         \
+            x2 += x * x;                                                                          \
+            y2 += y * y;                                                                          \
+        }                                                                                         \
+        for (int l = 0; i < n; i++, l++) {                                                        \
+            x2[l] += (double)a[i] * (double)a[i];                                                 \
+            y2[l] += (double)b[i] * (double)b[i];                                                 \
+        }                                                                                         \
+        *sum_a = x2;                                                                              \
+        *sum_b = y2;                                                                              \
+    }                                                                                             \
+                                                                                                  \
+    /* out[0] = Σ a (Σ a² when square), out[1] = Σ b (Σ b²) over n elements: element e in lane  \
+     * e mod LANES, the lanes added pairwise. */                                                  \
     static inline void sums_##SUFFIX(const T *a, const T *b, int64_t n, int square,               \
                                      double *out) {                                               \
         lanes_t sum_a = {0}, sum_b = {0};                                                         \
         int64_t i = 0;                                                                            \
         if (square) {                                                                             \
-            for (; i + LANES <= n; i += LANES) {                                                  \
-                const lanes_t x = load_lanes_##SUFFIX(a + i), y = load_lanes_##SUFFIX(b + i);     \
-                sum_a += x * x;                                                                   \
-                sum_b += y * y;                                                                   \
-            }                                                                                     \
-            for (int l = 0; i < n; i++, l++) {                                                    \
-                sum_a[l] += (double)a[i] * (double)a[i];                                          \
-                sum_b[l] += (double)b[i] * (double)b[i];                                          \
-            }                                                                                     \
+            add_squares_##SUFFIX(a, b, n, &sum_a, &sum_b);                                        \
         } else {                                                                                  \
             for (; i + LANES <= n; i += LANES) {                                                  \
                 sum_a += load_lanes_##SUFFIX(a + i);                                              \
@@ -440,20 +453,31 @@ DEFINE_SUMS(double, f64)
         double bias2, double eps, double wd, double sign, int keep, double *out) {                \
         const T b1 = (T)beta1, one_b1 = (T)(1.0 - beta1);                                         \
         const T b2 = (T)beta2, one_b2 = (T)(1.0 - beta2);                                         \
-        T local[REDUCE_BLOCK];                                                                    \
-        T *restrict u = keep ? kept + lo : local;                                                 \
+        T local[MOMENTS_PIECE];                                                                   \
         const int64_t n = hi - lo;                                                                \
+        lanes_t sum_p = {0}, sum_u = {0};                                                         \
         p += lo, g += lo, m += lo, v += lo;                                                       \
-        if (bias1 == 1.0 && bias2 == 1.0) { /* a loop per case, each branch-free */             \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                u[i] = lamb_moments_step_##SUFFIX(p[i], g[i], m + i, v + i, b1, one_b1, b2,      \
-                                                  one_b2, 1.0, 1.0, eps, wd, sign, 0);            \
-        } else {                                                                                  \
-            for (int64_t i = 0; i < n; i++)                                                       \
-                u[i] = lamb_moments_step_##SUFFIX(p[i], g[i], m + i, v + i, b1, one_b1, b2,      \
-                                                  one_b2, bias1, bias2, eps, wd, sign, 1);        \
+        /* piece by piece, each summed while its θ and u are in the first-level cache */          \
+        for (int64_t start = 0; start < n; start += MOMENTS_PIECE) {                              \
+            const int64_t end = start + MOMENTS_PIECE < n ? start + MOMENTS_PIECE : n;            \
+            T *restrict u = keep ? kept + lo + start : local;                                     \
+            const T *restrict pp = p + start, *restrict gp = g + start;                           \
+            T *restrict mp = m + start, *restrict vp = v + start;                                 \
+            const int64_t len = end - start;                                                      \
+            if (bias1 == 1.0 && bias2 == 1.0) { /* a loop per case, each branch-free */         \
+                for (int64_t i = 0; i < len; i++)                                                 \
+                    u[i] = lamb_moments_step_##SUFFIX(pp[i], gp[i], mp + i, vp + i, b1, one_b1,   \
+                                                      b2, one_b2, 1.0, 1.0, eps, wd, sign, 0);    \
+            } else {                                                                              \
+                for (int64_t i = 0; i < len; i++)                                                 \
+                    u[i] = lamb_moments_step_##SUFFIX(pp[i], gp[i], mp + i, vp + i, b1, one_b1,   \
+                                                      b2, one_b2, bias1, bias2, eps, wd, sign,    \
+                                                      1);                                         \
+            }                                                                                     \
+            add_squares_##SUFFIX(pp, u, len, &sum_p, &sum_u);                                     \
         }                                                                                         \
-        sums_##SUFFIX(p, u, n, 1, out);                                                           \
+        out[0] = lanes_total(&sum_p);                                                             \
+        out[1] = lanes_total(&sum_u);                                                             \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of LAMB on [0, n): θ ← θ − s·u, s = η·r (the host's), u kept by pass 1 or        \
