@@ -360,24 +360,32 @@ static inline double lanes_total(const lanes_t *lanes) {
         *sum_b = y2;                                                                              \
     }                                                                                             \
                                                                                                   \
+    /* sum_a += a, sum_b += b over n elements, in the lanes of add_squares */                   \
+    static inline void add_values_##SUFFIX(const T *a, const T *b, int64_t n, lanes_t *sum_a,     \
+                                           lanes_t *sum_b) {                                      \
+        lanes_t x1 = *sum_a, y1 = *sum_b;                                                         \
+        int64_t i = 0;                                                                            \
+        for (; i + LANES <= n; i += LANES) {                                                      \
+            x1 += load_lanes_##SUFFIX(a + i);                                                     \
+            y1 += load_lanes_##SUFFIX(b + i);                                                     \
+        }                                                                                         \
+        for (int l = 0; i < n; i++, l++) {                                                        \
+            x1[l] += (double)a[i];                                                                \
+            y1[l] += (double)b[i];                                                                \
+        }                                                                                         \
+        *sum_a = x1;                                                                              \
+        *sum_b = y1;                                                                              \
+    }                                                                                             \
+                                                                                                  \
     /* out[0] = Σ a (Σ a² when square), out[1] = Σ b (Σ b²) over n elements: element e in lane  \
      * e mod LANES, the lanes added pairwise. */                                                  \
     static inline void sums_##SUFFIX(const T *a, const T *b, int64_t n, int square,               \
                                      double *out) {                                               \
         lanes_t sum_a = {0}, sum_b = {0};                                                         \
-        int64_t i = 0;                                                                            \
-        if (square) {                                                                             \
+        if (square)                                                                               \
             add_squares_##SUFFIX(a, b, n, &sum_a, &sum_b);                                        \
-        } else {                                                                                  \
-            for (; i + LANES <= n; i += LANES) {                                                  \
-                sum_a += load_lanes_##SUFFIX(a + i);                                              \
-                sum_b += load_lanes_##SUFFIX(b + i);                                              \
-            }                                                                                     \
-            for (int l = 0; i < n; i++, l++) {                                                    \
-                sum_a[l] += (double)a[i];                                                         \
-                sum_b[l] += (double)b[i];                                                         \
-            }                                                                                     \
-        }                                                                                         \
+        else                                                                                      \
+            add_values_##SUFFIX(a, b, n, &sum_a, &sum_b);                                         \
         out[0] = lanes_total(&sum_a);                                                             \
         out[1] = lanes_total(&sum_b);                                                             \
     }
@@ -554,26 +562,36 @@ DEFINE_SUMS(double, f64)
         const T *restrict p, const T *restrict g, const T *restrict p0, T *restrict s,            \
         int64_t lo, int64_t hi, double beta3, double c_s, double wd, double sign, int update,     \
         double *out) {                                                                            \
-        /* in double: the loop widens them in whole registers, sums_f64 need not */              \
-        double dots[REDUCE_BLOCK], magnitudes[REDUCE_BLOCK];                                      \
+        /* in double: the loop widens them in whole registers, the sums need not; piece by piece, \
+         * each summed while it is in the first-level cache */                                    \
+        double dots[MOMENTS_PIECE], magnitudes[MOMENTS_PIECE];                                    \
+        lanes_t sum_dots = {0}, sum_magnitudes = {0};                                             \
         const int64_t n = hi - lo;                                                                \
         p += lo, g += lo, p0 += lo, s += lo;                                                      \
-        if (update) {                                                                             \
-            const T b3 = (T)beta3, cs = (T)c_s;                                                   \
-            for (int64_t i = 0; i < n; i++) {                                                     \
-                const T gi = (T)sign * g[i] + (T)wd * p[i];                                       \
-                dots[i] = gi * (p0[i] - p[i]);                                                    \
-                const T si = b3 * s[i] + cs * gi;                                                 \
-                s[i] = si;                                                                        \
-                magnitudes[i] = FABS(si);                                                         \
+        const T b3 = (T)beta3, cs = (T)c_s;                                                       \
+        for (int64_t start = 0; start < n; start += MOMENTS_PIECE) {                              \
+            const int64_t len = start + MOMENTS_PIECE < n ? MOMENTS_PIECE : n - start;            \
+            const T *restrict pp = p + start, *restrict gp = g + start;                           \
+            const T *restrict p0p = p0 + start;                                                   \
+            T *restrict sp = s + start;                                                           \
+            if (update) {                                                                         \
+                for (int64_t i = 0; i < len; i++) {                                              \
+                    const T gi = (T)sign * gp[i] + (T)wd * pp[i];                                 \
+                    dots[i] = gi * (p0p[i] - pp[i]);                                              \
+                    const T si = b3 * sp[i] + cs * gi;                                            \
+                    sp[i] = si;                                                                   \
+                    magnitudes[i] = FABS(si);                                                     \
+                }                                                                                 \
+            } else {                                                                              \
+                for (int64_t i = 0; i < len; i++) {                                               \
+                    dots[i] = 0;                                                                  \
+                    magnitudes[i] = FABS(sp[i]);                                                  \
+                }                                                                                 \
             }                                                                                     \
-        } else {                                                                                  \
-            for (int64_t i = 0; i < n; i++) {                                                     \
-                dots[i] = 0;                                                                      \
-                magnitudes[i] = FABS(s[i]);                                                       \
-            }                                                                                     \
+            add_values_f64(dots, magnitudes, len, &sum_dots, &sum_magnitudes);                    \
         }                                                                                         \
-        sums_f64(dots, magnitudes, n, 0, out);                                                    \
+        out[0] = lanes_total(&sum_dots);                                                          \
+        out[1] = lanes_total(&sum_magnitudes);                                                    \
     }                                                                                             \
                                                                                                   \
     /* pass 2 of Prodigy, g = ±g + λθ as in pass 1: (update) m ← β₁m + c_m g, v ← β₂v + (c_v g)g ; \
