@@ -85,3 +85,57 @@ def test_resume_with_a_schedule_is_bit_for_bit() -> None:
 )
 def test_validation_messages(kwargs: dict, message: str) -> None:
     assert_rejects(optim.Prodigy, kwargs, message)
+
+
+def _in_the_kernels_order(values: list[float]) -> float:
+    """Σ values as the C kernels add them: blocks of 4,096 in order, each in 8 lanes (element i
+    in lane i mod 8, left to right) joined pairwise, the blocks' sums added in block order."""
+    total = 0.0
+    for start in range(0, len(values), 4096):
+        lanes = [0.0] * 8
+        for i, value in enumerate(values[start : start + 4096]):
+            lanes[i % 8] += value
+        total += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + (
+            (lanes[4] + lanes[5]) + (lanes[6] + lanes[7])
+        )
+    return total
+
+
+@pytest.mark.parametrize(("size", "threads"), [(2 * 4096 + 305, 1), (70_001, 2)])
+def test_c_sums_add_in_their_documented_order(size: int, threads: int) -> None:
+    """Pass 1's sums Σg(θ₀ − θ) and Σ|s| (β₃ = 0, c_s = 1: s ← g) equal, to the bit, the fixed
+    order docs/optimizers.md states, over several blocks and a tail that is no multiple of 8, on
+    one thread and split over two: no thread count or vector unit changes a step."""
+    from descent.optim import _native
+
+    if not _native.available():
+        pytest.skip("the C kernels are not built")
+    generator = torch.Generator().manual_seed(11)
+    p, g, p0 = (torch.randn(size, generator=generator, dtype=torch.float64) for _ in range(3))
+    s = torch.zeros(size, dtype=torch.float64)
+    sums = torch.zeros(1, 2, dtype=torch.float64)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _native.run_columns(
+            "prodigy_sums",
+            dict(
+                p=[p],
+                g=[g],
+                p0=[p0],
+                s=[s],
+                sums=[sums.data_ptr()],
+                beta3=0.0,
+                c_s=1.0,
+                wd=0.0,
+                sign=1.0,
+                update=1,
+            ),
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(s, g)
+    dots = (g * (p0 - p)).tolist()
+    magnitudes = g.abs().tolist()
+    assert sums[0, 0].item() == _in_the_kernels_order(dots)
+    assert sums[0, 1].item() == _in_the_kernels_order(magnitudes)
