@@ -15,9 +15,9 @@ from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
     Group,
-    Host,
     LearningRate,
     State,
+    StepArgs,
     effective_grad,
     effective_grads,
 )
@@ -135,51 +135,34 @@ class Adagrad(DescentOptimizer):
         state["sum"].fill_(start)
         return state
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         sums = [state["sum"] for state in states]
         foreach.addcmul_(sums, g, g, value=1.0)
         den = foreach.sqrt(sums)
         if not group["eps_inside_sqrt"]:
             foreach.add_(den, group["eps"])
-        rates = [-lr / (1 + (host["step"] - 1) * group["lr_decay"]) for host in hosts]
+        rates = [-lr / (1 + (t - 1) * group["lr_decay"]) for t in step.all_steps()]
         foreach.addcdiv_(params, g, den, rates)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        buckets, rest = self._fused_buckets(params, grads, states)
+    def _fast_update(self, step: StepArgs) -> None:
+        group = step.group
+        buckets, rest = step.fused_buckets()
         for indices in buckets:
-            kernel = _compat.fused("_fused_adagrad_", params[indices[0]].device)
+            kernel = _compat.fused("_fused_adagrad_", step.params[indices[0]].device)
             if kernel is None:
                 rest += indices
                 continue
             kernel(
-                self._pick(params, indices),
-                self._pick(grads, indices),
-                self._column(states, "sum", indices),
-                self._column(states, "step", indices),
-                lr=lr,
+                *step.lists(indices, "sum", "step"),
+                lr=step.lr,
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        self._foreach_run(step.subset(rest))
 
 
 class Adadelta(DescentOptimizer):
@@ -216,15 +199,8 @@ class Adadelta(DescentOptimizer):
         validate.unit_interval(group["rho"], "rho (ρ)")
         validate.positive(group["eps"], "eps (ε)")
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         rho, eps = group["rho"], group["eps"]
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         e_g = [state["square_avg"] for state in states]
@@ -241,23 +217,11 @@ class Adadelta(DescentOptimizer):
         foreach.addcmul_(e_d, step, step, value=1 - rho)
         foreach.add_(params, step, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         self._native_shared(
             "adadelta",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"eg": "square_avg", "ed": "acc_delta"},
             dict(lr=lr, rho=group["rho"], eps=group["eps"], wd=group["weight_decay"]),
         )
