@@ -14,15 +14,12 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
-    StepArgs,
     effective_grad,
     effective_grads,
     scalar_sqrt,
 )
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 

@@ -15,15 +15,13 @@ from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
     LearningRate,
-    State,
-    StepArgs,
     effective_grad,
     effective_grads,
     scalar_sqrt,
     validate_betas,
 )
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------

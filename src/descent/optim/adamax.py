@@ -10,12 +10,8 @@ from torch import Tensor
 
 from descent.optim._compat import foreach
 from descent.optim.adam import _AdamBase
-from descent.optim.base import (
-    LearningRate,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference step ------------------------------------------------------------------------

@@ -12,15 +12,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim import _compat
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    LearningRate,
-    State,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------

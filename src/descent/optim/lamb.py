@@ -12,15 +12,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.adam import _moments, moments_reference, validate_moments
-from descent.optim.base import (
-    Group,
-    LearningRate,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-    scalar_sqrt,
-)
-from descent.optim.fastpath import TWO_PASS_BATCH
+from descent.optim.base import LearningRate, effective_grad, effective_grads, scalar_sqrt
+from descent.optim.fastpath import TWO_PASS_BATCH, Group, StepArgs
 from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
 

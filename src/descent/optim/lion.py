@@ -11,13 +11,12 @@ from torch import Tensor
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
     LearningRate,
-    StepArgs,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 

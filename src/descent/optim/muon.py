@@ -16,15 +16,12 @@ from descent.optim._compat import foreach
 from descent.optim.adam import adam_foreach, adam_reference
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
-    StepArgs,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions
 from descent.optim.reference import apply_reference
 

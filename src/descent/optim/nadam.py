@@ -13,14 +13,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.adam import _AdamBase, _moments, moments_reference
-from descent.optim.base import (
-    Group,
-    Host,
-    LearningRate,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, Host, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 _STEP_AND_MU = itemgetter("step", "mu_product")

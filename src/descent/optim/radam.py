@@ -19,7 +19,8 @@ from descent.optim.adam import (
     decayed_grads,
     moments_reference,
 )
-from descent.optim.base import Group, LearningRate, StepArgs
+from descent.optim.base import LearningRate
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 

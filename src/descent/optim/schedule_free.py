@@ -15,16 +15,8 @@ from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.adam import validate_moments
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 

@@ -11,14 +11,8 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    LearningRate,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 #: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.

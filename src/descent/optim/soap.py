@@ -14,15 +14,8 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
 from descent.optim.adam import validate_moments
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    LearningRate,
-    State,
-    StepArgs,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 _CONVENTIONS = ("paper", "heavyball")
