@@ -240,7 +240,7 @@ class _FusedAdam(_AdamBase):
                     amsgrad=amsgrad,
                     maximize=group["maximize"],
                 )
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)
 
 
 class Adam(_FusedAdam):

@@ -155,7 +155,7 @@ class Adagrad(DescentOptimizer):
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)
 
 
 class Adadelta(DescentOptimizer):

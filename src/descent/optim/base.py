@@ -38,7 +38,7 @@ Writing a rule (subclass :class:`DescentOptimizer`)
 - ``_fast_update(step)``: defaults to the foreach formulation; a rule with a single-pass kernel
   overrides it, sends what the kernel takes there (``step.fused_buckets()``,
   ``step.native_split()``, ``step.lists(indices, *state_keys)``) and the rest to
-  :meth:`DescentOptimizer._foreach_run` (``self._foreach_run(step.subset(rest))``;
+  :meth:`DescentOptimizer._foreach_run` (``self._foreach_rest(step, rest)``;
   ``_native_shared`` does both from one value, list or function of t per kernel argument).
 
 The fast path, by what the tensors are

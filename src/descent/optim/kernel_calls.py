@@ -21,10 +21,7 @@ class KernelCalls:
     """The kernel-path helpers of a rule's fast update (a mixin of Stepping)."""
 
     def _foreach_run(self: DescentOptimizer, step: StepArgs) -> None:
-        """The foreach formulation on (device, dtype) buckets (see :meth:`_lift`); nothing when
-        ``step`` has no tensors (what no kernel took may be none)."""
-        if not step.params:
-            return
+        """The foreach formulation on (device, dtype) buckets (see :meth:`_lift`)."""
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
         for i, (param, state) in enumerate(zip(step.params, step.states, strict=True)):
             buckets.setdefault(
@@ -35,6 +32,12 @@ class KernelCalls:
             work = self._lift(step.subset(indices), ordinal)
             self._foreach_update(work.step)
             work.lower()
+
+    def _foreach_rest(self: DescentOptimizer, step: StepArgs, rest: list[int]) -> None:
+        """The foreach formulation on the tensors at ``rest`` (those no kernel took; usually
+        none, and then no list is made)."""
+        if rest:
+            self._foreach_run(step.subset(rest))
 
     def _native_shared(
         self: DescentOptimizer,
@@ -62,4 +65,4 @@ class KernelCalls:
                 columns[name] = step.by_step(native, value) if callable(value) else value
             columns["sign"] = -1.0 if step.group["maximize"] else 1.0
             _native.run_columns(kernel, columns, dtype=step.native_dtype())
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)

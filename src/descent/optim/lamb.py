@@ -182,7 +182,7 @@ class LAMB(_LayerwiseRule):
         native, rest = step.native_split()
         if native:
             self._native_step(step.subset(native))
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)
 
     def _native_step(self, step: StepArgs) -> None:
         """The C step (``lamb_step``) over tensors the kernels take."""

@@ -145,7 +145,7 @@ class SGD(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)
 
 
 class _MomentumBase(DescentOptimizer):
@@ -241,7 +241,7 @@ class _MomentumBase(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        self._foreach_run(step.subset(rest))
+        self._foreach_rest(step, rest)
 
 
 class Momentum(_MomentumBase):
