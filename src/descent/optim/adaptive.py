@@ -200,15 +200,15 @@ class Adadelta(DescentOptimizer):
         e_d = [state["acc_delta"] for state in states]
         foreach.mul_(e_g, rho)
         foreach.addcmul_(e_g, g, g, value=1 - rho)
-        step = foreach.add(e_d, eps)  # becomes −Δ = √(E_Δ + ε) / √(E_g + ε) · g
-        foreach.sqrt_(step)
+        minus_delta = foreach.add(e_d, eps)  # becomes −Δ = √(E_Δ + ε) / √(E_g + ε) · g
+        foreach.sqrt_(minus_delta)
         den = foreach.add(e_g, eps)
         foreach.sqrt_(den)
-        foreach.div_(step, den)
-        foreach.mul_(step, g)
+        foreach.div_(minus_delta, den)
+        foreach.mul_(minus_delta, g)
         foreach.mul_(e_d, rho)
-        foreach.addcmul_(e_d, step, step, value=1 - rho)
-        foreach.add_(params, step, alpha=-lr)
+        foreach.addcmul_(e_d, minus_delta, minus_delta, value=1 - rho)
+        foreach.add_(params, minus_delta, alpha=-lr)
 
     def _fast_update(self, step: StepArgs) -> None:
         group, lr = step.group, step.lr
