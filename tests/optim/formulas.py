@@ -31,24 +31,14 @@ def sgd(theta: float, grads: Sequence[float], lr: float) -> Iterator[float]:
 
 @rule
 def momentum(
-    theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9
+    theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9, nesterov: bool = False
 ) -> Iterator[float]:
+    """v ← γ v + η g; θ ← θ − v, or with ``nesterov`` the stored look-ahead form
+    φ ← φ − (γ v + η g), g taken at φ."""
     v = 0.0
     for g in grads:
         v = gamma * v + lr * g
-        theta = theta - v
-        yield theta
-
-
-@rule
-def nesterov_stored(
-    theta: float, grads: Sequence[float], lr: float, gamma: float = 0.9
-) -> Iterator[float]:
-    """φ ← φ − (γ v + η g) after v ← γ v + η g, g taken at φ."""
-    v = 0.0
-    for g in grads:
-        v = gamma * v + lr * g
-        theta = theta - (gamma * v + lr * g)
+        theta = theta - (gamma * v + lr * g if nesterov else v)
         yield theta
 
 
@@ -87,6 +77,11 @@ def rmsprop(
         yield theta
 
 
+def adam_hyperparameters(kw: dict[str, float]) -> tuple[float, float, float]:
+    """(β₁, β₂, ε) of the Adam family from a rule's keywords (0.9, 0.999, 1e-8 by default)."""
+    return kw.get("b1", 0.9), kw.get("b2", 0.999), kw.get("eps", 1e-8)
+
+
 def adam_moments(
     grads: Sequence[float], b1: float = 0.9, b2: float = 0.999
 ) -> Iterator[tuple[int, float, float, float]]:
@@ -100,14 +95,8 @@ def adam_moments(
 
 
 @rule
-def adam(
-    theta: float,
-    grads: Sequence[float],
-    lr: float = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> Iterator[float]:
+def adam(theta: float, grads: Sequence[float], lr: float = 1e-3, **kw: float) -> Iterator[float]:
+    b1, b2, eps = adam_hyperparameters(kw)
     for t, _, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * m_hat / (math.sqrt(v_hat) + eps)
@@ -118,7 +107,7 @@ def adam(
 def adamw(
     theta: float, grads: Sequence[float], lr: float = 1e-3, wd: float = 0.01, **kw: float
 ) -> Iterator[float]:
-    b1, b2, eps = kw.get("b1", 0.9), kw.get("b2", 0.999), kw.get("eps", 1e-8)
+    b1, b2, eps = adam_hyperparameters(kw)
     for t, _, m, v in adam_moments(grads, b1, b2):
         theta = theta - lr * wd * theta
         theta = theta - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
@@ -126,14 +115,8 @@ def adamw(
 
 
 @rule
-def adamax(
-    theta: float,
-    grads: Sequence[float],
-    lr: float = 2e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> Iterator[float]:
+def adamax(theta: float, grads: Sequence[float], lr: float = 2e-3, **kw: float) -> Iterator[float]:
+    b1, b2, eps = adam_hyperparameters(kw)
     m = u = 0.0
     for t, g in enumerate(grads, start=1):
         m = b1 * m + (1 - b1) * g
@@ -143,14 +126,8 @@ def adamax(
 
 
 @rule
-def nadam(
-    theta: float,
-    grads: Sequence[float],
-    lr: float = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> Iterator[float]:
+def nadam(theta: float, grads: Sequence[float], lr: float = 1e-3, **kw: float) -> Iterator[float]:
+    b1, b2, eps = adam_hyperparameters(kw)
     for t, g, m, v in adam_moments(grads, b1, b2):
         m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
         theta = theta - lr * (b1 * m_hat + (1 - b1) * g / (1 - b1**t)) / (math.sqrt(v_hat) + eps)
@@ -158,14 +135,8 @@ def nadam(
 
 
 @rule
-def amsgrad(
-    theta: float,
-    grads: Sequence[float],
-    lr: float = 1e-3,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-) -> Iterator[float]:
+def amsgrad(theta: float, grads: Sequence[float], lr: float = 1e-3, **kw: float) -> Iterator[float]:
+    b1, b2, eps = adam_hyperparameters(kw)
     v_max = 0.0
     for _, _, m, v in adam_moments(grads, b1, b2):
         v_max = max(v_max, v)
@@ -177,7 +148,7 @@ def amsgrad(
 HAND: dict[str, tuple[Callable[..., Trajectory], dict]] = {
     "sgd": (lambda th, gs: sgd(th, gs, 0.1), {"lr": 0.1}),
     "momentum": (lambda th, gs: momentum(th, gs, 0.1, 0.9), {"lr": 0.1}),
-    "nesterov": (lambda th, gs: nesterov_stored(th, gs, 0.1, 0.9), {"lr": 0.1}),
+    "nesterov": (lambda th, gs: momentum(th, gs, 0.1, 0.9, nesterov=True), {"lr": 0.1}),
     "adagrad": (adagrad, {}),
     "adadelta": (adadelta, {}),
     "rmsprop": (rmsprop, {}),

@@ -59,6 +59,15 @@ def set_grads(params: list[torch.Tensor], update: int) -> None:
             param.grad = grad
 
 
+def step_through(
+    optimizer: optim.DescentOptimizer, params: list[torch.Tensor], updates: range
+) -> None:
+    """One step of ``optimizer`` for each of ``updates``, on :func:`set_grads`' gradients."""
+    for update in updates:
+        set_grads(params, update)
+        optimizer.step()
+
+
 def run(
     name: str,
     updates: int,
@@ -114,9 +123,7 @@ def test_plan_is_reused_while_it_fits_and_rebuilt_when_gradients_change(name: st
 def test_plan_is_rebuilt_after_load_and_after_the_state_is_cleared() -> None:
     params = make_params()
     optimizer = optim.Adam(params, lr=0.01)
-    for update in range(2):
-        set_grads(params, update)
-        optimizer.step()
+    step_through(optimizer, params, range(2))
     saved = copy.deepcopy(optimizer.state_dict())
     optimizer.load_state_dict(saved)
     assert not optimizer._plans
@@ -131,22 +138,16 @@ def test_loaded_state_is_the_one_stepped() -> None:
     loaded state, not from the plan's lists of the old one."""
     params = make_params()
     optimizer = optim.Adam(params, lr=0.01)
-    for update in range(3):
-        set_grads(params, update)
-        optimizer.step()
+    step_through(optimizer, params, range(3))
     saved = copy.deepcopy(optimizer.state_dict())
     kept = [param.detach().clone() for param in params]
-    for update in range(3, 6):
-        set_grads(params, update)
-        optimizer.step()
+    step_through(optimizer, params, range(3, 6))
     expected = [param.detach().clone() for param in params]
     with torch.no_grad():
         for param, value in zip(params, kept, strict=True):
             param.copy_(value)
     optimizer.load_state_dict(saved)
-    for update in range(3, 6):
-        set_grads(params, update)
-        optimizer.step()
+    step_through(optimizer, params, range(3, 6))
     for param, value in zip(params, expected, strict=True):
         torch.testing.assert_close(param.detach(), value, rtol=0, atol=0)
 

@@ -14,14 +14,12 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
     effective_grad,
     effective_grads,
     scalar_sqrt,
 )
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -174,15 +172,8 @@ class Adafactor(DescentOptimizer):
             if key in state:
                 state[key].copy_(value)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         # One tensor at a time (each has its own factor shapes). Every pass over the tensor
         # counts (the step is memory-bound): g² is formed once and its factored means are plain
         # means of it (torch's norms over a dimension of 1 or 3 elements cost several times a
@@ -192,20 +183,19 @@ class Adafactor(DescentOptimizer):
         # tensor op costs microseconds); elsewhere they stay on the device (no host sync).
         g_all = effective_grads(params, grads, 0.0, group["maximize"])
         eps2, d, inside = group["eps"][1], group["d"], group["eps1_inside"]
-        for param, g, state, host in zip(params, g_all, states, hosts, strict=True):
-            step = host["step"]
-            on_host = param.is_cpu and not isinstance(step, Tensor)
+        for param, g, state, t in zip(params, g_all, states, step.all_steps(), strict=True):
+            on_host = param.is_cpu and not isinstance(t, Tensor)
             eps1 = self._eps1(group, param)
-            rate = step ** group["beta2_decay"]
+            rate = t ** group["beta2_decay"]
             norm = torch.linalg.vector_norm(param)
             if on_host:
-                rho = min(lr, 1 / math.sqrt(step))
+                rho = min(lr, 1 / math.sqrt(t))
                 alpha = max(eps2, float(norm) / math.sqrt(param.numel())) * rho
             else:
                 rho = (
-                    torch.clamp(1 / scalar_sqrt(step), max=lr)
-                    if isinstance(step, Tensor)
-                    else min(lr, 1 / math.sqrt(step))
+                    torch.clamp(1 / scalar_sqrt(t), max=lr)
+                    if isinstance(t, Tensor)
+                    else min(lr, 1 / math.sqrt(t))
                 )
                 alpha = torch.clamp(norm / math.sqrt(param.numel()), min=eps2) * rho
             if group["weight_decay"] != 0:

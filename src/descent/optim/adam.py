@@ -15,15 +15,13 @@ from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
     effective_grad,
     effective_grads,
     scalar_sqrt,
     validate_betas,
 )
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -206,12 +204,7 @@ class _FusedAdam(_AdamBase):
 
     def _fused_step(
         self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
+        step: StepArgs,
         *,
         kernel_name: str,
         amsgrad: bool,
@@ -222,26 +215,23 @@ class _FusedAdam(_AdamBase):
         buckets it takes, the foreach formulation on the rest. A form reached through the kernel's
         internal bias corrections names its ``reexpression`` (its self-test in _compat) and passes
         the kernel ``rescaled(t)`` = (η, ε) for the tensors at step count t."""
+        group = step.group
         beta1, beta2 = group["betas"]
-        buckets, rest = self._fused_buckets(params, grads, states)
+        keys = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq" if amsgrad else None, "step")
+        buckets, rest = step.fused_buckets()
         for indices in buckets:
-            device = params[indices[0]].device
+            device = step.params[indices[0]].device
             kernel = _compat.fused(kernel_name, device, amsgrad=amsgrad)
             if kernel is None or (reexpression and not _compat.reexpression(reexpression, device)):
                 rest += indices
                 continue
             if rescaled is None:
-                runs = [(indices, (lr, group["eps"]))]
+                runs = [(indices, (step.lr, group["eps"]))]
             else:
-                runs = [(same, rescaled(t)) for t, same in _by_step(hosts, indices).items()]
+                runs = [(same, rescaled(t)) for t, same in _by_step(step, indices).items()]
             for run, (kernel_lr, eps) in runs:
                 kernel(
-                    self._pick(params, run),
-                    self._pick(grads, run),
-                    self._column(states, "exp_avg", run),
-                    self._column(states, "exp_avg_sq", run),
-                    self._column(states, "max_exp_avg_sq", run) if amsgrad else [],
-                    self._column(states, "step", run),
+                    *step.lists(run, *keys),
                     lr=kernel_lr,
                     beta1=beta1,
                     beta2=beta2,
@@ -250,7 +240,7 @@ class _FusedAdam(_AdamBase):
                     amsgrad=amsgrad,
                     maximize=group["maximize"],
                 )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        self._foreach_rest(step, rest)
 
 
 class Adam(_FusedAdam):
@@ -292,23 +282,16 @@ class Adam(_FusedAdam):
     def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
         return {"decoupled_weight_decay": self._decoupled}
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group = step.group
         beta1, beta2 = group["betas"]
         adam_foreach(
-            params,
-            grads,
-            [state["exp_avg"] for state in states],
-            [state["exp_avg_sq"] for state in states],
-            [host["step"] for host in hosts],
-            lr=lr,
+            step.params,
+            step.grads,
+            [state["exp_avg"] for state in step.states],
+            [state["exp_avg_sq"] for state in step.states],
+            step.all_steps(),
+            lr=step.lr,
             beta1=beta1,
             beta2=beta2,
             eps=group["eps"],
@@ -318,24 +301,12 @@ class Adam(_FusedAdam):
             maximize=group["maximize"],
         )
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         beta2 = group["betas"][1]
         hat = group["epsilon_hat"]
         self._fused_step(
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             kernel_name="_fused_adamw_" if self._decoupled else "_fused_adam_",
             amsgrad=False,
             reexpression="adam_epsilon_hat" if hat else None,
@@ -344,11 +315,11 @@ class Adam(_FusedAdam):
         )
 
 
-def _by_step(hosts: list[Host], indices: list[int]) -> dict[float, list[int]]:
+def _by_step(step: StepArgs, indices: list[int]) -> dict[float, list[int]]:
     """Indices grouped by their (already advanced) step count, for step-dependent scalars."""
     groups: dict[float, list[int]] = {}
-    for index in indices:
-        groups.setdefault(hosts[index]["step"], []).append(index)
+    for index, t in zip(indices, step.steps(indices), strict=True):
+        groups.setdefault(t, []).append(index)
     return groups
 
 
@@ -426,22 +397,15 @@ class AMSGrad(_FusedAdam):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, states, lr = step.group, step.params, step.states, step.lr
         beta1, beta2 = group["betas"]
-        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
+        g = effective_grads(params, step.grads, group["weight_decay"], group["maximize"])
         m, v = _moments(group, g, states)
         v_max = [state["max_exp_avg_sq"] for state in states]
         foreach.maximum_(v_max, v)
         den = foreach.sqrt(v_max)
-        steps = [host["step"] for host in hosts]
+        steps = step.all_steps()
         if group["bias_correction"]:
             foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
             sizes = [-lr / (1 - beta1**t) for t in steps]
@@ -450,15 +414,8 @@ class AMSGrad(_FusedAdam):
         foreach.add_(den, group["eps"])
         foreach.addcdiv_(params, m, den, sizes)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         beta1, beta2 = group["betas"]
 
         def lecture(t: float) -> tuple[float, float]:
@@ -468,12 +425,7 @@ class AMSGrad(_FusedAdam):
 
         corrected = group["bias_correction"]
         self._fused_step(
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             kernel_name="_fused_adam_",
             amsgrad=True,
             reexpression=None if corrected else "amsgrad_lecture",

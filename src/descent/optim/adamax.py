@@ -10,14 +10,8 @@ from torch import Tensor
 
 from descent.optim._compat import foreach
 from descent.optim.adam import _AdamBase
-from descent.optim.base import (
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference step ------------------------------------------------------------------------
@@ -89,15 +83,8 @@ class AdaMax(_AdamBase):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         beta1, beta2 = group["betas"]
         eps = group["eps"]
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
@@ -111,26 +98,14 @@ class AdaMax(_AdamBase):
         foreach.mul_(u, beta2)
         foreach.maximum_(u, magnitude)
         den = u if group["eps_in_max"] else foreach.add(u, eps)
-        foreach.addcdiv_(params, m, den, [-lr / (1 - beta1 ** host["step"]) for host in hosts])
+        foreach.addcdiv_(params, m, den, [-lr / (1 - beta1**t) for t in step.all_steps()])
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         beta1, beta2 = group["betas"]
         self._native_shared(
             "adamax",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"m": "exp_avg", "u": "exp_inf"},
             dict(
                 step_size=lambda t: lr / (1 - beta1**t),

@@ -12,15 +12,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim import _compat
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- pure reference steps ----------------------------------------------------------------------
@@ -135,51 +128,34 @@ class Adagrad(DescentOptimizer):
         state["sum"].fill_(start)
         return state
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         sums = [state["sum"] for state in states]
         foreach.addcmul_(sums, g, g, value=1.0)
         den = foreach.sqrt(sums)
         if not group["eps_inside_sqrt"]:
             foreach.add_(den, group["eps"])
-        rates = [-lr / (1 + (host["step"] - 1) * group["lr_decay"]) for host in hosts]
+        rates = [-lr / (1 + (t - 1) * group["lr_decay"]) for t in step.all_steps()]
         foreach.addcdiv_(params, g, den, rates)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        buckets, rest = self._fused_buckets(params, grads, states)
+    def _fast_update(self, step: StepArgs) -> None:
+        group = step.group
+        buckets, rest = step.fused_buckets()
         for indices in buckets:
-            kernel = _compat.fused("_fused_adagrad_", params[indices[0]].device)
+            kernel = _compat.fused("_fused_adagrad_", step.params[indices[0]].device)
             if kernel is None:
                 rest += indices
                 continue
             kernel(
-                self._pick(params, indices),
-                self._pick(grads, indices),
-                self._column(states, "sum", indices),
-                self._column(states, "step", indices),
-                lr=lr,
+                *step.lists(indices, "sum", "step"),
+                lr=step.lr,
                 lr_decay=group["lr_decay"],
                 weight_decay=group["weight_decay"],
                 eps=0.0 if group["eps_inside_sqrt"] else group["eps"],
                 maximize=group["maximize"],
             )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        self._foreach_rest(step, rest)
 
 
 class Adadelta(DescentOptimizer):
@@ -216,48 +192,29 @@ class Adadelta(DescentOptimizer):
         validate.unit_interval(group["rho"], "rho (ρ)")
         validate.positive(group["eps"], "eps (ε)")
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         rho, eps = group["rho"], group["eps"]
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         e_g = [state["square_avg"] for state in states]
         e_d = [state["acc_delta"] for state in states]
         foreach.mul_(e_g, rho)
         foreach.addcmul_(e_g, g, g, value=1 - rho)
-        step = foreach.add(e_d, eps)  # becomes −Δ = √(E_Δ + ε) / √(E_g + ε) · g
-        foreach.sqrt_(step)
+        minus_delta = foreach.add(e_d, eps)  # becomes −Δ = √(E_Δ + ε) / √(E_g + ε) · g
+        foreach.sqrt_(minus_delta)
         den = foreach.add(e_g, eps)
         foreach.sqrt_(den)
-        foreach.div_(step, den)
-        foreach.mul_(step, g)
+        foreach.div_(minus_delta, den)
+        foreach.mul_(minus_delta, g)
         foreach.mul_(e_d, rho)
-        foreach.addcmul_(e_d, step, step, value=1 - rho)
-        foreach.add_(params, step, alpha=-lr)
+        foreach.addcmul_(e_d, minus_delta, minus_delta, value=1 - rho)
+        foreach.add_(params, minus_delta, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         self._native_shared(
             "adadelta",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"eg": "square_avg", "ed": "acc_delta"},
             dict(lr=lr, rho=group["rho"], eps=group["eps"], wd=group["weight_decay"]),
         )

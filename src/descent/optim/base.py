@@ -31,12 +31,15 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   (keywords from the group, ``_reference_keywords`` adds others). ``host["step"]`` is the step
   count t of this update (already advanced). A rule whose reference takes more overrides
   ``_reference_update``.
-- ``_foreach_update(group, params, grads, states, hosts, lr)``: the same formula over lists of
-  tensors of one device and one dtype, written with :data:`descent.optim._compat.foreach` ops. Never
-  write into ``grads``.
-- ``_fast_update``: defaults to the foreach formulation; a rule with a single-pass kernel overrides
-  it, sends what the kernel takes there and the rest to :meth:`DescentOptimizer._foreach_run`
-  (``_native_shared`` does both from one value, list or function of t per kernel argument).
+- ``_foreach_update(step)``: the same formula over lists of tensors of one device and one dtype,
+  written with :data:`descent.optim._compat.foreach` ops; ``step`` is a :class:`StepArgs`
+  (``step.group``, ``step.params``, ``step.grads``, ``step.states``, ``step.hosts``, ``step.lr``).
+  Never write into ``step.grads``.
+- ``_fast_update(step)``: defaults to the foreach formulation; a rule with a single-pass kernel
+  overrides it, sends what the kernel takes there (``step.fused_buckets()``,
+  ``step.native_split()``, ``step.lists(indices, *state_keys)``) and the rest to
+  :meth:`DescentOptimizer._foreach_run` (``self._foreach_rest(step, rest)``;
+  ``_native_shared`` does both from one value, list or function of t per kernel argument).
 
 The fast path, by what the tensors are
 --------------------------------------
@@ -85,7 +88,7 @@ from descent.optim.options import (
     show_options_in_signature,
 )
 from descent.optim.reference import apply_reference
-from descent.optim.stepping import Group, Host, Plan, State, Stepping
+from descent.optim.stepping import Group, Host, Plan, State, StepArgs, Stepping
 
 Schedule = Callable[[int], float]
 LearningRate = float | Schedule
@@ -277,27 +280,11 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
         """Arguments of :attr:`reference` that are not the group's entries of the same name."""
         return {}
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
         raise NotImplementedError
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        self._foreach_run(group, params, grads, states, hosts, lr)
+    def _fast_update(self, step: StepArgs) -> None:
+        self._foreach_run(step)
 
     # -- saving and resuming (the details in descent.optim.checkpoint) -------------------------
 

@@ -5,45 +5,197 @@ module docstring for which path runs where."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from operator import is_, itemgetter
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from descent.optim._compat import foreach
 
+if TYPE_CHECKING:
+    from descent.optim.stepping import Plan
+
+Group = dict[str, Any]
 State = dict[str, Any]
+Host = dict[str, float]
 
 # Dtypes torch's fused CPU/CUDA kernels take (the fast path gives them float32/float64 only; lower
 # precision goes through the float32 foreach formulation).
 FUSED_DTYPES = (torch.float32, torch.float64)
 
 
+class StepArgs:
+    """One group's update as a rule's step receives it: the ``group``, the ``params`` that have a
+    gradient, their ``grads``, ``states`` (the state dicts) and ``hosts`` (the host mirrors of
+    the scalar state, ``host["step"]`` the step count t of this update), and ``lr``, the
+    learning rate of this update. Made once per group step and passed whole through the shell,
+    the kernel calls and every rule's ``_foreach_update(step)`` / ``_fast_update(step)``.
+
+    ``plan`` is the group's step plan (:class:`~descent.optim.stepping.Plan`) when these are its
+    own lists and its kernel splits apply to them, else None; the methods below then answer from
+    what the plan keeps instead of reading every tensor again. A :meth:`subset` or a set of
+    lifted tensors (:meth:`with_tensors`) has no plan.
+    """
+
+    __slots__ = ("grads", "group", "hosts", "lr", "params", "plan", "states")
+
+    def __init__(
+        self,
+        group: Group,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[State],
+        hosts: list[Host],
+        lr: float,
+        plan: Plan | None = None,
+    ) -> None:
+        self.group, self.params, self.grads, self.states = group, params, grads, states
+        self.hosts, self.lr, self.plan = hosts, lr, plan
+
+    def subset(self, indices: Sequence[int]) -> StepArgs:
+        """The same step on the tensors at ``indices`` (this one when they are all of it, in
+        order, as a split's indices are: a kernel over the whole group copies no list)."""
+        if len(indices) == len(self.params):
+            return self
+        return StepArgs(
+            self.group,
+            pick(self.params, indices),
+            pick(self.grads, indices),
+            pick(self.states, indices),
+            pick(self.hosts, indices),
+            self.lr,
+        )
+
+    def with_tensors(
+        self, params: list[Tensor], grads: list[Tensor], states: list[State]
+    ) -> StepArgs:
+        """The same step on other tensors standing for these (lifted, or complex ones as reals),
+        one for one."""
+        return StepArgs(self.group, params, grads, states, self.hosts, self.lr)
+
+    # -- what the kernels take (the plan's answers when it applies) ---------------------------
+
+    def fused_buckets(self) -> tuple[list[list[int]], list[int]]:
+        """Indices of the tensors a fused kernel takes, bucketed by (device, dtype), and the
+        rest (a new list the caller may extend)."""
+        plan = self.plan
+        if plan is not None:
+            return plan.fused[0], list(plan.fused[1])
+        return fused_buckets(self.params, self.grads, self.states)
+
+    def native_split(self) -> tuple[list[int], list[int]]:
+        """Indices the C kernels take, and the rest (a new list the caller may extend)."""
+        plan = self.plan
+        if plan is not None:
+            return plan.native[0], list(plan.native[1])
+        return native_split(self.params, self.grads, self.states)
+
+    def native_dtype(self) -> torch.dtype | None:
+        """The one dtype of the tensors the C kernels take, when the plan knows it; else None
+        (the caller reads them)."""
+        plan = self.plan
+        return None if plan is None else plan.native_dtype
+
+    def mean_numel(self) -> float:
+        """Elements per tensor, on average."""
+        plan = self.plan
+        return mean_numel(self.params) if plan is None else plan.mean_numel
+
+    def planned(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, kept in the plan under ``key`` (for what a rule derives from the
+        parameters alone, e.g. their dimensions: the plan is rebuilt when they change)."""
+        plan = self.plan
+        if plan is None:
+            return compute()
+        value = plan.memo.get(key)
+        if value is None:
+            value = plan.memo[key] = compute()
+        return value
+
+    def lists(self, indices: list[int], *state_keys: str | None) -> list[list[Any]]:
+        """[θ, g, state[key] for each key] of the tensors at ``indices``, one list each, as a
+        kernel takes them (a key None: an empty list, for a tensor list the kernel skips)."""
+        whole = len(indices) == len(self.params)
+        lists = (
+            [self.params, self.grads]
+            if whole
+            else [
+                pick(self.params, indices),
+                pick(self.grads, indices),
+            ]
+        )
+        for key in state_keys:
+            lists.append([] if key is None else self.column(key, indices))
+        return lists
+
+    def column(self, key: str, indices: list[int]) -> list[Tensor]:
+        """``states[i][key]`` for i in ``indices``: kept in the plan when the indices are all of
+        them (read again after a load: the plan is rebuilt; checked by identity at each step, so
+        a tensor replaced by hand is the one used)."""
+        plan, states = self.plan, self.states
+        if plan is not None and len(indices) == len(states):
+            column = plan.columns.get(key)
+            if column is None or not all(map(is_, column, map(itemgetter(key), states))):
+                column = plan.columns[key] = [state[key] for state in states]
+            return column
+        return [states[i][key] for i in indices]
+
+    # (comprehensions, not map(itemgetter): torch.compile traces the foreach path, and dynamo
+    # does not trace an itemgetter)
+    def all_steps(self) -> list[Any]:
+        """The step count t of each tensor (a float, or a 0-d tensor on the "device" path)."""
+        return [host["step"] for host in self.hosts]
+
+    def steps(self, indices: Sequence[int]) -> list[Any]:
+        """The step count t of each tensor at ``indices``."""
+        hosts = self.hosts
+        return [hosts[i]["step"] for i in indices]
+
+    def by_step(self, indices: list[int], compute: Callable[[float], Any]) -> Any:
+        """``compute(t)`` for the step count t of the tensors at ``indices``: one value when they
+        all share t (the usual case: computed once), else a list of one per tensor (the C
+        kernels' path, never traced: one C-level pass over the host dicts)."""
+        hosts = self.hosts if len(indices) == len(self.hosts) else pick(self.hosts, indices)
+        steps = list(map(_STEP, hosts))
+        if steps.count(steps[0]) == len(steps):
+            return compute(steps[0])
+        return [compute(step) for step in steps]
+
+
+_STEP = itemgetter("step")
+
+
+def mean_numel(params: list[Tensor]) -> float:
+    """Elements per tensor, on average."""
+    return sum(param.numel() for param in params) / max(len(params), 1)
+
+
 class Lifted:
-    """Tensors lifted to the compute dtype by :meth:`DescentOptimizer._lift`."""
+    """Tensors lifted to the compute dtype by :meth:`DescentOptimizer._lift`: ``step`` is the
+    step on them, ``originals`` the parameters :meth:`lower` writes back into."""
 
     def __init__(
         self,
         originals: list[Tensor],
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
+        step: StepArgs,
         write_back: list[tuple[Tensor, Tensor]],
         generator_seed: tuple[int, int] | None,
     ) -> None:
-        self.originals, self.params, self.grads, self.states = originals, params, grads, states
+        self.originals, self.step = originals, step
         self.write_back, self.generator_seed = write_back, generator_seed
 
     def lower(self) -> None:
         """Write the computed values back in the original dtypes (rounding once)."""
-        if self.params[0] is not self.originals[0]:
+        params = self.step.params
+        if params[0] is not self.originals[0]:
             if self.generator_seed is not None:
                 generator = _rounding_generator(self.originals[0].device, *self.generator_seed)
-                for param, value in zip(self.originals, self.params, strict=True):
+                for param, value in zip(self.originals, params, strict=True):
                     param.copy_(stochastic_round_bf16(value, generator))
             else:
-                foreach.copy_(self.originals, self.params)
+                foreach.copy_(self.originals, params)
         for target, value in self.write_back:
             target.copy_(value)
 

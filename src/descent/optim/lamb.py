@@ -12,16 +12,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.adam import _moments, moments_reference, validate_moments
-from descent.optim.base import (
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-    scalar_sqrt,
-)
-from descent.optim.fastpath import TWO_PASS_BATCH
+from descent.optim.base import LearningRate, effective_grad, effective_grads, scalar_sqrt
+from descent.optim.fastpath import TWO_PASS_BATCH, Group, StepArgs
 from descent.optim.lars import _LayerwiseRule
 from descent.optim.options import RuleOptions, hyperparameters
 
@@ -138,20 +130,13 @@ class LAMB(_LayerwiseRule):
         if group["max_weight_norm"] is not None:
             validate.positive(group["max_weight_norm"], "max_weight_norm")
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         beta1, beta2 = group["betas"]
         g = effective_grads(params, grads, 0.0, group["maximize"])
         m, v = _moments(group, g, states)
         den = foreach.sqrt(v)
-        steps = [host["step"] for host in hosts]
+        steps = step.all_steps()
         moments = group["bias_correction"] == "moments"
         if moments:
             foreach.div_(den, [scalar_sqrt(1 - beta2**t) for t in steps])
@@ -189,43 +174,21 @@ class LAMB(_LayerwiseRule):
         pair = buffers[dtype]
         return pair[0].data_ptr(), pair[1].data_ptr()
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
         """One C call for the group (per dtype): per tensor the moments and the sums ‖θ‖², ‖u‖²,
         its trust ratio, then θ ← θ − η r u while θ and u are still in the cache (u kept in a
         buffer up to TWO_PASS_BATCH elements, recomputed from θ, m, v above: cheaper than a
         buffer of its size in memory)."""
-        native, rest = self._native_split(params, grads, states)
+        native, rest = step.native_split()
         if native:
-            self._native_step(
-                group,
-                self._pick(params, native),
-                self._pick(grads, native),
-                self._pick(states, native),
-                self._pick(hosts, native),
-                lr,
-            )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+            self._native_step(step.subset(native))
+        self._foreach_rest(step, rest)
 
-    def _native_step(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _native_step(self, step: StepArgs) -> None:
         """The C step (``lamb_step``) over tensors the kernels take."""
         from descent.optim import _native
 
+        group, lr, params, hosts = step.group, step.lr, step.params, step.hosts
         beta1, beta2 = group["betas"]
         mode = group["bias_correction"]
         # (bias1, bias2, η') per step count: the tensors of a group share one, or a few
@@ -254,9 +217,9 @@ class LAMB(_LayerwiseRule):
             "lamb_step",
             dict(
                 p=params,
-                g=grads,
-                m=[state["exp_avg"] for state in states],
-                v=[state["exp_avg_sq"] for state in states],
+                g=step.grads,
+                m=[state["exp_avg"] for state in step.states],
+                v=[state["exp_avg_sq"] for state in step.states],
                 u=u,
                 beta1=beta1,
                 beta2=beta2,

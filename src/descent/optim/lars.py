@@ -10,15 +10,8 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -126,15 +119,8 @@ class LARS(_LayerwiseRule):
         validate.unit_interval(group["momentum"], "momentum (μ)")
         validate.positive(group["trust_coefficient"], "trust_coefficient (κ)")
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         wd = group["weight_decay"]
         g = effective_grads(params, grads, 0.0, group["maximize"])
         trusted = [i for i, p in enumerate(params) if not self._excluded(group, p)]
@@ -162,31 +148,19 @@ class LARS(_LayerwiseRule):
             foreach.add_(buffers, updates)
             foreach.add_(params, buffers, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
         """One C call for the group (per dtype): per tensor the sums ‖θ‖², ‖g‖², its ratio r,
         then the momentum step on r(g + λθ) while θ and g are still in the cache. An excluded
         tensor steps with r = 1, λ = 0 (u = g)."""
-        native, _ = self._native_split(params, grads, states)
+        group, params, lr = step.group, step.params, step.lr
+        native, _ = step.native_split()
         trust: int | list[int] = 1
         if group["exclude_1d"]:
-            dims = self._planned(params, "dims", lambda: [param.dim() for param in params])
+            dims = step.planned("dims", lambda: [param.dim() for param in params])
             trust = [int(dims[i] > 1) for i in native]
         self._native_shared(
             "lars_step",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"b": "momentum_buffer"},
             dict(
                 trust_coefficient=group["trust_coefficient"],

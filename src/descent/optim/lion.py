@@ -11,14 +11,12 @@ from torch import Tensor
 from descent.optim._compat import foreach
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -79,15 +77,8 @@ class Lion(DescentOptimizer):
         super()._validate(group)
         group["betas"] = validate_betas(group["betas"])
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         beta1, beta2 = group["betas"]
         g = effective_grads(params, grads, 0.0, group["maximize"])
         m = [state["exp_avg"] for state in states]
@@ -99,24 +90,12 @@ class Lion(DescentOptimizer):
         foreach.mul_(m, beta2)
         foreach.add_(m, g, alpha=1 - beta2)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         beta1, beta2 = group["betas"]
         self._native_shared(
             "lion",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"m": "exp_avg"},
             dict(lr=lr, beta1=beta1, beta2=beta2, wd=group["weight_decay"]),
         )

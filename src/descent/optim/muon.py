@@ -16,14 +16,12 @@ from descent.optim._compat import foreach
 from descent.optim.adam import adam_foreach, adam_reference
 from descent.optim.base import (
     DescentOptimizer,
-    Group,
-    Host,
     LearningRate,
-    State,
     effective_grad,
     effective_grads,
     validate_betas,
 )
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions
 from descent.optim.reference import apply_reference
 
@@ -223,15 +221,8 @@ class Muon(DescentOptimizer):
             )
         apply_reference(function, group, param, grad, state, host, lr, tensors, **keywords)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, 0.0, group["maximize"])
         wd = group["weight_decay"]
         matrices = [i for i, state in enumerate(states) if "momentum_buffer" in state]
@@ -282,7 +273,7 @@ class Muon(DescentOptimizer):
                 [g[i] for i in others],
                 [states[i]["exp_avg"] for i in others],
                 [states[i]["exp_avg_sq"] for i in others],
-                [hosts[i]["step"] for i in others],
+                step.steps(others),
                 lr=lr,
                 beta1=beta1,
                 beta2=beta2,

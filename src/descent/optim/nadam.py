@@ -13,14 +13,8 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.adam import _AdamBase, _moments, moments_reference
-from descent.optim.base import (
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, Host, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 _STEP_AND_MU = itemgetter("step", "mu_product")
@@ -119,27 +113,26 @@ class Nadam(_AdamBase):
     def _init_host(self, group: Group) -> Host:
         return {"mu_product": 1.0}
 
-    def _coefficients(
-        self, group: Group, states: list[State], hosts: list[Host], lr: float
-    ) -> list[tuple[float, float]]:
+    @staticmethod
+    def _coefficients(step: StepArgs) -> list[tuple[float, float]]:
         """(c_g, c_m) per tensor for its (already counted) step; advances each μ-product on the
         host and, without reading it back, on the device. Tensors at the same step with the same
         μ-product (usually all of them) share one computation."""
         coefficients = []
         shared: dict[tuple[float, float], tuple[float, float, float]] = {}
-        beta1, momentum_decay = group["betas"][0], group["momentum_decay"]
-        for state, host in zip(states, hosts, strict=True):
-            step, previous = host["step"], host["mu_product"]
-            if isinstance(step, Tensor):  # the device path: Π lives only on the device
-                c_g, c_m, mu_product = nadam_coefficients(step, lr, beta1, momentum_decay, previous)
+        lr, beta1, momentum_decay = step.lr, step.group["betas"][0], step.group["momentum_decay"]
+        for state, host in zip(step.states, step.hosts, strict=True):
+            t, previous = host["step"], host["mu_product"]
+            if isinstance(t, Tensor):  # the device path: Π lives only on the device
+                c_g, c_m, mu_product = nadam_coefficients(t, lr, beta1, momentum_decay, previous)
                 if mu_product is not previous:
                     state["mu_product"].copy_(mu_product)
                 coefficients.append((c_g, c_m))
                 continue
-            computed = shared.get((step, previous))
+            computed = shared.get((t, previous))
             if computed is None:
-                computed = shared[step, previous] = nadam_coefficients(
-                    int(step), lr, beta1, momentum_decay, previous
+                computed = shared[t, previous] = nadam_coefficients(
+                    int(t), lr, beta1, momentum_decay, previous
                 )
             c_g, c_m, mu_product = computed
             if mu_product != previous:
@@ -148,20 +141,13 @@ class Nadam(_AdamBase):
             coefficients.append((c_g, c_m))
         return coefficients
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params = step.group, step.params
         beta2 = group["betas"][1]
-        g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
-        m, v = _moments(group, g, states)
-        coefficients = self._coefficients(group, states, hosts, lr)
-        den = foreach.div(v, [1 - beta2 ** host["step"] for host in hosts])
+        g = effective_grads(params, step.grads, group["weight_decay"], group["maximize"])
+        m, v = _moments(group, g, step.states)
+        coefficients = self._coefficients(step)
+        den = foreach.div(v, [1 - beta2**t for t in step.all_steps()])
         foreach.sqrt_(den)
         foreach.add_(den, group["eps"])
         numerator = foreach.mul(g, [c_g for c_g, _ in coefficients])
@@ -169,21 +155,14 @@ class Nadam(_AdamBase):
         foreach.div_(numerator, den)
         foreach.add_(params, numerator, alpha=-1.0)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group = step.group
         beta2 = group["betas"][1]
-        native, _ = self._native_split(params, grads, states)
+        native, _ = step.native_split()
         c_g: float | list[float] = 0.0
         c_m: float | list[float] = 0.0
         if native:
-            coefficients = self._native_coefficients(group, native, states, hosts, lr)
+            coefficients = self._native_coefficients(step, native)
             if coefficients.count(coefficients[0]) == len(coefficients):
                 c_g, c_m = coefficients[0]
             else:
@@ -191,12 +170,7 @@ class Nadam(_AdamBase):
                 c_m = [pair[1] for pair in coefficients]
         self._native_shared(
             "nadam",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             {"m": "exp_avg", "v": "exp_avg_sq"},
             dict(
                 c_g=c_g,
@@ -209,27 +183,26 @@ class Nadam(_AdamBase):
             ),
         )
 
-    def _native_coefficients(
-        self, group: Group, native: list[int], states: list[State], hosts: list[Host], lr: float
-    ) -> list[tuple[float, float]]:
+    def _native_coefficients(self, step: StepArgs, native: list[int]) -> list[tuple[float, float]]:
         """:meth:`_coefficients` of the tensors the C kernel takes. When they share one step
         and one μ-product (every step but the first after tensors joined at different times),
         the new μ-product goes into their state tensors through addresses the step plan keeps:
         a few microseconds for hundreds of tensors, where a ``fill_`` each costs about 0.5 µs."""
-        picked = self._pick(hosts, native)
+        picked = step.subset(native).hosts
         first = picked[0]
-        step, previous = first["step"], first["mu_product"]
+        t, previous = first["step"], first["mu_product"]
         keys = list(map(_STEP_AND_MU, picked))
         if keys.count(keys[0]) != len(keys):
-            return self._coefficients(group, self._pick(states, native), picked, lr)
+            return self._coefficients(step.subset(native))
+        group = step.group
         c_g, c_m, mu_product = nadam_coefficients(
-            int(step), lr, group["betas"][0], group["momentum_decay"], previous
+            int(t), step.lr, group["betas"][0], group["momentum_decay"], previous
         )
         if mu_product != previous:
             for host in picked:
                 host["mu_product"] = mu_product
-            column = self._column(states, "mu_product", native)
-            cells = self._mu_cells(column)
+            column = step.column("mu_product", native)
+            cells = self._mu_cells(step, column)
             if cells is None:
                 for tensor in column:
                     tensor.fill_(mu_product)
@@ -238,11 +211,12 @@ class Nadam(_AdamBase):
                     cell.value = mu_product
         return [(c_g, c_m)]
 
-    def _mu_cells(self, column: list[Tensor]) -> list[ctypes.c_double] | None:
+    @staticmethod
+    def _mu_cells(step: StepArgs, column: list[Tensor]) -> list[ctypes.c_double] | None:
         """A float64 view (ctypes) of each μ-product tensor in ``column``, kept in the step plan
         while the column is its own; None when one is not a 0-d CPU float64 tensor (replaced by
         hand). The step's counters are written the same way (:mod:`descent.optim._native`)."""
-        plan = self._active
+        plan = step.plan
         cached = plan.memo.get("mu_cells") if plan is not None else None
         if cached is not None and cached[0] is column:
             return cached[1]

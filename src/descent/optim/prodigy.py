@@ -14,16 +14,8 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
 from descent.optim.adam import validate_moments
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
-from descent.optim.fastpath import pick
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -216,69 +208,52 @@ class Prodigy(DescentOptimizer):
             d, d_max, group["d0"], numerator, denominator, group["d_coef"], group["growth_rate"]
         )
 
-    def _run(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        params, grads, states = self._as_real(params, grads, states)
-        if group["impl"] != "reference" and self._path(group) == "fast":
-            self._fast_update(group, params, grads, states, hosts, lr)
+    def _run(self, step: StepArgs) -> None:
+        step = self._as_real(step)
+        if step.group["impl"] != "reference" and self._path(step.group) == "fast":
+            self._fast_update(step)
         else:
-            self._lifted_group(group, params, grads, states, int(hosts[0]["step"]), lr)
+            self._lifted_group(step)
 
-    def _lifted_group(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        step: int,
-        lr: float,
-    ) -> None:
+    def _lifted_group(self, step: StepArgs) -> None:
         """The reference (impl="reference") or foreach step on the tensors lifted to their
         compute dtype. d couples every tensor of the group: lift all (device, dtype) buckets, step
         them together, write them back."""
         buckets: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
-        for i, (param, state) in enumerate(zip(params, states, strict=True)):
+        for i, (param, state) in enumerate(zip(step.params, step.states, strict=True)):
             key = (param.device, param.dtype, self._compute_dtype(param, state))
             buckets.setdefault(key, []).append(i)
         works = [
-            self._lift(group, pick(params, idx), pick(grads, idx), pick(states, idx), ordinal)
-            for ordinal, idx in enumerate(buckets.values())
+            self._lift(step.subset(indices), ordinal)
+            for ordinal, indices in enumerate(buckets.values())
         ]
-        lifted_params = [p for work in works for p in work.params]
-        lifted_grads = [g for work in works for g in work.grads]
-        lifted_states = [s for work in works for s in work.states]
-        if group["impl"] == "reference":
-            self._reference_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
+        lifted = StepArgs(
+            step.group,
+            [p for work in works for p in work.step.params],
+            [g for work in works for g in work.step.grads],
+            [s for work in works for s in work.step.states],
+            [h for work in works for h in work.step.hosts],
+            step.lr,
+        )
+        if step.group["impl"] == "reference":
+            self._reference_group(lifted)
         else:
-            self._foreach_group(group, lifted_params, lifted_grads, lifted_states, step, lr)
+            self._foreach_group(lifted)
         for work in works:
             work.lower()
 
-    def _reference_group(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        step: int,
-        lr: float,
-    ) -> None:
+    @staticmethod
+    def _reference_group(step: StepArgs) -> None:
+        group, params, states = step.group, step.params, step.states
         beta1, beta2 = group["betas"]
         names = ("exp_avg", "exp_avg_sq", "s")
         new_params, m, v, s, d, d_max, numerator = prodigy_reference(
             params,
-            grads,
+            step.grads,
             *([state[name] for state in states] for name in names),
             [state["p0"] for state in states],
-            step=step,
-            lr=lr,
+            step=int(step.hosts[0]["step"]),
+            lr=step.lr,
             d=group["d"],
             d_max=group["d_max"],
             numerator=group["d_numerator"],
@@ -301,17 +276,10 @@ class Prodigy(DescentOptimizer):
                 state[name].copy_(values[i])
         group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
 
-    def _foreach_group(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        step: int,
-        lr: float,
-    ) -> None:
+    def _foreach_group(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         beta1, beta2 = group["betas"]
-        beta3, dlr = self._step_size(group, step, lr)
+        beta3, dlr = self._step_size(group, int(step.hosts[0]["step"]), lr)
         d, d0, wd = group["d"], group["d0"], group["weight_decay"]
         grads = effective_grads(params, grads, 0.0 if group["decouple"] else wd, group["maximize"])
         m = [state["exp_avg"] for state in states]
@@ -339,30 +307,13 @@ class Prodigy(DescentOptimizer):
         foreach.addcdiv_(params, m, den, [-dlr] * len(params))
         group["d"], group["d_max"], group["d_numerator"] = d, d_max, numerator
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
         """The whole group's step: the C passes on the tensors as they are when the kernels take
         every tensor, else the foreach formulation on the lifted tensors."""
-        step = int(hosts[0]["step"])
-        if not self._native_group(group, params, grads, states, step, lr):
-            self._lifted_group(group, params, grads, states, step, lr)
+        if not self._native_group(step):
+            self._lifted_group(step)
 
-    def _native_group(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        step: int,
-        lr: float,
-    ) -> bool:
+    def _native_group(self, step: StepArgs) -> bool:
         """The group's step in two C passes over its tensors (False, nothing done, unless the
         kernels take every tensor): pass 1 updates s and sums Σ g(θ₀ − θ) and Σ|s| per tensor;
         the host then estimates d; pass 2 updates m and v (they need only the old d, but moving
@@ -370,10 +321,11 @@ class Prodigy(DescentOptimizer):
         d."""
         from descent.optim import _native
 
-        if not params or self._native_split(params, grads, states)[1]:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
+        if not params or step.native_split()[1]:
             return False
         beta1, beta2 = group["betas"]
-        beta3, dlr = self._step_size(group, step, lr)
+        beta3, dlr = self._step_size(group, int(step.hosts[0]["step"]), lr)
         d, d0, wd = group["d"], group["d0"], group["weight_decay"]
         update = int(lr > 0)
         sign = -1.0 if group["maximize"] else 1.0

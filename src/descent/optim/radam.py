@@ -19,7 +19,8 @@ from descent.optim.adam import (
     decayed_grads,
     moments_reference,
 )
-from descent.optim.base import Group, Host, LearningRate, State
+from descent.optim.base import LearningRate
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -123,33 +124,26 @@ class RAdam(_AdamBase):
             group["threshold"], "threshold (the ρₜ above which Adam's step is used)"
         )
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, lr = step.group, step.params, step.lr
         beta1, beta2 = group["betas"]
         g = decayed_grads(
             params,
-            grads,
+            step.grads,
             lr,
             group["weight_decay"],
             group["decoupled_weight_decay"],
             group["maximize"],
         )
-        m, v = _moments(group, g, states)
-        if isinstance(hosts[0]["step"], Tensor):
-            self._device_steps(group, params, m, v, [host["step"] for host in hosts], lr)
+        m, v = _moments(group, g, step.states)
+        steps = step.all_steps()
+        if isinstance(steps[0], Tensor):
+            self._device_steps(group, params, m, v, steps, lr)
             return
         adaptive, plain = [], []
         # (adaptive?, step size) per step count: the tensors of a group share one, or a few
         by_step: dict[float, tuple[bool, float]] = {}
-        for i, host in enumerate(hosts):
-            t = host["step"]
+        for i, t in enumerate(steps):
             if t not in by_step:
                 rect = radam_rectification(int(t), beta2, group["threshold"])
                 if rect is None:

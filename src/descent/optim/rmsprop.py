@@ -11,15 +11,8 @@ from torch import Tensor
 
 from descent import validate
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- the pure reference step -------------------------------------------------------------------
@@ -119,15 +112,8 @@ class RMSprop(DescentOptimizer):
             names.append("momentum_buffer")
         return self.zeros(param, group, names)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         rho, eps, momentum = group["rho"], group["eps"], group["momentum"]
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         square = [state["square_avg"] for state in states]
@@ -154,24 +140,12 @@ class RMSprop(DescentOptimizer):
         else:
             foreach.addcdiv_(params, g, den, value=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         centered, momentum = group["centered"], group["momentum"]
         self._native_shared(
             "rmsprop",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             # θ's pointer stands in for a buffer the kernel never reads under these settings
             {
                 "e": "square_avg",

@@ -15,15 +15,8 @@ from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
 from descent.optim.adam import validate_moments
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, Host, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 
@@ -142,15 +135,8 @@ class _ScheduleFree(DescentOptimizer):
         self.__dict__.pop("_averages", None)  # copies of x from before the load
         super().load_state_dict(state_dict)
 
-    def _run(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _run(self, step: StepArgs) -> None:
+        group = step.group
         if not group["train_mode"]:
             raise InputError(
                 f"{type(self).__name__}.step() was called in eval mode; call optimizer.train() "
@@ -164,13 +150,13 @@ class _ScheduleFree(DescentOptimizer):
         # code; the weights live in the group, so they are saved with it.
         group["ckp1"], group["lr_max"], group["weight_sum"] = schedule_free_weight(
             group["step"] + 1,
-            lr,
+            step.lr,
             group["lr_max"],
             group["weight_sum"],
             group["r"],
             group["weight_lr_power"],
         )
-        super()._run(group, params, grads, states, hosts, lr)
+        super()._run(step)
 
     def _reference_update(
         self, group: Group, param: Tensor, grad: Tensor, state: State, host: Host, lr: float
@@ -195,22 +181,15 @@ class _ScheduleFree(DescentOptimizer):
         if v is not None:
             state["exp_avg_sq"].copy_(v)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, 0.0, group["maximize"])
         if self._adaptive:
             beta2 = group["betas"][1]
             v = [state["exp_avg_sq"] for state in states]
             foreach.mul_(v, beta2)
             foreach.addcmul_(v, g, g, value=1 - beta2)
-            den = foreach.div(v, [1 - beta2 ** host["step"] for host in hosts])
+            den = foreach.div(v, [1 - beta2**t for t in step.all_steps()])
             foreach.sqrt_(den)
             foreach.add_(den, group["eps"])
             g = foreach.div(g, den)
@@ -222,15 +201,8 @@ class _ScheduleFree(DescentOptimizer):
         foreach.add_(params, g, alpha=lr * (self._momentum(group) * (1 - ckp1) - 1))
         foreach.add_(z, g, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         ckp1 = group["ckp1"]
         beta2 = group["betas"][1] if self._adaptive else 0.0
         # the coefficient of ĝ in y's update, as the reference computes it
@@ -238,12 +210,7 @@ class _ScheduleFree(DescentOptimizer):
         adaptive = self._adaptive
         self._native_shared(
             "schedule_free",
-            group,
-            params,
-            grads,
-            states,
-            hosts,
-            lr,
+            step,
             # without the second moment, z's pointer stands in for v (the kernel never reads it)
             {"z": "z", "v": "exp_avg_sq" if adaptive else "z"},
             dict(

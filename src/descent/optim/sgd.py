@@ -11,15 +11,8 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim import _compat
 from descent.optim._compat import foreach
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 #: Mean elements per tensor from which plain SGD runs torch's axpy rather than its fused kernel.
@@ -118,48 +111,32 @@ class SGD(DescentOptimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), **options)
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, lr = step.group, step.params, step.grads, step.lr
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         foreach.add_(params, g, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        buckets, rest = self._fused_buckets(params, grads, states)
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
+        buckets, rest = step.fused_buckets()
         # θ ← θ − η g on large tensors: one in-place axpy per tensor (torch's foreach SGD), a few
         # % faster than the fused kernel there; on small ones the fused kernel, which saves the
         # per-tensor dispatch (about 0.4 µs: 10% of a step of ResNet-50's 161 tensors at ¼ width).
         axpy = (
             group["weight_decay"] == 0
             and not group["maximize"]
-            and self._mean_numel(params) >= AXPY_MIN_NUMEL
+            and step.mean_numel() >= AXPY_MIN_NUMEL
         )
         for indices in buckets:
             if axpy:
-                foreach.add_(self._pick(params, indices), self._pick(grads, indices), alpha=-lr)
+                foreach.add_(*step.lists(indices), alpha=-lr)
                 continue
-            kernel = _compat.fused("_fused_sgd_", params[indices[0]].device)
+            kernel = _compat.fused("_fused_sgd_", step.params[indices[0]].device)
             if kernel is None:
                 rest += indices
                 continue
             kernel(
-                self._pick(params, indices),
-                self._pick(grads, indices),
-                [],
+                *step.lists(indices, None),
                 weight_decay=group["weight_decay"],
                 momentum=0.0,
                 lr=lr,
@@ -168,7 +145,7 @@ class SGD(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        self._foreach_rest(step, rest)
 
 
 class _MomentumBase(DescentOptimizer):
@@ -206,15 +183,8 @@ class _MomentumBase(DescentOptimizer):
                 "descent.optim.Nesterov for Nesterov's momentum and Momentum for Polyak's"
             )
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, group["weight_decay"], group["maximize"])
         buffers = [state["momentum_buffer"] for state in states]
         momentum = group["momentum"]
@@ -234,34 +204,22 @@ class _MomentumBase(DescentOptimizer):
             else:
                 foreach.add_(params, buffers, alpha=-lr)
 
-    def _fast_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _fast_update(self, step: StepArgs) -> None:
+        group, lr = step.group, step.lr
         lecture = group["lr_in_buffer"]
         if lecture and self._nesterov:
             # torch's fused SGD cannot keep the lecture's velocity v (its buffer is v / η); a
             # single-pass C kernel does, and what it cannot take runs the foreach formulation.
             self._native_shared(
                 "nesterov",
-                group,
-                params,
-                grads,
-                states,
-                hosts,
-                lr,
+                step,
                 {"v": "momentum_buffer"},
                 dict(lr=lr, momentum=group["momentum"], wd=group["weight_decay"]),
             )
             return
-        buckets, rest = self._fused_buckets(params, grads, states)
+        buckets, rest = step.fused_buckets()
         for indices in buckets:
-            device = params[indices[0]].device
+            device = step.params[indices[0]].device
             kernel = _compat.fused("_fused_sgd_", device)
             if kernel is None or (lecture and not _compat.reexpression("momentum_lecture", device)):
                 rest += indices
@@ -274,9 +232,7 @@ class _MomentumBase(DescentOptimizer):
                 # torch's own form: b ← γ b + g ; θ ← θ − η b (or − η(g + γ b) for Nesterov).
                 kernel_lr, dampening = lr, 0.0
             kernel(
-                self._pick(params, indices),
-                self._pick(grads, indices),
-                self._column(states, "momentum_buffer", indices),
+                *step.lists(indices, "momentum_buffer"),
                 weight_decay=group["weight_decay"],
                 momentum=group["momentum"],
                 lr=kernel_lr,
@@ -285,7 +241,7 @@ class _MomentumBase(DescentOptimizer):
                 maximize=group["maximize"],
                 is_first_step=False,
             )
-        self._foreach_some(group, rest, params, grads, states, hosts, lr)
+        self._foreach_rest(step, rest)
 
 
 class Momentum(_MomentumBase):

@@ -14,15 +14,8 @@ from descent import validate
 from descent.errors import InputError
 from descent.optim._compat import foreach
 from descent.optim.adam import validate_moments
-from descent.optim.base import (
-    DescentOptimizer,
-    Group,
-    Host,
-    LearningRate,
-    State,
-    effective_grad,
-    effective_grads,
-)
+from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
+from descent.optim.fastpath import Group, State, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 _CONVENTIONS = ("paper", "heavyball")
@@ -255,23 +248,16 @@ class SOAP(DescentOptimizer):
     def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
         return {"shampoo_beta": self._shampoo_beta(group)}
 
-    def _foreach_update(
-        self,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
+    def _foreach_update(self, step: StepArgs) -> None:
+        group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
         g = effective_grads(params, grads, 0.0, group["maximize"])
         # Tensors of one matrix shape, the same rotated sides (a vector and a 1×n matrix share
         # a shape, not their sides) and one phase (initializing or not) form a batch: their
         # matrix work is one batched call each.
         batches: dict[tuple[int, int, bool, bool, bool], list[int]] = {}
-        for i, (param, state, host) in enumerate(zip(params, states, hosts, strict=True)):
+        for i, (param, state, t) in enumerate(zip(params, states, step.all_steps(), strict=True)):
             rows, cols = soap_matrix_shape(param.shape)
-            key = (rows, cols, "left" in state, "right" in state, host["step"] == 1)
+            key = (rows, cols, "left" in state, "right" in state, t == 1)
             batches.setdefault(key, []).append(i)
         for (rows, cols, _, _, first), indices in batches.items():
             matrices = torch.stack([g[i].reshape(rows, cols) for i in indices])
@@ -285,7 +271,7 @@ class SOAP(DescentOptimizer):
                     [g[i] for i in indices],
                     matrices,
                     batch_states,
-                    [hosts[i]["step"] for i in indices],
+                    step.steps(indices),
                     lr,
                 )
 

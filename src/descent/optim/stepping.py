@@ -33,19 +33,23 @@ from descent.errors import InputError
 from descent.optim import _native
 from descent.optim._compat import foreach
 from descent.optim.fastpath import (
+    Group,
+    Host,
     Lifted,
+    State,
+    StepArgs,
     fused_buckets,
+    mean_numel,
     native_split,
     real_state,
 )
-from descent.optim.kernel_calls import KernelCalls, mean_numel
+from descent.optim.kernel_calls import KernelCalls
 
 if TYPE_CHECKING:
     from descent.optim.base import DescentOptimizer
 
-Group = dict[str, Any]
-State = dict[str, Any]
-Host = dict[str, float]
+__all__ = ["Group", "Host", "Plan", "State", "StepArgs", "Stepping"]
+
 Path = Literal["reference", "device", "foreach", "fast"]
 
 
@@ -109,7 +113,7 @@ class Plan:
         native_dtypes = {self.dtypes[i] for i in self.native[0]}
         self.native_dtype = native_dtypes.pop() if len(native_dtypes) == 1 else None
         self.mean_numel = mean_numel(params)
-        self.memo: dict[str, Any] = {}  # what a rule derives from the parameters (_planned)
+        self.memo: dict[str, Any] = {}  # what a rule derives from the parameters (StepArgs.planned)
         self.state_map, self.state_size = optimizer_state, len(optimizer_state)
 
     def fits(self, optimizer: DescentOptimizer, group: Group, params: list[Tensor]) -> bool:
@@ -146,8 +150,6 @@ class Stepping(KernelCalls):
     # set by DescentOptimizer.__init__ (and __setstate__)
     _hosts: dict[Tensor, Host]
     _plans: dict[int, Plan]
-    #: the plan of the step under way, when its gradients fit it (else None)
-    _active: Plan | None = None
 
     def _forget_plans(self: DescentOptimizer) -> None:
         """Drop the host mirrors and plans (the state was replaced or stepped on the device)."""
@@ -232,22 +234,17 @@ class Stepping(KernelCalls):
             for key in [key for key in self._plans if key not in live]:
                 del self._plans[key]
             plan = self._plans[id(group)] = Plan(self, group, params)
-        if not plan.dense_grads(grads):
+        # the plan's kernel splits apply only when the gradients are what it expects
+        active = plan if plan.dense_grads(grads) else None
+        if active is None:
             self._refuse_sparse(grads)
-            active = None
-        else:
-            active = plan
         if plan.bump is not None:
             plan.bump()
         elif plan.counters and not _native.add_one(plan.counters):
             foreach.add_(plan.counters, 1.0)
         for host in plan.hosts if self.counts_steps else ():
             host["step"] += 1
-        self._active = active
-        try:
-            self._run(group, plan.params, grads, plan.states, plan.hosts, lr)
-        finally:
-            self._active = None
+        self._run(StepArgs(group, plan.params, grads, plan.states, plan.hosts, lr, active))
 
     def _step_on_device(
         self: DescentOptimizer, group: Group, params: list[Tensor], grads: list[Tensor], lr: float
@@ -266,7 +263,7 @@ class Stepping(KernelCalls):
         if self.counts_steps:
             foreach.add_([state["step"] for state in states], 1.0)
         hosts = [self._device_host(state) for state in states]
-        self._run(group, params, grads, states, hosts, lr)
+        self._run(StepArgs(group, params, grads, states, hosts, lr))
 
     def _refuse_sparse(self: DescentOptimizer, grads: Sequence[Tensor]) -> None:
         if any(grad.is_sparse for grad in grads):
@@ -282,49 +279,40 @@ class Stepping(KernelCalls):
             return "foreach"
         return "fast"
 
-    def _run(
-        self: DescentOptimizer,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        hosts: list[Host],
-        lr: float,
-    ) -> None:
-        params, grads, states = self._as_real(params, grads, states)
-        path = self._path(group)
+    def _run(self: DescentOptimizer, step: StepArgs) -> None:
+        step = self._as_real(step)
+        path = self._path(step.group)
         if path == "reference":
-            for i, (param, grad, state, host) in enumerate(
-                zip(params, grads, states, hosts, strict=True)
-            ):
-                work = self._lift(group, [param], [grad], [state], i)
+            group, hosts, lr = step.group, step.hosts, step.lr
+            for i in range(len(step.params)):
+                work = self._lift(step.subset([i]), i)
+                lifted = work.step
                 self._reference_update(
-                    group, work.params[0], work.grads[0], work.states[0], host, lr
+                    group, lifted.params[0], lifted.grads[0], lifted.states[0], hosts[i], lr
                 )
                 work.lower()
         elif path == "fast":
-            self._fast_update(group, params, grads, states, hosts, lr)
+            self._fast_update(step)
         else:
             # Under torch.compile the foreach formulation is what dynamo can trace (a ctypes call
             # breaks the graph, and torch's private fused calls fail functionalization); the
             # compiler fuses it into one kernel per bucket.
-            self._foreach_run(group, params, grads, states, hosts, lr)
+            self._foreach_run(step)
 
-    def _as_real(
-        self, params: list[Tensor], grads: list[Tensor], states: list[State]
-    ) -> tuple[list[Tensor], list[Tensor], list[State]]:
+    @staticmethod
+    def _as_real(step: StepArgs) -> StepArgs:
         """Complex parameters (and their gradients and state) as pairs of reals, as torch.optim
-        updates them; the lists themselves when there are none."""
-        plan = self._active
-        if plan is not None and params is plan.params and not plan.has_complex:
-            return params, grads, states
-        if not any(torch.is_complex(param) for param in params):
-            return params, grads, states
-        self._active = None  # new lists: the plan's kernel splits do not apply to them
-        return (
-            [torch.view_as_real(p) if torch.is_complex(p) else p for p in params],
-            [torch.view_as_real(g) if torch.is_complex(g) else g for g in grads],
-            [real_state(s) for s in states],
+        updates them (new lists: the plan's kernel splits do not apply to them); the step itself
+        when there are none."""
+        plan = step.plan
+        if plan is not None and not plan.has_complex:
+            return step
+        if not any(torch.is_complex(param) for param in step.params):
+            return step
+        return step.with_tensors(
+            [torch.view_as_real(p) if torch.is_complex(p) else p for p in step.params],
+            [torch.view_as_real(g) if torch.is_complex(g) else g for g in step.grads],
+            [real_state(s) for s in step.states],
         )
 
     # -- lifting to the compute dtype ---------------------------------------------------------
@@ -338,17 +326,11 @@ class Stepping(KernelCalls):
         state_dtype = state[keys[0]].dtype if keys else param.dtype
         return torch.promote_types(torch.promote_types(param.dtype, state_dtype), torch.float32)
 
-    def _lift(
-        self: DescentOptimizer,
-        group: Group,
-        params: list[Tensor],
-        grads: list[Tensor],
-        states: list[State],
-        ordinal: int,
-    ) -> Lifted:
-        """Parameters, gradients and states (all of one dtype each) in the compute dtype: copies
-        for bfloat16/float16 (and any state dtype other than the compute dtype), the tensors
-        themselves otherwise. ``lower()`` writes the copies back."""
+    def _lift(self: DescentOptimizer, step: StepArgs, ordinal: int) -> Lifted:
+        """The step's parameters, gradients and states (all of one dtype each) in the compute
+        dtype: copies for bfloat16/float16 (and any state dtype other than the compute dtype),
+        the tensors themselves otherwise. ``lower()`` writes the copies back."""
+        params, states = step.params, step.states
         compute = self._compute_dtype(params[0], states[0])
         lifted_states, write_back = [], []
         for state in states:
@@ -358,12 +340,13 @@ class Stepping(KernelCalls):
                     lifted[key] = state[key].to(compute)
                     write_back.append((state[key], lifted[key]))
             lifted_states.append(lifted)
+        group = step.group
         stochastic = group.get("stochastic_rounding", False) and params[0].dtype == torch.bfloat16
         return Lifted(
             originals=params,
-            params=[p.to(compute) for p in params],
-            grads=[g.to(compute) for g in grads],
-            states=lifted_states,
+            step=step.with_tensors(
+                [p.to(compute) for p in params], [g.to(compute) for g in step.grads], lifted_states
+            ),
             write_back=write_back,
             generator_seed=(group["step"], ordinal) if stochastic else None,
         )
