@@ -171,3 +171,33 @@ def test_a_resumed_run_stops_on_the_plateau_where_an_uninterrupted_one_does(
     resumed = trainer(10, tmp_path / "split").fit(data, resume=True)
     assert resumed.stopped == "plateau"
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in whole.history]
+
+
+def test_the_noise_comes_every_noise_every_analyses_by_the_step() -> None:
+    """noise_every=2: the SNR at the analyses of steps 0, 2·every, 4·every, … and at a cold
+    start; the analyses between log the eigenvalues alone, the same bit for bit as with the
+    noise at every analysis (the noise draws from its own generator and only reads the
+    gradient's graph); a monitor resumed from the warm state decides by the step alike."""
+    model, data = toy()
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    every_other = CurvatureMonitor(3, data, examples=40, background=False)
+    each = CurvatureMonitor(3, data, examples=40, background=False, noise_every=1)
+    for monitor in (every_other, each):
+        for step in range(1, 13):
+            monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    noisy = {r["step"]: "curvature/gradient_snr" in r for r in every_other.history}
+    assert noisy == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
+    assert all("curvature/gradient_snr_stderr" in record for record in each.history)
+    for sparse, full in zip(every_other.history, each.history, strict=True):
+        assert {tag: full[tag] for tag in sparse} == sparse
+    resumed = CurvatureMonitor(3, data, examples=40, background=False)
+    resumed.load_state_dict(every_other.state_dict())  # warm: step 9 is no cold start
+    resumed(FakeTrainer(), "step", {"step": 9, "loss": 1.0})
+    assert "curvature/gradient_snr" not in resumed.history[0]
+    with pytest.raises(InputError, match="noise_every"):
+        CurvatureMonitor(1, data, noise_every=0)

@@ -149,6 +149,7 @@ class CurvatureMonitor:
         probes: int = 1,
         trace_every: int = 2,
         signs: int = 2,
+        noise_every: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
@@ -160,6 +161,7 @@ class CurvatureMonitor:
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
         self.trace_every = validate.positive_int(trace_every, "trace_every")
+        self.noise_every = validate.positive_int(noise_every, "noise_every")
         self.signs = validate.positive_int(signs, "signs")
         if self.signs < 2:
             raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
@@ -275,11 +277,16 @@ class CurvatureMonitor:
         threads, in a ``background`` thread on one (see :func:`one_thread`)."""
         curvature_generator, noise_generator = self._generators(step)
         # The step, not a count of analyses, decides: a resumed run measures the same figures.
-        trace_due = (step // max(self.every, 1)) % self.trace_every == 0
+        period = step // max(self.every, 1)
+        trace_due = period % self.trace_every == 0
+        # The noise likewise (and at a monitor's first analysis, which shows every figure).
+        noise_due = not self._warm or period % self.noise_every == 0
         threads = one_thread() if background else nullcontext()
         with threads, curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
-            prepared = objective.gradient_with_example_losses()
+            # Without the noise, the products build the gradient's graph alone (no
+            # per-example losses).
+            prepared = objective.gradient_with_example_losses() if noise_due else None
             estimate = subspace_curvature(
                 objective,
                 warm=self._warm,
@@ -288,6 +295,7 @@ class CurvatureMonitor:
                 tol=self.tol,
                 generator=curvature_generator,
             )
+            noise = None
             if prepared is not None:
                 noise = signed_noise(
                     objective,
@@ -297,7 +305,7 @@ class CurvatureMonitor:
                     population=self.population,
                     generator=noise_generator,
                 )
-            else:  # a loss that is not a mean of per-example losses: group gradients
+            elif noise_due:  # a loss that is not a mean of per-example losses: group gradients
                 noise = curvature.gradient_noise(
                     model,
                     loss,
@@ -319,9 +327,10 @@ class CurvatureMonitor:
         if estimate.trace is not None and estimate.trace_stderr is not None:
             figures["curvature/trace"] = estimate.trace
             figures["curvature/trace_stderr"] = estimate.trace_stderr
-        figures["curvature/gradient_snr"] = noise.snr
-        if noise.snr_stderr is not None:
-            figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
+        if noise is not None:
+            figures["curvature/gradient_snr"] = noise.snr
+            if noise.snr_stderr is not None:
+                figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
 
     def _generators(self, step: int) -> tuple[torch.Generator, torch.Generator]:
