@@ -9,9 +9,12 @@ comes with its accuracy:
 - **Sample**: a fixed, seeded sample of the training set (``examples``, 32 by default), the
   same at every analysis so that successive points are comparable. The figures are the
   sample's: their spread from sample to sample is not in any logged error bar
-  (benchmarks/curvature.py measures it against the whole training set). One forward pass on it
-  serves everything: the gradient's graph for the Hessian-vector products and the per-example
-  losses for the noise.
+  (benchmarks/curvature.py measures it against the whole training set). The default is the
+  fewest examples whose λ_max and SNR spreads over samples stay within 1.25× of those at 32:
+  on the digits CNN (20 samples at three points of a run) 24 and 16 examples spread λ_max
+  1.37× and 1.32× as much, so it stays 32 (the table: docs/curvature-monitor.md). One forward
+  pass on it serves everything: the gradient's graph for the Hessian-vector products and the
+  per-example losses for the noise.
 - **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
   products, 3 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
   eigenvectors move little in N updates), the trace's Rademacher probe when the trace is due,
@@ -35,7 +38,10 @@ comes with its accuracy:
   through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
   ``curvature/gradient_snr_stderr``; the sample's ‖ḡ‖² less its expected excess over the
   training set's (:func:`descent.diagnose.noise.population_signal2`). A loss that is not the
-  mean of per-example losses falls back to group gradients (no error bar).
+  mean of per-example losses falls back to group gradients (no error bar). At every
+  ``noise_every``-th analysis (2: at the trace's, by the step; and at a monitor's first): the
+  analyses between build the gradient's graph alone, without the per-example losses and the
+  sign passes, and their eigenvalues are the same bit for bit.
 
 Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
 forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
@@ -129,7 +135,8 @@ class CurvatureMonitor:
             trace (one suffices for the error bar). trace_every: the trace at every k-th
             analysis (those of the steps that are multiples of k × ``every``; 1: at each);
             the others spend its products on a Davidson step. signs: random-sign probes for
-            the gradient noise (≥ 2).
+            the gradient noise (≥ 2). noise_every: the noise at every k-th analysis (by the
+            step, as the trace; and at the first analysis of a monitor without warm vectors).
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights, on one torch
