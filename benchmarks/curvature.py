@@ -6,12 +6,14 @@ PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50``
 training on the same workload (the digits CNN, Adam, batches of 50), per 50 updates as a long
 run has it, at the monitor's defaults and at the settings before them, in the training thread
 (on torch's threads, and on one as the release before ran it) and in a background thread, as
-wall-clock and CPU time, at one torch thread and at torch's default side by side (each in a
-process of its own); and what the defaults cost in accuracy (the figures over several samples
-against the whole training set's).
+wall-clock and CPU time (the best run, and the median and quartiles of the rounds' paired
+runs), at one torch thread and at torch's default side by side (each in a process of its own;
+``--short-trainer``: plain, the defaults and the previous defaults only); and what the sample
+size costs in accuracy (the figures of 16, 24, 32 and 256 examples over several samples, at
+three points of a run, against the whole training set's).
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
-        [--trainer-rounds 10] [--accuracy-seeds 12]
+        [--trainer-rounds 10] [--short-trainer] [--accuracy-seeds 20]
         [--skip-pyhessian] [--skip-trainer] [--skip-accuracy]
 
 PyHessian (``pip install pyhessian``, benchmark only) still calls ``torch.eig`` in its density;
@@ -254,10 +256,10 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
 
 
 #: The monitor's settings compared: its defaults, and those of the releases before (64
-#: examples, 4 products, the trace and the noise at every analysis; then 32 examples, 3 products,
-#: the trace at every other analysis, the noise at each).
-BEFORE = {"examples": 64, "products": 4, "trace_every": 1, "noise_every": 1}
-PREVIOUS = {"examples": 32, "noise_every": 1}
+#: examples, 4 products, the trace, the noise and λ_min at every analysis; then 32 examples, 3
+#: products, the trace at every other analysis, the noise and λ_min at each).
+BEFORE = {"examples": 64, "products": 4, "trace_every": 1, "noise_every": 1, "lambda_min_every": 1}
+PREVIOUS = {"examples": 32, "noise_every": 1, "lambda_min_every": 1}
 #: torch's thread counts the trainer's cost is measured at, each in a process of its own: one
 #: (OMP_NUM_THREADS=1) and torch's default (OMP_NUM_THREADS unset: the physical cores).
 THREADS = ("1", "default")
@@ -270,12 +272,12 @@ def monitor_variants(short: bool = False) -> dict[str, dict[str, Any] | None]:
         return {
             "plain": None,
             "default": {},
-            "previous (32 ex., noise each), training thread": {**PREVIOUS, "background": False},
+            "previous (noise, λ_min each), training thread": {**PREVIOUS, "background": False},
         }
     return {
         "plain": None,
         "default": {},
-        "previous (32 ex., noise each), training thread": {**PREVIOUS, "background": False},
+        "previous (noise, λ_min each), training thread": {**PREVIOUS, "background": False},
         "training thread, torch's threads": {"background": False},
         "training thread, one torch thread (as before)": {
             "background": False,
@@ -614,11 +616,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--skip-trainer", action="store_true")
     parser.add_argument("--skip-pyhessian", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--accuracy-seeds", type=int, default=12)
+    parser.add_argument("--accuracy-seeds", type=int, default=20)
     parser.add_argument(
         "--trainer-rounds", type=int, default=10, help="runs of each variant (each ~0.3 s)"
     )

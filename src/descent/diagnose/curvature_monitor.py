@@ -157,6 +157,7 @@ class CurvatureMonitor:
         trace_every: int = 2,
         signs: int = 2,
         noise_every: int = 2,
+        lambda_min_every: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
@@ -169,6 +170,7 @@ class CurvatureMonitor:
         self.probes = validate.positive_int(probes, "probes")
         self.trace_every = validate.positive_int(trace_every, "trace_every")
         self.noise_every = validate.positive_int(noise_every, "noise_every")
+        self.lambda_min_every = validate.positive_int(lambda_min_every, "lambda_min_every")
         self.signs = validate.positive_int(signs, "signs")
         if self.signs < 2:
             raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
@@ -288,6 +290,11 @@ class CurvatureMonitor:
         trace_due = period % self.trace_every == 0
         # The noise likewise (and at a monitor's first analysis, which shows every figure).
         noise_due = not self._warm or period % self.noise_every == 0
+        # λ_min likewise: the analyses between leave its warm vector (and its product) out and
+        # keep it for the next one.
+        minimum_due = len(self._warm) < 2 or period % self.lambda_min_every == 0
+        warm = self._warm if minimum_due else self._warm[:1]
+        budget = self.products if minimum_due else max(self.products - 1, 1)
         threads = one_thread() if background else nullcontext()
         with threads, curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
@@ -296,9 +303,9 @@ class CurvatureMonitor:
             prepared = objective.gradient_with_example_losses() if noise_due else None
             estimate = subspace_curvature(
                 objective,
-                warm=self._warm,
+                warm=warm,
                 probes=self.probes if trace_due else 0,
-                max_products=self.products,
+                max_products=budget,
                 tol=self.tol,
                 generator=curvature_generator,
             )
@@ -324,13 +331,16 @@ class CurvatureMonitor:
                     seed=self.seed + step,
                     objective=objective,
                 )
-        self._warm = (estimate.vector_max, estimate.vector_min)
         figures = {
             "curvature/lambda_max": estimate.lambda_max,
             "curvature/lambda_max_residual": estimate.residual_max,
-            "curvature/lambda_min": estimate.lambda_min,
-            "curvature/lambda_min_residual": estimate.residual_min,
         }
+        if minimum_due:
+            self._warm = (estimate.vector_max, estimate.vector_min)
+            figures["curvature/lambda_min"] = estimate.lambda_min
+            figures["curvature/lambda_min_residual"] = estimate.residual_min
+        else:
+            self._warm = (estimate.vector_max, self._warm[1])
         if estimate.trace is not None and estimate.trace_stderr is not None:
             figures["curvature/trace"] = estimate.trace
             figures["curvature/trace_stderr"] = estimate.trace_stderr
