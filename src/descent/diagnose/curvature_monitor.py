@@ -27,7 +27,11 @@ comes with its accuracy:
   does not exclude an eigenvalue beyond them (a direction the subspace has not met yet), and
   λ_min, inside the bulk of the spectrum, converges more slowly than the outlying λ_max over
   successive analyses. :func:`descent.diagnose.stall` and
-  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
+  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand. λ_min at
+  every ``lambda_min_every``-th analysis (2: with the trace and the noise, by the step; and at
+  a cold start): the analyses between leave its warm vector out of the subspace (one product
+  less: the warm λ_max vector and a Davidson step), log λ_max alone and keep λ_min's vector
+  for the next.
 - **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
   the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
   an estimated upper bound of its standard error that one probe already gives; at every
@@ -43,15 +47,13 @@ comes with its accuracy:
   analyses between build the gradient's graph alone, without the per-example losses and the
   sign passes, and their eigenvalues are the same bit for bit.
 
-Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
-forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
-passes: 9.2 ms wall, 5.2 training steps, at one torch thread; 7.5 ms, 6.0 of the 1.3× faster
-two-thread steps, in the training thread at two (64 examples and 4 products, the settings
-before: 8.6 and 9.0 steps). benchmarks/curvature.py measures the trainer's cost per 50 updates
-at one torch thread and at torch's default side by side: about 5% at one (in the background)
-and 11–17% at two on 2 cores (10% the target; runs of 0.15 s swing by 3 points). Inside the
-Trainer at two threads an analysis took 8.5 ms (median) on torch's threads against 10.2 ms on
-one, as the release before ran it.
+Cost: on the digits CNN (21,386 parameters, batches of 50) the defaults alternate a full
+analysis (one forward-and-double-backward graph on 32 examples with the per-example losses, 3
+Hessian-vector products, two sign backward passes) with a light one (the graph, 2 products).
+On average 5.5 ms wall, 3.4 training steps, at one torch thread; 5.3 ms, 4.3 of the faster
+two-thread steps, in the training thread at two (the noise and λ_min at every analysis, the
+defaults before: 4.8 and 5.7 steps). benchmarks/curvature.py measures both and the
+trainer's cost per 50 updates at one torch thread and at torch's default side by side.
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
@@ -137,6 +139,7 @@ class CurvatureMonitor:
             the others spend its products on a Davidson step. signs: random-sign probes for
             the gradient noise (≥ 2). noise_every: the noise at every k-th analysis (by the
             step, as the trace; and at the first analysis of a monitor without warm vectors).
+            lambda_min_every: λ_min likewise; the analyses between spend ``products − 1``.
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights, on one torch
