@@ -55,8 +55,8 @@ two-thread steps, in the training thread at two (the noise and λ_min at every a
 defaults before: 4.9 and 5.7 steps). benchmarks/curvature.py measures both and the
 trainer's cost per 50 updates at one torch thread and at torch's default side by side: +4.0%
 at one (in the background) and +10.0% (best run; +10.6% the median of 30 rounds) at two, at
-load 1.4 on 2 cores, +11.1% and +10.9% in a second run (10% the target; the analysis alone
-is 8.2–8.8% of 50 steps).
+load 1.4 on 2 cores; 10.0–12.5% best and 10.6–11.4% median over four runs (10% the target;
+the analysis alone is 8.2–8.9% of 50 steps).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
