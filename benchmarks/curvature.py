@@ -6,12 +6,14 @@ PyHessian's measured one); then the Trainer's cost with ``--curvature-every 50``
 training on the same workload (the digits CNN, Adam, batches of 50), per 50 updates as a long
 run has it, at the monitor's defaults and at the settings before them, in the training thread
 (on torch's threads, and on one as the release before ran it) and in a background thread, as
-wall-clock and CPU time, at one torch thread and at torch's default side by side (each in a
-process of its own); and what the defaults cost in accuracy (the figures over several samples
-against the whole training set's).
+wall-clock and CPU time (the best run, and the median and quartiles of the rounds' paired
+runs), at one torch thread and at torch's default side by side (each in a process of its own;
+``--short-trainer``: plain, the defaults and the previous defaults only); and what the sample
+size costs in accuracy (the figures of 16, 24, 32 and 256 examples over several samples, at
+three points of a run, against the whole training set's).
 
     python benchmarks/curvature.py [--examples 256] [--rounds 3] [--epochs 4]
-        [--trainer-rounds 10] [--accuracy-seeds 12]
+        [--trainer-rounds 10] [--short-trainer] [--accuracy-seeds 20]
         [--skip-pyhessian] [--skip-trainer] [--skip-accuracy]
 
 PyHessian (``pip install pyhessian``, benchmark only) still calls ``torch.eig`` in its density;
@@ -23,6 +25,7 @@ Its eigenvalues and trace run unpatched. Both tools run on the CPU with the same
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -252,18 +255,29 @@ def compare_with_pyhessian(examples: int, rounds: int) -> None:
         print(note)
 
 
-#: The monitor's settings compared: its defaults, and those of the release before (64
-#: examples, 4 products, the trace at every analysis).
-BEFORE = {"examples": 64, "products": 4, "trace_every": 1}
+#: The monitor's settings compared: its defaults, and those of the releases before (64
+#: examples, 4 products, the trace, the noise and λ_min at every analysis; then 32 examples, 3
+#: products, the trace at every other analysis, the noise and λ_min at each).
+BEFORE = {"examples": 64, "products": 4, "trace_every": 1, "noise_every": 1, "lambda_min_every": 1}
+PREVIOUS = {"examples": 32, "noise_every": 1, "lambda_min_every": 1}
 #: torch's thread counts the trainer's cost is measured at, each in a process of its own: one
 #: (OMP_NUM_THREADS=1) and torch's default (OMP_NUM_THREADS unset: the physical cores).
 THREADS = ("1", "default")
 
 
-def monitor_variants() -> dict[str, dict[str, Any] | None]:
+def monitor_variants(short: bool = False) -> dict[str, dict[str, Any] | None]:
+    """The settings timed: plain training, the defaults, the settings before; ``short``: those
+    three only (the rest are the places the analysis can run)."""
+    if short:
+        return {
+            "plain": None,
+            "default": {},
+            "previous (noise, λ_min each), training thread": {**PREVIOUS, "background": False},
+        }
     return {
         "plain": None,
         "default": {},
+        "previous (noise, λ_min each), training thread": {**PREVIOUS, "background": False},
         "training thread, torch's threads": {"background": False},
         "training thread, one torch thread (as before)": {
             "background": False,
@@ -277,7 +291,7 @@ def monitor_variants() -> dict[str, dict[str, Any] | None]:
     }
 
 
-def trainer_overhead(epochs: int, rounds: int) -> dict[str, Any]:
+def trainer_overhead(epochs: int, rounds: int, short: bool = False) -> dict[str, Any]:
     """The digits CNN trained as ``descent train --model cnn`` does (Adam, batches of 50, a
     TensorBoard run folder), without the monitor and with it (``--curvature-every 50``) at
     each setting of :func:`monitor_variants`; rounds alternated. Wall-clock and CPU time (this
@@ -327,7 +341,7 @@ def trainer_overhead(epochs: int, rounds: int) -> dict[str, Any]:
                 result.steps,
             )
 
-    variants = monitor_variants()
+    variants = monitor_variants(short)
     walls: dict[str, list[float]] = {name: [] for name in variants}
     cpus: dict[str, list[float]] = {name: [] for name in variants}
     steps = 0
@@ -344,10 +358,22 @@ def trainer_overhead(epochs: int, rounds: int) -> dict[str, Any]:
     rows = {}
     for name in list(variants)[1:]:
         wall, cpu, analyses = min(walls[name]), min(cpus[name]), counts[name]
+        # Each round's runs side by side (alternated, so under the same load): the spread of
+        # the cost over rounds, its median the figure least moved by a busy machine.
+        paired = sorted(
+            (mine - plain) / analyses / (plain / steps * 50)
+            for mine, plain in zip(walls[name], walls["plain"], strict=True)
+        )
         rows[name] = {
             "run wall": wall / base - 1,
             "per 50 wall": (wall - base) / analyses / (base / steps * 50),
             "per 50 CPU": (cpu - base_cpu) / analyses / (base_cpu / steps * 50),
+            "per 50 wall median": statistics.median(paired),
+            "per 50 wall quartiles": (
+                paired[len(paired) // 4],
+                paired[(3 * len(paired)) // 4],
+            ),
+            "analyses": analyses,
         }
     return {
         "threads": torch.get_num_threads(),
@@ -379,10 +405,15 @@ def analysis_steps(rounds: int) -> dict[str, Any]:
 
     monitors = {
         name: CurvatureMonitor(50, data.train, batch_size=50, background=False, **options)
-        for name, options in (("default", {}), ("before", BEFORE))
+        for name, options in (("default", {}), ("previous", PREVIOUS), ("before", BEFORE))
     }
     clocks = {"wall": time.perf_counter, "CPU": time.process_time}
     best = {(name, clock): math.inf for name in ("step", *monitors) for clock in clocks}
+    # The analyses alternate (the trace and the noise every other one): the best of each
+    # phase, averaged, is the typical analysis.
+    phases = {
+        (name, clock, phase): math.inf for name in monitors for clock in clocks for phase in (0, 1)
+    }
     for round_ in range(rounds + 2):  # the first two warm the monitors up
         starts = {clock: read() for clock, read in clocks.items()}
         for _ in range(10):
@@ -394,23 +425,27 @@ def analysis_steps(rounds: int) -> dict[str, Any]:
             monitor._analyse(model, F.cross_entropy, 50 * round_)
             if round_ >= 2:
                 for clock, read in clocks.items():
-                    best[name, clock] = min(best[name, clock], read() - starts[clock])
+                    key = (name, clock, round_ % 2)
+                    phases[key] = min(phases[key], read() - starts[clock])
+    for name in monitors:
+        for clock in clocks:
+            best[name, clock] = (phases[name, clock, 0] + phases[name, clock, 1]) / 2
     return {
         "threads": torch.get_num_threads(),
         **{f"{name} {clock}": value for (name, clock), value in best.items()},
     }
 
 
-def trainer_child(epochs: int, rounds: int) -> None:
+def trainer_child(epochs: int, rounds: int, short: bool) -> None:
     """This process's figures (at its torch thread count) as one JSON line, for the parent."""
     figures = {
-        "overhead": trainer_overhead(epochs, rounds),
+        "overhead": trainer_overhead(epochs, rounds, short),
         "analysis": analysis_steps(rounds * 2),
     }
     print("FIGURES " + json.dumps(figures))
 
 
-def trainer_costs(epochs: int, rounds: int) -> None:
+def trainer_costs(epochs: int, rounds: int, short: bool = False) -> None:
     """The trainer's cost at one torch thread and at torch's default, each measured in a
     process of its own (torch's thread count is the process's), printed side by side."""
     results = {}
@@ -423,7 +458,7 @@ def trainer_costs(epochs: int, rounds: int) -> None:
         if threads != "default":
             environment.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
         command = [sys.executable, __file__, "--trainer-child", "--epochs", str(epochs)]
-        command += ["--trainer-rounds", str(rounds)]
+        command += ["--trainer-rounds", str(rounds)] + (["--short-trainer"] if short else [])
         output = subprocess.run(
             command, env=environment, check=True, capture_output=True, text=True
         ).stdout
@@ -443,24 +478,33 @@ def trainer_costs(epochs: int, rounds: int) -> None:
     )
     columns = [f"{results[t]['overhead']['threads']} thr." for t in THREADS]
     print(
-        f"  {'--curvature-every 50, per 50 updates':58} "
-        + " ".join(f"{column + ' wall':>13} {column + ' CPU':>12}" for column in columns)
+        f"  {'--curvature-every 50, per 50 updates':50} "
+        + " ".join(
+            f"{column + ' wall':>11} {'median [quartiles]':>22} {column + ' CPU':>11}"
+            for column in columns
+        )
     )
     for name in first["rows"]:
         cells = []
         for threads in THREADS:
             row = results[threads]["overhead"]["rows"][name]
-            cells.append(f"{row['per 50 wall']:+13.1%} {row['per 50 CPU']:+12.1%}")
-        print(f"  {name:58} " + " ".join(cells))
+            low, high = row["per 50 wall quartiles"]
+            spread = f"{row['per 50 wall median']:+.1%} [{low:+.1%}, {high:+.1%}]"
+            cells.append(f"{row['per 50 wall']:+11.1%} {spread:>22} {row['per 50 CPU']:+11.1%}")
+        print(f"  {name:50} " + " ".join(cells))
     print(
-        "One analysis in the training thread against a training step (best of "
-        f"{rounds * 2}; the default analyses alternate with and without the trace):"
+        "  (wall and CPU: the best run of each against the best plain one; median and "
+        "quartiles: of the rounds' paired runs)"
+    )
+    print(
+        "One analysis in the training thread against a training step (the mean of the best "
+        f"of each of the two alternating phases over {rounds * 2} analyses):"
     )
     for threads in THREADS:
         analysis = results[threads]["analysis"]
         step_wall, step_cpu = analysis["step wall"], analysis["step CPU"]
         cells = [f"a step {step_wall * 1e3:.2f} ms wall, {step_cpu * 1e3:.2f} ms CPU"]
-        for name in ("default", "before"):
+        for name in ("default", "previous", "before"):
             wall, cpu = analysis[f"{name} wall"], analysis[f"{name} CPU"]
             cells.append(
                 f"{name} {wall * 1e3:.2f} ms wall = {wall / step_wall:.2f} steps "
@@ -469,79 +513,126 @@ def trainer_costs(epochs: int, rounds: int) -> None:
         print(f"  {analysis['threads']} torch thread(s): " + "; ".join(cells))
 
 
-def monitor_accuracy(seeds: int) -> None:
-    """What the cheaper default costs in accuracy: the monitor's figures on the digits CNN
-    after 2 epochs, from ``seeds`` different fixed samples (each analysed three times, warm),
-    at the default and the settings before, against the whole training set's figures
-    (Lanczos to a residual of 1e-4·ρ, Hutchinson to 2%, the exact per-example SNR). The spread
-    over samples is the sampling error, which the logged residuals and standard errors (the
-    mean of each shown as "bar") do not include."""
+#: The sample sizes the accuracy study compares (the default among them) and its reference size.
+SAMPLE_SIZES = (16, 24, 32, 256)
+#: The figures the study reports, each with its logged error bar.
+FIGURES = {
+    "lambda_max": "lambda_max_residual",
+    "lambda_min": "lambda_min_residual",
+    "trace": "trace_stderr",
+    "gradient_snr": "gradient_snr_stderr",
+}
+
+
+def monitor_accuracy(seeds: int, epochs: tuple[int, ...] = (1, 3, 6)) -> dict[str, Any]:
+    """What a smaller sample costs in accuracy: the monitor's figures on the digits CNN at
+    several points of one training run (after each of ``epochs``), from ``seeds`` different
+    fixed samples of each size in :data:`SAMPLE_SIZES` (each sample analysed three times, warm,
+    the last analysis taking the trace and the noise), against the whole training set's figures
+    (Lanczos to a residual of 1e-4·ρ, Hutchinson to 2%, the exact per-example SNR).
+
+    Per size and figure: the spread over samples (standard deviation) and the bias (mean less
+    the whole set's), both relative to the whole set's |λ_max| for λ_max and λ_min (λ_min, near
+    0, has no scale of its own), to its own value for the trace and the SNR; and the mean
+    logged error bar ("bar"), which does not include the sampling spread."""
     from descent.diagnose.curvature_monitor import CurvatureMonitor
     from descent.train import Trainer
 
     torch.manual_seed(0)
     data = digits()
     model = SmallCNN((1, 8, 8), 10)
-    Trainer(model, lr=2e-3, epochs=2, batch_size=50).fit(data.train, data.validation)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def keep(trainer: Any, event: str, info: dict[str, Any]) -> None:
+        if event == "epoch" and int(info["epoch"]) in epochs:
+            snapshots[int(info["epoch"])] = copy.deepcopy(trainer.model.state_dict())
+
+    Trainer(model, lr=2e-3, epochs=max(epochs), batch_size=50, callbacks=[keep]).fit(
+        data.train, data.validation
+    )
     everything = (data.train.images, data.train.labels)
-    spectrum = curvature.eigenvalues(
-        model, F.cross_entropy, everything, k=1, tol=1e-4, max_iterations=200
-    )
-    trace = curvature.trace(model, F.cross_entropy, everything, rtol=2e-2, max_probes=200)
-    noise = curvature.gradient_noise(model, F.cross_entropy, everything, batch_size=50)
-    reference = {
-        "lambda_max": spectrum.lambda_max,
-        "lambda_min": spectrum.lambda_min,
-        "trace": trace.value,
-        "gradient_snr": noise.snr,
-    }
-    bars = {
-        "lambda_max": "lambda_max_residual",
-        "lambda_min": "lambda_min_residual",
-        "trace": "trace_stderr",
-        "gradient_snr": "gradient_snr_stderr",
-    }
     print(
-        f"The monitor's figures after 2 epochs over {seeds} samples (mean ± spread, bar: the "
-        f"mean logged error bar) against the {len(everything[0])} training examples' "
-        + ", ".join(f"{name} {value:.4g}" for name, value in reference.items())
+        f"Sample size against accuracy: the digits CNN after {', '.join(map(str, epochs))} "
+        f"epochs, {seeds} samples of each size, against the {len(everything[0])} training "
+        "examples; spread and bias relative (λ_max, λ_min to |λ_max|), bar: mean logged error"
     )
-    for label, options in (("default", {}), ("before", BEFORE)):
-        records = []
-        for seed in range(seeds):
-            monitor = CurvatureMonitor(
-                50, data.train, batch_size=50, seed=seed, background=False, **options
-            )
-            for step in (0, 50, 100):  # the last two warm; 0 and 100 take the trace
-                record = monitor._analyse(model, F.cross_entropy, step)
-            records.append(record)
+    table: dict[str, Any] = {}
+    for epoch in epochs:
+        model.load_state_dict(snapshots[epoch])
+        spectrum = curvature.eigenvalues(
+            model, F.cross_entropy, everything, k=1, tol=1e-4, max_iterations=200
+        )
+        trace = curvature.trace(model, F.cross_entropy, everything, rtol=2e-2, max_probes=200)
+        noise = curvature.gradient_noise(model, F.cross_entropy, everything, batch_size=50)
+        reference = {
+            "lambda_max": spectrum.lambda_max,
+            "lambda_min": spectrum.lambda_min,
+            "trace": trace.value,
+            "gradient_snr": noise.snr,
+        }
+        scales = {
+            name: abs(reference["lambda_max"] if name.startswith("lambda") else value)
+            for name, value in reference.items()
+        }
+        print(
+            f"  epoch {epoch}: whole set "
+            + ", ".join(f"{name} {value:.4g}" for name, value in reference.items())
+        )
+        for size in SAMPLE_SIZES:
+            records = []
+            for seed in range(seeds):
+                monitor = CurvatureMonitor(
+                    50, data.train, batch_size=50, seed=seed, background=False, examples=size
+                )
+                for step in (0, 50, 100):  # the last two warm; 0 and 100 take the trace
+                    record = monitor._analyse(model, F.cross_entropy, step)
+                records.append(record)
+            cells = []
+            for name, bar in FIGURES.items():
+                values = [record[f"curvature/{name}"] for record in records]
+                errors = [record[f"curvature/{bar}"] for record in records]
+                spread = statistics.stdev(values) / scales[name]
+                bias = (statistics.mean(values) - reference[name]) / scales[name]
+                table.setdefault(size, {}).setdefault(name, []).append((spread, bias))
+                cells.append(
+                    f"{name} {statistics.mean(values):.4g} spread {spread:.0%} bias {bias:+.0%} "
+                    f"(bar {statistics.mean(errors):.2g})"
+                )
+            print(f"    {size:4} examples: " + "; ".join(cells))
+    print("  Mean over the points, relative spread (bias); the spread's ratio to 32 examples':")
+    for size in SAMPLE_SIZES:
         cells = []
-        for name, bar in bars.items():
-            values = [record[f"curvature/{name}"] for record in records]
-            errors = [record[f"curvature/{bar}"] for record in records]
-            cells.append(
-                f"{name} {statistics.mean(values):.4g} ± {statistics.stdev(values):.2g} "
-                f"(bar {statistics.mean(errors):.2g})"
-            )
-        print(f"  {label:8} " + "; ".join(cells))
+        for name in FIGURES:
+            pairs = table[size][name]
+            spread = statistics.mean(spread for spread, _ in pairs)
+            bias = statistics.mean(bias for _, bias in pairs)
+            at_32 = statistics.mean(spread for spread, _ in table[32][name])
+            cells.append(f"{name} {spread:.0%} ({bias:+.0%}) ×{spread / at_32:.2f}")
+        print(f"    {size:4} examples: " + "; ".join(cells))
+    return table
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--skip-trainer", action="store_true")
     parser.add_argument("--skip-pyhessian", action="store_true")
     parser.add_argument("--skip-accuracy", action="store_true")
-    parser.add_argument("--accuracy-seeds", type=int, default=12)
+    parser.add_argument("--accuracy-seeds", type=int, default=20)
     parser.add_argument(
         "--trainer-rounds", type=int, default=10, help="runs of each variant (each ~0.3 s)"
+    )
+    parser.add_argument(
+        "--short-trainer",
+        action="store_true",
+        help="time plain training, the defaults and the settings before only",
     )
     parser.add_argument("--trainer-child", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.trainer_child:
-        trainer_child(arguments.epochs, arguments.trainer_rounds)
+        trainer_child(arguments.epochs, arguments.trainer_rounds, arguments.short_trainer)
         return
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     load = os.getloadavg()[0]
@@ -552,7 +643,7 @@ def main() -> None:
     if not arguments.skip_pyhessian:
         compare_with_pyhessian(arguments.examples, arguments.rounds)
     if not arguments.skip_trainer:
-        trainer_costs(arguments.epochs, arguments.trainer_rounds)
+        trainer_costs(arguments.epochs, arguments.trainer_rounds, arguments.short_trainer)
     if not arguments.skip_accuracy:
         monitor_accuracy(arguments.accuracy_seeds)
 

@@ -171,3 +171,77 @@ def test_a_resumed_run_stops_on_the_plateau_where_an_uninterrupted_one_does(
     resumed = trainer(10, tmp_path / "split").fit(data, resume=True)
     assert resumed.stopped == "plateau"
     assert [e.train_loss for e in resumed.history] == [e.train_loss for e in whole.history]
+
+
+def test_the_noise_comes_every_noise_every_analyses_by_the_step() -> None:
+    """noise_every=2: the SNR at the analyses of steps 0, 2·every, 4·every, … and at a cold
+    start; the analyses between log the eigenvalues alone, the same bit for bit as with the
+    noise at every analysis (the noise draws from its own generator and only reads the
+    gradient's graph); a monitor resumed from the warm state decides by the step alike."""
+    model, data = toy()
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    every_other = CurvatureMonitor(3, data, examples=40, background=False)
+    each = CurvatureMonitor(3, data, examples=40, background=False, noise_every=1)
+    for monitor in (every_other, each):
+        for step in range(1, 13):
+            monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    noisy = {r["step"]: "curvature/gradient_snr" in r for r in every_other.history}
+    assert noisy == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
+    assert all("curvature/gradient_snr_stderr" in record for record in each.history)
+    for sparse, full in zip(every_other.history, each.history, strict=True):
+        assert {tag: full[tag] for tag in sparse} == sparse
+    resumed = CurvatureMonitor(3, data, examples=40, background=False)
+    resumed.load_state_dict(every_other.state_dict())  # warm: step 9 is no cold start
+    resumed(FakeTrainer(), "step", {"step": 9, "loss": 1.0})
+    assert "curvature/gradient_snr" not in resumed.history[0]
+    with pytest.raises(InputError, match="noise_every"):
+        CurvatureMonitor(1, data, noise_every=0)
+
+
+def test_lambda_min_comes_every_lambda_min_every_analyses_with_one_product_less(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """lambda_min_every=2: λ_min (and its residual) at the analyses of steps 0, 2·every, … and
+    at a cold start; the analyses between leave its warm vector out (one product less), log
+    λ_max alone and keep λ_min's vector for the next one, which starts from it."""
+    from descent.diagnose import curvature_monitor
+
+    model, data = toy()
+    calls: list[tuple[int, int]] = []
+    real = curvature_monitor.subspace_curvature
+
+    def watched(objective, *, warm, max_products, **options):
+        calls.append((len(warm), max_products))
+        return real(objective, warm=warm, max_products=max_products, **options)
+
+    monkeypatch.setattr(curvature_monitor, "subspace_curvature", watched)
+
+    class FakeTrainer:
+        loss = staticmethod(F.cross_entropy)
+        logdir = None
+
+    FakeTrainer.model = model
+    monitor = CurvatureMonitor(3, data, examples=40, background=False)
+    warm_after: dict[int, list[torch.Tensor]] = {}
+    for step in range(1, 13):
+        monitor(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+        warm_after[step] = monitor.state_dict()["warm"]
+    # Step 9 left λ_min's vector as step 6 made it and moved λ_max's.
+    assert torch.equal(warm_after[9][1], warm_after[6][1])
+    assert not torch.equal(warm_after[9][0], warm_after[6][0])
+    minimum = {r["step"]: "curvature/lambda_min_residual" in r for r in monitor.history}
+    assert minimum == {3: True, 6: True, 9: False, 12: True}  # 3: the cold start
+    assert all("curvature/lambda_max_residual" in r for r in monitor.history)
+    assert calls == [(0, 3), (2, 3), (1, 2), (2, 3)]
+    every = CurvatureMonitor(3, data, examples=40, background=False, lambda_min_every=1)
+    for step in range(1, 13):
+        every(FakeTrainer(), "step", {"step": step, "loss": 1.0})
+    assert all("curvature/lambda_min" in r for r in every.history)
+    assert calls[4:] == [(0, 3), (2, 3), (2, 3), (2, 3)]
+    with pytest.raises(InputError, match="lambda_min_every"):
+        CurvatureMonitor(1, data, lambda_min_every=0)

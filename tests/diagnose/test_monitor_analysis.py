@@ -319,7 +319,7 @@ def test_the_noise_draws_from_its_own_generator(problem) -> None:
     model, data = problem
     histories = []
     for trace_every in (1, 2):
-        monitor = CurvatureMonitor(1, data, examples=48, trace_every=trace_every)
+        monitor = CurvatureMonitor(1, data, examples=48, trace_every=trace_every, noise_every=1)
         feed(monitor, fake_trainer(model), (1, 2, 3, 4))
         histories.append(monitor.history)
     snr = [[record["curvature/gradient_snr"] for record in history] for history in histories]

@@ -9,9 +9,12 @@ comes with its accuracy:
 - **Sample**: a fixed, seeded sample of the training set (``examples``, 32 by default), the
   same at every analysis so that successive points are comparable. The figures are the
   sample's: their spread from sample to sample is not in any logged error bar
-  (benchmarks/curvature.py measures it against the whole training set). One forward pass on it
-  serves everything: the gradient's graph for the Hessian-vector products and the per-example
-  losses for the noise.
+  (benchmarks/curvature.py measures it against the whole training set). The default is the
+  fewest examples whose λ_max and SNR spreads over samples stay within 1.25× of those at 32:
+  on the digits CNN (20 samples at three points of a run) 24 and 16 examples spread λ_max
+  1.37× and 1.32× as much, so it stays 32 (the table: docs/curvature-monitor.md). One forward
+  pass on it serves everything: the gradient's graph for the Hessian-vector products and the
+  per-example losses for the noise.
 - **λ_max and λ_min**: Rayleigh-Ritz on a small subspace (``products`` Hessian-vector
   products, 3 by default): the previous analysis's two Ritz vectors (a warm start: the extreme
   eigenvectors move little in N updates), the trace's Rademacher probe when the trace is due,
@@ -24,7 +27,11 @@ comes with its accuracy:
   does not exclude an eigenvalue beyond them (a direction the subspace has not met yet), and
   λ_min, inside the bulk of the spectrum, converges more slowly than the outlying λ_max over
   successive analyses. :func:`descent.diagnose.stall` and
-  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand.
+  :func:`descent.diagnose.curvature.eigenvalues` give converged figures on demand. λ_min at
+  every ``lambda_min_every``-th analysis (2: with the trace and the noise, by the step; and at
+  a cold start): the analyses between leave its warm vector out of the subspace (one product
+  less: the warm λ_max vector and a Davidson step), log λ_max alone and keep λ_min's vector
+  for the next.
 - **Trace**: Hutchinson's estimate deflated by the warm vectors (Hutch++'s idea: their part of
   the trace is exact, the probe estimates the rest, unbiased), with ``curvature/trace_stderr``,
   an estimated upper bound of its standard error that one probe already gives; at every
@@ -35,17 +42,21 @@ comes with its accuracy:
   through the same forward graph (:func:`descent.diagnose.noise.signed_noise`), with
   ``curvature/gradient_snr_stderr``; the sample's ‖ḡ‖² less its expected excess over the
   training set's (:func:`descent.diagnose.noise.population_signal2`). A loss that is not the
-  mean of per-example losses falls back to group gradients (no error bar).
+  mean of per-example losses falls back to group gradients (no error bar). At every
+  ``noise_every``-th analysis (2: at the trace's, by the step; and at a monitor's first): the
+  analyses between build the gradient's graph alone, without the per-example losses and the
+  sign passes, and their eigenvalues are the same bit for bit.
 
-Cost: on the digits CNN (21,386 parameters, batches of 50) an analysis at the defaults is one
-forward-and-double-backward graph on 32 examples, 3 Hessian-vector products and two backward
-passes: 9.2 ms wall, 5.2 training steps, at one torch thread; 7.5 ms, 6.0 of the 1.3× faster
-two-thread steps, in the training thread at two (64 examples and 4 products, the settings
-before: 8.6 and 9.0 steps). benchmarks/curvature.py measures the trainer's cost per 50 updates
-at one torch thread and at torch's default side by side: about 5% at one (in the background)
-and 11–17% at two on 2 cores (10% the target; runs of 0.15 s swing by 3 points). Inside the
-Trainer at two threads an analysis took 8.5 ms (median) on torch's threads against 10.2 ms on
-one, as the release before ran it.
+Cost: on the digits CNN (21,386 parameters, batches of 50) the defaults alternate a full
+analysis (one forward-and-double-backward graph on 32 examples with the per-example losses, 3
+Hessian-vector products, two sign backward passes) with a light one (the graph, 2 products).
+On average 5.5 ms wall, 3.45 training steps, at one torch thread; 5.1 ms, 4.1 of the faster
+two-thread steps, in the training thread at two (the noise and λ_min at every analysis, the
+defaults before: 4.9 and 5.7 steps). benchmarks/curvature.py measures both and the
+trainer's cost per 50 updates at one torch thread and at torch's default side by side: +4.0%
+at one (in the background) and +10.0% (best run; +10.6% the median of 30 rounds) at two, at
+load 1.4 on 2 cores; 10.0–12.5% best and 10.6–11.4% median over four runs (10% the target;
+the analysis alone is 8.2–8.9% of 50 steps).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
@@ -129,7 +140,9 @@ class CurvatureMonitor:
             trace (one suffices for the error bar). trace_every: the trace at every k-th
             analysis (those of the steps that are multiples of k × ``every``; 1: at each);
             the others spend its products on a Davidson step. signs: random-sign probes for
-            the gradient noise (≥ 2).
+            the gradient noise (≥ 2). noise_every: the noise at every k-th analysis (by the
+            step, as the trace; and at the first analysis of a monitor without warm vectors).
+            lambda_min_every: λ_min likewise; the analyses between spend ``products − 1``.
         stop_on_plateau: end the run after this many epochs without a relative improvement of
             the training loss by ``plateau_rtol`` (None: never).
         background: analyse in a background thread on a snapshot of the weights, on one torch
@@ -149,6 +162,8 @@ class CurvatureMonitor:
         probes: int = 1,
         trace_every: int = 2,
         signs: int = 2,
+        noise_every: int = 2,
+        lambda_min_every: int = 2,
         seed: int = 0,
         stop_on_plateau: int | None = None,
         plateau_rtol: float = 1e-3,
@@ -160,6 +175,8 @@ class CurvatureMonitor:
         self.tol = validate.positive(tol, "tol")
         self.probes = validate.positive_int(probes, "probes")
         self.trace_every = validate.positive_int(trace_every, "trace_every")
+        self.noise_every = validate.positive_int(noise_every, "noise_every")
+        self.lambda_min_every = validate.positive_int(lambda_min_every, "lambda_min_every")
         self.signs = validate.positive_int(signs, "signs")
         if self.signs < 2:
             raise InputError(f"signs must be at least 2 (for an error bar), got {self.signs}")
@@ -275,19 +292,30 @@ class CurvatureMonitor:
         threads, in a ``background`` thread on one (see :func:`one_thread`)."""
         curvature_generator, noise_generator = self._generators(step)
         # The step, not a count of analyses, decides: a resumed run measures the same figures.
-        trace_due = (step // max(self.every, 1)) % self.trace_every == 0
+        period = step // max(self.every, 1)
+        trace_due = period % self.trace_every == 0
+        # The noise likewise (and at a monitor's first analysis, which shows every figure).
+        noise_due = not self._warm or period % self.noise_every == 0
+        # λ_min likewise: the analyses between leave its warm vector (and its product) out and
+        # keep it for the next one.
+        minimum_due = len(self._warm) < 2 or period % self.lambda_min_every == 0
+        warm = self._warm if minimum_due else self._warm[:1]
+        budget = self.products if minimum_due else max(self.products - 1, 1)
         threads = one_thread() if background else nullcontext()
         with threads, curvature.evaluation_mode(model):
             objective = curvature.Objective(model, loss, self._data(model))
-            prepared = objective.gradient_with_example_losses()
+            # Without the noise, the products build the gradient's graph alone (no
+            # per-example losses).
+            prepared = objective.gradient_with_example_losses() if noise_due else None
             estimate = subspace_curvature(
                 objective,
-                warm=self._warm,
+                warm=warm,
                 probes=self.probes if trace_due else 0,
-                max_products=self.products,
+                max_products=budget,
                 tol=self.tol,
                 generator=curvature_generator,
             )
+            noise = None
             if prepared is not None:
                 noise = signed_noise(
                     objective,
@@ -297,7 +325,7 @@ class CurvatureMonitor:
                     population=self.population,
                     generator=noise_generator,
                 )
-            else:  # a loss that is not a mean of per-example losses: group gradients
+            elif noise_due:  # a loss that is not a mean of per-example losses: group gradients
                 noise = curvature.gradient_noise(
                     model,
                     loss,
@@ -309,19 +337,23 @@ class CurvatureMonitor:
                     seed=self.seed + step,
                     objective=objective,
                 )
-        self._warm = (estimate.vector_max, estimate.vector_min)
         figures = {
             "curvature/lambda_max": estimate.lambda_max,
             "curvature/lambda_max_residual": estimate.residual_max,
-            "curvature/lambda_min": estimate.lambda_min,
-            "curvature/lambda_min_residual": estimate.residual_min,
         }
+        if minimum_due:
+            self._warm = (estimate.vector_max, estimate.vector_min)
+            figures["curvature/lambda_min"] = estimate.lambda_min
+            figures["curvature/lambda_min_residual"] = estimate.residual_min
+        else:
+            self._warm = (estimate.vector_max, self._warm[1])
         if estimate.trace is not None and estimate.trace_stderr is not None:
             figures["curvature/trace"] = estimate.trace
             figures["curvature/trace_stderr"] = estimate.trace_stderr
-        figures["curvature/gradient_snr"] = noise.snr
-        if noise.snr_stderr is not None:
-            figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
+        if noise is not None:
+            figures["curvature/gradient_snr"] = noise.snr
+            if noise.snr_stderr is not None:
+                figures["curvature/gradient_snr_stderr"] = noise.snr_stderr
         return figures
 
     def _generators(self, step: int) -> tuple[torch.Generator, torch.Generator]:

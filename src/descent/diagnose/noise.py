@@ -175,16 +175,17 @@ def signed_noise(
     count = len(example_losses)
     if count < 2:
         raise InputError(f"the gradient noise needs at least 2 examples, got {count}")
+    mean_gradient = gradient.to(torch.float64)  # once: each probe subtracts it
     samples = []
     for _ in range(probes):
         signs = torch.randint(0, 2, (count,), generator=generator).to(torch.float64) * 2 - 1
         combined = objective.example_gradient_sum(example_losses, signs).to(torch.float64)
-        deviation = combined - float(signs.sum()) * gradient.to(torch.float64)
+        deviation = combined.sub_(mean_gradient, alpha=float(signs.sum()))
         samples.append(float(deviation @ deviation) / (count - 1))
     values = torch.tensor(samples, dtype=torch.float64)
     variance = float(values.mean())
     variance_stderr = float(values.std(unbiased=True)) / math.sqrt(probes)
-    sample_norm2 = float(gradient.to(torch.float64) @ gradient.to(torch.float64))
+    sample_norm2 = float(mean_gradient @ mean_gradient)
     mean_norm2, excess = population_signal2(sample_norm2, variance, count, population)
     size, noise2 = _batch_noise2(variance, batch_size, population or count)
     result = _noise_result(mean_norm2, noise2, size, variance, "signs", count)
