@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import os
@@ -385,6 +386,63 @@ def trainer_overhead(epochs: int, rounds: int, short: bool = False) -> dict[str,
     }
 
 
+def long_run(epochs: int, rounds: int) -> dict[str, Any]:
+    """The cost of ``--curvature-every 50`` in a long run, from the time between consecutive
+    updates: a callback placed before the monitor's stamps every update, in plain runs and with
+    the monitor at its defaults (alternated, ``rounds`` each, the best of each interval). The
+    interval after an analysed update holds that analysis; every other interval, whatever the
+    monitor costs a plain update (its callback, caches the analysis evicted). A long run has one
+    analysis per 50 updates, light and full alternating and the cold first one amortized away;
+    a short run's totals count the cold one and, for 208 updates, three full analyses of five."""
+    from descent.diagnose.curvature_monitor import CurvatureMonitor
+    from descent.train import Trainer
+
+    data = digits()
+
+    def intervals(monitored: bool) -> dict[int, float]:
+        stamps: list[tuple[int, float]] = []
+
+        def clock(trainer: Any, event: str, info: dict[str, Any]) -> None:
+            if event == "step":
+                stamps.append((int(info["step"]), time.perf_counter()))
+
+        torch.manual_seed(0)
+        model = SmallCNN((1, 8, 8), 10)
+        callbacks: list[Any] = [clock]
+        if monitored:
+            callbacks.append(CurvatureMonitor(50, data.train, batch_size=50))
+        with tempfile.TemporaryDirectory() as logdir:
+            Trainer(
+                model, lr=2e-3, epochs=epochs, batch_size=50, logdir=logdir, callbacks=callbacks
+            ).fit(data.train, data.validation)
+        pairs = itertools.pairwise(stamps)
+        return {after: end - start for (_, start), (after, end) in pairs}
+
+    best: dict[bool, dict[int, float]] = {False: {}, True: {}}
+    intervals(True)  # warm-up
+    for _ in range(rounds):
+        for monitored in (False, True):
+            for step, seconds in intervals(monitored).items():
+                best[monitored][step] = min(best[monitored].get(step, math.inf), seconds)
+    extra = {step: best[True][step] - best[False][step] for step in best[False]}
+    analysed = [step for step in extra if (step - 1) % 50 == 0 and step > 1]  # not the cold one
+    plain_steps = [step for step in extra if (step - 1) % 50 != 0]
+    phases = [
+        statistics.mean(extra[step] for step in analysed if ((step - 1) // 50) % 2 == phase)
+        for phase in (0, 1)
+    ]
+    per_step = statistics.mean(extra[step] for step in plain_steps)
+    update = statistics.mean(best[False][step] for step in plain_steps)
+    per_analysis = statistics.mean(phases)
+    return {
+        "update": update,
+        "full": phases[0],
+        "light": phases[1],
+        "per step": per_step,
+        "per 50": (per_analysis + 49 * per_step) / (50 * update),
+    }
+
+
 def analysis_steps(rounds: int) -> dict[str, Any]:
     """One analysis's work in training steps: a training step (forward, backward and Adam on a
     batch of 50 of the digits CNN) and one analysis in the training thread (warm, its whole
@@ -441,6 +499,7 @@ def trainer_child(epochs: int, rounds: int, short: bool) -> None:
     figures = {
         "overhead": trainer_overhead(epochs, rounds, short),
         "analysis": analysis_steps(rounds * 2),
+        "long run": long_run(LONG_RUN_EPOCHS, max(rounds // 3, 3)),
     }
     print("FIGURES " + json.dumps(figures))
 
@@ -511,8 +570,22 @@ def trainer_costs(epochs: int, rounds: int, short: bool = False) -> None:
                 f"({wall / step_wall / 50:+.1%} per 50), {cpu * 1e3:.2f} ms CPU"
             )
         print(f"  {analysis['threads']} torch thread(s): " + "; ".join(cells))
+    print(
+        f"A long run at the defaults (the time between updates, {LONG_RUN_EPOCHS} epochs; the "
+        "cold first analysis left out, light and full analyses weighted alike):"
+    )
+    for threads in THREADS:
+        run = results[threads]["long run"]
+        print(
+            f"  {results[threads]['analysis']['threads']} torch thread(s): an update "
+            f"{run['update'] * 1e3:.2f} ms; a full analysis adds {run['full'] * 1e3:.2f} ms, a "
+            f"light one {run['light'] * 1e3:.2f} ms, every other update "
+            f"{run['per step'] * 1e6:+.0f} µs: {run['per 50']:+.1%} per 50 updates"
+        )
 
 
+#: The long-run measure's length (13 analyses, 624 updates).
+LONG_RUN_EPOCHS = 24
 #: The sample sizes the accuracy study compares (the default among them) and its reference size.
 SAMPLE_SIZES = (16, 24, 32, 256)
 #: The figures the study reports, each with its logged error bar.
