@@ -20,7 +20,7 @@ from descent.cli.train import free_port
 from descent.errors import InputError
 from descent.tune import SearchSpace, StudySettings, mask_url, open_study, summary_rows, tune
 from descent.tune.sampling import TrialSeededSampler, make_sampler
-from descent.tune.storage import BEATING, fail_dead_trials, open_storage
+from descent.tune.storage import BEATING, fail_dead_trials, mark_beating, open_storage
 from tests.cli_support import run_cli
 from tests.processes import alive, children, run_python
 
@@ -220,14 +220,56 @@ def test_a_trial_taken_by_a_worker_killed_before_its_objective_is_queued_again(
     study, _ = open_study(settings(folder, method="random", trials=2), resume=False)
     storage = open_storage(settings(folder, method="random", trials=2))
     taken = study.ask()  # the killed worker took a slot and never reached the objective
-    fail_dead_trials(study, storage, FAST["grace_period"])
+    seen: dict[int, float] = {}
+    fail_dead_trials(study, storage, FAST["grace_period"], seen)
     assert study.trials[taken.number].state == optuna.trial.TrialState.RUNNING  # too young
-    time.sleep(FAST["grace_period"] + 1.0)
     resumed = tune(settings(folder, method="random", trials=2), resume=True)
     trials = resumed.get_trials()
     assert trials[taken.number].state == optuna.trial.TrialState.FAIL
     assert [t.state for t in trials].count(optuna.trial.TrialState.COMPLETE) == 2
     assert all(BEATING in t.system_attrs for t in trials if t.number != taken.number)
+
+
+def test_a_retried_trial_whose_worker_dies_before_its_objective_is_queued_again(
+    tmp_path: Path,
+) -> None:
+    """A trial queued again after its worker died carries the dead trial's system attributes,
+    its heartbeat mark among them: the mark names the trial it belongs to, so the retry taken by
+    a worker that dies before its objective is still seen as never marked."""
+    folder = tmp_path / "study"
+    study, _ = open_study(settings(folder, method="random", trials=1), resume=False)
+    storage = open_storage(settings(folder, method="random", trials=1))
+    first = study.ask()
+    study_id = storage.get_study_id_from_name(study.study_name)
+    mark_beating(storage, storage.get_trial_id_from_study_id_trial_number(study_id, first.number))
+    storage.set_trial_state_values(  # its worker died after the mark: failed, queued again
+        storage.get_trial_id_from_study_id_trial_number(study_id, first.number),
+        optuna.trial.TrialState.FAIL,
+    )
+    storage.get_heartbeat_stale_trial_callback()(study, study.trials[first.number])
+    retry = study.ask()  # taken by a worker that dies before its objective
+    assert BEATING in study.trials[retry.number].system_attrs  # inherited from the first
+    seen: dict[int, float] = {}
+    fail_dead_trials(study, storage, 0.0, seen)  # first seen now
+    time.sleep(0.01)
+    fail_dead_trials(study, storage, 0.0, seen)
+    assert study.trials[retry.number].state == optuna.trial.TrialState.FAIL
+    assert study.get_trials(states=(optuna.trial.TrialState.WAITING,))  # and queued again
+
+
+def test_a_running_trial_with_parameters_is_left_to_its_heartbeat(tmp_path: Path) -> None:
+    """A worker of an older descent does not mark its trials: one that has drawn its
+    parameters is running an objective, and only its heartbeat decides whether it died."""
+    folder = tmp_path / "study"
+    study, _ = open_study(settings(folder, method="random", trials=1), resume=False)
+    storage = open_storage(settings(folder, method="random", trials=1))
+    trial = study.ask()
+    trial.suggest_float("lr", 0.005, 0.05, log=True)
+    seen: dict[int, float] = {}
+    fail_dead_trials(study, storage, 0.0, seen)
+    time.sleep(0.01)
+    fail_dead_trials(study, storage, 0.0, seen)
+    assert study.trials[trial.number].state == optuna.trial.TrialState.RUNNING
 
 
 LIVE_WORKER = """

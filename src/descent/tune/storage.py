@@ -10,8 +10,8 @@ worker marks it failed and queues a slot with its parameters again (:func:`_on_s
 from __future__ import annotations
 
 import contextlib
-import datetime
 import re
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -58,7 +58,9 @@ def quiet_experimental() -> Iterator[None]:
         yield
 
 
-#: The system attribute a trial's objective sets right after it records its first heartbeat.
+#: The system attribute a trial's objective sets right after it records its first heartbeat: the
+#: trial's own id (a retried trial inherits its predecessor's system attributes, and with them an
+#: older mark, which then does not match).
 BEATING = "descent:beating"
 
 
@@ -66,28 +68,39 @@ def mark_beating(storage: Any, trial_id: int) -> None:
     """A trial's first heartbeat, and the mark that says it has one (see
     :func:`fail_dead_trials`): the objective's first act."""
     storage.record_heartbeat(trial_id)
-    storage.set_trial_system_attr(trial_id, BEATING, True)
+    storage.set_trial_system_attr(trial_id, BEATING, trial_id)
 
 
-def fail_dead_trials(study: Any, storage: Any, grace_period: float) -> None:
+def fail_dead_trials(
+    study: Any, storage: Any, grace_period: float, unmarked_since: dict[int, float]
+) -> None:
     """Fail, and queue again through the storage's callback, the trials whose worker died.
 
     Optuna's ``fail_stale_trials`` finds those whose heartbeat stopped. A trial taken by a
     worker killed before its objective's first line has no heartbeat at all, which Optuna never
-    takes for stale, so every later worker and resume would wait for it forever: a RUNNING trial
-    without the :data:`BEATING` mark, started more than ``grace_period`` seconds ago, is failed
-    here the same way (taking a trial and reaching the objective take milliseconds)."""
+    takes for stale, so every later worker and resume would wait for it forever. A RUNNING
+    trial without its :data:`BEATING` mark, parameters or reported values, seen so by this
+    process for more than ``grace_period`` seconds (``unmarked_since``: trial id → when this
+    process first saw it so, by its monotonic clock; the caller keeps it between calls), is
+    failed here the same way: taking a trial and reaching the objective take milliseconds. The
+    age is this process's own observation, not the trial's start time, which the machine that
+    took it wrote in its local time. A trial with parameters or reported values is left to the
+    heartbeat (a worker of an older descent, which does not mark, runs it)."""
     with quiet_experimental():
         optuna.storages.fail_stale_trials(study)
     study_id = storage.get_study_id_from_name(study.study_name)
-    oldest = datetime.datetime.now() - datetime.timedelta(seconds=grace_period)
+    now = time.monotonic()
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    unmarked = set()
     for trial in running:
-        if BEATING in trial.system_attrs or trial.datetime_start is None:
-            continue
-        if trial.datetime_start > oldest:
+        if trial.params or trial.intermediate_values:
             continue
         trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        if trial.system_attrs.get(BEATING) == trial_id:
+            continue
+        unmarked.add(trial_id)
+        if now - unmarked_since.setdefault(trial_id, now) <= grace_period:
+            continue
         try:
             failed = storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -95,6 +108,8 @@ def fail_dead_trials(study: Any, storage: Any, grace_period: float) -> None:
         callback = _stale_callback(storage)
         if failed and callback is not None:
             callback(study, storage.get_trial(trial_id))
+    for trial_id in set(unmarked_since) - unmarked:
+        del unmarked_since[trial_id]  # marked, finished or failed since
 
 
 def _stale_callback(storage: Any) -> Callable[[Any, Any], None] | None:

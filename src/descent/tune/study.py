@@ -251,8 +251,8 @@ def open_study(settings: StudySettings, *, resume: bool) -> tuple[Any, StudySett
     (folder / "space.yaml").write_text(yamlfile.dumps(record), encoding="utf-8")
     if first:
         write_experiment(folder, settings.space)
-    if resume:
-        fail_dead_trials(study, storage, settings.grace_period)
+    if resume:  # the heartbeats that stopped (a trial without any: the workers' watch)
+        fail_dead_trials(study, storage, settings.grace_period, {})
     _queue_slots(study, settings)
     return study, settings
 

@@ -125,6 +125,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
     study = load_study(settings, storage)
     claim = _ClaimLock(settings.folder)
     objective = _objective(settings, callbacks, claim, study, storage)
+    unmarked_since: dict[int, float] = {}
     while True:
         claim.acquire()
         try:
@@ -136,7 +137,7 @@ def _work(settings: StudySettings, threads: int, callbacks: Sequence[Any] = ()) 
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             return
         time.sleep(1.0)
-        fail_dead_trials(study, storage, settings.grace_period)
+        fail_dead_trials(study, storage, settings.grace_period, unmarked_since)
 
 
 def _die_with_parent() -> None:
