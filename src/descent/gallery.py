@@ -121,9 +121,10 @@ def linear_fit_figure(target: Path, settings: GallerySettings) -> Path:
     optimum = fits["full"].fit_report(x, y).optimum_loss
     from descent.plotting import figure_file
 
-    with figure_file(
-        target, 1, 2, dpi=settings.dpi, figsize=(9, 3.6), layout="constrained"
-    ) as (_, (left, right)):
+    with figure_file(target, 1, 2, dpi=settings.dpi, figsize=(9, 3.6), layout="constrained") as (
+        _,
+        (left, right),
+    ):
         grid = torch.linspace(0, 1, 200, dtype=torch.float64).unsqueeze(1)
         line = grid[:, 0].numpy()
         left.scatter(x[:, 0].numpy(), y.numpy(), s=6, color="0.6", label="data")

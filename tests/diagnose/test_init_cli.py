@@ -11,7 +11,6 @@ from tests.cli_support import refusal, run_cli
 SMALL = ["diagnose", "init", "--depth", "3", "--width", "64", "--batch", "100"]
 
 
-
 def test_a_healthy_initialization_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli([*SMALL, "--init", "xavier_normal"], capsys)
     assert code == 0, out
