@@ -47,16 +47,12 @@ comes with its accuracy:
   analyses between build the gradient's graph alone, without the per-example losses and the
   sign passes, and their eigenvalues are the same bit for bit.
 
-Cost: on the digits CNN (21,386 parameters, batches of 50) the defaults alternate a full
-analysis (one forward-and-double-backward graph on 32 examples with the per-example losses, 3
-Hessian-vector products, two sign backward passes) with a light one (the graph, 2 products).
-On average 5.5 ms wall, 3.45 training steps, at one torch thread; 5.1 ms, 4.1 of the faster
-two-thread steps, in the training thread at two (the noise and λ_min at every analysis, the
-defaults before: 4.9 and 5.7 steps). benchmarks/curvature.py measures both and the
-trainer's cost per 50 updates at one torch thread and at torch's default side by side: +4.0%
-at one (in the background) and +10.0% (best run; +10.6% the median of 30 rounds) at two, at
-load 1.4 on 2 cores; 10.0–12.5% best and 10.6–11.4% median over four runs (10% the target;
-the analysis alone is 8.2–8.9% of 50 steps).
+Cost: the defaults alternate a full analysis (one forward-and-double-backward graph on 32
+examples with the per-example losses, 3 Hessian-vector products, two sign backward passes) with
+a light one (the graph, 2 products). benchmarks/curvature.py measures one analysis in training
+steps and the Trainer's cost per 50 updates at one torch thread and at torch's default side by
+side; docs/curvature-monitor.md and the README give the figures (10% over plain training the
+target).
 
 Where it runs: in a background thread on a snapshot of the weights taken at its step (a copy
 of the model made once, its tensors copied in place) when the process's CPUs hold torch's
