@@ -1,6 +1,6 @@
 """The lecture's figure of an initialization: per-layer histograms of the activations, one row per
-initialization, and the histograms of the gradients reaching each layer below them. (``pyplot``
-and ``save_figure`` come from :mod:`descent.plotting`, the one way descent draws.)"""
+initialization, and the histograms of the gradients reaching each layer below them (drawn through
+:mod:`descent.plotting`, the one way descent draws)."""
 
 from __future__ import annotations
 
@@ -79,4 +79,4 @@ def _row_range(layers: tuple[LayerReport, ...], kind: str) -> tuple[float, float
     return low, high
 
 
-__all__ = ["plot_init_reports", "pyplot", "save_figure"]
+__all__ = ["plot_init_reports"]

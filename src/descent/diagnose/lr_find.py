@@ -91,7 +91,7 @@ class RangeTest:
     def plot(self, path: str | Path, title: str | None = None) -> Path:
         """The raw and smoothed losses on a log-lr axis, the descending stretch shaded and the
         suggestion marked."""
-        from descent.diagnose.figures import pyplot, save_figure
+        from descent.plotting import pyplot, save_figure
 
         plt = pyplot()
         figure, axes = plt.subplots(figsize=(6.5, 4))

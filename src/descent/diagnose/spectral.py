@@ -126,7 +126,7 @@ class SpectralDensity:
 
     def plot(self, path: str | Path, sigma: float | None = None, title: str | None = None) -> Path:
         """Draw the smoothed density on a log scale to a PNG."""
-        from descent.diagnose.figures import pyplot, save_figure
+        from descent.plotting import pyplot, save_figure
 
         plt = pyplot()
         grid, values = self.curve(sigma=sigma)
