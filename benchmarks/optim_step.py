@@ -232,22 +232,16 @@ CLOCK: Callable[[], float] = time.perf_counter
 WARM_UP_STEPS = 10
 
 
-def time_interleaved(
-    optimizers: dict[str, torch.optim.Optimizer], repeats: int
-) -> dict[str, float]:
-    """Median seconds per step of each optimizer, stepping them in turn (in a shuffled order each
-    round) so that every one sees the same machine state (cache, clock, the other core's load)."""
-    return {name: statistics.median(values) for name, values in _steps(optimizers, repeats).items()}
-
-
 def time_rotated(
     factories: dict[str, Callable[[], torch.optim.Optimizer]], repeats: int
 ) -> dict[str, float]:
-    """:func:`time_interleaved` over fresh optimizers made in a rotated order, the median over
-    all rounds. Where an optimizer's tensors are allocated matters: two identical torch SGDs
-    over 16.8 M parameters differed by 1–3% between the first made and the last, and descent
-    measured 3.85 ms made first, 3.59 ms made last, against 3.62–3.81 for torch's foreach SGD
-    in the same runs. Each one is made first in some round, so none carries that alone."""
+    """Median seconds per step of each optimizer, stepped in turn (in a shuffled order each
+    round, so that every one sees the same machine state: cache, clock, the other core's load),
+    over fresh optimizers made in a rotated order, the median over all rounds. Where an
+    optimizer's tensors are allocated matters: two identical torch SGDs over 16.8 M parameters
+    differed by 1–3% between the first made and the last, and descent measured 3.85 ms made
+    first, 3.59 ms made last, against 3.62–3.81 for torch's foreach SGD in the same runs. Each
+    one is made first in some round, so none carries that alone."""
     names = list(factories)
     rounds = min(len(names), repeats)
     times: dict[str, list[float]] = {name: [] for name in names}
