@@ -172,3 +172,31 @@ def test_schedule_is_read_at_the_update_number() -> None:
         opt.step()
     assert seen == [0, 1, 2]
     assert opt.param_groups[0]["step"] == 3
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_a_missing_state_buffer_is_named_on_either_path(impl: str) -> None:
+    """A state that lacks a buffer the rule needs (loaded from another rule) raises KeyError on
+    both paths; the reference path names the buffer and the parameter instead of failing inside
+    the formula on None."""
+    model, x, y = model_and_data(torch.float64)
+    opt = optim.create("rmsprop", model.parameters(), lr=0.01, impl=impl)
+    train(model, opt, x, y, range(1))
+    first = next(iter(model.parameters()))
+    del opt.state[first]["square_avg"]
+    with pytest.raises(KeyError, match="square_avg"):
+        train(model, opt, x, y, range(1, 2))
+
+
+def test_an_optional_buffer_left_out_by_the_options_is_passed_as_none() -> None:
+    """RMSprop without centering or momentum keeps neither Ē nor b, and its reference takes None
+    for them: the reference path steps as the fast one does."""
+    model, x, y = model_and_data(torch.float64)
+    twin, _, _ = model_and_data(torch.float64)
+    reference = optim.create("rmsprop", model.parameters(), lr=0.01, impl="reference")
+    fast = optim.create("rmsprop", twin.parameters(), lr=0.01)
+    train(model, reference, x, y, range(3))
+    train(twin, fast, x, y, range(3))
+    assert set(reference.state[next(iter(model.parameters()))]) == {"step", "square_avg"}
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

@@ -11,6 +11,7 @@ from typing import Any
 from torch import Tensor
 
 _KEYWORDS: dict[Callable[..., Any], tuple[str, ...]] = {}
+_OPTIONAL: dict[Callable[..., Any], tuple[bool, ...]] = {}
 
 
 def _keywords(function: Callable[..., Any]) -> tuple[str, ...]:
@@ -20,6 +21,21 @@ def _keywords(function: Callable[..., Any]) -> tuple[str, ...]:
         names = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
         _KEYWORDS[function] = names
     return names
+
+
+def _optional_tensors(function: Callable[..., Any]) -> tuple[bool, ...]:
+    """For each state tensor ``function`` takes (its positional parameters after θ and g):
+    whether it may be None (annotated ``Tensor | None``: a buffer some options leave out)."""
+    optional = _OPTIONAL.get(function)
+    if optional is None:
+        parameters = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        ][2:]
+        optional = tuple("None" in str(p.annotation) for p in parameters)
+        _OPTIONAL[function] = optional
+    return optional
 
 
 def apply_reference(
@@ -37,7 +53,9 @@ def apply_reference(
     ``param`` and ``state[tensors]`` (in that order), then into the host scalars it takes.
 
     A name of ``tensors`` the state does not hold (a buffer the group's options leave out, e.g.
-    RMSprop's Ē when not centered) is passed as None and its result is not written. A host scalar
+    RMSprop's Ē when not centered) is passed as None and its result is not written, where
+    ``function`` takes None there (annotated ``Tensor | None``); elsewhere a missing one raises
+    KeyError naming it, as the fast path's lookup does. A host scalar
     (the rule's ``scalar_state``, e.g. Nadam's μ-product) that ``function`` takes as a keyword it
     also returns, after the tensors and in the order of its keywords: each is written to the host
     and to its 0-d state tensor.
@@ -63,6 +81,15 @@ def apply_reference(
             scalars.append(name)
         elif name in group:
             keywords[name] = group[name]
+    optional = _optional_tensors(function)
+    for index, key in enumerate(tensors):
+        if key not in state and not (index < len(optional) and optional[index]):
+            # As the fast path's state[key] would, but saying which state and why it may lack it.
+            raise KeyError(
+                f"the optimizer state of a {tuple(param.shape)} parameter has no {key!r}, which "
+                f"{getattr(function, '__name__', 'the rule')} needs (a state loaded from another "
+                "rule, or saved with other options?)"
+            )
     targets = [param, *(state.get(key) for key in tensors)]
     new = function(param, grad, *targets[1:], **keywords)
     results = (new,) if isinstance(new, Tensor) else new
