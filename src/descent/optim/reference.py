@@ -33,7 +33,10 @@ def _optional_tensors(function: Callable[..., Any]) -> tuple[bool, ...]:
             for p in inspect.signature(function).parameters.values()
             if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
         ][2:]
-        optional = tuple("None" in str(p.annotation) for p in parameters)
+        # the annotation as written (a string under postponed evaluation) or as an object
+        optional = tuple(
+            "None" in str(p.annotation) or "Optional" in str(p.annotation) for p in parameters
+        )
         _OPTIONAL[function] = optional
     return optional
 
