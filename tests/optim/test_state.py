@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Optional
 
 import pytest
 import torch
 
 from descent import optim
+from descent.optim.reference import apply_reference
 
 NAMES = list(optim.OPTIMIZERS)
 
@@ -200,3 +202,42 @@ def test_an_optional_buffer_left_out_by_the_options_is_passed_as_none() -> None:
     assert set(reference.state[next(iter(model.parameters()))]) == {"step", "square_avg"}
     for a, b in zip(model.parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("impl", ["reference", "fast"])
+def test_an_option_turned_on_after_the_state_was_made_names_the_missing_buffer(impl: str) -> None:
+    """Ē is optional in RMSprop's reference (left out when not centered), but a group that turns
+    centering on after its state was made needs it: both paths raise KeyError naming it."""
+    model, x, y = model_and_data(torch.float64)
+    opt = optim.create("rmsprop", model.parameters(), lr=0.01, impl=impl)
+    train(model, opt, x, y, range(1))
+    opt.param_groups[0]["centered"] = True
+    with pytest.raises(KeyError, match="grad_avg"):
+        train(model, opt, x, y, range(1, 2))
+
+
+#: An alias of an optional tensor, as a third-party rule might annotate its reference.
+MaybeTensor = Optional[torch.Tensor]  # noqa: UP045  (the spelling under test)
+
+
+def _toy_reference(
+    param: torch.Tensor,
+    grad: torch.Tensor,
+    kept: torch.Tensor,
+    extra: MaybeTensor,
+    *,
+    lr: float,
+) -> tuple[torch.Tensor, torch.Tensor, MaybeTensor]:
+    return param - lr * (grad + kept), kept + 1, extra
+
+
+def test_reference_buffers_annotated_through_an_alias_may_be_left_out() -> None:
+    """The optional check resolves the annotation: ``Optional[Tensor]`` behind an alias counts,
+    a plain ``Tensor`` does not."""
+    param, grad = torch.ones(3), torch.full((3,), 0.5)
+    state: dict[str, torch.Tensor] = {"kept": torch.zeros(3)}
+    apply_reference(_toy_reference, {}, param, grad, state, {}, 0.1, ("kept", "extra"))
+    torch.testing.assert_close(param, torch.full((3,), 0.95))
+    assert set(state) == {"kept"}
+    with pytest.raises(KeyError, match="'kept'"):
+        apply_reference(_toy_reference, {}, param, grad, {}, {}, 0.1, ("kept", "extra"))

@@ -30,7 +30,10 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   param, grad, state, host, lr)`` calls it through :func:`descent.optim.reference.apply_reference`
   (keywords from the group, ``_reference_keywords`` adds others). ``host["step"]`` is the step
   count t of this update (already advanced). A rule whose reference takes more overrides
-  ``_reference_update``.
+  ``_reference_update``. A state tensor that ``_init_state`` may leave out is annotated
+  ``Tensor | None`` in the reference (it then receives None; any other missing one raises
+  KeyError naming it), and a rule whose options decide such tensors returns the ones a group
+  needs from ``_required_state(group)``.
 - ``_foreach_update(step)``: the same formula over lists of tensors of one device and one dtype,
   written with :data:`descent.optim._compat.foreach` ops; ``step`` is a :class:`StepArgs`
   (``step.group``, ``step.params``, ``step.grads``, ``step.states``, ``step.hosts``, ``step.lr``).
@@ -273,8 +276,23 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
             raise NotImplementedError
         keywords = self._reference_keywords(group, param)
         apply_reference(
-            self.reference, group, param, grad, state, host, lr, self.state_names, **keywords
+            self.reference,
+            group,
+            param,
+            grad,
+            state,
+            host,
+            lr,
+            self.state_names,
+            required=self._required_state(group),
+            **keywords,
         )
+
+    def _required_state(self, group: Group) -> Sequence[str]:
+        """The optional state tensors (those ``_init_state`` may leave out) that this group's
+        options need; a state without one (an option turned on after it was made) is named in
+        a KeyError instead of reaching the formula as None."""
+        return ()
 
     def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
         """Arguments of :attr:`reference` that are not the group's entries of the same name."""

@@ -5,7 +5,8 @@ one line: which function, which state tensors it takes and returns."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -28,17 +29,23 @@ def _optional_tensors(function: Callable[..., Any]) -> tuple[bool, ...]:
     whether it may be None (annotated ``Tensor | None``: a buffer some options leave out)."""
     optional = _OPTIONAL.get(function)
     if optional is None:
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         parameters = [
-            p
-            for p in inspect.signature(function).parameters.values()
-            if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+            p for p in inspect.signature(function).parameters.values() if p.kind in positional
         ][2:]
-        # the annotation as written (a string under postponed evaluation) or as an object
-        optional = tuple(
-            "None" in str(p.annotation) or "Optional" in str(p.annotation) for p in parameters
-        )
+        try:  # resolved, so that an alias of ``Tensor | None`` counts too
+            hints = typing.get_type_hints(function)
+        except Exception:  # a name only imported for type checkers: read the text instead
+            hints = {}
+        optional = tuple(_admits_none(hints.get(p.name, p.annotation)) for p in parameters)
         _OPTIONAL[function] = optional
     return optional
+
+
+def _admits_none(annotation: Any) -> bool:
+    if isinstance(annotation, str):  # unresolved: ``Tensor | None`` or ``Optional[Tensor]``
+        return "None" in annotation or "Optional" in annotation
+    return annotation is type(None) or type(None) in typing.get_args(annotation)
 
 
 def apply_reference(
@@ -50,6 +57,8 @@ def apply_reference(
     host: dict[str, Any],
     lr: float,
     tensors: Sequence[str],
+    *,
+    required: Collection[str] = (),
     **given: Any,
 ) -> None:
     """``function(param, grad, *state[tensors], **keywords)``, its results written back into
@@ -57,8 +66,10 @@ def apply_reference(
 
     A name of ``tensors`` the state does not hold (a buffer the group's options leave out, e.g.
     RMSprop's Ē when not centered) is passed as None and its result is not written, where
-    ``function`` takes None there (annotated ``Tensor | None``); elsewhere a missing one raises
-    KeyError naming it, as the fast path's lookup does. A host scalar
+    ``function`` takes None there (annotated ``Tensor | None``) and the name is not in
+    ``required`` (the buffers this group's options need: an option turned on after the state was
+    made leaves one out); otherwise a missing one raises KeyError naming it, as the fast path's
+    lookup does. A host scalar
     (the rule's ``scalar_state``, e.g. Nadam's μ-product) that ``function`` takes as a keyword it
     also returns, after the tensors and in the order of its keywords: each is written to the host
     and to its 0-d state tensor.
@@ -86,7 +97,8 @@ def apply_reference(
             keywords[name] = group[name]
     optional = _optional_tensors(function)
     for index, key in enumerate(tensors):
-        if key not in state and not (index < len(optional) and optional[index]):
+        may_lack = index < len(optional) and optional[index] and key not in required
+        if key not in state and not may_lack:
             # As the fast path's state[key] would, but saying which state and why it may lack it.
             raise KeyError(
                 f"the optimizer state of a {tuple(param.shape)} parameter has no {key!r}, which "

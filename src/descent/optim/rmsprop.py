@@ -104,13 +104,16 @@ class RMSprop(DescentOptimizer):
         validate.unit_interval(group["momentum"], "momentum (μ)")
 
     def _init_state(self, param: Tensor, group: Group) -> State:
+        return self.zeros(param, group, ["square_avg", *self._required_state(group)])
+
+    def _required_state(self, group: Group) -> list[str]:
         # Ē and b take memory only when centering or momentum asks for them.
-        names = ["square_avg"]
+        names = []
         if group["centered"]:
             names.append("grad_avg")
         if group["momentum"] > 0:
             names.append("momentum_buffer")
-        return self.zeros(param, group, names)
+        return names
 
     def _foreach_update(self, step: StepArgs) -> None:
         group, params, grads, states, lr = step.group, step.params, step.grads, step.states, step.lr
