@@ -1,21 +1,27 @@
-"""How much faster than schedulefree's step a Schedule-Free SGD step can be on this machine, from
-the peer's own first pass.
+"""How much faster than schedulefree's step a Schedule-Free SGD step can be on this machine, and
+what stands in the way: the bytes it must move, and what a step costs before it moves any.
 
 Any Schedule-Free SGD step reads y (the parameters), z and g and writes y and z: five arrays'
-traffic. schedulefree's foreach step makes three passes: ``lerp_(y, z)`` (reads y and z, writes
-y), ``add_(y, g)`` and ``sub_(z, g)``. Over many small tensors (ResNet-50's 161 shapes at ¼ width,
-8 MiB an array) its second and third passes find most of their data in the cache, which the first
-just brought there, so most of its time is that first pass over cold data, and a fused step cannot
-avoid the same cold reads.
+traffic. schedulefree's foreach step makes three passes over all the tensors: ``lerp_(y, z)``
+(reads y and z, writes y), ``add_(y, g)`` and ``sub_(z, g)``; its first pass brings y and z from
+memory and its second g, and what its later passes read again is mostly still in the cache.
 
-The script times, in one run and stepped in turn (benchmarks/optim_step.py's rotation, so each
-sees the cache the others leave): descent's step, schedulefree's foreach and for-loop steps, and
-the peer's first pass alone. A fused step that moved its five arrays at the rate that torch's
-vectorized lerp moves its three takes 5/3 of the pass's time. That time over the peer's step is
-the ratio such a step would reach (the "streaming bound"). A ratio below it needs more bytes per
-second than torch's own lerp achieves on the same tensors. For the large-tensor table (arrays
-twice the last-level cache) the bound also follows from the update bandwidth, as in
-optim_step.py.
+Each step is timed twice in one run, stepped in turn (benchmarks/optim_step.py's rotation, so
+each sees the cache the others leave): on the step's tensors, and on as many tensors of 16
+elements each. The second is the step's fixed cost: its Python, and reading the tensors' and its
+state's metadata, which the rotation has pushed out of the cache as training would; the
+difference is what moving the data costs. The same for the peer's first pass alone, a bare
+``_foreach_lerp_`` over two of the step's three lists: its data part gives the rate at which
+torch's vectorized lerp moves bytes on these tensors. From these the script prints:
+
+- the "lerp-rate reference": a step with descent's fixed cost that moved its five arrays at
+  the lerp's rate, as a ratio to the peer's fastest step (the target's peer; not a hard limit:
+  a faster streamer could beat torch's lerp);
+- what half the peer's time would leave for descent's fixed cost, given its data part as
+  measured.
+
+For the large-tensor table (arrays twice the last-level cache) the bandwidth floor is printed
+beside them, as in optim_step.py.
 
     python benchmarks/streaming_bound.py [--repeats 15] [--no-large]
 """
@@ -52,44 +58,56 @@ class FirstPass:
         torch._foreach_lerp_(self.y, self.z, 0.1)
 
 
+#: The tensors that stand for "as many tensors, no data": their steps' fixed cost.
+TINY = 16
+
+
 def measure(shapes: list[tuple[int, ...]], repeats: int) -> dict[str, float]:
     peer = optim_step.PACKAGE_RULES["schedule_free_sgd"][2]
-
-    def made(factory: Callable[[list[torch.Tensor]], object]) -> Callable[[], object]:
-        return lambda: factory(optim_step.make_params(shapes))
-
-    factories = {
-        "descent": made(lambda p: optim.create("schedule_free_sgd", p, lr=1.0)),
-        "foreach": made(lambda p: peer(p, foreach=True)),
-        "for-loop": made(lambda p: peer(p, foreach=False)),
-        "first pass": made(FirstPass),
+    tiny = [(TINY,)] * len(shapes)
+    makers: dict[str, Callable[[list[torch.Tensor]], object]] = {
+        "descent": lambda p: optim.create("schedule_free_sgd", p, lr=1.0),
+        "foreach": lambda p: peer(p, foreach=True),
+        "first pass": FirstPass,
     }
+    factories: dict[str, Callable[[], object]] = {
+        "for-loop": lambda: peer(optim_step.make_params(shapes), foreach=False)
+    }
+    for name, make in makers.items():
+        factories[name] = lambda make=make: make(optim_step.make_params(shapes))
+        factories[f"{name}, fixed"] = lambda make=make: make(optim_step.make_params(tiny))
     with torch.no_grad():
         return optim_step.time_rotated(factories, repeats)  # type: ignore[arg-type]
 
 
 def report(title: str, seconds: dict[str, float], params: int, bandwidth: float) -> None:
-    peer_name = min(("foreach", "for-loop"), key=seconds.__getitem__)
-    peer = seconds[peer_name]
-    bound = seconds["first pass"] * STEP_ARRAYS / LERP_ARRAYS / peer
-    floor = STEP_ARRAYS * 4 * params / bandwidth / peer
-    lerp_rate = LERP_ARRAYS * 4 * params / seconds["first pass"]
-    descent_rate = STEP_ARRAYS * 4 * params / seconds["descent"]
+    def data(name: str) -> float:
+        return seconds[name] - seconds[f"{name}, fixed"]
+
+    step_bytes, lerp_bytes = STEP_ARRAYS * 4 * params, LERP_ARRAYS * 4 * params
+    fastest = min(("foreach", "for-loop"), key=seconds.__getitem__)
+    peer = seconds[fastest]  # the target's peer: its fastest implementation
+    lerp_rate = lerp_bytes / data("first pass")
+    reference = (seconds["descent, fixed"] + step_bytes / lerp_rate) / peer
+    room = 0.5 * peer - data("descent")  # fixed cost left to a step at half the peer's time
     print(title)
     print(
-        f"  descent {seconds['descent'] * 1e3:.3f} ms, schedulefree ({peer_name}) "
-        f"{peer * 1e3:.3f} ms: ratio {seconds['descent'] / peer:.2f} (target ≤ 0.5)"
+        f"  descent {seconds['descent'] * 1e3:.3f} ms; schedulefree foreach "
+        f"{seconds['foreach'] * 1e3:.3f} ms, for-loop {seconds['for-loop'] * 1e3:.3f} ms; "
+        f"descent / fastest ({fastest}) {seconds['descent'] / peer:.2f} (target ≤ 0.5)"
     )
+    for name in ("descent", "foreach", "first pass"):
+        arrays = LERP_ARRAYS if name == "first pass" else STEP_ARRAYS
+        print(
+            f"  {name:10} fixed {seconds[f'{name}, fixed'] * 1e3:.3f} ms + data "
+            f"{data(name) * 1e3:.3f} ms ({arrays * 4 * params / data(name) / 1e9:.1f} GB/s)"
+        )
     print(
-        f"  the peer's first pass alone {seconds['first pass'] * 1e3:.3f} ms "
-        f"({seconds['first pass'] / peer:.2f} of its step), {lerp_rate / 1e9:.1f} GB/s; "
-        f"descent moves {descent_rate / 1e9:.1f} GB/s"
-    )
-    print(
-        f"  streaming bound (five arrays at the first pass's rate): {bound:.2f}; "
-        f"bandwidth floor ({bandwidth / 1e9:.1f} GB/s): {floor:.2f}; a ratio of 0.5 needs "
-        f"{0.5 * peer * 1e3:.3f} ms, {STEP_ARRAYS * 4 * params / (0.5 * peer) / lerp_rate:.2f}× "
-        "the first pass's rate"
+        f"  lerp-rate reference: {reference:.2f}; bandwidth floor ({bandwidth / 1e9:.1f} GB/s): "
+        f"{step_bytes / bandwidth / peer:.2f}; half the fastest peer's step leaves "
+        f"{room * 1e3:.3f} ms for descent's fixed cost (now "
+        f"{seconds['descent, fixed'] * 1e3:.3f} ms; the bare lerp's "
+        f"{seconds['first pass, fixed'] * 1e3:.3f} ms)"
     )
 
 
