@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Optional
 
 import pytest
 import torch
@@ -216,28 +215,25 @@ def test_an_option_turned_on_after_the_state_was_made_names_the_missing_buffer(i
         train(model, opt, x, y, range(1, 2))
 
 
-#: An alias of an optional tensor, as a third-party rule might annotate its reference.
-MaybeTensor = Optional[torch.Tensor]  # noqa: UP045  (the spelling under test)
-
-
 def _toy_reference(
     param: torch.Tensor,
     grad: torch.Tensor,
     kept: torch.Tensor,
-    extra: MaybeTensor,
+    extra: torch.Tensor | None,
     *,
     lr: float,
-) -> tuple[torch.Tensor, torch.Tensor, MaybeTensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     return param - lr * (grad + kept), kept + 1, extra
 
 
-def test_reference_buffers_annotated_through_an_alias_may_be_left_out() -> None:
-    """The optional check resolves the annotation: ``Optional[Tensor]`` behind an alias counts,
-    a plain ``Tensor`` does not."""
+def test_only_the_tensors_a_state_holds_are_required() -> None:
+    """``held`` names the state tensors this parameter keeps: the others reach the formula as
+    None; one it should hold and lacks raises KeyError naming it."""
     param, grad = torch.ones(3), torch.full((3,), 0.5)
     state: dict[str, torch.Tensor] = {"kept": torch.zeros(3)}
-    apply_reference(_toy_reference, {}, param, grad, state, {}, 0.1, ("kept", "extra"))
+    tensors = ("kept", "extra")
+    apply_reference(_toy_reference, {}, param, grad, state, {}, 0.1, tensors, held=("kept",))
     torch.testing.assert_close(param, torch.full((3,), 0.95))
     assert set(state) == {"kept"}
     with pytest.raises(KeyError, match="'kept'"):
-        apply_reference(_toy_reference, {}, param, grad, {}, {}, 0.1, ("kept", "extra"))
+        apply_reference(_toy_reference, {}, param, grad, {}, {}, 0.1, tensors, held=("kept",))

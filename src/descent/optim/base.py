@@ -30,10 +30,10 @@ Writing a rule (subclass :class:`DescentOptimizer`)
   param, grad, state, host, lr)`` calls it through :func:`descent.optim.reference.apply_reference`
   (keywords from the group, ``_reference_keywords`` adds others). ``host["step"]`` is the step
   count t of this update (already advanced). A rule whose reference takes more overrides
-  ``_reference_update``. A state tensor that ``_init_state`` may leave out is annotated
-  ``Tensor | None`` in the reference (it then receives None; any other missing one raises
-  KeyError naming it), and a rule whose options decide such tensors returns the ones a group
-  needs from ``_required_state(group)``.
+  ``_reference_update``. A rule whose options or shapes leave some of ``state_names`` out
+  returns the ones a parameter holds from ``_state_names(param, group)``: the default
+  ``_init_state`` makes those, and the reference receives None for the others (a missing one of
+  those it holds raises KeyError naming it).
 - ``_foreach_update(step)``: the same formula over lists of tensors of one device and one dtype,
   written with :data:`descent.optim._compat.foreach` ops; ``step`` is a :class:`StepArgs`
   (``step.group``, ``step.params``, ``step.grads``, ``step.states``, ``step.hosts``, ``step.lr``).
@@ -263,7 +263,12 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
     # -- the subclass's part ------------------------------------------------------------------
 
     def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, self.state_names)
+        return self.zeros(param, group, self._state_names(param, group))
+
+    def _state_names(self, param: Tensor, group: Group) -> Sequence[str]:
+        """The names of :attr:`state_names` that ``param``'s state holds under ``group``'s
+        options (all of them, unless the rule leaves some out)."""
+        return self.state_names
 
     def _init_host(self, group: Group) -> Host:
         """Initial values of :attr:`scalar_state` (the base sets the tensors from them)."""
@@ -284,15 +289,9 @@ class DescentOptimizer(Stepping, torch.optim.Optimizer):
             host,
             lr,
             self.state_names,
-            required=self._required_state(group),
+            held=self._state_names(param, group),
             **keywords,
         )
-
-    def _required_state(self, group: Group) -> Sequence[str]:
-        """The optional state tensors (those ``_init_state`` may leave out) that this group's
-        options need; a state without one (an option turned on after it was made) is named in
-        a KeyError instead of reaching the formula as None."""
-        return ()
 
     def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
         """Arguments of :attr:`reference` that are not the group's entries of the same name."""

@@ -5,14 +5,12 @@ one line: which function, which state tensors it takes and returns."""
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from torch import Tensor
 
 _KEYWORDS: dict[Callable[..., Any], tuple[str, ...]] = {}
-_OPTIONAL: dict[Callable[..., Any], tuple[bool, ...]] = {}
 
 
 def _keywords(function: Callable[..., Any]) -> tuple[str, ...]:
@@ -22,30 +20,6 @@ def _keywords(function: Callable[..., Any]) -> tuple[str, ...]:
         names = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
         _KEYWORDS[function] = names
     return names
-
-
-def _optional_tensors(function: Callable[..., Any]) -> tuple[bool, ...]:
-    """For each state tensor ``function`` takes (its positional parameters after θ and g):
-    whether it may be None (annotated ``Tensor | None``: a buffer some options leave out)."""
-    optional = _OPTIONAL.get(function)
-    if optional is None:
-        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        parameters = [
-            p for p in inspect.signature(function).parameters.values() if p.kind in positional
-        ][2:]
-        try:  # resolved, so that an alias of ``Tensor | None`` counts too
-            hints = typing.get_type_hints(function)
-        except Exception:  # a name only imported for type checkers: read the text instead
-            hints = {}
-        optional = tuple(_admits_none(hints.get(p.name, p.annotation)) for p in parameters)
-        _OPTIONAL[function] = optional
-    return optional
-
-
-def _admits_none(annotation: Any) -> bool:
-    if isinstance(annotation, str):  # unresolved: ``Tensor | None`` or ``Optional[Tensor]``
-        return "None" in annotation or "Optional" in annotation
-    return annotation is type(None) or type(None) in typing.get_args(annotation)
 
 
 def apply_reference(
@@ -58,18 +32,18 @@ def apply_reference(
     lr: float,
     tensors: Sequence[str],
     *,
-    required: Collection[str] = (),
+    held: Collection[str] | None = None,
     **given: Any,
 ) -> None:
     """``function(param, grad, *state[tensors], **keywords)``, its results written back into
     ``param`` and ``state[tensors]`` (in that order), then into the host scalars it takes.
 
-    A name of ``tensors`` the state does not hold (a buffer the group's options leave out, e.g.
-    RMSprop's Ē when not centered) is passed as None and its result is not written, where
-    ``function`` takes None there (annotated ``Tensor | None``) and the name is not in
-    ``required`` (the buffers this group's options need: an option turned on after the state was
-    made leaves one out); otherwise a missing one raises KeyError naming it, as the fast path's
-    lookup does. A host scalar
+    ``held``: the names of ``tensors`` this parameter's state holds under its group's options
+    (the rule's ``_state_names``; None: all of them). A name the state does not hold is passed as
+    None and its result is not written (a buffer the options leave out, e.g. RMSprop's Ē when not
+    centered); one of ``held`` that the state lacks (loaded from another rule, or an option
+    turned on after the state was made) raises KeyError naming it, as the fast path's lookup
+    does. A host scalar
     (the rule's ``scalar_state``, e.g. Nadam's μ-product) that ``function`` takes as a keyword it
     also returns, after the tensors and in the order of its keywords: each is written to the host
     and to its 0-d state tensor.
@@ -95,10 +69,8 @@ def apply_reference(
             scalars.append(name)
         elif name in group:
             keywords[name] = group[name]
-    optional = _optional_tensors(function)
-    for index, key in enumerate(tensors):
-        may_lack = index < len(optional) and optional[index] and key not in required
-        if key not in state and not may_lack:
+    for key in tensors if held is None else held:
+        if key not in state:
             # As the fast path's state[key] would, but saying which state and why it may lack it.
             raise KeyError(
                 f"the optimizer state of a {tuple(param.shape)} parameter has no {key!r}, which "

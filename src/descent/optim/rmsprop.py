@@ -12,7 +12,7 @@ from torch import Tensor
 from descent import validate
 from descent.optim._compat import foreach
 from descent.optim.base import DescentOptimizer, LearningRate, effective_grad, effective_grads
-from descent.optim.fastpath import Group, State, StepArgs
+from descent.optim.fastpath import Group, StepArgs
 from descent.optim.options import RuleOptions, hyperparameters
 
 # -- the pure reference step -------------------------------------------------------------------
@@ -103,12 +103,9 @@ class RMSprop(DescentOptimizer):
         validate.positive(group["eps"], "eps (ε)")
         validate.unit_interval(group["momentum"], "momentum (μ)")
 
-    def _init_state(self, param: Tensor, group: Group) -> State:
-        return self.zeros(param, group, ["square_avg", *self._required_state(group)])
-
-    def _required_state(self, group: Group) -> list[str]:
+    def _state_names(self, param: Tensor, group: Group) -> list[str]:
         # Ē and b take memory only when centering or momentum asks for them.
-        names = []
+        names = ["square_avg"]
         if group["centered"]:
             names.append("grad_avg")
         if group["momentum"] > 0:

@@ -234,15 +234,18 @@ class SOAP(DescentOptimizer):
         beta = group["shampoo_beta"]
         return group["betas"][1] if beta is None else beta
 
+    def _state_names(self, param: Tensor, group: Group) -> list[str]:
+        has_left, has_right = soap_sides(param.shape, group["max_precond_dim"])
+        sides = [name for name, present in (("left", has_left), ("right", has_right)) if present]
+        return ["exp_avg", "exp_avg_sq", *(key for name in sides for key in (name, "q_" + name))]
+
     def _init_state(self, param: Tensor, group: Group) -> State:
         state = self.zeros(param, group, ["exp_avg", "exp_avg_sq"])
-        rows, cols = soap_matrix_shape(param.shape)
-        has_left, has_right = soap_sides(param.shape, group["max_precond_dim"])
+        sizes = dict(zip(("left", "right"), soap_matrix_shape(param.shape), strict=True))
         dtype = self.state_dtype(param, group)
-        for name, size, present in (("left", rows, has_left), ("right", cols, has_right)):
-            if present:
-                state[name] = torch.zeros(size, size, dtype=dtype, device=param.device)
-                state["q_" + name] = torch.zeros(size, size, dtype=dtype, device=param.device)
+        for name in self._state_names(param, group)[2:]:  # the factors and their bases
+            size = sizes[name.removeprefix("q_")]
+            state[name] = torch.zeros(size, size, dtype=dtype, device=param.device)
         return state
 
     def _reference_keywords(self, group: Group, param: Tensor) -> dict[str, Any]:
