@@ -42,9 +42,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 import optim_step
 from descent import optim
 
-#: Arrays a Schedule-Free SGD step reads or writes (y, z and g read; y and z written), and those
-#: of the peer's first pass (y and z read; y written).
-STEP_ARRAYS, LERP_ARRAYS = 5, 3
+#: Bytes per float32 parameter of a Schedule-Free SGD step (y, z and g read; y and z written:
+#: optim_step.py's table) and of the peer's first pass (y and z read; y written).
+STEP_BYTES = optim_step.PACKAGE_RULES["schedule_free_sgd"][0]
+LERP_BYTES = 3 * 4
 
 
 class FirstPass:
@@ -84,7 +85,7 @@ def report(title: str, seconds: dict[str, float], params: int, bandwidth: float)
     def data(name: str) -> float:
         return seconds[name] - seconds[f"{name}, fixed"]
 
-    step_bytes, lerp_bytes = STEP_ARRAYS * 4 * params, LERP_ARRAYS * 4 * params
+    step_bytes, lerp_bytes = STEP_BYTES * params, LERP_BYTES * params
     fastest = min(("foreach", "for-loop"), key=seconds.__getitem__)
     peer = seconds[fastest]  # the target's peer: its fastest implementation
     lerp_rate = lerp_bytes / data("first pass")
@@ -97,10 +98,10 @@ def report(title: str, seconds: dict[str, float], params: int, bandwidth: float)
         f"descent / fastest ({fastest}) {seconds['descent'] / peer:.2f} (target ≤ 0.5)"
     )
     for name in ("descent", "foreach", "first pass"):
-        arrays = LERP_ARRAYS if name == "first pass" else STEP_ARRAYS
+        moved = lerp_bytes if name == "first pass" else step_bytes
         print(
             f"  {name:10} fixed {seconds[f'{name}, fixed'] * 1e3:.3f} ms + data "
-            f"{data(name) * 1e3:.3f} ms ({arrays * 4 * params / data(name) / 1e9:.1f} GB/s)"
+            f"{data(name) * 1e3:.3f} ms ({moved / data(name) / 1e9:.1f} GB/s)"
         )
     print(
         f"  lerp-rate reference: {reference:.2f}; bandwidth floor ({bandwidth / 1e9:.1f} GB/s): "
