@@ -77,9 +77,8 @@ def _objective(
         # it gets to run (behind other writers to the database), and a RUNNING trial without
         # any is never stale to fail_stale_trials; the mark lets fail_dead_trials tell a trial
         # whose worker died even before this line.
-        mark_beating(storage, storage.get_trial_id_from_study_id_trial_number(
-            study_id, trial.number
-        ))  # fmt: skip
+        storage_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        mark_beating(storage, storage_id)
         claim.release()  # the slot is ours now
         if SLOT not in trial.user_attrs:
             trial.set_user_attr(SPARE, True)
